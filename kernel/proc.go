@@ -1,0 +1,263 @@
+package kernel
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Getpid is getpid(2).
+func Getpid() int { return unix.Getpid() }
+
+// Kill is kill(2).
+func Kill(pid, sig int) error { return unix.Kill(pid, unix.Signal(sig)) }
+
+// Signal numbers used by tests and tools.
+const (
+	SIGKILL = int(unix.SIGKILL)
+	SIGSTOP = int(unix.SIGSTOP)
+	SIGCONT = int(unix.SIGCONT)
+	SIGTERM = int(unix.SIGTERM)
+)
+
+// PidfdOpen is pidfd_open(2). The descriptor becomes readable when the
+// process exits, and keeps naming that process even if its pid is reused.
+func PidfdOpen(pid int) (int, error) {
+	return unix.PidfdOpen(pid, 0)
+}
+
+// PidfdExited reports whether the process behind a pidfd has exited,
+// without blocking.
+func PidfdExited(fd int) (bool, error) {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		return n > 0, nil
+	}
+}
+
+// Close is close(2).
+func Close(fd int) error { return unix.Close(fd) }
+
+// ProcessStartTime returns the start time of process pid, in clock ticks
+// since boot (field 22 of /proc/pid/stat). A pid together with its start
+// time names one process for ever, even after the pid is reused.
+func ProcessStartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, ESRCH
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, EPROTO
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); field 22 is f[19].
+	if len(f) < 20 {
+		return 0, EPROTO
+	}
+	if f[0] == "Z" || f[0] == "X" {
+		return 0, ESRCH // a zombie has exited; only its parent's wait is left
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// ProcessAlive reports whether the process pid that started at start (as
+// ProcessStartTime reports it; 0 means "any") is still running. Zombies
+// count as dead.
+func ProcessAlive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := ProcessStartTime(pid)
+	if err != nil {
+		return false
+	}
+	return start == 0 || st == start
+}
+
+// Creds are a process's credentials as far as SysV permission checks go.
+type Creds struct {
+	PID      int
+	UID, GID uint32 // effective ids (the fsuid/fsgid for group matching is the same unless changed)
+	Groups   []uint32
+	// IPCOwner is CAP_IPC_OWNER (bypasses SysV mode checks), SysAdmin
+	// CAP_SYS_ADMIN (IPC_SET / IPC_RMID on others' objects), SysResource
+	// CAP_SYS_RESOURCE (msg_qbytes above MSGMNB).
+	IPCOwner, SysAdmin, SysResource bool
+}
+
+// Capability bit numbers (include/uapi/linux/capability.h).
+const (
+	CAP_SYS_RESOURCE = 24
+	CAP_SYS_ADMIN    = 21
+	CAP_IPC_OWNER    = 15
+	CAP_IPC_LOCK     = 14
+)
+
+// ProcessCreds reads the credentials of process pid from /proc/pid/status
+// (effective uid and gid, supplementary groups, effective capabilities).
+func ProcessCreds(pid int) (Creds, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return Creds{}, ESRCH
+	}
+	c := Creds{PID: pid}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		switch k {
+		case "Uid": // real, effective, saved, fs
+			if len(f) >= 2 {
+				c.UID = parseU32(f[1])
+			}
+		case "Gid":
+			if len(f) >= 2 {
+				c.GID = parseU32(f[1])
+			}
+		case "Groups":
+			for _, g := range f {
+				c.Groups = append(c.Groups, parseU32(g))
+			}
+		case "CapEff":
+			if len(f) == 1 {
+				caps, _ := strconv.ParseUint(f[0], 16, 64)
+				c.IPCOwner = caps&(1<<CAP_IPC_OWNER) != 0
+				c.SysAdmin = caps&(1<<CAP_SYS_ADMIN) != 0
+				c.SysResource = caps&(1<<CAP_SYS_RESOURCE) != 0
+			}
+		}
+	}
+	return c, nil
+}
+
+func parseU32(s string) uint32 {
+	n, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(n)
+}
+
+// SelfCreds returns the calling process's credentials.
+func SelfCreds() (Creds, error) {
+	c, err := ProcessCreds(unix.Getpid())
+	if err != nil {
+		return c, err
+	}
+	// The syscalls are authoritative for the ids; /proc gives groups and caps.
+	c.UID, c.GID = uint32(unix.Geteuid()), uint32(unix.Getegid())
+	return c, nil
+}
+
+// PeerCred returns the pid, uid and gid of the process at the other end of a
+// unix socket connection (SO_PEERCRED): the kernel's word, not the peer's.
+func PeerCred(conn *net.UnixConn) (pid int, uid, gid uint32, err error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var uc *unix.Ucred
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		uc, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, 0, 0, err
+	}
+	if serr != nil {
+		return 0, 0, 0, serr
+	}
+	return int(uc.Pid), uc.Uid, uc.Gid, nil
+}
+
+// Epoll is an epoll instance, used to watch many pidfds from one goroutine.
+type Epoll struct{ fd int }
+
+// EpollCreate is epoll_create1(EPOLL_CLOEXEC).
+func EpollCreate() (*Epoll, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	return &Epoll{fd: fd}, nil
+}
+
+// Add watches fd for readability, reporting data when it fires.
+func (e *Epoll) Add(fd int, data uint64) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	ev.Fd = int32(data)
+	ev.Pad = int32(data >> 32)
+	return unix.EpollCtl(e.fd, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// Remove stops watching fd.
+func (e *Epoll) Remove(fd int) error {
+	return unix.EpollCtl(e.fd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+// Wait blocks up to msec milliseconds (-1: for ever) and returns the data of
+// the descriptors that are ready. EINTR is retried.
+func (e *Epoll) Wait(msec int) ([]uint64, error) {
+	var evs [32]unix.EpollEvent
+	for {
+		n, err := unix.EpollWait(e.fd, evs[:], msec)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out := make([]uint64, n)
+		for i := 0; i < n; i++ {
+			out[i] = uint64(uint32(evs[i].Fd)) | uint64(uint32(evs[i].Pad))<<32
+		}
+		return out, nil
+	}
+}
+
+// Close closes the epoll instance.
+func (e *Epoll) Close() error { return unix.Close(e.fd) }
+
+// Eventfd is eventfd(2) with EFD_CLOEXEC; used to interrupt an Epoll.Wait.
+func Eventfd() (int, error) { return unix.Eventfd(0, unix.EFD_CLOEXEC) }
+
+// EventfdSignal adds 1 to an eventfd, making it readable.
+func EventfdSignal(fd int) error {
+	var b = [8]byte{1}
+	_, err := unix.Write(fd, b[:])
+	return err
+}
+
+// EventfdDrain resets an eventfd to zero.
+func EventfdDrain(fd int) {
+	var b [8]byte
+	_, _ = unix.Read(fd, b[:])
+}
+
+var self struct {
+	once  sync.Once
+	pid   int
+	start uint64
+}
+
+// Self returns the calling process's pid and start time (ProcessStartTime),
+// read once. Go programs do not fork without exec, so neither changes.
+func Self() (pid int, start uint64) {
+	self.once.Do(func() {
+		self.pid = unix.Getpid()
+		self.start, _ = ProcessStartTime(self.pid)
+	})
+	return self.pid, self.start
+}

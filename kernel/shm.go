@@ -1,0 +1,150 @@
+package kernel
+
+import (
+	"errors"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Shmget is shmget(2).
+func Shmget(key, size, flag int) (int, error) {
+	r, _, e := unix.Syscall(unix.SYS_SHMGET, uintptr(int32(key)), uintptr(size), uintptr(flag))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+// Shmat is shmat(2) at an address the kernel chooses. The returned slice
+// covers the segment's size as IPC_STAT reports it (shm_segsz). It is valid
+// until Shmdt; touching it afterwards faults.
+func Shmat(id, flag int) ([]byte, error) {
+	addr, _, e := unix.Syscall(unix.SYS_SHMAT, uintptr(id), 0, uintptr(flag))
+	if e != 0 {
+		return nil, e
+	}
+	ds, err := shmctlStat(id, IPC_STAT)
+	if err != nil {
+		_, _, _ = unix.Syscall(unix.SYS_SHMDT, addr, 0, 0)
+		return nil, err
+	}
+	// addr is memory the kernel mapped, outside the Go heap.
+	p := *(*unsafe.Pointer)(unsafe.Pointer(&addr))
+	return unsafe.Slice((*byte)(p), int(ds.Segsz)), nil
+}
+
+// ShmatAt is shmat(2) at a chosen address (SHM_RND, SHM_REMAP apply).
+// It returns the address the segment was attached at.
+func ShmatAt(id int, addr uintptr, flag int) (uintptr, error) {
+	r, _, e := unix.Syscall(unix.SYS_SHMAT, uintptr(id), addr, uintptr(flag))
+	if e != 0 {
+		return 0, e
+	}
+	return r, nil
+}
+
+// Shmdt is shmdt(2) on the start of b. b must not be used afterwards.
+func Shmdt(b []byte) error {
+	if len(b) == 0 {
+		return EINVAL
+	}
+	return ShmdtAddr(uintptr(unsafe.Pointer(&b[0])))
+}
+
+// ShmdtAddr is shmdt(2) on a raw address.
+func ShmdtAddr(addr uintptr) error {
+	_, _, e := unix.Syscall(unix.SYS_SHMDT, addr, 0, 0)
+	return errnoErr(e)
+}
+
+// ShmctlStat is shmctl(IPC_STAT).
+func ShmctlStat(id int) (ShmidDS, error) {
+	if id < 0 {
+		return ShmidDS{}, EINVAL
+	}
+	return shmctlStat(id, IPC_STAT)
+}
+
+// ShmctlStatIndex is shmctl(SHM_STAT_ANY) on a kernel index; it returns the
+// full id of the segment at that index. ENOENT or EINVAL means no segment there.
+func ShmctlStatIndex(index int) (int, ShmidDS, error) {
+	var raw unix.SysvShmDesc
+	r, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(index), SHM_STAT_ANY|IPC_64, uintptr(unsafe.Pointer(&raw)))
+	if e != 0 {
+		return -1, ShmidDS{}, e
+	}
+	return int(r), shmDS(&raw), nil
+}
+
+func shmctlStat(id, cmd int) (ShmidDS, error) {
+	var raw unix.SysvShmDesc
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), uintptr(cmd|IPC_64), uintptr(unsafe.Pointer(&raw)))
+	if e != 0 {
+		return ShmidDS{}, e
+	}
+	return shmDS(&raw), nil
+}
+
+func shmDS(raw *unix.SysvShmDesc) ShmidDS {
+	return ShmidDS{
+		Perm: IpcPerm{Key: raw.Perm.Key, UID: raw.Perm.Uid, GID: raw.Perm.Gid,
+			CUID: raw.Perm.Cuid, CGID: raw.Perm.Cgid, Mode: uint32(raw.Perm.Mode), Seq: uint32(raw.Perm.Seq)},
+		Segsz: uint64(raw.Segsz), Atime: int64(raw.Atime), Dtime: int64(raw.Dtime), Ctime: int64(raw.Ctime),
+		Cpid: int(raw.Cpid), Lpid: int(raw.Lpid), Nattch: uint64(raw.Nattch),
+	}
+}
+
+// ShmctlSet is shmctl(IPC_SET): it sets uid, gid and the low 9 mode bits.
+func ShmctlSet(id int, uid, gid, mode uint32) error {
+	var raw unix.SysvShmDesc
+	raw.Perm.Uid = uid
+	raw.Perm.Gid = gid
+	raw.Perm.Mode = modeT(mode)
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), IPC_SET|IPC_64, uintptr(unsafe.Pointer(&raw)))
+	return errnoErr(e)
+}
+
+// ShmctlRemove is shmctl(IPC_RMID).
+func ShmctlRemove(id int) error {
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), IPC_RMID|IPC_64, 0)
+	return errnoErr(e)
+}
+
+// ShmctlLock is shmctl(SHM_LOCK) (lock true) or shmctl(SHM_UNLOCK).
+func ShmctlLock(id int, lock bool) error {
+	cmd := SHM_UNLOCK
+	if lock {
+		cmd = SHM_LOCK
+	}
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), uintptr(cmd|IPC_64), 0)
+	return errnoErr(e)
+}
+
+// ShmSegment is one entry of the kernel's segment list.
+type ShmSegment struct {
+	ID int
+	DS ShmidDS
+}
+
+// ShmList lists every SysV shm segment in this IPC namespace, without
+// permission checks (SHM_INFO for the highest index, then SHM_STAT_ANY on each).
+func ShmList() ([]ShmSegment, error) {
+	var info [128]byte // struct shm_info; only the return value (max index) is used
+	maxIdx, _, e := unix.Syscall(unix.SYS_SHMCTL, 0, SHM_INFO|IPC_64, uintptr(unsafe.Pointer(&info[0])))
+	if e != 0 {
+		return nil, e
+	}
+	var out []ShmSegment
+	for i := 0; i <= int(maxIdx); i++ {
+		id, ds, err := ShmctlStatIndex(i)
+		if err != nil {
+			if errors.Is(err, EINVAL) || errors.Is(err, ENOENT) || errors.Is(err, EIDRM) {
+				continue
+			}
+			return out, err
+		}
+		out = append(out, ShmSegment{ID: id, DS: ds})
+	}
+	return out, nil
+}

@@ -1,0 +1,243 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel's own SysV semaphores and message queues. These are the
+// baseline usysv is measured and checked against; they take and return the
+// same Go types as the usysv contract API.
+
+// Semget is semget(2).
+func Semget(key, nsems, flag int) (int, error) {
+	r, _, e := unix.Syscall(unix.SYS_SEMGET, uintptr(int32(key)), uintptr(nsems), uintptr(flag))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+// Semop is semop(2). EINTR from Go's own preemption signals is retried.
+func Semop(id int, ops []Sembuf) error {
+	return semtimedop(id, ops, nil)
+}
+
+// Semtimedop is semtimedop(2) with a relative timeout; EAGAIN on expiry.
+func Semtimedop(id int, ops []Sembuf, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	return semtimedop(id, ops, &deadline)
+}
+
+func semtimedop(id int, ops []Sembuf, deadline *time.Time) error {
+	var p unsafe.Pointer
+	if len(ops) > 0 {
+		p = unsafe.Pointer(&ops[0])
+	}
+	for {
+		var tsp unsafe.Pointer
+		var ts rawTimespec
+		if deadline != nil {
+			d := time.Until(*deadline)
+			if d < 0 {
+				d = 0
+			}
+			ts.Sec, ts.Nsec = int64(d/time.Second), int64(d%time.Second)
+			tsp = unsafe.Pointer(&ts)
+		}
+		_, _, e := unix.Syscall6(sysSemtimedop, uintptr(id), uintptr(p), uintptr(len(ops)), uintptr(tsp), 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		return errnoErr(e)
+	}
+}
+
+func semctl(id, num, cmd int, arg uintptr) (int, error) {
+	r, _, e := unix.Syscall6(unix.SYS_SEMCTL, uintptr(id), uintptr(num), uintptr(cmd|IPC_64), arg, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+// SemctlGetVal is semctl(GETVAL).
+func SemctlGetVal(id, num int) (int, error) { return semctl(id, num, GETVAL, 0) }
+
+// SemctlGetPid is semctl(GETPID).
+func SemctlGetPid(id, num int) (int, error) { return semctl(id, num, GETPID, 0) }
+
+// SemctlGetNcnt is semctl(GETNCNT).
+func SemctlGetNcnt(id, num int) (int, error) { return semctl(id, num, GETNCNT, 0) }
+
+// SemctlGetZcnt is semctl(GETZCNT).
+func SemctlGetZcnt(id, num int) (int, error) { return semctl(id, num, GETZCNT, 0) }
+
+// SemctlSetVal is semctl(SETVAL).
+func SemctlSetVal(id, num, val int) error {
+	_, err := semctl(id, num, SETVAL, uintptr(int32(val)))
+	return err
+}
+
+// SemctlGetAll is semctl(GETALL).
+func SemctlGetAll(id int) ([]uint16, error) {
+	ds, err := SemctlStat(id)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]uint16, ds.Nsems+1) // never empty, so &vals[0] is valid
+	if _, err := semctl(id, 0, GETALL, uintptr(unsafe.Pointer(&vals[0]))); err != nil {
+		return nil, err
+	}
+	return vals[:ds.Nsems], nil
+}
+
+// SemctlSetAll is semctl(SETALL). vals must hold one value per semaphore.
+func SemctlSetAll(id int, vals []uint16) error {
+	if len(vals) == 0 {
+		vals = []uint16{0}
+	}
+	_, err := semctl(id, 0, SETALL, uintptr(unsafe.Pointer(&vals[0])))
+	return err
+}
+
+// SemctlStat is semctl(IPC_STAT).
+func SemctlStat(id int) (SemidDS, error) {
+	var raw rawSemidDS
+	if _, err := semctl(id, 0, IPC_STAT, uintptr(unsafe.Pointer(&raw))); err != nil {
+		return SemidDS{}, err
+	}
+	return raw.ds(), nil
+}
+
+// SemctlSet is semctl(IPC_SET): uid, gid and mode&0777.
+func SemctlSet(id int, ds SemidDS) error {
+	var raw rawSemidDS
+	raw.Perm.set(ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode)
+	_, err := semctl(id, 0, IPC_SET, uintptr(unsafe.Pointer(&raw)))
+	return err
+}
+
+// SemctlRemove is semctl(IPC_RMID).
+func SemctlRemove(id int) error {
+	_, err := semctl(id, 0, IPC_RMID, 0)
+	return err
+}
+
+// SemctlInfo is semctl(IPC_INFO or SEM_INFO); it returns the highest used index.
+func SemctlInfo(cmd int) (int, SemInfo, error) {
+	var info SemInfo
+	n, err := semctl(0, 0, cmd, uintptr(unsafe.Pointer(&info)))
+	return n, info, err
+}
+
+// SemctlCmd runs semctl with an arbitrary command and a scalar argument, for
+// tests of error paths (unknown commands and the like).
+func SemctlCmd(id, num, cmd int, arg int) (int, error) {
+	return semctl(id, num, cmd, uintptr(arg))
+}
+
+// Msgget is msgget(2).
+func Msgget(key, flag int) (int, error) {
+	r, _, e := unix.Syscall(unix.SYS_MSGGET, uintptr(int32(key)), uintptr(flag), 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+// msgBufs recycles struct msgbuf scratch space so that Msgsnd and Msgrcv do
+// not allocate per message.
+var msgBufs = sync.Pool{New: func() any { b := make([]byte, 8+MSGMAX); return &b }}
+
+func msgBuf(n int) *[]byte {
+	bp := msgBufs.Get().(*[]byte)
+	if cap(*bp) < 8+n {
+		b := make([]byte, 8+n)
+		bp = &b
+	}
+	*bp = (*bp)[:8+n]
+	return bp
+}
+
+// Msgsnd is msgsnd(2). EINTR from Go's own preemption signals is retried.
+func Msgsnd(id int, mtype int64, text []byte, flags int) error {
+	bp := msgBuf(len(text))
+	defer msgBufs.Put(bp)
+	b := *bp
+	binary.NativeEndian.PutUint64(b, uint64(mtype))
+	copy(b[8:], text)
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_MSGSND, uintptr(id), uintptr(unsafe.Pointer(&b[0])), uintptr(len(text)), uintptr(flags), 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		return errnoErr(e)
+	}
+}
+
+// Msgrcv is msgrcv(2): it copies the text into buf and returns its length
+// and type. EINTR from Go's own preemption signals is retried.
+func Msgrcv(id int, buf []byte, mtype int64, flags int) (int, int64, error) {
+	bp := msgBuf(len(buf))
+	defer msgBufs.Put(bp)
+	b := *bp
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_MSGRCV, uintptr(id), uintptr(unsafe.Pointer(&b[0])), uintptr(len(buf)), uintptr(mtype), uintptr(flags), 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, 0, e
+		}
+		n := copy(buf, b[8:8+int(r)])
+		return n, int64(binary.NativeEndian.Uint64(b)), nil
+	}
+}
+
+func msgctl(id, cmd int, arg uintptr) (int, error) {
+	r, _, e := unix.Syscall(unix.SYS_MSGCTL, uintptr(id), uintptr(cmd|IPC_64), arg)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+// MsgctlStat is msgctl(IPC_STAT).
+func MsgctlStat(id int) (MsqidDS, error) {
+	var raw rawMsqidDS
+	if _, err := msgctl(id, IPC_STAT, uintptr(unsafe.Pointer(&raw))); err != nil {
+		return MsqidDS{}, err
+	}
+	return raw.ds(), nil
+}
+
+// MsgctlSet is msgctl(IPC_SET): uid, gid, mode&0777 and qbytes.
+func MsgctlSet(id int, ds MsqidDS) error {
+	var raw rawMsqidDS
+	raw.Perm.set(ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode)
+	raw.setQbytes(ds.Qbytes)
+	_, err := msgctl(id, IPC_SET, uintptr(unsafe.Pointer(&raw)))
+	return err
+}
+
+// MsgctlRemove is msgctl(IPC_RMID).
+func MsgctlRemove(id int) error {
+	_, err := msgctl(id, IPC_RMID, 0)
+	return err
+}
+
+// MsgctlInfo is msgctl(IPC_INFO or MSG_INFO); it returns the highest used index.
+func MsgctlInfo(cmd int) (int, MsgInfo, error) {
+	var info MsgInfo
+	n, err := msgctl(0, cmd, uintptr(unsafe.Pointer(&info)))
+	return n, info, err
+}
+
+// MsgctlCmd runs msgctl with an arbitrary command and no buffer, for tests
+// of error paths.
+func MsgctlCmd(id, cmd int) (int, error) { return msgctl(id, cmd, 0) }

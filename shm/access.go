@@ -1,0 +1,107 @@
+package shm
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"unsafe"
+)
+
+// At returns a *T over the bytes at off in the segment, after checking that
+// T holds no Go pointers, that [off, off+sizeof(T)) is inside the segment
+// without overflow, and that off is aligned (8 bytes for any T of 8 bytes or
+// more, so 64-bit atomics are aligned on 32-bit platforms too). This and
+// Slice are the only ways into mapped memory.
+func At[T any](s *Segment, off uint64) (*T, error) {
+	p, err := checkedPtr[T](s.mem, off, 1)
+	if err != nil {
+		return nil, err
+	}
+	return (*T)(p), nil
+}
+
+// Slice returns a []T of n elements starting at off, with the same checks as At.
+func Slice[T any](s *Segment, off uint64, n int) ([]T, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	p, err := checkedPtr[T](s.mem, off, n)
+	if err != nil {
+		return nil, err
+	}
+	return unsafe.Slice((*T)(p), n), nil
+}
+
+// Bytes returns the n bytes at off.
+func (s *Segment) Bytes(off, n uint64) ([]byte, error) {
+	end := off + n
+	if end < off || end > uint64(len(s.mem)) {
+		return nil, fmt.Errorf("%w: bytes [%d,+%d) outside %d-byte segment", ErrBounds, off, n, len(s.mem))
+	}
+	return s.mem[off:end:end], nil
+}
+
+func checkedPtr[T any](mem []byte, off uint64, n int) (unsafe.Pointer, error) {
+	var zero T
+	size, align := uint64(unsafe.Sizeof(zero)), uint64(unsafe.Alignof(zero))
+	if size >= 8 {
+		align = 8
+	}
+	if err := checkType(reflect.TypeFor[T]()); err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("%w: negative count %d", ErrBounds, n)
+	}
+	total := size * uint64(n)
+	if n != 0 && total/uint64(n) != size {
+		return nil, fmt.Errorf("%w: %d × %d bytes overflows", ErrBounds, n, size)
+	}
+	end := off + total
+	if end < off || end > uint64(len(mem)) {
+		return nil, fmt.Errorf("%w: [%d,+%d) outside %d-byte segment", ErrBounds, off, total, len(mem))
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(mem)))
+	if (uint64(base)+off)%align != 0 {
+		return nil, fmt.Errorf("%w: offset %d not %d-aligned", ErrAlign, off, align)
+	}
+	return unsafe.Add(unsafe.Pointer(unsafe.SliceData(mem)), off), nil
+}
+
+var checkedTypes sync.Map // reflect.Type → error (nil if fine)
+
+// checkType allows only fixed-width, pointer-free types: integers, arrays
+// and structs of them (sync/atomic types are such structs).
+func checkType(t reflect.Type) error {
+	if v, ok := checkedTypes.Load(t); ok {
+		if v == nil {
+			return nil
+		}
+		return v.(error)
+	}
+	err := walkType(t)
+	if err != nil {
+		checkedTypes.Store(t, err)
+	} else {
+		checkedTypes.Store(t, nil)
+	}
+	return err
+}
+
+func walkType(t reflect.Type) error {
+	switch t.Kind() {
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Bool:
+		return nil
+	case reflect.Array:
+		return walkType(t.Elem())
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if err := walkType(t.Field(i).Type); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %v cannot live in shared memory", ErrType, t)
+}

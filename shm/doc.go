@@ -1,0 +1,29 @@
+// Package shm maps usysv's shared-memory segments safely, and offers the
+// kernel's own SysV shared memory with Go types.
+//
+// # usysv segments
+//
+// Every semaphore set and message queue lives in one kernel SysV shm
+// segment. Map validates its common header (magic, layout version, kind,
+// sizes, registry namespace and an xxhash checksum of the immutable part)
+// and returns a *Segment. All access to mapped memory goes through At and
+// Slice, which check bounds, overflow, alignment and that the type holds no
+// Go pointers. The segment is hostile input: a corrupt or foreign segment
+// gives ErrCorrupt, ErrVersionMismatch or ErrForeign (which matches
+// kernel.EINVAL), never a panic or an access outside the mapping.
+//
+// The header carries, beside the immutable parameters, the words every kind
+// shares: the object's state (live or removed), its permissions (written by
+// the registry under a seqlock), ctime, a generation bumped by the registry
+// when a client process dies, and a robust Mutex that survives the death of
+// its holder. After the header comes a table of WaiterSlots, one per
+// process blocked in an operation; the registry can wake them all without
+// knowing the kind. The kind-specific body follows.
+//
+// # Kernel SysV shm
+//
+// Get, Attach, Detach, Stat, Set and Remove are shmget, shmat, shmdt and
+// shmctl with Go types and the kernel's errnos. A slice from Attach is valid
+// until Detach; using it afterwards faults. Segments outlive the processes
+// that made them, until Remove and the last detach.
+package shm

@@ -1,0 +1,307 @@
+package shm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/usysv/usysv/kernel"
+)
+
+// Kind says what a segment holds.
+type Kind uint32
+
+// The kinds of usysv object.
+const (
+	KindSem Kind = 1
+	KindMsg Kind = 2
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindSem:
+		return "sem"
+	case KindMsg:
+		return "msg"
+	}
+	return fmt.Sprintf("kind(%d)", uint32(k))
+}
+
+// State is the life-cycle state of an object, in the header.
+type State uint32
+
+// Object states.
+const (
+	StateLive    State = 1
+	StateRemoved State = 2
+)
+
+// Params are the immutable creation parameters of a segment, fixed by the
+// registry when it creates the object and protected by the header checksum.
+type Params struct {
+	Kind      Kind
+	Namespace uint64
+	Key       int32
+	Count     uint32 // sem: nsems
+	Capacity  uint64 // msg: bytes the body can hold
+	CUID      uint32
+	CGID      uint32
+	Waiters   uint32 // slots in the waiter table
+	MaxMsg    uint32 // msg: largest message
+	BodySize  uint64 // bytes of the kind-specific body
+}
+
+// Limits on what a header may claim, so that a hostile header cannot make
+// a reader compute absurd sizes.
+const (
+	MaxWaiters  = 1 << 16
+	MaxBodySize = 1 << 36
+)
+
+// Size is the total number of bytes a segment with these parameters needs.
+func (p Params) Size() uint64 {
+	return HeaderSize + uint64(p.Waiters)*WaiterSize + p.BodySize
+}
+
+// BodyOffset is where the kind-specific body starts.
+func (p Params) BodyOffset() uint64 {
+	return HeaderSize + uint64(p.Waiters)*WaiterSize
+}
+
+// Segment is a mapped usysv segment whose header has been validated.
+// Its methods are safe for concurrent use by goroutines; other processes
+// map the same memory.
+type Segment struct {
+	id      int
+	mem     []byte
+	p       Params
+	h       *header
+	waiters []WaiterSlot
+	closed  atomic.Bool
+	detach  bool // mem came from Shmat
+}
+
+// Format writes a fresh header for p into mem, which must be zeroed and at
+// least p.Size() bytes. The object starts live, with the given owner, mode
+// and ctime. Only the creator (the registry) calls it, before anyone else
+// can find the object.
+func Format(mem []byte, p Params, uid, gid, mode uint32, ctime int64) error {
+	if err := p.validate(uint64(len(mem))); err != nil {
+		return err
+	}
+	le := binary.LittleEndian
+	le.PutUint32(mem[offMagic:], Magic)
+	le.PutUint32(mem[offVersion:], LayoutVersion)
+	le.PutUint32(mem[offKind:], uint32(p.Kind))
+	le.PutUint32(mem[offHdrSize:], HeaderSize)
+	le.PutUint64(mem[offSize:], p.Size())
+	le.PutUint64(mem[offNamespace:], p.Namespace)
+	le.PutUint32(mem[offKey:], uint32(p.Key))
+	le.PutUint32(mem[offCount:], p.Count)
+	le.PutUint64(mem[offCapacity:], p.Capacity)
+	le.PutUint32(mem[offCUID:], p.CUID)
+	le.PutUint32(mem[offCGID:], p.CGID)
+	le.PutUint32(mem[offWaiters:], p.Waiters)
+	le.PutUint32(mem[offMaxMsg:], p.MaxMsg)
+	le.PutUint64(mem[offBodySize:], p.BodySize)
+	le.PutUint64(mem[offChecksum:], xxhash.Sum64(mem[:immutableEnd]))
+	s, err := FromBytes(mem)
+	if err != nil {
+		return err
+	}
+	s.h.uid.Store(uid)
+	s.h.gid.Store(gid)
+	s.h.mode.Store(mode & 0o777)
+	s.h.ctime.Store(ctime)
+	s.h.state.Store(uint32(StateLive))
+	return nil
+}
+
+func (p Params) validate(have uint64) error {
+	if p.Waiters > MaxWaiters || p.BodySize > MaxBodySize {
+		return fmt.Errorf("%w: %d waiters, %d body bytes", ErrCorrupt, p.Waiters, p.BodySize)
+	}
+	if p.BodySize%8 != 0 {
+		return fmt.Errorf("%w: body size %d not a multiple of 8", ErrCorrupt, p.BodySize)
+	}
+	if p.Size() > have {
+		return fmt.Errorf("%w: layout needs %d bytes, segment has %d", ErrCorrupt, p.Size(), have)
+	}
+	return nil
+}
+
+// FromBytes validates the header at the start of mem and returns a Segment
+// over it, without attaching anything. Arbitrary bytes give ErrForeign,
+// ErrVersionMismatch or ErrCorrupt, never a panic.
+func FromBytes(mem []byte) (*Segment, error) {
+	if len(mem) < HeaderSize {
+		return nil, fmt.Errorf("%w: %d bytes, smaller than a header", ErrForeign, len(mem))
+	}
+	le := binary.LittleEndian
+	if le.Uint32(mem[offMagic:]) != Magic {
+		return nil, ErrForeign
+	}
+	if v := le.Uint32(mem[offVersion:]); v != LayoutVersion {
+		return nil, fmt.Errorf("%w: segment has layout %d, this is %d", ErrVersionMismatch, v, LayoutVersion)
+	}
+	if le.Uint64(mem[offChecksum:]) != xxhash.Sum64(mem[:immutableEnd]) {
+		return nil, fmt.Errorf("%w: header checksum", ErrCorrupt)
+	}
+	if hs := le.Uint32(mem[offHdrSize:]); hs != HeaderSize {
+		return nil, fmt.Errorf("%w: header size %d", ErrCorrupt, hs)
+	}
+	p := Params{
+		Kind:      Kind(le.Uint32(mem[offKind:])),
+		Namespace: le.Uint64(mem[offNamespace:]),
+		Key:       int32(le.Uint32(mem[offKey:])),
+		Count:     le.Uint32(mem[offCount:]),
+		Capacity:  le.Uint64(mem[offCapacity:]),
+		CUID:      le.Uint32(mem[offCUID:]),
+		CGID:      le.Uint32(mem[offCGID:]),
+		Waiters:   le.Uint32(mem[offWaiters:]),
+		MaxMsg:    le.Uint32(mem[offMaxMsg:]),
+		BodySize:  le.Uint64(mem[offBodySize:]),
+	}
+	if err := p.validate(uint64(len(mem))); err != nil {
+		return nil, err
+	}
+	if sz := le.Uint64(mem[offSize:]); sz != p.Size() {
+		return nil, fmt.Errorf("%w: size %d, layout says %d", ErrCorrupt, sz, p.Size())
+	}
+	s := &Segment{id: -1, mem: mem[:p.Size():p.Size()], p: p}
+	var err error
+	if s.h, err = At[header](s, offState); err != nil {
+		return nil, err
+	}
+	if s.waiters, err = Slice[WaiterSlot](s, HeaderSize, int(p.Waiters)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Map maps the kernel segment id read-write and validates it as a usysv
+// segment of kind k in namespace ns. An id that is not such a segment gives
+// an error matching kernel.EINVAL; a segment the caller may not map gives
+// the kernel's EACCES.
+func Map(id int, k Kind, ns uint64) (*Segment, error) {
+	if id < 0 {
+		return nil, kernel.EINVAL
+	}
+	mem, err := kernel.Shmat(id, 0)
+	if err != nil {
+		return nil, err
+	}
+	s, err := FromBytes(mem)
+	if err == nil && (s.p.Kind != k || s.p.Namespace != ns) {
+		err = ErrForeign
+	}
+	if err != nil {
+		_ = kernel.Shmdt(mem)
+		return nil, err
+	}
+	s.id, s.mem, s.detach = id, mem, true
+	return s, nil
+}
+
+// Close unmaps the segment. It is idempotent. Slices and pointers obtained
+// from the segment must not be used afterwards.
+func (s *Segment) Close() error {
+	if !s.closed.CompareAndSwap(false, true) || !s.detach {
+		return nil
+	}
+	return kernel.Shmdt(s.mem)
+}
+
+// ID is the kernel shmid of the segment (-1 for one made by FromBytes).
+func (s *Segment) ID() int { return s.id }
+
+// Params returns the immutable creation parameters.
+func (s *Segment) Params() Params { return s.p }
+
+// Len is the number of bytes of the layout.
+func (s *Segment) Len() int { return len(s.mem) }
+
+// State returns the object's life-cycle state.
+func (s *Segment) State() State { return State(s.h.state.Load()) }
+
+// MarkRemoved flags the object as removed (IPC_RMID) and reports whether
+// this call changed it. Every later operation returns EINVAL; waiters must
+// be woken with WakeAll and return EIDRM.
+func (s *Segment) MarkRemoved() bool {
+	return s.h.state.CompareAndSwap(uint32(StateLive), uint32(StateRemoved))
+}
+
+// Removed reports whether the object has been removed.
+func (s *Segment) Removed() bool { return s.h.state.Load() != uint32(StateLive) }
+
+// Perm returns the object's current uid, gid and mode (the registry may
+// change them at any time; this reads a consistent triple) and the value of
+// the permission sequence, which changes whenever they do.
+func (s *Segment) Perm() (uid, gid, mode, seq uint32) {
+	for {
+		seq = s.h.permSeq.Load()
+		if seq&1 != 0 {
+			continue
+		}
+		uid, gid, mode = s.h.uid.Load(), s.h.gid.Load(), s.h.mode.Load()
+		if s.h.permSeq.Load() == seq {
+			return uid, gid, mode & 0o777, seq
+		}
+	}
+}
+
+// PermSeq returns the permission sequence alone: cheap, for fast paths
+// that cached a permission decision.
+func (s *Segment) PermSeq() uint32 { return s.h.permSeq.Load() }
+
+// SetPerm changes uid, gid and mode (low 9 bits) and ctime. Only the
+// registry calls it, and never concurrently for one segment.
+func (s *Segment) SetPerm(uid, gid, mode uint32, ctime int64) {
+	s.h.permSeq.Add(1)
+	s.h.uid.Store(uid)
+	s.h.gid.Store(gid)
+	s.h.mode.Store(mode & 0o777)
+	s.h.permSeq.Add(1)
+	s.h.ctime.Store(ctime)
+}
+
+// Ctime is the last-change time (Unix seconds).
+func (s *Segment) Ctime() int64 { return s.h.ctime.Load() }
+
+// SetCtime sets the last-change time.
+func (s *Segment) SetCtime(t int64) { s.h.ctime.Store(t) }
+
+// Param is the kind's mutable parameter (msg: qbytes).
+func (s *Segment) Param() uint64 { return s.h.param.Load() }
+
+// SetParam sets the kind's mutable parameter.
+func (s *Segment) SetParam(v uint64) { s.h.param.Store(v) }
+
+// DeadGen is bumped by the registry whenever a client process dies; an
+// operation that sees it change first repairs what dead processes left.
+func (s *Segment) DeadGen() uint32 { return s.h.deadGen.Load() }
+
+// BumpDeadGen records that some client process died.
+func (s *Segment) BumpDeadGen() { s.h.deadGen.Add(1) }
+
+// Waiters returns the waiter table.
+func (s *Segment) Waiters() []WaiterSlot { return s.waiters }
+
+// Wake wakes the waiter in slot w.
+func Wake(w *WaiterSlot) {
+	w.Futex.Add(1)
+	_, _ = kernel.FutexWake(&w.Futex, 1)
+}
+
+// WakeAll wakes every occupied waiter slot and every process waiting for
+// the lock; they re-check the object's state (removed, a dead peer) when
+// they wake.
+func (s *Segment) WakeAll() {
+	for i := range s.waiters {
+		if s.waiters[i].State.Load() != 0 {
+			Wake(&s.waiters[i])
+		}
+	}
+	s.Lock().wakeAll()
+}
