@@ -6,3 +6,5 @@ require (
 	github.com/cespare/xxhash/v2 v2.3.0
 	golang.org/x/sys v0.49.0
 )
+
+require github.com/stretchr/testify v1.12.1 // indirect

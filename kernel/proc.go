@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -261,3 +262,17 @@ func Self() (pid int, start uint64) {
 	})
 	return self.pid, self.start
 }
+
+// ChildAttr returns process attributes for a helper child: killed when its
+// parent dies (PR_SET_PDEATHSIG), in its own process group, and running as
+// uid/gid with the given supplementary groups when asUser is true.
+func ChildAttr(asUser bool, uid, gid uint32, groups []uint32) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if asUser {
+		a.Credential = &syscall.Credential{Uid: uid, Gid: gid, Groups: groups}
+	}
+	return a
+}
+
+// Geteuid is geteuid(2).
+func Geteuid() int { return unix.Geteuid() }

@@ -70,7 +70,7 @@ func ShmctlStat(id int) (ShmidDS, error) {
 // full id of the segment at that index. ENOENT or EINVAL means no segment there.
 func ShmctlStatIndex(index int) (int, ShmidDS, error) {
 	var raw unix.SysvShmDesc
-	r, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(index), SHM_STAT_ANY|IPC_64, uintptr(unsafe.Pointer(&raw)))
+	r, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(index), SHM_STAT_ANY|ipc64, uintptr(unsafe.Pointer(&raw)))
 	if e != 0 {
 		return -1, ShmidDS{}, e
 	}
@@ -79,7 +79,7 @@ func ShmctlStatIndex(index int) (int, ShmidDS, error) {
 
 func shmctlStat(id, cmd int) (ShmidDS, error) {
 	var raw unix.SysvShmDesc
-	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), uintptr(cmd|IPC_64), uintptr(unsafe.Pointer(&raw)))
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), uintptr(cmd|ipc64), uintptr(unsafe.Pointer(&raw)))
 	if e != 0 {
 		return ShmidDS{}, e
 	}
@@ -101,13 +101,13 @@ func ShmctlSet(id int, uid, gid, mode uint32) error {
 	raw.Perm.Uid = uid
 	raw.Perm.Gid = gid
 	raw.Perm.Mode = modeT(mode)
-	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), IPC_SET|IPC_64, uintptr(unsafe.Pointer(&raw)))
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), IPC_SET|ipc64, uintptr(unsafe.Pointer(&raw)))
 	return errnoErr(e)
 }
 
 // ShmctlRemove is shmctl(IPC_RMID).
 func ShmctlRemove(id int) error {
-	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), IPC_RMID|IPC_64, 0)
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), IPC_RMID|ipc64, 0)
 	return errnoErr(e)
 }
 
@@ -117,7 +117,7 @@ func ShmctlLock(id int, lock bool) error {
 	if lock {
 		cmd = SHM_LOCK
 	}
-	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), uintptr(cmd|IPC_64), 0)
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), uintptr(cmd|ipc64), 0)
 	return errnoErr(e)
 }
 
@@ -131,7 +131,7 @@ type ShmSegment struct {
 // permission checks (SHM_INFO for the highest index, then SHM_STAT_ANY on each).
 func ShmList() ([]ShmSegment, error) {
 	var info [128]byte // struct shm_info; only the return value (max index) is used
-	maxIdx, _, e := unix.Syscall(unix.SYS_SHMCTL, 0, SHM_INFO|IPC_64, uintptr(unsafe.Pointer(&info[0])))
+	maxIdx, _, e := unix.Syscall(unix.SYS_SHMCTL, 0, SHM_INFO|ipc64, uintptr(unsafe.Pointer(&info[0])))
 	if e != 0 {
 		return nil, e
 	}

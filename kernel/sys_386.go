@@ -58,3 +58,6 @@ func (p *rawPerm) perm() IpcPerm {
 }
 
 func (p *rawPerm) set(uid, gid, mode uint32) { p.UID, p.GID, p.Mode = uid, gid, uint16(mode) }
+
+// ipc64 selects the 64-bit *_ds layouts on i386.
+const ipc64 = IPC_64

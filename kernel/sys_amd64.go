@@ -52,3 +52,7 @@ func (p *rawPerm) perm() IpcPerm {
 }
 
 func (p *rawPerm) set(uid, gid, mode uint32) { p.UID, p.GID, p.Mode = uid, gid, mode }
+
+// ipc64 is ORed into *ctl commands: x86-64 has only the 64-bit layouts and
+// rejects IPC_64 (no CONFIG_ARCH_WANT_IPC_PARSE_VERSION).
+const ipc64 = 0

@@ -58,7 +58,7 @@ func semtimedop(id int, ops []Sembuf, deadline *time.Time) error {
 }
 
 func semctl(id, num, cmd int, arg uintptr) (int, error) {
-	r, _, e := unix.Syscall6(unix.SYS_SEMCTL, uintptr(id), uintptr(num), uintptr(cmd|IPC_64), arg, 0, 0)
+	r, _, e := unix.Syscall6(unix.SYS_SEMCTL, uintptr(id), uintptr(num), uintptr(cmd|ipc64), arg, 0, 0)
 	if e != 0 {
 		return -1, e
 	}
@@ -200,7 +200,7 @@ func Msgrcv(id int, buf []byte, mtype int64, flags int) (int, int64, error) {
 }
 
 func msgctl(id, cmd int, arg uintptr) (int, error) {
-	r, _, e := unix.Syscall(unix.SYS_MSGCTL, uintptr(id), uintptr(cmd|IPC_64), arg)
+	r, _, e := unix.Syscall(unix.SYS_MSGCTL, uintptr(id), uintptr(cmd|ipc64), arg)
 	if e != 0 {
 		return -1, e
 	}

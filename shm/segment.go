@@ -305,3 +305,51 @@ func (s *Segment) WakeAll() {
 	}
 	s.Lock().wakeAll()
 }
+
+// Namespace is the registry namespace of a registry socket path: segments
+// carry it so that two registries (two test runs) never adopt each other's
+// objects.
+func Namespace(socketPath string) uint64 { return xxhash.Sum64String(socketPath) }
+
+// Peek maps segment id read-only just long enough to read its header, and
+// returns its parameters and state. Tools and leak checks use it to list
+// usysv objects without taking part in them.
+func Peek(id int) (Params, State, error) {
+	mem, err := kernel.Shmat(id, kernel.SHM_RDONLY)
+	if err != nil {
+		return Params{}, 0, err
+	}
+	defer func() { _ = kernel.Shmdt(mem) }()
+	s, err := FromBytes(mem)
+	if err != nil {
+		return Params{}, 0, err
+	}
+	return s.p, s.State(), nil
+}
+
+// Create makes a new kernel segment for p (IPC_PRIVATE: usysv objects are
+// found by the registry, not by kernel key), formats its header with the
+// given owner, mode and ctime, and returns its id. The kernel segment's own
+// permissions are left to the caller (the registry derives them from the
+// object's; see registry). It is detached again before returning.
+func Create(p Params, uid, gid, mode uint32, ctime int64) (int, error) {
+	if err := p.validate(p.Size()); err != nil {
+		return -1, err
+	}
+	id, err := kernel.Shmget(kernel.IPC_PRIVATE, int(p.Size()), 0o600)
+	if err != nil {
+		return -1, err
+	}
+	mem, err := kernel.Shmat(id, 0)
+	if err != nil {
+		_ = kernel.ShmctlRemove(id)
+		return -1, err
+	}
+	err = Format(mem, p, uid, gid, mode, ctime)
+	_ = kernel.Shmdt(mem)
+	if err != nil {
+		_ = kernel.ShmctlRemove(id)
+		return -1, err
+	}
+	return id, nil
+}

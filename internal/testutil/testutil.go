@@ -1,0 +1,371 @@
+// Package testutil is the test infrastructure shared by every package:
+// helper processes (the test binary re-executed), running them as another
+// uid, IPC keys that never collide between parallel test binaries, a
+// private registry socket per test binary, and a leak check that fails the
+// run when IPC objects it created remain.
+//
+// A package uses it from TestMain:
+//
+//	func TestMain(m *testing.M) { testutil.Main(m) }
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+const (
+	envHelper = "USYSV_TEST_HELPER"
+	envSocket = "USYSV_SOCKET"
+	envDir    = "USYSV_TEST_DIR"
+)
+
+// Nobody is the uid and gid tests drop to for permission checks.
+const Nobody = 65534
+
+var (
+	helpers = map[string]func(args []string) int{}
+	tracked struct {
+		sync.Mutex
+		objs map[trackedObj]string // → test name
+	}
+)
+
+type trackedObj struct {
+	kind string // "sem", "msg", "shm"
+	id   int
+}
+
+// RegisterHelper makes f runnable as a helper process called name. Call it
+// from an init function in a _test.go file. f's return value is the exit
+// status; it talks to the test through stdin and stdout (see Proc).
+func RegisterHelper(name string, f func(args []string) int) {
+	if _, dup := helpers[name]; dup {
+		panic("testutil: helper " + name + " registered twice")
+	}
+	helpers[name] = f
+}
+
+// Main runs a package's tests. In a helper process it runs the helper
+// instead. It gives the test binary a private registry socket (so parallel
+// test binaries never share a registry or a namespace), and after the tests
+// fails the run if any usysv object in that namespace, or any tracked
+// kernel object, is left.
+func Main(m *testing.M) {
+	if name := os.Getenv(envHelper); name != "" {
+		f, ok := helpers[name]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "testutil: no helper %q\n", name)
+			os.Exit(2)
+		}
+		os.Exit(f(os.Args[1:]))
+	}
+	dir, err := os.MkdirTemp("", "usysv-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testutil:", err)
+		os.Exit(2)
+	}
+	// Helpers running as nobody must reach the socket.
+	_ = os.Chmod(dir, 0o777)
+	sock := filepath.Join(dir, "registry.sock")
+	os.Setenv(envSocket, sock)
+	os.Setenv(envDir, dir)
+	code := m.Run()
+	if leaks := Leaks(shm.Namespace(sock)); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "testutil: IPC objects left behind by this test binary (removed now):\n  %s\n", strings.Join(leaks, "\n  "))
+		if code == 0 {
+			code = 1
+		}
+	}
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Leaks lists, and removes, the live usysv objects of namespace ns and the
+// tracked kernel objects that still exist.
+func Leaks(ns uint64) []string {
+	var out []string
+	segs, _ := kernel.ShmList()
+	for _, s := range segs {
+		p, st, err := shm.Peek(s.ID)
+		if err != nil || p.Namespace != ns || st != shm.StateLive {
+			continue
+		}
+		out = append(out, fmt.Sprintf("usysv %s id %d key %#x", p.Kind, s.ID, uint32(p.Key)))
+		_ = kernel.ShmctlRemove(s.ID)
+	}
+	tracked.Lock()
+	defer tracked.Unlock()
+	for o, test := range tracked.objs {
+		var err error
+		switch o.kind {
+		case "sem":
+			if _, err = kernel.SemctlStat(o.id); err == nil {
+				_ = kernel.SemctlRemove(o.id)
+			}
+		case "msg":
+			if _, err = kernel.MsgctlStat(o.id); err == nil {
+				_ = kernel.MsgctlRemove(o.id)
+			}
+		case "shm":
+			var ds kernel.ShmidDS
+			if ds, err = kernel.ShmctlStat(o.id); err == nil && ds.Perm.Mode&kernel.SHM_DEST == 0 {
+				_ = kernel.ShmctlRemove(o.id)
+			} else {
+				err = kernel.EINVAL // marked for removal: not a leak
+			}
+		}
+		if err == nil {
+			out = append(out, fmt.Sprintf("kernel %s id %d (from %s)", o.kind, o.id, test))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Track registers a kernel SysV object (kind "sem", "msg" or "shm") that a
+// test created: it is removed when the test ends, and reported as a leak if
+// it still exists when the binary finishes.
+func Track(t testing.TB, kind string, id int) {
+	t.Helper()
+	tracked.Lock()
+	if tracked.objs == nil {
+		tracked.objs = make(map[trackedObj]string)
+	}
+	tracked.objs[trackedObj{kind, id}] = t.Name()
+	tracked.Unlock()
+	t.Cleanup(func() {
+		switch kind {
+		case "sem":
+			_ = kernel.SemctlRemove(id)
+		case "msg":
+			_ = kernel.MsgctlRemove(id)
+		case "shm":
+			_ = kernel.ShmctlRemove(id)
+		}
+		tracked.Lock()
+		delete(tracked.objs, trackedObj{kind, id})
+		tracked.Unlock()
+	})
+}
+
+var keySeq atomic.Uint64
+
+// Key returns a SysV key for this test that no other test, and no other
+// test binary running at the same time, will use: a hash of the test's
+// name, the pid and a counter, never 0 (IPC_PRIVATE). Create with IPC_EXCL
+// anyway.
+func Key(t testing.TB) int {
+	h := xxhash.Sum64String(fmt.Sprintf("%s/%d/%d/%d", t.Name(), os.Getpid(), keySeq.Add(1), time.Now().UnixNano()))
+	k := int(int32(h))
+	if k == 0 || k == -1 {
+		k = 0x5eed
+	}
+	return k
+}
+
+// RequireRoot skips the test unless it runs as root (permission tests drop
+// to Nobody, which needs root).
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if kernel.Geteuid() != 0 {
+		t.Skip("needs root to run helpers as another uid")
+	}
+}
+
+// Proc is a running helper process. It reads commands on stdin and writes
+// results on stdout, one line each.
+type Proc struct {
+	t     testing.TB
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines chan string
+	done  chan struct{}
+	err   error
+}
+
+// Opt changes how a helper starts.
+type Opt func(*exec.Cmd)
+
+// AsUser runs the helper as uid/gid with no supplementary groups.
+func AsUser(uid, gid uint32) Opt {
+	return func(c *exec.Cmd) { c.SysProcAttr = kernel.ChildAttr(true, uid, gid, nil) }
+}
+
+// AsNobody runs the helper as nobody (needs root).
+func AsNobody() Opt { return AsUser(Nobody, Nobody) }
+
+// Env adds environment variables ("K=V") to the helper's.
+func Env(kv ...string) Opt {
+	return func(c *exec.Cmd) { c.Env = append(c.Env, kv...) }
+}
+
+// Start runs helper name in a new process with args. The process is killed
+// when the test ends if it is still running.
+func Start(t testing.TB, name string, args []string, opts ...Opt) *Proc {
+	t.Helper()
+	if _, ok := helpers[name]; !ok {
+		t.Fatalf("testutil: no helper %q registered", name)
+	}
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envHelper+"="+name)
+	cmd.SysProcAttr = kernel.ChildAttr(false, 0, 0, nil)
+	cmd.Stderr = os.Stderr
+	for _, o := range opts {
+		o(cmd)
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("testutil: start helper %s: %v", name, err)
+	}
+	p := &Proc{t: t, cmd: cmd, in: in, lines: make(chan string, 1024), done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// Pid is the helper's pid.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Send writes one command line to the helper's stdin.
+func (p *Proc) Send(format string, a ...any) {
+	p.t.Helper()
+	if _, err := fmt.Fprintf(p.in, format+"\n", a...); err != nil {
+		p.t.Fatalf("testutil: send to helper %d: %v", p.Pid(), err)
+	}
+}
+
+// Line waits up to timeout for the helper's next output line. It fails the
+// test on timeout or if the helper exits first.
+func (p *Proc) Line(timeout time.Duration) string {
+	p.t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			p.t.Fatalf("testutil: helper %d exited (%v) while a line was expected", p.Pid(), p.wait())
+		}
+		return l
+	case <-time.After(timeout):
+		p.t.Fatalf("testutil: no line from helper %d within %v", p.Pid(), timeout)
+	}
+	return ""
+}
+
+// Expect waits for the next line and fails the test unless it equals want.
+func (p *Proc) Expect(want string, timeout time.Duration) {
+	p.t.Helper()
+	if got := p.Line(timeout); got != want {
+		p.t.Fatalf("testutil: helper %d said %q, want %q", p.Pid(), got, want)
+	}
+}
+
+// Quiet reports whether the helper stays silent (and alive) for d: used to
+// check that a helper is blocked.
+func (p *Proc) Quiet(d time.Duration) bool {
+	select {
+	case l, ok := <-p.lines:
+		if ok {
+			p.t.Logf("helper %d said %q", p.Pid(), l)
+		}
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// Signal sends sig (kernel.SIGKILL and so on) to the helper.
+func (p *Proc) Signal(sig int) {
+	p.t.Helper()
+	if err := kernel.Kill(p.Pid(), sig); err != nil {
+		p.t.Fatalf("testutil: signal %d to %d: %v", sig, p.Pid(), err)
+	}
+}
+
+// Kill sends SIGKILL and waits for the helper to be gone.
+func (p *Proc) Kill() {
+	p.t.Helper()
+	_ = kernel.Kill(p.Pid(), kernel.SIGKILL)
+	<-p.done
+}
+
+// Wait waits up to timeout for the helper to exit and returns its exit code
+// (-1 if killed by a signal).
+func (p *Proc) Wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("testutil: helper %d still running after %v", p.Pid(), timeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *Proc) wait() error {
+	<-p.done
+	return p.err
+}
+
+// Eventually polls cond every few milliseconds until it holds or timeout
+// passes, and fails the test then. It is for waiting on another process's
+// progress (a helper reaching a blocked state), not for asserting speed.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ProcState returns the one-letter state of process pid from /proc (R, S,
+// D, T, Z...), or "" if it is gone. "S" is how a test knows a helper sleeps.
+func ProcState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return ""
+	}
+	return string(b[i+2])
+}
