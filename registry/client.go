@@ -1,50 +1,632 @@
 package registry
 
 import (
+	"bufio"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/shm"
 )
 
-// errTODO marks what is not written yet.
-var errTODO = fmt.Errorf("registry: not implemented yet: %w", kernel.ENOSYS)
+// How long a call waits for a registry to answer (including a takeover
+// after the host died) and for one response.
+var (
+	connectTimeout  = 10 * time.Second
+	responseTimeout = 60 * time.Second
+)
 
 // Client is a connection to a registry. Its methods are safe for
-// concurrent use.
+// concurrent use by goroutines; requests are pipelined on one connection.
+//
+// The connection is also how the registry knows the process is alive: the
+// registry watches the process (pidfd) from its first connection until it
+// exits, and then repairs what it left behind.
 type Client struct {
-	socket string
-	ns     uint64
+	socket   string
+	embedded bool // the Default client: hosts a registry, reconnects in the background
+	ns       atomic.Uint64
+	tag      atomic.Uint32
+
+	mu        sync.Mutex
+	cn        *conn
+	wake      chan struct{} // closed (and replaced) whenever cn or lastErr changes
+	lastErr   error
+	redialing bool
+	closed    bool
+
+	lim   Limits
+	spid  int // pid of the registry last connected to
+	conns atomic.Uint64
 }
 
-// Default returns the process-wide client.
-func Default() (*Client, error) { return nil, errTODO }
+// conn is one connection; a Client replaces it when it breaks.
+type conn struct {
+	nc      *net.UnixConn
+	wmu     sync.Mutex
+	pmu     sync.Mutex
+	pending map[uint32]chan []byte
+	dead    chan struct{}
+	isDead  bool
+}
 
-// Dial connects to the registry at socket.
-func Dial(socket string) (*Client, error) { return nil, errTODO }
+var def struct {
+	sync.Mutex
+	c *Client
+}
 
-// Namespace is the registry namespace of the client's socket.
-func (c *Client) Namespace() uint64 { return c.ns }
+// hosted is the registry this process hosts, if any (embedded mode). It
+// serves on goroutines; it does not keep the process alive.
+var hosted struct {
+	sync.Mutex
+	s *Server
+}
 
-// Get is msgget/semget.
-func (c *Client) Get(req GetRequest) (int, error) { return -1, errTODO }
+// Default returns the process-wide client. It connects to SocketPath()
+// ($USYSV_SOCKET, else the per-user default). When no registry answers, it
+// hosts one in this process (goroutines bound to that socket, serialised
+// with other processes by the socket's lock file) and connects to it. It
+// stays connected for the life of the process; when the registry goes away
+// (its host exited) it reconnects at once, and one of the clients takes the
+// registry over. Nothing is lost: the new registry rebuilds its table from
+// the kernel's segments.
+func Default() (*Client, error) {
+	def.Lock()
+	defer def.Unlock()
+	if def.c != nil {
+		return def.c, nil
+	}
+	path := SocketPath()
+	if os.Getenv("USYSV_SOCKET") == "" {
+		// The per-user default directory: private to the user, except
+		// root's /run/usysv which other users' clients may reach.
+		mode := os.FileMode(0o700)
+		if path == "/run/usysv/registry.sock" {
+			mode = 0o755
+		}
+		if err := os.MkdirAll(filepath.Dir(path), mode); err != nil {
+			return nil, fmt.Errorf("registry: socket directory: %w", err)
+		}
+	}
+	c, err := newClient(path, true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.getConn(time.Now().Add(connectTimeout)); err != nil {
+		return nil, err
+	}
+	def.c = c
+	return c, nil
+}
 
-// Stat is IPC_STAT.
-func (c *Client) Stat(kind shm.Kind, id int) (Object, error) { return Object{}, errTODO }
+// Dial connects to the registry at socket. It never hosts one: if nothing
+// answers it fails (ECONNREFUSED or ENOENT). A broken connection is redialled
+// by the next call.
+func Dial(socket string) (*Client, error) {
+	c, err := newClient(socket, false)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.getConn(time.Now().Add(connectTimeout)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
-// Set is IPC_SET.
+func newClient(socket string, embedded bool) (*Client, error) {
+	path, err := absSocket(socket)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{socket: path, embedded: embedded, wake: make(chan struct{})}
+	c.ns.Store(shm.Namespace(path))
+	return c, nil
+}
+
+// Socket is the absolute path of the registry socket.
+func (c *Client) Socket() string { return c.socket }
+
+// Namespace is the registry namespace (shm.Namespace of the socket path, as
+// the registry reports it): pass it to shm.Map.
+func (c *Client) Namespace() uint64 { return c.ns.Load() }
+
+// Limits are the limits of the registry last connected to.
+func (c *Client) Limits() Limits {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lim
+}
+
+// ServerPid is the pid of the process serving the registry the client is
+// connected to (the daemon, or the embedded host), for tests and tools.
+func (c *Client) ServerPid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.spid
+}
+
+// Close closes a client made by Dial; later calls fail. On the Default
+// client it does nothing: that client lives as long as the process.
+func (c *Client) Close() error {
+	if c.embedded {
+		return nil
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	cn := c.cn
+	c.cn = nil
+	c.signal()
+	c.mu.Unlock()
+	if cn != nil {
+		cn.nc.Close()
+	}
+	return nil
+}
+
+// signal wakes everyone waiting for a connection; c.mu is held.
+func (c *Client) signal() {
+	close(c.wake)
+	c.wake = make(chan struct{})
+}
+
+// getConn returns a live connection, waiting for a (re)connection until
+// deadline.
+func (c *Client) getConn(deadline time.Time) (*conn, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	tried := false
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if cn := c.cn; cn != nil {
+			c.mu.Unlock()
+			return cn, nil
+		}
+		if tried && !c.embedded && !c.redialing {
+			err := c.lastErr
+			c.mu.Unlock()
+			return nil, err
+		}
+		if !c.redialing {
+			c.redialing = true
+			go c.reconnect()
+		}
+		tried = true
+		w := c.wake
+		c.mu.Unlock()
+		d := time.Until(deadline)
+		if d <= 0 {
+			return nil, c.timeoutErr()
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+		}
+		select {
+		case <-w:
+		case <-timer.C:
+			return nil, c.timeoutErr()
+		}
+	}
+}
+
+func (c *Client) timeoutErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastErr != nil {
+		return fmt.Errorf("registry: no registry at %s: %w", c.socket, c.lastErr)
+	}
+	return fmt.Errorf("registry: no registry at %s: %w", c.socket, kernel.ETIMEDOUT)
+}
+
+// reconnect connects, hosting a registry first if this is the Default
+// client and nobody serves the socket. The Default client keeps trying
+// until it succeeds; a Dial client tries once.
+func (c *Client) reconnect() {
+	backoff := time.Millisecond
+	for {
+		cn, hello, err := c.connect()
+		c.mu.Lock()
+		if c.closed {
+			c.redialing = false
+			c.mu.Unlock()
+			if cn != nil {
+				cn.nc.Close()
+			}
+			return
+		}
+		if err == nil {
+			c.cn, c.lastErr, c.redialing = cn, nil, false
+			c.lim, c.spid = hello.lim, hello.pid
+			c.ns.Store(hello.ns)
+			c.conns.Add(1)
+			c.signal()
+			c.mu.Unlock()
+			go c.readLoop(cn)
+			return
+		}
+		c.lastErr = err
+		if !c.embedded {
+			c.redialing = false
+			c.signal()
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		time.Sleep(backoff)
+		if backoff *= 2; backoff > 50*time.Millisecond {
+			backoff = 50 * time.Millisecond
+		}
+	}
+}
+
+type hello struct {
+	ns  uint64
+	pid int
+	lim Limits
+}
+
+func (c *Client) connect() (*conn, hello, error) {
+	cn, h, err := dial(c.socket)
+	if err == nil || !c.embedded {
+		return cn, h, err
+	}
+	// Nobody answers. Host a registry here, unless another process holds
+	// the socket's lock (it is starting one, or is stuck): then wait.
+	if herr := host(c.socket); herr != nil && !errors.Is(herr, errBusy) {
+		return nil, h, herr
+	}
+	return dial(c.socket)
+}
+
+// host starts an embedded registry in this process.
+func host(socket string) error {
+	hosted.Lock()
+	defer hosted.Unlock()
+	if hosted.s != nil && !hosted.s.closed.Load() {
+		return errBusy // ours is running; dial again
+	}
+	s, err := NewServer(socket, Limits{})
+	if err != nil {
+		return err
+	}
+	hosted.s = s
+	go func() { _ = s.Serve() }()
+	return nil
+}
+
+// dial connects and says hello.
+func dial(socket string) (*conn, hello, error) {
+	var h hello
+	nc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: socket, Net: "unix"})
+	if err != nil {
+		return nil, h, err
+	}
+	e := newFrame(nil, opHello, 0)
+	_ = nc.SetDeadline(time.Now().Add(connectTimeout))
+	if _, err := nc.Write(e.bytes()); err != nil {
+		nc.Close()
+		return nil, h, err
+	}
+	body, err := readFrame(nc, nil)
+	if err != nil {
+		nc.Close()
+		return nil, h, fmt.Errorf("registry: hello: %w", err)
+	}
+	d, errno, ok := parseResponse(body)
+	if !ok || body[1] != opHello {
+		nc.Close()
+		return nil, h, fmt.Errorf("registry: bad hello response: %w", kernel.EPROTO)
+	}
+	if errno != 0 {
+		nc.Close()
+		return nil, h, fmt.Errorf("registry: hello: %w", errno)
+	}
+	h.ns = d.u64()
+	h.pid = int(d.u32())
+	h.lim = d.limits()
+	if !d.done() {
+		nc.Close()
+		return nil, h, fmt.Errorf("registry: bad hello response: %w", kernel.EPROTO)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return &conn{nc: nc, pending: make(map[uint32]chan []byte), dead: make(chan struct{})}, h, nil
+}
+
+// parseResponse checks a response frame's header and returns a decoder over
+// its payload and its errno.
+func parseResponse(body []byte) (dec, kernel.Errno, bool) {
+	if len(body) < respHeader || body[0] != protoVersion {
+		return dec{}, 0, false
+	}
+	errno := kernel.Errno(binary.LittleEndian.Uint32(body[reqHeader:]))
+	return dec{b: body[respHeader:]}, errno, true
+}
+
+// readLoop delivers responses until the connection breaks, then lets the
+// client reconnect.
+func (c *Client) readLoop(cn *conn) {
+	br := bufio.NewReaderSize(cn.nc, 4096)
+	for {
+		body, err := readFrame(br, nil)
+		if err != nil || len(body) < respHeader {
+			break
+		}
+		tag := binary.LittleEndian.Uint32(body[4:])
+		cn.pmu.Lock()
+		ch := cn.pending[tag]
+		delete(cn.pending, tag)
+		cn.pmu.Unlock()
+		if ch != nil {
+			ch <- body
+		}
+	}
+	cn.pmu.Lock()
+	cn.isDead = true
+	close(cn.dead)
+	cn.pmu.Unlock()
+	cn.nc.Close()
+	c.mu.Lock()
+	if c.cn == cn {
+		c.cn = nil
+		if c.embedded && !c.closed && !c.redialing {
+			// Reconnect at once, not at the next call: the registry must
+			// know this process, and someone must take over a dead host.
+			c.redialing = true
+			go c.reconnect()
+		}
+	}
+	c.mu.Unlock()
+}
+
+var errLost = errors.New("registry: connection lost")
+
+// roundTrip sends one request and waits for its response. sent reports
+// whether the request may have reached the registry.
+func (cn *conn) roundTrip(frame []byte, tag uint32) (body []byte, sent bool, err error) {
+	ch := make(chan []byte, 1)
+	cn.pmu.Lock()
+	if cn.isDead {
+		cn.pmu.Unlock()
+		return nil, false, errLost
+	}
+	cn.pending[tag] = ch
+	cn.pmu.Unlock()
+	cn.wmu.Lock()
+	_ = cn.nc.SetWriteDeadline(time.Now().Add(responseTimeout))
+	_, err = cn.nc.Write(frame)
+	cn.wmu.Unlock()
+	if err != nil {
+		cn.pmu.Lock()
+		delete(cn.pending, tag)
+		cn.pmu.Unlock()
+		cn.nc.Close() // a partly written frame poisons the stream
+		return nil, false, errLost
+	}
+	t := time.NewTimer(responseTimeout)
+	defer t.Stop()
+	select {
+	case b := <-ch:
+		return b, true, nil
+	case <-cn.dead:
+		select {
+		case b := <-ch:
+			return b, true, nil
+		default:
+		}
+		return nil, true, errLost
+	case <-t.C:
+		cn.pmu.Lock()
+		delete(cn.pending, tag)
+		cn.pmu.Unlock()
+		return nil, true, fmt.Errorf("registry: no response from the registry in %v: %w", responseTimeout, kernel.ETIMEDOUT)
+	}
+}
+
+// retry says what a call may do when the connection breaks after the
+// request was sent.
+type retry int
+
+const (
+	retrySafe   retry = iota // idempotent: send again
+	retryNever               // not idempotent: report ErrConnLost
+	retryRemove              // send again; EINVAL then means "already removed"
+)
+
+// call sends op with the payload that put writes, and returns a decoder
+// over the response payload, or the registry's errno.
+func (c *Client) call(op byte, policy retry, put func(e *enc)) (dec, error) {
+	deadline := time.Now().Add(connectTimeout)
+	lost := false
+	for attempt := 0; ; attempt++ {
+		cn, err := c.getConn(deadline)
+		if err != nil {
+			return dec{}, err
+		}
+		tag := c.tag.Add(1)
+		e := newFrame(make([]byte, 0, 64), op, tag)
+		put(&e)
+		body, sent, err := cn.roundTrip(e.bytes(), tag)
+		if err == nil {
+			d, errno, ok := parseResponse(body)
+			if !ok || body[1] != op {
+				cn.nc.Close()
+				return dec{}, fmt.Errorf("registry: bad response: %w", kernel.EPROTO)
+			}
+			if errno != 0 {
+				if lost && policy == retryRemove && errno == kernel.EINVAL {
+					return dec{}, nil
+				}
+				return dec{}, errno
+			}
+			return d, nil
+		}
+		if !errors.Is(err, errLost) {
+			return dec{}, err
+		}
+		if sent {
+			if policy == retryNever {
+				return dec{}, ErrConnLost
+			}
+			lost = true
+		}
+		if attempt >= 8 && time.Now().After(deadline) {
+			return dec{}, ErrConnLost
+		}
+	}
+}
+
+// Get is semget/msgget: it looks req.Key up, or creates the object. The
+// id returned is the kernel shmid of the object's segment. Errors are the
+// kernel's errnos for the same call (ENOENT, EEXIST, EINVAL, EACCES,
+// ENOSPC); see SEMANTICS A1, A2, A7.
+func (c *Client) Get(req GetRequest) (int, error) {
+	policy := retrySafe
+	if req.Key == kernel.IPC_PRIVATE || req.Flags&(kernel.IPC_CREAT|kernel.IPC_EXCL) == kernel.IPC_CREAT|kernel.IPC_EXCL {
+		policy = retryNever
+	}
+	d, err := c.call(opGet, policy, func(e *enc) {
+		e.u32(uint32(req.Kind))
+		e.i32(req.Key)
+		e.i32(int32(req.Flags))
+		e.i32(clampInt32(req.Count))
+		e.params(req.Layout)
+		e.u64(req.Param)
+	})
+	if err != nil {
+		return -1, err
+	}
+	id := int(d.i32())
+	if !d.done() {
+		return -1, fmt.Errorf("registry: bad get response: %w", kernel.EPROTO)
+	}
+	return id, nil
+}
+
+func clampInt32(v int) int32 {
+	switch {
+	case v > 1<<31-1:
+		return 1<<31 - 1
+	case v < -1<<31:
+		return -1 << 31
+	}
+	return int32(v)
+}
+
+func clampID(id int) int32 {
+	if id < 0 || id > 1<<31-1 {
+		return -1
+	}
+	return int32(id)
+}
+
+// Stat is IPC_STAT: EINVAL for a negative, unknown, removed or
+// wrong-kind id; EACCES without read permission.
+func (c *Client) Stat(kind shm.Kind, id int) (Object, error) {
+	d, err := c.call(opStat, retrySafe, func(e *enc) {
+		e.u32(uint32(kind))
+		e.i32(clampID(id))
+	})
+	if err != nil {
+		return Object{}, err
+	}
+	o := d.object()
+	if !d.done() {
+		return Object{}, fmt.Errorf("registry: bad stat response: %w", kernel.EPROTO)
+	}
+	return o, nil
+}
+
+// Set is IPC_SET: it copies uid, gid and mode&0777 and updates ctime; for
+// a queue, param is the new qbytes (above MSGMNB needs CAP_SYS_RESOURCE,
+// else EPERM; above the queue's capacity is EINVAL). param is ignored for
+// semaphore sets. Only the owner, the creator or CAP_SYS_ADMIN may (EPERM).
 func (c *Client) Set(kind shm.Kind, id int, uid, gid, mode uint32, param uint64) error {
-	return errTODO
+	_, err := c.call(opSet, retrySafe, func(e *enc) {
+		e.u32(uint32(kind))
+		e.i32(clampID(id))
+		e.u32(uid)
+		e.u32(gid)
+		e.u32(mode)
+		e.u64(param)
+	})
+	return err
 }
 
-// Remove is IPC_RMID.
-func (c *Client) Remove(kind shm.Kind, id int) error { return errTODO }
+// Remove is IPC_RMID: waiters wake with EIDRM, the key is free again, and
+// later use of the id gives EINVAL. Only the owner, the creator or
+// CAP_SYS_ADMIN may (EPERM).
+func (c *Client) Remove(kind shm.Kind, id int) error {
+	_, err := c.call(opRemove, retryRemove, func(e *enc) {
+		e.u32(uint32(kind))
+		e.i32(clampID(id))
+	})
+	return err
+}
 
-// List lists every live object of kind.
-func (c *Client) List(kind shm.Kind) ([]Object, error) { return nil, errTODO }
+// List returns every live object of kind, in id order. Like
+// /proc/sysvipc, it needs no permission.
+func (c *Client) List(kind shm.Kind) ([]Object, error) {
+	var out []Object
+	after := -1
+	for {
+		d, err := c.call(opList, retrySafe, func(e *enc) {
+			e.u32(uint32(kind))
+			e.i32(int32(after))
+		})
+		if err != nil {
+			return nil, err
+		}
+		n := d.u32()
+		more := d.u32() != 0
+		if n > listPage {
+			return nil, fmt.Errorf("registry: bad list response: %w", kernel.EPROTO)
+		}
+		for i := uint32(0); i < n; i++ {
+			out = append(out, d.object())
+		}
+		if !d.done() {
+			return nil, fmt.Errorf("registry: bad list response: %w", kernel.EPROTO)
+		}
+		if !more || n == 0 {
+			return out, nil
+		}
+		after = out[len(out)-1].ID
+	}
+}
 
-// Info returns limits and usage.
-func (c *Client) Info(kind shm.Kind) (Usage, error) { return Usage{}, errTODO }
-
-// Close closes the connection.
-func (c *Client) Close() error { return nil }
+// Info is IPC_INFO / SEM_INFO / MSG_INFO: the limits in force and the
+// registry's usage for kind.
+func (c *Client) Info(kind shm.Kind) (Usage, error) {
+	d, err := c.call(opInfo, retrySafe, func(e *enc) { e.u32(uint32(kind)) })
+	if err != nil {
+		return Usage{}, err
+	}
+	var u Usage
+	u.Limits = d.limits()
+	u.Objects = int(d.u64())
+	u.Units = d.u64()
+	u.Bytes = d.u64()
+	u.MaxID = int(d.i64())
+	if !d.done() {
+		return Usage{}, fmt.Errorf("registry: bad info response: %w", kernel.EPROTO)
+	}
+	return u, nil
+}

@@ -1,13 +1,926 @@
 package registry
 
-// Server is a registry serving one socket.
-type Server struct{}
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
 
-// NewServer listens on socket and rebuilds the table.
-func NewServer(socket string, lim Limits) (*Server, error) { return nil, errTODO }
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
 
-// Serve serves until Close.
-func (s *Server) Serve() error { return errTODO }
+// Timeouts that keep a hostile or stuck client from holding a connection
+// goroutine for ever. They never delay other clients: each connection has
+// its own goroutine and no lock is held while reading or writing.
+var (
+	frameTimeout = 5 * time.Second // to finish a frame once its first byte came
+	writeTimeout = 5 * time.Second // to take a response
+)
 
-// Close stops the server.
-func (s *Server) Close() error { return nil }
+// maxConnsPerUID bounds the connections one user may hold open, so that one
+// user cannot exhaust the registry's descriptors for everyone else.
+const maxConnsPerUID = 1024
+
+// Server is a registry serving one socket: the key table of one namespace,
+// permission decisions, and the liveness of its client processes.
+type Server struct {
+	socket string
+	ns     uint64
+	lim    Limits
+	ln     *net.UnixListener
+	lock   *os.File
+	euid   uint32
+
+	mu     sync.RWMutex
+	byID   map[int]*entry
+	byKey  map[tableKey]*entry
+	nobj   map[shm.Kind]int
+	nsems  uint64
+	nbytes map[shm.Kind]uint64
+
+	cmu     sync.Mutex
+	conns   map[*net.UnixConn]struct{}
+	perUID  map[uint32]int
+	procs   map[procID]*proc
+	byToken map[uint64]*proc
+	token   uint64
+
+	ep      *kernel.Epoll
+	evfd    int
+	repair  chan struct{}
+	closed  atomic.Bool
+	done    chan struct{}
+	serving atomic.Bool
+	wg      sync.WaitGroup
+	logOnce sync.Once
+}
+
+type tableKey struct {
+	kind shm.Kind
+	key  int32
+}
+
+// entry is one live object. refs counts users outside the table lock
+// (repair passes); a removed entry is unmapped when the last lets go.
+type entry struct {
+	id      int
+	seg     *shm.Segment
+	p       shm.Params
+	refs    int
+	removed bool
+}
+
+type procID struct {
+	pid   int
+	start uint64
+}
+
+type proc struct {
+	id    procID
+	fd    int
+	token uint64
+}
+
+// SocketPath is the registry socket a process uses: $USYSV_SOCKET, else
+// $XDG_RUNTIME_DIR/usysv/registry.sock, else /run/usysv/registry.sock for
+// root, else <tmp>/usysv-<uid>/registry.sock.
+func SocketPath() string {
+	if s := os.Getenv("USYSV_SOCKET"); s != "" {
+		return s
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "usysv", "registry.sock")
+	}
+	if kernel.Geteuid() == 0 {
+		return "/run/usysv/registry.sock"
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("usysv-%d", kernel.Geteuid()), "registry.sock")
+}
+
+// absSocket is the canonical form of a socket path, the one its namespace
+// is computed from.
+func absSocket(socket string) (string, error) {
+	if socket == "" {
+		return "", fmt.Errorf("registry: empty socket path: %w", kernel.EINVAL)
+	}
+	return filepath.Abs(socket)
+}
+
+// errBusy means another registry holds the socket's lock.
+var errBusy = fmt.Errorf("registry: another registry serves this socket: %w", kernel.EADDRINUSE)
+
+// NewServer takes the socket's lock (<socket>.lock, an exclusive flock held
+// for the server's life, so that two registries never serve one socket),
+// replaces a stale socket file, listens (mode 0666, so that other users
+// reach it; permission decisions are the registry's) and rebuilds the table
+// from the kernel's segment list: every live usysv segment of this socket's
+// namespace. Zero fields of lim take Linux's defaults. Serve starts serving.
+func NewServer(socket string, lim Limits) (*Server, error) {
+	path, err := absSocket(socket)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("registry: lock file: %w", err)
+	}
+	_ = lock.Chmod(0o666) // whoever takes over next may be another user
+	if err := kernel.Flock(int(lock.Fd()), kernel.LOCK_EX|kernel.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, kernel.EWOULDBLOCK) {
+			return nil, errBusy
+		}
+		return nil, fmt.Errorf("registry: lock %s: %w", path+".lock", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
+		return nil, fmt.Errorf("registry: stale socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	_ = os.Chmod(path, 0o666)
+	s := &Server{
+		socket: path, ns: shm.Namespace(path), lim: lim.withDefaults(), ln: ln, lock: lock,
+		euid: uint32(kernel.Geteuid()),
+		byID: make(map[int]*entry), byKey: make(map[tableKey]*entry),
+		nobj: make(map[shm.Kind]int), nbytes: make(map[shm.Kind]uint64),
+		conns: make(map[*net.UnixConn]struct{}), perUID: make(map[uint32]int),
+		procs: make(map[procID]*proc), byToken: make(map[uint64]*proc),
+		repair: make(chan struct{}, 1), done: make(chan struct{}), evfd: -1,
+	}
+	if s.ep, err = kernel.EpollCreate(); err != nil {
+		s.abort()
+		return nil, err
+	}
+	if s.evfd, err = kernel.Eventfd(); err != nil {
+		s.abort()
+		return nil, err
+	}
+	if err := s.ep.Add(s.evfd, 0); err != nil {
+		s.abort()
+		return nil, err
+	}
+	if err := s.rebuild(); err != nil {
+		s.abort()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) abort() {
+	s.ln.Close()
+	if s.ep != nil {
+		s.ep.Close()
+	}
+	if s.evfd >= 0 {
+		kernel.Close(s.evfd)
+	}
+	for _, e := range s.byID {
+		e.seg.Close()
+	}
+	s.lock.Close()
+}
+
+// Socket is the absolute path the server listens on.
+func (s *Server) Socket() string { return s.socket }
+
+// Namespace is the server's namespace (shm.Namespace of its socket path).
+func (s *Server) Namespace() uint64 { return s.ns }
+
+// rebuild adopts every live segment of the namespace. Segments of other
+// namespaces, foreign segments and segments the registry cannot map are
+// skipped. A segment whose kernel segment was removed behind the registry's
+// back (SHM_DEST) is treated as removed.
+func (s *Server) rebuild() error {
+	segs, err := kernel.ShmList()
+	if err != nil {
+		return fmt.Errorf("registry: list kernel segments: %w", err)
+	}
+	sort.Slice(segs, func(i, j int) bool {
+		if segs[i].DS.Ctime != segs[j].DS.Ctime {
+			return segs[i].DS.Ctime < segs[j].DS.Ctime
+		}
+		return segs[i].ID < segs[j].ID
+	})
+	for _, ks := range segs {
+		if ks.DS.Segsz < shm.HeaderSize {
+			continue
+		}
+		var seg *shm.Segment
+		err := s.withAccess(ks, func() error {
+			p, st, err := shm.Peek(ks.ID)
+			if err != nil {
+				return err
+			}
+			if p.Namespace != s.ns || st != shm.StateLive {
+				return nil
+			}
+			seg, err = shm.Map(ks.ID, p.Kind, s.ns)
+			return err
+		})
+		if err != nil || seg == nil {
+			continue
+		}
+		p := seg.Params()
+		if ks.DS.Perm.Mode&kernel.SHM_DEST != 0 {
+			if seg.MarkRemoved() {
+				seg.WakeAll()
+			}
+			seg.Close()
+			continue
+		}
+		tk := tableKey{p.Kind, p.Key}
+		if p.Key != 0 {
+			if old := s.byKey[tk]; old != nil {
+				// Two live objects claim one key (only possible if two
+				// registries once served one socket): keep the older.
+				log.Printf("registry: segment %d duplicates key %#x of segment %d; ignored", ks.ID, uint32(p.Key), old.id)
+				seg.Close()
+				continue
+			}
+		}
+		s.add(&entry{id: ks.ID, seg: seg, p: p})
+	}
+	return nil
+}
+
+// withAccess runs fn; if fn fails with EACCES and this process created or
+// owns the kernel segment, it lends itself read-write access for the
+// duration of fn (a registry running as an ordinary user that took over
+// from another host of the same user).
+func (s *Server) withAccess(ks kernel.ShmSegment, fn func() error) error {
+	err := fn()
+	if !errors.Is(err, kernel.EACCES) || (ks.DS.Perm.CUID != s.euid && ks.DS.Perm.UID != s.euid) {
+		return err
+	}
+	perm := ks.DS.Perm
+	if kernel.ShmctlSet(ks.ID, perm.UID, perm.GID, (perm.Mode&0o777)|0o600) != nil {
+		return err
+	}
+	defer func() { _ = kernel.ShmctlSet(ks.ID, perm.UID, perm.GID, perm.Mode&0o777) }()
+	return fn()
+}
+
+// add puts e in the table; s.mu is held or the server is not serving yet.
+func (s *Server) add(e *entry) {
+	s.byID[e.id] = e
+	if e.p.Key != 0 {
+		s.byKey[tableKey{e.p.Kind, e.p.Key}] = e
+	}
+	s.nobj[e.p.Kind]++
+	s.nbytes[e.p.Kind] += e.p.Size()
+	if e.p.Kind == shm.KindSem {
+		s.nsems += uint64(e.p.Count)
+	}
+}
+
+// forget drops e from the table; s.mu is held.
+func (s *Server) forget(e *entry) {
+	delete(s.byID, e.id)
+	if e.p.Key != 0 && s.byKey[tableKey{e.p.Kind, e.p.Key}] == e {
+		delete(s.byKey, tableKey{e.p.Kind, e.p.Key})
+	}
+	s.nobj[e.p.Kind]--
+	s.nbytes[e.p.Kind] -= e.p.Size()
+	if e.p.Kind == shm.KindSem {
+		s.nsems -= uint64(e.p.Count)
+	}
+	e.removed = true
+	if e.refs == 0 {
+		e.seg.Close()
+	}
+}
+
+// Serve accepts and serves connections until Close. It first runs the
+// start-up pass that a death runs (processes may have died while no
+// registry ran). It returns nil after Close.
+func (s *Server) Serve() error {
+	if !s.serving.CompareAndSwap(false, true) {
+		return fmt.Errorf("registry: Serve called twice: %w", kernel.EINVAL)
+	}
+	s.wg.Add(1)
+	go s.watch()
+	go s.repairLoop()
+	s.deathPass()
+	for {
+		nc, err := s.ln.AcceptUnix()
+		if err != nil {
+			if s.closed.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and the like: back off instead of spinning.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.wg.Add(1)
+		go s.serveConn(nc)
+	}
+}
+
+// Close stops serving: the listener and every connection are closed, the
+// segments unmapped (objects live on in the kernel and are found again by
+// the next registry), the lock released and the socket file removed.
+func (s *Server) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.done)
+	err := s.ln.Close()
+	s.cmu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.cmu.Unlock()
+	_ = kernel.EventfdSignal(s.evfd)
+	s.wg.Wait()
+	s.cmu.Lock()
+	for _, p := range s.procs {
+		kernel.Close(p.fd)
+	}
+	s.procs, s.byToken = map[procID]*proc{}, map[uint64]*proc{}
+	s.cmu.Unlock()
+	s.ep.Close()
+	kernel.Close(s.evfd)
+	s.mu.Lock()
+	for _, e := range s.byID {
+		// A repair pass still running keeps its segments mapped until done.
+		e.removed = true
+		if e.refs == 0 {
+			e.seg.Close()
+		}
+	}
+	s.byID, s.byKey = map[int]*entry{}, map[tableKey]*entry{}
+	s.mu.Unlock()
+	s.lock.Close()
+	return err
+}
+
+// serveConn serves one client connection: requests in order, one frame at
+// a time. Identity is fixed at connection time from SO_PEERCRED (pid, uid,
+// gid) and /proc/<pid>/status (supplementary groups, capabilities).
+func (s *Server) serveConn(nc *net.UnixConn) {
+	defer s.wg.Done()
+	defer nc.Close()
+	pid, uid, gid, err := kernel.PeerCred(nc)
+	if err != nil || pid <= 0 {
+		return // a peer in a pid namespace we cannot see cannot be tracked
+	}
+	start, err := kernel.ProcessStartTime(pid)
+	if err != nil {
+		return
+	}
+	creds, err := kernel.ProcessCreds(pid)
+	if err != nil {
+		return
+	}
+	creds.PID, creds.UID, creds.GID = pid, uid, gid
+	if !s.addConn(nc, uid) {
+		return
+	}
+	defer s.dropConn(nc, uid)
+	if err := s.track(procID{pid, start}); err != nil {
+		return
+	}
+	br := bufio.NewReaderSize(nc, 4096)
+	rbuf := make([]byte, 256)
+	wbuf := make([]byte, 0, 256)
+	for {
+		// An idle client may stay connected for ever (that is how the
+		// registry knows it lives); once a frame starts it must finish.
+		_ = nc.SetReadDeadline(time.Time{})
+		if _, err := br.Peek(1); err != nil {
+			return
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(frameTimeout))
+		body, err := readFrame(br, rbuf)
+		if err != nil {
+			return
+		}
+		if cap(body) > cap(rbuf) {
+			rbuf = body[:0]
+		}
+		out, ok := s.handle(creds, body, wbuf)
+		if !ok {
+			return
+		}
+		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := nc.Write(out); err != nil {
+			return
+		}
+		if cap(out) <= maxFrame {
+			wbuf = out[:0]
+		}
+	}
+}
+
+func (s *Server) addConn(nc *net.UnixConn, uid uint32) bool {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.closed.Load() || s.perUID[uid] >= maxConnsPerUID {
+		return false
+	}
+	s.conns[nc] = struct{}{}
+	s.perUID[uid]++
+	return true
+}
+
+func (s *Server) dropConn(nc *net.UnixConn, uid uint32) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	delete(s.conns, nc)
+	if s.perUID[uid]--; s.perUID[uid] <= 0 {
+		delete(s.perUID, uid)
+	}
+}
+
+// handle decodes one request frame and returns the response frame. ok is
+// false for a malformed frame: the connection is then closed.
+func (s *Server) handle(c Creds, body []byte, buf []byte) (out []byte, ok bool) {
+	if body[0] != protoVersion || body[2] != 0 || body[3] != 0 {
+		return nil, false
+	}
+	op := body[1]
+	d := dec{b: body[4:]}
+	tag := d.u32()
+	resp := newFrame(buf, op, tag)
+	resp.u32(0) // errno, patched below
+	var err error
+	switch op {
+	case opHello:
+		if !d.done() {
+			return nil, false
+		}
+		resp.u64(s.ns)
+		resp.u32(uint32(kernel.Getpid()))
+		resp.limits(s.lim)
+	case opGet:
+		var r GetRequest
+		r.Kind = shm.Kind(d.u32())
+		r.Key = d.i32()
+		r.Flags = int(d.i32())
+		r.Count = int(d.i32())
+		r.Layout = d.params()
+		r.Param = d.u64()
+		if !d.done() {
+			return nil, false
+		}
+		var id int
+		id, err = s.get(c, r)
+		resp.i32(int32(id))
+	case opStat:
+		kind, id := shm.Kind(d.u32()), int(d.i32())
+		if !d.done() {
+			return nil, false
+		}
+		var o Object
+		o, err = s.stat(c, kind, id)
+		resp.object(o)
+	case opSet:
+		kind, id := shm.Kind(d.u32()), int(d.i32())
+		uid, gid, mode, param := d.u32(), d.u32(), d.u32(), d.u64()
+		if !d.done() {
+			return nil, false
+		}
+		err = s.set(c, kind, id, uid, gid, mode, param)
+	case opRemove:
+		kind, id := shm.Kind(d.u32()), int(d.i32())
+		if !d.done() {
+			return nil, false
+		}
+		err = s.remove(c, kind, id)
+	case opList:
+		kind, after := shm.Kind(d.u32()), int(d.i32())
+		if !d.done() {
+			return nil, false
+		}
+		objs, more := s.list(kind, after)
+		resp.u32(uint32(len(objs)))
+		if more {
+			resp.u32(1)
+		} else {
+			resp.u32(0)
+		}
+		for _, o := range objs {
+			resp.object(o)
+		}
+	case opInfo:
+		kind := shm.Kind(d.u32())
+		if !d.done() {
+			return nil, false
+		}
+		u := s.info(kind)
+		resp.limits(u.Limits)
+		resp.u64(uint64(u.Objects))
+		resp.u64(u.Units)
+		resp.u64(u.Bytes)
+		resp.i64(int64(u.MaxID))
+	default:
+		return nil, false
+	}
+	if err != nil {
+		var errno kernel.Errno
+		if !errors.As(err, &errno) {
+			errno = kernel.EIO
+		}
+		// An error response carries no payload.
+		resp.b = resp.b[:4+respHeader]
+		binary.LittleEndian.PutUint32(resp.b[4+reqHeader:], uint32(errno))
+	}
+	return resp.bytes(), true
+}
+
+func validKind(k shm.Kind) bool { return k == shm.KindSem || k == shm.KindMsg }
+
+// get is semget/msgget, with Linux's checks in Linux's order
+// (ipc/util.c ipcget, ipc/sem.c ksys_semget/newary, ipc/msg.c newque).
+func (s *Server) get(c Creds, r GetRequest) (int, error) {
+	if !validKind(r.Kind) {
+		return -1, kernel.EINVAL
+	}
+	if r.Kind == shm.KindSem && (r.Count < 0 || r.Count > s.lim.SEMMSL) {
+		return -1, kernel.EINVAL
+	}
+	if r.Key == kernel.IPC_PRIVATE {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.create(c, r)
+	}
+	tk := tableKey{r.Kind, r.Key}
+	s.mu.RLock()
+	e := s.byKey[tk]
+	if e != nil {
+		defer s.mu.RUnlock()
+		return s.existing(c, r, e)
+	}
+	s.mu.RUnlock()
+	if r.Flags&kernel.IPC_CREAT == 0 {
+		return -1, kernel.ENOENT
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.byKey[tk]; e != nil { // created meanwhile
+		return s.existing(c, r, e)
+	}
+	return s.create(c, r)
+}
+
+// existing finishes a get that found e: EEXIST, the size check, EACCES.
+func (s *Server) existing(c Creds, r GetRequest, e *entry) (int, error) {
+	if r.Flags&(kernel.IPC_CREAT|kernel.IPC_EXCL) == kernel.IPC_CREAT|kernel.IPC_EXCL {
+		return -1, kernel.EEXIST
+	}
+	if r.Kind == shm.KindSem && r.Count > int(e.p.Count) {
+		return -1, kernel.EINVAL
+	}
+	uid, gid, mode, _ := e.seg.Perm()
+	if !Permitted(c, uid, gid, e.p.CUID, e.p.CGID, mode, RequestedAccess(r.Flags)) {
+		return -1, kernel.EACCES
+	}
+	return e.id, nil
+}
+
+// create makes a new object; s.mu is held for writing.
+func (s *Server) create(c Creds, r GetRequest) (int, error) {
+	p := r.Layout
+	if r.Kind == shm.KindSem {
+		if r.Count == 0 {
+			return -1, kernel.EINVAL
+		}
+		if p.Count == 0 {
+			p.Count = uint32(r.Count)
+		}
+		if p.Count != uint32(r.Count) {
+			return -1, fmt.Errorf("registry: layout for %d semaphores, request for %d: %w", p.Count, r.Count, kernel.EINVAL)
+		}
+		if s.nsems+uint64(r.Count) > uint64(s.lim.SEMMNS) {
+			return -1, kernel.ENOSPC
+		}
+	}
+	mni := s.lim.MSGMNI
+	if r.Kind == shm.KindSem {
+		mni = s.lim.SEMMNI
+	}
+	if s.nobj[r.Kind] >= mni {
+		return -1, kernel.ENOSPC
+	}
+	p.Kind, p.Namespace, p.Key, p.CUID, p.CGID = r.Kind, s.ns, r.Key, c.UID, c.GID
+	if p.Waiters > shm.MaxWaiters || p.BodySize > shm.MaxBodySize || p.BodySize%8 != 0 || p.Size() > s.lim.MaxSegment {
+		return -1, fmt.Errorf("registry: layout of %d bytes (%d waiters, %d body bytes) refused: %w",
+			p.Size(), p.Waiters, p.BodySize, kernel.EINVAL)
+	}
+	mode := uint32(r.Flags) & 0o777
+	id, err := shm.Create(p, c.UID, c.GID, mode, time.Now().Unix())
+	if err != nil {
+		return -1, err
+	}
+	seg, err := shm.Map(id, r.Kind, s.ns)
+	if err != nil {
+		_ = kernel.ShmctlRemove(id)
+		return -1, err
+	}
+	seg.SetParam(r.Param)
+	s.setKernelPerm(id, c.UID, c.GID, mode)
+	s.add(&entry{id: id, seg: seg, p: seg.Params()})
+	return id, nil
+}
+
+// KernelMode is the mode the registry gives an object's kernel segment: a
+// class gets read-write on the segment if the object grants it read or
+// write, else nothing.
+func KernelMode(mode uint32) uint32 {
+	var k uint32
+	for shift := 0; shift <= 6; shift += 3 {
+		if (mode>>shift)&6 != 0 {
+			k |= 6 << shift
+		}
+	}
+	return k
+}
+
+// setKernelPerm gives the kernel segment the object's owner and derived
+// mode. It can fail only for a registry that is neither root nor the
+// segment's creator (it took over from another user's embedded registry);
+// the object's own permissions, which the library enforces, still hold.
+func (s *Server) setKernelPerm(id int, uid, gid, mode uint32) {
+	if err := kernel.ShmctlSet(id, uid, gid, KernelMode(mode)); err != nil {
+		s.logOnce.Do(func() {
+			log.Printf("registry: cannot set the kernel permissions of segment %d: %v (further failures not logged)", id, err)
+		})
+	}
+}
+
+// lookup finds a live object by id and kind; s.mu is held.
+func (s *Server) lookup(kind shm.Kind, id int) (*entry, error) {
+	if id < 0 || !validKind(kind) {
+		return nil, kernel.EINVAL
+	}
+	e := s.byID[id]
+	if e == nil || e.p.Kind != kind || e.seg.Removed() {
+		return nil, kernel.EINVAL
+	}
+	return e, nil
+}
+
+func (s *Server) object(e *entry) Object {
+	uid, gid, mode, _ := e.seg.Perm()
+	return Object{
+		ID:   e.id,
+		Kind: e.p.Kind,
+		Perm: Perm{Key: e.p.Key, UID: uid, GID: gid, CUID: e.p.CUID, CGID: e.p.CGID,
+			Mode: mode, Seq: uint32(e.id) >> 15},
+		Ctime: e.seg.Ctime(),
+		Count: int(e.p.Count),
+		Param: e.seg.Param(),
+	}
+}
+
+func (s *Server) stat(c Creds, kind shm.Kind, id int) (Object, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, err := s.lookup(kind, id)
+	if err != nil {
+		return Object{}, err
+	}
+	o := s.object(e)
+	if !Permitted(c, o.Perm.UID, o.Perm.GID, o.Perm.CUID, o.Perm.CGID, o.Perm.Mode, Read) {
+		return Object{}, kernel.EACCES
+	}
+	return o, nil
+}
+
+// set is IPC_SET (ipc/util.c ipcctl_obtain_check, ipc_update_perm;
+// ipc/msg.c msgctl_down for qbytes).
+func (s *Server) set(c Creds, kind shm.Kind, id int, uid, gid, mode uint32, param uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.lookup(kind, id)
+	if err != nil {
+		return err
+	}
+	ouid, _, _, _ := e.seg.Perm()
+	if !IsOwner(c, ouid, e.p.CUID) {
+		return kernel.EPERM
+	}
+	if kind == shm.KindMsg {
+		if param > uint64(s.lim.MSGMNB) && !c.SysResource {
+			return kernel.EPERM
+		}
+		if param > e.p.Capacity {
+			return fmt.Errorf("registry: qbytes %d exceeds the queue's capacity %d: %w", param, e.p.Capacity, kernel.EINVAL)
+		}
+	}
+	if uid == math.MaxUint32 || gid == math.MaxUint32 {
+		return kernel.EINVAL
+	}
+	mode &= 0o777
+	e.seg.SetPerm(uid, gid, mode, time.Now().Unix())
+	if kind == shm.KindMsg {
+		e.seg.SetParam(param)
+	}
+	s.setKernelPerm(id, uid, gid, mode)
+	// Waiters re-check what changed (a receiver may have lost read
+	// permission, a sender may now fit).
+	e.seg.WakeAll()
+	return nil
+}
+
+// remove is IPC_RMID: the object is marked removed (waiters wake and return
+// EIDRM, later calls EINVAL), its kernel segment removed (it lives on while
+// mapped) and its key freed.
+func (s *Server) remove(c Creds, kind shm.Kind, id int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.lookup(kind, id)
+	if err != nil {
+		return err
+	}
+	uid, _, _, _ := e.seg.Perm()
+	if !IsOwner(c, uid, e.p.CUID) {
+		return kernel.EPERM
+	}
+	e.seg.MarkRemoved()
+	e.seg.WakeAll()
+	_ = kernel.ShmctlRemove(id)
+	s.forget(e)
+	return nil
+}
+
+// list returns up to listPage objects of kind with ids above after, in id
+// order, and whether more follow. Like /proc/sysvipc, it needs no permission.
+func (s *Server) list(kind shm.Kind, after int) ([]Object, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ids []int
+	for id, e := range s.byID {
+		if e.p.Kind == kind && id > after && !e.seg.Removed() {
+			ids = append(ids, id)
+		}
+	}
+	sort.Ints(ids)
+	more := len(ids) > listPage
+	if more {
+		ids = ids[:listPage]
+	}
+	out := make([]Object, len(ids))
+	for i, id := range ids {
+		out[i] = s.object(s.byID[id])
+	}
+	return out, more
+}
+
+func (s *Server) info(kind shm.Kind) Usage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u := Usage{Limits: s.lim, Objects: s.nobj[kind], Bytes: s.nbytes[kind], MaxID: -1}
+	if kind == shm.KindSem {
+		u.Units = s.nsems
+	}
+	for id, e := range s.byID {
+		if e.p.Kind == kind && id > u.MaxID {
+			u.MaxID = id
+		}
+	}
+	return u
+}
+
+// track starts watching a client process (once per process, however many
+// connections it opens). The pidfd stays watched after the connection
+// closes, until the process exits: its death is what matters.
+func (s *Server) track(id procID) error {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.procs[id] != nil {
+		return nil
+	}
+	fd, err := kernel.PidfdOpen(id.pid)
+	if err != nil {
+		return err
+	}
+	// The pid could have been reused between SO_PEERCRED and pidfd_open.
+	if st, err := kernel.ProcessStartTime(id.pid); err != nil || st != id.start {
+		kernel.Close(fd)
+		return kernel.ESRCH
+	}
+	s.token++
+	p := &proc{id: id, fd: fd, token: s.token}
+	if err := s.ep.Add(fd, p.token); err != nil {
+		kernel.Close(fd)
+		return err
+	}
+	s.procs[id] = p
+	s.byToken[p.token] = p
+	return nil
+}
+
+// watch waits for client processes to exit.
+func (s *Server) watch() {
+	defer s.wg.Done()
+	for {
+		toks, err := s.ep.Wait(-1)
+		if err != nil || s.closed.Load() {
+			return
+		}
+		died := false
+		s.cmu.Lock()
+		for _, t := range toks {
+			if t == 0 {
+				continue // the eventfd: Close
+			}
+			p := s.byToken[t]
+			if p == nil {
+				continue
+			}
+			_ = s.ep.Remove(p.fd)
+			kernel.Close(p.fd)
+			delete(s.byToken, t)
+			delete(s.procs, p.id)
+			died = true
+		}
+		s.cmu.Unlock()
+		if died {
+			s.deathPass()
+		}
+	}
+}
+
+// deathPass is what follows a client's death: every segment's dead
+// generation is bumped and its sleepers woken (each kind repairs lazily on
+// its next operation), and the eager repair hooks are scheduled.
+func (s *Server) deathPass() {
+	s.mu.RLock()
+	for _, e := range s.byID {
+		e.seg.BumpDeadGen()
+		e.seg.WakeAll()
+	}
+	s.mu.RUnlock()
+	select {
+	case s.repair <- struct{}{}:
+	default: // a pass is already pending; it will see this death too
+	}
+}
+
+// repairLoop runs the registered repair hooks, one pass per batch of
+// deaths, without holding the table lock (a hook may wait for a segment's
+// lock).
+func (s *Server) repairLoop() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.repair:
+		}
+		s.mu.Lock()
+		var es []*entry
+		for _, e := range s.byID {
+			if len(repairHooks(e.p.Kind)) > 0 {
+				e.refs++
+				es = append(es, e)
+			}
+		}
+		s.mu.Unlock()
+		for _, e := range es {
+			if !s.closed.Load() && !e.seg.Removed() {
+				for _, fn := range repairHooks(e.p.Kind) {
+					runHook(fn, e.seg)
+				}
+			}
+			s.mu.Lock()
+			if e.refs--; e.refs == 0 && e.removed {
+				e.seg.Close()
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+func runHook(fn func(*shm.Segment), seg *shm.Segment) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Printf("registry: repair hook for segment %d panicked: %v", seg.ID(), r)
+		}
+	}()
+	fn(seg)
+}
