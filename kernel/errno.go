@@ -15,6 +15,7 @@ const (
 	ESRCH        = unix.ESRCH
 	EINTR        = unix.EINTR
 	E2BIG        = unix.E2BIG
+	EBADF        = unix.EBADF
 	EAGAIN       = unix.EAGAIN
 	ENOMEM       = unix.ENOMEM
 	EACCES       = unix.EACCES

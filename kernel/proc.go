@@ -33,8 +33,11 @@ func PidfdOpen(pid int) (int, error) {
 }
 
 // PidfdExited reports whether the process behind a pidfd has exited,
-// without blocking.
+// without blocking. A descriptor that is not open gives EBADF.
 func PidfdExited(fd int) (bool, error) {
+	if fd < 0 {
+		return false, EBADF // poll(2) would silently skip it
+	}
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
 		n, err := unix.Poll(fds, 0)
@@ -43,6 +46,9 @@ func PidfdExited(fd int) (bool, error) {
 		}
 		if err != nil {
 			return false, err
+		}
+		if fds[0].Revents&unix.POLLNVAL != 0 {
+			return false, EBADF
 		}
 		return n > 0, nil
 	}

@@ -84,6 +84,11 @@ func Main(m *testing.M) {
 	sock := filepath.Join(dir, "registry.sock")
 	os.Setenv(envSocket, sock)
 	os.Setenv(envDir, dir)
+	if kernel.Geteuid() == 0 {
+		// Copy now, while nothing else forks: a child forked while the
+		// copy is open for writing would make exec fail with ETXTBSY.
+		_, _ = otherUserBinary()
+	}
 	code := m.Run()
 	if leaks := Leaks(shm.Namespace(sock)); len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "testutil: IPC objects left behind by this test binary (removed now):\n  %s\n", strings.Join(leaks, "\n  "))
@@ -228,6 +233,16 @@ func Start(t testing.TB, name string, args []string, opts ...Opt) *Proc {
 	for _, o := range opts {
 		o(cmd)
 	}
+	if cmd.SysProcAttr != nil && cmd.SysProcAttr.Credential != nil {
+		// The go tool builds the test binary in a directory only we can
+		// enter; another user runs a copy that it can reach.
+		path, err := otherUserBinary()
+		if err != nil {
+			t.Fatalf("testutil: helper %s as another user: %v", name, err)
+		}
+		cmd.Path = path
+		cmd.Dir = filepath.Dir(path)
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +274,48 @@ func Start(t testing.TB, name string, args []string, opts ...Opt) *Proc {
 		}
 	})
 	return p
+}
+
+var otherUser struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// otherUserBinary copies the test binary, once, into the per-binary test
+// directory (mode 0777, made by Main) and returns the copy's path.
+func otherUserBinary() (string, error) {
+	otherUser.once.Do(func() {
+		dir := os.Getenv(envDir)
+		if dir == "" {
+			otherUser.err = fmt.Errorf("no test directory: is TestMain calling testutil.Main?")
+			return
+		}
+		self, err := os.Executable()
+		if err != nil {
+			otherUser.err = err
+			return
+		}
+		src, err := os.Open(self)
+		if err != nil {
+			otherUser.err = err
+			return
+		}
+		defer src.Close()
+		path := filepath.Join(dir, "helper-"+filepath.Base(self))
+		dst, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+		if err != nil {
+			otherUser.err = err
+			return
+		}
+		if _, err = io.Copy(dst, src); err == nil {
+			err = dst.Close()
+		} else {
+			_ = dst.Close()
+		}
+		otherUser.path, otherUser.err = path, err
+	})
+	return otherUser.path, otherUser.err
 }
 
 // Pid is the helper's pid.
