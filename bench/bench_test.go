@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The suite under go test: one sub-benchmark per case and implementation,
+// named CASE/impl=NAME so that benchstat can put the implementations side
+// by side (benchstat -col /impl). Latency cases report p50-ns and p99-ns,
+// throughput cases msgs/s; the usysv sub-benchmark also reports x-kernel,
+// the speed-up over the kernel sub-benchmark that ran just before it.
+//
+//	go test -run '^$' -bench . ./bench
+//	go test -run '^$' -bench 'Msg/stream' -count 6 ./bench | benchstat -col /impl -
+
+func BenchmarkSem(b *testing.B)      { benchGroup(b, "sem") }
+func BenchmarkMsg(b *testing.B)      { benchGroup(b, "msg") }
+func BenchmarkRegistry(b *testing.B) { benchGroup(b, "registry") }
+
+func benchGroup(b *testing.B, group string) {
+	for _, c := range (Options{Cases: []string{group}}).Selected() {
+		name := strings.TrimPrefix(c.Name, group+"/")
+		// The kernel first, so that usysv can report its ratio to it.
+		impls := append([]string{}, c.Impls...)
+		if len(impls) > 1 && impls[0] == Usysv && impls[1] == Kernel {
+			impls[0], impls[1] = Kernel, Usysv
+		}
+		var kernelValue float64
+		for _, impl := range impls {
+			b.Run(name+"/impl="+impl, func(b *testing.B) {
+				v := benchOne(b, c, impl)
+				switch {
+				case impl == Kernel:
+					kernelValue = v
+				case impl == Usysv && kernelValue > 0 && v > 0:
+					s := kernelValue / v
+					if c.Kind == Throughput {
+						s = v / kernelValue
+					}
+					b.ReportMetric(s, "x-kernel")
+				}
+			})
+		}
+	}
+}
+
+// kPlans remembers, per case and implementation, how many operations a
+// latency sample groups (see latencyLoop), so that every b.N uses the same.
+var kPlans sync.Map
+
+// benchOne runs c on impl for b.N operations and reports its metrics. It
+// returns the headline value (p50 ns or msgs/s).
+func benchOne(b *testing.B, c Case, impl string) float64 {
+	b.StopTimer()
+	e := &env{ctx: context.Background(), spawn: testSpawn, timer: b, timeout: 10 * time.Minute}
+	k := 1
+	if c.batch {
+		key := c.Name + "/" + impl
+		v, ok := kPlans.Load(key)
+		if !ok {
+			m, err := c.run(e, impl, c.pilot, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			per := max(m.elapsed/time.Duration(m.ops), time.Nanosecond)
+			v, _ = kPlans.LoadOrStore(key, max(1, int(time.Microsecond/per)))
+		}
+		k = v.(int)
+	}
+	m, err := c.run(e, impl, b.N, k)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer Cleanup()
+	b.ReportMetric(float64(m.elapsed.Nanoseconds())/float64(max(m.ops, 1)), "ns/op")
+	switch c.Kind {
+	case Latency:
+		p50, p99 := percentiles(m.samples)
+		b.ReportMetric(p50, "p50-ns")
+		b.ReportMetric(p99, "p99-ns")
+		return p50
+	default:
+		rate := float64(m.ops) / m.elapsed.Seconds()
+		b.ReportMetric(rate, "msgs/s")
+		return rate
+	}
+}
+
+// smoke runs every selected case once, briefly, on impls, and checks that
+// each produced a sensible result.
+func smoke(t *testing.T, impls ...string) *Report {
+	t.Helper()
+	o := Options{Quick: true, Budget: 20 * time.Millisecond, Rounds: 1, Impls: impls, Spawn: testSpawn}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(rep.Results), len(o.Selected()); got != want {
+		t.Fatalf("%d results, want %d", got, want)
+	}
+	for _, res := range rep.Results {
+		for _, impl := range impls {
+			if !(Case{Impls: caseImpls(res.Case)}).supports(impl) {
+				continue
+			}
+			ir := res.Impls[impl]
+			if ir == nil {
+				t.Errorf("%s: no result for %s", res.Case, impl)
+				continue
+			}
+			if ir.Error != "" {
+				t.Errorf("%s on %s: %s", res.Case, impl, ir.Error)
+				continue
+			}
+			if v, ok := ir.Value(); !ok || v <= 0 || ir.Ops <= 0 {
+				t.Errorf("%s on %s: no measurement: %+v", res.Case, impl, ir)
+			}
+		}
+	}
+	if n := Outstanding(); n != 0 {
+		t.Errorf("%d objects left after Run", n)
+	}
+	return rep
+}
+
+func caseImpls(name string) []string {
+	for _, c := range Cases() {
+		if c.Name == name {
+			return c.Impls
+		}
+	}
+	return nil
+}
+
+func TestSmokeKernel(t *testing.T) {
+	rep := smoke(t, Kernel, Unix, Pipe)
+	var b strings.Builder
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + b.String())
+}
+
+func TestCasesWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range Cases() {
+		if seen[c.Name] {
+			t.Errorf("case %s twice", c.Name)
+		}
+		seen[c.Name] = true
+		if len(c.Impls) < 2 || c.Impls[0] != Usysv || c.Impls[1] != Kernel {
+			t.Errorf("%s: implementations %v must start with usysv, kernel", c.Name, c.Impls)
+		}
+		if c.Kind != Latency && c.Kind != Throughput {
+			t.Errorf("%s: kind %q", c.Name, c.Kind)
+		}
+		if c.pilot <= 0 || c.minOps <= 0 || c.maxOps < c.minOps || c.run == nil {
+			t.Errorf("%s: bad sizes or no run: %+v", c.Name, c)
+		}
+		if c.Title == "" || strings.Count(c.Name, "/") != 1 {
+			t.Errorf("%s: bad name or no title", c.Name)
+		}
+	}
+	_ = fmt.Sprint()
+}

@@ -1,0 +1,437 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/usysv/usysv/kernel"
+)
+
+// Cross-process cases run every participant in a helper process: the
+// benchmark's own binary re-executed (see Spawner), given a job as its one
+// argument and the channel's descriptors as 3, 4, ... It talks to the
+// driver with JSON values on stdout (replies) and lines on stdin ("go").
+// The driver itself only creates and removes the objects and times the
+// streams, so both implementations see exactly the same processes.
+
+// Spawner returns a command that runs HelperMain(args) in a new process.
+// For a test binary that is the binary itself with the testutil helper
+// variable set; for the usysv command, its hidden helper verb.
+type Spawner func(args []string) *exec.Cmd
+
+// job is what a helper process is asked to do.
+type job struct {
+	Role  string        `json:"role"`
+	Impl  string        `json:"impl"`
+	Ref   string        `json:"ref"`
+	Side  int           `json:"side"`
+	Files int           `json:"files"`
+	N     int           `json:"n"`              // timed iterations or messages
+	Warm  int           `json:"warm"`           // untimed ones first
+	Size  int           `json:"size,omitempty"` // message bytes
+	Types int           `json:"types,omitempty"`
+	Gap   time.Duration `json:"gap,omitempty"` // pause before each post (waiter asleep)
+}
+
+// reply is one JSON value a helper writes.
+type reply struct {
+	Ready   bool    `json:"ready,omitempty"`
+	Samples []int64 `json:"samples,omitempty"` // ns, one per timed iteration
+	Gaps    []int64 `json:"gaps,omitempty"`    // ns spent pausing, per timed iteration
+	Elapsed int64   `json:"elapsed,omitempty"` // ns of the timed part
+	Err     string  `json:"err,omitempty"`
+}
+
+// Helper roles.
+const (
+	roleSemPing  = "sem-ping"
+	roleSemPong  = "sem-pong"
+	roleMsgPing  = "msg-ping"
+	roleMsgPong  = "msg-pong"
+	roleProduce  = "msg-produce"
+	roleConsume  = "msg-consume"
+	helperMarker = "usysv-bench-helper"
+)
+
+// HelperMain runs the helper side of a cross-process case in this process
+// and returns its exit status. args are what the driver passed (the job).
+func HelperMain(args []string) int {
+	out := json.NewEncoder(os.Stdout)
+	if err := helper(args, out, bufio.NewReader(os.Stdin)); err != nil {
+		_ = out.Encode(reply{Err: err.Error()})
+		fmt.Fprintln(os.Stderr, "bench helper:", err)
+		return 1
+	}
+	return 0
+}
+
+func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
+	if len(args) != 2 || args[0] != helperMarker {
+		return fmt.Errorf("want arguments %q JOB, got %q", helperMarker, args)
+	}
+	var j job
+	if err := json.Unmarshal([]byte(args[1]), &j); err != nil {
+		return fmt.Errorf("job: %w", err)
+	}
+	waitGo := func() error {
+		if err := out.Encode(reply{Ready: true}); err != nil {
+			return err
+		}
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("waiting for go: %w", err)
+		}
+		if strings.TrimSpace(line) != "go" {
+			return fmt.Errorf("driver said %q, want go", line)
+		}
+		return nil
+	}
+	switch j.Role {
+	case roleSemPing, roleSemPong:
+		si, err := semImpl(j.Impl)
+		if err != nil {
+			return err
+		}
+		s, err := si.Open(j.Ref)
+		if err != nil {
+			return fmt.Errorf("open set %s: %w", j.Ref, err)
+		}
+		defer s.Close()
+		var r reply
+		if j.Role == roleSemPing {
+			r.Samples, err = semPing(s, j)
+		} else {
+			r.Gaps, err = semPong(s, j)
+		}
+		if err != nil {
+			return err
+		}
+		return out.Encode(r)
+	}
+	mi, err := msgImpl(j.Impl)
+	if err != nil {
+		return err
+	}
+	files := make([]*os.File, j.Files)
+	for i := range files {
+		files[i] = os.NewFile(uintptr(3+i), fmt.Sprintf("fd%d", 3+i))
+	}
+	ep, err := mi.Open(j.Ref, j.Side, files)
+	if err != nil {
+		return fmt.Errorf("open channel %s side %d: %w", j.Ref, j.Side, err)
+	}
+	defer ep.Close()
+	buf := make([]byte, max(j.Size, 1))
+	msg := bytes.Repeat([]byte{0xa5}, j.Size)
+	var r reply
+	switch j.Role {
+	case roleMsgPing:
+		r.Samples, err = msgPing(ep, j, msg, buf)
+	case roleMsgPong:
+		err = msgPong(ep, j, msg, buf)
+	case roleProduce:
+		types := max(j.Types, 1)
+		for i := range j.Warm {
+			if err := ep.Send(int64(1+i%types), msg); err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+		}
+		if err := waitGo(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		for i := range j.N {
+			if err := ep.Send(int64(1+i%types), msg); err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+		}
+		r.Elapsed = int64(time.Since(t0))
+	case roleConsume:
+		recv := func() error {
+			n, err := ep.Recv(buf, 0)
+			if err != nil {
+				return fmt.Errorf("recv: %w", err)
+			}
+			if n != j.Size {
+				return fmt.Errorf("recv: %d bytes, want %d", n, j.Size)
+			}
+			return nil
+		}
+		for range j.Warm {
+			if err := recv(); err != nil {
+				return err
+			}
+		}
+		if err := waitGo(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		for range j.N {
+			if err := recv(); err != nil {
+				return err
+			}
+		}
+		r.Elapsed = int64(time.Since(t0))
+	default:
+		return fmt.Errorf("unknown role %q", j.Role)
+	}
+	if err != nil {
+		return err
+	}
+	return out.Encode(r)
+}
+
+// semPing posts semaphore 0 and waits on semaphore 1, timing each round.
+func semPing(s SemSet, j job) ([]int64, error) {
+	post, wait := []Buf{{Num: 0, Op: 1}}, []Buf{{Num: 1, Op: -1}}
+	samples := make([]int64, 0, j.N)
+	for i := range j.Warm + j.N {
+		if j.Gap > 0 {
+			time.Sleep(j.Gap) // let the partner fall asleep
+		}
+		t0 := time.Now()
+		if err := s.Op(post); err != nil {
+			return nil, fmt.Errorf("semop post: %w", err)
+		}
+		if err := s.Op(wait); err != nil {
+			return nil, fmt.Errorf("semop wait: %w", err)
+		}
+		if i >= j.Warm {
+			samples = append(samples, int64(time.Since(t0)))
+		}
+	}
+	return samples, nil
+}
+
+// semPong waits on semaphore 0 and posts semaphore 1; with a gap it
+// pauses in between (so the pinger is asleep) and reports each pause.
+func semPong(s SemSet, j job) ([]int64, error) {
+	post, wait := []Buf{{Num: 1, Op: 1}}, []Buf{{Num: 0, Op: -1}}
+	var gaps []int64
+	if j.Gap > 0 {
+		gaps = make([]int64, 0, j.N)
+	}
+	for i := range j.Warm + j.N {
+		if err := s.Op(wait); err != nil {
+			return nil, fmt.Errorf("semop wait: %w", err)
+		}
+		if j.Gap > 0 {
+			t1 := time.Now()
+			time.Sleep(j.Gap)
+			if i >= j.Warm {
+				gaps = append(gaps, int64(time.Since(t1)))
+			}
+		}
+		if err := s.Op(post); err != nil {
+			return nil, fmt.Errorf("semop post: %w", err)
+		}
+	}
+	return gaps, nil
+}
+
+func msgPing(ep Endpoint, j job, msg, buf []byte) ([]int64, error) {
+	samples := make([]int64, 0, j.N)
+	for i := range j.Warm + j.N {
+		t0 := time.Now()
+		if err := ep.Send(1, msg); err != nil {
+			return nil, fmt.Errorf("send: %w", err)
+		}
+		if _, err := ep.Recv(buf, 2); err != nil {
+			return nil, fmt.Errorf("recv: %w", err)
+		}
+		if i >= j.Warm {
+			samples = append(samples, int64(time.Since(t0)))
+		}
+	}
+	return samples, nil
+}
+
+func msgPong(ep Endpoint, j job, msg, buf []byte) error {
+	for range j.Warm + j.N {
+		if _, err := ep.Recv(buf, 1); err != nil {
+			return fmt.Errorf("recv: %w", err)
+		}
+		if err := ep.Send(2, msg); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+	}
+	return nil
+}
+
+// proc is a running helper process, from the driver's side.
+type proc struct {
+	role    string
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	replies chan reply
+	stderr  *tailBuffer
+	exited  chan struct{}
+	waitErr error
+}
+
+// group is the helper processes of one run; stop kills what is left.
+type group struct {
+	ctx      context.Context
+	deadline time.Time
+	procs    []*proc
+}
+
+func (e *env) newGroup(timeout time.Duration) *group {
+	return &group{ctx: e.ctx, deadline: time.Now().Add(timeout)}
+}
+
+func (g *group) start(e *env, j job, files []*os.File) (*proc, error) {
+	if e.spawn == nil {
+		return nil, errors.New("no way to start helper processes (Options.Spawn is nil)")
+	}
+	j.Files = len(files)
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, err
+	}
+	cmd := e.spawn([]string{helperMarker, string(b)})
+	cmd.ExtraFiles = files
+	// Killed with the driver; in its own process group, so a terminal's
+	// ^C reaches only the driver, which then stops its helpers itself.
+	cmd.SysProcAttr = kernel.ChildAttr(false, 0, 0, nil)
+	p := &proc{role: j.Role, cmd: cmd, replies: make(chan reply, 4), stderr: &tailBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if p.in, err = cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start helper %s: %w", j.Role, err)
+	}
+	g.procs = append(g.procs, p)
+	go func() {
+		dec := json.NewDecoder(out)
+		for {
+			var r reply
+			if err := dec.Decode(&r); err != nil {
+				break
+			}
+			p.replies <- r
+		}
+		close(p.replies)
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// next waits for p's next reply. A helper's error, its exit, the run's
+// deadline or the context's end is an error.
+func (g *group) next(p *proc) (reply, error) {
+	t := time.NewTimer(time.Until(g.deadline))
+	defer t.Stop()
+	select {
+	case r, ok := <-p.replies:
+		if !ok {
+			<-p.exited
+			return r, fmt.Errorf("helper %s exited (%v) early: %s", p.role, p.waitErr, p.stderr)
+		}
+		if r.Err != "" {
+			return r, fmt.Errorf("helper %s: %s", p.role, r.Err)
+		}
+		return r, nil
+	case <-t.C:
+		return reply{}, fmt.Errorf("helper %s: no reply before the run's deadline (hung?)", p.role)
+	case <-g.ctx.Done():
+		return reply{}, g.ctx.Err()
+	}
+}
+
+// ready waits for each of ps to report that it is ready.
+func (g *group) ready(ps ...*proc) error {
+	for _, p := range ps {
+		r, err := g.next(p)
+		if err != nil {
+			return err
+		}
+		if !r.Ready {
+			return fmt.Errorf("helper %s: unexpected reply, want ready", p.role)
+		}
+	}
+	return nil
+}
+
+// goAll tells each of ps to start.
+func (g *group) goAll(ps ...*proc) error {
+	for _, p := range ps {
+		if _, err := io.WriteString(p.in, "go\n"); err != nil {
+			return fmt.Errorf("helper %s: %w", p.role, err)
+		}
+	}
+	return nil
+}
+
+// finish waits for every helper to exit successfully, up to the deadline.
+func (g *group) finish() error {
+	t := time.NewTimer(time.Until(g.deadline))
+	defer t.Stop()
+	for _, p := range g.procs {
+		select {
+		case <-p.exited:
+			if p.waitErr != nil {
+				return fmt.Errorf("helper %s: %v: %s", p.role, p.waitErr, p.stderr)
+			}
+		case <-t.C:
+			return fmt.Errorf("helper %s did not exit", p.role)
+		case <-g.ctx.Done():
+			return g.ctx.Err()
+		}
+	}
+	return nil
+}
+
+// stop kills every helper still running and reaps them all.
+func (g *group) stop() {
+	for _, p := range g.procs {
+		select {
+		case <-p.exited:
+			continue
+		default:
+		}
+		_ = p.cmd.Process.Kill()
+	}
+	for _, p := range g.procs {
+		_ = p.in.Close()
+		<-p.exited
+	}
+}
+
+// tailBuffer keeps the last few KiB written to it (a helper's stderr).
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}
