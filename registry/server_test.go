@@ -1,0 +1,381 @@
+package registry
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+func init() {
+	// map: for each line "id kind ns", try to map the segment read-write.
+	testutil.RegisterHelper("map", func(args []string) int {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			id, _ := strconv.Atoi(f[0])
+			kind, _ := strconv.Atoi(f[1])
+			ns, _ := strconv.ParseUint(f[2], 10, 64)
+			seg, err := shm.Map(id, shm.Kind(kind), ns)
+			if err == nil {
+				seg.Close()
+			}
+			fmt.Println(errName(err))
+		}
+		return 0
+	})
+	// connect: connect with Default, say so, and wait to be killed.
+	testutil.RegisterHelper("connect", func(args []string) int {
+		if _, err := Default(); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		fmt.Println("connected")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return 0
+	})
+}
+
+// startServer runs a private registry on a socket of its own (its own
+// namespace) and returns it with a client.
+func startServer(t *testing.T, lim Limits) (*Server, *Client) {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o777))
+	s, err := NewServer(filepath.Join(dir, "reg.sock"), lim)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		require.NoError(t, s.Close())
+		require.NoError(t, <-done)
+	})
+	c, err := Dial(s.Socket())
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return s, c
+}
+
+// A1.9: ENOSPC at the configured SEMMNI, SEMMNS and MSGMNI; Info reports
+// usage.
+func TestLimits(t *testing.T) {
+	_, c := startServer(t, Limits{SEMMNI: 3, SEMMNS: 5, MSGMNI: 1, SEMMSL: 10})
+	a := mustGet(t, c, semReq(testutil.Key(t), 3, creat|excl|0o600))
+	_, err := c.Get(semReq(testutil.Key(t), 3, creat|excl|0o600))
+	require.ErrorIs(t, err, kernel.ENOSPC, "SEMMNS")
+	mustGet(t, c, semReq(kernel.IPC_PRIVATE, 2, 0o600))
+	_, err = c.Get(semReq(kernel.IPC_PRIVATE, 1, 0o600))
+	require.ErrorIs(t, err, kernel.ENOSPC, "SEMMNS with IPC_PRIVATE")
+	// SEMMSL is the configured one, checked before anything else.
+	_, err = c.Get(semReq(testutil.Key(t), 11, creat|excl|0o600))
+	require.ErrorIs(t, err, kernel.EINVAL)
+	u, err := c.Info(shm.KindSem)
+	require.NoError(t, err)
+	assert.Equal(t, 2, u.Objects)
+	assert.Equal(t, uint64(5), u.Units)
+	assert.Equal(t, 5, u.Limits.SEMMNS)
+	assert.Equal(t, kernel.SEMVMX, u.Limits.SEMVMX, "zero limits take Linux's defaults")
+	assert.GreaterOrEqual(t, u.MaxID, a)
+	require.NoError(t, c.Remove(shm.KindSem, a))
+	mustGet(t, c, semReq(testutil.Key(t), 1, creat|excl|0o600))
+	mustGet(t, c, semReq(testutil.Key(t), 1, creat|excl|0o600)) // 3 sets, 4 sems
+	_, err = c.Get(semReq(testutil.Key(t), 1, creat|excl|0o600))
+	require.ErrorIs(t, err, kernel.ENOSPC, "SEMMNI")
+
+	k := testutil.Key(t)
+	mustGet(t, c, msgReq(k, creat|excl|0o600))
+	_, err = c.Get(msgReq(testutil.Key(t), creat|0o600))
+	require.ErrorIs(t, err, kernel.ENOSPC, "MSGMNI")
+	_, err = c.Get(msgReq(kernel.IPC_PRIVATE, 0o600))
+	require.ErrorIs(t, err, kernel.ENOSPC, "MSGMNI with IPC_PRIVATE")
+	// A full table still finds what exists.
+	_, err = c.Get(msgReq(k, creat|0o600))
+	require.NoError(t, err)
+	mu, err := c.Info(shm.KindMsg)
+	require.NoError(t, err)
+	assert.Equal(t, 1, mu.Objects)
+}
+
+// Layouts the registry refuses: too big, or invalid; and a sem layout
+// whose count disagrees with nsems.
+func TestBadLayouts(t *testing.T) {
+	_, c := startServer(t, Limits{MaxSegment: 1 << 20})
+	req := msgReq(testutil.Key(t), creat|excl|0o600)
+	req.Layout.BodySize = 2 << 20
+	_, err := c.Get(req)
+	require.ErrorIs(t, err, kernel.EINVAL)
+	req.Layout.BodySize = 1001 // not a multiple of 8
+	_, err = c.Get(req)
+	require.ErrorIs(t, err, kernel.EINVAL)
+	req.Layout.BodySize = 1024
+	req.Layout.Waiters = shm.MaxWaiters + 1
+	_, err = c.Get(req)
+	require.ErrorIs(t, err, kernel.EINVAL)
+	sreq := semReq(testutil.Key(t), 3, creat|excl|0o600)
+	sreq.Layout.Count = 2
+	_, err = c.Get(sreq)
+	require.ErrorIs(t, err, kernel.EINVAL)
+	// Nothing was created.
+	objs, err := c.List(shm.KindMsg)
+	require.NoError(t, err)
+	assert.Empty(t, objs)
+	objs, err = c.List(shm.KindSem)
+	require.NoError(t, err)
+	assert.Empty(t, objs)
+}
+
+// The kernel segment's owner and mode follow the object's: a class gets
+// rw on the segment iff the object grants it r or w, so a process with no
+// right to the object cannot map it at all.
+func TestKernelSegmentPerms(t *testing.T) {
+	testutil.RequireRoot(t)
+	c := defaultClient(t)
+	p := testutil.Start(t, "map", nil, testutil.AsNobody())
+	canMap := func(id int, kind shm.Kind) string {
+		p.Send("%d %d %d", id, kind, c.Namespace())
+		return p.Line(5 * time.Second)
+	}
+	kstat := func(id int) (uint32, uint32, uint32) {
+		ds, err := kernel.ShmctlStat(id)
+		require.NoError(t, err)
+		return ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode & 0o777
+	}
+	id := mustGet(t, c, semReq(testutil.Key(t), 2, creat|excl|0o600))
+	uid, gid, mode := kstat(id)
+	assert.Equal(t, []uint32{0, 0, 0o600}, []uint32{uid, gid, mode})
+	assert.Equal(t, "EACCES", canMap(id, shm.KindSem))
+
+	require.NoError(t, c.Set(shm.KindSem, id, 0, 0, 0o604, 0))
+	_, _, mode = kstat(id)
+	assert.Equal(t, uint32(0o606), mode)
+	assert.Equal(t, "ok", canMap(id, shm.KindSem))
+	// A wrong kind is refused by the header, not the kernel.
+	assert.Equal(t, "EINVAL", canMap(id, shm.KindMsg))
+
+	require.NoError(t, c.Set(shm.KindSem, id, testutil.Nobody, testutil.Nobody, 0o400, 0))
+	uid, gid, mode = kstat(id)
+	assert.Equal(t, []uint32{testutil.Nobody, testutil.Nobody, 0o600}, []uint32{uid, gid, mode})
+	assert.Equal(t, "ok", canMap(id, shm.KindSem))
+	require.NoError(t, c.Set(shm.KindSem, id, testutil.Nobody, testutil.Nobody, 0o070, 0))
+	_, _, mode = kstat(id)
+	assert.Equal(t, uint32(0o060), mode)
+	assert.Equal(t, "EACCES", canMap(id, shm.KindSem), "owner class with no rights, exclusively")
+
+	mid := mustGet(t, c, msgReq(testutil.Key(t), creat|excl|0o751))
+	_, _, mode = kstat(mid)
+	assert.Equal(t, uint32(0o660), mode, "x alone gives nothing")
+	assert.Equal(t, "EACCES", canMap(mid, shm.KindMsg))
+}
+
+func TestKernelMode(t *testing.T) {
+	for mode, want := range map[uint32]uint32{
+		0: 0, 0o777: 0o666, 0o400: 0o600, 0o200: 0o600, 0o100: 0, 0o040: 0o060,
+		0o004: 0o006, 0o421: 0o660, 0o7777: 0o666, 0o066: 0o066, 0o111: 0,
+	} {
+		assert.Equal(t, want, KernelMode(mode), "%#o", mode)
+	}
+}
+
+// A registry restarted (or another taking over) adopts every live object
+// of its namespace, by key and id, with its permissions, and nothing else.
+func TestRebuild(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "reg.sock")
+	serve := func() (*Server, *Client, chan error) {
+		s, err := NewServer(sock, Limits{})
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- s.Serve() }()
+		c, err := Dial(sock)
+		require.NoError(t, err)
+		return s, c, done
+	}
+	s1, c1, done1 := serve()
+	// A second server on the same socket is refused while the first runs.
+	_, err := NewServer(sock, Limits{})
+	require.ErrorIs(t, err, kernel.EADDRINUSE)
+
+	type rec struct {
+		kind shm.Kind
+		key  int
+		id   int
+		o    Object
+	}
+	var recs []rec
+	for i, mode := range []int{0o600, 0, 0o644, 0o066} {
+		kind := shm.KindSem
+		req := semReq(testutil.Key(t), i+1, creat|excl|mode)
+		if i%2 == 1 {
+			kind = shm.KindMsg
+			req = msgReq(testutil.Key(t), creat|excl|mode)
+		}
+		id, err := c1.Get(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = kernel.ShmctlRemove(id) })
+		recs = append(recs, rec{kind: kind, key: int(req.Key), id: id})
+	}
+	priv, err := c1.Get(semReq(kernel.IPC_PRIVATE, 1, 0o600))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kernel.ShmctlRemove(priv) })
+	require.NoError(t, c1.Set(shm.KindSem, recs[0].id, testutil.Nobody, 0, 0o640, 0))
+	require.NoError(t, c1.Set(shm.KindMsg, recs[1].id, 0, 0, 0o600, 1000))
+	gone, err := c1.Get(semReq(testutil.Key(t), 1, creat|excl|0o600))
+	require.NoError(t, err)
+	require.NoError(t, c1.Remove(shm.KindSem, gone))
+	for i := range recs {
+		recs[i].o, err = c1.Stat(recs[i].kind, recs[i].id)
+		require.NoError(t, err)
+	}
+	c1.Close()
+	require.NoError(t, s1.Close())
+	require.NoError(t, <-done1)
+
+	s2, c2, done2 := serve()
+	defer func() {
+		for _, r := range recs {
+			assert.NoError(t, c2.Remove(r.kind, r.id))
+		}
+		assert.NoError(t, c2.Remove(shm.KindSem, priv))
+		c2.Close()
+		assert.NoError(t, s2.Close())
+		assert.NoError(t, <-done2)
+	}()
+	for _, r := range recs {
+		req := semReq(r.key, 0, 0)
+		if r.kind == shm.KindMsg {
+			req = msgReq(r.key, 0)
+		}
+		id, err := c2.Get(req)
+		require.NoError(t, err)
+		assert.Equal(t, r.id, id)
+		o, err := c2.Stat(r.kind, id)
+		require.NoError(t, err)
+		assert.Equal(t, r.o, o)
+	}
+	_, err = c2.Stat(shm.KindSem, priv)
+	require.NoError(t, err, "IPC_PRIVATE objects are found by id")
+	_, err = c2.Stat(shm.KindSem, gone)
+	require.ErrorIs(t, err, kernel.EINVAL, "removed objects stay removed")
+	u, err := c2.Info(shm.KindSem)
+	require.NoError(t, err)
+	assert.Equal(t, 3, u.Objects)
+
+	// Another namespace adopts none of them; the binary's own registry
+	// does not either.
+	_, c3 := startServer(t, Limits{})
+	for _, k := range []shm.Kind{shm.KindSem, shm.KindMsg} {
+		objs, err := c3.List(k)
+		require.NoError(t, err)
+		assert.Empty(t, objs)
+		_, err = c3.Stat(k, recs[0].id)
+		require.ErrorIs(t, err, kernel.EINVAL)
+	}
+	_, err = defaultClient(t).Stat(shm.KindSem, recs[0].id)
+	require.ErrorIs(t, err, kernel.EINVAL)
+}
+
+// A segment removed in the kernel behind the registry's back (ipcrm -m)
+// while still mapped is treated as removed by the next registry.
+func TestRebuildSkipsKernelRemoved(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "reg.sock")
+	s1, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	go func() { _ = s1.Serve() }()
+	c1, err := Dial(sock)
+	require.NoError(t, err)
+	key := testutil.Key(t)
+	id, err := c1.Get(semReq(key, 1, creat|excl|0o600))
+	require.NoError(t, err)
+	seg, err := shm.Map(id, shm.KindSem, c1.Namespace())
+	require.NoError(t, err)
+	defer seg.Close()
+	require.NoError(t, kernel.ShmctlRemove(id))
+	c1.Close()
+	require.NoError(t, s1.Close())
+
+	_, c2 := startServer2(t, sock)
+	_, err = c2.Get(semReq(key, 0, 0))
+	require.ErrorIs(t, err, kernel.ENOENT)
+	assert.True(t, seg.Removed(), "mappers see the object removed")
+}
+
+func startServer2(t *testing.T, sock string) (*Server, *Client) {
+	t.Helper()
+	s, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	c, err := Dial(sock)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c.Close()
+		require.NoError(t, s.Close())
+		require.NoError(t, <-done)
+	})
+	return s, c
+}
+
+// When a client process dies, every segment's dead generation is bumped,
+// and the repair hooks registered in the registry's process run.
+func TestDeathRunsRepair(t *testing.T) {
+	c := defaultClient(t)
+	id := mustGet(t, c, semReq(kernel.IPC_PRIVATE, 1, 0o600))
+	var mu sync.Mutex
+	calls := 0
+	RegisterRepair(shm.KindSem, func(seg *shm.Segment) {
+		if seg.ID() == id {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+		}
+	})
+	seg, err := shm.Map(id, shm.KindSem, c.Namespace())
+	require.NoError(t, err)
+	defer seg.Close()
+	gen := seg.DeadGen()
+	p := testutil.Start(t, "connect", nil)
+	p.Expect("connected", 10*time.Second)
+	assert.Equal(t, gen, seg.DeadGen(), "a connection alone bumps nothing")
+	p.Kill()
+	testutil.Eventually(t, 10*time.Second, "dead generation bumped", func() bool { return seg.DeadGen() != gen })
+	testutil.Eventually(t, 10*time.Second, "repair hook run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return calls > 0
+	})
+	// A client that closes its connection but lives on is not dead; its
+	// death later still counts.
+	gen = seg.DeadGen()
+	p2 := testutil.Start(t, "dialclose", nil)
+	p2.Expect("closed", 10*time.Second)
+	p2.Send("exit")
+	require.Equal(t, 0, p2.Wait(10*time.Second))
+	testutil.Eventually(t, 10*time.Second, "death after close noticed", func() bool { return seg.DeadGen() != gen })
+}
+
+func init() {
+	testutil.RegisterHelper("dialclose", func(args []string) int {
+		c, err := Dial(os.Getenv("USYSV_SOCKET"))
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		c.Close()
+		fmt.Println("closed")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return 0
+	})
+}
