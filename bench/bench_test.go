@@ -2,7 +2,8 @@ package bench
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -139,6 +140,13 @@ func caseImpls(name string) []string {
 
 func TestSmokeKernel(t *testing.T) {
 	rep := smoke(t, Kernel, Unix, Pipe)
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(js); err != nil {
+		t.Errorf("report does not validate: %v\n%s", err, js)
+	}
 	var b strings.Builder
 	if err := rep.WriteTable(&b); err != nil {
 		t.Fatal(err)
@@ -166,5 +174,13 @@ func TestCasesWellFormed(t *testing.T) {
 			t.Errorf("%s: bad name or no title", c.Name)
 		}
 	}
-	_ = fmt.Sprint()
+}
+
+func readDoc(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -1,0 +1,109 @@
+// Package bench measures usysv against the kernel's own System V IPC, side
+// by side, in the same run.
+//
+// One suite of cases runs against several implementations through common
+// interfaces (SemImpl, MsgImpl), in the manner of hashicorp/raft's bench
+// package:
+//
+//   - usysv: this module's sem and msgq packages;
+//   - kernel: the kernel's semop/msgsnd/msgrcv, through package kernel;
+//   - unix: a unix SOCK_SEQPACKET socket pair, for the message cases where
+//     it tells the reader something (no message types);
+//   - pipe: a pair of pipes carrying fixed-size messages, likewise.
+//
+// There are two ways in. `usysv bench` (and `make bench`) calls Run and
+// prints a table (Report.WriteTable) or JSON; `go test -bench . ./bench`
+// runs the same cases as benchmarks named CASE/impl=NAME, with the custom
+// metrics p50-ns, p99-ns, msgs/s and, on usysv, x-kernel (the speed-up over
+// the kernel sub-benchmark just before it), in the format benchstat reads.
+//
+// # Cases
+//
+//	sem/uncontended       P then V (two semops) on one semaphore, one process
+//	sem/undo              the same with SEM_UNDO on both
+//	sem/multi3            P then V on three semaphores, three operations per semop
+//	sem/pingpong          round trip between two processes on two semaphores:
+//	                      back to back, so the waiter is still active (usysv may
+//	                      catch the post while spinning; the kernel always sleeps)
+//	sem/pingpong-asleep   the same, but each side pauses 200 µs before it posts, so
+//	                      its partner sleeps in the kernel; the pauses are taken
+//	                      off the round trips (each side measures its own)
+//	msg/sendrecv          send 64 B then receive it, one process
+//	msg/stream            1 producer process → 1 consumer process, 64 B, msgs/s
+//	msg/stream-2p2c       2 producer processes → 2 consumer processes, 64 B, msgs/s
+//	msg/typed             send, then receive by type from a queue holding 4
+//	                      messages of each of 8 interleaved types (the wanted
+//	                      type is mid-queue)
+//	msg/stream-8k         1 → 1 processes, 8 KiB messages, msgs/s
+//	msg/pingpong          64 B round trip between two processes (types 1 and 2 on
+//	                      one queue; the socket's two ends; two pipes)
+//	registry/get          look up an existing key: usysv's registry Get against
+//	                      msgget(key, 0)
+//
+// Both SysV implementations get the same queue capacity, QueueBytes (the
+// kernel's default 16 KiB for 64-byte messages, 64 KiB for 8 KiB ones;
+// raising the kernel's above msgmnb needs CAP_SYS_RESOURCE, and without it
+// the kernel queue keeps its default). Pipes and sockets keep the kernel's
+// default buffer sizes.
+//
+// # Method
+//
+// Every process of a cross-process case is a helper: the benchmark's own
+// binary re-executed (Spawner, HelperMain), so usysv and the kernel run in
+// identical processes; the driver only creates and removes the objects and
+// starts and times the streams. Each case is first run once briefly on each
+// implementation to calibrate, then Rounds times on each, the order of
+// implementations rotating from round to round so that neither always
+// runs first on a noisy machine. A run warms up (untimed operations)
+// before it times anything.
+//
+// Latency samples are taken per operation for round trips and registry
+// gets. For in-process operations that take tens of nanoseconds, one
+// sample is the mean of a group of consecutive operations sized so that a
+// group lasts about a microsecond (ops_per_sample in the report), less the
+// measured cost of reading the clock; p99 is then the 99th percentile of
+// those groups, which smooths single outliers. Samples of all rounds are
+// pooled. Throughput is messages over the time from telling the producers
+// to go until the last consumer has its share.
+//
+// Speed-up is kernel p50 / usysv p50 for latency and usysv rate / kernel
+// rate for streams: above 1 usysv is faster. It compares numbers from the
+// same run, never stored ones.
+//
+// Every object a run creates is removed before Run returns, also after an
+// error or when its context ends; Cleanup removes whatever is left (a
+// command calls it from its interrupt handler). Helpers are killed with
+// their driver (PR_SET_PDEATHSIG).
+//
+// # JSON report (schema usysv-bench/v1)
+//
+// `usysv bench -json` writes one JSON object, described exactly by the JSON
+// Schema in schema.json (the variable Schema; Validate checks a report
+// against it, and that each speed-up matches its numbers):
+//
+//	"schema"    "usysv-bench/v1"
+//	"mode"      "quick" or "full"
+//	"started"   start time, UTC, RFC 3339 to the second ("2026-01-02T03:04:05Z")
+//	"seconds"   wall time of the whole run
+//	"host"      the machine and settings:
+//	    "os", "arch", "cpus", "cpu" (model name), "kernel" (release), "go"
+//	    "registry"   the usysv registry socket used, or "default"
+//	    "budget"     timed duration per case and implementation ("2.5s")
+//	    "rounds"     timed runs per case and implementation
+//	    "available"  implementations compiled in, comma-separated
+//	"results"   one object per case, in table order:
+//	    "case"     id, "group/name", as listed above
+//	    "title"    the table's row label
+//	    "kind"     "latency" or "throughput"
+//	    "unit"     "ns" (latency) or "msgs/s" (throughput)
+//	    "speedup"  usysv against the kernel (see Method), or null if either
+//	               has no number
+//	    "impls"    by implementation name ("usysv", "kernel", "unix", "pipe"),
+//	               only those the case ran on; each either
+//	        latency:     "p50_ns", "p99_ns", "samples", "ops_per_sample",
+//	                     "ops" (operations timed), "seconds" (their time)
+//	        throughput:  "msgs_per_s", "ops" (messages), "seconds"
+//	        or failed:   "error" (text), with "ops" and "seconds" 0
+//
+// No other fields appear. A later incompatible change gets a new schema id.
+package bench
