@@ -184,3 +184,43 @@ func readDoc(t *testing.T) string {
 	}
 	return string(b)
 }
+
+// The command's -json output validates against the schema, and the table
+// names every case it ran.
+func TestCommand(t *testing.T) {
+	args := []string{"-quick", "-budget", "20ms", "-rounds", "1", "-impl", "kernel,pipe", "-case", "sem/uncontended,msg/pingpong"}
+	var out, errb strings.Builder
+	if code := Command(append(args, "-json"), &out, &errb, testSpawn); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if err := Validate([]byte(out.String())); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	var rep Report
+	if err := json.Unmarshal([]byte(out.String()), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 2 || rep.ResultFor("msg/pingpong").Impls[Pipe] == nil {
+		t.Fatalf("results: %s", out.String())
+	}
+	if !strings.Contains(errb.String(), "msg/pingpong") {
+		t.Errorf("no progress on stderr: %q", errb.String())
+	}
+
+	out.Reset()
+	if code := Command(args, &out, &errb, testSpawn); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"case", "usysv", "kernel", "speed-up", "pipe", "sem P+V, uncontended", "msg ping-pong 64 B, 2 procs"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	if code := Command([]string{"-case", "nosuch"}, &out, &errb, testSpawn); code != 2 {
+		t.Errorf("unknown case: exit %d, want 2", code)
+	}
+	out.Reset()
+	if code := Command([]string{"-schema"}, &out, &errb, testSpawn); code != 0 || out.String() != string(Schema) {
+		t.Errorf("-schema: exit %d", code)
+	}
+}
