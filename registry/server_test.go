@@ -49,7 +49,7 @@ func init() {
 
 // startServer runs a private registry on a socket of its own (its own
 // namespace) and returns it with a client.
-func startServer(t *testing.T, lim Limits) (*Server, *Client) {
+func startServer(t testing.TB, lim Limits) (*Server, *Client) {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, os.Chmod(dir, 0o777))
