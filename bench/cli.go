@@ -31,7 +31,7 @@ func Command(args []string, stdout, stderr io.Writer, spawn Spawner) int {
 		schema   = fs.Bool("schema", false, "print the JSON Schema of the -json report and exit")
 		cases    = fs.String("case", "", "comma-separated cases or groups to run (sem, msg/stream, ...); default all")
 		implList = fs.String("impl", "", "comma-separated implementations (usysv,kernel,unix,pipe); default all")
-		budget   = fs.Duration("budget", 0, "timed duration per case and implementation (default 2.5s, 200ms with -quick)")
+		budget   = fs.Duration("budget", 0, "timed duration per case and implementation (default 2.5s, 300ms with -quick)")
 		rounds   = fs.Int("rounds", 0, "timed runs per case and implementation (default 3, 2 with -quick)")
 		socket   = fs.String("socket", "", "usysv registry socket to use (default: a private registry embedded in this process)")
 		list     = fs.Bool("list", false, "list the cases and exit")

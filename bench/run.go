@@ -20,7 +20,7 @@ type Options struct {
 	// Quick runs about twenty seconds in all instead of a few minutes.
 	Quick bool
 	// Budget is the timed duration of each case on each implementation,
-	// split over the rounds; zero means 2.5 s, or 0.2 s when Quick.
+	// split over the rounds; zero means 2.5 s, or 0.3 s when Quick.
 	Budget time.Duration
 	// Rounds is how many times each case runs on each implementation,
 	// alternating the order of the implementations; zero means 3, or 2
@@ -111,7 +111,7 @@ func (o Options) budget() time.Duration {
 	case o.Budget > 0:
 		return o.Budget
 	case o.Quick:
-		return 200 * time.Millisecond
+		return 300 * time.Millisecond
 	}
 	return 2500 * time.Millisecond
 }
