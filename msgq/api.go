@@ -1,0 +1,241 @@
+package msgq
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/registry"
+	"github.com/usysv/usysv/shm"
+)
+
+// DS is struct msqid_ds (contract: DESIGN.md §4).
+type DS = kernel.MsqidDS
+
+// Flags and limits, with Linux's values.
+const (
+	IPC_PRIVATE = kernel.IPC_PRIVATE
+	IPC_CREAT   = kernel.IPC_CREAT
+	IPC_EXCL    = kernel.IPC_EXCL
+	IPC_NOWAIT  = kernel.IPC_NOWAIT
+
+	IPC_RMID = kernel.IPC_RMID
+	IPC_SET  = kernel.IPC_SET
+	IPC_STAT = kernel.IPC_STAT
+
+	MSG_NOERROR = kernel.MSG_NOERROR
+	MSG_EXCEPT  = kernel.MSG_EXCEPT
+	MSG_COPY    = kernel.MSG_COPY
+
+	// MSGMAX is the default largest message text; MSGMNB the default (and,
+	// without CAP_SYS_RESOURCE, the largest) qbytes; MSGMNI the most
+	// queues a registry holds by default.
+	MSGMAX = kernel.MSGMAX
+	MSGMNB = kernel.MSGMNB
+	MSGMNI = kernel.MSGMNI
+)
+
+func init() { registry.RegisterRepair(shm.KindMsg, repairSegment) }
+
+// repairSegment is the eager repair the registry runs after a client
+// died. It never waits for a live lock holder (that one, or the next
+// operation, repairs lazily).
+func repairSegment(seg *shm.Segment) {
+	v, err := newView(seg)
+	if err != nil {
+		return
+	}
+	mu := seg.Lock()
+	switch {
+	case mu.TryLock():
+		v.repair(false)
+	case mu.RecoverIfDead():
+		v.repair(true)
+	default:
+		return
+	}
+	mu.Unlock()
+}
+
+// Stat is IPC_STAT: the queue's permissions and counters. It needs read
+// permission (EACCES).
+func (q *Queue) Stat() (DS, error) {
+	if err := q.enter(); err != nil {
+		return DS{}, err
+	}
+	defer q.leave()
+	c, err := registry.Default()
+	if err != nil {
+		return DS{}, err
+	}
+	o, err := c.Stat(shm.KindMsg, q.id)
+	if err != nil {
+		return DS{}, err
+	}
+	q.lock()
+	ctl := q.v.ctl
+	ds := DS{Perm: o.Perm, Stime: ctl.stime, Rtime: ctl.rtime, Ctime: o.Ctime,
+		Cbytes: ctl.cbytes, Qnum: ctl.qnum, Qbytes: o.Param, Lspid: int(ctl.lspid), Lrpid: int(ctl.lrpid)}
+	q.mu.Unlock()
+	return ds, nil
+}
+
+// Set is IPC_SET: it copies ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode&0777 and
+// ds.Qbytes (above MSGMNB needs CAP_SYS_RESOURCE: EPERM; above the queue's
+// Capacity: EINVAL). Only the owner or creator may (EPERM). Blocked
+// receivers that lose read permission fail with EACCES; blocked senders
+// re-check for space.
+func (q *Queue) Set(ds DS) error {
+	if err := q.enter(); err != nil {
+		return err
+	}
+	defer q.leave()
+	c, err := registry.Default()
+	if err != nil {
+		return err
+	}
+	return c.Set(shm.KindMsg, q.id, ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode, ds.Qbytes)
+}
+
+// Remove is IPC_RMID: the queue and its messages are destroyed; blocked
+// callers (in every process) fail with EIDRM, later calls with EINVAL. Only
+// the owner or creator may (EPERM). The handle stays open until Close.
+func (q *Queue) Remove() error {
+	if err := q.enter(); err != nil {
+		return err
+	}
+	defer q.leave()
+	c, err := registry.Default()
+	if err != nil {
+		return err
+	}
+	return c.Remove(shm.KindMsg, q.id)
+}
+
+// Check walks every invariant of the queue's shared state (see doc.go)
+// under its lock and reports the first one broken, as ErrCorrupt. Tests
+// and tools call it; operations never need it.
+func (q *Queue) Check() error {
+	if err := q.enter(); err != nil {
+		return err
+	}
+	defer q.leave()
+	q.lock()
+	err := q.v.check()
+	q.mu.Unlock()
+	return err
+}
+
+// The package-level functions are the SysV calls over a cache of handles,
+// one per id, opened on first use and dropped when the queue is found
+// removed.
+var handles sync.Map // int → *Queue
+
+func handle(id int) (*Queue, error) {
+	if id < 0 {
+		return nil, kernel.EINVAL
+	}
+	if v, ok := handles.Load(id); ok {
+		return v.(*Queue), nil
+	}
+	q, err := OpenID(id)
+	if err != nil {
+		return nil, err
+	}
+	if v, loaded := handles.LoadOrStore(id, q); loaded {
+		_ = q.Close()
+		return v.(*Queue), nil
+	}
+	return q, nil
+}
+
+func forget(q *Queue) { handles.CompareAndDelete(q.id, q) }
+
+// settle drops a cached handle whose queue is gone (or that was closed), so
+// that the next call opens the id afresh and gets the kernel's answer.
+func settle(q *Queue, err error) error {
+	if err != nil && (errors.Is(err, kernel.EINVAL) || errors.Is(err, kernel.EIDRM)) {
+		if q.enter() != nil {
+			forget(q)
+			return err
+		}
+		removed := q.seg.Removed()
+		q.leave()
+		if removed {
+			_ = q.Close()
+		}
+	}
+	return err
+}
+
+// Get is msgget(2): the id of the queue for key, created with IPC_CREAT
+// (IPC_PRIVATE always creates) with mode flags&0777, qbytes MSGMNB.
+func Get(key, flags int) (int, error) { return getConfig(key, flags, Config{}) }
+
+// Send is msgsnd(2). flags: IPC_NOWAIT.
+func Send(id int, mtype int64, text []byte, flags int) error {
+	if mtype < 1 || len(text) > maxMsgLimit {
+		return kernel.EINVAL
+	}
+	q, err := handle(id)
+	if err != nil {
+		if len(text) > MSGMAX {
+			return kernel.EINVAL // Linux checks the size before the id
+		}
+		return err
+	}
+	if flags&IPC_NOWAIT != 0 {
+		err = q.TrySend(mtype, text)
+	} else {
+		err = q.Send(context.Background(), mtype, text)
+	}
+	return settle(q, err)
+}
+
+// Recv is msgrcv(2): it receives into text and returns the text's length
+// and the message's type. flags: IPC_NOWAIT, MSG_NOERROR, MSG_EXCEPT,
+// MSG_COPY.
+func Recv(id int, text []byte, mtype int64, flags int) (int, int64, error) {
+	if err := checkRecvFlags(flags); err != nil {
+		return 0, 0, err
+	}
+	q, err := handle(id)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, t, err := q.Recv(context.Background(), text, mtype, flags)
+	return n, t, settle(q, err)
+}
+
+// Stat is msgctl(IPC_STAT).
+func Stat(id int) (DS, error) {
+	q, err := handle(id)
+	if err != nil {
+		return DS{}, err
+	}
+	ds, err := q.Stat()
+	return ds, settle(q, err)
+}
+
+// Set is msgctl(IPC_SET): UID, GID, Mode&0777 and Qbytes.
+func Set(id int, ds DS) error {
+	q, err := handle(id)
+	if err != nil {
+		return err
+	}
+	return settle(q, q.Set(ds))
+}
+
+// Remove is msgctl(IPC_RMID).
+func Remove(id int) error {
+	q, err := handle(id)
+	if err != nil {
+		return err
+	}
+	err = q.Remove()
+	if err == nil {
+		_ = q.Close()
+	}
+	return settle(q, err)
+}

@@ -1,0 +1,313 @@
+package msgq
+
+import (
+	"context"
+	"math"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/usysv/usysv/internal/clock"
+	"github.com/usysv/usysv/kernel"
+)
+
+// spinFor bounds how long a call that cannot proceed watches the queue
+// before it sleeps: long enough that two processes playing ping-pong
+// never sleep, short enough that a blocked caller costs nothing measurable.
+const spinFor = 20 * time.Microsecond
+
+// spinWait watches gen until it moves from g or spinFor has passed.
+func spinWait(gen *atomic.Uint32, g uint32) {
+	var start time.Time
+	for i := 1; ; i++ {
+		if gen.Load() != g {
+			return
+		}
+		if i&255 == 0 {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > spinFor {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+}
+
+func (q *Queue) fail(w *waiter, wl *wakeList, n int, err error) (int, error) {
+	q.release(w)
+	q.unlock(wl)
+	return n, err
+}
+
+// sendMsgs sends msgs in order, blocking while the queue is full unless
+// nowait. The lock is taken once for as many messages as fit.
+func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait bool) (int, error) {
+	if err := q.enter(); err != nil {
+		return 0, err
+	}
+	defer q.leave()
+	if q.seg.Removed() {
+		return 0, kernel.EINVAL
+	}
+	var w waiter
+	defer w.done()
+	var wl wakeList
+	c := q.v.ctl
+	sent, spun := 0, false
+	for {
+		q.lock()
+		// Linux's order: EACCES, EIDRM, then whether it fits.
+		if q.access()&permWrite == 0 {
+			return q.fail(&w, &wl, sent, kernel.EACCES)
+		}
+		if q.seg.Removed() {
+			return q.fail(&w, &wl, sent, kernel.EIDRM)
+		}
+		qb := q.qbytes()
+		now := clock.Now()
+		for sent < len(msgs) && q.v.fits(len(msgs[sent].Data), qb) {
+			if err := q.enqueue(msgs[sent].Type, msgs[sent].Data, now, &wl); err != nil {
+				return q.fail(&w, &wl, sent, err)
+			}
+			sent++
+		}
+		if sent == len(msgs) {
+			q.release(&w)
+			q.unlock(&wl)
+			return sent, nil
+		}
+		if nowait {
+			return q.fail(&w, &wl, sent, ErrFull)
+		}
+		size := uint64(len(msgs[sent].Data))
+		if !spun && w.slot == nil && !w.ovf {
+			spun = true
+			c.sendSpin.Add(1)
+			g := c.recvGen.Load()
+			q.unlock(&wl)
+			spinWait(&c.recvGen, g)
+			c.sendSpin.Add(^uint32(0))
+			continue
+		}
+		if w.slot == nil {
+			q.claim(&w, slotSend, size, 0)
+		} else {
+			w.slot.Arg[argType].Store(size)
+		}
+		seen := q.futex(&w).Load()
+		if err := q.stopped(ctx, permWrite); err != nil {
+			return q.fail(&w, &wl, sent, err)
+		}
+		q.unlock(&wl)
+		if q.seg.DeadGen() != q.deadGen.Load() {
+			continue // repair first
+		}
+		q.sleep(ctx, &w, seen)
+	}
+}
+
+// recvMsgs receives up to len(msgs) messages matching msgtyp, blocking
+// until there is one unless flags has IPC_NOWAIT. The lock is taken once
+// for all that are there.
+func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags int) (int, error) {
+	if err := q.enter(); err != nil {
+		return 0, err
+	}
+	defer q.leave()
+	if q.seg.Removed() {
+		return 0, kernel.EINVAL
+	}
+	mode, typ := convertMode(msgtyp, flags)
+	maxsize := uint64(len(msgs[0].Data))
+	if flags&MSG_NOERROR != 0 {
+		maxsize = math.MaxUint32
+	}
+	var w waiter
+	defer w.done()
+	var wl wakeList
+	c := q.v.ctl
+	spun := false
+	for {
+		q.lock()
+		now := clock.Now()
+		// A message handed to our slot wins over everything else.
+		if s := w.slot; s != nil {
+			switch s.State.Load() {
+			case slotDelivered:
+				err := q.takeHanded(s, &msgs[0])
+				q.release(&w)
+				q.unlock(&wl)
+				if err != nil {
+					return 0, err
+				}
+				return 1, nil
+			case slotE2BIG:
+				return q.fail(&w, &wl, 0, kernel.E2BIG)
+			}
+		}
+		// Linux's order: EACCES, EIDRM, find, E2BIG, then ENOMSG or sleep.
+		if q.access()&permRead == 0 {
+			return q.fail(&w, &wl, 0, kernel.EACCES)
+		}
+		if q.seg.Removed() {
+			return q.fail(&w, &wl, 0, kernel.EIDRM)
+		}
+		got := 0
+		for got < len(msgs) {
+			ok, err := q.take(&msgs[got], mode, typ, flags, now, &wl)
+			if err != nil {
+				if got == 0 {
+					return q.fail(&w, &wl, 0, err)
+				}
+				break // reported by the next call
+			}
+			if !ok {
+				break
+			}
+			got++
+		}
+		if got > 0 {
+			q.release(&w)
+			q.unlock(&wl)
+			return got, nil
+		}
+		if flags&IPC_NOWAIT != 0 {
+			return q.fail(&w, &wl, 0, ErrEmpty)
+		}
+		if !spun && w.slot == nil && !w.ovf {
+			spun = true
+			c.recvSpin.Add(1)
+			g := c.sendGen.Load()
+			q.unlock(&wl)
+			spinWait(&c.sendGen, g)
+			c.recvSpin.Add(^uint32(0))
+			continue
+		}
+		if w.slot == nil {
+			q.claim(&w, slotRecv, uint64(typ), uint64(mode)|maxsize<<32)
+		}
+		seen := q.futex(&w).Load()
+		if err := q.stopped(ctx, permRead); err != nil {
+			return q.fail(&w, &wl, 0, err)
+		}
+		q.unlock(&wl)
+		if q.seg.DeadGen() != q.deadGen.Load() {
+			continue
+		}
+		q.sleep(ctx, &w, seen)
+	}
+}
+
+func (q *Queue) checkMsg(mtype int64, data []byte) error {
+	if mtype < 1 || len(data) > q.maxMsg {
+		return kernel.EINVAL
+	}
+	return nil
+}
+
+// Send sends a message of type mtype (≥ 1) with text data (at most
+// MaxMsg bytes), blocking while the queue is full. A cancelled ctx ends
+// the wait with an error matching ctx.Err() and kernel.EINTR. Errors are
+// msgsnd's: EINVAL (bad type or size; removed queue), EACCES, EIDRM (the
+// queue was removed while the call waited).
+func (q *Queue) Send(ctx context.Context, mtype int64, data []byte) error {
+	if err := q.checkMsg(mtype, data); err != nil {
+		return err
+	}
+	m := [1]Msg{{Type: mtype, Data: data}}
+	_, err := q.sendMsgs(ctx, m[:], false)
+	return err
+}
+
+// TrySend is Send that never blocks: ErrFull (EAGAIN) if the message does
+// not fit now.
+func (q *Queue) TrySend(mtype int64, data []byte) error {
+	if err := q.checkMsg(mtype, data); err != nil {
+		return err
+	}
+	m := [1]Msg{{Type: mtype, Data: data}}
+	_, err := q.sendMsgs(context.Background(), m[:], true)
+	return err
+}
+
+// SendBatch sends every message of msgs in order, as Send would one by
+// one, but takes the queue's lock once for as many as fit; it blocks while
+// the queue is full. It returns how many were sent (all of them unless
+// err != nil). A batch with an invalid message sends nothing (EINVAL).
+func (q *Queue) SendBatch(ctx context.Context, msgs []Msg) (int, error) {
+	return q.sendBatch(ctx, msgs, false)
+}
+
+// TrySendBatch sends the longest prefix of msgs that fits now and returns
+// its length; ErrFull if that is not all of them.
+func (q *Queue) TrySendBatch(msgs []Msg) (int, error) {
+	return q.sendBatch(context.Background(), msgs, true)
+}
+
+func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, error) {
+	for i := range msgs {
+		if err := q.checkMsg(msgs[i].Type, msgs[i].Data); err != nil {
+			return 0, err
+		}
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	return q.sendMsgs(ctx, msgs, nowait)
+}
+
+func checkRecvFlags(flags int) error {
+	if flags&MSG_COPY != 0 && (flags&MSG_EXCEPT != 0 || flags&IPC_NOWAIT == 0) {
+		return kernel.EINVAL
+	}
+	return nil
+}
+
+// Recv receives a message into buf and returns its length and type.
+// msgtyp selects it as msgrcv does: 0 the first message; > 0 the first of
+// that type (of any other type with MSG_EXCEPT); < 0 the first of the
+// lowest type ≤ |msgtyp|. flags: IPC_NOWAIT (ErrEmpty, matching ENOMSG,
+// instead of blocking), MSG_NOERROR (truncate instead of E2BIG),
+// MSG_EXCEPT, MSG_COPY (msgtyp is an index; copy without removing; needs
+// IPC_NOWAIT). A message larger than buf without MSG_NOERROR gives E2BIG
+// and stays queued. A cancelled ctx ends the wait with an error matching
+// ctx.Err() and kernel.EINTR; a removed queue, EIDRM.
+func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (int, int64, error) {
+	if err := checkRecvFlags(flags); err != nil {
+		return 0, 0, err
+	}
+	m := [1]Msg{{Data: buf}}
+	if _, err := q.recvMsgs(ctx, m[:], msgtyp, flags); err != nil {
+		return 0, 0, err
+	}
+	return m[0].N, m[0].Type, nil
+}
+
+// TryRecv is Recv that never blocks: ErrEmpty (ENOMSG) if no message
+// matches now.
+func (q *Queue) TryRecv(buf []byte, msgtyp int64, flags int) (int, int64, error) {
+	return q.Recv(context.Background(), buf, msgtyp, flags|IPC_NOWAIT)
+}
+
+// RecvBatch receives into msgs[0], msgs[1], ... (each Data a buffer; Type
+// and N are set) every message matching msgtyp that is there, up to
+// len(msgs), taking the queue's lock once. It blocks until there is at
+// least one (unless flags has IPC_NOWAIT: ErrEmpty) and returns how many it
+// received. Selection and flags are Recv's; MSG_COPY is refused (EINVAL).
+// A message too big for its buffer ends the batch before it: E2BIG if it
+// is the first.
+func (q *Queue) RecvBatch(ctx context.Context, msgs []Msg, msgtyp int64, flags int) (int, error) {
+	if flags&MSG_COPY != 0 {
+		return 0, kernel.EINVAL
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	return q.recvMsgs(ctx, msgs, msgtyp, flags)
+}
+
+// TryRecvBatch is RecvBatch with IPC_NOWAIT.
+func (q *Queue) TryRecvBatch(msgs []Msg, msgtyp int64, flags int) (int, error) {
+	return q.RecvBatch(context.Background(), msgs, msgtyp, flags|IPC_NOWAIT)
+}

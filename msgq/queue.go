@@ -1,0 +1,578 @@
+package msgq
+
+import (
+	"context"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/registry"
+	"github.com/usysv/usysv/shm"
+)
+
+// DefaultWaiters is the number of waiter slots of a queue created without
+// a Config: how many callers can sleep in it at once with FIFO hand-over.
+const DefaultWaiters = 64
+
+// Config sets the layout of a queue created by OpenConfig. It matters only
+// when the call creates the queue; an existing queue keeps its own. Zero
+// fields take the defaults.
+//
+// MaxMsg and Capacity beyond Linux's MSGMAX and MSGMNB are for the
+// library's own use (say, bulk transfer between cooperating processes):
+// such a queue still follows every SysV rule, with its own limits in place
+// of MSGMAX and MSGMNB.
+type Config struct {
+	// MaxMsg is the largest message text, in bytes. Default MSGMAX (8192).
+	MaxMsg int
+	// Capacity is the largest qbytes the queue can ever have: the store is
+	// sized for it. IPC_SET of a larger qbytes fails with EINVAL (Linux
+	// would accept it from a process with CAP_SYS_RESOURCE). Default
+	// MSGMNB (16384).
+	Capacity int
+	// Qbytes is the initial qbytes. Default Capacity.
+	Qbytes int
+	// Waiters is the number of waiter slots. Default DefaultWaiters.
+	Waiters int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.MaxMsg == 0 {
+		c.MaxMsg = MSGMAX
+	}
+	if c.Capacity == 0 {
+		c.Capacity = MSGMNB
+	}
+	if c.Qbytes == 0 {
+		c.Qbytes = c.Capacity
+	}
+	if c.Waiters == 0 {
+		c.Waiters = DefaultWaiters
+	}
+	if c.MaxMsg < 0 || c.MaxMsg > maxMsgLimit || c.Capacity < 0 || c.Capacity > maxCapacity ||
+		c.Qbytes < 0 || c.Qbytes > c.Capacity || c.Waiters < 0 || c.Waiters > shm.MaxWaiters {
+		return c, kernel.EINVAL
+	}
+	return c, nil
+}
+
+// Msg is one message of a batch. For SendBatch, Type and Data are the
+// message. For RecvBatch, Data is the buffer (its length is the most that
+// is received) and Type and N are set to the type and the number of bytes
+// received.
+type Msg struct {
+	Type int64
+	Data []byte
+	N    int
+}
+
+// Queue is a handle on a message queue mapped into this process. Its
+// methods are safe for concurrent use by goroutines; any number of
+// processes may have handles on the same queue.
+type Queue struct {
+	id     int
+	seg    *shm.Segment
+	v      *view
+	mu     *shm.Mutex
+	pid    uint32
+	start  uint64
+	maxMsg int
+	cap    uint64
+	cuid   uint32
+	cgid   uint32
+
+	deadGen atomic.Uint32
+	perm    atomic.Uint64 // permSeq<<32 | permValid | permWrite | permRead
+	refs    atomic.Int64  // 2 × calls in progress | closed
+}
+
+const (
+	permRead  = 1
+	permWrite = 2
+	permValid = 4
+)
+
+// Open is msgget: it returns a handle on the queue for key, creating it
+// with IPC_CREAT (IPC_PRIVATE always creates). flags are IPC_CREAT,
+// IPC_EXCL and the mode bits; errors are msgget's (ENOENT, EEXIST, EACCES,
+// ENOSPC).
+func Open(key, flags int) (*Queue, error) { return OpenConfig(key, flags, Config{}) }
+
+// OpenConfig is Open with the layout a created queue gets.
+func OpenConfig(key, flags int, cfg Config) (*Queue, error) {
+	id, err := getConfig(key, flags, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return OpenID(id)
+}
+
+func getConfig(key, flags int, cfg Config) (int, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return -1, err
+	}
+	c, err := registry.Default()
+	if err != nil {
+		return -1, err
+	}
+	return c.Get(registry.GetRequest{
+		Kind: shm.KindMsg, Key: int32(key), Flags: flags,
+		Layout: shm.Params{
+			Capacity: uint64(cfg.Capacity), MaxMsg: uint32(cfg.MaxMsg), Waiters: uint32(cfg.Waiters),
+			BodySize: bodySize(uint64(cfg.Capacity), uint32(cfg.MaxMsg), uint32(cfg.Waiters)),
+		},
+		Param: uint64(cfg.Qbytes),
+	})
+}
+
+// OpenID returns a handle on the queue with this id (from Get, Open, or
+// another process), without asking the registry anything but its
+// namespace. An id that names no live queue gives EINVAL; a queue whose
+// segment this process may not map, EACCES.
+func OpenID(id int) (*Queue, error) {
+	if id < 0 {
+		return nil, kernel.EINVAL
+	}
+	c, err := registry.Default()
+	if err != nil {
+		return nil, err
+	}
+	seg, err := shm.Map(id, shm.KindMsg, c.Namespace())
+	if err != nil {
+		return nil, err
+	}
+	v, err := newView(seg)
+	if err == nil && seg.Removed() {
+		err = kernel.EINVAL
+	}
+	if err != nil {
+		_ = seg.Close()
+		return nil, err
+	}
+	p := seg.Params()
+	pid, start := kernel.Self()
+	q := &Queue{id: id, seg: seg, v: v, mu: seg.Lock(), pid: uint32(pid), start: start,
+		maxMsg: int(p.MaxMsg), cap: p.Capacity, cuid: p.CUID, cgid: p.CGID}
+	q.deadGen.Store(seg.DeadGen())
+	return q, nil
+}
+
+// ID is the queue's id (msqid).
+func (q *Queue) ID() int { return q.id }
+
+// MaxMsg is the largest message text the queue takes (MSGMAX unless it
+// was created with a Config).
+func (q *Queue) MaxMsg() int { return q.maxMsg }
+
+// Capacity is the largest qbytes the queue can have.
+func (q *Queue) Capacity() uint64 { return q.cap }
+
+// enter and leave bracket every call that touches the mapping, so that
+// Close unmaps only once no call is using it.
+func (q *Queue) enter() error {
+	if q.refs.Add(2)&1 != 0 {
+		q.leave()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (q *Queue) leave() {
+	if q.refs.Add(-2) == 1 {
+		_ = q.seg.Close()
+	}
+}
+
+func (q *Queue) closed() bool { return q.refs.Load()&1 != 0 }
+
+// Close detaches the queue from this process; the queue itself lives on
+// (Remove destroys it). Calls blocked on this handle return ErrClosed. It is
+// idempotent.
+func (q *Queue) Close() error {
+	old := q.refs.Or(1)
+	if old&1 != 0 {
+		return nil
+	}
+	forget(q)
+	if old == 0 {
+		return q.seg.Close()
+	}
+	// Wake this process's sleepers: those of this handle see it closed.
+	for i := range q.v.slots {
+		s := &q.v.slots[i]
+		if s.State.Load() != slotFree && s.PID.Load() == q.pid {
+			shm.Wake(s)
+		}
+	}
+	return nil
+}
+
+// lock takes the segment lock and repairs first if a process died: the
+// lock's previous holder (full rebuild), or any client since this handle
+// last looked (waiter slots).
+func (q *Queue) lock() {
+	if q.mu.LockCached() {
+		q.v.repair(true)
+	}
+	if g := q.seg.DeadGen(); g != q.deadGen.Load() {
+		q.v.repair(false)
+		q.deadGen.Store(g)
+	}
+}
+
+// access returns the permRead/permWrite bits this process has, cached
+// until the registry changes the queue's permissions.
+func (q *Queue) access() uint64 {
+	seq := q.seg.PermSeq()
+	if p := q.perm.Load(); p&permValid != 0 && uint32(p>>32) == seq {
+		return p
+	}
+	uid, gid, mode, seq := q.seg.Perm()
+	c := registry.Self()
+	p := uint64(seq)<<32 | permValid
+	if registry.Permitted(c, uid, gid, q.cuid, q.cgid, mode, registry.Read) {
+		p |= permRead
+	}
+	if registry.Permitted(c, uid, gid, q.cuid, q.cgid, mode, registry.Write) {
+		p |= permWrite
+	}
+	q.perm.Store(p)
+	return p
+}
+
+// qbytes is the queue's current qbytes (never above the store's capacity).
+func (q *Queue) qbytes() uint64 { return min(q.seg.Param(), q.cap) }
+
+// wakeList collects the sleepers a locked section wakes, so that the
+// FUTEX_WAKE calls happen after the lock is released. The futex words
+// themselves are bumped under the lock.
+type wakeList struct {
+	n   int
+	s   [8]*shm.WaiterSlot
+	all bool
+	ovf bool
+}
+
+func (w *wakeList) add(s *shm.WaiterSlot) {
+	s.Futex.Add(1)
+	if w.n < len(w.s) {
+		w.s[w.n] = s
+		w.n++
+	} else {
+		w.all = true
+	}
+}
+
+func (q *Queue) unlock(w *wakeList) {
+	q.mu.Unlock()
+	if w.n == 0 && !w.all && !w.ovf {
+		return
+	}
+	for i := 0; i < w.n; i++ {
+		_, _ = kernel.FutexWake(&w.s[i].Futex, 1)
+	}
+	if w.all {
+		for i := range q.v.slots {
+			if q.v.slots[i].State.Load() != slotFree {
+				_, _ = kernel.FutexWake(&q.v.slots[i].Futex, 1)
+			}
+		}
+	}
+	if w.ovf {
+		_, _ = kernel.FutexWake(&q.v.ctl.ovfFutex, math.MaxInt32)
+	}
+	*w = wakeList{}
+}
+
+// changed tells the callers that spin or sleep without a slot that the
+// queue changed.
+func (q *Queue) changed(w *wakeList) {
+	if q.v.ctl.ovfWait.Load() > 0 {
+		q.v.ctl.ovfFutex.Add(1)
+		w.ovf = true
+	}
+}
+
+// enqueue sends one message that fits; the lock is held.
+func (q *Queue) enqueue(mtype int64, data []byte, now int64, w *wakeList) error {
+	v := q.v
+	c := v.ctl
+	crashPoint(stepSendLocked)
+	c.stime, c.lspid = now, q.pid
+	seq := c.seq
+	c.seq++
+	if c.recvWait > 0 {
+		if done, err := q.pipeline(mtype, data, seq, now, w); done || err != nil {
+			return err
+		}
+	}
+	b, err := v.put(mtype, seq, data)
+	if err != nil {
+		return err
+	}
+	crashPoint(stepSendWritten)
+	if err := v.link(b); err != nil {
+		v.freeChain(b, b) // only reachable on a corrupt tail; b's chain is lost to the next repair
+		return err
+	}
+	crashPoint(stepSendLinked)
+	c.qnum++
+	c.cbytes += uint64(len(data))
+	if c.recvSpin.Load() != 0 {
+		c.sendGen.Add(1)
+	}
+	q.changed(w)
+	return nil
+}
+
+// pipeline offers a message to the sleeping receivers in the order they
+// went to sleep (Linux pipelined_send): the first whose type criteria match
+// gets it, unless the message is larger than its buffer, in which case it
+// fails with E2BIG and the next is tried. It reports whether a receiver
+// took the message.
+func (q *Queue) pipeline(mtype int64, data []byte, seq uint64, now int64, w *wakeList) (bool, error) {
+	v := q.v
+	c := v.ctl
+	for c.recvWait > 0 {
+		var best *shm.WaiterSlot
+		var bestTicket uint64
+		for i := range v.slots {
+			s := &v.slots[i]
+			if s.State.Load() != slotRecv {
+				continue
+			}
+			if !matches(mtype, int(s.Arg[argMode].Load()&0xff), int64(s.Arg[argType].Load())) {
+				continue
+			}
+			if t := s.Arg[argTicket].Load(); best == nil || t < bestTicket {
+				best, bestTicket = s, t
+			}
+		}
+		if best == nil {
+			return false, nil
+		}
+		c.recvWait--
+		if uint64(len(data)) > best.Arg[argMode].Load()>>32 {
+			best.State.Store(slotE2BIG)
+			w.add(best)
+			continue
+		}
+		b, err := v.put(mtype, seq, data)
+		if err != nil {
+			c.recvWait++
+			return false, err
+		}
+		best.Arg[argBlock].Store(uint64(b) + 1)
+		best.Arg[argSeq].Store(seq)
+		best.State.Store(slotDelivered)
+		c.lrpid, c.rtime = best.PID.Load(), now
+		w.add(best)
+		return true, nil
+	}
+	return false, nil
+}
+
+// take receives one message matching (mode, typ) into m; the lock is held.
+// It reports false if there is none.
+func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeList) (bool, error) {
+	v := q.v
+	crashPoint(stepRecvLocked)
+	ref, prev, err := v.find(mode, typ)
+	if err != nil || ref == 0 {
+		return false, err
+	}
+	h := v.hdr(ref - 1)
+	l, err := v.msgLen(h)
+	if err != nil {
+		return false, err
+	}
+	if int(l) > len(m.Data) && flags&MSG_NOERROR == 0 {
+		return false, kernel.E2BIG
+	}
+	if flags&MSG_COPY != 0 {
+		// Linux copies into a buffer of min(bufsz, MSGMAX) bytes and
+		// refuses (EINVAL) a message that does not fit, MSG_NOERROR or not.
+		if int(l) > min(len(m.Data), q.maxMsg) {
+			return false, kernel.EINVAL
+		}
+		m.N, _, err = v.read(ref, m.Data)
+		m.Type = h.mtype
+		return err == nil, err
+	}
+	n, last, err := v.read(ref, m.Data)
+	if err != nil {
+		return false, err
+	}
+	m.N, m.Type = n, h.mtype
+	crashPoint(stepRecvCopied)
+	if err := v.unlink(ref, prev); err != nil {
+		return false, err
+	}
+	crashPoint(stepRecvUnlinked)
+	v.freeChain(ref-1, last)
+	crashPoint(stepRecvFreed)
+	c := v.ctl
+	c.qnum--
+	c.cbytes -= uint64(l)
+	c.rtime, c.lrpid = now, q.pid
+	q.afterRecv(w)
+	return true, nil
+}
+
+// afterRecv wakes who may proceed now that a message left: every sleeping
+// sender whose message fits (Linux ss_wakeup), spinners, overflow sleepers.
+func (q *Queue) afterRecv(w *wakeList) {
+	c := q.v.ctl
+	if c.sendWait > 0 {
+		qb := q.qbytes()
+		for i := range q.v.slots {
+			s := &q.v.slots[i]
+			if s.State.Load() == slotSend && q.v.fits(int(min(s.Arg[argType].Load(), math.MaxInt32)), qb) {
+				w.add(s)
+			}
+		}
+	}
+	if c.sendSpin.Load() != 0 {
+		c.recvGen.Add(1)
+	}
+	q.changed(w)
+}
+
+// takeHanded receives the message a sender handed to our slot.
+func (q *Queue) takeHanded(s *shm.WaiterSlot, m *Msg) error {
+	v := q.v
+	b := s.Arg[argBlock].Load()
+	if b > uint64(v.nblocks) {
+		return corrupt("handed-over block %d", b)
+	}
+	h, err := v.first(uint32(b))
+	if err != nil {
+		return err
+	}
+	n, last, err := v.read(uint32(b), m.Data)
+	if err != nil {
+		return err
+	}
+	m.N, m.Type = n, h.mtype
+	crashPoint(stepRecvHanded)
+	v.freeChain(uint32(b)-1, last)
+	return nil
+}
+
+// waiter is the sleeping state of one blocking call.
+type waiter struct {
+	slot     *shm.WaiterSlot // nil: none held
+	ovf      bool            // sleeping on the overflow word (no free slot)
+	stop     func() bool     // cancels the context's wake-up
+	stopAddr *atomic.Uint32
+}
+
+// claim takes a free waiter slot for a blocking call (lock held). With no
+// free slot the call sleeps on the overflow word instead.
+func (q *Queue) claim(w *waiter, state uint32, typ, mode uint64) {
+	c := q.v.ctl
+	for i := range q.v.slots {
+		s := &q.v.slots[i]
+		if s.State.Load() != slotFree {
+			continue
+		}
+		s.PID.Store(q.pid)
+		s.Start.Store(q.start)
+		s.Arg[argTicket].Store(c.ticket)
+		c.ticket++
+		s.Arg[argType].Store(typ)
+		s.Arg[argMode].Store(mode)
+		s.Arg[argBlock].Store(0)
+		s.State.Store(state)
+		if state == slotRecv {
+			c.recvWait++
+		} else {
+			c.sendWait++
+		}
+		w.slot = s
+		return
+	}
+	if !w.ovf {
+		w.ovf = true
+		c.ovfWait.Add(1)
+	}
+}
+
+// release gives the call's slot back (lock held). A slot holding a handed
+// message is never released without taking it.
+func (q *Queue) release(w *waiter) {
+	c := q.v.ctl
+	if s := w.slot; s != nil {
+		switch s.State.Load() {
+		case slotRecv:
+			c.recvWait--
+		case slotSend:
+			c.sendWait--
+		}
+		s.State.Store(slotFree)
+		w.slot = nil
+	}
+	if w.ovf {
+		w.ovf = false
+		c.ovfWait.Add(^uint32(0))
+	}
+}
+
+// futex is the word the call sleeps on.
+func (q *Queue) futex(w *waiter) *atomic.Uint32 {
+	if w.slot != nil {
+		return &w.slot.Futex
+	}
+	return &q.v.ctl.ovfFutex
+}
+
+// sleep waits until the call's futex word moves from seen (the lock is
+// not held). Overflow sleepers also wake every shm.LivenessInterval,
+// since the registry's WakeAll does not reach them.
+func (q *Queue) sleep(ctx context.Context, w *waiter, seen uint32) {
+	addr := q.futex(w)
+	if ctx.Done() != nil && w.stopAddr != addr {
+		if w.stop != nil {
+			w.stop()
+		}
+		w.stopAddr = addr
+		w.stop = context.AfterFunc(ctx, func() {
+			addr.Add(1)
+			_, _ = kernel.FutexWake(addr, math.MaxInt32)
+		})
+	}
+	crashPoint(stepSleep)
+	var deadline time.Time
+	if w.slot == nil {
+		deadline = time.Now().Add(shm.LivenessInterval)
+	}
+	_ = kernel.FutexWait(addr, seen, deadline)
+}
+
+func (w *waiter) done() {
+	if w.stop != nil {
+		w.stop()
+	}
+}
+
+// stopped is checked before a call sleeps, after it read its futex word:
+// anything that ends the wait (removal, a permission change, a death, the
+// context, Close) changes the state before it bumps the word, so either
+// the check sees it or the sleep does not start.
+func (q *Queue) stopped(ctx context.Context, need uint64) error {
+	if q.seg.Removed() {
+		return kernel.EIDRM
+	}
+	if q.access()&need == 0 {
+		return kernel.EACCES
+	}
+	if err := ctxError(ctx); err != nil {
+		return err
+	}
+	if q.closed() {
+		return ErrClosed
+	}
+	return nil
+}
