@@ -1,0 +1,103 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/registry"
+	"github.com/usysv/usysv/shm"
+)
+
+func init() {
+	verbs["ipcrm"] = func(args []string) int { return ipcrm(args, os.Stderr) }
+	summaries["ipcrm"] = "ipcrm [-q id] [-s id] [-Q key] [-S key] ... [-socket PATH]   remove objects"
+}
+
+// target is one object named on the command line.
+type target struct {
+	kind  shm.Kind
+	byKey bool
+	n     int
+	arg   string
+}
+
+type targets struct {
+	list  *[]target
+	kind  shm.Kind
+	byKey bool
+}
+
+func (t targets) String() string { return "" }
+
+func (t targets) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		return fmt.Errorf("bad number %q", s)
+	}
+	if t.byKey && (n < -1<<31 || n > 1<<32-1) || !t.byKey && (n < 0 || n > 1<<31-1) {
+		return fmt.Errorf("%q out of range", s)
+	}
+	*t.list = append(*t.list, target{kind: t.kind, byKey: t.byKey, n: int(int32(n)), arg: s})
+	return nil
+}
+
+// ipcrm removes the named objects, in order, like util-linux ipcrm: an
+// error on one is reported and the rest are still removed.
+func ipcrm(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ipcrm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var list []target
+	fs.Var(targets{&list, shm.KindMsg, false}, "q", "remove the message queue with this id")
+	fs.Var(targets{&list, shm.KindSem, false}, "s", "remove the semaphore set with this id")
+	fs.Var(targets{&list, shm.KindMsg, true}, "Q", "remove the message queue with this key")
+	fs.Var(targets{&list, shm.KindSem, true}, "S", "remove the semaphore set with this key")
+	socket := fs.String("socket", "", "registry socket")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 || len(list) == 0 {
+		fmt.Fprintln(stderr, "usage: usysv ipcrm [-q id] [-s id] [-Q key] [-S key] ...")
+		return 2
+	}
+	c, err := connect(*socket)
+	if err != nil {
+		fmt.Fprintln(stderr, "ipcrm:", err)
+		return 1
+	}
+	status := 0
+	for _, t := range list {
+		if err := removeTarget(c, t); err != nil {
+			fmt.Fprintf(stderr, "ipcrm: %s\n", err)
+			status = 1
+		}
+	}
+	return status
+}
+
+func removeTarget(c *registry.Client, t target) error {
+	what := map[shm.Kind]string{shm.KindMsg: "msqid", shm.KindSem: "semid"}[t.kind]
+	id := t.n
+	if t.byKey {
+		what = map[shm.Kind]string{shm.KindMsg: "msqid key", shm.KindSem: "semid key"}[t.kind]
+		if t.n == kernel.IPC_PRIVATE {
+			return fmt.Errorf("%s %s: %w", what, t.arg, kernel.EINVAL)
+		}
+		var err error
+		id, err = c.Get(registry.GetRequest{Kind: t.kind, Key: int32(t.n)})
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", what, t.arg, err)
+		}
+	}
+	if err := c.Remove(t.kind, id); err != nil {
+		if errors.Is(err, kernel.EINVAL) {
+			return fmt.Errorf("invalid %s (%s): %w", what, t.arg, err)
+		}
+		return fmt.Errorf("%s %s: %w", what, t.arg, err)
+	}
+	return nil
+}
