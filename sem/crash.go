@@ -1,0 +1,66 @@
+package sem
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/usysv/usysv/kernel"
+)
+
+// Crash points: a test-only hook that makes the process SIGKILL itself at
+// a labelled step inside Op, to test that a death at any point leaves the
+// set consistent. It is armed by the environment variable USYSV_SEM_CRASH,
+// read once at start-up, as "step" (the first time the step is reached) or
+// "step:N" (the N-th time). Unarmed, a crash point costs one load of a
+// package variable.
+const CrashEnv = "USYSV_SEM_CRASH"
+
+// The steps.
+const (
+	StepUndoCAS       = "undo-cas"       // lock-free SEM_UNDO op: value set, semadj not yet
+	StepLocked        = "locked"         // slow path: segment lock just taken
+	StepEvaluated     = "evaluated"      // words frozen, array evaluated, nothing committed
+	StepCommitted     = "committed"      // journal committed, nothing applied
+	StepApplying      = "applying"       // words stored, semadj and waiter outcome not yet
+	StepEnqueued      = "enqueued"       // queued as a waiter, lock still held
+	StepWaiting       = "waiting"        // queued, lock released, about to sleep
+	StepUndoCommitted = "undo-committed" // repair: a dead process's undo committed, not applied
+)
+
+var crash struct {
+	on    bool
+	step  string
+	n     int64
+	count atomic.Int64
+}
+
+func init() {
+	v := os.Getenv(CrashEnv)
+	if v == "" {
+		return
+	}
+	crash.step, crash.n = v, 1
+	if i := strings.LastIndexByte(v, ':'); i >= 0 {
+		if n, err := strconv.ParseInt(v[i+1:], 10, 64); err == nil && n > 0 {
+			crash.step, crash.n = v[:i], n
+		}
+	}
+	crash.on = true
+}
+
+func crashpoint(step string) {
+	if crash.on {
+		crashHit(step)
+	}
+}
+
+func crashHit(step string) {
+	if step != crash.step || crash.count.Add(1) != crash.n {
+		return
+	}
+	pid, _ := kernel.Self()
+	_ = kernel.Kill(pid, kernel.SIGKILL)
+	select {}
+}

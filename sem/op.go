@@ -1,0 +1,415 @@
+package sem
+
+import (
+	"context"
+	"runtime"
+	"time"
+
+	"github.com/usysv/usysv/internal/clock"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/registry"
+)
+
+// Op is semop(2) on the set: ops are applied atomically in array order,
+// blocking until all can be. A blocked Op ends when ctx does, with nothing
+// applied and an error matching both ctx.Err() and kernel.EINTR.
+func (s *Set) Op(ctx context.Context, ops ...Buf) error {
+	if err := checkOps(ops); err != nil {
+		return err
+	}
+	return s.op(ctx, ops, time.Time{})
+}
+
+// TryOp is Op that never blocks: as if every op had IPC_NOWAIT.
+// An op that cannot proceed gives EAGAIN, with nothing applied.
+func (s *Set) TryOp(ops ...Buf) error {
+	if err := checkOps(ops); err != nil {
+		return err
+	}
+	if len(ops) == 1 {
+		b := ops[0]
+		b.Flg |= IPC_NOWAIT
+		return s.op(context.Background(), []Buf{b}, time.Time{})
+	}
+	cp := make([]Buf, len(ops))
+	for i, b := range ops {
+		b.Flg |= IPC_NOWAIT
+		cp[i] = b
+	}
+	return s.op(context.Background(), cp, time.Time{})
+}
+
+// TimedOp is semtimedop(2): Op giving up with EAGAIN, nothing applied, once
+// timeout has passed. A negative timeout is EINVAL.
+func (s *Set) TimedOp(timeout time.Duration, ops ...Buf) error {
+	if err := checkOps(ops); err != nil {
+		return err
+	}
+	if timeout < 0 {
+		return kernel.EINVAL
+	}
+	return s.op(context.Background(), ops, time.Now().Add(timeout))
+}
+
+// Spin budgets: how long an op that would block re-checks before queueing,
+// and how long a queued waiter re-checks before sleeping in the kernel.
+// Each iteration is a load of one shared word (a few ns when the line is
+// local); both bounds keep the spinning well under the cost of a sleep and
+// wake-up pair (several µs).
+const (
+	preQueueSpin = 200
+	waiterSpin   = 2000
+)
+
+// op runs ops (already checked: 1 ≤ len ≤ SEMOPM). The zero deadline means
+// none. This is the path every Op takes; its first part is the fast path.
+func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	seg := s.seg
+	if seg.Removed() {
+		return kernel.EINVAL
+	}
+	if seg.DeadGen() != s.deadGen.Load() {
+		s.repair()
+	}
+	if len(ops) == 1 {
+		b := ops[0]
+		if int(b.Num) >= s.nsems {
+			return kernel.EFBIG
+		}
+		if !s.permitted(b.Op != 0) {
+			return kernel.EACCES
+		}
+		for spin := 0; ; spin++ {
+			var r fastResult
+			var err error
+			if b.Flg&SEM_UNDO == 0 {
+				r, err = s.fastSingle(b)
+			} else {
+				r, err = s.fastUndo(b)
+			}
+			if r == fastDone {
+				return err
+			}
+			if r == fastSlow || spin >= preQueueSpin || b.Flg&IPC_NOWAIT != 0 {
+				break
+			}
+			// Would block: re-check for a while before queueing, so that a
+			// peer that is about to post does not cost us a sleep.
+			if spin&31 == 31 {
+				runtime.Gosched()
+			}
+		}
+	} else {
+		alter := false
+		for _, b := range ops {
+			if int(b.Num) >= s.nsems {
+				return kernel.EFBIG
+			}
+			if b.Op != 0 {
+				alter = true
+			}
+		}
+		if !s.permitted(alter) {
+			return kernel.EACCES
+		}
+	}
+	return s.slowOp(ctx, ops, deadline)
+}
+
+// permitted reports whether this process may read (alter false) or alter
+// the set, using a decision cached until the set's permissions change.
+func (s *Set) permitted(alter bool) bool {
+	seq := s.seg.PermSeq()
+	c := s.perm.Load()
+	if c&permValid == 0 || uint32(c>>32) != seq {
+		c = s.refreshPerm()
+	}
+	if alter {
+		return c&permAlter != 0
+	}
+	return c&permRead != 0
+}
+
+func (s *Set) refreshPerm() uint64 {
+	uid, gid, mode, seq := s.seg.Perm()
+	p := s.seg.Params()
+	cr := registry.Self()
+	c := uint64(seq)<<32 | permValid
+	if registry.Permitted(cr, uid, gid, p.CUID, p.CGID, mode, registry.Read) {
+		c |= permRead
+	}
+	if registry.Permitted(cr, uid, gid, p.CUID, p.CGID, mode, registry.Write) {
+		c |= permAlter
+	}
+	s.perm.Store(c)
+	return c
+}
+
+type fastResult int
+
+const (
+	fastDone  fastResult = iota // finished, with the error returned
+	fastBlock                   // the op must wait
+	fastSlow                    // the fast path cannot decide: take the lock
+)
+
+// fastSingle is one op without SEM_UNDO on a word no transaction or waiter
+// holds: one CAS that sets semval and sempid together.
+func (s *Set) fastSingle(b Buf) (fastResult, error) {
+	w := &s.v.words[b.Num]
+	for try := 0; try < 16; try++ {
+		old := w.Load()
+		if old&slowMask != 0 {
+			return fastSlow, nil
+		}
+		if old&flagPending != 0 && s.inFlight(old, int(b.Num)) {
+			return fastSlow, nil
+		}
+		val := int(old & valueMask)
+		nv := val + int(b.Op)
+		switch {
+		case b.Op == 0:
+			if val != 0 {
+				return s.blocked(b)
+			}
+			if old&(pidMask|intentMask) == s.pid {
+				s.touchOtime()
+				return fastDone, nil
+			}
+		case nv < 0:
+			return s.blocked(b)
+		case nv > SEMVMX:
+			return fastDone, kernel.ERANGE
+		}
+		if w.CompareAndSwap(old, uint64(nv)|s.pid) {
+			s.touchOtime()
+			return fastDone, nil
+		}
+	}
+	return fastSlow, nil
+}
+
+func (s *Set) blocked(b Buf) (fastResult, error) {
+	if b.Flg&IPC_NOWAIT != 0 {
+		return fastDone, kernel.EAGAIN
+	}
+	return fastBlock, nil
+}
+
+// fastUndo is one SEM_UNDO op without the lock, once this process has an
+// undo record. The CAS on the semaphore's word applies the value and
+// leaves a PENDING intent (record, semadj delta, parity); the CAS on the
+// record's semadj word then completes it. A process killed between the two
+// leaves an in-flight intent that whoever next needs the word (or the
+// repair of the dead process) completes, so the op is applied whole.
+// Others treat an in-flight word as slow, and the lock holder waits for it
+// (it finishes within nanoseconds unless its owner died).
+func (s *Set) fastUndo(b Buf) (fastResult, error) {
+	r := int(s.rec.Load())
+	if r < 0 {
+		return fastSlow, nil
+	}
+	num := int(b.Num)
+	w := &s.v.words[num]
+	aw := &s.v.recs[r].adj[num]
+	for try := 0; try < 16; try++ {
+		old := w.Load()
+		if old&slowMask != 0 {
+			return fastSlow, nil
+		}
+		if old&flagPending != 0 && s.inFlight(old, num) {
+			return fastSlow, nil
+		}
+		val := int(old & valueMask)
+		nv := val + int(b.Op)
+		switch {
+		case b.Op == 0 && val != 0, nv < 0:
+			return s.blocked(b)
+		case nv > SEMVMX:
+			return fastDone, kernel.ERANGE
+		}
+		a := aw.Load()
+		na := int(int16(uint16(a))) - int(b.Op)
+		if na < -(SEMAEM+1) || na > SEMAEM {
+			return fastSlow, nil // let the locked path decide, on a stable semadj
+		}
+		parity := uint64(a&adjParity>>16) ^ 1
+		nw := uint64(nv) | s.pid | flagPending | parity<<parityShift | uint64(r)<<recShift |
+			uint64(uint16(-b.Op))<<deltaShift
+		if !w.CompareAndSwap(old, nw) {
+			continue
+		}
+		crashpoint(StepUndoCAS)
+		for !aw.CompareAndSwap(a, uint32(uint16(int16(na)))|uint32(parity)<<16) {
+			// Someone changed our semadj between our read and our CAS on
+			// the word (a SETVAL that left the word as it was): redo the
+			// adjustment on the new value. Nobody else can change it now.
+			a = aw.Load()
+			na = int(int16(uint16(a))) - int(b.Op)
+			if na < -(SEMAEM+1) || na > SEMAEM {
+				w.Store(old)
+				return fastDone, kernel.ERANGE
+			}
+		}
+		s.touchOtime()
+		return fastDone, nil
+	}
+	return fastSlow, nil
+}
+
+// inFlight reports whether a PENDING word's SEM_UNDO op has not yet
+// updated its record's semadj.
+func (s *Set) inFlight(w uint64, num int) bool {
+	r := int(w&recMask) >> recShift
+	a := s.v.recs[r].adj[num].Load()
+	return uint64(a&adjParity>>16) != (w&parityBit)>>parityShift
+}
+
+// touchOtime records that an op succeeded now (semop's sem_otime); it
+// writes only when the second changes.
+func (s *Set) touchOtime() {
+	now := clock.Now()
+	ot := &s.v.hdr.otime
+	for {
+		o := ot.Load()
+		if o >= now || ot.CompareAndSwap(o, now) {
+			return
+		}
+	}
+}
+
+// slowOp runs ops under the segment lock: evaluated and applied as one
+// journaled transaction, then the waiter queue is re-scanned; or, if they
+// must block, queued in the waiter table, and waited for.
+func (s *Set) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
+	undo := false
+	for _, b := range ops {
+		if b.Flg&SEM_UNDO != 0 {
+			undo = true
+		}
+	}
+	s.lock()
+	crashpoint(StepLocked)
+	if s.seg.Removed() {
+		s.unlock()
+		return kernel.EIDRM
+	}
+	rec := -1
+	if undo {
+		var err error
+		if rec, err = s.claimRecord(); err != nil {
+			s.unlock()
+			return err
+		}
+	}
+	res, blockAt := s.eval(ops, s.pid, rec)
+	crashpoint(StepEvaluated)
+	switch {
+	case res == 0:
+		s.commit(ops, rec, -1, 0)
+		s.updateQueue()
+		s.unlock()
+		return nil
+	case res < 0:
+		s.unlock()
+		return kernel.Errno(-res)
+	}
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		s.unlock()
+		return kernel.EAGAIN
+	}
+	if ctx.Err() != nil {
+		s.unlock()
+		return canceled(ctx)
+	}
+	idx, err := s.enqueue(ops, rec, blockAt)
+	crashpoint(StepEnqueued)
+	s.unlock()
+	if err != nil {
+		return err
+	}
+	return s.wait(ctx, idx, deadline)
+}
+
+// wait sleeps until the waiter in slot idx is completed by a waker (who
+// applied its whole array, or failed it), the set is removed (EIDRM), ctx
+// ends or the deadline passes (nothing applied).
+func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
+	slot := &s.v.slots[idx]
+	for i := 0; i < waiterSpin; i++ {
+		if slot.State.Load() == stDone {
+			return s.finish(idx)
+		}
+		if i&63 == 63 {
+			runtime.Gosched()
+		}
+	}
+	crashpoint(StepWaiting)
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			slot.Futex.Add(1)
+			_, _ = kernel.FutexWake(&slot.Futex, 1)
+		})
+		defer stop()
+	}
+	for {
+		f := slot.Futex.Load()
+		slot.Arg[argSleep].Store(1)
+		if slot.State.Load() == stDone {
+			return s.finish(idx)
+		}
+		if s.seg.Removed() {
+			return s.abandon(idx, kernel.EIDRM)
+		}
+		if s.seg.DeadGen() != s.deadGen.Load() {
+			s.repair()
+			continue
+		}
+		if ctx.Err() != nil {
+			return s.abandon(idx, canceled(ctx))
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return s.abandon(idx, kernel.EAGAIN)
+		}
+		_ = kernel.FutexWait(&slot.Futex, f, deadline)
+	}
+}
+
+// finish returns a completed waiter's outcome and frees its slot.
+func (s *Set) finish(idx int) error {
+	slot := &s.v.slots[idx]
+	e := slot.Arg[argResult].Load()
+	slot.State.Store(0)
+	if e != 0 {
+		return kernel.Errno(e)
+	}
+	return nil
+}
+
+// abandon takes a waiter out of the queue, unless a waker completed it in
+// the meantime (then its outcome stands: the ops were applied).
+func (s *Set) abandon(idx int, err error) error {
+	slot := &s.v.slots[idx]
+	if slot.State.Load() == stDone {
+		return s.finish(idx)
+	}
+	if s.seg.Removed() && err == kernel.EIDRM {
+		// Nobody will scan this set again; the lock may belong to a
+		// process that will never return to it.
+		if slot.State.CompareAndSwap(stWaiting, 0) {
+			return err
+		}
+		return s.finish(idx)
+	}
+	s.lock()
+	if slot.State.Load() == stDone {
+		s.unlock()
+		return s.finish(idx)
+	}
+	s.dequeue(idx)
+	s.unlock()
+	return err
+}

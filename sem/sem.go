@@ -1,0 +1,378 @@
+package sem
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/registry"
+	"github.com/usysv/usysv/shm"
+)
+
+// Buf is struct sembuf: Num is the semaphore index, Op the operation
+// (> 0 add, < 0 take, 0 wait for zero), Flg IPC_NOWAIT and/or SEM_UNDO.
+type Buf = kernel.Sembuf
+
+// DS is struct semid_ds.
+type DS = kernel.SemidDS
+
+// Flags, commands and limits, with their Linux values.
+const (
+	IPC_PRIVATE = kernel.IPC_PRIVATE
+	IPC_CREAT   = kernel.IPC_CREAT
+	IPC_EXCL    = kernel.IPC_EXCL
+	IPC_NOWAIT  = kernel.IPC_NOWAIT
+	SEM_UNDO    = kernel.SEM_UNDO
+
+	IPC_RMID = kernel.IPC_RMID
+	IPC_SET  = kernel.IPC_SET
+	IPC_STAT = kernel.IPC_STAT
+	GETPID   = kernel.GETPID
+	GETVAL   = kernel.GETVAL
+	GETALL   = kernel.GETALL
+	GETNCNT  = kernel.GETNCNT
+	GETZCNT  = kernel.GETZCNT
+	SETVAL   = kernel.SETVAL
+	SETALL   = kernel.SETALL
+
+	SEMMSL = kernel.SEMMSL // semaphores per set
+	SEMOPM = kernel.SEMOPM // operations per Op
+	SEMVMX = kernel.SEMVMX // largest semaphore value
+	SEMAEM = kernel.SEMAEM // largest SEM_UNDO adjustment
+)
+
+// Set is an open semaphore set: the set's segment mapped into this
+// process. Its methods are safe for concurrent use by goroutines, except
+// Close, which must not run concurrently with other calls on the same
+// handle (the memory they use is unmapped).
+type Set struct {
+	id    int
+	seg   *shm.Segment
+	v     *view
+	mu    *shm.Mutex
+	nsems int
+	pid   uint64 // this process's pid in sempid position
+
+	closed  atomic.Bool
+	perm    atomic.Uint64 // permSeq<<32 | permValid | permRead | permAlter
+	deadGen atomic.Uint32 // seg.DeadGen() when this handle last repaired
+	rec     atomic.Int32  // this process's undo record, -1 if none yet
+
+	sc scratch // used only while holding the segment lock
+}
+
+const (
+	permAlter = 1
+	permRead  = 2
+	permValid = 4
+)
+
+// Open is semget followed by OpenID: the set for key, created with
+// IPC_CREAT (see Get).
+func Open(key, nsems, flags int) (*Set, error) {
+	id, err := Get(key, nsems, flags)
+	if err != nil {
+		return nil, err
+	}
+	return OpenID(id)
+}
+
+// OpenID maps the set with the given id. A negative id, or one that names
+// no live semaphore set of this registry, gives EINVAL; a set this process
+// may not map at all gives EACCES.
+func OpenID(id int) (*Set, error) {
+	if id < 0 {
+		return nil, kernel.EINVAL
+	}
+	c, err := registry.Default()
+	if err != nil {
+		return nil, err
+	}
+	return openSeg(id, c.Namespace())
+}
+
+func openSeg(id int, ns uint64) (*Set, error) {
+	seg, err := shm.Map(id, shm.KindSem, ns)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newView(seg)
+	if err != nil {
+		_ = seg.Close()
+		return nil, err
+	}
+	if seg.Removed() {
+		_ = seg.Close()
+		return nil, kernel.EINVAL
+	}
+	pid, _ := kernel.Self()
+	s := &Set{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
+	s.rec.Store(-1)
+	s.sc.init(v.nsems, len(v.slots))
+	// Repair what dead processes may have left before we rely on the state.
+	gen := seg.DeadGen()
+	if gen != 0 || v.hdr.jcommit.Load() != 0 || s.mu.Holder() != 0 {
+		s.lock()
+		s.repairLocked(true)
+		s.unlock()
+	}
+	s.deadGen.Store(gen)
+	return s, nil
+}
+
+// ID is the set's id (semid).
+func (s *Set) ID() int { return s.id }
+
+// Nsems is the number of semaphores in the set.
+func (s *Set) Nsems() int { return s.nsems }
+
+// Close unmaps the set from this process. It does not remove the set, and
+// does not undo this process's SEM_UNDO adjustments (they are applied when
+// the process exits). It is idempotent. Calls on the handle afterwards
+// return ErrClosed.
+func (s *Set) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return s.seg.Close()
+}
+
+// Remove is IPC_RMID: the set is removed, blocked operations return EIDRM,
+// and later calls with its id return EINVAL. Only the owner, the creator or
+// a process with CAP_SYS_ADMIN may remove it (else EPERM).
+func (s *Set) Remove() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	c, err := registry.Default()
+	if err != nil {
+		return err
+	}
+	return c.Remove(shm.KindSem, s.id)
+}
+
+// Stat is IPC_STAT (needs read permission).
+func (s *Set) Stat() (DS, error) {
+	if s.closed.Load() {
+		return DS{}, ErrClosed
+	}
+	c, err := registry.Default()
+	if err != nil {
+		return DS{}, err
+	}
+	o, err := c.Stat(shm.KindSem, s.id)
+	if err != nil {
+		return DS{}, err
+	}
+	return DS{Perm: o.Perm, Otime: s.v.hdr.otime.Load(), Ctime: o.Ctime, Nsems: s.nsems}, nil
+}
+
+// Set is IPC_SET: it copies ds.Perm.UID, ds.Perm.GID and ds.Perm.Mode&0777
+// and updates ctime. Only the owner, the creator or CAP_SYS_ADMIN (EPERM).
+func (s *Set) Set(ds DS) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	c, err := registry.Default()
+	if err != nil {
+		return err
+	}
+	return c.Set(shm.KindSem, s.id, ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode, 0)
+}
+
+// Get is semget(2): the id of the set for key, creating one of nsems
+// semaphores (all 0) with IPC_CREAT, or always with IPC_PRIVATE. The low 9
+// bits of flags are the new set's mode. Errors as Linux: EINVAL (nsems < 0
+// or > SEMMSL, 0 when creating, or more than an existing set has), ENOENT,
+// EEXIST, EACCES, ENOSPC.
+func Get(key, nsems, flags int) (int, error) {
+	if nsems < 0 || nsems > SEMMSL {
+		return -1, kernel.EINVAL
+	}
+	c, err := registry.Default()
+	if err != nil {
+		return -1, err
+	}
+	return c.Get(registry.GetRequest{
+		Kind: shm.KindSem, Key: int32(key), Flags: flags, Count: nsems, Layout: layoutFor(nsems),
+	})
+}
+
+// The package-level functions use one handle per id, kept for the life of
+// the process (a removed set's handle stays mapped, answering EINVAL; the
+// kernel frees its memory when the process exits).
+var handles struct {
+	last atomic.Pointer[Set]
+	m    sync.Map // id → *Set
+	mu   sync.Mutex
+}
+
+func handle(id int) (*Set, error) {
+	if id < 0 {
+		return nil, kernel.EINVAL
+	}
+	if h := handles.last.Load(); h != nil && h.id == id {
+		return h, nil
+	}
+	if v, ok := handles.m.Load(id); ok {
+		h := v.(*Set)
+		handles.last.Store(h)
+		return h, nil
+	}
+	handles.mu.Lock()
+	defer handles.mu.Unlock()
+	if v, ok := handles.m.Load(id); ok {
+		return v.(*Set), nil
+	}
+	h, err := OpenID(id)
+	if err != nil {
+		return nil, err
+	}
+	handles.m.Store(id, h)
+	handles.last.Store(h)
+	return h, nil
+}
+
+// Op is semop(2): the operations are applied atomically, in array order,
+// blocking until they all can be (unless one that cannot has IPC_NOWAIT:
+// EAGAIN).
+func Op(id int, ops []Buf) error {
+	if err := checkOps(ops); err != nil {
+		return err
+	}
+	h, err := handle(id)
+	if err != nil {
+		return err
+	}
+	return h.op(context.Background(), ops, time.Time{})
+}
+
+// TimedOp is semtimedop(2): Op, giving up with EAGAIN (nothing applied)
+// once timeout has passed. A negative timeout is EINVAL, as an invalid
+// timespec is.
+func TimedOp(id int, ops []Buf, timeout time.Duration) error {
+	if err := checkOps(ops); err != nil {
+		return err
+	}
+	if id < 0 || timeout < 0 {
+		return kernel.EINVAL
+	}
+	deadline := time.Now().Add(timeout)
+	h, err := handle(id)
+	if err != nil {
+		return err
+	}
+	return h.op(context.Background(), ops, deadline)
+}
+
+// GetVal is semctl(GETVAL).
+func GetVal(id, num int) (int, error) {
+	h, err := handle(id)
+	if err != nil {
+		return -1, err
+	}
+	return h.GetVal(num)
+}
+
+// SetVal is semctl(SETVAL). val outside [0, SEMVMX] is ERANGE, checked
+// before the id, as Linux does.
+func SetVal(id, num, val int) error {
+	if id < 0 {
+		return kernel.EINVAL
+	}
+	if val < 0 || val > SEMVMX {
+		return kernel.ERANGE
+	}
+	h, err := handle(id)
+	if err != nil {
+		return err
+	}
+	return h.SetVal(num, val)
+}
+
+// GetAll is semctl(GETALL).
+func GetAll(id int) ([]uint16, error) {
+	h, err := handle(id)
+	if err != nil {
+		return nil, err
+	}
+	return h.GetAll()
+}
+
+// SetAll is semctl(SETALL); vals must hold exactly one value per semaphore
+// (EINVAL otherwise).
+func SetAll(id int, vals []uint16) error {
+	h, err := handle(id)
+	if err != nil {
+		return err
+	}
+	return h.SetAll(vals)
+}
+
+// GetPid is semctl(GETPID).
+func GetPid(id, num int) (int, error) {
+	h, err := handle(id)
+	if err != nil {
+		return -1, err
+	}
+	return h.GetPid(num)
+}
+
+// GetNcnt is semctl(GETNCNT).
+func GetNcnt(id, num int) (int, error) {
+	h, err := handle(id)
+	if err != nil {
+		return -1, err
+	}
+	return h.GetNcnt(num)
+}
+
+// GetZcnt is semctl(GETZCNT).
+func GetZcnt(id, num int) (int, error) {
+	h, err := handle(id)
+	if err != nil {
+		return -1, err
+	}
+	return h.GetZcnt(num)
+}
+
+// Stat is semctl(IPC_STAT).
+func Stat(id int) (DS, error) {
+	h, err := handle(id)
+	if err != nil {
+		return DS{}, err
+	}
+	return h.Stat()
+}
+
+// SetPerm is semctl(IPC_SET): it copies Perm.UID, Perm.GID and
+// Perm.Mode&0777. (DESIGN §4 names it Set, which Go cannot have next to
+// the handle type Set; the method (*Set).Set is the same call.)
+func SetPerm(id int, ds DS) error {
+	h, err := handle(id)
+	if err != nil {
+		return err
+	}
+	return h.Set(ds)
+}
+
+// Remove is semctl(IPC_RMID).
+func Remove(id int) error {
+	h, err := handle(id)
+	if err != nil {
+		return err
+	}
+	return h.Remove()
+}
+
+func checkOps(ops []Buf) error {
+	if len(ops) > SEMOPM {
+		return kernel.E2BIG
+	}
+	if len(ops) == 0 {
+		return kernel.EINVAL
+	}
+	return nil
+}

@@ -1,0 +1,17 @@
+package sem
+
+import (
+	"bufio"
+	"os"
+	"strings"
+)
+
+var stdin = bufio.NewReader(os.Stdin)
+
+func readLine() (string, error) {
+	l, err := stdin.ReadString('\n')
+	if err != nil && l == "" {
+		return "", err
+	}
+	return strings.TrimRight(l, "\n"), nil
+}

@@ -1,0 +1,687 @@
+package sem
+
+import (
+	"runtime"
+	"sync/atomic"
+
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+type (
+	clearable  = atomic.Uint32
+	waiterSlot = shm.WaiterSlot
+)
+
+// The locked path. Everything here runs with the segment lock held.
+//
+// A transaction (one op array, a SETVAL/SETALL, or the undo of a dead
+// process) goes:
+//
+//  1. freeze: CAS FROZEN into each word it touches (after writing the
+//     word's data into shadow), so that no fast path changes it;
+//  2. evaluate on a private working copy (as the kernel's
+//     perform_atomic_semop_slow, in array order);
+//  3. journal: shadow ← new word data, jadj ← new semadj values, then
+//     jcommit ← kind|slot|errno|count: the commit point;
+//  4. apply: words ← shadow (still FROZEN), semadj ← jadj, kind-specific
+//     clears, the waiter's outcome; jcommit ← 0;
+//  5. at unlock, unfreeze every frozen word, setting WAITED exactly where a
+//     queued waiter still names the semaphore.
+//
+// Whoever takes the lock over from a dead holder (or repairs after a
+// death) finds FROZEN words: if jcommit is set it redoes step 4 (every
+// step is an absolute store, so redoing is harmless), otherwise nothing was
+// applied; then it unfreezes. Either all of a transaction is applied or
+// none.
+
+// scratch is per-handle working memory for the lock holder.
+type scratch struct {
+	frozen     []int32  // words frozen in this critical section
+	frozenMark []uint64 // bitset of frozen
+	work       []uint64 // working word data of frozen words
+	adj        []int32  // eval: working semadj of the current record
+	adjMark    []uint64
+	adjTouched []int32
+	ref        []uint64 // unfreeze: semaphores named by queued waiters
+	order      []int32  // waiting slots by ticket
+	ops        []Buf    // a waiter's ops, read from the arena
+	wake       []int32  // slots completed in this critical section
+	dirty      []int32
+}
+
+func (sc *scratch) init(nsems, slots int) {
+	words := (nsems + 63) / 64
+	sc.frozen = make([]int32, 0, 64)
+	sc.frozenMark = make([]uint64, words)
+	sc.work = make([]uint64, nsems)
+	sc.adj = make([]int32, nsems)
+	sc.adjMark = make([]uint64, words)
+	sc.ref = make([]uint64, words)
+	sc.order = make([]int32, 0, slots)
+	sc.ops = make([]Buf, 0, SEMOPM)
+	sc.wake = make([]int32, 0, 8)
+}
+
+func has(bits []uint64, i int) bool { return bits[i>>6]&(1<<(uint(i)&63)) != 0 }
+func set(bits []uint64, i int)      { bits[i>>6] |= 1 << (uint(i) & 63) }
+func clr(bits []uint64, i int)      { bits[i>>6] &^= 1 << (uint(i) & 63) }
+
+// lock takes the segment lock; if its holder died, it repairs first.
+func (s *Set) lock() {
+	if s.mu.Lock() {
+		s.repairLocked(true)
+	}
+}
+
+// unlock unfreezes, wakes the waiters completed in this critical section
+// and releases the lock.
+func (s *Set) unlock() {
+	s.unfreezeAll()
+	s.wakeCompleted()
+	s.mu.Unlock()
+}
+
+// freeze makes word i the lock holder's for this critical section.
+func (s *Set) freeze(i int) {
+	sc := &s.sc
+	if has(sc.frozenMark, i) {
+		return
+	}
+	w := &s.v.words[i]
+	for spins := 0; ; spins++ {
+		o := w.Load()
+		if o&flagFrozen == 0 && o&flagPending != 0 && s.inFlight(o, i) {
+			// A lock-free SEM_UNDO op is between its two CASes.
+			if spins&127 == 127 {
+				s.completeIfDead(i, o)
+			}
+			runtime.Gosched()
+			continue
+		}
+		d := o & dataMask
+		s.v.shadow[i].Store(d)
+		if o&flagFrozen != 0 || w.CompareAndSwap(o, d|o&flagWaited|flagFrozen) {
+			// (FROZEN already: left by a dead holder whose journal the
+			// repair has dealt with; we own it now.)
+			sc.work[i] = d
+			break
+		}
+	}
+	set(sc.frozenMark, i)
+	sc.frozen = append(sc.frozen, int32(i))
+}
+
+// completeIfDead finishes the in-flight SEM_UNDO op on word i if the
+// process that started it is dead.
+func (s *Set) completeIfDead(i int, w uint64) {
+	r := int(w&recMask) >> recShift
+	h := s.v.recs[r].hdr
+	pid, start := h.pid.Load(), h.start.Load()
+	if pid != 0 && s.alive(int(pid), start) {
+		return
+	}
+	s.completePending(i)
+}
+
+// completePending applies the semadj update of an in-flight PENDING op on
+// word i (its owner is dead; we hold the lock, so nobody else can).
+func (s *Set) completePending(i int) {
+	w := s.v.words[i].Load()
+	if w&flagPending == 0 || !s.inFlight(w, i) {
+		return
+	}
+	r := int(w&recMask) >> recShift
+	aw := &s.v.recs[r].adj[i]
+	a := aw.Load()
+	na := int(int16(uint16(a))) + int(int16(uint16(w>>deltaShift)))
+	na = max(-(SEMAEM + 1), min(SEMAEM, na))
+	aw.Store(uint32(uint16(int16(na))) | uint32((w&parityBit)>>parityShift)<<16)
+}
+
+// unfreezeAll releases every frozen word, with WAITED set exactly where a
+// queued waiter names the semaphore.
+func (s *Set) unfreezeAll() {
+	sc := &s.sc
+	if len(sc.frozen) == 0 {
+		return
+	}
+	waiting := s.v.hdr.nwait.Load() != 0
+	if waiting {
+		clear(sc.ref)
+		for idx := range s.v.slots {
+			slot := &s.v.slots[idx]
+			if slot.State.Load() != stWaiting {
+				continue
+			}
+			off, n, _ := unpackSlotOps(slot.Arg[argOps].Load())
+			if off < 0 || n < 1 || n > SEMOPM || off+n > len(s.v.arena) {
+				continue
+			}
+			for k := 0; k < n; k++ {
+				if num := int(uint16(s.v.arena[off+k].Load())); num < s.nsems {
+					set(sc.ref, num)
+				}
+			}
+		}
+	}
+	for _, i32 := range sc.frozen {
+		i := int(i32)
+		w := &s.v.words[i]
+		d := w.Load() & dataMask
+		if waiting && has(sc.ref, i) {
+			d |= flagWaited
+		}
+		w.Store(d)
+		clr(sc.frozenMark, i)
+	}
+	sc.frozen = sc.frozen[:0]
+}
+
+func (s *Set) wakeCompleted() {
+	for _, idx := range s.sc.wake {
+		slot := &s.v.slots[idx]
+		slot.Futex.Add(1)
+		if slot.Arg[argSleep].Load() != 0 {
+			_, _ = kernel.FutexWake(&slot.Futex, 1)
+		}
+	}
+	s.sc.wake = s.sc.wake[:0]
+}
+
+// eval performs ops on the working copy, as the kernel does: in array
+// order, later ops seeing earlier ones. It returns 0 on success (the
+// working copy then holds the new values with sempid = pid, and sc.adj the
+// record's new semadj values), -errno for ERANGE or EAGAIN (an op that
+// would block with IPC_NOWAIT), or 1 for "would block", with the index of
+// the op that blocks. On failure the working copy is as it was.
+func (s *Set) eval(ops []Buf, pid uint64, rec int) (res, blockAt int) {
+	sc := &s.sc
+	sc.adjTouched = sc.adjTouched[:0]
+	k := 0
+	res = 0
+	for ; k < len(ops); k++ {
+		b := ops[k]
+		i := int(b.Num)
+		s.freeze(i)
+		cur := int(sc.work[i] & valueMask)
+		if b.Op == 0 && cur != 0 {
+			res = 1
+			break
+		}
+		nv := cur + int(b.Op)
+		if nv < 0 {
+			res = 1
+			break
+		}
+		if nv > SEMVMX {
+			res = -int(kernel.ERANGE)
+			break
+		}
+		if b.Flg&SEM_UNDO != 0 {
+			if rec < 0 {
+				res = -int(kernel.EINVAL)
+				break
+			}
+			if !has(sc.adjMark, i) {
+				set(sc.adjMark, i)
+				sc.adjTouched = append(sc.adjTouched, int32(i))
+				sc.adj[i] = int32(int16(uint16(s.v.recs[rec].adj[i].Load())))
+			}
+			na := int(sc.adj[i]) - int(b.Op)
+			if na < -(SEMAEM+1) || na > SEMAEM {
+				res = -int(kernel.ERANGE)
+				break
+			}
+			sc.adj[i] = int32(na)
+		}
+		sc.work[i] = sc.work[i]&^valueMask | uint64(nv)
+	}
+	if res == 1 {
+		blockAt = k
+		if ops[k].Flg&IPC_NOWAIT != 0 {
+			res = -int(kernel.EAGAIN)
+		}
+	}
+	if res != 0 {
+		// Undo the working copy of ops[0:k].
+		for j := k - 1; j >= 0; j-- {
+			i := int(ops[j].Num)
+			sc.work[i] = sc.work[i]&^valueMask | uint64(int(sc.work[i]&valueMask)-int(ops[j].Op))
+		}
+		for _, i := range sc.adjTouched {
+			clr(sc.adjMark, int(i))
+		}
+		sc.adjTouched = sc.adjTouched[:0]
+		return res, blockAt
+	}
+	for _, b := range ops {
+		i := int(b.Num)
+		sc.work[i] = sc.work[i]&valueMask | pid
+	}
+	return 0, 0
+}
+
+// commit journals and applies a successful eval of ops (rec: the undo
+// record of their process, slot: the waiter they belong to, or -1), or,
+// with errno != 0, the failure of waiter slot.
+func (s *Set) commit(ops []Buf, rec, slot, errno int) {
+	sc := &s.sc
+	v := s.v
+	nadj := 0
+	if errno == 0 {
+		for _, b := range ops {
+			i := int(b.Num)
+			v.shadow[i].Store(sc.work[i])
+		}
+		for _, i := range sc.adjTouched {
+			old := v.recs[rec].adj[i].Load()
+			v.jadj[nadj].Store(uint64(i)<<32 | uint64(old&adjParity) | uint64(uint16(int16(sc.adj[i]))))
+			nadj++
+			clr(sc.adjMark, int(i))
+		}
+		sc.adjTouched = sc.adjTouched[:0]
+	}
+	v.hdr.jarg.Store(uint64(rec + 1))
+	v.hdr.jcommit.Store(packCommit(jkOps, slot, errno, nadj))
+	crashpoint(StepCommitted)
+	sc.dirty = sc.dirty[:0]
+	for _, b := range ops {
+		if errno == 0 {
+			sc.dirty = append(sc.dirty, int32(b.Num))
+		}
+	}
+	s.apply(sc.dirty)
+}
+
+// apply carries out the committed journal. dirty lists the words to store
+// from shadow; nil means every frozen word (redo after a death).
+func (s *Set) apply(dirty []int32) {
+	v := s.v
+	c := v.hdr.jcommit.Load()
+	kind, slot, errno, nadj := unpackCommit(c)
+	if dirty == nil {
+		for _, i := range s.sc.frozen {
+			v.words[i].Store(v.shadow[i].Load() | flagFrozen)
+			s.sc.work[i] = v.shadow[i].Load()
+		}
+	} else {
+		for _, i := range dirty {
+			v.words[i].Store(v.shadow[i].Load() | flagFrozen)
+		}
+	}
+	crashpoint(StepApplying)
+	arg := int(v.hdr.jarg.Load())
+	switch kind {
+	case jkOps:
+		if r := arg - 1; r >= 0 && r < len(v.recs) {
+			for k := 0; k < nadj && k < len(v.jadj); k++ {
+				e := v.jadj[k].Load()
+				if i := int(e >> 32); i < s.nsems {
+					v.recs[r].adj[i].Store(uint32(e))
+				}
+			}
+		}
+		if slot >= 0 && slot < len(v.slots) {
+			ws := &v.slots[slot]
+			if ws.State.Load() == stWaiting {
+				ws.Arg[argResult].Store(uint64(errno))
+				ws.State.Store(stDone)
+				v.hdr.nwait.Add(^uint64(0))
+				s.sc.wake = append(s.sc.wake, int32(slot))
+			}
+		}
+		if errno == 0 {
+			s.touchOtime()
+		}
+	case jkSetVal:
+		if arg < s.nsems {
+			for r := range v.recs {
+				clearAdj(&v.recs[r].adj[arg])
+			}
+		}
+	case jkSetAll:
+		for r := range v.recs {
+			if v.recs[r].hdr.pid.Load() == 0 {
+				continue
+			}
+			for i := range v.recs[r].adj {
+				clearAdj(&v.recs[r].adj[i])
+			}
+		}
+	case jkUndo:
+		if r := arg; r < len(v.recs) {
+			rc := &v.recs[r]
+			for i := range rc.adj {
+				if rc.adj[i].Load() != 0 {
+					rc.adj[i].Store(0)
+				}
+			}
+			s.stripIntents(r)
+			rc.hdr.start.Store(0)
+			rc.hdr.pid.Store(0)
+			s.touchOtime()
+		}
+	}
+	v.hdr.jcommit.Store(0)
+}
+
+// clearAdj sets a semadj to 0, keeping its parity (an in-flight PENDING op
+// compares against it; none can be in flight on a frozen word, but the
+// parity must stay what the last completed op left).
+func clearAdj(a *clearable) {
+	if o := a.Load(); o&0xFFFF != 0 {
+		a.Store(o & adjParity)
+	}
+}
+
+// stripIntents removes stale PENDING intents naming record r from every
+// word, so that the record can be reused.
+func (s *Set) stripIntents(r int) {
+	for i := range s.v.words {
+		w := &s.v.words[i]
+		for {
+			o := w.Load()
+			if o&flagPending == 0 || int(o&recMask)>>recShift != r {
+				break
+			}
+			if w.CompareAndSwap(o, o&^intentMask) {
+				break
+			}
+		}
+	}
+}
+
+// updateQueue is the kernel's update_queue: scan the queued waiters in
+// FIFO order, complete every one whose whole array now succeeds (or fails
+// with an error), and start over while that changed something. A waiter
+// that cannot proceed never holds back a later one that can.
+func (s *Set) updateQueue() {
+	v := s.v
+	for v.hdr.nwait.Load() != 0 {
+		s.sortWaiting()
+		progress := false
+		for _, idx32 := range s.sc.order {
+			idx := int(idx32)
+			slot := &v.slots[idx]
+			ops, rec, ok := s.waiterOps(slot)
+			if !ok {
+				s.commit(nil, -1, idx, int(kernel.EINVAL))
+				continue
+			}
+			pid := (uint64(slot.PID.Load()) << pidShift) & pidMask
+			res, blockAt := s.eval(ops, uint64(pid), rec)
+			if res == 1 {
+				if uint64(blockAt) != slot.Arg[argBlock].Load() {
+					slot.Arg[argBlock].Store(uint64(blockAt))
+				}
+				continue
+			}
+			if res == 0 {
+				s.commit(ops, rec, idx, 0)
+				progress = true
+			} else {
+				s.commit(nil, -1, idx, -res)
+			}
+		}
+		if !progress {
+			return
+		}
+	}
+}
+
+// sortWaiting fills sc.order with the queued waiters' slots in ticket order.
+func (s *Set) sortWaiting() {
+	o := s.sc.order[:0]
+	for idx := range s.v.slots {
+		if s.v.slots[idx].State.Load() == stWaiting {
+			o = append(o, int32(idx))
+		}
+	}
+	for i := 1; i < len(o); i++ {
+		x := o[i]
+		t := s.v.slots[x].Arg[argTicket].Load()
+		j := i
+		for ; j > 0 && s.v.slots[o[j-1]].Arg[argTicket].Load() > t; j-- {
+			o[j] = o[j-1]
+		}
+		o[j] = x
+	}
+	s.sc.order = o
+}
+
+// waiterOps reads a queued waiter's op array from the arena into sc.ops,
+// checking everything (the segment is shared with other processes).
+func (s *Set) waiterOps(slot *waiterSlot) ([]Buf, int, bool) {
+	off, n, rec := unpackSlotOps(slot.Arg[argOps].Load())
+	if off < 0 || n < 1 || n > SEMOPM || off+n > len(s.v.arena) || rec < -1 || rec >= len(s.v.recs) {
+		return nil, -1, false
+	}
+	ops := s.sc.ops[:0]
+	undo := false
+	for k := 0; k < n; k++ {
+		b := unpackOp(s.v.arena[off+k].Load())
+		if int(b.Num) >= s.nsems {
+			return nil, -1, false
+		}
+		if b.Flg&SEM_UNDO != 0 {
+			undo = true
+		}
+		ops = append(ops, b)
+	}
+	if undo && (rec < 0 || s.v.recs[rec].hdr.pid.Load() != uint64(slot.PID.Load())) {
+		return nil, -1, false
+	}
+	s.sc.ops = ops
+	return ops, rec, true
+}
+
+// enqueue queues the caller as a waiter for ops: a free slot, its array in
+// the arena, a ticket. Every semaphore the array names is frozen so that
+// unlock marks it WAITED.
+func (s *Set) enqueue(ops []Buf, rec, blockAt int) (int, error) {
+	v := s.v
+	idx := -1
+	for i := range v.slots {
+		if v.slots[i].State.Load() == 0 {
+			idx = i
+			break
+		}
+	}
+	if idx < 0 {
+		return -1, ErrNoWaiterSlot
+	}
+	off := s.arenaAlloc(len(ops))
+	if off < 0 {
+		return -1, ErrNoWaiterSlot
+	}
+	for k, b := range ops {
+		v.arena[off+k].Store(packOp(b))
+		s.freeze(int(b.Num))
+	}
+	slot := &v.slots[idx]
+	pid, start := kernel.Self()
+	slot.PID.Store(uint32(pid))
+	slot.Start.Store(start)
+	slot.Arg[argTicket].Store(v.hdr.ticket.Add(1))
+	slot.Arg[argOps].Store(packSlotOps(off, len(ops), rec))
+	slot.Arg[argResult].Store(0)
+	slot.Arg[argBlock].Store(uint64(blockAt))
+	slot.Arg[argSleep].Store(0)
+	slot.State.Store(stWaiting)
+	v.hdr.nwait.Add(1)
+	return idx, nil
+}
+
+// arenaAlloc finds n free consecutive arena entries (first fit among the
+// arrays of queued waiters), or returns -1.
+func (s *Set) arenaAlloc(n int) int {
+	v := s.v
+	pos := 0
+	for {
+		if pos+n > len(v.arena) {
+			return -1
+		}
+		moved := false
+		for i := range v.slots {
+			if v.slots[i].State.Load() != stWaiting {
+				continue
+			}
+			off, m, _ := unpackSlotOps(v.slots[i].Arg[argOps].Load())
+			if off < pos+n && pos < off+m {
+				pos = off + m
+				moved = true
+			}
+		}
+		if !moved {
+			return pos
+		}
+	}
+}
+
+// dequeue takes a still-queued waiter out (timeout, cancellation, death).
+func (s *Set) dequeue(idx int) {
+	slot := &s.v.slots[idx]
+	if ops, _, ok := s.waiterOps(slot); ok {
+		for _, b := range ops {
+			s.freeze(int(b.Num)) // so that unlock recomputes WAITED
+		}
+	}
+	if slot.State.CompareAndSwap(stWaiting, 0) {
+		s.v.hdr.nwait.Add(^uint64(0))
+	}
+}
+
+// claimRecord returns this process's undo record, taking a free one.
+func (s *Set) claimRecord() (int, error) {
+	pid, start := kernel.Self()
+	if r := int(s.rec.Load()); r >= 0 && s.v.recs[r].hdr.pid.Load() == uint64(pid) && s.v.recs[r].hdr.start.Load() == start {
+		return r, nil
+	}
+	for pass := 0; pass < 2; pass++ {
+		for r := range s.v.recs {
+			h := s.v.recs[r].hdr
+			if h.pid.Load() == uint64(pid) && h.start.Load() == start {
+				s.rec.Store(int32(r))
+				return r, nil
+			}
+		}
+		for r := range s.v.recs {
+			h := s.v.recs[r].hdr
+			if h.pid.Load() == 0 {
+				h.start.Store(start)
+				h.pid.Store(uint64(pid))
+				s.rec.Store(int32(r))
+				return r, nil
+			}
+		}
+		if pass == 0 {
+			s.repairLocked(false) // frees the records of dead processes
+		}
+	}
+	return -1, ErrNoUndoRecord
+}
+
+// repair runs the repair pass if the registry reported a death since this
+// handle last looked.
+func (s *Set) repair() {
+	gen := s.seg.DeadGen()
+	s.lock()
+	s.repairLocked(false)
+	s.unlock()
+	s.deadGen.Store(gen)
+}
+
+// repairLocked makes the set consistent after deaths: a dead lock holder's
+// transaction (full: scan every word for FROZEN), dead processes' waiter
+// slots and in-flight SEM_UNDO ops, their undo records (applied, clamped to
+// [0, SEMVMX], sempid = the dead process), then the wake-up scan.
+func (s *Set) repairLocked(full bool) {
+	v := s.v
+	sc := &s.sc
+	if full || v.hdr.jcommit.Load() != 0 {
+		committed := v.hdr.jcommit.Load() != 0
+		for i := range v.words {
+			if w := v.words[i].Load(); w&flagFrozen != 0 && !has(sc.frozenMark, i) {
+				set(sc.frozenMark, i)
+				sc.frozen = append(sc.frozen, int32(i))
+				if !committed {
+					v.shadow[i].Store(w & dataMask)
+				}
+				sc.work[i] = w & dataMask
+			}
+		}
+		if committed {
+			s.apply(nil)
+		}
+	}
+	// Waiter slots of dead processes.
+	nwait := uint64(0)
+	for idx := range v.slots {
+		slot := &v.slots[idx]
+		st := slot.State.Load()
+		if st == 0 {
+			continue
+		}
+		if !s.alive(int(slot.PID.Load()), slot.Start.Load()) {
+			if st == stWaiting {
+				s.dequeue(idx)
+			} else {
+				slot.State.CompareAndSwap(st, 0)
+			}
+			continue
+		}
+		if st == stWaiting {
+			nwait++
+		}
+	}
+	v.hdr.nwait.Store(nwait)
+	// Undo records of dead processes.
+	for r := range v.recs {
+		h := v.recs[r].hdr
+		pid := h.pid.Load()
+		if pid == 0 || s.alive(int(pid), h.start.Load()) {
+			continue
+		}
+		s.applyUndo(r, pid)
+	}
+	s.updateQueue()
+}
+
+// applyUndo applies dead record r's adjustments as exit_sem does, in one
+// transaction, and frees the record.
+func (s *Set) applyUndo(r int, pid uint64) {
+	v := s.v
+	sc := &s.sc
+	rc := &v.recs[r]
+	for i := range v.words {
+		if w := v.words[i].Load(); w&flagPending != 0 && int(w&recMask)>>recShift == r {
+			s.completePending(i)
+		}
+	}
+	sc.dirty = sc.dirty[:0]
+	p := (pid << pidShift) & pidMask
+	for i := range rc.adj {
+		a := int(int16(uint16(rc.adj[i].Load())))
+		if a == 0 {
+			continue
+		}
+		s.freeze(i)
+		nv := max(0, min(SEMVMX, int(sc.work[i]&valueMask)+a))
+		sc.work[i] = uint64(nv) | p
+		v.shadow[i].Store(sc.work[i])
+		sc.dirty = append(sc.dirty, int32(i))
+	}
+	v.hdr.jarg.Store(uint64(r))
+	v.hdr.jcommit.Store(packCommit(jkUndo, -1, 0, 0))
+	crashpoint(StepUndoCommitted)
+	s.apply(sc.dirty)
+}
+
+// alive reports whether the process pid that started at start still runs.
+func (s *Set) alive(pid int, start uint64) bool {
+	if self, st := kernel.Self(); pid == self && start == st {
+		return true
+	}
+	return kernel.ProcessAlive(pid, start)
+}
