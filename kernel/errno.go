@@ -1,6 +1,10 @@
 package kernel
 
-import "golang.org/x/sys/unix"
+import (
+	"math"
+
+	"golang.org/x/sys/unix"
+)
 
 // Errno is the kernel's error number type (syscall.Errno). Every error this
 // package returns for a failed system call is an Errno, so errors.Is(err,
@@ -101,4 +105,15 @@ func errnoErr(e unix.Errno) error {
 		return nil
 	}
 	return e
+}
+
+// cint passes a Go int where the kernel takes a C int (ids, semaphore
+// numbers, counts). A value outside int32 would be truncated into another,
+// possibly existing, id; it is passed as -1 instead, so the kernel rejects
+// it with its own errno in its own order of checks.
+func cint(v int) uintptr {
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		return ^uintptr(0)
+	}
+	return uintptr(v)
 }

@@ -7,8 +7,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Shmget is shmget(2).
+// Shmget is shmget(2). A negative size is EINVAL (size_t would make it
+// huge on 64-bit kernels, but merely large on 32-bit ones).
 func Shmget(key, size, flag int) (int, error) {
+	if size < 0 {
+		return -1, EINVAL
+	}
 	r, _, e := unix.Syscall(unix.SYS_SHMGET, uintptr(int32(key)), uintptr(size), uintptr(flag))
 	if e != 0 {
 		return -1, e
@@ -20,7 +24,7 @@ func Shmget(key, size, flag int) (int, error) {
 // covers the segment's size as IPC_STAT reports it (shm_segsz). It is valid
 // until Shmdt; touching it afterwards faults.
 func Shmat(id, flag int) ([]byte, error) {
-	addr, _, e := unix.Syscall(unix.SYS_SHMAT, uintptr(id), 0, uintptr(flag))
+	addr, _, e := unix.Syscall(unix.SYS_SHMAT, cint(id), 0, uintptr(flag))
 	if e != 0 {
 		return nil, e
 	}
@@ -37,7 +41,7 @@ func Shmat(id, flag int) ([]byte, error) {
 // ShmatAt is shmat(2) at a chosen address (SHM_RND, SHM_REMAP apply).
 // It returns the address the segment was attached at.
 func ShmatAt(id int, addr uintptr, flag int) (uintptr, error) {
-	r, _, e := unix.Syscall(unix.SYS_SHMAT, uintptr(id), addr, uintptr(flag))
+	r, _, e := unix.Syscall(unix.SYS_SHMAT, cint(id), addr, uintptr(flag))
 	if e != 0 {
 		return 0, e
 	}
@@ -70,7 +74,7 @@ func ShmctlStat(id int) (ShmidDS, error) {
 // full id of the segment at that index. ENOENT or EINVAL means no segment there.
 func ShmctlStatIndex(index int) (int, ShmidDS, error) {
 	var raw unix.SysvShmDesc
-	r, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(index), SHM_STAT_ANY|ipc64, uintptr(unsafe.Pointer(&raw)))
+	r, _, e := unix.Syscall(unix.SYS_SHMCTL, cint(index), SHM_STAT_ANY|ipc64, uintptr(unsafe.Pointer(&raw)))
 	if e != 0 {
 		return -1, ShmidDS{}, e
 	}
@@ -79,7 +83,7 @@ func ShmctlStatIndex(index int) (int, ShmidDS, error) {
 
 func shmctlStat(id, cmd int) (ShmidDS, error) {
 	var raw unix.SysvShmDesc
-	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), uintptr(cmd|ipc64), uintptr(unsafe.Pointer(&raw)))
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, cint(id), uintptr(cmd|ipc64), uintptr(unsafe.Pointer(&raw)))
 	if e != 0 {
 		return ShmidDS{}, e
 	}
@@ -101,13 +105,13 @@ func ShmctlSet(id int, uid, gid, mode uint32) error {
 	raw.Perm.Uid = uid
 	raw.Perm.Gid = gid
 	raw.Perm.Mode = modeT(mode)
-	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), IPC_SET|ipc64, uintptr(unsafe.Pointer(&raw)))
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, cint(id), IPC_SET|ipc64, uintptr(unsafe.Pointer(&raw)))
 	return errnoErr(e)
 }
 
 // ShmctlRemove is shmctl(IPC_RMID).
 func ShmctlRemove(id int) error {
-	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), IPC_RMID|ipc64, 0)
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, cint(id), IPC_RMID|ipc64, 0)
 	return errnoErr(e)
 }
 
@@ -117,7 +121,7 @@ func ShmctlLock(id int, lock bool) error {
 	if lock {
 		cmd = SHM_LOCK
 	}
-	_, _, e := unix.Syscall(unix.SYS_SHMCTL, uintptr(id), uintptr(cmd|ipc64), 0)
+	_, _, e := unix.Syscall(unix.SYS_SHMCTL, cint(id), uintptr(cmd|ipc64), 0)
 	return errnoErr(e)
 }
 

@@ -1,6 +1,8 @@
 package kernel_test
 
 import (
+	"math"
+	"strconv"
 	"testing"
 	"time"
 	"unsafe"
@@ -71,13 +73,22 @@ func TestShmBadInput(t *testing.T) {
 	_, err = kernel.Shmget(testutil.Key(t), 4096, kernel.IPC_EXCL|0o600)
 	require.ErrorIs(t, err, kernel.ENOENT, "IPC_EXCL alone does not create")
 
-	for _, bad := range []int{-1, 0x7fffffff} {
+	bad := []int{-1, math.MaxInt32, math.MinInt, math.MaxInt}
+	if strconv.IntSize == 64 {
+		// A live id plus 2^32 must not be truncated into the live id.
+		live := newShm(t, 4096, 0o600)
+		bad = append(bad, int(uint64(live)+1<<32), int(uint64(live)|0xffffffff00000000))
+	}
+	for _, bad := range bad {
 		_, err = kernel.Shmat(bad, 0)
 		require.ErrorIs(t, err, kernel.EINVAL, "shmat %d", bad)
 		_, err = kernel.ShmctlStat(bad)
 		require.ErrorIs(t, err, kernel.EINVAL, "IPC_STAT %d", bad)
 		require.ErrorIs(t, kernel.ShmctlSet(bad, 0, 0, 0o600), kernel.EINVAL, "IPC_SET %d", bad)
 		require.ErrorIs(t, kernel.ShmctlRemove(bad), kernel.EINVAL, "IPC_RMID %d", bad)
+		_, err = kernel.ShmatAt(bad, 0, 0)
+		require.ErrorIs(t, err, kernel.EINVAL, "shmat at %d", bad)
+		require.ErrorIs(t, kernel.ShmctlLock(bad, true), kernel.EINVAL)
 	}
 
 	// A removed id stays invalid for every call.

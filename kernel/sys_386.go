@@ -1,6 +1,11 @@
 package kernel
 
-import "golang.org/x/sys/unix"
+import (
+	"encoding/binary"
+	"math"
+
+	"golang.org/x/sys/unix"
+)
 
 // Raw i386 layouts (arch/x86/include/uapi/asm/sembuf.h, asm-generic/msgbuf.h,
 // asm-generic/ipcbuf.h; __kernel_mode_t is unsigned short on i386). The 386
@@ -59,5 +64,17 @@ func (p *rawPerm) perm() IpcPerm {
 
 func (p *rawPerm) set(uid, gid, mode uint32) { p.UID, p.GID, p.Mode = uid, gid, uint16(mode) }
 
-// ipc64 selects the 64-bit *_ds layouts on i386.
-const ipc64 = IPC_64
+// ipc64 is ORed into *ctl commands. The direct shmctl/semctl/msgctl system
+// calls (i386 has them since Linux 5.1; they are what unix.SYS_*CTL name)
+// always use the 64-bit *_ds layouts and reject a cmd carrying IPC_64 with
+// EINVAL; only the multiplexed ipc(2) call parses IPC_64. So: 0, as on x86-64.
+const ipc64 = 0
+
+// mtypeSize is sizeof(long), the mtype at the start of struct msgbuf.
+const mtypeSize = 4
+
+func putMtype(b []byte, t int64) { binary.NativeEndian.PutUint32(b, uint32(int32(t))) }
+func getMtype(b []byte) int64    { return int64(int32(binary.NativeEndian.Uint32(b))) }
+
+// mtypeOK reports whether t fits the C long that carries it.
+func mtypeOK(t int64) bool { return t >= math.MinInt32 && t <= math.MaxInt32 }

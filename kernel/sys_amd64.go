@@ -1,6 +1,10 @@
 package kernel
 
-import "golang.org/x/sys/unix"
+import (
+	"encoding/binary"
+
+	"golang.org/x/sys/unix"
+)
 
 // Raw x86-64 layouts (arch/x86/include/uapi/asm/sembuf.h, asm-generic/msgbuf.h,
 // asm-generic/ipcbuf.h).
@@ -56,3 +60,12 @@ func (p *rawPerm) set(uid, gid, mode uint32) { p.UID, p.GID, p.Mode = uid, gid, 
 // ipc64 is ORed into *ctl commands: x86-64 has only the 64-bit layouts and
 // rejects IPC_64 (no CONFIG_ARCH_WANT_IPC_PARSE_VERSION).
 const ipc64 = 0
+
+// mtypeSize is sizeof(long), the mtype at the start of struct msgbuf.
+const mtypeSize = 8
+
+func putMtype(b []byte, t int64) { binary.NativeEndian.PutUint64(b, uint64(t)) }
+func getMtype(b []byte) int64    { return int64(binary.NativeEndian.Uint64(b)) }
+
+// mtypeOK reports whether t fits the C long that carries it.
+func mtypeOK(int64) bool { return true }

@@ -1,7 +1,6 @@
 package kernel
 
 import (
-	"encoding/binary"
 	"sync"
 	"time"
 	"unsafe"
@@ -15,7 +14,7 @@ import (
 
 // Semget is semget(2).
 func Semget(key, nsems, flag int) (int, error) {
-	r, _, e := unix.Syscall(unix.SYS_SEMGET, uintptr(int32(key)), uintptr(nsems), uintptr(flag))
+	r, _, e := unix.Syscall(unix.SYS_SEMGET, uintptr(int32(key)), cint(nsems), uintptr(flag))
 	if e != 0 {
 		return -1, e
 	}
@@ -49,7 +48,7 @@ func semtimedop(id int, ops []Sembuf, deadline *time.Time) error {
 			ts.Sec, ts.Nsec = int64(d/time.Second), int64(d%time.Second)
 			tsp = unsafe.Pointer(&ts)
 		}
-		_, _, e := unix.Syscall6(sysSemtimedop, uintptr(id), uintptr(p), uintptr(len(ops)), uintptr(tsp), 0, 0)
+		_, _, e := unix.Syscall6(sysSemtimedop, cint(id), uintptr(p), uintptr(len(ops)), uintptr(tsp), 0, 0)
 		if e == unix.EINTR {
 			continue
 		}
@@ -58,7 +57,7 @@ func semtimedop(id int, ops []Sembuf, deadline *time.Time) error {
 }
 
 func semctl(id, num, cmd int, arg uintptr) (int, error) {
-	r, _, e := unix.Syscall6(unix.SYS_SEMCTL, uintptr(id), uintptr(num), uintptr(cmd|ipc64), arg, 0, 0)
+	r, _, e := unix.Syscall6(unix.SYS_SEMCTL, cint(id), cint(num), uintptr(cmd|ipc64), arg, 0, 0)
 	if e != 0 {
 		return -1, e
 	}
@@ -150,29 +149,33 @@ func Msgget(key, flag int) (int, error) {
 	return int(r), nil
 }
 
-// msgBufs recycles struct msgbuf scratch space so that Msgsnd and Msgrcv do
-// not allocate per message.
-var msgBufs = sync.Pool{New: func() any { b := make([]byte, 8+MSGMAX); return &b }}
+// msgBufs recycles struct msgbuf scratch space (a C long mtype, then the
+// text) so that Msgsnd and Msgrcv do not allocate per message.
+var msgBufs = sync.Pool{New: func() any { b := make([]byte, mtypeSize+MSGMAX); return &b }}
 
 func msgBuf(n int) *[]byte {
 	bp := msgBufs.Get().(*[]byte)
-	if cap(*bp) < 8+n {
-		b := make([]byte, 8+n)
+	if cap(*bp) < mtypeSize+n {
+		b := make([]byte, mtypeSize+n)
 		bp = &b
 	}
-	*bp = (*bp)[:8+n]
+	*bp = (*bp)[:mtypeSize+n]
 	return bp
 }
 
 // Msgsnd is msgsnd(2). EINTR from Go's own preemption signals is retried.
+// An mtype that does not fit the platform's C long is EINVAL.
 func Msgsnd(id int, mtype int64, text []byte, flags int) error {
+	if !mtypeOK(mtype) {
+		return EINVAL
+	}
 	bp := msgBuf(len(text))
 	defer msgBufs.Put(bp)
 	b := *bp
-	binary.NativeEndian.PutUint64(b, uint64(mtype))
-	copy(b[8:], text)
+	putMtype(b, mtype)
+	copy(b[mtypeSize:], text)
 	for {
-		_, _, e := unix.Syscall6(unix.SYS_MSGSND, uintptr(id), uintptr(unsafe.Pointer(&b[0])), uintptr(len(text)), uintptr(flags), 0, 0)
+		_, _, e := unix.Syscall6(unix.SYS_MSGSND, cint(id), uintptr(unsafe.Pointer(&b[0])), uintptr(len(text)), uintptr(flags), 0, 0)
 		if e == unix.EINTR {
 			continue
 		}
@@ -181,26 +184,30 @@ func Msgsnd(id int, mtype int64, text []byte, flags int) error {
 }
 
 // Msgrcv is msgrcv(2): it copies the text into buf and returns its length
-// and type. EINTR from Go's own preemption signals is retried.
+// and type. EINTR from Go's own preemption signals is retried. An mtype
+// that does not fit the platform's C long is EINVAL.
 func Msgrcv(id int, buf []byte, mtype int64, flags int) (int, int64, error) {
+	if !mtypeOK(mtype) {
+		return 0, 0, EINVAL
+	}
 	bp := msgBuf(len(buf))
 	defer msgBufs.Put(bp)
 	b := *bp
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_MSGRCV, uintptr(id), uintptr(unsafe.Pointer(&b[0])), uintptr(len(buf)), uintptr(mtype), uintptr(flags), 0)
+		r, _, e := unix.Syscall6(unix.SYS_MSGRCV, cint(id), uintptr(unsafe.Pointer(&b[0])), uintptr(len(buf)), uintptr(mtype), uintptr(flags), 0)
 		if e == unix.EINTR {
 			continue
 		}
 		if e != 0 {
 			return 0, 0, e
 		}
-		n := copy(buf, b[8:8+int(r)])
-		return n, int64(binary.NativeEndian.Uint64(b)), nil
+		n := copy(buf, b[mtypeSize:mtypeSize+int(r)])
+		return n, getMtype(b), nil
 	}
 }
 
 func msgctl(id, cmd int, arg uintptr) (int, error) {
-	r, _, e := unix.Syscall(unix.SYS_MSGCTL, uintptr(id), uintptr(cmd|ipc64), arg)
+	r, _, e := unix.Syscall(unix.SYS_MSGCTL, cint(id), uintptr(cmd|ipc64), arg)
 	if e != 0 {
 		return -1, e
 	}

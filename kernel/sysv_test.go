@@ -2,6 +2,8 @@ package kernel_test
 
 import (
 	"bytes"
+	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -25,6 +27,18 @@ func newMsg(t *testing.T, mode int) int {
 	require.NoError(t, err)
 	testutil.Track(t, "msg", id)
 	return id
+}
+
+// badIDs are ids that name no object: negative, unused, and (on 64-bit)
+// a live object's id plus 2^32, which a truncation to C int would turn into
+// the live id. live makes such an object.
+func badIDs(t *testing.T, live func() int) []int {
+	bad := []int{-1, math.MaxInt32, math.MinInt, math.MaxInt}
+	if strconv.IntSize == 64 {
+		id := live()
+		bad = append(bad, int(uint64(id)+1<<32), int(uint64(id)|0xffffffff00000000))
+	}
+	return bad
 }
 
 func TestSemRoundTrip(t *testing.T) {
@@ -101,6 +115,11 @@ func TestSemErrors(t *testing.T) {
 	require.ErrorIs(t, kernel.SemctlSetVal(id, 0, kernel.SEMVMX+1), kernel.ERANGE)
 	require.ErrorIs(t, kernel.SemctlSetVal(0x7fffffff, 0, kernel.SEMVMX+1), kernel.ERANGE, "ERANGE is checked before the id lookup")
 	require.ErrorIs(t, kernel.SemctlSetVal(id, 2, 1), kernel.EINVAL, "semnum out of range")
+	require.ErrorIs(t, kernel.SemctlSetVal(id, -1, 1), kernel.EINVAL, "negative semnum")
+	_, err = kernel.SemctlGetVal(id, math.MaxInt)
+	require.ErrorIs(t, err, kernel.EINVAL, "semnum beyond a C int")
+	_, err = kernel.Semget(kernel.IPC_PRIVATE, math.MaxInt, 0o600)
+	require.ErrorIs(t, err, kernel.EINVAL, "nsems beyond a C int")
 	require.ErrorIs(t, kernel.SemctlSetAll(id, []uint16{0, kernel.SEMVMX + 1}), kernel.ERANGE)
 	require.ErrorIs(t, kernel.Semop(id, nil), kernel.EINVAL, "nsops 0")
 	require.ErrorIs(t, kernel.Semop(id, make([]kernel.Sembuf, kernel.SEMOPM+1)), kernel.E2BIG)
@@ -112,7 +131,7 @@ func TestSemErrors(t *testing.T) {
 	_, err = kernel.SemctlCmd(id, 0, 9999, 0)
 	require.ErrorIs(t, err, kernel.EINVAL, "unknown command")
 
-	for _, bad := range []int{-1, 0x7fffffff} {
+	for _, bad := range badIDs(t, func() int { return newSem(t, 1, 0o600) }) {
 		_, err = kernel.SemctlStat(bad)
 		require.ErrorIs(t, err, kernel.EINVAL)
 		_, err = kernel.SemctlGetAll(bad)
@@ -311,7 +330,7 @@ func TestMsgErrors(t *testing.T) {
 
 	_, err = kernel.MsgctlCmd(id, 9999)
 	require.ErrorIs(t, err, kernel.EINVAL)
-	for _, bad := range []int{-1, 0x7fffffff} {
+	for _, bad := range badIDs(t, func() int { return newMsg(t, 0o600) }) {
 		_, err = kernel.MsgctlStat(bad)
 		require.ErrorIs(t, err, kernel.EINVAL)
 		require.ErrorIs(t, kernel.Msgsnd(bad, 1, nil, kernel.IPC_NOWAIT), kernel.EINVAL)
@@ -319,6 +338,31 @@ func TestMsgErrors(t *testing.T) {
 		require.ErrorIs(t, err, kernel.EINVAL)
 		require.ErrorIs(t, kernel.MsgctlRemove(bad), kernel.EINVAL)
 	}
+}
+
+// TestMsgTypeWidth: mtype is a C long. On 64-bit platforms all of int64
+// round-trips; on 32-bit ones a type beyond int32 is EINVAL, not truncated.
+func TestMsgTypeWidth(t *testing.T) {
+	id := newMsg(t, 0o600)
+	shift := 40
+	big := int64(1)<<shift + 3
+	buf := make([]byte, 8)
+	if strconv.IntSize == 32 {
+		require.ErrorIs(t, kernel.Msgsnd(id, big, nil, 0), kernel.EINVAL)
+		_, _, err := kernel.Msgrcv(id, buf, big, kernel.IPC_NOWAIT)
+		require.ErrorIs(t, err, kernel.EINVAL)
+		big = math.MaxInt32
+	}
+	require.NoError(t, kernel.Msgsnd(id, 3, []byte("small"), 0))
+	require.NoError(t, kernel.Msgsnd(id, big, []byte("big"), 0))
+	n, typ, err := kernel.Msgrcv(id, buf, big, kernel.IPC_NOWAIT)
+	require.NoError(t, err)
+	assert.Equal(t, big, typ)
+	assert.Equal(t, "big", string(buf[:n]))
+	n, typ, err = kernel.Msgrcv(id, buf, -big, kernel.IPC_NOWAIT)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), typ)
+	assert.Equal(t, "small", string(buf[:n]))
 }
 
 func TestMsgAcrossProcesses(t *testing.T) {

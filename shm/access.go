@@ -20,10 +20,12 @@ func At[T any](s *Segment, off uint64) (*T, error) {
 	return (*T)(p), nil
 }
 
-// Slice returns a []T of n elements starting at off, with the same checks as At.
+// Slice returns a []T of n elements starting at off, with the same checks as
+// At. An empty request (n == 0) returns nil, but is checked all the same: it
+// is a bug or corruption just as much when nothing happens to be read.
 func Slice[T any](s *Segment, off uint64, n int) ([]T, error) {
 	if n == 0 {
-		return nil, nil
+		return nil, checkAccess[T](s.mem, off, 0)
 	}
 	p, err := checkedPtr[T](s.mem, off, n)
 	if err != nil {
@@ -42,30 +44,42 @@ func (s *Segment) Bytes(off, n uint64) ([]byte, error) {
 }
 
 func checkedPtr[T any](mem []byte, off uint64, n int) (unsafe.Pointer, error) {
+	if err := checkAccess[T](mem, off, n); err != nil {
+		return nil, err
+	}
+	return unsafe.Add(unsafe.Pointer(unsafe.SliceData(mem)), off), nil
+}
+
+// checkAccess checks a request for n Ts at off: T's type, the count, the
+// bounds (without overflow) and the alignment of the address.
+func checkAccess[T any](mem []byte, off uint64, n int) error {
 	var zero T
 	size, align := uint64(unsafe.Sizeof(zero)), uint64(unsafe.Alignof(zero))
 	if size >= 8 {
 		align = 8
 	}
 	if err := checkType(reflect.TypeFor[T]()); err != nil {
-		return nil, err
+		return err
+	}
+	if size == 0 {
+		return fmt.Errorf("%w: zero-size %v", ErrType, reflect.TypeFor[T]())
 	}
 	if n < 0 {
-		return nil, fmt.Errorf("%w: negative count %d", ErrBounds, n)
+		return fmt.Errorf("%w: negative count %d", ErrBounds, n)
 	}
 	total := size * uint64(n)
 	if n != 0 && total/uint64(n) != size {
-		return nil, fmt.Errorf("%w: %d × %d bytes overflows", ErrBounds, n, size)
+		return fmt.Errorf("%w: %d × %d bytes overflows", ErrBounds, n, size)
 	}
 	end := off + total
 	if end < off || end > uint64(len(mem)) {
-		return nil, fmt.Errorf("%w: [%d,+%d) outside %d-byte segment", ErrBounds, off, total, len(mem))
+		return fmt.Errorf("%w: [%d,+%d) outside %d-byte segment", ErrBounds, off, total, len(mem))
 	}
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(mem)))
 	if (uint64(base)+off)%align != 0 {
-		return nil, fmt.Errorf("%w: offset %d not %d-aligned", ErrAlign, off, align)
+		return fmt.Errorf("%w: offset %d not %d-aligned", ErrAlign, off, align)
 	}
-	return unsafe.Add(unsafe.Pointer(unsafe.SliceData(mem)), off), nil
+	return nil
 }
 
 var checkedTypes sync.Map // reflect.Type → error (nil if fine)

@@ -122,7 +122,13 @@ func (m *Mutex) holderDead(pid uint32) bool {
 }
 
 // Unlock releases the lock and wakes one sleeper if there may be any.
+//
+// The owner record is cleared first: the next holder stores its own only
+// after its CAS of the word, and in between a waiter must not match the new
+// holder's pid against this holder's start time (after pid reuse the two
+// can share a pid, and the live holder would look dead).
 func (m *Mutex) Unlock() {
+	m.owner.Store(0)
 	if m.word.Swap(0)&lockWaiters != 0 {
 		_, _ = kernel.FutexWake(m.word, 1)
 	}

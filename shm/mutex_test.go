@@ -1,0 +1,208 @@
+package shm_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+// lockHelper starts a helper with segment s mapped.
+func lockHelper(t *testing.T, s *shm.Segment) *testutil.Proc {
+	t.Helper()
+	p := testutil.Start(t, "shm", nil)
+	mustCall(t, p, "map %d %d", s.ID(), s.Params().Kind)
+	return p
+}
+
+// lockAsync calls Lock in a goroutine and delivers its result.
+func lockAsync(m *shm.Mutex) <-chan bool {
+	c := make(chan bool, 1)
+	go func() { c <- m.Lock() }()
+	return c
+}
+
+func TestMutexInProcess(t *testing.T) {
+	s, err := shm.FromBytes(formatted(t, testParams()))
+	require.NoError(t, err)
+	m := s.Lock()
+	assert.Zero(t, m.Holder())
+	require.False(t, m.Lock(), "a free lock has no dead owner")
+	assert.Equal(t, kernel.Getpid(), m.Holder())
+	assert.False(t, m.TryLock(), "not reentrant")
+	assert.False(t, m.RecoverIfDead(), "we are alive")
+	m.Unlock()
+	assert.Zero(t, m.Holder())
+	assert.False(t, m.RecoverIfDead(), "a free lock is not recovered")
+	require.True(t, m.TryLock())
+	m.Unlock()
+}
+
+// TestMutexAcrossProcesses has a helper and this process take turns.
+func TestMutexAcrossProcesses(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	p := lockHelper(t, s)
+
+	require.False(t, m.Lock())
+	p.Send("lock")
+	require.True(t, p.Quiet(3*shm.LivenessInterval), "the helper got a lock we hold")
+	m.Unlock()
+	v, err := answer(t, p)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"false"}, v, "handed over by Unlock, no owner died")
+	assert.Equal(t, p.Pid(), m.Holder())
+	assert.False(t, m.TryLock())
+	assert.False(t, m.RecoverIfDead(), "the helper is alive")
+
+	c := lockAsync(m)
+	mustCall(t, p, "unlock")
+	assert.False(t, <-c)
+	assert.Equal(t, kernel.Getpid(), m.Holder())
+	m.Unlock()
+}
+
+// TestMutexExclusion counts under the lock from two processes at once; a
+// lost update means two holders at once.
+func TestMutexExclusion(t *testing.T) {
+	s := newSegment(t, testParams())
+	c, err := shm.At[uint64](s, s.Params().BodyOffset())
+	require.NoError(t, err)
+	const n = 100000
+	p := lockHelper(t, s)
+	p.Send("count %d", n)
+	m := s.Lock()
+	for i := 0; i < n; i++ {
+		m.Lock()
+		*c = *c + 1
+		m.Unlock()
+	}
+	_, err = answer(t, p)
+	require.NoError(t, err)
+	m.Lock()
+	assert.Equal(t, uint64(2*n), *c)
+	m.Unlock()
+}
+
+// TestMutexOwnerKilled: a holder SIGKILLed inside its critical section
+// leaves the lock to the next taker, who is told to repair.
+func TestMutexOwnerKilled(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	p := lockHelper(t, s)
+	v := mustCall(t, p, "lock")
+	require.Equal(t, []string{"false"}, v)
+	p.Kill()
+	assert.Equal(t, p.Pid(), m.Holder(), "a dead holder still holds the word")
+	require.True(t, m.Lock(), "the taker learns that the owner died")
+	assert.Equal(t, kernel.Getpid(), m.Holder())
+	m.Unlock()
+	require.False(t, m.Lock(), "recovered once, then an ordinary lock")
+	m.Unlock()
+}
+
+// TestMutexOwnerKilledWhileWaiting: the waiter is already asleep when the
+// holder dies.
+func TestMutexOwnerKilledWhileWaiting(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	p := lockHelper(t, s)
+	mustCall(t, p, "lock")
+	c := lockAsync(m)
+	select {
+	case <-c:
+		t.Fatal("Lock returned while a live helper held the lock")
+	case <-time.After(2 * shm.LivenessInterval):
+	}
+	p.Kill()
+	require.True(t, <-c)
+	m.Unlock()
+}
+
+func TestMutexRecoverIfDead(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	p := lockHelper(t, s)
+	mustCall(t, p, "lock")
+	assert.False(t, m.RecoverIfDead())
+	p.Kill()
+	require.True(t, m.RecoverIfDead())
+	assert.Equal(t, kernel.Getpid(), m.Holder())
+	assert.False(t, m.RecoverIfDead(), "now we hold it")
+	m.Unlock()
+}
+
+// TestMutexStoppedOwner: a holder that is stopped, not dead, keeps the lock
+// however long it stays stopped; it is not taken over.
+func TestMutexStoppedOwner(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	p := lockHelper(t, s)
+	mustCall(t, p, "lock")
+	p.Signal(kernel.SIGSTOP)
+	testutil.Eventually(t, lineTimeout, "the helper to stop", func() bool { return testutil.ProcState(p.Pid()) == "T" })
+
+	c := lockAsync(m)
+	select {
+	case died := <-c:
+		t.Fatalf("Lock took the lock from a stopped holder (ownerDied=%v)", died)
+	case <-time.After(5 * shm.LivenessInterval):
+	}
+	assert.False(t, m.RecoverIfDead(), "a stopped holder is alive")
+	assert.Equal(t, p.Pid(), m.Holder())
+
+	p.Signal(kernel.SIGCONT)
+	mustCall(t, p, "unlock")
+	require.False(t, <-c, "handed over normally")
+	assert.Equal(t, kernel.Getpid(), m.Holder())
+	m.Unlock()
+}
+
+// TestMutexReusedPid: the lock word names a live process, but the owner
+// record says a process with that pid and another start time took it: the
+// holder died and its pid was reused. The lock is taken over.
+func TestMutexReusedPid(t *testing.T) {
+	s := newSegment(t, testParams())
+	p := lockHelper(t, s)
+	start, err := kernel.ProcessStartTime(p.Pid())
+	require.NoError(t, err)
+	word, err := shm.At[uint32](s, 192)
+	require.NoError(t, err)
+	owner, err := shm.At[uint64](s, 200)
+	require.NoError(t, err)
+
+	*owner = uint64(p.Pid())<<32 | uint64(uint32(start+1))
+	*word = uint32(p.Pid())
+	m := s.Lock()
+	require.True(t, m.RecoverIfDead(), "the pid names another process now")
+	m.Unlock()
+
+	*owner = uint64(p.Pid())<<32 | uint64(uint32(start+1))
+	*word = uint32(p.Pid())
+	require.True(t, m.Lock())
+	m.Unlock()
+
+	// With the right start time the helper is the live holder.
+	*owner = uint64(p.Pid())<<32 | uint64(uint32(start))
+	*word = uint32(p.Pid())
+	require.False(t, m.RecoverIfDead())
+	*word = 0
+}
+
+// TestMutexUnlockClearsOwner: between a new holder's CAS of the lock word
+// and its store of the owner record, a waiter must not read the previous
+// holder's record (with a reused pid it would look dead).
+func TestMutexUnlockClearsOwner(t *testing.T) {
+	s := newSegment(t, testParams())
+	owner, err := shm.At[uint64](s, 200)
+	require.NoError(t, err)
+	m := s.Lock()
+	m.Lock()
+	require.NotZero(t, *owner)
+	m.Unlock()
+	assert.Zero(t, *owner, "the owner record outlived the hold")
+}
