@@ -1,0 +1,444 @@
+package sem
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+)
+
+const lineWait = 10 * time.Second
+
+func client(t *testing.T, im impl, id int, opts ...testutil.Opt) *testutil.Proc {
+	return testutil.Start(t, "sem-client", []string{im.name, strconv.Itoa(id)}, opts...)
+}
+
+// waitCount waits until GETNCNT (or GETZCNT) of num reaches n.
+func waitCount(t *testing.T, im impl, id, num, n int, zero bool) {
+	t.Helper()
+	f := im.getNcnt
+	if zero {
+		f = im.getZcnt
+	}
+	testutil.Eventually(t, lineWait, fmt.Sprintf("%s count(%d)=%d", im.name, num, n), func() bool {
+		c, err := f(id, num)
+		return err == nil && c == n
+	})
+}
+
+func counts(t *testing.T, im impl, id int) string {
+	ds, err := im.stat(id)
+	require.NoError(t, err)
+	s := ""
+	for i := 0; i < ds.Nsems; i++ {
+		n, err1 := im.getNcnt(id, i)
+		z, err2 := im.getZcnt(id, i)
+		require.NoError(t, err1)
+		require.NoError(t, err2)
+		s += fmt.Sprintf("[%d:n%d z%d]", i, n, z)
+	}
+	return s
+}
+
+func forImpls(t *testing.T, f func(t *testing.T, im impl)) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) { f(t, im) })
+	}
+}
+
+// 9.12: a later waiter that can proceed is not held behind an earlier one.
+func TestWakeOrder(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 1, 0o600)
+		a := client(t, im, id)
+		a.Send("op 0:-2")
+		waitCount(t, im, id, 0, 1, false)
+		bb := client(t, im, id)
+		bb.Send("op 0:-1")
+		waitCount(t, im, id, 0, 2, false)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		bb.Expect("ok", lineWait)
+		assert.True(t, a.Quiet(50*time.Millisecond), "A(-2) must still wait")
+		require.NoError(t, im.op(id, []Buf{b(0, 2, 0)}))
+		a.Expect("ok", lineWait)
+		v, _ := im.getVal(id, 0)
+		assert.Equal(t, 0, v)
+		p, _ := im.getPid(id, 0)
+		assert.Equal(t, a.Pid(), p, "the waker sets sempid to the waiter's pid")
+		// FIFO among waiters that can all proceed.
+		a.Send("op 0:-1")
+		waitCount(t, im, id, 0, 1, false)
+		bb.Send("op 0:-1")
+		waitCount(t, im, id, 0, 2, false)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		a.Expect("ok", lineWait)
+		assert.True(t, bb.Quiet(50*time.Millisecond))
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		bb.Expect("ok", lineWait)
+	})
+}
+
+// 9.12 and 8.7: a waiter stays queued until its whole array succeeds, and
+// counts only on the semaphore it blocks on.
+func TestWholeArray(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 3, 0o600)
+		require.NoError(t, im.setVal(id, 2, 1))
+		p := client(t, im, id)
+		p.Send("op 0:-1,1:-1,2:0")
+		waitCount(t, im, id, 0, 1, false)
+		assert.Equal(t, "[0:n1 z0][1:n0 z0][2:n0 z0]", counts(t, im, id))
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		waitCount(t, im, id, 1, 1, false)
+		assert.Equal(t, "[0:n0 z0][1:n1 z0][2:n0 z0]", counts(t, im, id))
+		require.NoError(t, im.op(id, []Buf{b(1, 1, 0)}))
+		waitCount(t, im, id, 2, 1, true)
+		assert.Equal(t, "[0:n0 z0][1:n0 z0][2:n0 z1]", counts(t, im, id))
+		all, _ := im.getAll(id)
+		assert.Equal(t, []uint16{1, 1, 1}, all, "nothing applied while blocked")
+		assert.True(t, p.Quiet(30*time.Millisecond))
+		require.NoError(t, im.op(id, []Buf{b(2, -1, 0)}))
+		p.Expect("ok", lineWait)
+		all, _ = im.getAll(id)
+		assert.Equal(t, []uint16{0, 0, 0}, all)
+		assert.Equal(t, "[0:n0 z0][1:n0 z0][2:n0 z0]", counts(t, im, id))
+		for i := 0; i < 3; i++ {
+			pid, _ := im.getPid(id, i)
+			assert.Equal(t, p.Pid(), pid)
+		}
+	})
+}
+
+// A queued waiter whose array later hits IPC_NOWAIT or ERANGE is failed by
+// the waker with that error.
+func TestWaiterFailsLater(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		p := client(t, im, id)
+		p.Send("op 0:-1,1:-1:n")
+		waitCount(t, im, id, 0, 1, false)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		p.Expect("EAGAIN", lineWait)
+		require.NoError(t, im.setVal(id, 1, SEMVMX))
+		p.Send("op 0:-2,1:1")
+		waitCount(t, im, id, 0, 1, false)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		p.Expect("ERANGE", lineWait)
+		assert.Equal(t, "vals[2 32767],ok", vals(im, id))
+	})
+}
+
+// 9.13 / 8.9: removal wakes waiters with EIDRM (semop03), zero-wait and decrement.
+func TestRemoveWakesEIDRM(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 1, 0o600)
+		require.NoError(t, im.setVal(id, 0, 1))
+		z := client(t, im, id)
+		z.Send("op 0:0")
+		waitCount(t, im, id, 0, 1, true)
+		d := client(t, im, id)
+		d.Send("op 0:-2")
+		waitCount(t, im, id, 0, 1, false)
+		require.NoError(t, im.remove(id))
+		z.Expect("EIDRM", lineWait)
+		d.Expect("EIDRM", lineWait)
+		d.Send("op 0:1")
+		d.Expect("EINVAL", lineWait)
+	})
+}
+
+// 9.15: a timed-out or cancelled waiter has nothing applied and is no
+// longer counted.
+func TestTimeoutAndCancel(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		p := client(t, im, id)
+		p.Send("timedop 300 1:1,0:-1")
+		waitCount(t, im, id, 0, 1, false)
+		p.Expect("EAGAIN", lineWait)
+		assert.Equal(t, "vals[0 0],ok", vals(im, id))
+		assert.Equal(t, "[0:n0 z0][1:n0 z0]", counts(t, im, id))
+		p.Send("timedop 5000 0:-1")
+		waitCount(t, im, id, 0, 1, false)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		p.Expect("ok", lineWait) // a long timeout must not expire first
+		if im.name == "usysv" {
+			p.Send("ctxop 200 1:1,0:-1")
+			waitCount(t, im, id, 0, 1, false)
+			p.Expect("canceled", lineWait)
+			assert.Equal(t, "vals[0 0],ok", vals(im, id))
+			assert.Equal(t, "[0:n0 z0][1:n0 z0]", counts(t, im, id))
+		}
+	})
+}
+
+// semctl01 / NB t_sysv: GETNCNT and GETZCNT with five blocked processes;
+// SETVAL lets them through one by one (SEM_UNDO), GETPID of an exited child.
+func TestFiveWaiters(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 5, 0o600)
+		var ps []*testutil.Proc
+		for i := 0; i < 5; i++ {
+			p := client(t, im, id)
+			p.Send("op 4:-1:u")
+			ps = append(ps, p)
+		}
+		waitCount(t, im, id, 4, 5, false)
+		require.NoError(t, im.setVal(id, 3, 1))
+		var zs []*testutil.Proc
+		for i := 0; i < 5; i++ {
+			p := client(t, im, id)
+			p.Send("op 3:0")
+			zs = append(zs, p)
+		}
+		waitCount(t, im, id, 3, 5, true)
+		require.NoError(t, im.setVal(id, 3, 0))
+		for _, p := range zs {
+			p.Expect("ok", lineWait)
+		}
+		require.NoError(t, im.setVal(id, 4, 1))
+		done := map[int]bool{}
+		for round := 0; round < 5; round++ {
+			var got *testutil.Proc
+			testutil.Eventually(t, lineWait, "a waiter to get the semaphore", func() bool {
+				for i, p := range ps {
+					if !done[i] && !p.Quiet(time.Millisecond) {
+						done[i], got = true, p
+						return true
+					}
+				}
+				return false
+			})
+			v, _ := im.getVal(id, 4)
+			assert.Equal(t, 0, v)
+			got.Send("op 4:1:u")
+			got.Expect("ok", lineWait)
+		}
+		v, _ := im.getVal(id, 4)
+		assert.Equal(t, 1, v)
+		n, _ := im.getNcnt(id, 4)
+		assert.Zero(t, n)
+		last := ps[0]
+		last.Send("op 0:1")
+		last.Expect("ok", lineWait)
+		last.Send("exit")
+		last.Wait(lineWait)
+		pid, err := im.getPid(id, 0)
+		require.NoError(t, err)
+		assert.Equal(t, last.Pid(), pid, "GETPID names a process that has exited")
+		for _, p := range ps[1:] {
+			p.Send("exit")
+			p.Wait(lineWait)
+		}
+		// Their SEM_UNDO pairs netted to zero: exit changed nothing.
+		testutil.Eventually(t, lineWait, "undo of exited helpers", func() bool {
+			v, _ := im.getVal(id, 4)
+			return v == 1
+		})
+	})
+}
+
+// 10.1–10.3: SEM_UNDO is applied when the process dies, even by SIGKILL,
+// clamped to [0, SEMVMX], with sempid = the dead process.
+func TestUndoAfterKill(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		p := client(t, im, id)
+		p.Send("op 0:5:u,1:2:u")
+		p.Expect("ok", lineWait)
+		p.Send("op 1:-1:u")
+		p.Expect("ok", lineWait)
+		require.NoError(t, im.op(id, []Buf{b(0, -3, 0), b(1, 4, 0)}))
+		ds0, _ := im.stat(id)
+		time.Sleep(1100 * time.Millisecond) // otime is whole seconds: let it move
+		p.Kill()
+		testutil.Eventually(t, lineWait, "undo of the killed helper", func() bool {
+			return vals(im, id) == "vals[0 4],ok"
+		})
+		for i := 0; i < 2; i++ {
+			pid, _ := im.getPid(id, i)
+			assert.Equal(t, p.Pid(), pid, "sempid = the dead process")
+		}
+		ds, _ := im.stat(id)
+		assert.Greater(t, ds.Otime, ds0.Otime, "exit-time undo updates otime")
+	})
+}
+
+// 10.4: SETVAL and SETALL clear every process's semadj for those semaphores.
+func TestSetClearsUndo(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 3, 0o600)
+		p := client(t, im, id)
+		p.Send("op 0:4:u,1:4:u,2:4:u")
+		p.Expect("ok", lineWait)
+		require.NoError(t, im.setVal(id, 0, 10))
+		p.Send("exit")
+		p.Wait(lineWait)
+		testutil.Eventually(t, lineWait, "undo of the exited helper", func() bool {
+			return vals(im, id) == "vals[10 0 0],ok"
+		})
+		q := client(t, im, id)
+		q.Send("op 0:-4:u,1:4:u")
+		q.Expect("ok", lineWait)
+		require.NoError(t, im.setAll(id, []uint16{7, 7, 7}))
+		q.Kill()
+		time.Sleep(100 * time.Millisecond)
+		_, _ = im.getVal(id, 0) // usysv: lets the repair run
+		assert.Equal(t, "vals[7 7 7],ok", vals(im, id))
+	})
+}
+
+// A process killed while blocked leaves nobody blocked and takes nothing.
+func TestKilledWaiter(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 1, 0o600)
+		dead := client(t, im, id)
+		dead.Send("op 0:-1:u")
+		waitCount(t, im, id, 0, 1, false)
+		other := client(t, im, id)
+		other.Send("op 0:-1")
+		waitCount(t, im, id, 0, 2, false)
+		dead.Kill()
+		waitCount(t, im, id, 0, 1, false)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		other.Expect("ok", lineWait)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		assert.Equal(t, "vals[1],ok", vals(im, id))
+	})
+}
+
+// LTP semctl06 / semop04: processes hammering SEM_UNDO pairs; nothing lost.
+func TestUndoStress(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 3, 0o600)
+		require.NoError(t, im.setAll(id, []uint16{2, 1, 3}))
+		var ps []*testutil.Proc
+		for i := 0; i < 4; i++ {
+			p := testutil.Start(t, "sem-stress", []string{im.name, strconv.Itoa(id), strconv.Itoa(i), "3000"})
+			ps = append(ps, p)
+		}
+		for _, p := range ps {
+			p.Expect("done", 60*time.Second)
+			assert.Equal(t, 0, p.Wait(lineWait))
+		}
+		assert.Equal(t, "vals[2 1 3],ok", vals(im, id))
+	})
+}
+
+func init() {
+	testutil.RegisterHelper("sem-stress", func(args []string) int {
+		im := implByName(args[0])
+		id, _ := strconv.Atoi(args[1])
+		seed, _ := strconv.Atoi(args[2])
+		n, _ := strconv.Atoi(args[3])
+		x := uint32(seed*7919 + 1)
+		for i := 0; i < n; i++ {
+			x = x*1664525 + 1013904223
+			num := uint16(x>>8) % 3
+			var err error
+			switch x >> 30 {
+			case 0:
+				if err = im.op(id, []Buf{b(num, -1, SEM_UNDO)}); err == nil {
+					err = im.op(id, []Buf{b(num, 1, SEM_UNDO)})
+				}
+			case 1:
+				err = im.op(id, []Buf{b(0, -1, SEM_UNDO), b(1, -1, SEM_UNDO)})
+				if err == nil {
+					err = im.op(id, []Buf{b(1, 1, SEM_UNDO), b(0, 1, SEM_UNDO)})
+				}
+			case 2:
+				if err = im.op(id, []Buf{b(num, -1, 0)}); err == nil {
+					err = im.op(id, []Buf{b(num, 1, 0)})
+				}
+			default:
+				if err = im.op(id, []Buf{b(2, -2, SEM_UNDO)}); err == nil {
+					err = im.op(id, []Buf{b(2, 1, SEM_UNDO), b(2, 1, 0)})
+					if err == nil {
+						err = im.op(id, []Buf{b(2, -1, 0), b(2, 1, SEM_UNDO)})
+					}
+				}
+			}
+			if err != nil {
+				fmt.Println("error", err)
+				return 1
+			}
+		}
+		fmt.Println("done")
+		return 0
+	})
+}
+
+// 2.3, 2.4, 9.9, 9.10: permissions as nobody on a root set.
+func TestNobody(t *testing.T) {
+	testutil.RequireRoot(t)
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o644)
+		p := client(t, im, id, testutil.AsNobody())
+		for _, c := range []struct{ cmd, want string }{
+			{"op 0:0", "ok"},
+			{"op 0:1", "EACCES"},
+			{"op 0:0,1:-1", "EACCES"},
+			{"op 0:1:u", "EACCES"},
+			{"op 9:1", "EFBIG"}, // EFBIG before EACCES
+			{"getval 0", "0"},
+			{"getval 9", "EINVAL"},
+			{"setval 0 1", "EACCES"},
+			{"setval 9 1", "EINVAL"}, // semnum before EACCES for SETVAL
+			{"setval 0 -1", "ERANGE"},
+			{"stat", "ok"},
+			{"set", "EPERM"},
+			{"remove", "EPERM"},
+		} {
+			p.Send(c.cmd)
+			assert.Equal(t, c.want, p.Line(lineWait), c.cmd)
+		}
+		pid, _ := im.getPid(id, 0)
+		assert.Equal(t, p.Pid(), pid, "nobody's zero op set sempid")
+		// Mode 0: nothing for nobody (GET* check permission before semnum).
+		ds, err := im.stat(id)
+		require.NoError(t, err)
+		ds.Perm.Mode = 0
+		require.NoError(t, im.set(id, ds))
+		for _, c := range []struct{ cmd, want string }{
+			{"stat", "EACCES"},
+			{"getval 0", "EACCES"},
+			{"op 0:0", "EACCES"},
+		} {
+			p.Send(c.cmd)
+			assert.Equal(t, c.want, p.Line(lineWait), c.cmd)
+		}
+		// Made writable to others, nobody may alter it.
+		ds.Perm.Mode = 0o602
+		require.NoError(t, im.set(id, ds))
+		p.Send("op 0:1")
+		p.Expect("ok", lineWait)
+		p.Send("getval 0")
+		p.Expect("EACCES", lineWait)
+	})
+}
+
+func TestNobodyOwner(t *testing.T) {
+	testutil.RequireRoot(t)
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 1, 0o600)
+		ds, err := im.stat(id)
+		require.NoError(t, err)
+		ds.Perm.UID = testutil.Nobody
+		ds.Perm.Mode = 0o600
+		require.NoError(t, im.set(id, ds))
+		p := client(t, im, id, testutil.AsNobody())
+		p.Send("op 0:1:u")
+		p.Expect("ok", lineWait)
+		p.Send("set")
+		p.Expect("ok", lineWait)
+		p.Send("remove")
+		p.Expect("ok", lineWait)
+		_, err = im.getVal(id, 0)
+		assert.ErrorIs(t, err, kernel.EINVAL)
+	})
+}
