@@ -272,8 +272,8 @@ func TestTakeover(t *testing.T) {
 func TestHostileClients(t *testing.T) {
 	old := frameTimeout
 	frameTimeout = 300 * time.Millisecond
-	defer func() { frameTimeout = old }()
 	s, c := startServer(t, Limits{})
+	frameTimeout = old
 	dialRaw := func() *net.UnixConn {
 		nc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: s.Socket(), Net: "unix"})
 		require.NoError(t, err)

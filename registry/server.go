@@ -19,7 +19,7 @@ import (
 	"github.com/usysv/usysv/shm"
 )
 
-// Timeouts that keep a hostile or stuck client from holding a connection
+// Default timeouts (copied into each Server) that keep a hostile or stuck client from holding a connection
 // goroutine for ever. They never delay other clients: each connection has
 // its own goroutine and no lock is held while reading or writing.
 var (
@@ -55,6 +55,8 @@ type Server struct {
 	byToken map[uint64]*proc
 	token   uint64
 
+	frameTimeout, writeTimeout time.Duration
+
 	ep      *kernel.Epoll
 	evfd    int
 	repair  chan struct{}
@@ -72,12 +74,18 @@ type tableKey struct {
 
 // entry is one live object. refs counts users outside the table lock
 // (repair passes); a removed entry is unmapped when the last lets go.
+//
+// uid, gid and mode are the registry's own copy of the object's
+// permissions: decisions are made on it, not on the header, which any
+// process that maps the segment could rewrite. The header copy (what the
+// kinds' fast paths read) is re-asserted from it after every client death.
 type entry struct {
-	id      int
-	seg     *shm.Segment
-	p       shm.Params
-	refs    int
-	removed bool
+	id             int
+	seg            *shm.Segment
+	p              shm.Params
+	uid, gid, mode uint32
+	refs           int
+	removed        bool
 }
 
 type procID struct {
@@ -166,6 +174,7 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 		conns: make(map[*net.UnixConn]struct{}), perUID: make(map[uint32]int),
 		procs: make(map[procID]*proc), byToken: make(map[uint64]*proc),
 		repair: make(chan struct{}, 1), done: make(chan struct{}), evfd: -1,
+		frameTimeout: frameTimeout, writeTimeout: writeTimeout,
 	}
 	if s.ep, err = kernel.EpollCreate(); err != nil {
 		s.abort()
@@ -258,7 +267,8 @@ func (s *Server) rebuild() error {
 				continue
 			}
 		}
-		s.add(&entry{id: ks.ID, seg: seg, p: p})
+		uid, gid, mode, _ := seg.Perm()
+		s.add(&entry{id: ks.ID, seg: seg, p: p, uid: uid, gid: gid, mode: mode})
 	}
 	return nil
 }
@@ -414,7 +424,7 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		if _, err := br.Peek(1); err != nil {
 			return
 		}
-		_ = nc.SetReadDeadline(time.Now().Add(frameTimeout))
+		_ = nc.SetReadDeadline(time.Now().Add(s.frameTimeout))
 		body, err := readFrame(br, rbuf)
 		if err != nil {
 			return
@@ -426,7 +436,7 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		if !ok {
 			return
 		}
-		_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_ = nc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
 		if _, err := nc.Write(out); err != nil {
 			return
 		}
@@ -595,8 +605,7 @@ func (s *Server) existing(c Creds, r GetRequest, e *entry) (int, error) {
 	if r.Kind == shm.KindSem && r.Count > int(e.p.Count) {
 		return -1, kernel.EINVAL
 	}
-	uid, gid, mode, _ := e.seg.Perm()
-	if !Permitted(c, uid, gid, e.p.CUID, e.p.CGID, mode, RequestedAccess(r.Flags)) {
+	if !Permitted(c, e.uid, e.gid, e.p.CUID, e.p.CGID, e.mode, RequestedAccess(r.Flags)) {
 		return -1, kernel.EACCES
 	}
 	return e.id, nil
@@ -643,7 +652,7 @@ func (s *Server) create(c Creds, r GetRequest) (int, error) {
 	}
 	seg.SetParam(r.Param)
 	s.setKernelPerm(id, c.UID, c.GID, mode)
-	s.add(&entry{id: id, seg: seg, p: seg.Params()})
+	s.add(&entry{id: id, seg: seg, p: seg.Params(), uid: c.UID, gid: c.GID, mode: mode})
 	return id, nil
 }
 
@@ -685,12 +694,11 @@ func (s *Server) lookup(kind shm.Kind, id int) (*entry, error) {
 }
 
 func (s *Server) object(e *entry) Object {
-	uid, gid, mode, _ := e.seg.Perm()
 	return Object{
 		ID:   e.id,
 		Kind: e.p.Kind,
-		Perm: Perm{Key: e.p.Key, UID: uid, GID: gid, CUID: e.p.CUID, CGID: e.p.CGID,
-			Mode: mode, Seq: uint32(e.id) >> 15},
+		Perm: Perm{Key: e.p.Key, UID: e.uid, GID: e.gid, CUID: e.p.CUID, CGID: e.p.CGID,
+			Mode: e.mode, Seq: uint32(e.id) >> 15},
 		Ctime: e.seg.Ctime(),
 		Count: int(e.p.Count),
 		Param: e.seg.Param(),
@@ -720,8 +728,7 @@ func (s *Server) set(c Creds, kind shm.Kind, id int, uid, gid, mode uint32, para
 	if err != nil {
 		return err
 	}
-	ouid, _, _, _ := e.seg.Perm()
-	if !IsOwner(c, ouid, e.p.CUID) {
+	if !IsOwner(c, e.uid, e.p.CUID) {
 		return kernel.EPERM
 	}
 	if kind == shm.KindMsg {
@@ -736,6 +743,7 @@ func (s *Server) set(c Creds, kind shm.Kind, id int, uid, gid, mode uint32, para
 		return kernel.EINVAL
 	}
 	mode &= 0o777
+	e.uid, e.gid, e.mode = uid, gid, mode
 	e.seg.SetPerm(uid, gid, mode, time.Now().Unix())
 	if kind == shm.KindMsg {
 		e.seg.SetParam(param)
@@ -757,8 +765,7 @@ func (s *Server) remove(c Creds, kind shm.Kind, id int) error {
 	if err != nil {
 		return err
 	}
-	uid, _, _, _ := e.seg.Perm()
-	if !IsOwner(c, uid, e.p.CUID) {
+	if !IsOwner(c, e.uid, e.p.CUID) {
 		return kernel.EPERM
 	}
 	e.seg.MarkRemoved()
@@ -869,13 +876,19 @@ func (s *Server) watch() {
 // deathPass is what follows a client's death: every segment's dead
 // generation is bumped and its sleepers woken (each kind repairs lazily on
 // its next operation), and the eager repair hooks are scheduled.
+//
+// It also writes the registry's copy of each object's permissions back over
+// a header that a mapper rewrote (the write lock serialises SetPerm).
 func (s *Server) deathPass() {
-	s.mu.RLock()
+	s.mu.Lock()
 	for _, e := range s.byID {
+		if uid, gid, mode, _ := e.seg.Perm(); uid != e.uid || gid != e.gid || mode != e.mode {
+			e.seg.SetPerm(e.uid, e.gid, e.mode, e.seg.Ctime())
+		}
 		e.seg.BumpDeadGen()
 		e.seg.WakeAll()
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	select {
 	case s.repair <- struct{}{}:
 	default: // a pass is already pending; it will see this death too

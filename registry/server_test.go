@@ -379,3 +379,34 @@ func init() {
 		return 0
 	})
 }
+
+// A process that maps a segment can rewrite the header's copy of the
+// permissions; the registry decides on its own copy, and writes it back
+// after the next client death.
+func TestTamperedHeaderPerms(t *testing.T) {
+	testutil.RequireRoot(t)
+	d := newDiffer(t)
+	c := d.c
+	key := testutil.Key(t)
+	q := d.create("root", "msg", key, 0, creat|excl|0o600)
+	id := q.rid
+	seg, err := shm.Map(id, shm.KindMsg, c.Namespace())
+	require.NoError(t, err)
+	defer seg.Close()
+	seg.SetPerm(testutil.Nobody, testutil.Nobody, 0o666, 1) // what a hostile mapper could do
+	// The registry answers as the kernel does for the untampered queue.
+	d.do("nobody", "EACCES", "msgget %d %#o", key, 0o400)
+	d.stat("nobody", "EACCES", q)
+	d.do("nobody", "EPERM", "msgrm %d %d", q.kid, q.rid)
+	o, err := c.Stat(shm.KindMsg, id)
+	require.NoError(t, err)
+	assert.Equal(t, []uint32{0, 0, 0o600}, []uint32{o.Perm.UID, o.Perm.GID, o.Perm.Mode})
+
+	p := testutil.Start(t, "connect", nil)
+	p.Expect("connected", 10*time.Second)
+	p.Kill()
+	testutil.Eventually(t, 10*time.Second, "header permissions restored", func() bool {
+		uid, gid, mode, _ := seg.Perm()
+		return uid == 0 && gid == 0 && mode == 0o600
+	})
+}

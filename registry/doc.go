@@ -1,0 +1,139 @@
+// Package registry is usysv's trusted third party: it maps SysV keys to
+// objects, creates objects with IPC_CREAT/IPC_EXCL atomicity, decides
+// IPC_STAT, IPC_SET and IPC_RMID on kernel-attested credentials, and
+// notices when client processes die so that the kinds can clean up after
+// them. It is the only slow path; semop, msgsnd and msgrcv never reach it.
+// It is kind-agnostic: it knows the common segment header (package shm),
+// not what a semaphore set or a queue keeps in its body.
+//
+// # Objects
+//
+// Every object is one kernel SysV shared-memory segment, created by the
+// registry (shm.Create) with the layout the kind asked for; the object's
+// id is the segment's kernel shmid, so any process can map an object by id
+// (shm.Map) without asking the registry. Objects outlive the processes that
+// made them, and the registry too: they are removed only by IPC_RMID
+// (Client.Remove), which marks the header removed (waiters wake and return
+// EIDRM, later calls get EINVAL), removes the kernel segment (it lives on
+// until the last process unmaps it) and frees the key.
+//
+// The registry's table is a cache of the kernel's segment list: a registry
+// that starts, restarts or takes over rebuilds it from kernel.ShmList and
+// the segment headers, which carry kind, key, creator, permissions and the
+// registry namespace (shm.Namespace of the socket path, so two registries,
+// say two test binaries, never adopt each other's objects). A registry
+// killed with SIGKILL loses nothing.
+//
+// # Finding and starting the registry
+//
+// Clients connect to $USYSV_SOCKET, else $XDG_RUNTIME_DIR/usysv/registry.sock,
+// else /run/usysv/registry.sock for root, else <tmp>/usysv-<uid>/registry.sock
+// (SocketPath). Default is the process-wide client. When nothing answers, it
+// hosts a registry in the calling process (goroutines; nothing is started
+// from init and nothing keeps the process alive) after taking an exclusive
+// flock on <socket>.lock, which serialises would-be hosts across processes
+// and is released by the kernel when the host dies. Every client's
+// connection then breaks; each reconnects at once, and the first to get the
+// lock hosts the next registry. Requests in flight are retried when that is
+// safe (everything but a creating Get with IPC_EXCL or IPC_PRIVATE, which
+// gives ErrConnLost; a retried Remove that finds the object gone counts as
+// done). cmd/usysvd runs the same Server standalone.
+//
+// # Wire protocol and identity
+//
+// Length-prefixed, versioned binary frames over a unix stream socket (see
+// wire.go): at most 64 KiB, one response per request, matched by tag. The
+// caller's identity is never in a frame: pid, euid and egid come from
+// SO_PEERCRED, supplementary groups and capabilities (CAP_IPC_OWNER,
+// CAP_SYS_ADMIN, CAP_SYS_RESOURCE) from /proc/<pid>/status, read once when
+// the connection is made. A process that changes its credentials keeps, for
+// that connection, the ones it had when it connected (as with a file
+// descriptor opened before setuid). A malformed frame (bad length, version,
+// op or payload size) closes that connection only. Each connection has its
+// own goroutine, and no lock is held while reading or writing, so a client
+// that sends half a frame, stops reading its responses or floods requests
+// delays nobody else; it loses its connection after a timeout. One uid may
+// hold at most 1024 connections.
+//
+// # Semantics
+//
+// Get, Stat, Set and Remove follow Linux (SEMANTICS A1, A2 and the get/ctl
+// parts of A3, A4, A7, A8), errno for errno and in Linux's order:
+// IPC_PRIVATE always creates; semget's nsems < 0 or > SEMMSL is EINVAL
+// before the lookup; then ENOENT, EEXIST, the size check (nsems above the
+// set's: EINVAL), then EACCES with the requested mode merged from the low 9
+// flag bits (no bits: always granted); creation gives EINVAL for nsems 0 and
+// ENOSPC at SEMMNS, SEMMNI or MSGMNI (Limits, Linux's defaults). The
+// permission class is chosen exclusively (owner if euid is uid or cuid;
+// group if egid or a supplementary group is gid or cgid; else other), and
+// CAP_IPC_OWNER bypasses it (Permitted). IPC_SET and IPC_RMID need euid ==
+// uid or cuid, or CAP_SYS_ADMIN (IsOwner), else EPERM; IPC_SET copies uid,
+// gid and mode&0777 and sets ctime; uid or gid (uint32)-1 is EINVAL. A
+// queue's qbytes above MSGMNB needs CAP_SYS_RESOURCE (EPERM; root lacks it
+// in some sandboxes); qbytes above the capacity the queue's segment was
+// laid out with is EINVAL (a usysv limit: Linux has no such bound); 0 is
+// allowed. Stat needs read permission (EACCES). Negative, unknown, removed
+// and wrong-kind ids are EINVAL. List, like /proc/sysvipc, needs no
+// permission. After IPC_SET the registry wakes every waiter of the object,
+// so that blocked operations re-check what changed.
+//
+// # What the kernel enforces and what the library enforces
+//
+// The kernel enforces who may map a segment at all. The registry gives each
+// segment the object's uid and gid and a derived mode: a class gets
+// read-write on the segment if the object grants it read or write, else
+// nothing. A process with no right to an object therefore cannot attach
+// its segment (root, with CAP_IPC_OWNER, always can). The mode is coarser
+// than the object's (read alone gives read-write on the segment, because
+// even a read-only operation such as a wait-for-zero registers as a waiter),
+// and the classes can differ in two cases, because the kernel knows one uid
+// and one gid per segment and counts the registry as the segment's creator:
+// a process that is the object's creator (cuid) but no longer its owner, or
+// that is in the object's creator group (cgid) but not in its group, falls
+// into the segment's group or other class. The kernel may then refuse a
+// mapping the object allows (that process gets EACCES from the kind), or
+// allow one the object refuses (the library still refuses its operations).
+// The registry's own uid, as the segments' creator, is in every segment's
+// owner class.
+//
+// The library enforces the finer rules: the registry decides get, stat,
+// set and remove; the kinds check read versus alter on every operation with
+// Permitted and their process's credentials (Self), re-checked when the
+// header's permission sequence changes.
+//
+// A process that can map a segment can write anything to it: it can change
+// values and messages it was only allowed to read, corrupt the body or
+// the waiter table (other processes then get shm.ErrCorrupt, never a crash
+// or an access outside the segment), hold the segment's lock while
+// stopped, or rewrite the header's mutable words (state, dead generation,
+// qbytes, ctime, and the copy of the permissions that the kinds' fast paths
+// read), which other processes' libraries believe. The registry keeps its
+// own copy of every object's permissions, decides on it, and writes it back
+// over a tampered header after every client death. It cannot change the
+// immutable header (kind, key, namespace, creator, sizes; checksummed), the
+// kernel segment's own permissions, or the registry's table. In short: the
+// kernel keeps out everyone with no right to an object; among those who may
+// use it, the SysV read/alter distinction holds for cooperating programs
+// only, as with any shared memory.
+//
+// # Deaths
+//
+// The registry opens a pidfd for every client process when it first
+// connects, paired with its start time, and watches it (epoll) until the
+// process exits, connected or not. When one dies it bumps every segment's
+// dead generation and wakes every waiter and lock sleeper (each kind
+// repairs lazily on its next operation: drops the dead process's waiter
+// slots, applies its SEM_UNDO, finishes or undoes half-done operations), and
+// then runs the repair hooks registered in its own process
+// (RegisterRepair) for an eager repair. A starting or taking-over registry
+// does the same once, since processes may have died while none ran.
+//
+// # Multi-user hosts
+//
+// Run usysvd as root (cmd/usysvd/usysvd.service) and point every user at it
+// with USYSV_SOCKET. An embedded registry is trusted by every client that
+// connects to it: its host's uid creates every segment and so may attach
+// them all. A registry that cannot map a segment (an unprivileged host
+// taking over objects of other users) cannot adopt it: those objects are
+// then invisible by key to that registry, though still usable by id.
+package registry
