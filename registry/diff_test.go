@@ -434,7 +434,7 @@ func TestWrongKindAndForeignIDs(t *testing.T) {
 	testutil.Track(t, "shm", kid)
 	_, err = c.Stat(shm.KindSem, kid)
 	require.ErrorIs(t, err, kernel.EINVAL)
-	_, err = c.Stat(shm.KindSem, 1<<40)
+	_, err = c.Stat(shm.KindSem, int(^uint(0)>>1))
 	require.ErrorIs(t, err, kernel.EINVAL)
 	// Both still there and untouched.
 	_, err = c.Stat(shm.KindSem, sid)
