@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
 	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
 )
 
 // b builds a sembuf.
@@ -52,6 +54,27 @@ var usysvImpl = impl{
 }
 
 var impls = []impl{kernelImpl, usysvImpl}
+
+// handleImpl runs the calls on one handle (the id arguments are ignored).
+func handleImpl(h *Set) impl {
+	return impl{
+		name: "handle",
+		op:   func(_ int, ops []Buf) error { return h.Op(context.Background(), ops...) },
+		timedOp: func(_ int, ops []Buf, d time.Duration) error {
+			return h.TimedOp(d, ops...)
+		},
+		getVal:  func(_, n int) (int, error) { return h.GetVal(n) },
+		setVal:  func(_, n, v int) error { return h.SetVal(n, v) },
+		getAll:  func(int) ([]uint16, error) { return h.GetAll() },
+		setAll:  func(_ int, v []uint16) error { return h.SetAll(v) },
+		getPid:  func(_, n int) (int, error) { return h.GetPid(n) },
+		getNcnt: func(_, n int) (int, error) { return h.GetNcnt(n) },
+		getZcnt: func(_, n int) (int, error) { return h.GetZcnt(n) },
+		stat:    func(int) (DS, error) { return h.Stat() },
+		set:     func(_ int, ds DS) error { return h.Set(ds) },
+		remove:  func(int) error { return h.Remove() },
+	}
+}
 
 func implByName(n string) impl {
 	if n == "kernel" {
@@ -147,8 +170,19 @@ func init() {
 	//   pid                → the helper's pid
 	//   exit
 	testutil.RegisterHelper("sem-client", func(args []string) int {
-		im := implByName(args[0])
 		id, _ := strconv.Atoi(args[1])
+		im := implByName(args[0])
+		var h *Set
+		if args[0] == "noreg" {
+			// A process the registry does not know: its death is noticed
+			// only by whoever takes its lock over or repairs explicitly.
+			var err error
+			if h, err = openSeg(id, shm.Namespace(os.Getenv("USYSV_SOCKET"))); err != nil {
+				fmt.Println(errName(err))
+				return 1
+			}
+			im = handleImpl(h)
+		}
 		return serve(func(cmd string, f []string) string {
 			switch cmd {
 			case "op":
@@ -204,6 +238,17 @@ func init() {
 				return errName(im.remove(id))
 			case "pid":
 				return strconv.Itoa(kernel.Getpid())
+			case "repair":
+				if h == nil {
+					var err error
+					if h, err = handle(id); err != nil {
+						return errName(err)
+					}
+				}
+				h.lock()
+				h.repairLocked(false)
+				h.unlock()
+				return "ok"
 			}
 			return "unknown command " + cmd
 		})

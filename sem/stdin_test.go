@@ -3,6 +3,7 @@ package sem
 import (
 	"bufio"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -15,3 +16,5 @@ func readLine() (string, error) {
 	}
 	return strings.TrimRight(l, "\n"), nil
 }
+
+func formatInt(i int) string { return strconv.Itoa(i) }

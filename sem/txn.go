@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/registry"
 	"github.com/usysv/usysv/shm"
 )
 
@@ -69,7 +70,7 @@ func clr(bits []uint64, i int)      { bits[i>>6] &^= 1 << (uint(i) & 63) }
 
 // lock takes the segment lock; if its holder died, it repairs first.
 func (s *Set) lock() {
-	if s.mu.Lock() {
+	if s.mu.LockCached() {
 		s.repairLocked(true)
 	}
 }
@@ -580,6 +581,34 @@ func (s *Set) claimRecord() (int, error) {
 		}
 	}
 	return -1, ErrNoUndoRecord
+}
+
+func init() {
+	registry.RegisterRepair(shm.KindSem, eagerRepair)
+}
+
+// eagerRepair is the registry's repair hook (it runs in the process that
+// hosts the registry, after a client died): the same repair every handle
+// runs lazily, done at once. It never waits for a live lock holder; that
+// holder, or the next operation, repairs instead.
+func eagerRepair(seg *shm.Segment) {
+	v, err := newView(seg)
+	if err != nil || seg.Removed() {
+		return
+	}
+	pid, _ := kernel.Self()
+	s := &Set{id: seg.ID(), seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
+	s.rec.Store(-1)
+	s.sc.init(v.nsems, len(v.slots))
+	switch {
+	case s.mu.TryLock():
+		s.repairLocked(false)
+	case s.mu.RecoverIfDead():
+		s.repairLocked(true)
+	default:
+		return
+	}
+	s.unlock()
 }
 
 // repair runs the repair pass if the registry reported a death since this

@@ -1,0 +1,118 @@
+package sem
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+)
+
+// crashClient starts a helper that SIGKILLs itself the n-th time it
+// reaches step inside an operation.
+func crashClient(t *testing.T, impl string, id int, step string) *testutil.Proc {
+	return testutil.Start(t, "sem-client", []string{impl, itoa(id)}, testutil.Env(CrashEnv+"="+step))
+}
+
+func itoa(i int) string { return formatInt(i) }
+
+// A process killed at any step inside Op leaves the set consistent: all of
+// its operations applied or none, nobody blocked, every invariant holding.
+func TestCrashInsideOp(t *testing.T) {
+	cases := []struct {
+		step    string
+		pre     []string // commands before the fatal one
+		cmd     string
+		want    string // values after recovery
+		applied bool   // sempid of semaphore 1 is the dead process
+	}{
+		// Lock-free SEM_UNDO op killed between its value CAS and its semadj
+		// CAS: the op stands, its semadj is completed, and its undo applied.
+		{StepUndoCAS, []string{"op 0:1:u"}, "op 0:2:u", "vals[0 0 1],ok", false},
+		{StepLocked, nil, "op 0:1,1:1", "vals[0 0 1],ok", false},
+		{StepEvaluated, nil, "op 0:1,1:1", "vals[0 0 1],ok", false},
+		{StepCommitted, nil, "op 0:1,1:1", "vals[1 1 1],ok", true},
+		{StepApplying, nil, "op 0:1,1:1", "vals[1 1 1],ok", true},
+		// With SEM_UNDO: applied means semadj recorded too, so the undo at
+		// death takes semaphore 0 back and leaves 1.
+		{StepCommitted, nil, "op 0:2:u,1:1", "vals[0 1 1],ok", true},
+		{StepApplying, nil, "op 0:2:u,1:1", "vals[0 1 1],ok", true},
+		{StepEnqueued, nil, "op 2:-1:u", "vals[0 0 1],ok", false},
+		// Killed while queued, not holding the lock: until its death is
+		// known (here: the repair the registry's hook would run), a waker
+		// may still complete it, which is as if it died just after.
+		{StepWaiting, nil, "op 2:-1", "vals[0 0 1],ok", false},
+	}
+	for _, c := range cases {
+		t.Run(c.step+" "+c.cmd, func(t *testing.T) {
+			id := usysvImpl.create(t, 3, 0o600)
+			// "noreg": the registry does not see this death, so recovery is
+			// by lock take-over or the next repair, not by the registry.
+			p := crashClient(t, "noreg", id, c.step)
+			for _, pre := range c.pre {
+				p.Send(pre)
+				p.Expect("ok", lineWait)
+			}
+			p.Send(c.cmd)
+			assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
+			h, err := handle(id)
+			require.NoError(t, err)
+			// Someone must be able to use the set: the next op takes the lock
+			// over from the dead holder (if it held it) and repairs.
+			if c.step == StepWaiting {
+				h.repair() // the registry does not know the helper: repair as its hook would
+			}
+			require.NoError(t, h.TimedOp(lineWait, b(2, 1, 0)))
+			h.repair()
+			assert.Equal(t, c.want, vals(usysvImpl, id))
+			pid, err := h.GetPid(1)
+			require.NoError(t, err)
+			if c.applied {
+				assert.Equal(t, p.Pid(), pid)
+			} else {
+				assert.NotEqual(t, p.Pid(), pid)
+			}
+			n, _ := h.GetNcnt(2)
+			assert.Zero(t, n, "the dead waiter is gone")
+			require.NoError(t, h.check())
+		})
+	}
+}
+
+// The repairer itself is killed after committing a dead process's undo:
+// the next lock holder finishes it, once.
+func TestCrashInsideRepair(t *testing.T) {
+	id := usysvImpl.create(t, 2, 0o600)
+	a := testutil.Start(t, "sem-client", []string{"noreg", itoa(id)})
+	a.Send("op 0:3:u,1:1:u")
+	a.Expect("ok", lineWait)
+	a.Kill()
+	r := crashClient(t, "noreg", id, StepUndoCommitted)
+	r.Send("repair")
+	assert.Equal(t, -1, r.Wait(lineWait), "the repairer must die at the crash point")
+	h, err := handle(id)
+	require.NoError(t, err)
+	require.NoError(t, h.TimedOp(lineWait, b(1, 5, 0)))
+	assert.Equal(t, "vals[0 5],ok", vals(usysvImpl, id))
+	pid, _ := h.GetPid(0)
+	assert.Equal(t, a.Pid(), pid, "undo sets sempid to the dead process")
+	require.NoError(t, h.check())
+}
+
+// A lock holder that is merely stopped is not taken over; it finishes when
+// continued.
+func TestStoppedHolder(t *testing.T) {
+	testutil.RequireRoot(t)
+	id := usysvImpl.create(t, 1, 0o600)
+	p := testutil.Start(t, "sem-client", []string{"usysv", itoa(id)})
+	p.Send("op 0:1")
+	p.Expect("ok", lineWait)
+	p.Signal(19) // SIGSTOP
+	time.Sleep(20 * time.Millisecond)
+	p.Signal(18) // SIGCONT
+	p.Send("op 0:1,0:1")
+	p.Expect("ok", lineWait)
+	v, _ := GetVal(id, 0)
+	assert.Equal(t, 3, v)
+}
