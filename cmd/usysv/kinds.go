@@ -2,8 +2,8 @@ package main
 
 // What only the kinds know (values, queue contents, and the layout a new
 // object needs). The registry is kind-agnostic, so ipcs prints "-" where a
-// kind is not linked, and ipcmk refuses to create. These are bound to the
-// sem and msgq packages' contract functions in kinds_*.go.
+// kind is not linked, and ipcmk refuses to create. kinds_bind.go binds them to
+// the sem and msgq packages' contract functions.
 
 // semDetail is what sem.Stat and the GET* commands give.
 type semDetail struct {

@@ -11,7 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
 	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/msgq"
 	"github.com/usysv/usysv/registry"
+	"github.com/usysv/usysv/sem"
 	"github.com/usysv/usysv/shm"
 )
 
@@ -21,15 +23,13 @@ func create(t *testing.T, kind shm.Kind, key, mode int) int {
 	t.Helper()
 	c, err := registry.Default()
 	require.NoError(t, err)
-	req := registry.GetRequest{Kind: kind, Key: int32(key), Flags: kernel.IPC_CREAT | kernel.IPC_EXCL | mode}
+	flags := kernel.IPC_CREAT | kernel.IPC_EXCL | mode
+	var id int
 	if kind == shm.KindSem {
-		req.Count = 3
-		req.Layout = shm.Params{Count: 3, Waiters: 2, BodySize: 64}
+		id, err = sem.Get(key, 3, flags)
 	} else {
-		req.Layout = shm.Params{Capacity: 1024, Waiters: 2, BodySize: 1024}
-		req.Param = 1024
+		id, err = msgq.Get(key, flags)
 	}
-	id, err := c.Get(req)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Remove(kind, id) })
 	return id
@@ -45,12 +45,14 @@ func TestIpcs(t *testing.T) {
 	sk, mk := testutil.Key(t), testutil.Key(t)
 	sid := create(t, shm.KindSem, sk, 0o640)
 	mid := create(t, shm.KindMsg, mk, 0o600)
+	require.NoError(t, sem.SetVal(sid, 1, 7))
+	require.NoError(t, msgq.Send(mid, 5, []byte("hello"), 0))
 	out, _, code := runIpcs(t)
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, "------ Message Queues --------\nkey        msqid      owner      perms      used-bytes   messages    \n")
 	assert.Contains(t, out, "------ Semaphore Arrays --------\nkey        semid      owner      perms      nsems     \n")
 	assert.Contains(t, out, fmt.Sprintf("0x%08x %-10d %-10s %-10s %-10s\n", uint32(sk), sid, "root", "640", "3"))
-	assert.Contains(t, out, fmt.Sprintf("0x%08x %-10d %-10s %-10s ", uint32(mk), mid, "root", "600"))
+	assert.Contains(t, out, fmt.Sprintf("0x%08x %-10d %-10s %-10s %-12s %-12s\n", uint32(mk), mid, "root", "600", "5", "1"))
 
 	out, _, code = runIpcs(t, "-s")
 	require.Equal(t, 0, code)
@@ -61,9 +63,12 @@ func TestIpcs(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Contains(t, out, fmt.Sprintf("Semaphore Array semid=%d\n", sid))
 	assert.Contains(t, out, "mode=0640, access_perms=0640\nnsems = 3\n")
+	assert.Contains(t, out, "otime = Not set")
+	assert.Contains(t, out, fmt.Sprintf("%-10d %-10d %-10d %-10d %-10d\n", 1, 7, 0, 0, kernel.Getpid()))
 	out, _, code = runIpcs(t, "-q", "-i", strconv.Itoa(mid))
 	require.Equal(t, 0, code)
-	assert.Contains(t, out, "qbytes=1024")
+	assert.Contains(t, out, fmt.Sprintf("cbytes=5\tqbytes=%d\tqnum=1\tlspid=%d\tlrpid=0\n", kernel.MSGMNB, kernel.Getpid()))
+	assert.Contains(t, out, "rcv_time=Not set\n")
 
 	_, errs, code := runIpcs(t, "-q", "-i", strconv.Itoa(sid))
 	assert.Equal(t, 1, code, "a semaphore id is no queue")
@@ -110,8 +115,34 @@ func TestIpcmkArgs(t *testing.T) {
 	assert.Equal(t, 2, ipcmk(nil, &out, &errb))
 	assert.Equal(t, 2, ipcmk([]string{"-Q", "-S", "2"}, &out, &errb))
 	assert.Equal(t, 2, ipcmk([]string{"-Q", "-p", "999"}, &out, &errb))
-	if msgCreate == nil {
-		assert.Equal(t, 1, ipcmk([]string{"-Q"}, &out, &errb))
-		assert.True(t, strings.Contains(errb.String(), "not linked"), errb.String())
-	}
+}
+
+func TestIpcmk(t *testing.T) {
+	c, err := registry.Default()
+	require.NoError(t, err)
+	var out, errb bytes.Buffer
+	require.Equal(t, 0, ipcmk([]string{"-Q", "-p", "0640"}, &out, &errb), errb.String())
+	var mid int
+	_, err = fmt.Sscanf(out.String(), "Message queue id: %d\n", &mid)
+	require.NoError(t, err, out.String())
+	t.Cleanup(func() { _ = c.Remove(shm.KindMsg, mid) })
+	ds, err := msgq.Stat(mid)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0o640), ds.Perm.Mode)
+	assert.NotZero(t, ds.Perm.Key)
+
+	out.Reset()
+	require.Equal(t, 0, ipcmk([]string{"-S", "4"}, &out, &errb), errb.String())
+	var sid int
+	_, err = fmt.Sscanf(out.String(), "Semaphore id: %d\n", &sid)
+	require.NoError(t, err, out.String())
+	t.Cleanup(func() { _ = c.Remove(shm.KindSem, sid) })
+	sds, err := sem.Stat(sid)
+	require.NoError(t, err)
+	assert.Equal(t, 4, sds.Nsems)
+	assert.Equal(t, uint32(0o644), sds.Perm.Mode)
+
+	errb.Reset()
+	assert.Equal(t, 1, ipcmk([]string{"-S", "-3"}, &out, &errb))
+	assert.True(t, strings.Contains(errb.String(), "invalid argument"), errb.String())
 }
