@@ -38,3 +38,14 @@ func StatDevIno(path string) (dev, ino uint64, err error) {
 	}
 	return uint64(st.Dev), uint64(st.Ino), nil
 }
+
+// StatOwner returns the owner uid and the mode bits (permissions, setuid,
+// setgid, sticky: st_mode & 07777) of path, without following a final
+// symlink (lstat(2)).
+func StatOwner(path string) (uid, mode uint32, err error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Uid, st.Mode & 0o7777, nil
+}

@@ -91,8 +91,19 @@ func Default() (*Client, error) {
 		if path == "/run/usysv/registry.sock" {
 			mode = 0o755
 		}
-		if err := os.MkdirAll(filepath.Dir(path), mode); err != nil {
+		dir := filepath.Dir(path)
+		if err := os.MkdirAll(dir, mode); err != nil {
 			return nil, fmt.Errorf("registry: socket directory: %w", err)
+		}
+		// Someone else's directory (say a /tmp/usysv-<uid> made by another
+		// user) could hold someone else's registry: refuse it.
+		uid, m, err := kernel.StatOwner(dir)
+		if err != nil {
+			return nil, fmt.Errorf("registry: socket directory: %w", err)
+		}
+		if uid != uint32(kernel.Geteuid()) || m&0o022 != 0 {
+			return nil, fmt.Errorf("registry: socket directory %s is owned by uid %d with mode %#o; want ours, not writable by others: %w",
+				dir, uid, m, kernel.EACCES)
 		}
 	}
 	c, err := newClient(path, true)
@@ -100,6 +111,7 @@ func Default() (*Client, error) {
 		return nil, err
 	}
 	if _, err := c.getConn(time.Now().Add(connectTimeout)); err != nil {
+		c.shutdown() // stop its reconnection loop
 		return nil, err
 	}
 	def.c = c
@@ -158,10 +170,15 @@ func (c *Client) Close() error {
 	if c.embedded {
 		return nil
 	}
+	c.shutdown()
+	return nil
+}
+
+func (c *Client) shutdown() {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil
+		return
 	}
 	c.closed = true
 	cn := c.cn
@@ -171,7 +188,6 @@ func (c *Client) Close() error {
 	if cn != nil {
 		cn.nc.Close()
 	}
-	return nil
 }
 
 // signal wakes everyone waiting for a connection; c.mu is held.

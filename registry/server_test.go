@@ -410,3 +410,38 @@ func TestTamperedHeaderPerms(t *testing.T) {
 		return uid == 0 && gid == 0 && mode == 0o600
 	})
 }
+
+func init() {
+	// whereami: connect with Default, print the socket and the registry's pid.
+	testutil.RegisterHelper("whereami", func(args []string) int {
+		c, err := Default()
+		if err != nil {
+			fmt.Println("error", errName(err))
+			return 0
+		}
+		fmt.Println(c.Socket(), c.ServerPid())
+		return 0
+	})
+}
+
+// Without USYSV_SOCKET, Default uses $XDG_RUNTIME_DIR/usysv/registry.sock,
+// making the directory private, hosting a registry there if none answers;
+// it refuses a directory another user owns.
+func TestDefaultSocketPath(t *testing.T) {
+	testutil.RequireRoot(t)
+	xdg := t.TempDir()
+	p := testutil.Start(t, "whereami", nil, testutil.Env("USYSV_SOCKET=", "XDG_RUNTIME_DIR="+xdg))
+	sock := filepath.Join(xdg, "usysv", "registry.sock")
+	assert.Equal(t, fmt.Sprintf("%s %d", sock, p.Pid()), p.Line(10*time.Second))
+	require.Equal(t, 0, p.Wait(10*time.Second))
+	uid, mode, err := kernel.StatOwner(filepath.Dir(sock))
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0), uid)
+	assert.Equal(t, uint32(0o700), mode)
+
+	bad := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(bad, "usysv"), 0o700))
+	require.NoError(t, os.Chown(filepath.Join(bad, "usysv"), testutil.Nobody, testutil.Nobody))
+	p = testutil.Start(t, "whereami", nil, testutil.Env("USYSV_SOCKET=", "XDG_RUNTIME_DIR="+bad))
+	assert.Equal(t, "error EACCES", p.Line(10*time.Second))
+}
