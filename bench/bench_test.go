@@ -224,3 +224,25 @@ func TestCommand(t *testing.T) {
 		t.Errorf("-schema: exit %d", code)
 	}
 }
+
+// The harness on usysv, beside the kernel; every ratio must come out.
+func TestSmokeUsysv(t *testing.T) {
+	rep := smoke(t, Usysv, Kernel)
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(js); err != nil {
+		t.Errorf("report does not validate: %v\n%s", err, js)
+	}
+	for _, res := range rep.Results {
+		if res.Speedup == nil {
+			t.Errorf("%s: no speed-up", res.Case)
+		}
+	}
+	var b strings.Builder
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + b.String())
+}

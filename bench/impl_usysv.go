@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/msgq"
+	"github.com/usysv/usysv/registry"
+	"github.com/usysv/usysv/sem"
+	"github.com/usysv/usysv/shm"
+)
+
+// usysv: this module's sem and msgq, through their handles (*sem.Set,
+// *msgq.Queue), as a Go program would use them. Blocking calls get a
+// background context: the cost of cancellability is part of the price.
+
+func init() {
+	registerSem(Usysv, usysvSem{})
+	registerMsg(Usysv, usysvMsg{})
+}
+
+type usysvSem struct{}
+
+type usysvSet struct {
+	s      *sem.Set
+	remove func() error
+}
+
+func (usysvSem) Create(nsems int) (SemSet, error) {
+	s, err := sem.Open(kernel.IPC_PRIVATE, nsems, kernel.IPC_CREAT|0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sem.Open: %w", err)
+	}
+	id := s.ID()
+	return &usysvSet{s: s, remove: track(func() error {
+		return errors.Join(sem.Remove(id), s.Close())
+	})}, nil
+}
+
+func (usysvSem) Open(ref string) (SemSet, error) {
+	id, err := strconv.Atoi(ref)
+	if err != nil {
+		return nil, fmt.Errorf("bad semaphore ref %q", ref)
+	}
+	s, err := sem.OpenID(id)
+	if err != nil {
+		return nil, fmt.Errorf("sem.OpenID: %w", err)
+	}
+	return &usysvSet{s: s}, nil
+}
+
+func (s *usysvSet) Ref() string { return strconv.Itoa(s.s.ID()) }
+
+func (s *usysvSet) Op(ops []Buf) error { return s.s.Op(context.Background(), ops...) }
+
+func (s *usysvSet) Close() error { return s.s.Close() }
+
+func (s *usysvSet) Remove() error {
+	if s.remove == nil {
+		return errors.Join(s.s.Remove(), s.s.Close())
+	}
+	return s.remove()
+}
+
+type usysvMsg struct{}
+
+type usysvQueue struct {
+	q      *msgq.Queue
+	remove func() error
+}
+
+func (usysvMsg) Typed() bool { return true }
+
+// Create makes a queue with the byte capacity the kernel's queue gets in
+// the same case (QueueBytes).
+func (usysvMsg) Create(o ChanOpts) (Chan, error) {
+	q, err := msgq.OpenConfig(kernel.IPC_PRIVATE, kernel.IPC_CREAT|0o600,
+		msgq.Config{Capacity: QueueBytes(o.MsgSize)})
+	if err != nil {
+		return nil, fmt.Errorf("msgq.Open: %w", err)
+	}
+	return &usysvQueue{q: q, remove: track(removeQueue(q))}, nil
+}
+
+func removeQueue(q *msgq.Queue) func() error {
+	id := q.ID()
+	return func() error { return errors.Join(msgq.Remove(id), q.Close()) }
+}
+
+func (usysvMsg) Open(ref string, side int, files []*os.File) (Endpoint, error) {
+	id, err := strconv.Atoi(ref)
+	if err != nil {
+		return nil, fmt.Errorf("bad queue ref %q", ref)
+	}
+	q, err := msgq.OpenID(id)
+	if err != nil {
+		return nil, fmt.Errorf("msgq.OpenID: %w", err)
+	}
+	return &usysvQueue{q: q}, nil
+}
+
+func (q *usysvQueue) Ref() string          { return strconv.Itoa(q.q.ID()) }
+func (q *usysvQueue) Files(int) []*os.File { return nil }
+
+// End shares the creator's handle: Close on it does nothing.
+func (q *usysvQueue) End(int) (Endpoint, error) { return &usysvQueue{q: q.q, remove: noop}, nil }
+
+func (q *usysvQueue) Send(mtype int64, p []byte) error {
+	return q.q.Send(context.Background(), mtype, p)
+}
+
+func (q *usysvQueue) Recv(buf []byte, mtype int64) (int, error) {
+	n, _, err := q.q.Recv(context.Background(), buf, mtype, 0)
+	return n, err
+}
+
+func (q *usysvQueue) Close() error {
+	if q.remove != nil {
+		return nil // the creator's handle, closed by Remove
+	}
+	return q.q.Close()
+}
+
+func (q *usysvQueue) Remove() error { return q.remove() }
+
+func noop() error { return nil }
+
+// NewLookup makes a queue under a fresh key; Get asks the registry for
+// that key, as msgget(key, 0) asks the kernel.
+func (usysvMsg) NewLookup() (Lookup, error) {
+	c, err := registry.Default()
+	if err != nil {
+		return nil, err
+	}
+	for range 100 {
+		key := freshKey()
+		q, err := msgq.Open(key, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600)
+		if errors.Is(err, kernel.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("msgq.Open: %w", err)
+		}
+		return &usysvLookup{c: c, key: key, id: q.ID(), remove: track(removeQueue(q))}, nil
+	}
+	return nil, errors.New("msgq.Open: no free key")
+}
+
+type usysvLookup struct {
+	c       *registry.Client
+	key, id int
+	remove  func() error
+}
+
+func (l *usysvLookup) Get() error {
+	id, err := l.c.Get(registry.GetRequest{Kind: shm.KindMsg, Key: int32(l.key)})
+	if err != nil {
+		return fmt.Errorf("registry get: %w", err)
+	}
+	if id != l.id {
+		return fmt.Errorf("registry get(%#x) = %d, want %d", l.key, id, l.id)
+	}
+	return nil
+}
+
+func (l *usysvLookup) Remove() error { return l.remove() }
