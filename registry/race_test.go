@@ -145,6 +145,9 @@ func init() {
 				n, _ := strconv.Atoi(f[1])
 				bad := 0
 				for i := 0; i < n; i++ {
+					if i == n/10 {
+						fmt.Println("working")
+					}
 					for _, o := range objs {
 						id, err := c.Get(req(o.kind, o.key, 0))
 						if err != nil || id != o.id {
@@ -160,6 +163,8 @@ func init() {
 				fmt.Println("worked", bad)
 			case "pid":
 				fmt.Println("pid", c.ServerPid())
+			case "conns":
+				fmt.Println("conns", c.conns.Load())
 			case "get":
 				key, _ := strconv.Atoi(f[2])
 				id, err := c.Get(req(kindOf(f[1]), key, 0))
@@ -229,12 +234,18 @@ func TestTakeover(t *testing.T) {
 		require.True(t, strings.HasPrefix(o.permAfter, "ok:"), o.permAfter)
 	}
 	for _, w := range workers {
-		w.Send("work 1500")
+		w.Send("work 3000")
 	}
-	time.Sleep(50 * time.Millisecond) // let them get going; not a correctness condition
+	for _, w := range workers {
+		w.Expect("working", 30*time.Second)
+	}
 	host.Kill()
 	for _, w := range workers {
 		w.Expect("worked 0", 60*time.Second)
+	}
+	for _, w := range workers {
+		w.Send("conns")
+		assert.Equal(t, "conns 2", w.Line(5*time.Second), "connected, lost the host, reconnected")
 	}
 	// One of the root workers hosts now.
 	w1.Send("pid")
@@ -340,6 +351,7 @@ func TestHostileClients(t *testing.T) {
 	p.Send("create msg 0600")
 	require.True(t, strings.HasPrefix(p.Line(10*time.Second), "id "))
 	p.Send("work 500")
+	p.Expect("working", 60*time.Second)
 	p.Expect("worked 0", 60*time.Second)
 	p.Send("pid")
 	p.Expect(fmt.Sprintf("pid %d", kernel.Getpid()), 10*time.Second)
