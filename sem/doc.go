@@ -1,0 +1,107 @@
+// Package sem is System V semaphore sets in user space: semget, semop,
+// semtimedop and semctl with Linux's semantics, errno for errno, where an
+// operation that need not sleep never enters the kernel.
+//
+// # API
+//
+// The contract API (DESIGN.md §4) takes ids, as the C calls do: Get, Op,
+// TimedOp, GetVal, SetVal, GetAll, SetAll, GetPid, GetNcnt, GetZcnt, Stat,
+// SetPerm (IPC_SET; DESIGN names it Set, which Go cannot have beside the
+// type Set) and Remove. They are thin wrappers over handles: Open /
+// OpenID return a *Set whose methods are the same calls, plus Op(ctx, ...)
+// cancellable by a context (the error then matches both ctx.Err() and
+// kernel.EINTR, what a signal gives a C caller: the Go runtime owns
+// signals, so EINTR never happens otherwise), TryOp, Close (unmap) and
+// Remove (IPC_RMID). Limits are constants: SEMMSL, SEMOPM, SEMVMX,
+// UndoRecords; and see below.
+//
+// # Objects and lifetime
+//
+// A set is created by Get/Open with IPC_CREAT (or IPC_PRIVATE) through the
+// registry, which checks permissions on kernel-attested credentials; it
+// lives in one kernel SysV shared-memory segment and its id is that
+// segment's shmid. It outlives the processes that use it until Remove.
+// Opening a set (by key or id) first connects this process to the registry
+// (registry.Default), which then watches it: when the process dies, its
+// SEM_UNDO adjustments are applied and whatever it left half done is
+// repaired. Handles of the package-level functions are kept for the life of
+// the process, so a removed set stays mapped here (answering EINVAL) until
+// the process exits.
+//
+// # How an operation runs
+//
+// Each semaphore is a 64-bit word holding its value and sempid (layout.go).
+// A single op without SEM_UNDO on a word that no transaction or waiter
+// holds is one CAS (plus, once a second, a store of sem_otime). A single
+// SEM_UNDO op is two CASes — the word, with an intent naming the undo
+// record, then the process's semadj — so that a process killed between
+// them leaves an intent that is completed by whoever next needs the word.
+// Everything else (arrays, operations that must block or wake a waiter,
+// SETVAL, SETALL, GETALL, GETNCNT/GETZCNT) runs under the segment's robust
+// lock as a journaled transaction (txn.go): the words it touches are
+// frozen, the array is evaluated as the kernel's perform_atomic_semop
+// does, committed, applied, and then the waiter queue is scanned as the
+// kernel's update_queue does, the waker applying each waiter's whole array
+// (including its SEM_UNDO bookkeeping) and handing it its result.
+//
+// # Guarantees, across goroutines and processes
+//
+//   - An op array is applied atomically, in array order; IPC_NOWAIT is
+//     honoured per op; a blocked array is applied, whole, by the process
+//     that makes it possible, and its caller returns without racing.
+//   - Waiters are served in FIFO order among those that can proceed: one
+//     that can proceed is never held behind one that cannot.
+//   - A process killed at any instruction inside an operation leaves the
+//     set as if the operation were applied whole or not at all (a test
+//     hook, CrashEnv, kills a process at named steps to check this), and
+//     blocks nobody: its lock is taken over, its waiter slot dropped, its
+//     SEM_UNDO adjustments applied (clamped to [0, SEMVMX], sempid = the
+//     dead process), by the registry at once or by the next operation that
+//     could observe them. A waiter killed before its death is known may
+//     still be completed by a waker, which is as if it died just after.
+//   - A stopped (SIGSTOP) lock holder is never taken over: the set waits.
+//   - Permissions (read for GET* and all-zero arrays, alter otherwise) are
+//     checked on every call against the set's current mode, with this
+//     process's credentials as they were when it first used usysv.
+//
+// # Blocking
+//
+// An op that would block re-checks for a short while, then queues in the
+// set's waiter table and sleeps in FUTEX_WAIT on its slot; a waker makes the
+// FUTEX_WAKE system call only if the waiter said it may be asleep. A blocked
+// waiter uses no CPU. Each goroutine blocked in Op holds an OS thread while
+// it sleeps.
+//
+// # Limits and memory
+//
+// A set has up to SEMMSL (32000) semaphores. Its segment holds 8 bytes of
+// state and 8 of journal per semaphore, 4 bytes of semadj per semaphore
+// for each of UndoRecords (32) processes that may hold SEM_UNDO
+// adjustments at once, and a table of waiter slots: 64 bytes each,
+// 2 × nsems of them but at least 64 and at most 1024, sharing an arena of
+// max(500, 4 × slots) sembufs for their op arrays. About 150 bytes per
+// semaphore in all plus ~9 KiB; a 32000-semaphore set takes 4.5 MiB. More
+// blocked operations than slots (or arena) give ErrNoWaiterSlot, more
+// concurrent SEM_UNDO processes ErrNoUndoRecord; both match ENOSPC.
+// sempid holds 22 bits (Linux pids are below 2^22).
+//
+// # Differences from Linux
+//
+//   - A process with no right at all to a set (mode granting its class
+//     neither read nor write) cannot map it, so it gets EACCES even where
+//     Linux checks something else first (EFBIG, a semnum EINVAL).
+//   - ENOSPC for the limits above where Linux would allocate.
+//   - SetAll requires exactly one value per semaphore (EINVAL otherwise);
+//     TimedOp with a negative timeout is EINVAL, as an invalid timespec.
+//   - sem_otime is one set-wide time (what IPC_STAT reports on Linux).
+//
+// # What a process that can map the segment can still do
+//
+// The kernel's segment permissions decide who can map a set at all; the
+// library enforces read/alter on top. A process that maps the segment
+// read-write (any class the set grants read or write) can, by writing the
+// memory directly, change any semaphore value, pretend to be another
+// process in sempid or in the waiter table, or corrupt the journal. Other
+// processes' calls then return wrong values or errors (ErrCorrupt), but
+// never read or write outside the segment.
+package sem
