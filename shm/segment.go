@@ -3,7 +3,9 @@ package shm
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/usysv/usysv/kernel"
@@ -238,18 +240,35 @@ func (s *Segment) Removed() bool { return s.h.state.Load() != uint32(StateLive) 
 // Perm returns the object's current uid, gid and mode (the registry may
 // change them at any time; this reads a consistent triple) and the value of
 // the permission sequence, which changes whenever they do.
+//
+// A write in progress makes Perm wait, but not for ever: a registry that
+// died between its stores (or a hostile mapper) leaves the sequence odd, and
+// after permWait Perm returns what it reads, with that odd sequence, so that
+// callers caching by sequence look again once the registry repairs it.
 func (s *Segment) Perm() (uid, gid, mode, seq uint32) {
-	for {
+	for i := 0; ; i++ {
 		seq = s.h.permSeq.Load()
-		if seq&1 != 0 {
-			continue
-		}
 		uid, gid, mode = s.h.uid.Load(), s.h.gid.Load(), s.h.mode.Load()
-		if s.h.permSeq.Load() == seq {
+		if seq&1 == 0 && s.h.permSeq.Load() == seq {
+			return uid, gid, mode & 0o777, seq
+		}
+		switch {
+		case i < permSpins:
+			runtime.Gosched()
+		case i < permSpins+int(permWait/time.Millisecond):
+			time.Sleep(time.Millisecond)
+		default:
 			return uid, gid, mode & 0o777, seq
 		}
 	}
 }
+
+// A write of the permissions is three stores: Perm spins briefly, then
+// sleeps, for up to about permWait, waiting for one to finish.
+const (
+	permSpins = 64
+	permWait  = 100 * time.Millisecond
+)
 
 // PermSeq returns the permission sequence alone: cheap, for fast paths
 // that cached a permission decision.
@@ -257,12 +276,16 @@ func (s *Segment) PermSeq() uint32 { return s.h.permSeq.Load() }
 
 // SetPerm changes uid, gid and mode (low 9 bits) and ctime. Only the
 // registry calls it, and never concurrently for one segment.
+//
+// The sequence is made odd while writing and even, and different, after:
+// even when a previous writer died mid-write and left it odd.
 func (s *Segment) SetPerm(uid, gid, mode uint32, ctime int64) {
-	s.h.permSeq.Add(1)
+	writing := s.h.permSeq.Load() | 1
+	s.h.permSeq.Store(writing)
 	s.h.uid.Store(uid)
 	s.h.gid.Store(gid)
 	s.h.mode.Store(mode & 0o777)
-	s.h.permSeq.Add(1)
+	s.h.permSeq.Store(writing + 1)
 	s.h.ctime.Store(ctime)
 }
 

@@ -305,6 +305,46 @@ func TestSegmentState(t *testing.T) {
 	assert.Equal(t, shm.Namespace("/a"), shm.Namespace("/a"))
 }
 
+// TestPermSeqlock: readers never see a torn triple while the registry
+// writes, and a writer that died mid-write (sequence left odd) neither
+// hangs readers nor confuses the next writer.
+func TestPermSeqlock(t *testing.T) {
+	s, err := shm.FromBytes(formatted(t, testParams()))
+	require.NoError(t, err)
+	s.SetPerm(0, 0, 0, 0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := uint32(1); i <= 20000; i++ {
+			s.SetPerm(i, i, i&0o777, int64(i))
+		}
+	}()
+	for reading := true; reading; {
+		select {
+		case <-done:
+			reading = false
+		default:
+		}
+		uid, gid, mode, seq := s.Perm()
+		require.Zero(t, seq%2)
+		require.Equal(t, uid, gid, "torn read at seq %d", seq)
+		require.Equal(t, uid&0o777, mode, "torn read at seq %d", seq)
+	}
+
+	mem, err := s.Bytes(0, shm.HeaderSize)
+	require.NoError(t, err)
+	le.PutUint32(mem[132:], 41) // a writer died between its stores
+	le.PutUint32(mem[136:], 5)
+	uid, _, _, seq := s.Perm()
+	assert.Equal(t, uint32(41), seq, "Perm gives up waiting and says the sequence is odd")
+	assert.Equal(t, uint32(5), uid)
+	s.SetPerm(6, 7, 0o600, 1)
+	uid, gid, mode, seq := s.Perm()
+	assert.Equal(t, []uint32{6, 7, 0o600}, []uint32{uid, gid, mode})
+	assert.Zero(t, seq%2, "the next write makes it even again")
+	assert.NotEqual(t, uint32(41), seq)
+}
+
 func TestCreateMapPeek(t *testing.T) {
 	p := testParams()
 	id, err := shm.Create(p, 11, 12, 0o7640, 1234)
