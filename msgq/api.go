@@ -3,6 +3,7 @@ package msgq
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 
 	"github.com/usysv/usysv/kernel"
@@ -147,24 +148,20 @@ func handle(id int) (*Queue, error) {
 		_ = q.Close()
 		return v.(*Queue), nil
 	}
+	// Cached handles are shared by every goroutine, so they are never
+	// closed while in use: dropped from the cache once their queue is
+	// gone, they are detached when nothing refers to them any more.
+	runtime.AddCleanup(q, func(seg *shm.Segment) { _ = seg.Close() }, q.seg)
 	return q, nil
 }
 
 func forget(q *Queue) { handles.CompareAndDelete(q.id, q) }
 
-// settle drops a cached handle whose queue is gone (or that was closed), so
-// that the next call opens the id afresh and gets the kernel's answer.
+// settle drops a cached handle whose queue is gone, so that the next call
+// with its id gets the kernel's answer.
 func settle(q *Queue, err error) error {
-	if err != nil && (errors.Is(err, kernel.EINVAL) || errors.Is(err, kernel.EIDRM)) {
-		if q.enter() != nil {
-			forget(q)
-			return err
-		}
-		removed := q.seg.Removed()
-		q.leave()
-		if removed {
-			_ = q.Close()
-		}
+	if err != nil && (errors.Is(err, kernel.EINVAL) || errors.Is(err, kernel.EIDRM)) && q.seg.Removed() {
+		forget(q)
 	}
 	return err
 }
@@ -208,8 +205,16 @@ func Recv(id int, text []byte, mtype int64, flags int) (int, int64, error) {
 	return n, t, settle(q, err)
 }
 
-// Stat is msgctl(IPC_STAT).
+// Stat is msgctl(IPC_STAT). The registry decides (EINVAL, EACCES) before
+// the queue is mapped for its counters.
 func Stat(id int) (DS, error) {
+	c, err := registry.Default()
+	if err != nil {
+		return DS{}, err
+	}
+	if _, err := c.Stat(shm.KindMsg, id); err != nil {
+		return DS{}, err
+	}
 	q, err := handle(id)
 	if err != nil {
 		return DS{}, err
@@ -218,24 +223,27 @@ func Stat(id int) (DS, error) {
 	return ds, settle(q, err)
 }
 
-// Set is msgctl(IPC_SET): UID, GID, Mode&0777 and Qbytes.
+// Set is msgctl(IPC_SET): UID, GID, Mode&0777 and Qbytes. It needs no
+// mapping: only the owner or creator may (EPERM), whatever the mode.
 func Set(id int, ds DS) error {
-	q, err := handle(id)
+	c, err := registry.Default()
 	if err != nil {
 		return err
 	}
-	return settle(q, q.Set(ds))
+	return c.Set(shm.KindMsg, id, ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode, ds.Qbytes)
 }
 
-// Remove is msgctl(IPC_RMID).
+// Remove is msgctl(IPC_RMID). It needs no mapping (see Set).
 func Remove(id int) error {
-	q, err := handle(id)
+	c, err := registry.Default()
 	if err != nil {
 		return err
 	}
-	err = q.Remove()
+	err = c.Remove(shm.KindMsg, id)
 	if err == nil {
-		_ = q.Close()
+		if v, ok := handles.Load(id); ok {
+			forget(v.(*Queue))
+		}
 	}
-	return settle(q, err)
+	return err
 }

@@ -206,28 +206,77 @@ func (q *Queue) checkMsg(mtype int64, data []byte) error {
 	return nil
 }
 
+// sendFast is the whole of a send in the common case: the lock once,
+// room in the queue, nobody asleep. It reports false, having changed
+// nothing, when the call needs the general path.
+func (q *Queue) sendFast(mtype int64, data []byte) (bool, error) {
+	if q.mu.LockCached() {
+		q.v.repair(true)
+	}
+	c := q.v.ctl
+	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permWrite == 0 || q.seg.Removed() ||
+		c.recvWait != 0 || c.ovfWait.Load() != 0 || !q.v.fits(len(data), q.qbytes()) {
+		q.mu.Unlock()
+		return false, nil
+	}
+	var wl wakeList
+	err := q.enqueue(mtype, data, clock.Now(), &wl)
+	q.unlock(&wl)
+	return true, err
+}
+
+// recvFast is the whole of a receive in the common case: the lock once, a
+// message there (or none and IPC_NOWAIT). It reports false, having changed
+// nothing, when the call needs the general path.
+func (q *Queue) recvFast(m *Msg, msgtyp int64, flags int) (bool, error) {
+	if q.mu.LockCached() {
+		q.v.repair(true)
+	}
+	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permRead == 0 || q.seg.Removed() {
+		q.mu.Unlock()
+		return false, nil
+	}
+	mode, typ := convertMode(msgtyp, flags)
+	var wl wakeList
+	ok, err := q.take(m, mode, typ, flags, clock.Now(), &wl)
+	if !ok && err == nil {
+		if flags&IPC_NOWAIT == 0 {
+			q.mu.Unlock()
+			return false, nil
+		}
+		err = ErrEmpty
+	}
+	q.unlock(&wl)
+	return true, err
+}
+
 // Send sends a message of type mtype (≥ 1) with text data (at most
 // MaxMsg bytes), blocking while the queue is full. A cancelled ctx ends
 // the wait with an error matching ctx.Err() and kernel.EINTR. Errors are
 // msgsnd's: EINVAL (bad type or size; removed queue), EACCES, EIDRM (the
 // queue was removed while the call waited).
 func (q *Queue) Send(ctx context.Context, mtype int64, data []byte) error {
-	if err := q.checkMsg(mtype, data); err != nil {
-		return err
-	}
-	m := [1]Msg{{Type: mtype, Data: data}}
-	_, err := q.sendMsgs(ctx, m[:], false)
-	return err
+	return q.send(ctx, mtype, data, false)
 }
 
 // TrySend is Send that never blocks: ErrFull (EAGAIN) if the message does
 // not fit now.
 func (q *Queue) TrySend(mtype int64, data []byte) error {
+	return q.send(context.Background(), mtype, data, true)
+}
+
+func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool) error {
 	if err := q.checkMsg(mtype, data); err != nil {
 		return err
 	}
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	if done, err := q.sendFast(mtype, data); done {
+		return err
+	}
 	m := [1]Msg{{Type: mtype, Data: data}}
-	_, err := q.sendMsgs(context.Background(), m[:], true)
+	_, err := q.sendMsgs(ctx, m[:], nowait)
 	return err
 }
 
@@ -277,8 +326,15 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 	if err := checkRecvFlags(flags); err != nil {
 		return 0, 0, err
 	}
+	if q.closed.Load() {
+		return 0, 0, ErrClosed
+	}
 	m := [1]Msg{{Data: buf}}
-	if _, err := q.recvMsgs(ctx, m[:], msgtyp, flags); err != nil {
+	done, err := q.recvFast(&m[0], msgtyp, flags)
+	if !done {
+		_, err = q.recvMsgs(ctx, m[:], msgtyp, flags)
+	}
+	if err != nil {
 		return 0, 0, err
 	}
 	return m[0].N, m[0].Type, nil

@@ -84,7 +84,8 @@ type Queue struct {
 
 	deadGen atomic.Uint32
 	perm    atomic.Uint64 // permSeq<<32 | permValid | permWrite | permRead
-	refs    atomic.Int64  // 2 × calls in progress | closed
+	closed  atomic.Bool
+	slow    atomic.Int32 // calls in their slow path (spinning or sleeping)
 }
 
 const (
@@ -169,44 +170,46 @@ func (q *Queue) MaxMsg() int { return q.maxMsg }
 // Capacity is the largest qbytes the queue can have.
 func (q *Queue) Capacity() uint64 { return q.cap }
 
-// enter and leave bracket every call that touches the mapping, so that
-// Close unmaps only once no call is using it.
+// enter and leave bracket the slow path of a call (where it may spin or
+// sleep), so that Close can wake those calls and wait for them to leave
+// before it unmaps the queue.
 func (q *Queue) enter() error {
-	if q.refs.Add(2)&1 != 0 {
-		q.leave()
+	q.slow.Add(1)
+	if q.closed.Load() {
+		q.slow.Add(-1)
 		return ErrClosed
 	}
 	return nil
 }
 
-func (q *Queue) leave() {
-	if q.refs.Add(-2) == 1 {
-		_ = q.seg.Close()
-	}
-}
-
-func (q *Queue) closed() bool { return q.refs.Load()&1 != 0 }
+func (q *Queue) leave() { q.slow.Add(-1) }
 
 // Close detaches the queue from this process; the queue itself lives on
-// (Remove destroys it). Calls blocked on this handle return ErrClosed. It is
+// (Remove destroys it). Calls blocked on this handle are woken and return
+// ErrClosed before Close returns; later calls return ErrClosed. Close must
+// not race with calls on the handle that are not blocked (as with any
+// unmapping, such a call could touch memory that is gone). It is
 // idempotent.
 func (q *Queue) Close() error {
-	old := q.refs.Or(1)
-	if old&1 != 0 {
+	if !q.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	forget(q)
-	if old == 0 {
-		return q.seg.Close()
-	}
-	// Wake this process's sleepers: those of this handle see it closed.
-	for i := range q.v.slots {
-		s := &q.v.slots[i]
-		if s.State.Load() != slotFree && s.PID.Load() == q.pid {
-			shm.Wake(s)
+	for q.slow.Load() != 0 {
+		// Wake this process's sleepers: those of this handle see it closed.
+		for i := range q.v.slots {
+			s := &q.v.slots[i]
+			if s.State.Load() != slotFree && s.PID.Load() == q.pid {
+				shm.Wake(s)
+			}
 		}
+		if q.v.ctl.ovfWait.Load() != 0 {
+			q.v.ctl.ovfFutex.Add(1)
+			_, _ = kernel.FutexWake(&q.v.ctl.ovfFutex, math.MaxInt32)
+		}
+		time.Sleep(50 * time.Microsecond)
 	}
-	return nil
+	return q.seg.Close()
 }
 
 // lock takes the segment lock and repairs first if a process died: the
@@ -571,7 +574,7 @@ func (q *Queue) stopped(ctx context.Context, need uint64) error {
 	if err := ctxError(ctx); err != nil {
 		return err
 	}
-	if q.closed() {
+	if q.closed.Load() {
 		return ErrClosed
 	}
 	return nil
