@@ -59,6 +59,9 @@ const (
 	bigMsg     = 8192
 	typedTypes = 8
 	typedDepth = 4 // messages of each type waiting in the typed case
+	// streamBatch is the messages per call in the batch case, for
+	// implementations with batch calls (usysv); the others go one by one.
+	streamBatch = 32
 	// asleepGap is how long a side of the "asleep" ping-pong pauses before
 	// it posts, so that its partner has stopped spinning and sleeps in the
 	// kernel. It is far above any bounded spin.
@@ -89,13 +92,15 @@ func Cases() []Case {
 		{Name: "msg/sendrecv", Title: "msg send+recv 64 B, 1 proc", Kind: Latency, Impls: allImpls,
 			batch: true, pilot: 2000, minOps: 1000, maxOps: 50_000_000, run: msgSendRecv},
 		{Name: "msg/stream", Title: "msg stream 64 B, 1P→1C procs", Kind: Throughput, Impls: allImpls,
-			pilot: 20000, minOps: 5000, maxOps: 100_000_000, run: msgStream(smallMsg, 1, 1)},
+			pilot: 20000, minOps: 5000, maxOps: 100_000_000, run: msgStream(smallMsg, 1, 1, 0)},
+		{Name: "msg/stream-batch", Title: "msg stream 64 B, 1P→1C, usysv batches of 32", Kind: Throughput, Impls: sysvImpls,
+			pilot: 20000, minOps: 5000, maxOps: 100_000_000, run: msgStream(smallMsg, 1, 1, streamBatch)},
 		{Name: "msg/stream-2p2c", Title: "msg stream 64 B, 2P→2C procs", Kind: Throughput, Impls: allImpls,
-			pilot: 20000, minOps: 5000, maxOps: 100_000_000, run: msgStream(smallMsg, 2, 2)},
+			pilot: 20000, minOps: 5000, maxOps: 100_000_000, run: msgStream(smallMsg, 2, 2, 0)},
 		{Name: "msg/typed", Title: "msg typed recv, 8 types queued", Kind: Latency, Impls: sysvImpls,
 			batch: true, pilot: 2000, minOps: 1000, maxOps: 50_000_000, run: msgTyped},
 		{Name: "msg/stream-8k", Title: "msg stream 8 KiB, 1P→1C procs", Kind: Throughput, Impls: allImpls,
-			pilot: 2000, minOps: 500, maxOps: 10_000_000, run: msgStream(bigMsg, 1, 1)},
+			pilot: 2000, minOps: 500, maxOps: 10_000_000, run: msgStream(bigMsg, 1, 1, 0)},
 		{Name: "msg/pingpong", Title: "msg ping-pong 64 B, 2 procs", Kind: Latency, Impls: allImpls,
 			pilot: 300, minOps: 200, maxOps: 300_000, run: msgPingPong},
 		{Name: "registry/get", Title: "get existing key (msgget)", Kind: Latency, Impls: sysvImpls,
@@ -366,9 +371,10 @@ func pingResult(e *env, g *group, ping, pong *proc, n int, gaps bool) (measureme
 }
 
 // msgStream streams messages of size bytes from producers to consumers,
-// each in its own helper process, after an untimed warm-up. The driver
-// times from telling them to go until the last consumer has its share.
-func msgStream(size, producers, consumers int) func(e *env, impl string, n, k int) (measurement, error) {
+// each in its own helper process, after an untimed warm-up, batch messages
+// per call where the implementation has batch calls. The driver times from
+// telling them to go until the last consumer has its share.
+func msgStream(size, producers, consumers, batch int) func(e *env, impl string, n, k int) (measurement, error) {
 	return func(e *env, impl string, n, k int) (measurement, error) {
 		mi, err := msgImpl(impl)
 		if err != nil {
@@ -387,7 +393,7 @@ func msgStream(size, producers, consumers int) func(e *env, impl string, n, k in
 		var cons, prods []*proc
 		for range consumers {
 			p, err := g.start(e, job{Role: roleConsume, Impl: impl, Ref: ch.Ref(), Side: 1,
-				N: n / consumers, Warm: warm / consumers, Size: size}, ch.Files(1))
+				N: n / consumers, Warm: warm / consumers, Size: size, Batch: batch}, ch.Files(1))
 			if err != nil {
 				return measurement{}, err
 			}
@@ -395,7 +401,7 @@ func msgStream(size, producers, consumers int) func(e *env, impl string, n, k in
 		}
 		for range producers {
 			p, err := g.start(e, job{Role: roleProduce, Impl: impl, Ref: ch.Ref(), Side: 0,
-				N: n / producers, Warm: warm / producers, Size: size}, ch.Files(0))
+				N: n / producers, Warm: warm / producers, Size: size, Batch: batch}, ch.Files(0))
 			if err != nil {
 				return measurement{}, err
 			}

@@ -30,6 +30,9 @@
 //	                      off the round trips (each side measures its own)
 //	msg/sendrecv          send 64 B then receive it, one process
 //	msg/stream            1 producer process → 1 consumer process, 64 B, msgs/s
+//	msg/stream-batch      the same, usysv sending and receiving 32 messages per call
+//	                      (SendBatch, RecvBatch); the kernel has no such call and
+//	                      runs one by one, so this row is what batching buys
 //	msg/stream-2p2c       2 producer processes → 2 consumer processes, 64 B, msgs/s
 //	msg/typed             send, then receive by type from a queue holding 4
 //	                      messages of each of 8 interleaved types (the wanted
@@ -91,6 +94,7 @@
 //	    "budget"     timed duration per case and implementation ("2.5s")
 //	    "rounds"     timed runs per case and implementation
 //	    "available"  implementations compiled in, comma-separated
+//	    "loadavg"    the 1-minute load average when the run started
 //	"results"   one object per case, in table order:
 //	    "case"     id, "group/name", as listed above
 //	    "title"    the table's row label

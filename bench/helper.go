@@ -40,7 +40,8 @@ type job struct {
 	Warm  int           `json:"warm"`           // untimed ones first
 	Size  int           `json:"size,omitempty"` // message bytes
 	Types int           `json:"types,omitempty"`
-	Gap   time.Duration `json:"gap,omitempty"` // pause before each post (waiter asleep)
+	Batch int           `json:"batch,omitempty"` // messages per call, if the endpoint batches
+	Gap   time.Duration `json:"gap,omitempty"`   // pause before each post (waiter asleep)
 }
 
 // reply is one JSON value a helper writes.
@@ -140,46 +141,29 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 	case roleMsgPong:
 		err = msgPong(ep, j, msg, buf)
 	case roleProduce:
-		types := max(j.Types, 1)
-		for i := range j.Warm {
-			if err := ep.Send(int64(1+i%types), msg); err != nil {
-				return fmt.Errorf("send: %w", err)
-			}
+		send := sender(ep, j, msg)
+		if err := send(j.Warm); err != nil {
+			return err
 		}
 		if err := waitGo(); err != nil {
 			return err
 		}
 		t0 := time.Now()
-		for i := range j.N {
-			if err := ep.Send(int64(1+i%types), msg); err != nil {
-				return fmt.Errorf("send: %w", err)
-			}
+		if err := send(j.N); err != nil {
+			return err
 		}
 		r.Elapsed = int64(time.Since(t0))
 	case roleConsume:
-		recv := func() error {
-			n, err := ep.Recv(buf, 0)
-			if err != nil {
-				return fmt.Errorf("recv: %w", err)
-			}
-			if n != j.Size {
-				return fmt.Errorf("recv: %d bytes, want %d", n, j.Size)
-			}
-			return nil
-		}
-		for range j.Warm {
-			if err := recv(); err != nil {
-				return err
-			}
+		recv := receiver(ep, j)
+		if err := recv(j.Warm); err != nil {
+			return err
 		}
 		if err := waitGo(); err != nil {
 			return err
 		}
 		t0 := time.Now()
-		for range j.N {
-			if err := recv(); err != nil {
-				return err
-			}
+		if err := recv(j.N); err != nil {
+			return err
 		}
 		r.Elapsed = int64(time.Since(t0))
 	default:
@@ -189,6 +173,77 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 		return err
 	}
 	return out.Encode(r)
+}
+
+// sender returns a function that sends n messages: in batches of j.Batch
+// through a Batcher, else one by one, with types cycling 1..j.Types.
+func sender(ep Endpoint, j job, msg []byte) func(n int) error {
+	types := max(j.Types, 1)
+	if b, ok := ep.(Batcher); ok && j.Batch > 1 {
+		msgs := make([][]byte, j.Batch)
+		for i := range msgs {
+			msgs[i] = msg
+		}
+		return func(n int) error {
+			for sent := 0; sent < n; {
+				k := min(j.Batch, n-sent)
+				if err := b.SendBatch(1, msgs[:k]); err != nil {
+					return fmt.Errorf("send batch: %w", err)
+				}
+				sent += k
+			}
+			return nil
+		}
+	}
+	i := 0
+	return func(n int) error {
+		for range n {
+			if err := ep.Send(int64(1+i%types), msg); err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+			i++
+		}
+		return nil
+	}
+}
+
+// receiver returns a function that receives n messages of any type,
+// checking each one's size: in batches through a Batcher, else one by one.
+func receiver(ep Endpoint, j job) func(n int) error {
+	if b, ok := ep.(Batcher); ok && j.Batch > 1 {
+		bufs, sizes := make([][]byte, j.Batch), make([]int, j.Batch)
+		for i := range bufs {
+			bufs[i] = make([]byte, j.Size)
+		}
+		return func(n int) error {
+			for got := 0; got < n; {
+				k, err := b.RecvBatch(bufs[:min(j.Batch, n-got)], sizes, 0)
+				if err != nil {
+					return fmt.Errorf("recv batch: %w", err)
+				}
+				for _, sz := range sizes[:k] {
+					if sz != j.Size {
+						return fmt.Errorf("recv: %d bytes, want %d", sz, j.Size)
+					}
+				}
+				got += k
+			}
+			return nil
+		}
+	}
+	buf := make([]byte, max(j.Size, 1))
+	return func(n int) error {
+		for range n {
+			got, err := ep.Recv(buf, 0)
+			if err != nil {
+				return fmt.Errorf("recv: %w", err)
+			}
+			if got != j.Size {
+				return fmt.Errorf("recv: %d bytes, want %d", got, j.Size)
+			}
+		}
+		return nil
+	}
 }
 
 // semPing posts semaphore 0 and waits on semaphore 1, timing each round.

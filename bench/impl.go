@@ -91,6 +91,18 @@ type Endpoint interface {
 	Close() error
 }
 
+// Batcher is implemented by an Endpoint that can move several messages in
+// one call (usysv's SendBatch and RecvBatch). Others are driven one
+// message at a time in the batch case.
+type Batcher interface {
+	// SendBatch sends every message of msgs, of type mtype, in order.
+	SendBatch(mtype int64, msgs [][]byte) error
+	// RecvBatch receives at least one and at most len(bufs) messages of
+	// type mtype, blocking while there is none, and returns how many, with
+	// each one's length in sizes.
+	RecvBatch(bufs [][]byte, sizes []int, mtype int64) (int, error)
+}
+
 // Lookup is the registry-get case: an object made under a fresh key, and
 // the lookup of that key (semget/msgget without IPC_CREAT).
 type Lookup interface {

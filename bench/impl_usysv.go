@@ -71,6 +71,7 @@ type usysvMsg struct{}
 type usysvQueue struct {
 	q      *msgq.Queue
 	remove func() error
+	batch  []msgq.Msg // scratch for SendBatch and RecvBatch
 }
 
 func (usysvMsg) Typed() bool { return true }
@@ -116,6 +117,34 @@ func (q *usysvQueue) Send(mtype int64, p []byte) error {
 func (q *usysvQueue) Recv(buf []byte, mtype int64) (int, error) {
 	n, _, err := q.q.Recv(context.Background(), buf, mtype, 0)
 	return n, err
+}
+
+func (q *usysvQueue) SendBatch(mtype int64, msgs [][]byte) error {
+	b := q.scratch(len(msgs))
+	for i, m := range msgs {
+		b[i] = msgq.Msg{Type: mtype, Data: m}
+	}
+	_, err := q.q.SendBatch(context.Background(), b)
+	return err
+}
+
+func (q *usysvQueue) RecvBatch(bufs [][]byte, sizes []int, mtype int64) (int, error) {
+	b := q.scratch(len(bufs))
+	for i, buf := range bufs {
+		b[i] = msgq.Msg{Data: buf}
+	}
+	n, err := q.q.RecvBatch(context.Background(), b, mtype, 0)
+	for i := range n {
+		sizes[i] = b[i].N
+	}
+	return n, err
+}
+
+func (q *usysvQueue) scratch(n int) []msgq.Msg {
+	if cap(q.batch) < n {
+		q.batch = make([]msgq.Msg, n)
+	}
+	return q.batch[:n]
 }
 
 func (q *usysvQueue) Close() error {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -66,6 +67,9 @@ type Host struct {
 	Budget    string `json:"budget"`    // timed duration per case and implementation
 	Rounds    int    `json:"rounds"`    // runs per case and implementation
 	Available string `json:"available"` // implementations in the build
+	// LoadAvg is the 1-minute load average when the run started: on a
+	// machine busy with other work, absolute numbers (and spinning) suffer.
+	LoadAvg float64 `json:"loadavg"`
 }
 
 // Result is one case on every implementation it ran on.
@@ -335,6 +339,11 @@ func host() Host {
 			}
 		}
 		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			h.LoadAvg, _ = strconv.ParseFloat(f[0], 64)
+		}
 	}
 	if h.Registry == "" {
 		h.Registry = "default"

@@ -17,7 +17,7 @@ func sampleReport() *Report {
 	return &Report{
 		Schema: SchemaID, Mode: "quick", Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Seconds: 19.5,
 		Host: Host{OS: "linux", Arch: "amd64", CPUs: 2, CPU: "x", Kernel: "6.1", Go: "go1.26", Registry: "default",
-			Budget: "200ms", Rounds: 2, Available: "usysv,kernel,unix,pipe"},
+			Budget: "200ms", Rounds: 2, Available: "usysv,kernel,unix,pipe", LoadAvg: 0.5},
 		Results: []*Result{
 			{Case: "sem/uncontended", Title: "sem P+V", Kind: Latency, Unit: "ns", Speedup: f(10),
 				Impls: map[string]*ImplResult{

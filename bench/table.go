@@ -18,7 +18,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if h.CPU != "" {
 		fmt.Fprintf(&b, " (%s)", h.CPU)
 	}
-	fmt.Fprintf(&b, ", Linux %s, %s, %s\n\n", h.Kernel, h.Go, (time.Duration(r.Seconds*10) * time.Second / 10).String())
+	fmt.Fprintf(&b, ", Linux %s, %s, load %.1f, %s\n\n", h.Kernel, h.Go, h.LoadAvg, (time.Duration(r.Seconds*10) * time.Second / 10).String())
 
 	rows := [][]string{{"case", Usysv, Kernel, "speed-up", "unix socket", "pipe", "p99 usysv / kernel"}}
 	var notes []string
