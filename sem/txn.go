@@ -3,6 +3,7 @@ package sem
 import (
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/registry"
@@ -79,8 +80,26 @@ func (s *Set) lock() {
 // and releases the lock.
 func (s *Set) unlock() {
 	s.unfreezeAll()
-	s.wakeCompleted()
+	// Wake after releasing the lock (the woken often wants it next); the
+	// slots stay valid, since only their owners free them.
+	var local [16]int32
+	n := copy(local[:], s.sc.wake)
+	if len(s.sc.wake) > n {
+		s.sc.wake = s.sc.wake[n:]
+		s.wakeCompleted()
+	}
+	s.sc.wake = s.sc.wake[:0]
 	s.mu.Unlock()
+	for _, idx := range local[:n] {
+		wakeSlot(&s.v.slots[idx])
+	}
+}
+
+func wakeSlot(slot *waiterSlot) {
+	slot.Futex.Add(1)
+	if slot.Arg[argSleep].Load() != 0 {
+		_, _ = kernel.FutexWake(&slot.Futex, 1)
+	}
 }
 
 // freeze makes word i the lock holder's for this critical section.
@@ -97,7 +116,11 @@ func (s *Set) freeze(i int) {
 			if spins&127 == 127 {
 				s.completeIfDead(i, o)
 			}
-			runtime.Gosched()
+			if spins < 1024 {
+				runtime.Gosched()
+			} else {
+				time.Sleep(50 * time.Microsecond) // its owner is stopped, or preempted for long
+			}
 			continue
 		}
 		d := o & dataMask
@@ -181,11 +204,7 @@ func (s *Set) unfreezeAll() {
 
 func (s *Set) wakeCompleted() {
 	for _, idx := range s.sc.wake {
-		slot := &s.v.slots[idx]
-		slot.Futex.Add(1)
-		if slot.Arg[argSleep].Load() != 0 {
-			_, _ = kernel.FutexWake(&slot.Futex, 1)
-		}
+		wakeSlot(&s.v.slots[idx])
 	}
 	s.sc.wake = s.sc.wake[:0]
 }

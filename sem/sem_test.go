@@ -1,0 +1,240 @@
+package sem
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+func newSet(t *testing.T, nsems int) *Set {
+	t.Helper()
+	s, err := Open(testutil.Key(t), nsems, IPC_CREAT|IPC_EXCL|0o600)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if !s.seg.Removed() {
+			assert.NoError(t, s.check())
+		}
+		_ = s.Remove()
+		_ = s.Close()
+	})
+	return s
+}
+
+func TestHandleBasics(t *testing.T) {
+	s := newSet(t, 2)
+	ctx := context.Background()
+	assert.Equal(t, 2, s.Nsems())
+	assert.ErrorIs(t, s.TryOp(b(0, -1, 0)), kernel.EAGAIN)
+	assert.ErrorIs(t, s.TryOp(b(0, 1, 0), b(1, -1, 0)), kernel.EAGAIN)
+	require.NoError(t, s.Op(ctx, b(0, 2, 0)))
+	require.NoError(t, s.TryOp(b(0, -1, 0), b(1, 1, 0)))
+	assert.ErrorIs(t, s.TimedOp(-time.Second, b(0, 1, 0)), kernel.EINVAL)
+	assert.ErrorIs(t, s.TimedOp(0, b(0, -5, 0)), kernel.EAGAIN)
+	assert.ErrorIs(t, s.Op(ctx), kernel.EINVAL)
+	assert.ErrorIs(t, s.Op(ctx, make([]Buf, SEMOPM+1)...), kernel.E2BIG)
+	all, err := s.GetAll()
+	require.NoError(t, err)
+	assert.Equal(t, []uint16{1, 1}, all)
+
+	other, err := OpenID(s.ID())
+	require.NoError(t, err)
+	require.NoError(t, other.Close())
+	require.NoError(t, other.Close(), "Close is idempotent")
+	assert.ErrorIs(t, other.Op(ctx, b(0, 1, 0)), kernel.EINVAL)
+	assert.ErrorIs(t, other.Op(ctx, b(0, 1, 0)), ErrClosed)
+	_, err = other.GetVal(0)
+	assert.ErrorIs(t, err, kernel.EINVAL)
+
+	_, err = OpenID(-1)
+	assert.ErrorIs(t, err, kernel.EINVAL)
+	shmid, err := kernel.Shmget(kernel.IPC_PRIVATE, 4096, 0o600)
+	require.NoError(t, err)
+	testutil.Track(t, "shm", shmid)
+	_, err = OpenID(shmid)
+	assert.ErrorIs(t, err, kernel.EINVAL, "a segment that is not a usysv set")
+}
+
+// Cancelling the context of a blocked Op: nothing applied, the error is
+// both the context's and EINTR, the waiter is gone.
+func TestCancel(t *testing.T) {
+	s := newSet(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Op(ctx, b(1, 1, SEM_UNDO), b(0, -1, 0)) }()
+	testutil.Eventually(t, lineWait, "the op to block", func() bool {
+		n, _ := s.GetNcnt(0)
+		return n == 1
+	})
+	cancel()
+	err := <-done
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, kernel.EINTR)
+	n, _ := s.GetNcnt(0)
+	assert.Zero(t, n)
+	v, _ := s.GetVal(1)
+	assert.Zero(t, v)
+	// An ended context does not matter to an op that need not block.
+	require.NoError(t, s.Op(ctx, b(0, 1, 0)))
+	require.NoError(t, s.Op(ctx, b(0, -1, 0), b(1, 0, 0)))
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	assert.ErrorIs(t, s.Op(ctx2, b(0, -1, 0)), context.Canceled, "an ended context fails an op that must block")
+}
+
+// The waiter table is bounded: one more blocked op than it holds gets
+// ENOSPC; removal wakes every waiter with EIDRM, in this process too.
+func TestWaiterLimitAndRemove(t *testing.T) {
+	s := newSet(t, 1)
+	slots := len(s.v.slots)
+	var wg sync.WaitGroup
+	errs := make(chan error, slots)
+	for i := 0; i < slots; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.Op(context.Background(), b(0, -1, 0))
+		}()
+	}
+	testutil.Eventually(t, lineWait, "all slots taken", func() bool {
+		n, _ := s.GetNcnt(0)
+		return n == slots
+	})
+	err := s.Op(context.Background(), b(0, -1, 0))
+	assert.ErrorIs(t, err, kernel.ENOSPC)
+	assert.ErrorIs(t, err, ErrNoWaiterSlot)
+	require.NoError(t, s.check())
+	require.NoError(t, s.Remove())
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.ErrorIs(t, err, kernel.EIDRM)
+	}
+	assert.ErrorIs(t, s.Op(context.Background(), b(0, 1, 0)), kernel.EINVAL)
+}
+
+// Arrays of different sizes share the arena without overlapping.
+func TestArena(t *testing.T) {
+	s := newSet(t, 3)
+	var wg sync.WaitGroup
+	sizes := []int{1, 300, 2, 150, 5}
+	for _, n := range sizes {
+		ops := make([]Buf, n)
+		for i := range ops {
+			ops[i] = b(uint16(i%2), 0, 0)
+		}
+		ops[n-1] = b(2, -1, 0)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.NoError(t, s.Op(context.Background(), ops...))
+		}()
+	}
+	testutil.Eventually(t, lineWait, "all waiting", func() bool {
+		n, _ := s.GetNcnt(2)
+		return n == len(sizes)
+	})
+	require.NoError(t, s.check())
+	big := make([]Buf, SEMOPM)
+	for i := range big {
+		big[i] = b(2, -1, 0)
+	}
+	assert.ErrorIs(t, s.Op(context.Background(), big...), ErrNoWaiterSlot, "arena full")
+	require.NoError(t, s.SetVal(2, len(sizes)))
+	wg.Wait()
+	v, _ := s.GetVal(2)
+	assert.Zero(t, v)
+}
+
+// More processes with SEM_UNDO than records: ENOSPC, until one dies.
+func TestUndoRecordLimit(t *testing.T) {
+	s := newSet(t, 1)
+	start1, err := kernel.ProcessStartTime(1)
+	require.NoError(t, err)
+	for r := range s.v.recs {
+		s.v.recs[r].hdr.start.Store(start1)
+		s.v.recs[r].hdr.pid.Store(1) // init: alive for ever
+	}
+	err = s.Op(context.Background(), b(0, 1, SEM_UNDO))
+	assert.ErrorIs(t, err, ErrNoUndoRecord)
+	assert.ErrorIs(t, err, kernel.ENOSPC)
+	s.v.recs[7].hdr.start.Store(start1 + 1) // now names a dead process
+	require.NoError(t, s.Op(context.Background(), b(0, 1, SEM_UNDO)))
+	assert.Equal(t, int32(7), s.rec.Load())
+	for r := range s.v.recs {
+		if r != 7 {
+			s.v.recs[r].hdr.pid.Store(0)
+		}
+	}
+}
+
+// The segment is hostile input: garbage in a waiter slot or the journal
+// gives errors, never a panic or a hang.
+func TestCorruptSlot(t *testing.T) {
+	s := newSet(t, 2)
+	slot := &s.v.slots[3]
+	slot.PID.Store(uint32(kernel.Getpid()))
+	_, start := kernel.Self()
+	slot.Start.Store(start)
+	slot.Arg[argOps].Store(packSlotOps(len(s.v.arena)-1, 400, 5))
+	slot.State.Store(stWaiting)
+	s.v.hdr.nwait.Add(1)
+	require.NoError(t, s.Op(context.Background(), b(0, 1, 0), b(1, 1, 0)))
+	assert.Equal(t, uint32(stDone), slot.State.Load(), "the malformed waiter is failed")
+	assert.Equal(t, uint64(kernel.EINVAL), slot.Arg[argResult].Load())
+	slot.State.Store(0)
+	require.NoError(t, s.check())
+
+	seg := s.seg
+	p := seg.Params()
+	p.BodySize += 8
+	mem := make([]byte, p.Size())
+	require.NoError(t, shm.Format(mem, p, 0, 0, 0o600, 0))
+	bad, err := shm.FromBytes(mem)
+	require.NoError(t, err)
+	_, err = newView(bad)
+	assert.ErrorIs(t, err, shm.ErrCorrupt)
+}
+
+func TestCheckFindsBreakage(t *testing.T) {
+	s := newSet(t, 2)
+	require.NoError(t, s.check())
+	s.v.words[1].Store(s.v.words[1].Load() | flagFrozen)
+	err := s.check()
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, shm.ErrCorrupt))
+	s.v.words[1].Store(0)
+	s.v.recs[0].adj[1].Store(5)
+	assert.Error(t, s.check(), "a free record with a semadj")
+	s.v.recs[0].adj[1].Store(0)
+	require.NoError(t, s.check())
+}
+
+func TestLayoutGolden(t *testing.T) {
+	for _, c := range []struct {
+		nsems   int
+		waiters uint32
+		body    uint64
+	}{
+		{1, 64, 128 + 16 + 8 + 4000 + 32*24},
+		{3, 64, 128 + 48 + 24 + 4000 + 32*32},
+		{1000, 1024, 128 + 16000 + 4000 + 8*4096 + 32*4016},
+	} {
+		p := layoutFor(c.nsems)
+		assert.Equal(t, c.waiters, p.Waiters, c.nsems)
+		assert.Equal(t, c.body, p.BodySize, c.nsems)
+		assert.Zero(t, p.BodySize%8)
+	}
+	assert.Equal(t, Buf{Num: 65535, Op: -32768, Flg: SEM_UNDO | IPC_NOWAIT}, unpackOp(packOp(Buf{Num: 65535, Op: -32768, Flg: SEM_UNDO | IPC_NOWAIT})))
+	k, slot, e, n := unpackCommit(packCommit(jkOps, 1023, int(kernel.ERANGE), 500))
+	assert.Equal(t, []int{jkOps, 1023, int(kernel.ERANGE), 500}, []int{k, slot, e, n})
+	off, n2, rec := unpackSlotOps(packSlotOps(4095, 500, -1))
+	assert.Equal(t, []int{4095, 500, -1}, []int{off, n2, rec})
+}
