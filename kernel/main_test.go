@@ -39,7 +39,12 @@ func sysvHelper([]string) int {
 		_ = out.Flush()
 	}
 	attached := map[int][]byte{}
-	var conns []net.Conn
+	var conns []net.Conn // kept open (and referenced) until the helper exits
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
 	for in.Scan() {
 		f := strings.Fields(in.Text())
 		if len(f) == 0 {

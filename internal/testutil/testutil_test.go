@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -61,7 +62,7 @@ func TestKey(t *testing.T) {
 		k := testutil.Key(t)
 		require.NotZero(t, k, "0 is IPC_PRIVATE")
 		require.NotEqual(t, -1, k)
-		require.True(t, k >= -1<<31 && k < 1<<31, "a key is a key_t (int32): %d", k)
+		require.True(t, int64(k) >= math.MinInt32 && int64(k) <= math.MaxInt32, "a key is a key_t (int32): %d", k)
 		require.False(t, seen[k], "key %#x handed out twice", k)
 		seen[k] = true
 	}
