@@ -264,7 +264,7 @@ func (s *Set) fastUndo(b Buf) (fastResult, error) {
 // inFlight reports whether a PENDING word's SEM_UNDO op has not yet
 // updated its record's semadj.
 func (s *Set) inFlight(w uint64, num int) bool {
-	r := int(w&recMask) >> recShift
+	r := int((w & recMask) >> recShift)
 	a := s.v.recs[r].adj[num].Load()
 	return uint64(a&adjParity>>16) != (w&parityBit)>>parityShift
 }

@@ -60,7 +60,8 @@ type Set struct {
 	deadGen atomic.Uint32 // seg.DeadGen() when this handle last repaired
 	rec     atomic.Int32  // this process's undo record, -1 if none yet
 
-	sc scratch // used only while holding the segment lock
+	local sync.Mutex // held with the segment lock, by this handle's goroutines
+	sc    scratch    // used only while holding the segment lock
 }
 
 const (

@@ -70,7 +70,13 @@ func set(bits []uint64, i int)      { bits[i>>6] |= 1 << (uint(i) & 63) }
 func clr(bits []uint64, i int)      { bits[i>>6] &^= 1 << (uint(i) & 63) }
 
 // lock takes the segment lock; if its holder died, it repairs first.
+//
+// Goroutines of this process first queue on a Go mutex: they park in the
+// scheduler instead of holding OS threads in FUTEX_WAIT, and the race
+// detector (blind to synchronisation through mapped memory) sees the
+// handle's scratch memory handed over properly.
 func (s *Set) lock() {
+	s.local.Lock()
 	if s.mu.LockCached() {
 		s.repairLocked(true)
 	}
@@ -90,6 +96,7 @@ func (s *Set) unlock() {
 	}
 	s.sc.wake = s.sc.wake[:0]
 	s.mu.Unlock()
+	s.local.Unlock()
 	for _, idx := range local[:n] {
 		wakeSlot(&s.v.slots[idx])
 	}
@@ -139,7 +146,7 @@ func (s *Set) freeze(i int) {
 // completeIfDead finishes the in-flight SEM_UNDO op on word i if the
 // process that started it is dead.
 func (s *Set) completeIfDead(i int, w uint64) {
-	r := int(w&recMask) >> recShift
+	r := int((w & recMask) >> recShift)
 	h := s.v.recs[r].hdr
 	pid, start := h.pid.Load(), h.start.Load()
 	if pid != 0 && s.alive(int(pid), start) {
@@ -155,7 +162,7 @@ func (s *Set) completePending(i int) {
 	if w&flagPending == 0 || !s.inFlight(w, i) {
 		return
 	}
-	r := int(w&recMask) >> recShift
+	r := int((w & recMask) >> recShift)
 	aw := &s.v.recs[r].adj[i]
 	a := aw.Load()
 	na := int(int16(uint16(a))) + int(int16(uint16(w>>deltaShift)))
@@ -402,7 +409,7 @@ func (s *Set) stripIntents(r int) {
 		w := &s.v.words[i]
 		for {
 			o := w.Load()
-			if o&flagPending == 0 || int(o&recMask)>>recShift != r {
+			if o&flagPending == 0 || int((o&recMask)>>recShift) != r {
 				break
 			}
 			if w.CompareAndSwap(o, o&^intentMask) {
@@ -619,12 +626,14 @@ func eagerRepair(seg *shm.Segment) {
 	s := &Set{id: seg.ID(), seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
 	s.rec.Store(-1)
 	s.sc.init(v.nsems, len(v.slots))
+	s.local.Lock()
 	switch {
 	case s.mu.TryLock():
 		s.repairLocked(false)
 	case s.mu.RecoverIfDead():
 		s.repairLocked(true)
 	default:
+		s.local.Unlock()
 		return
 	}
 	s.unlock()
@@ -703,7 +712,7 @@ func (s *Set) applyUndo(r int, pid uint64) {
 	sc := &s.sc
 	rc := &v.recs[r]
 	for i := range v.words {
-		if w := v.words[i].Load(); w&flagPending != 0 && int(w&recMask)>>recShift == r {
+		if w := v.words[i].Load(); w&flagPending != 0 && int((w&recMask)>>recShift) == r {
 			s.completePending(i)
 		}
 	}
