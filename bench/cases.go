@@ -93,7 +93,7 @@ func Cases() []Case {
 			batch: true, pilot: 2000, minOps: 1000, maxOps: 50_000_000, run: msgSendRecv},
 		{Name: "msg/stream", Title: "msg stream 64 B, 1P→1C procs", Kind: Throughput, Impls: allImpls,
 			pilot: 20000, minOps: 5000, maxOps: 100_000_000, run: msgStream(smallMsg, 1, 1, 0)},
-		{Name: "msg/stream-batch", Title: "msg stream 64 B, 1P→1C, usysv batches of 32", Kind: Throughput, Impls: sysvImpls,
+		{Name: "msg/stream-batch", Title: "msg stream 64 B, 1P→1C, batches of 32", Kind: Throughput, Impls: sysvImpls,
 			pilot: 20000, minOps: 5000, maxOps: 100_000_000, run: msgStream(smallMsg, 1, 1, streamBatch)},
 		{Name: "msg/stream-2p2c", Title: "msg stream 64 B, 2P→2C procs", Kind: Throughput, Impls: allImpls,
 			pilot: 20000, minOps: 5000, maxOps: 100_000_000, run: msgStream(smallMsg, 2, 2, 0)},

@@ -41,7 +41,11 @@
 //	msg/pingpong          64 B round trip between two processes (types 1 and 2 on
 //	                      one queue; the socket's two ends; two pipes)
 //	registry/get          look up an existing key: usysv's registry Get against
-//	                      msgget(key, 0)
+//	                      msgget(key, 0). usysv bench runs a private registry
+//	                      embedded in its own process (a unix-socket round trip to
+//	                      goroutines of the same process) unless -socket names a
+//	                      running usysvd; this is the price of Open, paid once
+//	                      per object and process, not per operation
 //
 // Both SysV implementations get the same queue capacity, QueueBytes (the
 // kernel's default 16 KiB for 64-byte messages, 64 KiB for 8 KiB ones;
@@ -50,6 +54,11 @@
 // default buffer sizes.
 //
 // # Method
+//
+// Numbers from spinning waiters depend on free CPUs: on a machine busy
+// with other work (see "loadavg" in the report), a waiter that spins can
+// hold the CPU its partner needs, and the active ping-pong rows suffer
+// first. Run on an otherwise idle machine for numbers to quote.
 //
 // Every process of a cross-process case is a helper: the benchmark's own
 // binary re-executed (Spawner, HelperMain), so usysv and the kernel run in
