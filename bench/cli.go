@@ -96,7 +96,7 @@ func Command(args []string, stdout, stderr io.Writer, spawn Spawner) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt)
+	signal.Notify(sigs, kernel.StopSignals()...) // SIGINT, SIGTERM
 	defer signal.Stop(sigs)
 	stopped := make(chan struct{})
 	defer close(stopped)
