@@ -227,7 +227,11 @@ func TestCommand(t *testing.T) {
 
 // The harness on usysv, beside the kernel; every ratio must come out.
 func TestSmokeUsysv(t *testing.T) {
+	before := sysvMappings(t)
 	rep := smoke(t, Usysv, Kernel)
+	if after := sysvMappings(t); after > before {
+		t.Errorf("%d SysV segments mapped after the run, %d before: handles not closed", after, before)
+	}
 	js, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatal(err)
@@ -245,4 +249,14 @@ func TestSmokeUsysv(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("\n" + b.String())
+}
+
+// sysvMappings counts the SysV shared-memory segments mapped into this
+// process.
+func sysvMappings(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "/SYSV")
 }

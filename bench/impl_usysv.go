@@ -35,10 +35,10 @@ func (usysvSem) Create(nsems int) (SemSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sem.Open: %w", err)
 	}
-	id := s.ID()
-	return &usysvSet{s: s, remove: track(func() error {
-		return errors.Join(sem.Remove(id), s.Close())
-	})}, nil
+	// Cleanup may remove the set while a benchmark still uses the handle:
+	// Remove is safe then, Close (unmapping) is not, so only the owner's
+	// own Remove closes.
+	return &usysvSet{s: s, remove: track(s.Remove)}, nil
 }
 
 func (usysvSem) Open(ref string) (SemSet, error) {
@@ -63,7 +63,7 @@ func (s *usysvSet) Remove() error {
 	if s.remove == nil {
 		return errors.Join(s.s.Remove(), s.s.Close())
 	}
-	return s.remove()
+	return errors.Join(s.remove(), s.s.Close())
 }
 
 type usysvMsg struct{}
@@ -72,6 +72,7 @@ type usysvQueue struct {
 	q      *msgq.Queue
 	remove func() error
 	batch  []msgq.Msg // scratch for SendBatch and RecvBatch
+	shared bool       // an End of the creator's handle
 }
 
 func (usysvMsg) Typed() bool { return true }
@@ -84,12 +85,7 @@ func (usysvMsg) Create(o ChanOpts) (Chan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("msgq.Open: %w", err)
 	}
-	return &usysvQueue{q: q, remove: track(removeQueue(q))}, nil
-}
-
-func removeQueue(q *msgq.Queue) func() error {
-	id := q.ID()
-	return func() error { return errors.Join(msgq.Remove(id), q.Close()) }
+	return &usysvQueue{q: q, remove: track(q.Remove)}, nil // see usysvSem.Create
 }
 
 func (usysvMsg) Open(ref string, side int, files []*os.File) (Endpoint, error) {
@@ -108,7 +104,7 @@ func (q *usysvQueue) Ref() string          { return strconv.Itoa(q.q.ID()) }
 func (q *usysvQueue) Files(int) []*os.File { return nil }
 
 // End shares the creator's handle: Close on it does nothing.
-func (q *usysvQueue) End(int) (Endpoint, error) { return &usysvQueue{q: q.q, remove: noop}, nil }
+func (q *usysvQueue) End(int) (Endpoint, error) { return &usysvQueue{q: q.q, shared: true}, nil }
 
 func (q *usysvQueue) Send(mtype int64, p []byte) error {
 	return q.q.Send(context.Background(), mtype, p)
@@ -148,15 +144,13 @@ func (q *usysvQueue) scratch(n int) []msgq.Msg {
 }
 
 func (q *usysvQueue) Close() error {
-	if q.remove != nil {
+	if q.shared || q.remove != nil {
 		return nil // the creator's handle, closed by Remove
 	}
 	return q.q.Close()
 }
 
-func (q *usysvQueue) Remove() error { return q.remove() }
-
-func noop() error { return nil }
+func (q *usysvQueue) Remove() error { return errors.Join(q.remove(), q.q.Close()) }
 
 // NewLookup makes a queue under a fresh key; Get asks the registry for
 // that key, as msgget(key, 0) asks the kernel.
@@ -174,7 +168,7 @@ func (usysvMsg) NewLookup() (Lookup, error) {
 		if err != nil {
 			return nil, fmt.Errorf("msgq.Open: %w", err)
 		}
-		return &usysvLookup{c: c, key: key, id: q.ID(), remove: track(removeQueue(q))}, nil
+		return &usysvLookup{c: c, key: key, id: q.ID(), q: q, remove: track(q.Remove)}, nil
 	}
 	return nil, errors.New("msgq.Open: no free key")
 }
@@ -182,6 +176,7 @@ func (usysvMsg) NewLookup() (Lookup, error) {
 type usysvLookup struct {
 	c       *registry.Client
 	key, id int
+	q       *msgq.Queue
 	remove  func() error
 }
 
@@ -196,4 +191,4 @@ func (l *usysvLookup) Get() error {
 	return nil
 }
 
-func (l *usysvLookup) Remove() error { return l.remove() }
+func (l *usysvLookup) Remove() error { return errors.Join(l.remove(), l.q.Close()) }
