@@ -1,0 +1,334 @@
+package fuzz
+
+import (
+	"testing"
+)
+
+// The seed corpora of the model and differential targets, written as
+// programs. TestSeeds keeps testdata/fuzz/<Target>/ equal to them
+// (USYSV_WRITE_SEEDS=1 go test -run TestSeeds ./fuzz rewrites the files).
+
+// semHeader: nsems index (semNsems), then fresh bit | mode index<<1.
+func semProg(nsemsIdx byte, fresh bool, build func(e *semEnc)) []byte {
+	e := &semEnc{}
+	h1 := byte(0)
+	if fresh {
+		h1 = 1
+	}
+	e.b(nsemsIdx, h1)
+	build(e)
+	return e.enc
+}
+
+// Sem opcodes for semEnc.ctl.
+const (
+	scSetVal  = 3
+	scSetAll  = 4
+	scGetVal  = 5
+	scGetPid  = 6
+	scGetNcnt = 7
+	scGetZcnt = 8
+	scGetAll  = 9
+	scStat    = 10
+	scSet     = 11
+	scGet     = 12
+	scRemove  = 13
+	scBadID   = 0xF0 // OR into an opcode: id -1
+	scAlt     = 0x40 // OR into an opcode: after IPC_RMID, through the contract functions
+)
+
+func semSeeds() map[string][]byte {
+	return map[string][]byte{
+		// semop01: +0,+1,+4,+9 with SEM_UNDO, then GETALL; pids; an undo
+		// decrement, a wait-for-zero that proceeds.
+		"basic": semProg(3, false, func(e *semEnc) {
+			e.op(0, sop(0, 0, 2), sop(1, 1, 2), sop(2, 4, 2), sop(3, 4, 2))
+			e.op(0, sop(3, 4, 2))
+			e.ctl(scGetAll).ctl(scGetPid, 1).ctl(scGetVal, 3)
+			e.op(0, sop(1, -1, 2), sop(0, 0, 0))
+			e.ctl(scGetAll).ctl(scGetNcnt, 0).ctl(scGetZcnt, 1)
+		}),
+		// SEMANTICS 9.2: later ops see earlier ones on the same semaphore.
+		"array-order": semProg(1, false, func(e *semEnc) {
+			e.op(0, sop(0, 1, 0), sop(0, -1, 0))
+			e.op(0, sop(0, -1, 1), sop(0, 1, 0))
+			e.op(0, sop(0, 2, 0), sop(0, -1, 0), sop(0, 0, 1))
+			e.ctl(scGetAll)
+			e.op(0, sop(0, 1, 0), sop(1, -1, 0), sop(0, -1, 0))
+			e.ctl(scGetAll)
+		}),
+		// SEMANTICS 9.4: IPC_NOWAIT is per op; the one that blocks decides.
+		"nowait-per-op": semProg(1, false, func(e *semEnc) {
+			e.op(0, sop(1, 1, 1), sop(0, -1, 0))
+			e.op(0, sop(0, -1, 1), sop(1, 1, 0))
+			e.op(3, sop(0, -1, 0), sop(1, 1, 0))
+			e.op(0, sop(1, 1, 0), sop(0, 0, 0))
+			e.ctl(scGetAll)
+		}),
+		// ERANGE: value above SEMVMX, an earlier out-of-range op beating a
+		// later block, and semadj overflow.
+		"erange": semProg(1, false, func(e *semEnc) {
+			e.op(0, sop(0, 1, 0))
+			e.op(0, bigSop(0, 0, 0))
+			e.op(0, bigSop(0, 0, 0), sop(1, -1, 0))
+			e.op(0, sop(1, -1, 0), bigSop(0, 0, 0))
+			e.ctl(scSetVal, 0, 0)
+			e.op(0, bigSop(0, 5, 2)) // +30000 SEM_UNDO: semadj -30000
+			e.op(0, bigSop(0, 6, 0)) // -30000
+			e.op(0, bigSop(0, 5, 2)) // semadj would be -60000
+			e.op(0, bigSop(0, 5, 0))
+			e.ctl(scGetAll)
+			e.op(0, bigSop(0, 6, 2), bigSop(0, 5, 2))
+			e.ctl(scGetAll)
+		}),
+		// EFBIG, E2BIG, EINVAL for an empty array, SEMOPM ops.
+		"limits": semProg(2, false, func(e *semEnc) {
+			e.op(0, [3]byte{0xF0, 5, 0})
+			e.op(0, [3]byte{0xFF, 5, 2})
+			e.op(0, sop(0, -1, 0), [3]byte{0xF1, 5, 0})
+			e.b(0, 31)          // no ops
+			e.b(0, 30, 0, 5, 0) // SEMOPM+1 ops
+			e.b(0, 29, 0, 5, 0) // SEMOPM ops of +1
+			e.ctl(scGetAll)
+			e.b(0, 29, 0, 3, 3) // SEMOPM ops of -1, NOWAIT|UNDO
+			e.ctl(scGetAll)
+		}),
+		// SETVAL and SETALL: ERANGE before EINVAL, semnum checks, semadj
+		// cleared (a later undo overflow test), sempid.
+		"setval-setall": semProg(2, false, func(e *semEnc) {
+			e.ctl(scSetVal, 0, 0xF0)         // -1: ERANGE
+			e.ctl(scSetVal, 0, 0xF2)         // 32768: ERANGE
+			e.ctl(scSetVal, 0xFE, 3)         // semnum -1
+			e.ctl(scSetVal, 0xF0, 3)         // semnum nsems
+			e.ctl(scSetVal|scBadID, 0, 0xF0) // id -1 before ERANGE
+			e.ctl(scSetVal, 1, 0xF1)         // SEMVMX
+			e.ctl(scGetVal, 1).ctl(scGetPid, 1).ctl(scGetVal, 0xFE).ctl(scGetPid, 0xF0)
+			e.op(0, bigSop(0, 5, 2))
+			e.ctl(scSetAll, 0, 1, 2, 3)
+			e.op(0, bigSop(0, 5, 2))
+			e.ctl(scSetAll, 0, 0xF1, 0, 0) // 32768: ERANGE, nothing changed
+			e.ctl(scSetAll, 0xFE, 1, 1, 1, 1)
+			e.ctl(scSetAll, 0xFF)
+			e.ctl(scGetAll)
+		}),
+		// semtimedop: zero, tiny and negative timeouts; Op that would sleep.
+		"timed": semProg(0, false, func(e *semEnc) {
+			e.op(4, sop(0, -1, 0))
+			e.op(5, sop(0, -1, 0))
+			e.op(6, sop(0, 0, 0), sop(0, -1, 0))
+			e.op(7, sop(0, 1, 0))
+			e.op(0, sop(0, -1, 0))
+			e.op(0, sop(0, 1, 0))
+			e.op(0, sop(0, 0, 0))
+			e.op(6, sop(0, -1, 0))
+			e.ctl(scGetAll).ctl(scStat)
+		}),
+		// IPC_STAT / IPC_SET: mode masking, uid -1, ownership given away
+		// (root keeps every right).
+		"ipc-set": semProg(1, false, func(e *semEnc) {
+			e.ctl(scStat)
+			e.ctl(scSet, 0, 0).u16(0o7777)
+			e.ctl(scStat)
+			e.ctl(scSet, 5, 0).u16(0o644)
+			e.ctl(scSet, 3, 4).u16(0)
+			e.ctl(scStat)
+			e.op(0, sop(0, 1, 0))
+			e.ctl(scGetAll)
+			e.ctl(scSet|scBadID, 0, 0).u16(0o600)
+		}),
+		// A set made by key: semget's errors and answers, IPC_RMID, and every
+		// call after it, through the handle and the contract functions.
+		"lifecycle": semProg(2, true, func(e *semEnc) {
+			e.ctl(scStat)
+			e.ctl(scGet, 0, 1, 3) // own key, CREAT|EXCL: EEXIST
+			e.ctl(scGet, 0, 0, 0) // own key, nsems 0: the set
+			e.ctl(scGet, 0, 3, 0) // nsems+1: EINVAL
+			e.ctl(scGet, 0, 5, 0) // SEMMSL+1
+			e.ctl(scGet, 1, 1, 0) // other key: ENOENT
+			e.ctl(scGet, 1, 1, 1) // other key, CREAT: new
+			e.ctl(scGet, 2, 0, 0) // private, nsems 0: EINVAL
+			e.ctl(scGet, 2, 1, 0) // private: new
+			e.op(0, sop(0, 1, 2))
+			e.ctl(scStat)
+			e.ctl(scRemove)
+			e.ctl(scRemove)
+			e.ctl(scGetVal, 0).ctl(scGetVal|scAlt, 0).ctl(scStat).ctl(scStat | scAlt)
+			e.op(0, sop(0, 1, 0))
+			e.b(scAlt, 0, 0, 5, 0)
+			e.ctl(scSetVal, 0, 1).ctl(scSetVal|scAlt, 0, 1).ctl(scSetAll|scAlt, 0, 1, 1, 1)
+			e.ctl(scGetAll|scAlt).ctl(scSet|scAlt, 0, 0).u16(0o600)
+			e.ctl(scGet, 0, 1, 0) // own key after removal: ENOENT
+			e.ctl(scGet, 0, 1, 1) // IPC_CREAT: new
+		}),
+		// 65 semaphores: duplicate-mask collisions in the kernel's fast path.
+		"wide": semProg(7, false, func(e *semEnc) {
+			e.op(0, sop(0, 2, 2), sop(64, 1, 0), sop(0, -1, 2), sop(64, -1, 0))
+			e.op(0, sop(1, 1, 0), sop(65, 0, 0))
+			e.op(0, [3]byte{0xF0, 5, 0})
+			e.ctl(scGetVal, 64).ctl(scGetPid, 64).ctl(scGetAll)
+		}),
+		// Unknown sem_flg bits are ignored; semget ignores IPC_NOWAIT.
+		"junk-flags": semProg(1, true, func(e *semEnc) {
+			e.op(0, sop(0, 1, 4|2), sop(1, 0, 4))
+			e.op(0, sop(0, -2, 4|1))
+			e.ctl(scGet, 0, 0, 4)
+			e.ctl(scGetAll)
+		}),
+	}
+}
+
+func msgProg(fresh bool, build func(e *msgEnc)) []byte {
+	e := &msgEnc{}
+	h := byte(0)
+	if fresh {
+		h = 1
+	}
+	e.b(h)
+	build(e)
+	return e.enc
+}
+
+// Msg opcodes for msgEnc.ctl.
+const (
+	mcStat   = 4
+	mcSet    = 5
+	mcGet    = 6
+	mcRemove = 7
+)
+
+// msgSet encodes IPC_SET: uid and gid index (semIDs), mode, qbytes index
+// (msgQbytes).
+func (e *msgEnc) set(uid, gid byte, mode uint16, qbytes byte) *msgEnc {
+	e.b(mcSet, uid, gid)
+	e.u16(mode)
+	e.b(qbytes)
+	return e
+}
+
+func msgSeeds() map[string][]byte {
+	return map[string][]byte{
+		// msgrcv07: type selection, 0 / >0 / <0 / EXCEPT, FIFO among equals.
+		"types": msgProg(false, func(e *msgEnc) {
+			e.send(2, 5, 1).send(0, 3, 1).send(1, 4, 1).send(0, 6, 1).send(4, 7, 1)
+			e.recv(20, typ(-3), 1) // 1a
+			e.recv(20, typ(-3), 1) // 1b
+			e.recv(20, typ(2), 1|4)
+			e.recv(20, typ(-2), 1|4) // EXCEPT ignored for msgtyp <= 0
+			e.recv(20, typ(0), 1|4)
+			e.recv(20, typ(7), 1)
+			e.recv(20, typ(0), 1)
+			e.ctl(mcStat)
+		}),
+		// E2BIG leaves the message; NOERROR truncates and removes it.
+		"e2big": msgProg(false, func(e *msgEnc) {
+			e.send(0, 10, 1)
+			e.recv(9, typ(0), 1)
+			e.ctl(mcStat)
+			e.recv(3, typ(1), 1|2)
+			e.ctl(mcStat)
+			e.send(0, 0, 1)
+			e.recv(0, typ(0), 1)
+		}),
+		// MSG_COPY: index, needs NOWAIT, excludes EXCEPT, E2BIG, and EINVAL
+		// with NOERROR and a short buffer.
+		"copy": msgProg(false, func(e *msgEnc) {
+			e.send(0, 3, 1).send(1, 5, 1)
+			e.recv(10, typ(0), 1|8).recv(10, typ(1), 1|8).recv(10, typ(2), 1|8).recv(10, typ(-1), 1|8)
+			e.recv(10, typ(0), 8).recv(10, typ(0), 1|8|4)
+			e.recv(2, typ(1), 1|8).recv(2, typ(1), 1|8|2)
+			e.ctl(mcStat)
+		}),
+		// msgsnd05 / SEMANTICS 5.4: cbytes and qnum both capped by qbytes.
+		"full": msgProg(false, func(e *msgEnc) {
+			e.set(0, 0, 0o600, 3) // qbytes 3
+			e.send(0, 0, 1).send(0, 0, 1).send(0, 0, 1).send(0, 0, 1)
+			e.ctl(mcStat)
+			e.recv(0, typ(0), 1)
+			e.send(0, 1, 1)
+			e.set(0, 0, 0o600, 4) // 10
+			e.send(0, 9, 1).send(0, 6, 1).send(0, 6, 0)
+			e.set(0, 0, 0o600, 0) // 0: nothing fits
+			e.send(0, 0, 1)
+			e.ctl(mcStat)
+		}),
+		// qbytes limits and IPC_SET check order: EPERM above MSGMNB before
+		// EINVAL for uid -1; MSGMNB itself and 0 allowed.
+		"qbytes": msgProg(false, func(e *msgEnc) {
+			e.set(0, 0, 0o600, 9)  // 16385: EPERM
+			e.set(5, 0, 0o600, 9)  // uid -1 and 16385: EPERM
+			e.set(5, 0, 0o600, 8)  // uid -1: EINVAL
+			e.set(0, 5, 0o600, 7)  // gid -1
+			e.set(3, 3, 0o7777, 7) // 16383
+			e.ctl(mcStat)
+			e.set(0, 0, 0o600, 8) // back to 16384
+			e.ctl(mcStat)
+		}),
+		// Sizes around the block boundaries of usysv's store and the limits.
+		"sizes": msgProg(false, func(e *msgEnc) {
+			for i := 0; i < 13; i++ {
+				e.send(byte(i%6), big(i), 1)
+			}
+			e.ctl(mcStat)
+			for i := 0; i < 13; i++ {
+				e.recv(big(11), typ(0), 1)
+			}
+			e.send(0xF0, 1, 1).send(0xF1, 1, 1).send(0xF2, 1, 1).send(0xF3, 1, 1).send(0xF4, 1, 1)
+			e.recv(10, 0xC1, 1).recv(10, 0xC0, 1).recv(10, 0xC2, 1)
+			e.ctl(mcStat)
+		}),
+		// Calls without IPC_NOWAIT: ones that can proceed, and ones that would
+		// sleep (the model target lets those expire; the differential adds
+		// IPC_NOWAIT).
+		"blocking": msgProg(false, func(e *msgEnc) {
+			e.recv(10, typ(0), 0)
+			e.send(0, 5, 0)
+			e.recv(10, typ(0), 0)
+			e.set(0, 0, 0o600, 1)
+			e.send(0, 0, 0).send(0, 0, 0)
+			e.recv(10, typ(3), 2)
+			e.ctl(mcStat)
+		}),
+		// A queue made by key: msgget's answers, IPC_RMID, and calls after.
+		"lifecycle": msgProg(true, func(e *msgEnc) {
+			e.ctl(mcStat)
+			e.ctl(mcGet, 0, 3) // CREAT|EXCL: EEXIST
+			e.ctl(mcGet, 0, 0)
+			e.ctl(mcGet, 1, 0) // ENOENT
+			e.ctl(mcGet, 1, 1) // new
+			e.ctl(mcGet, 2, 0) // private: new
+			e.send(0, 5, 1)
+			e.recv(10, typ(0), 1)
+			e.ctl(mcStat)
+			e.ctl(mcRemove).ctl(mcRemove)
+			e.send(0, 5, 1).ctl(0x40, 0, 5, 1)
+			e.recv(10, typ(0), 1).ctl(0x42, 10, typ(0), 1)
+			e.ctl(mcStat).ctl(0x44).ctl(0x45, 0, 0, 0x80, 0x01, 8)
+			e.ctl(mcGet, 0, 0) // ENOENT
+			e.ctl(mcGet, 0, 1) // new
+		}),
+		// id -1 and the bad-argument EINVALs.
+		"bad-args": msgProg(false, func(e *msgEnc) {
+			e.ctl(0xF0, 0, 1, 1).ctl(0xF2, 10, typ(0), 1).ctl(0xF4).ctl(0xF5, 0, 0, 0x80, 0x01, 8).ctl(0xF7)
+			e.send(0xF0, 1, 1).send(0xF1, 1, 1)
+			e.send(0, big(12), 1).send(0, big(11), 1)
+			e.recv(10, typ(0), 8).recv(10, typ(0), 1|8|4)
+			e.recv(big(11), 0xC0, 1|2)
+		}),
+		// Flags msgsnd and msgrcv ignore.
+		"junk-flags": msgProg(true, func(e *msgEnc) {
+			e.send(0, 3, 1|2).send(1, 3, 2)
+			e.recv(10, typ(0), 1|16).recv(10, typ(-7), 16)
+			e.ctl(mcGet, 0, 4)
+			e.ctl(mcStat)
+		}),
+	}
+}
+
+func TestSeeds(t *testing.T) {
+	for _, target := range []string{"FuzzSemModel", "FuzzSemDiff"} {
+		syncCorpus(t, target, semSeeds())
+	}
+	for _, target := range []string{"FuzzMsgModel", "FuzzMsgDiff"} {
+		syncCorpus(t, target, msgSeeds())
+	}
+}
