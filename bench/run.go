@@ -243,8 +243,8 @@ func runCase(e *env, c Case, budget time.Duration, rounds int, progress func(Cas
 		}
 		per := max(m.wall, m.elapsed) / time.Duration(max(m.ops, 1))
 		per = max(per, time.Nanosecond)
-		p := plan{n: int(budget / time.Duration(rounds) / per), k: 1}
-		p.n = min(max(p.n, c.minOps), c.maxOps)
+		n := int64(budget / time.Duration(rounds) / per) // int64: no overflow on 386
+		p := plan{n: int(min(max(n, int64(c.minOps)), int64(c.maxOps))), k: 1}
 		if c.batch {
 			p.k = max(1, int(time.Microsecond/per))
 		}
