@@ -46,7 +46,7 @@ type msgImpl interface {
 
 func runMsg(t *testing.T, data []byte, diff bool) {
 	requireRoot(t)
-	defer guard(t, data)()
+	defer guard(t, corpusEntry(data))()
 	p := &prog{b: data}
 	h := p.u8()
 	fresh := h&1 != 0

@@ -141,9 +141,14 @@ func (tr *trace) String() string {
 	return b.String()
 }
 
-// corpusEntry is a go test fuzz v1 file holding one []byte argument.
-func corpusEntry(data []byte) string {
-	return fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
+// corpusEntry is a go test fuzz v1 file holding one []byte argument, or a
+// []byte and a bool.
+func corpusEntry(data []byte, flag ...bool) string {
+	s := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
+	for _, f := range flag {
+		s += fmt.Sprintf("bool(%t)\n", f)
+	}
+	return s
 }
 
 // syncCorpus writes seeds into testdata/fuzz/<target>/ when
@@ -151,7 +156,7 @@ func corpusEntry(data []byte) string {
 // exactly the seeds, so that the code that names them and the corpus
 // cannot drift apart. Files in the directory that are not seeds (inputs
 // the fuzzer found and someone committed) are left alone.
-func syncCorpus(t *testing.T, target string, seeds map[string][]byte) {
+func syncCorpus(t *testing.T, target string, seeds map[string][]byte, flags ...map[string]bool) {
 	t.Helper()
 	dir := filepath.Join("testdata", "fuzz", target)
 	write := os.Getenv("USYSV_WRITE_SEEDS") == "1"
@@ -162,7 +167,12 @@ func syncCorpus(t *testing.T, target string, seeds map[string][]byte) {
 	}
 	for name, data := range seeds {
 		path := filepath.Join(dir, name)
-		want := corpusEntry(data)
+		var want string
+		if len(flags) > 0 {
+			want = corpusEntry(data, flags[0][name])
+		} else {
+			want = corpusEntry(data)
+		}
 		if write {
 			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 				t.Fatal(err)
@@ -189,7 +199,7 @@ const iterationLimit = 30 * time.Second
 // /tmp/fuzz-findings/ and the process panics, so that the fuzzer records
 // the input as a crasher instead of stalling. Call the returned func when
 // the execution ends.
-func guard(t *testing.T, data []byte) func() {
+func guard(t *testing.T, entry string) func() {
 	name := t.Name()
 	tm := time.AfterFunc(iterationLimit, func() {
 		buf := make([]byte, 1<<22)
@@ -198,7 +208,7 @@ func guard(t *testing.T, data []byte) func() {
 		_ = os.MkdirAll(dir, 0o755)
 		base := filepath.Join(dir, fmt.Sprintf("hang-%s-%d-%d", strings.ReplaceAll(name, "/", "_"), os.Getpid(), time.Now().Unix()))
 		_ = os.WriteFile(base+".stacks", buf, 0o644)
-		_ = os.WriteFile(base+".input", []byte(corpusEntry(data)), 0o644)
+		_ = os.WriteFile(base+".input", []byte(entry), 0o644)
 		panic(fmt.Sprintf("fuzz: %s did not finish within %v; stacks in %s.stacks", name, iterationLimit, base))
 	})
 	return func() { tm.Stop() }

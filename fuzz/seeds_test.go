@@ -331,4 +331,9 @@ func TestSeeds(t *testing.T) {
 	for _, target := range []string{"FuzzMsgModel", "FuzzMsgDiff"} {
 		syncCorpus(t, target, msgSeeds())
 	}
+	data, framed := map[string][]byte{}, map[string]bool{}
+	for _, s := range wireSeeds() {
+		data[s.name], framed[s.name] = s.data, s.framed
+	}
+	syncCorpus(t, "FuzzRegistryWire", data, framed)
 }

@@ -57,7 +57,7 @@ func runSem(t *testing.T, data []byte, diff bool) { runSemTraced(t, data, diff) 
 
 func runSemTraced(t *testing.T, data []byte, diff bool) {
 	requireRoot(t)
-	defer guard(t, data)()
+	defer guard(t, corpusEntry(data))()
 	p := &prog{b: data}
 	h0, h1 := p.u8(), p.u8()
 	nsems := semNsems[h0%8]
