@@ -78,6 +78,9 @@
 // pooled. Throughput is messages over the time from telling the producers
 // to go until the last consumer has its share.
 //
+// The table marks a speed-up with ~ when the rounds disagree on it by more
+// than a factor of 1.5 (Steady): the machine was too busy for that row.
+//
 // Speed-up is kernel p50 / usysv p50 for latency and usysv rate / kernel
 // rate for streams: above 1 usysv is faster. It compares numbers from the
 // same run, never stored ones.
@@ -114,8 +117,10 @@
 //	    "impls"    by implementation name ("usysv", "kernel", "unix", "pipe"),
 //	               only those the case ran on; each either
 //	        latency:     "p50_ns", "p99_ns", "samples", "ops_per_sample",
+//	                     "per_round" (p50 of each round's samples),
 //	                     "ops" (operations timed), "seconds" (their time)
-//	        throughput:  "msgs_per_s", "ops" (messages), "seconds"
+//	        throughput:  "msgs_per_s", "per_round" (msgs/s of each round),
+//	                     "ops" (messages), "seconds"
 //	        or failed:   "error" (text), with "ops" and "seconds" 0
 //
 // No other fields appear. A later incompatible change gets a new schema id.

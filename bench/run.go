@@ -87,14 +87,37 @@ type Result struct {
 
 // ImplResult is one case on one implementation.
 type ImplResult struct {
-	P50NS        *float64 `json:"p50_ns,omitempty"`         // latency
-	P99NS        *float64 `json:"p99_ns,omitempty"`         // latency
-	Samples      int      `json:"samples,omitempty"`        // latency
-	OpsPerSample int      `json:"ops_per_sample,omitempty"` // latency
-	MsgsPerS     *float64 `json:"msgs_per_s,omitempty"`     // throughput
-	Ops          int64    `json:"ops"`                      // operations timed
-	Seconds      float64  `json:"seconds"`                  // time they took
-	Error        string   `json:"error,omitempty"`          // instead of numbers
+	P50NS        *float64  `json:"p50_ns,omitempty"`         // latency
+	P99NS        *float64  `json:"p99_ns,omitempty"`         // latency
+	Samples      int       `json:"samples,omitempty"`        // latency
+	OpsPerSample int       `json:"ops_per_sample,omitempty"` // latency
+	MsgsPerS     *float64  `json:"msgs_per_s,omitempty"`     // throughput
+	PerRound     []float64 `json:"per_round,omitempty"`      // the headline value of each round
+	Ops          int64     `json:"ops"`                      // operations timed
+	Seconds      float64   `json:"seconds"`                  // time they took
+	Error        string    `json:"error,omitempty"`          // instead of numbers
+}
+
+// Steady reports whether the rounds of u and k agree on the speed-up:
+// the largest and the smallest per-round ratio are within a factor of
+// 1.5. A noisy machine shows up here first.
+func Steady(kind Kind, u, k *ImplResult) bool {
+	if u == nil || k == nil {
+		return true
+	}
+	lo, hi := math.Inf(1), 0.0
+	for i := range min(len(u.PerRound), len(k.PerRound)) {
+		a, b := u.PerRound[i], k.PerRound[i]
+		if a <= 0 || b <= 0 {
+			continue
+		}
+		r := b / a
+		if kind == Throughput {
+			r = a / b
+		}
+		lo, hi = min(lo, r), max(hi, r)
+	}
+	return hi == 0 || hi <= 1.5*lo
 }
 
 // Value is the headline number: p50 in ns, or messages per second.
@@ -293,6 +316,12 @@ func condense(kind Kind, list []measurement) *ImplResult {
 		elapsed += m.elapsed
 		samples = append(samples, m.samples...)
 		r.OpsPerSample = max(r.OpsPerSample, m.sampleOps)
+		if kind == Latency {
+			p50, _ := percentiles(m.samples)
+			r.PerRound = append(r.PerRound, round3(p50))
+		} else {
+			r.PerRound = append(r.PerRound, math.Round(float64(m.ops)/max(m.elapsed.Seconds(), 1e-9)))
+		}
 	}
 	r.Seconds = round3(elapsed.Seconds())
 	switch kind {

@@ -21,17 +21,17 @@ func sampleReport() *Report {
 		Results: []*Result{
 			{Case: "sem/uncontended", Title: "sem P+V", Kind: Latency, Unit: "ns", Speedup: f(10),
 				Impls: map[string]*ImplResult{
-					Usysv:  {P50NS: f(40), P99NS: f(90), Samples: 100, OpsPerSample: 25, Ops: 2500, Seconds: 0.0001},
-					Kernel: {P50NS: f(400), P99NS: f(900), Samples: 100, OpsPerSample: 3, Ops: 300, Seconds: 0.0001},
+					Usysv:  {P50NS: f(40), P99NS: f(90), Samples: 100, OpsPerSample: 25, PerRound: []float64{40, 41}, Ops: 2500, Seconds: 0.0001},
+					Kernel: {P50NS: f(400), P99NS: f(900), Samples: 100, OpsPerSample: 3, PerRound: []float64{400, 402}, Ops: 300, Seconds: 0.0001},
 				}},
 			{Case: "msg/stream", Title: "stream", Kind: Throughput, Unit: "msgs/s", Speedup: f(4),
 				Impls: map[string]*ImplResult{
-					Usysv:  {MsgsPerS: f(4e6), Ops: 4000, Seconds: 0.001},
-					Kernel: {MsgsPerS: f(1e6), Ops: 1000, Seconds: 0.001},
+					Usysv:  {MsgsPerS: f(4e6), PerRound: []float64{4e6}, Ops: 4000, Seconds: 0.001},
+					Kernel: {MsgsPerS: f(1e6), PerRound: []float64{1e6}, Ops: 1000, Seconds: 0.001},
 					Pipe:   {Error: "broken pipe"},
 				}},
 			{Case: "msg/pingpong", Title: "ping-pong", Kind: Latency, Unit: "ns",
-				Impls: map[string]*ImplResult{Kernel: {P50NS: f(3000), P99NS: f(9000), Samples: 10, OpsPerSample: 1, Ops: 10, Seconds: 0.00003}}},
+				Impls: map[string]*ImplResult{Kernel: {P50NS: f(3000), P99NS: f(9000), Samples: 10, OpsPerSample: 1, PerRound: []float64{3000}, Ops: 10, Seconds: 0.00003}}},
 		},
 	}
 }
@@ -45,30 +45,32 @@ func TestValidateAccepts(t *testing.T) {
 // Every mutation breaks one documented rule; Validate must catch each.
 func TestValidateRejects(t *testing.T) {
 	mutations := map[string]func(m map[string]any){
-		"wrong schema id":      func(m map[string]any) { m["schema"] = "usysv-bench/v0" },
-		"unknown mode":         func(m map[string]any) { m["mode"] = "slow" },
-		"missing host":         func(m map[string]any) { delete(m, "host") },
-		"unknown top field":    func(m map[string]any) { m["extra"] = 1 },
-		"started not UTC":      func(m map[string]any) { m["started"] = "2026-01-02T03:04:05+01:00" },
-		"cpus not integer":     func(m map[string]any) { hostOf(m)["cpus"] = 1.5 },
-		"case name malformed":  func(m map[string]any) { result(m, 0)["case"] = "Sem Uncontended" },
-		"kind/unit mismatch":   func(m map[string]any) { result(m, 0)["unit"] = "msgs/s" },
-		"unknown impl":         func(m map[string]any) { implsOf(m, 0)["shm"] = implsOf(m, 0)["kernel"] },
-		"no impls":             func(m map[string]any) { result(m, 2)["impls"] = map[string]any{} },
-		"latency without p99":  func(m map[string]any) { delete(impl(m, 0, "usysv"), "p99_ns") },
-		"latency with rate":    func(m map[string]any) { impl(m, 0, "usysv")["msgs_per_s"] = 5 },
-		"negative p50":         func(m map[string]any) { impl(m, 0, "kernel")["p50_ns"] = -1 },
-		"zero rate":            func(m map[string]any) { impl(m, 1, "kernel")["msgs_per_s"] = 0 },
-		"throughput with p50":  func(m map[string]any) { impl(m, 1, "usysv")["p50_ns"] = 1 },
-		"error and numbers":    func(m map[string]any) { impl(m, 1, "pipe")["msgs_per_s"] = 5 },
-		"empty error":          func(m map[string]any) { impl(m, 1, "pipe")["error"] = "" },
-		"speedup not a number": func(m map[string]any) { result(m, 0)["speedup"] = "10x" },
-		"speedup missing":      func(m map[string]any) { delete(result(m, 0), "speedup") },
-		"speedup wrong":        func(m map[string]any) { result(m, 0)["speedup"] = 2 },
-		"speedup invented":     func(m map[string]any) { result(m, 2)["speedup"] = 1 },
-		"speedup dropped":      func(m map[string]any) { result(m, 1)["speedup"] = nil },
-		"p99 below p50":        func(m map[string]any) { impl(m, 0, "usysv")["p99_ns"] = 10 },
-		"trailing data":        nil,
+		"wrong schema id":       func(m map[string]any) { m["schema"] = "usysv-bench/v0" },
+		"unknown mode":          func(m map[string]any) { m["mode"] = "slow" },
+		"missing host":          func(m map[string]any) { delete(m, "host") },
+		"unknown top field":     func(m map[string]any) { m["extra"] = 1 },
+		"started not UTC":       func(m map[string]any) { m["started"] = "2026-01-02T03:04:05+01:00" },
+		"cpus not integer":      func(m map[string]any) { hostOf(m)["cpus"] = 1.5 },
+		"case name malformed":   func(m map[string]any) { result(m, 0)["case"] = "Sem Uncontended" },
+		"kind/unit mismatch":    func(m map[string]any) { result(m, 0)["unit"] = "msgs/s" },
+		"unknown impl":          func(m map[string]any) { implsOf(m, 0)["shm"] = implsOf(m, 0)["kernel"] },
+		"no impls":              func(m map[string]any) { result(m, 2)["impls"] = map[string]any{} },
+		"latency without p99":   func(m map[string]any) { delete(impl(m, 0, "usysv"), "p99_ns") },
+		"latency with rate":     func(m map[string]any) { impl(m, 0, "usysv")["msgs_per_s"] = 5 },
+		"negative p50":          func(m map[string]any) { impl(m, 0, "kernel")["p50_ns"] = -1 },
+		"zero rate":             func(m map[string]any) { impl(m, 1, "kernel")["msgs_per_s"] = 0 },
+		"throughput with p50":   func(m map[string]any) { impl(m, 1, "usysv")["p50_ns"] = 1 },
+		"error and numbers":     func(m map[string]any) { impl(m, 1, "pipe")["msgs_per_s"] = 5 },
+		"empty error":           func(m map[string]any) { impl(m, 1, "pipe")["error"] = "" },
+		"speedup not a number":  func(m map[string]any) { result(m, 0)["speedup"] = "10x" },
+		"speedup missing":       func(m map[string]any) { delete(result(m, 0), "speedup") },
+		"speedup wrong":         func(m map[string]any) { result(m, 0)["speedup"] = 2 },
+		"speedup invented":      func(m map[string]any) { result(m, 2)["speedup"] = 1 },
+		"speedup dropped":       func(m map[string]any) { result(m, 1)["speedup"] = nil },
+		"p99 below p50":         func(m map[string]any) { impl(m, 0, "usysv")["p99_ns"] = 10 },
+		"no per_round":          func(m map[string]any) { delete(impl(m, 1, "kernel"), "per_round") },
+		"per_round not numbers": func(m map[string]any) { impl(m, 0, "kernel")["per_round"] = []any{"fast"} },
+		"trailing data":         nil,
 	}
 	for name, mutate := range mutations {
 		t.Run(name, func(t *testing.T) {
@@ -136,4 +138,13 @@ func TestSchemaDocumented(t *testing.T) {
 	}
 	walk(s)
 	assert.True(t, strings.Contains(doc, SchemaID))
+}
+
+func TestSteady(t *testing.T) {
+	r := func(v ...float64) *ImplResult { return &ImplResult{PerRound: v} }
+	assert.True(t, Steady(Latency, r(40, 42), r(400, 410)))
+	assert.False(t, Steady(Latency, r(40, 80), r(400, 400)))
+	assert.True(t, Steady(Throughput, r(2e6, 2.2e6), r(1e6, 1.2e6)))
+	assert.False(t, Steady(Throughput, r(2e6, 4e6), r(1e6, 1e6)))
+	assert.True(t, Steady(Latency, nil, r(1)))
 }

@@ -22,6 +22,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	rows := [][]string{{"case", Usysv, Kernel, "speed-up", "unix socket", "pipe", "p99 usysv / kernel"}}
 	var notes []string
+	unsteady := false
 	for _, res := range r.Results {
 		cell := func(impl string) string {
 			ir := res.Impls[impl]
@@ -41,6 +42,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		sp := "-"
 		if res.Speedup != nil {
 			sp = fmtSpeedup(*res.Speedup)
+			if !Steady(res.Kind, res.Impls[Usysv], res.Impls[Kernel]) {
+				sp = "~" + sp
+				unsteady = true
+			}
 		}
 		tail := ""
 		if res.Kind == Latency {
@@ -80,6 +85,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\nlatency rows: p50 per operation or round trip (lower is better); stream rows: messages/s (higher is better).\n")
 	b.WriteString("speed-up: usysv against the kernel's own SysV IPC, measured in this run; above 1× usysv is faster.\n")
+	if unsteady {
+		b.WriteString("~: the rounds disagreed on this ratio by more than 1.5× (a busy machine); see per_round in -json.\n")
+	}
 	for _, n := range notes {
 		b.WriteString("error: " + n + "\n")
 	}
