@@ -386,7 +386,10 @@ func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeL
 	if err != nil || ref == 0 {
 		return false, err
 	}
-	h := v.hdr(ref - 1)
+	h, err := v.first(ref)
+	if err != nil {
+		return false, err
+	}
 	l, err := v.msgLen(h)
 	if err != nil {
 		return false, err

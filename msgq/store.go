@@ -67,7 +67,13 @@ func (v *view) first(m uint32) (*msgHdr, error) {
 // O(messages ahead of the match) ≤ O(qnum).
 func (v *view) find(mode int, typ int64) (m, prev uint32, err error) {
 	cur := v.ctl.head
-	if mode == searchAny || cur == 0 {
+	if cur == 0 {
+		return 0, 0, nil
+	}
+	if mode == searchAny {
+		if cur > v.nblocks {
+			return 0, 0, corrupt("message reference %d outside %d blocks", cur, v.nblocks)
+		}
 		return cur, 0, nil
 	}
 	var before, found, foundPrev uint32
