@@ -268,8 +268,11 @@ func runCase(e *env, c Case, budget time.Duration, rounds int, progress func(Cas
 		per = max(per, time.Nanosecond)
 		n := int64(budget / time.Duration(rounds) / per) // int64: no overflow on 386
 		p := plan{n: int(min(max(n, int64(c.minOps)), int64(c.maxOps))), k: 1}
-		if c.batch {
-			p.k = max(1, int(time.Microsecond/per))
+		if c.batch && len(m.samples) > 0 {
+			// Group so that a sample lasts about a microsecond, by the
+			// pilot's median (the clock's cost already taken off).
+			p50, _ := percentiles(m.samples)
+			p.k = max(1, int(1000/max(p50, 1)))
 		}
 		plans[impl] = p
 	}
