@@ -49,6 +49,7 @@ func (m *Mutex) TryLock() bool {
 	pid, start := kernel.Self()
 	if m.word.CompareAndSwap(0, uint32(pid)) {
 		m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
+		raceAcquire(m.word)
 		return true
 	}
 	return false
@@ -71,6 +72,7 @@ func (m *Mutex) lockSlow() bool {
 	for i := 0; i < 100; i++ {
 		if w := m.word.Load(); w == 0 && m.word.CompareAndSwap(0, me) {
 			m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
+			raceAcquire(m.word)
 			return false
 		}
 		if i >= 90 {
@@ -84,6 +86,7 @@ func (m *Mutex) lockSlow() bool {
 			// Unlock wakes whoever else sleeps.
 			if m.word.CompareAndSwap(0, me|lockWaiters) {
 				m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
+				raceAcquire(m.word)
 				return false
 			}
 			continue
@@ -98,6 +101,7 @@ func (m *Mutex) lockSlow() bool {
 		if w2 := m.word.Load(); w2 == w|lockWaiters && m.holderDead(w2&lockPidMask) {
 			if m.word.CompareAndSwap(w2, me|lockWaiters) {
 				m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
+				raceAcquire(m.word)
 				return true
 			}
 		}
@@ -128,6 +132,7 @@ func (m *Mutex) holderDead(pid uint32) bool {
 // holder's pid against this holder's start time (after pid reuse the two
 // can share a pid, and the live holder would look dead).
 func (m *Mutex) Unlock() {
+	raceRelease(m.word)
 	m.owner.Store(0)
 	if m.word.Swap(0)&lockWaiters != 0 {
 		_, _ = kernel.FutexWake(m.word, 1)
@@ -149,6 +154,7 @@ func (m *Mutex) RecoverIfDead() bool {
 		return false
 	}
 	m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
+	raceAcquire(m.word)
 	return true
 }
 
