@@ -117,7 +117,7 @@ type block struct {
 const (
 	slotFree      = 0
 	slotRecv      = 1 // receiver waiting; Arg: ticket, msgtyp, mode|maxsize<<32
-	slotSend      = 2 // sender waiting; Arg: ticket, size
+	slotSend      = 2 // sender waiting; Arg: ticket, size, -, woken
 	slotDelivered = 3 // receiver was handed a message: Arg[3] block+1, Arg[4] seq
 	slotE2BIG     = 4 // receiver must fail with E2BIG (a matching message was too big)
 )
@@ -127,6 +127,7 @@ const (
 	argType   = 1 // recv: msgtyp after convertMode; send: size
 	argMode   = 2 // recv: mode | maxsize<<32
 	argBlock  = 3 // delivered: first block+1
+	argWoken  = 3 // send: 1 once woken for room, until the sender looks again
 	argSeq    = 4 // delivered: message sequence number
 )
 

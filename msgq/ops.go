@@ -46,7 +46,7 @@ func (q *Queue) fail(w *waiter, wl *wakeList, n int, err error) (int, error) {
 
 // sendMsgs sends msgs in order, blocking while the queue is full unless
 // nowait. The lock is taken once for as many messages as fit.
-func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait bool) (int, error) {
+func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (int, error) {
 	if err := q.enter(); err != nil {
 		return 0, err
 	}
@@ -58,7 +58,7 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait bool) (int, err
 	defer w.done()
 	var wl wakeList
 	c := q.v.ctl
-	sent, spun := 0, false
+	sent := 0
 	for {
 		q.lock()
 		// Linux's order: EACCES, EIDRM, then whether it fits.
@@ -98,6 +98,7 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait bool) (int, err
 			q.claim(&w, slotSend, size, 0)
 		} else {
 			w.slot.Arg[argType].Store(size)
+			w.slot.Arg[argWoken].Store(0)
 		}
 		seen := q.futex(&w).Load()
 		if err := q.stopped(ctx, permWrite); err != nil {
@@ -114,7 +115,7 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait bool) (int, err
 // recvMsgs receives up to len(msgs) messages matching msgtyp, blocking
 // until there is one unless flags has IPC_NOWAIT. The lock is taken once
 // for all that are there.
-func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags int) (int, error) {
+func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags int, spun bool) (int, error) {
 	if err := q.enter(); err != nil {
 		return 0, err
 	}
@@ -131,7 +132,6 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 	defer w.done()
 	var wl wakeList
 	c := q.v.ctl
-	spun := false
 	for {
 		q.lock()
 		now := clock.Now()
@@ -213,13 +213,25 @@ func (q *Queue) checkMsg(mtype int64, data []byte) error {
 // sendFast is the whole of a send in the common case: the lock once,
 // room in the queue, nobody asleep. It reports false, having changed
 // nothing, when the call needs the general path.
-func (q *Queue) sendFast(mtype int64, data []byte) (bool, error) {
-	if q.mu.LockCached() {
+func (q *Queue) sendFast(mtype int64, data []byte, spin bool) (bool, error) {
+	if q.acquire() {
 		q.v.repair(true)
 	}
 	c := q.v.ctl
 	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permWrite == 0 || q.seg.Removed() ||
-		c.recvWait != 0 || c.ovfWait.Load() != 0 || !q.v.fits(len(data), q.qbytes()) {
+		c.recvWait != 0 || c.ovfWait.Load() != 0 {
+		q.mu.Unlock()
+		return false, nil
+	}
+	if !q.v.fits(len(data), q.qbytes()) {
+		if spin { // full: watch for a receive, then look once more
+			c.sendSpin.Add(1)
+			g := c.recvGen.Load()
+			q.mu.Unlock()
+			spinWait(&c.recvGen, g)
+			c.sendSpin.Add(^uint32(0))
+			return q.sendFast(mtype, data, false)
+		}
 		q.mu.Unlock()
 		return false, nil
 	}
@@ -232,8 +244,8 @@ func (q *Queue) sendFast(mtype int64, data []byte) (bool, error) {
 // recvFast is the whole of a receive in the common case: the lock once, a
 // message there (or none and IPC_NOWAIT). It reports false, having changed
 // nothing, when the call needs the general path.
-func (q *Queue) recvFast(m *Msg, msgtyp int64, flags int) (bool, error) {
-	if q.mu.LockCached() {
+func (q *Queue) recvFast(m *Msg, msgtyp int64, flags int, spin bool) (bool, error) {
+	if q.acquire() {
 		q.v.repair(true)
 	}
 	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permRead == 0 || q.seg.Removed() {
@@ -245,6 +257,15 @@ func (q *Queue) recvFast(m *Msg, msgtyp int64, flags int) (bool, error) {
 	ok, err := q.take(m, mode, typ, flags, clock.Now(), &wl)
 	if !ok && err == nil {
 		if flags&IPC_NOWAIT == 0 {
+			if spin { // nothing yet: watch for a send, then look once more
+				c := q.v.ctl
+				c.recvSpin.Add(1)
+				g := c.sendGen.Load()
+				q.mu.Unlock()
+				spinWait(&c.sendGen, g)
+				c.recvSpin.Add(^uint32(0))
+				return q.recvFast(m, msgtyp, flags, false)
+			}
 			q.mu.Unlock()
 			return false, nil
 		}
@@ -276,11 +297,11 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	if done, err := q.sendFast(mtype, data); done {
+	if done, err := q.sendFast(mtype, data, !nowait); done {
 		return err
 	}
 	m := [1]Msg{{Type: mtype, Data: data}}
-	_, err := q.sendMsgs(ctx, m[:], nowait)
+	_, err := q.sendMsgs(ctx, m[:], nowait, !nowait)
 	return err
 }
 
@@ -307,7 +328,7 @@ func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, er
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	return q.sendMsgs(ctx, msgs, nowait)
+	return q.sendMsgs(ctx, msgs, nowait, false)
 }
 
 func checkRecvFlags(flags int) error {
@@ -334,9 +355,9 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 		return 0, 0, ErrClosed
 	}
 	m := [1]Msg{{Data: buf}}
-	done, err := q.recvFast(&m[0], msgtyp, flags)
+	done, err := q.recvFast(&m[0], msgtyp, flags, true)
 	if !done {
-		_, err = q.recvMsgs(ctx, m[:], msgtyp, flags)
+		_, err = q.recvMsgs(ctx, m[:], msgtyp, flags, flags&IPC_NOWAIT == 0)
 	}
 	if err != nil {
 		return 0, 0, err
@@ -364,7 +385,7 @@ func (q *Queue) RecvBatch(ctx context.Context, msgs []Msg, msgtyp int64, flags i
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	return q.recvMsgs(ctx, msgs, msgtyp, flags)
+	return q.recvMsgs(ctx, msgs, msgtyp, flags, false)
 }
 
 // TryRecvBatch is RecvBatch with IPC_NOWAIT.

@@ -216,7 +216,7 @@ func (q *Queue) Close() error {
 // lock's previous holder (full rebuild), or any client since this handle
 // last looked (waiter slots).
 func (q *Queue) lock() {
-	if q.mu.LockCached() {
+	if q.acquire() {
 		q.v.repair(true)
 	}
 	if g := q.seg.DeadGen(); g != q.deadGen.Load() {
@@ -224,6 +224,19 @@ func (q *Queue) lock() {
 		q.deadGen.Store(g)
 	}
 }
+
+// acquire takes the segment lock. While another holds it, it first
+// watches the lock word for a few microseconds (critical sections are
+// short, a batch is a few microseconds) rather than going to sleep on it
+// at once, which would cost both sides a syscall.
+func (q *Queue) acquire() (ownerDied bool) {
+	for i := 0; i < lockSpin && q.mu.Holder() != 0; i++ {
+	}
+	return q.mu.LockCached()
+}
+
+// lockSpin bounds acquire's watch: about 5 µs of loads.
+const lockSpin = 5000
 
 // access returns the permRead/permWrite bits this process has, cached
 // until the registry changes the queue's permissions.
@@ -252,10 +265,12 @@ func (q *Queue) qbytes() uint64 { return min(q.seg.Param(), q.cap) }
 // FUTEX_WAKE calls happen after the lock is released. The futex words
 // themselves are bumped under the lock.
 type wakeList struct {
-	n   int
-	s   [8]*shm.WaiterSlot
-	all bool
-	ovf bool
+	n     int
+	s     [8]*shm.WaiterSlot
+	all   bool
+	ovf   bool
+	sent  bool // a message was queued: tell spinning receivers
+	recvd bool // a message left: tell spinning senders
 }
 
 func (w *wakeList) add(s *shm.WaiterSlot) {
@@ -269,7 +284,22 @@ func (w *wakeList) add(s *shm.WaiterSlot) {
 }
 
 func (q *Queue) unlock(w *wakeList) {
+	// Spinners are told once per locked section, however many messages
+	// it moved, just before the lock is free for them to take.
+	c := q.v.ctl
+	if w.sent && c.recvSpin.Load() != 0 {
+		c.sendGen.Add(1)
+	}
+	if w.recvd {
+		if c.sendSpin.Load() != 0 {
+			c.recvGen.Add(1)
+		}
+		if c.sendWait > 0 {
+			q.wakeSenders(w)
+		}
+	}
 	q.mu.Unlock()
+	w.sent, w.recvd = false, false
 	if w.n == 0 && !w.all && !w.ovf {
 		return
 	}
@@ -323,9 +353,7 @@ func (q *Queue) enqueue(mtype int64, data []byte, now int64, w *wakeList) error 
 	crashPoint(stepSendLinked)
 	c.qnum++
 	c.cbytes += uint64(len(data))
-	if c.recvSpin.Load() != 0 {
-		c.sendGen.Add(1)
-	}
+	w.sent = true
 	q.changed(w)
 	return nil
 }
@@ -427,23 +455,26 @@ func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeL
 	return true, nil
 }
 
-// afterRecv wakes who may proceed now that a message left: every sleeping
-// sender whose message fits (Linux ss_wakeup), spinners, overflow sleepers.
+// afterRecv notes that a message left; unlock then wakes who may proceed.
 func (q *Queue) afterRecv(w *wakeList) {
-	c := q.v.ctl
-	if c.sendWait > 0 {
-		qb := q.qbytes()
-		for i := range q.v.slots {
-			s := &q.v.slots[i]
-			if s.State.Load() == slotSend && q.v.fits(int(min(s.Arg[argType].Load(), math.MaxInt32)), qb) {
-				w.add(s)
-			}
+	w.recvd = true
+	q.changed(w)
+}
+
+// wakeSenders wakes every sleeping sender whose message now fits (Linux
+// ss_wakeup), once: a sender already woken and not yet back is skipped
+// (argWoken), so a stream of receives costs one FUTEX_WAKE per sleep, not
+// one per message. The lock is held.
+func (q *Queue) wakeSenders(w *wakeList) {
+	qb := q.qbytes()
+	for i := range q.v.slots {
+		s := &q.v.slots[i]
+		if s.State.Load() == slotSend && s.Arg[argWoken].Load() == 0 &&
+			q.v.fits(int(min(s.Arg[argType].Load(), math.MaxInt32)), qb) {
+			s.Arg[argWoken].Store(1)
+			w.add(s)
 		}
 	}
-	if c.sendSpin.Load() != 0 {
-		c.recvGen.Add(1)
-	}
-	q.changed(w)
 }
 
 // takeHanded receives the message a sender handed to our slot.
