@@ -16,20 +16,20 @@ import (
 // never sleep, short enough that a blocked caller costs nothing measurable.
 const spinFor = 20 * time.Microsecond
 
-// spinWait watches gen until it moves from g or spinFor has passed. It
-// yields to other goroutines only now and then: a yield costs more than
-// the whole hand-off it waits for.
-func spinWait(gen *atomic.Uint32, g uint32) {
+// spinWait watches gen until it moves from g (true) or spinFor has
+// passed (false). It yields to other goroutines only now and then: a yield
+// costs more than the whole hand-off it waits for.
+func spinWait(gen *atomic.Uint32, g uint32) bool {
 	var start time.Time
 	for i := 1; ; i++ {
 		if gen.Load() != g {
-			return
+			return true
 		}
 		if i&127 == 0 {
 			if start.IsZero() {
 				start = time.Now()
 			} else if time.Since(start) > spinFor {
-				return
+				return false
 			}
 			if i&4095 == 0 {
 				runtime.Gosched()
@@ -37,6 +37,26 @@ func spinWait(gen *atomic.Uint32, g uint32) {
 		}
 	}
 }
+
+// spin is spinWait made adaptive per handle: after spinGiveUp spins in a
+// row saw nothing (the peer is not running: an overloaded machine, or a
+// peer that is simply idle), the handle spins only one call in spinProbe
+// and otherwise goes straight to sleep, until a spin pays off again.
+func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
+	if q.spinFails.Load() >= spinGiveUp && q.spinProbe.Add(1)%spinProbe != 0 {
+		return
+	}
+	if spinWait(gen, g) {
+		q.spinFails.Store(0)
+	} else {
+		q.spinFails.Add(1)
+	}
+}
+
+const (
+	spinGiveUp = 4
+	spinProbe  = 16
+)
 
 func (q *Queue) fail(w *waiter, wl *wakeList, n int, err error) (int, error) {
 	q.release(w)
@@ -90,7 +110,7 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 			c.sendSpin.Add(1)
 			g := c.recvGen.Load()
 			q.unlock(&wl)
-			spinWait(&c.recvGen, g)
+			q.spin(&c.recvGen, g)
 			c.sendSpin.Add(^uint32(0))
 			continue
 		}
@@ -184,7 +204,7 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 			c.recvSpin.Add(1)
 			g := c.sendGen.Load()
 			q.unlock(&wl)
-			spinWait(&c.sendGen, g)
+			q.spin(&c.sendGen, g)
 			c.recvSpin.Add(^uint32(0))
 			continue
 		}
@@ -228,7 +248,7 @@ func (q *Queue) sendFast(mtype int64, data []byte, spin bool) (bool, error) {
 			c.sendSpin.Add(1)
 			g := c.recvGen.Load()
 			q.mu.Unlock()
-			spinWait(&c.recvGen, g)
+			q.spin(&c.recvGen, g)
 			c.sendSpin.Add(^uint32(0))
 			return q.sendFast(mtype, data, false)
 		}
@@ -262,7 +282,7 @@ func (q *Queue) recvFast(m *Msg, msgtyp int64, flags int, spin bool) (bool, erro
 				c.recvSpin.Add(1)
 				g := c.sendGen.Load()
 				q.mu.Unlock()
-				spinWait(&c.sendGen, g)
+				q.spin(&c.sendGen, g)
 				c.recvSpin.Add(^uint32(0))
 				return q.recvFast(m, msgtyp, flags, false)
 			}

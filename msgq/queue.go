@@ -86,6 +86,9 @@ type Queue struct {
 	perm    atomic.Uint64 // permSeq<<32 | permValid | permWrite | permRead
 	closed  atomic.Bool
 	slow    atomic.Int32 // calls in their slow path (spinning or sleeping)
+
+	spinFails atomic.Int32 // spins in a row that saw nothing (see spin)
+	spinProbe atomic.Int32
 }
 
 const (
