@@ -185,9 +185,24 @@ func TestCreds(t *testing.T) {
 	assert.Equal(t, os.Getpid(), c.PID)
 	assert.Equal(t, uint32(os.Geteuid()), c.UID)
 	assert.Equal(t, uint32(os.Getegid()), c.GID)
-	if os.Geteuid() == 0 {
-		assert.True(t, c.IPCOwner, "root has CAP_IPC_OWNER")
-		assert.True(t, c.SysAdmin, "root has CAP_SYS_ADMIN")
+
+	// The capabilities read from /proc are the ones the kernel applies: a
+	// mode-0 segment owned by someone else can be attached iff
+	// CAP_IPC_OWNER, and its owner changed iff CAP_SYS_ADMIN.
+	id := newShm(t, 4096, 0)
+	require.NoError(t, kernel.ShmctlSet(id, testutil.Nobody, testutil.Nobody, 0))
+	b, err := kernel.Shmat(id, kernel.SHM_RDONLY)
+	if c.IPCOwner {
+		require.NoError(t, err)
+		require.NoError(t, kernel.Shmdt(b))
+	} else {
+		require.ErrorIs(t, err, kernel.EACCES)
+	}
+	err = kernel.ShmctlSet(id, testutil.Nobody, testutil.Nobody, 0o600)
+	if c.SysAdmin {
+		require.NoError(t, err)
+	} else {
+		require.ErrorIs(t, err, kernel.EPERM)
 	}
 
 	_, err = kernel.ProcessCreds(-1)
