@@ -180,7 +180,7 @@ func blocked(t testing.TB, im impl, id, pid int) bool {
 			if err != nil {
 				continue
 			}
-			if f := strings.Fields(string(b)); len(f) > 0 && (f[0] == "69" || f[0] == "70") { // msgsnd, msgrcv
+			if f := strings.Fields(string(b)); len(f) > 0 && msgSyscalls[f[0]] {
 				return true
 			}
 		}
@@ -205,3 +205,8 @@ func waitBlocked(t testing.TB, im impl, id int, p *testutil.Proc) {
 }
 
 const lineWait = 10 * time.Second
+
+// msgSyscalls are msgsnd and msgrcv's numbers on x86-64 (69, 70) and i386
+// (400, 401, or the ipc multiplexer 117), as /proc/PID/task/TID/syscall
+// shows them.
+var msgSyscalls = map[string]bool{"69": true, "70": true, "400": true, "401": true, "117": true}

@@ -50,7 +50,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Waiters == 0 {
 		c.Waiters = DefaultWaiters
 	}
-	if c.MaxMsg < 0 || c.MaxMsg > maxMsgLimit || c.Capacity < 0 || c.Capacity > maxCapacity ||
+	if c.MaxMsg < 0 || c.MaxMsg > maxMsgLimit || c.Capacity < 0 || uint64(c.Capacity) > maxCapacity ||
 		c.Qbytes < 0 || c.Qbytes > c.Capacity || c.Waiters < 0 || c.Waiters > shm.MaxWaiters {
 		return c, kernel.EINVAL
 	}

@@ -130,7 +130,7 @@ func TestTypeSelection(t *testing.T) {
 		flags int
 	}{
 		{-3, 0}, {-3, 0}, {5, MSG_EXCEPT}, {-2, MSG_EXCEPT}, {7, 0}, {0, MSG_EXCEPT}, {5, 0},
-		{-121, MSG_NOERROR}, {math.MinInt64, 0}, {-1, 0}, {-1, MSG_EXCEPT}, {0, 0}, {0, 0}, {0, 0}, {0, 0},
+		{-121, MSG_NOERROR}, {math.MinInt, 0}, {-1, 0}, {-1, MSG_EXCEPT}, {0, 0}, {0, 0}, {0, 0}, {0, 0},
 	}
 	var logs [2][]string
 	for i, im := range impls {
