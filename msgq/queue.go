@@ -325,8 +325,9 @@ func (q *Queue) unlock(w *wakeList) {
 // changed tells the callers that spin or sleep without a slot that the
 // queue changed.
 func (q *Queue) changed(w *wakeList) {
-	if q.v.ctl.ovfWait.Load() > 0 {
-		q.v.ctl.ovfFutex.Add(1)
+	if c := q.v.ctl; c.ovfWait.Load() > 0 {
+		c.ovfWait.Store(0)
+		c.ovfFutex.Add(1)
 		w.ovf = true
 	}
 }
@@ -534,10 +535,11 @@ func (q *Queue) claim(w *waiter, state uint32, typ, mode uint64) {
 		w.slot = s
 		return
 	}
-	if !w.ovf {
-		w.ovf = true
-		c.ovfWait.Add(1)
-	}
+	// No free slot: sleep on the overflow word. The count is a hint for
+	// wakers, added to before every such sleep and zeroed by the waker
+	// that wakes them all, so a sleeper that dies leaves nothing behind.
+	w.ovf = true
+	c.ovfWait.Add(1)
 }
 
 // release gives the call's slot back (lock held). A slot holding a handed
@@ -554,10 +556,7 @@ func (q *Queue) release(w *waiter) {
 		s.State.Store(slotFree)
 		w.slot = nil
 	}
-	if w.ovf {
-		w.ovf = false
-		c.ovfWait.Add(^uint32(0))
-	}
+	w.ovf = false
 }
 
 // futex is the word the call sleeps on.

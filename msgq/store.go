@@ -499,6 +499,7 @@ func (v *view) repair(full bool) {
 	c.sendGen.Add(1)
 	c.recvGen.Add(1)
 	if c.ovfWait.Load() > 0 {
+		c.ovfWait.Store(0)
 		c.ovfFutex.Add(1)
 		_, _ = kernel.FutexWake(&c.ovfFutex, math.MaxInt32)
 	}
