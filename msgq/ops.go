@@ -111,7 +111,6 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 			g := c.recvGen.Load()
 			q.unlock(&wl)
 			q.spin(&c.recvGen, g)
-			c.sendSpin.Add(^uint32(0))
 			continue
 		}
 		if w.slot == nil {
@@ -205,7 +204,6 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 			g := c.sendGen.Load()
 			q.unlock(&wl)
 			q.spin(&c.sendGen, g)
-			c.recvSpin.Add(^uint32(0))
 			continue
 		}
 		if w.slot == nil {
@@ -249,7 +247,6 @@ func (q *Queue) sendFast(mtype int64, data []byte, spin bool) (bool, error) {
 			g := c.recvGen.Load()
 			q.mu.Unlock()
 			q.spin(&c.recvGen, g)
-			c.sendSpin.Add(^uint32(0))
 			return q.sendFast(mtype, data, false)
 		}
 		q.mu.Unlock()
@@ -283,7 +280,6 @@ func (q *Queue) recvFast(m *Msg, msgtyp int64, flags int, spin bool) (bool, erro
 				g := c.sendGen.Load()
 				q.mu.Unlock()
 				q.spin(&c.sendGen, g)
-				c.recvSpin.Add(^uint32(0))
 				return q.recvFast(m, msgtyp, flags, false)
 			}
 			q.mu.Unlock()

@@ -290,11 +290,16 @@ func (q *Queue) unlock(w *wakeList) {
 	// Spinners are told once per locked section, however many messages
 	// it moved, just before the lock is free for them to take.
 	c := q.v.ctl
+	// The spinner counts are hints like ovfWait: added to under the lock
+	// before each spin, zeroed by the bump that ends the spins, so a
+	// spinner that dies leaves no cost behind.
 	if w.sent && c.recvSpin.Load() != 0 {
+		c.recvSpin.Store(0)
 		c.sendGen.Add(1)
 	}
 	if w.recvd {
 		if c.sendSpin.Load() != 0 {
+			c.sendSpin.Store(0)
 			c.recvGen.Add(1)
 		}
 		if c.sendWait > 0 {
