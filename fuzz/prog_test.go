@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -122,7 +123,7 @@ func (w *watchdog) stop() bool {
 // callTimeout bounds every single call of the model and differential
 // targets; none of them may block (a blocking call is given IPC_NOWAIT or
 // a short timeout), so a call that takes this long has hung.
-const callTimeout = 5 * time.Second
+const callTimeout = 2 * time.Second
 
 // trace records the steps of one program, to print when it fails.
 type trace struct {
@@ -191,8 +192,10 @@ func syncCorpus(t *testing.T, target string, seeds map[string][]byte, flags ...m
 
 // iterationLimit bounds one execution of a target. The per-call watchdogs
 // catch a call that blocks; this catches everything else (a hang in set-up,
-// in a watchdog's own clean-up, in a helper goroutine).
-const iterationLimit = 30 * time.Second
+// in a watchdog's own clean-up, in a helper goroutine). It must stay under
+// the 10 s after which the fuzzing engine's worker panics with a bare
+// "deadlocked!" and no stacks.
+const iterationLimit = 8 * time.Second
 
 // guard arms the iteration limit for one execution: when it expires, the
 // stacks of every goroutine and the input are written under
@@ -212,4 +215,39 @@ func guard(t *testing.T, entry string) func() {
 		panic(fmt.Sprintf("fuzz: %s did not finish within %v; stacks in %s.stacks", name, iterationLimit, base))
 	})
 	return func() { tm.Stop() }
+}
+
+// A fuzz worker's output goes nowhere: when one dies (a fatal error in a
+// goroutine of the library, a fault outside the fuzz function), the
+// fuzzer says only "terminated unexpectedly". Workers therefore copy any
+// crash report to /tmp/fuzz-findings/workers/<pid>.crash; empty files are
+// removed by the targets' cleanup.
+func init() {
+	for _, a := range os.Args {
+		if a == "-test.fuzzworker" {
+			dir := "/tmp/fuzz-findings/workers"
+			if os.MkdirAll(dir, 0o755) != nil {
+				return
+			}
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%d.crash", os.Getpid())))
+			if err != nil {
+				return
+			}
+			_ = debug.SetCrashOutput(f, debug.CrashOptions{})
+			crashFile = f
+			return
+		}
+	}
+}
+
+var crashFile *os.File
+
+// removeEmptyCrashFile is registered by the targets with f.Cleanup.
+func removeEmptyCrashFile() {
+	if crashFile == nil {
+		return
+	}
+	if st, err := crashFile.Stat(); err == nil && st.Size() == 0 {
+		_ = os.Remove(crashFile.Name())
+	}
 }

@@ -1,6 +1,7 @@
 package fuzz
 
 import (
+	"math/rand"
 	"testing"
 )
 
@@ -324,6 +325,82 @@ func msgSeeds() map[string][]byte {
 	}
 }
 
+// corruptSeeds: programs for FuzzCorruptSem and FuzzCorruptMsg. The
+// structured ones aim at one thing each; the random ones (fixed seeds)
+// give the fuzzer a spread of writes and operations to start from.
+func corruptSeeds(kind byte) map[string][]byte {
+	// header-word writes: step 0 (write), region 4, word index, value
+	// index, then 0 + a byte value (low bit 0: the byte is the value).
+	hdr := func(word, v byte) []byte { return []byte{0, 4, word, 0, 0, v} }
+	// an op in the main goroutine: step 1, then the op's bytes.
+	op := func(b ...byte) []byte { return append([]byte{1}, b...) }
+	cat := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	var setup []byte
+	var ops [][]byte // a few operations of the kind, as decodeOp reads them
+	if kind == 's' {
+		setup = []byte{2, 1, 2, 3} // 3 semaphores, values 1 2 3
+		ops = [][]byte{
+			{0, 0, 0, 3, 1},       // TryOp [{0 -1}]
+			{3, 0, 1, 3, 0},       // Op(ctx) [{1 -1}]
+			{2, 1, 0, 5, 2, 2, 0}, // TimedOp(200µs) [{0 +1 UNDO} {2 -4}]
+			{8},                   // GetAll
+			{6, 1},                // GetNcnt(1)
+			{11},                  // Stat
+			{9, 0, 5},             // SetVal(0, 5)
+		}
+	} else {
+		setup = []byte{4, 3, 10, 200, 5} // 4 messages
+		ops = [][]byte{
+			{0, 0, 10},           // TrySend
+			{2, 10, 4, 0},        // TryRecv msgtyp 0
+			{5, 10, 0, 0},        // Recv(ctx)
+			{4, 1, 10},           // Send(ctx)
+			{7},                  // Check
+			{6},                  // Stat
+			{9, 1, 4, 1, 10, 10}, // TryRecvBatch
+		}
+	}
+	workers := func(n int) []byte {
+		b := []byte{byte(n)}
+		k := min(6, len(ops)) // a worker loops over at most 6 ops
+		for w := 0; w < n; w++ {
+			b = append(b, byte(k-1))
+			for _, o := range ops[len(ops)-k:] {
+				b = append(b, o...)
+			}
+		}
+		return b
+	}
+	var allOps []byte
+	for _, o := range ops {
+		allOps = append(allOps, op(o...)...)
+	}
+	seeds := map[string][]byte{
+		"ops-only":      cat(setup, workers(0), allOps),
+		"state-removed": cat(setup, workers(2), allOps, hdr(0, 2), allOps, hdr(0, 1), allOps),
+		"perm-seq-odd":  cat(setup, workers(1), hdr(1, 7), allOps, hdr(1, 8), allOps),
+		"mode-0":        cat(setup, workers(1), hdr(4, 0), allOps, hdr(4, 0o600&0xff), allOps),
+		"dead-gen":      cat(setup, workers(2), hdr(5, 9), allOps, hdr(5, 10), allOps),
+		"qbytes":        cat(setup, workers(1), hdr(7, 0), allOps, hdr(7, 3), allOps),
+		// waiter table: slot 0's state and pid, body words.
+		"waiters": cat(setup, workers(2), allOps, []byte{0, 0, 0, 4, 0x0d, 1}, allOps, []byte{0, 0, 0, 8, 0x0d, 1}, allOps),
+		"live":    cat(setup, workers(2), allOps, []byte{0, 3, 0, 40, 0x0e}, allOps, []byte{0, 3, 1, 30, 0x0a}, allOps),
+	}
+	r := rand.New(rand.NewSource(int64(kind)))
+	for i := 0; i < 6; i++ {
+		b := make([]byte, 64+r.Intn(400))
+		r.Read(b)
+		seeds["random-"+string(rune('a'+i))] = b
+	}
+	return seeds
+}
+
 func TestSeeds(t *testing.T) {
 	for _, target := range []string{"FuzzSemModel", "FuzzSemDiff"} {
 		syncCorpus(t, target, semSeeds())
@@ -336,4 +413,6 @@ func TestSeeds(t *testing.T) {
 		data[s.name], framed[s.name] = s.data, s.framed
 	}
 	syncCorpus(t, "FuzzRegistryWire", data, framed)
+	syncCorpus(t, "FuzzCorruptSem", corruptSeeds('s'))
+	syncCorpus(t, "FuzzCorruptMsg", corruptSeeds('m'))
 }

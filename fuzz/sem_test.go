@@ -27,6 +27,7 @@ import (
 // nothing applied.
 func FuzzSemModel(f *testing.F) {
 	f.Cleanup(drainPools)
+	f.Cleanup(removeEmptyCrashFile)
 	f.Fuzz(func(t *testing.T, data []byte) { runSem(t, data, false) })
 }
 
@@ -38,6 +39,7 @@ func FuzzSemModel(f *testing.F) {
 // would sleep is issued with semtimedop and a zero timeout.
 func FuzzSemDiff(f *testing.F) {
 	f.Cleanup(drainPools)
+	f.Cleanup(removeEmptyCrashFile)
 	f.Fuzz(func(t *testing.T, data []byte) { runSem(t, data, true) })
 }
 
@@ -285,7 +287,14 @@ type semUsysv struct {
 	key     int
 	removed bool
 	pooled  *pooledSemSet
+	ctxUsed bool // Op(ctx) ran on h: see FINDINGS.md F4 before closing it
 }
+
+// f4Grace is how long the targets wait before closing a *sem.Set on which
+// an Op(ctx) was canceled: the canceled Op's context.AfterFunc callback may
+// still be about to write the waiter slot, and touching the unmapped slot
+// crashes the process (FINDINGS.md F4). Remove when F4 is fixed.
+const f4Grace = 2 * time.Millisecond
 
 func (u *semUsysv) name() string { return "usysv" }
 
@@ -323,6 +332,7 @@ func (u *semUsysv) do(st *semStep) string {
 		case callTimed:
 			return errno(h.TimedOp(st.timeout, st.ops...))
 		case callCtx:
+			u.ctxUsed = true
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Microsecond)
 			err := h.Op(ctx, st.ops...)
 			cancel()
@@ -471,6 +481,9 @@ func newFreshSem(t *testing.T, key, nsems int, mode uint32) *semUsysv {
 				t.Errorf("removing set %d: %v", id, err)
 			}
 		}
+		if u.ctxUsed {
+			time.Sleep(f4Grace) // FINDINGS.md F4
+		}
 		_ = h.Close()
 	})
 	return u
@@ -513,6 +526,7 @@ func pooledSem(t *testing.T, nsems int, handle bool) *semUsysv {
 	if ps == nil || ps.dead {
 		if ps != nil {
 			_ = removeSemByID(ps.id)
+			time.Sleep(f4Grace) // FINDINGS.md F4
 			_ = ps.h.Close()
 		}
 		id, err := sem.Get(sem.IPC_PRIVATE, nsems, 0o600)
@@ -560,6 +574,7 @@ func drainPools() {
 		if err := removeSemByID(ps.id); err != nil && !ps.dead {
 			errs = append(errs, fmt.Sprintf("set %d: %v", ps.id, err))
 		}
+		time.Sleep(f4Grace) // FINDINGS.md F4
 		_ = ps.h.Close()
 		delete(pools.sems, n)
 	}
