@@ -55,7 +55,7 @@ func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
 
 const (
 	spinGiveUp = 4
-	spinProbe  = 16
+	spinProbe  = 64
 )
 
 func (q *Queue) fail(w *waiter, wl *wakeList, n int, err error) (int, error) {
