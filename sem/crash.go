@@ -23,7 +23,7 @@ const (
 	StepLocked        = "locked"         // slow path: segment lock just taken
 	StepEvaluated     = "evaluated"      // words frozen, array evaluated, nothing committed
 	StepCommitted     = "committed"      // journal committed, nothing applied
-	StepApplying      = "applying"       // words stored, semadj and waiter outcome not yet
+	StepApplying      = "applying"       // semadj and waiter outcome stored, words not yet
 	StepEnqueued      = "enqueued"       // queued as a waiter, lock still held
 	StepWaiting       = "waiting"        // queued, lock released, about to sleep
 	StepUndoCommitted = "undo-committed" // repair: a dead process's undo committed, not applied

@@ -144,7 +144,7 @@ func (s *Set) SetVal(num, val int) error {
 	s.v.hdr.jcommit.Store(packCommit(jkSetVal, -1, 0, 0))
 	crashpoint(StepCommitted)
 	s.sc.dirty = append(s.sc.dirty[:0], int32(num))
-	s.apply(s.sc.dirty)
+	s.apply(s.sc.dirty, s.v.hdr.nwait.Load() == 0)
 	s.seg.SetCtime(clock.Now())
 	s.updateQueue()
 	s.unlock()
@@ -185,7 +185,7 @@ func (s *Set) SetAll(vals []uint16) error {
 	}
 	s.v.hdr.jcommit.Store(packCommit(jkSetAll, -1, 0, 0))
 	crashpoint(StepCommitted)
-	s.apply(s.sc.dirty)
+	s.apply(s.sc.dirty, s.v.hdr.nwait.Load() == 0)
 	s.seg.SetCtime(clock.Now())
 	s.updateQueue()
 	s.unlock()

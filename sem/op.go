@@ -310,7 +310,7 @@ func (s *Set) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
 	crashpoint(StepEvaluated)
 	switch {
 	case res == 0:
-		s.commit(ops, rec, -1, 0)
+		s.commit(ops, rec, -1, 0, s.v.hdr.nwait.Load() == 0)
 		s.updateQueue()
 		s.unlock()
 		return nil

@@ -2,6 +2,7 @@ package sem
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -312,18 +313,50 @@ func TestKilledWaiter(t *testing.T) {
 	})
 }
 
+var stressProcs, stressIters = envInt("STRESS_PROCS", 4), envInt("STRESS_ITERS", 3000)
+
+func envInt(k string, d int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return d
+}
+
 // LTP semctl06 / semop04: processes hammering SEM_UNDO pairs; nothing lost.
 func TestUndoStress(t *testing.T) {
 	forImpls(t, func(t *testing.T, im impl) {
 		id := im.create(t, 3, 0o600)
 		require.NoError(t, im.setAll(id, []uint16{2, 1, 3}))
 		var ps []*testutil.Proc
-		for i := 0; i < 4; i++ {
-			p := testutil.Start(t, "sem-stress", []string{im.name, strconv.Itoa(id), strconv.Itoa(i), "3000"})
+		for i := 0; i < stressProcs; i++ {
+			p := testutil.Start(t, "sem-stress", []string{im.name, strconv.Itoa(id), strconv.Itoa(i), strconv.Itoa(stressIters)})
 			ps = append(ps, p)
+		}
+		stop := make(chan struct{})
+		if im.name == "usysv" {
+			// Repairs run concurrently with everything (as when unrelated
+			// clients die), and GETALL freezes every word now and then.
+			h, err := handle(id)
+			require.NoError(t, err)
+			go func() {
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+						h.seg.BumpDeadGen()
+						_, _ = h.GetAll()
+					}
+				}
+			}()
 		}
 		for _, p := range ps {
 			p.Expect("done", 60*time.Second)
+		}
+		close(stop)
+		assert.Equal(t, "vals[2 1 3],ok", vals(im, id), "before the helpers exit")
+		for _, p := range ps {
+			p.Send("exit")
 			assert.Equal(t, 0, p.Wait(lineWait))
 		}
 		assert.Equal(t, "vals[2 1 3],ok", vals(im, id))
@@ -368,6 +401,7 @@ func init() {
 				return 1
 			}
 		}
+		defer func() { _, _ = readLine() }() // exit when told: the test checks the values first
 		fmt.Println("done")
 		return 0
 	})

@@ -238,3 +238,31 @@ func TestLayoutGolden(t *testing.T) {
 	off, n2, rec := unpackSlotOps(packSlotOps(4095, 500, -1))
 	assert.Equal(t, []int{4095, 500, -1}, []int{off, n2, rec})
 }
+
+// Once apply has released a word early, it is anyone's: a lock-free op may
+// change it at once, and nothing in the transaction may write it again (an
+// array naming the semaphore twice used to store it twice).
+func TestReleasedWordIsLeftAlone(t *testing.T) {
+	s := newSet(t, 2)
+	ctx := context.Background()
+	bumped := map[int]bool{}
+	afterRelease = func(s *Set, i int) {
+		if bumped[i] {
+			return
+		}
+		bumped[i] = true
+		w := &s.v.words[i]
+		for {
+			o := w.Load()
+			if w.CompareAndSwap(o, o+1) { // another process's V, between the stores
+				return
+			}
+		}
+	}
+	t.Cleanup(func() { afterRelease = nil })
+	require.NoError(t, s.Op(ctx, b(0, 1, SEM_UNDO), b(0, 1, 0), b(1, 2, 0), b(1, -1, 0)))
+	afterRelease = nil
+	all, err := s.GetAll()
+	require.NoError(t, err)
+	assert.Equal(t, []uint16{3, 2}, all, "each word released once, the other process's V kept")
+}

@@ -198,6 +198,9 @@ func (s *Set) unfreezeAll() {
 	}
 	for _, i32 := range sc.frozen {
 		i := int(i32)
+		if !has(sc.frozenMark, i) {
+			continue // released already (apply with final), maybe frozen again and listed twice
+		}
 		w := &s.v.words[i]
 		d := w.Load() & dataMask
 		if waiting && has(sc.ref, i) {
@@ -291,8 +294,8 @@ func (s *Set) eval(ops []Buf, pid uint64, rec int) (res, blockAt int) {
 
 // commit journals and applies a successful eval of ops (rec: the undo
 // record of their process, slot: the waiter they belong to, or -1), or,
-// with errno != 0, the failure of waiter slot.
-func (s *Set) commit(ops []Buf, rec, slot, errno int) {
+// with errno != 0, the failure of waiter slot. final: see apply.
+func (s *Set) commit(ops []Buf, rec, slot, errno int, final bool) {
 	sc := &s.sc
 	v := s.v
 	nadj := 0
@@ -318,51 +321,36 @@ func (s *Set) commit(ops []Buf, rec, slot, errno int) {
 			sc.dirty = append(sc.dirty, int32(b.Num))
 		}
 	}
-	s.apply(sc.dirty)
+	s.apply(sc.dirty, final)
 }
 
 // apply carries out the committed journal. dirty lists the words to store
-// from shadow; nil means every frozen word (redo after a death).
-func (s *Set) apply(dirty []int32) {
+// from shadow; nil means every word still frozen (redo after a death).
+// With final (no waiter queued, so nothing else in this critical section
+// touches them), the words are released at once instead of at unlock.
+//
+// Order matters for redo: semadj values and the waiter's outcome first,
+// then the words. A word already released was applied with everything
+// before it, and may since have been changed by a lock-free op (its semadj
+// too), so redo skips every semaphore that is no longer frozen.
+func (s *Set) apply(dirty []int32, final bool) {
 	v := s.v
 	c := v.hdr.jcommit.Load()
 	kind, slot, errno, nadj := unpackCommit(c)
-	if dirty == nil {
-		for _, i := range s.sc.frozen {
-			v.words[i].Store(v.shadow[i].Load() | flagFrozen)
-			s.sc.work[i] = v.shadow[i].Load()
-		}
-	} else {
-		for _, i := range dirty {
-			v.words[i].Store(v.shadow[i].Load() | flagFrozen)
-		}
-	}
-	crashpoint(StepApplying)
+	frozen := func(i int) bool { return v.words[i].Load()&flagFrozen != 0 }
 	arg := int(v.hdr.jarg.Load())
 	switch kind {
 	case jkOps:
 		if r := arg - 1; r >= 0 && r < len(v.recs) {
 			for k := 0; k < nadj && k < len(v.jadj); k++ {
 				e := v.jadj[k].Load()
-				if i := int(e >> 32); i < s.nsems {
+				if i := int(e >> 32); i < s.nsems && frozen(i) {
 					v.recs[r].adj[i].Store(uint32(e))
 				}
 			}
 		}
-		if slot >= 0 && slot < len(v.slots) {
-			ws := &v.slots[slot]
-			if ws.State.Load() == stWaiting {
-				ws.Arg[argResult].Store(uint64(errno))
-				ws.State.Store(stDone)
-				v.hdr.nwait.Add(^uint64(0))
-				s.sc.wake = append(s.sc.wake, int32(slot))
-			}
-		}
-		if errno == 0 {
-			s.touchOtime()
-		}
 	case jkSetVal:
-		if arg < s.nsems {
+		if arg < s.nsems && frozen(arg) {
 			for r := range v.recs {
 				clearAdj(&v.recs[r].adj[arg])
 			}
@@ -373,10 +361,13 @@ func (s *Set) apply(dirty []int32) {
 				continue
 			}
 			for i := range v.recs[r].adj {
-				clearAdj(&v.recs[r].adj[i])
+				if frozen(i) {
+					clearAdj(&v.recs[r].adj[i])
+				}
 			}
 		}
 	case jkUndo:
+		// Nobody touches a dead process's record but the lock holder.
 		if r := arg; r < len(v.recs) {
 			rc := &v.recs[r]
 			for i := range rc.adj {
@@ -387,11 +378,55 @@ func (s *Set) apply(dirty []int32) {
 			s.stripIntents(r)
 			rc.hdr.start.Store(0)
 			rc.hdr.pid.Store(0)
-			s.touchOtime()
+		}
+	}
+	crashpoint(StepApplying)
+	if dirty == nil {
+		for _, i := range s.sc.frozen {
+			if has(s.sc.frozenMark, int(i)) && frozen(int(i)) {
+				v.words[i].Store(v.shadow[i].Load() | flagFrozen)
+				s.sc.work[i] = v.shadow[i].Load()
+			}
+		}
+	} else {
+		for _, i := range dirty {
+			if final {
+				// Listed twice (an array naming a semaphore twice): the
+				// first release is the only one; after it the word is
+				// anyone's.
+				if !has(s.sc.frozenMark, int(i)) {
+					continue
+				}
+				v.words[i].Store(v.shadow[i].Load())
+				clr(s.sc.frozenMark, int(i))
+				if afterRelease != nil {
+					afterRelease(s, int(i))
+				}
+			} else {
+				v.words[i].Store(v.shadow[i].Load() | flagFrozen)
+			}
+		}
+	}
+	if kind == jkUndo || kind == jkOps && errno == 0 {
+		s.touchOtime()
+	}
+	// The waiter learns its outcome last: when it returns, its ops are
+	// visible to everyone.
+	if kind == jkOps && slot >= 0 && slot < len(v.slots) {
+		ws := &v.slots[slot]
+		if ws.State.Load() == stWaiting {
+			ws.Arg[argResult].Store(uint64(errno))
+			ws.State.Store(stDone)
+			v.hdr.nwait.Add(^uint64(0))
+			s.sc.wake = append(s.sc.wake, int32(slot))
 		}
 	}
 	v.hdr.jcommit.Store(0)
 }
+
+// afterRelease, if set (by tests), runs after each early release of a word
+// in apply: another process may change the word from then on.
+var afterRelease func(s *Set, i int)
 
 // clearAdj sets a semadj to 0, keeping its parity (an in-flight PENDING op
 // compares against it; none can be in flight on a frozen word, but the
@@ -433,7 +468,7 @@ func (s *Set) updateQueue() {
 			slot := &v.slots[idx]
 			ops, rec, ok := s.waiterOps(slot)
 			if !ok {
-				s.commit(nil, -1, idx, int(kernel.EINVAL))
+				s.commit(nil, -1, idx, int(kernel.EINVAL), false)
 				continue
 			}
 			pid := (uint64(slot.PID.Load()) << pidShift) & pidMask
@@ -445,10 +480,10 @@ func (s *Set) updateQueue() {
 				continue
 			}
 			if res == 0 {
-				s.commit(ops, rec, idx, 0)
+				s.commit(ops, rec, idx, 0, false)
 				progress = true
 			} else {
-				s.commit(nil, -1, idx, -res)
+				s.commit(nil, -1, idx, -res, false)
 			}
 		}
 		if !progress {
@@ -669,7 +704,7 @@ func (s *Set) repairLocked(full bool) {
 			}
 		}
 		if committed {
-			s.apply(nil)
+			s.apply(nil, false)
 		}
 	}
 	// Waiter slots of dead processes.
@@ -732,7 +767,7 @@ func (s *Set) applyUndo(r int, pid uint64) {
 	v.hdr.jarg.Store(uint64(r))
 	v.hdr.jcommit.Store(packCommit(jkUndo, -1, 0, 0))
 	crashpoint(StepUndoCommitted)
-	s.apply(sc.dirty)
+	s.apply(sc.dirty, false)
 }
 
 // alive reports whether the process pid that started at start still runs.
