@@ -33,8 +33,8 @@ import (
 //	 148      4   deadGen          registry          bumped when a client process dies
 //	 152      8   ctime            registry, kinds   Unix seconds (atomic)
 //	 160      8   param            registry          msg: qbytes (atomic)
-//	 192      4   lock             anyone            robust mutex: owner pid | lockWaiters
-//	 200      8   lockOwner        lock holder       pid<<32 | low 32 bits of start time
+//	 192      8   lock             anyone            robust mutex: start<<32 | lockWaiters | pid
+//	                                                  (the futex is its low 32 bits)
 //	 256          waiter table     kinds             waiters × WaiterSize bytes
 //	 ...          body             kinds             bodySize bytes
 //
@@ -63,32 +63,29 @@ const (
 	offChecksum  = 72
 	immutableEnd = offChecksum
 
-	offState     = 128
-	offPermSeq   = 132
-	offUID       = 136
-	offGID       = 140
-	offMode      = 144
-	offDeadGen   = 148
-	offCtime     = 152
-	offParam     = 160
-	offLock      = 192
-	offLockOwner = 200
+	offState   = 128
+	offPermSeq = 132
+	offUID     = 136
+	offGID     = 140
+	offMode    = 144
+	offDeadGen = 148
+	offCtime   = 152
+	offParam   = 160
+	offLock    = 192
 )
 
 // header is the mapped view of the mutable part of the common header.
 type header struct {
-	state    atomic.Uint32
-	permSeq  atomic.Uint32
-	uid      atomic.Uint32
-	gid      atomic.Uint32
-	mode     atomic.Uint32
-	deadGen  atomic.Uint32
-	ctime    atomic.Int64
-	param    atomic.Uint64
-	_        [24]byte
-	lock     atomic.Uint32
-	_        uint32
-	lockOwnr atomic.Uint64
+	state   atomic.Uint32
+	permSeq atomic.Uint32
+	uid     atomic.Uint32
+	gid     atomic.Uint32
+	mode    atomic.Uint32
+	deadGen atomic.Uint32
+	ctime   atomic.Int64
+	param   atomic.Uint64
+	_       [24]byte
+	lock    atomic.Uint64
 }
 
 // WaiterSlot is one entry of the waiter table: a process blocked in an
@@ -108,11 +105,9 @@ type WaiterSlot struct {
 var (
 	_ [offLock - offState - int(unsafe.Offsetof(header{}.lock))]struct{}
 	_ [int(unsafe.Offsetof(header{}.lock)) - (offLock - offState)]struct{}
-	_ [offLockOwner - offState - int(unsafe.Offsetof(header{}.lockOwnr))]struct{}
-	_ [int(unsafe.Offsetof(header{}.lockOwnr)) - (offLockOwner - offState)]struct{}
 	_ [offCtime - offState - int(unsafe.Offsetof(header{}.ctime))]struct{}
 	_ [offParam - offState - int(unsafe.Offsetof(header{}.param))]struct{}
 	_ [WaiterSize - int(unsafe.Sizeof(WaiterSlot{}))]struct{}
 	_ [int(unsafe.Sizeof(WaiterSlot{})) - WaiterSize]struct{}
-	_ [HeaderSize - offLockOwner - 8]struct{}
+	_ [HeaderSize - offLock - 8]struct{}
 )

@@ -10,24 +10,29 @@ import (
 
 // Mutex is the segment's robust lock, shared by every process that maps it.
 //
-// Lock word (32 bits):
+// Lock word (64 bits, one CAS takes it):
 //
-//	bit 31      lockWaiters: someone may be sleeping in FUTEX_WAIT on the word
-//	bits 0..29  pid of the holder (0: unlocked)
+//	bits 32..63  low 32 bits of the holder's start time (kernel.Self)
+//	bit  31      lockWaiters: someone may be sleeping in FUTEX_WAIT
+//	bits  0..29  pid of the holder (0: unlocked)
 //
-// The holder also records pid<<32 | low 32 bits of its start time in the
-// owner word, so that a waiter can tell a dead holder from a live one even
-// after the pid is reused. A holder that dies leaves the lock held; the next
-// process that wants it finds the holder dead, takes the lock over, and is
-// told so (Lock returns true) so that it repairs what the holder left half
-// done before going on. Deaths are noticed at once when the registry wakes
-// the lock's sleepers after a client died, and otherwise within
-// LivenessInterval.
+// The futex is the low 32 bits (the word is little-endian). Because pid and
+// start time are set by the same CAS, a waiter always sees a consistent
+// pair: it can tell a dead holder from a live one even after the pid is
+// reused, without a second store on the fast path. Taking and releasing
+// the lock are one locked instruction each.
+//
+// A holder that dies leaves the lock held; the next process that wants it
+// finds the holder dead, takes the lock over, and is told so (Lock returns
+// true) so that it repairs what the holder left half done before going on.
+// Deaths are noticed at once when the registry wakes the lock's sleepers
+// after a client died, and otherwise within LivenessInterval. A stopped
+// (SIGSTOP) holder is alive and is never taken over.
 //
 // Goroutines of one process share the pid; the lock is not reentrant.
 type Mutex struct {
-	word  *atomic.Uint32
-	owner *atomic.Uint64
+	word  *atomic.Uint64
+	futex *atomic.Uint32 // the low half of word
 }
 
 const (
@@ -41,15 +46,19 @@ const LivenessInterval = 100 * time.Millisecond
 
 // Lock returns the segment's mutex.
 func (s *Segment) Lock() *Mutex {
-	return &Mutex{word: &s.h.lock, owner: &s.h.lockOwnr}
+	return &Mutex{word: &s.h.lock, futex: s.lockFutex}
+}
+
+// me is this process's lock word.
+func me() uint64 {
+	pid, start := kernel.Self()
+	return uint64(uint32(start))<<32 | uint64(pid)
 }
 
 // TryLock takes the lock if it is free, without waiting.
 func (m *Mutex) TryLock() bool {
-	pid, start := kernel.Self()
-	if m.word.CompareAndSwap(0, uint32(pid)) {
-		m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
-		raceAcquire(m.word)
+	if m.word.CompareAndSwap(0, me()) {
+		raceAcquire(m.futex)
 		return true
 	}
 	return false
@@ -66,13 +75,11 @@ func (m *Mutex) Lock() (ownerDied bool) {
 }
 
 func (m *Mutex) lockSlow() bool {
-	pid, start := kernel.Self()
-	me := uint32(pid)
+	mine := me()
 	// Spin briefly: critical sections are a few hundred nanoseconds.
 	for i := 0; i < 100; i++ {
-		if w := m.word.Load(); w == 0 && m.word.CompareAndSwap(0, me) {
-			m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
-			raceAcquire(m.word)
+		if w := m.word.Load(); w == 0 && m.word.CompareAndSwap(0, mine) {
+			raceAcquire(m.futex)
 			return false
 		}
 		if i >= 90 {
@@ -84,31 +91,33 @@ func (m *Mutex) lockSlow() bool {
 		if w == 0 {
 			// Having slept, take it with the waiters bit set so that our
 			// Unlock wakes whoever else sleeps.
-			if m.word.CompareAndSwap(0, me|lockWaiters) {
-				m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
-				raceAcquire(m.word)
+			if m.word.CompareAndSwap(0, mine|lockWaiters) {
+				raceAcquire(m.futex)
 				return false
 			}
 			continue
 		}
-		if w&lockWaiters == 0 && !m.word.CompareAndSwap(w, w|lockWaiters) {
-			continue
-		}
-		err := kernel.FutexWait(m.word, w|lockWaiters, time.Now().Add(LivenessInterval))
-		if err == nil && m.word.Load() != w|lockWaiters {
-			continue
-		}
-		if w2 := m.word.Load(); w2 == w|lockWaiters && m.holderDead(w2&lockPidMask) {
-			if m.word.CompareAndSwap(w2, me|lockWaiters) {
-				m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
-				raceAcquire(m.word)
-				return true
+		if w&lockWaiters == 0 {
+			if !m.word.CompareAndSwap(w, w|lockWaiters) {
+				continue
 			}
+			w |= lockWaiters
+		}
+		err := kernel.FutexWait(m.futex, uint32(w), time.Now().Add(LivenessInterval))
+		if err == nil && m.word.Load() != w {
+			continue
+		}
+		if m.word.Load() == w && holderDead(w) && m.word.CompareAndSwap(w, mine|lockWaiters) {
+			raceAcquire(m.futex)
+			return true
 		}
 	}
 }
 
-func (m *Mutex) holderDead(pid uint32) bool {
+// holderDead reports whether the holder named by lock word w is gone: no
+// such process, a zombie, or a process with that pid but another start time.
+func holderDead(w uint64) bool {
+	pid := uint32(w) & lockPidMask
 	if pid == 0 {
 		return false
 	}
@@ -119,47 +128,36 @@ func (m *Mutex) holderDead(pid uint32) bool {
 	if err != nil {
 		return true
 	}
-	if o := m.owner.Load(); uint32(o>>32) == pid && uint32(o) != uint32(st) {
-		return true // the pid now names another process
-	}
-	return false
+	return uint32(st) != uint32(w>>32)
 }
 
 // Unlock releases the lock and wakes one sleeper if there may be any.
-//
-// The owner record is cleared first: the next holder stores its own only
-// after its CAS of the word, and in between a waiter must not match the new
-// holder's pid against this holder's start time (after pid reuse the two
-// can share a pid, and the live holder would look dead).
 func (m *Mutex) Unlock() {
-	raceRelease(m.word)
-	m.owner.Store(0)
+	raceRelease(m.futex)
 	if m.word.Swap(0)&lockWaiters != 0 {
-		_, _ = kernel.FutexWake(m.word, 1)
+		_, _ = kernel.FutexWake(m.futex, 1)
 	}
 }
 
 // Holder returns the pid holding the lock, or 0.
-func (m *Mutex) Holder() int { return int(m.word.Load() & lockPidMask) }
+func (m *Mutex) Holder() int { return int(uint32(m.word.Load()) & lockPidMask) }
 
 // RecoverIfDead takes the lock over if its holder is dead, and reports
 // whether it did: the caller then holds the lock, repairs and unlocks.
 func (m *Mutex) RecoverIfDead() bool {
 	w := m.word.Load()
-	if w == 0 || !m.holderDead(w&lockPidMask) {
+	if w == 0 || !holderDead(w) {
 		return false
 	}
-	pid, start := kernel.Self()
-	if !m.word.CompareAndSwap(w, uint32(pid)|lockWaiters) {
+	if !m.word.CompareAndSwap(w, me()|lockWaiters) {
 		return false
 	}
-	m.owner.Store(uint64(pid)<<32 | uint64(uint32(start)))
-	raceAcquire(m.word)
+	raceAcquire(m.futex)
 	return true
 }
 
 func (m *Mutex) wakeAll() {
 	if m.word.Load()&lockWaiters != 0 {
-		_, _ = kernel.FutexWake(m.word, 1<<30)
+		_, _ = kernel.FutexWake(m.futex, 1<<30)
 	}
 }

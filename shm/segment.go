@@ -80,8 +80,11 @@ type Segment struct {
 	p       Params
 	h       *header
 	waiters []WaiterSlot
-	closed  atomic.Bool
-	detach  bool // mem came from Shmat
+	// lockFutex is the low half of the lock word, the futex its waiters
+	// sleep on.
+	lockFutex *atomic.Uint32
+	closed    atomic.Bool
+	detach    bool // mem came from Shmat
 }
 
 // Format writes a fresh header for p into mem, which must be zeroed and at
@@ -174,6 +177,9 @@ func FromBytes(mem []byte) (*Segment, error) {
 	s := &Segment{id: -1, mem: mem[:p.Size():p.Size()], p: p}
 	var err error
 	if s.h, err = At[header](s, offState); err != nil {
+		return nil, err
+	}
+	if s.lockFutex, err = At[atomic.Uint32](s, offLock); err != nil {
 		return nil, err
 	}
 	if s.waiters, err = Slice[WaiterSlot](s, HeaderSize, int(p.Waiters)); err != nil {
