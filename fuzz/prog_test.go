@@ -251,3 +251,14 @@ func removeEmptyCrashFile() {
 		_ = os.Remove(crashFile.Name())
 	}
 }
+
+// dumpStacks writes every goroutine's stack under /tmp/fuzz-findings/ and
+// returns the file's path.
+func dumpStacks(t *testing.T, what string) string {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	path := filepath.Join("/tmp/fuzz-findings", fmt.Sprintf("%s-%s-%d-%d.stacks", what, strings.ReplaceAll(t.Name(), "/", "_"), os.Getpid(), time.Now().UnixNano()))
+	_ = os.MkdirAll(filepath.Dir(path), 0o755)
+	_ = os.WriteFile(path, buf, 0o644)
+	return path
+}

@@ -168,6 +168,41 @@ func semSeeds() map[string][]byte {
 			e.op(0, [3]byte{0xF0, 5, 0})
 			e.ctl(scGetVal, 64).ctl(scGetPid, 64).ctl(scGetAll)
 		}),
+		// Waiters (FuzzSemDiff): FIFO among those that can proceed, a later
+		// one overtaking an earlier one that cannot (SEMANTICS 9.12),
+		// wait-for-zero, counts, SETVAL/SETALL waking, EIDRM at the end.
+		"waiters": semProg(2, true, func(e *semEnc) {
+			e.wait(sop(0, -2, 0))
+			e.wait(sop(0, -1, 2))
+			e.ctl(scGetNcnt, 0)
+			e.op(0, sop(0, 1, 0)) // wakes the second
+			e.ctl(scGetAll).ctl(scGetNcnt, 0).ctl(scGetPid, 0)
+			e.ctl(scSetVal, 1, 1)
+			e.wait(sop(1, 0, 0))
+			e.ctl(scGetZcnt, 1)
+			e.ctl(scSetVal, 0, 2)       // wakes the first
+			e.ctl(scSetAll, 0, 0, 0, 0) // wakes the zero waiter
+			e.ctl(scGetAll)
+			e.wait(sop(0, -1, 0), sop(1, -1, 0), sop(2, 0, 0))
+			e.wait(sop(2, -1, 0))
+			e.ctl(scSetAll, 0, 1, 1, 1) // the second proceeds, then the first can't (sem2 is 0 now? no: 1-1=0) ...
+			e.ctl(scGetAll).ctl(scGetNcnt, 0).ctl(scGetNcnt, 2).ctl(scGetZcnt, 2)
+			e.op(0, sop(2, 1, 0))
+			e.ctl(scGetAll)
+			e.wait(sop(0, -1, 0))
+		}),
+		// Waiters that get ERANGE from their waker, and that are still
+		// blocked when the program removes the set.
+		"waiters-erange-rmid": semProg(1, true, func(e *semEnc) {
+			e.ctl(scSetVal, 1, 0xF1) // SEMVMX
+			e.wait(sop(0, -1, 0), sop(1, 1, 0))
+			e.wait(sop(0, -1, 0))
+			e.op(0, sop(0, 1, 0))
+			e.ctl(scGetAll).ctl(scGetNcnt, 0)
+			e.wait(sop(1, 0, 0))
+			e.ctl(scRemove)
+			e.ctl(scGetAll)
+		}),
 		// Unknown sem_flg bits are ignored; semget ignores IPC_NOWAIT.
 		"junk-flags": semProg(1, true, func(e *semEnc) {
 			e.op(0, sop(0, 1, 4|2), sop(1, 0, 4))

@@ -84,6 +84,7 @@ func runSemTraced(t *testing.T, data []byte, diff bool) {
 	other := testutil.Key(t)
 
 	var tr trace
+	var waiters []*semWaiter
 	for n := 0; n < maxSteps && p.more(); n++ {
 		st := decodeSemStep(p, nsems)
 		st.other = other
@@ -91,7 +92,30 @@ func runSemTraced(t *testing.T, data []byte, diff bool) {
 		if st.kind == sRemove && !fresh {
 			continue // pooled sets outlive the program
 		}
+		if st.wait && !(diff && fresh && !impls[0].(*semKernel).removed && !st.badID && len(waiters) < maxWaiters &&
+			len(st.ops) >= 1 && len(st.ops) <= sem.SEMOPM) {
+			st.wait = false // an ordinary semop
+		}
 		targets := impls
+		if len(waiters) > 0 {
+			// Wakers apply waiters' arrays, which the model does not know:
+			// from the first waiter on it only predicts sleeping, on the
+			// kernel's values, and is not compared.
+			targets = impls[:2]
+			model.syncValues(t, impls[0].(*semKernel))
+		}
+		if st.wait {
+			tr.add("%s", st)
+			w := spawnSemWaiter(t, st, impls[0].(*semKernel), u)
+			tr.add("    -> %s", w.started[0])
+			if w.started[0] != w.started[1] {
+				t.Fatalf("%s: kernel says %q, usysv says %q\nprogram (nsems %d, fresh %t):\n%s",
+					st, w.started[0], w.started[1], nsems, fresh, &tr)
+			}
+			waiters = append(waiters, w)
+			checkSemState(t, &tr, impls[0], impls[1], nsems)
+			continue
+		}
 		if st.kind == sOp && st.call == callOp && model.sleeps(st) {
 			if diff {
 				st.call = callTimed // semtimedop({0,0}): EAGAIN at once
@@ -122,13 +146,140 @@ func runSemTraced(t *testing.T, data []byte, diff bool) {
 		if !diff && changes(st, res[0]) {
 			checkSemState(t, &tr, model, u, nsems)
 		}
+		if len(waiters) > 0 {
+			checkSemState(t, &tr, impls[0], impls[1], nsems)
+		}
+	}
+	if len(waiters) > 0 {
+		finishSemWaiters(t, &tr, waiters, impls[0].(*semKernel), u)
 	}
 	if testing.Verbose() && os.Getenv("USYSV_FUZZ_TRACE") == "1" {
 		t.Logf("program:\n%s", &tr)
 	}
 	checkSemState(t, &tr, impls[0], impls[1], nsems)
-	if diff {
+	if diff && len(waiters) == 0 {
 		checkSemState(t, &tr, impls[0], impls[2], nsems)
+	}
+}
+
+// Waiters (FuzzSemDiff, fresh sets only): an op array issued in a goroutine
+// of its own with a long timeout, on the kernel and on usysv, and left
+// blocked; later steps wake it (or not), and the removal of the set at the
+// end of the program ends the rest with EIDRM. A waiter is started only
+// once the previous one is queued (it shows in GETNCNT + GETZCNT), so the
+// queue order is the program's; the kernel, and usysv, apply a woken
+// waiter's array inside the waker's call, so the state after each step is
+// deterministic and compared; the waiters' own results are compared at the
+// end.
+const (
+	maxWaiters    = 8
+	waiterTimeout = 6 * time.Second // longer than any program; removal ends them
+)
+
+type semWaiter struct {
+	st      *semStep
+	started [2]string      // "queued", or the result if it did not block
+	done    [2]chan string // kernel, usysv
+}
+
+// spawnSemWaiter starts st on the kernel and on usysv and waits until each
+// is queued or has returned.
+func spawnSemWaiter(t *testing.T, st *semStep, k *semKernel, u *semUsysv) *semWaiter {
+	w := &semWaiter{st: st}
+	// Until every waiter has returned, closing the handle would unmap
+	// memory under them: if the program fails before, the handle is leaked.
+	u.keepOpen = true
+	runs := [2]func() error{
+		func() error { return kernel.Semtimedop(k.id, st.ops, waiterTimeout) },
+		func() error { return u.h.TimedOp(waiterTimeout, st.ops...) },
+	}
+	counts := [2]func() (int, error){k.waiting, u.waiting}
+	for i := range runs {
+		before, err := counts[i]()
+		if err != nil {
+			t.Fatalf("counting waiters (%s): %v", [2]string{"kernel", "usysv"}[i], err)
+		}
+		w.done[i] = make(chan string, 1)
+		go func() { w.done[i] <- errno(runs[i]()) }()
+		deadline := time.Now().Add(callTimeout)
+		for w.started[i] == "" {
+			select {
+			case r := <-w.done[i]:
+				w.started[i] = r
+				w.done[i] <- r
+				continue
+			default:
+			}
+			n, err := counts[i]()
+			switch {
+			case err != nil:
+				t.Fatalf("counting waiters (%s): %v", [2]string{"kernel", "usysv"}[i], err)
+			case n == before+1:
+				w.started[i] = "queued"
+			case time.Now().After(deadline):
+				w.started[i] = fmt.Sprintf("neither returned nor counted in GETNCNT/GETZCNT after %v (%d counted, %d before)", callTimeout, n, before)
+			default:
+				time.Sleep(20 * time.Microsecond)
+			}
+		}
+	}
+	return w
+}
+
+// finishSemWaiters removes the set (if the program did not) and compares
+// every waiter's result.
+func finishSemWaiters(t *testing.T, tr *trace, ws []*semWaiter, k *semKernel, u *semUsysv) {
+	if !k.removed {
+		st := &semStep{kind: sRemove}
+		tr.add("IPC_RMID (end of program)")
+		rk, ru := k.step(st), u.step(st)
+		tr.add("    -> %s", rk)
+		if rk != ru {
+			t.Fatalf("IPC_RMID: kernel says %q, usysv says %q\nprogram:\n%s", rk, ru, tr)
+		}
+	}
+	for i, w := range ws {
+		var res [2]string
+		for j := range res {
+			select {
+			case res[j] = <-w.done[j]:
+			case <-time.After(callTimeout):
+				res[j] = "still blocked after IPC_RMID (stacks: " + dumpStacks(t, "blocked-waiter") + ")"
+			}
+		}
+		tr.add("waiter %d %s -> %s", i, w.st, res[0])
+		if res[0] != res[1] {
+			t.Fatalf("waiter %d %s: kernel says %q, usysv says %q\nprogram:\n%s", i, w.st, res[0], res[1], tr)
+		}
+	}
+	u.keepOpen = false
+}
+
+// waiting is the number of queued waiters: the sum of GETNCNT and GETZCNT
+// (each waiter counts once, on the semaphore it blocks on).
+func (k *semKernel) waiting() (int, error) {
+	return sumCounts(k.id, kernel.SemctlGetNcnt, kernel.SemctlGetZcnt)
+}
+
+func (u *semUsysv) waiting() (int, error) {
+	return sumCounts(0, func(_, n int) (int, error) { return u.h.GetNcnt(n) }, func(_, n int) (int, error) { return u.h.GetZcnt(n) })
+}
+
+func sumCounts(id int, ncnt, zcnt func(id, num int) (int, error)) (int, error) {
+	total := 0
+	for i := 0; ; i++ {
+		n, err := ncnt(id, i)
+		if errors.Is(err, kernel.EINVAL) && i > 0 {
+			return total, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		z, err := zcnt(id, i)
+		if err != nil {
+			return 0, err
+		}
+		total += n + z
 	}
 }
 
@@ -282,12 +433,13 @@ func semDS(st *semStep) sem.DS {
 // one, else (and for id -1, and for "alt" steps after IPC_RMID) through
 // the contract functions with the id.
 type semUsysv struct {
-	id      int
-	h       *sem.Set
-	key     int
-	removed bool
-	pooled  *pooledSemSet
-	ctxUsed bool // Op(ctx) ran on h: see FINDINGS.md F4 before closing it
+	id       int
+	h        *sem.Set
+	key      int
+	removed  bool
+	pooled   *pooledSemSet
+	ctxUsed  bool // Op(ctx) ran on h: see FINDINGS.md F4 before closing it
+	keepOpen bool // a call on h never returned: never close it
 }
 
 // f4Grace is how long the targets wait before closing a *sem.Set on which
@@ -480,6 +632,9 @@ func newFreshSem(t *testing.T, key, nsems int, mode uint32) *semUsysv {
 			if err := removeSemByID(id); err != nil {
 				t.Errorf("removing set %d: %v", id, err)
 			}
+		}
+		if u.keepOpen {
+			return
 		}
 		if u.ctxUsed {
 			time.Sleep(f4Grace) // FINDINGS.md F4

@@ -2,6 +2,7 @@ package fuzz
 
 import (
 	"fmt"
+	"testing"
 	"time"
 
 	"github.com/usysv/usysv/kernel"
@@ -33,6 +34,21 @@ func newSemModel(nsems, key int, mode uint32, self int, fresh bool) *semModel {
 		}
 	}
 	return m
+}
+
+// syncValues copies the kernel set's values into the model (once waiters,
+// which the model does not follow, may have changed them).
+func (m *semModel) syncValues(t *testing.T, k *semKernel) {
+	if m.removed || k.removed {
+		return
+	}
+	vals, err := kernel.SemctlGetAll(k.id)
+	if err != nil {
+		t.Fatalf("kernel GETALL: %v", err)
+	}
+	for i, v := range vals {
+		m.vals[i] = int(v)
+	}
 }
 
 // sleeps reports whether ops, issued without a timeout, would put the
@@ -273,6 +289,7 @@ type semStep struct {
 	gid     uint32
 	mode    uint32
 	otime   bool // IPC_STAT: compare whether otime is set
+	wait    bool // semop: in a goroutine of its own, left blocked (FuzzSemDiff on fresh sets)
 	keySel  int  // semget: 0 the set's key, 1 another key, 2 IPC_PRIVATE
 	other   int  // the other key
 	nsems   int
@@ -297,6 +314,9 @@ func (st *semStep) String() string {
 	switch st.kind {
 	case sOp:
 		call := [...]string{"Op", "Try", "Timed", "Ctx"}[st.call]
+		if st.wait {
+			call = "waiter: Timed(" + waiterTimeout.String() + ")"
+		}
 		if st.call == callTimed {
 			call += fmt.Sprintf("(%v)", st.timeout)
 		}
@@ -378,6 +398,7 @@ func decodeSemStep(p *prog, nsems int) *semStep {
 	switch c & 0x0F {
 	default: // 0, 1, 2, 14, 15
 		st.kind = sOp
+		st.wait = c&0x0F == 15
 		a := p.u8()
 		n := 1 + int(a&31)%5
 		switch a & 31 {
@@ -482,6 +503,16 @@ type semEnc struct{ enc }
 func (e *semEnc) op(call byte, ops ...[3]byte) *semEnc {
 	// call: 0 Op, 3 Try, 4 Timed(0), 5 Timed(1µs), 6 Timed(200µs), 7 Timed(-1)
 	e.b(0, call<<5|byte(len(ops)-1))
+	for _, o := range ops {
+		e.b(o[0], o[1], o[2])
+	}
+	return e
+}
+
+// wait encodes a waiter step (FuzzSemDiff on fresh sets; elsewhere an
+// ordinary semop).
+func (e *semEnc) wait(ops ...[3]byte) *semEnc {
+	e.b(15, byte(len(ops)-1))
 	for _, o := range ops {
 		e.b(o[0], o[1], o[2])
 	}
