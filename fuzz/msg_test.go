@@ -3,8 +3,12 @@ package fuzz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,12 +77,44 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 	sysResource := registry.Self().SysResource
 
 	var tr trace
+	var waiters []*msgWaiter
+	var wseg *shm.Segment // usysv's segment, to see its receivers queue
+	defer func() {
+		if wseg != nil {
+			_ = wseg.Close()
+		}
+	}()
 	for n := 0; n < maxSteps && p.more(); n++ {
 		st := decodeMsgStep(p)
 		st.other = other
 		st.times = fresh
 		if st.kind == mRemove && !fresh {
 			continue // the pooled queue outlives the program
+		}
+		if st.wait && !(diff && fresh && !impls[0].(*msgKernel).removed && !st.badID && len(waiters) < maxWaiters) {
+			st.wait = false // an ordinary receive
+		}
+		if st.wait {
+			st.flags &^= msgq.IPC_NOWAIT | msgq.MSG_COPY
+			tr.add("%s", st)
+			if wseg == nil {
+				wseg = mapQueue(t, u.id)
+			}
+			w := spawnMsgWaiter(t, st, impls[0].(*msgKernel), u, wseg)
+			var mres string
+			w.model, mres = model.spawnRecv(st)
+			tr.add("    -> %s", w.started[0])
+			if w.started[0] != w.started[1] || w.started[0] != mres {
+				t.Fatalf("%s: kernel says %q, usysv says %q, model says %q\nprogram (fresh %t):\n%s",
+					st, w.started[0], w.started[1], mres, fresh, &tr)
+			}
+			waiters = append(waiters, w)
+			continue
+		}
+		if st.kind == mSet && len(model.recvs) > 0 {
+			// IPC_SET makes Linux's blocked receivers search again
+			// (expunge_all), which reorders them: not deterministic.
+			continue
 		}
 		if st.qbytes >= 1<<32 {
 			// Linux keeps the low 32 bits of msg_qbytes; usysv says EPERM.
@@ -110,6 +146,9 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 		if !diff && st.kind != mStat && st.kind != mGet {
 			checkMsgState(t, &tr, model, u, len(model.msgs))
 		}
+	}
+	if len(waiters) > 0 {
+		finishMsgWaiters(t, &tr, waiters, impls[0].(*msgKernel), u, model)
 	}
 	if testing.Verbose() && os.Getenv("USYSV_FUZZ_TRACE") == "1" {
 		t.Logf("program:\n%s", &tr)
@@ -208,6 +247,7 @@ func (k *msgKernel) do(st *msgStep, id int) string {
 		if err != nil {
 			return errno(err)
 		}
+		ds.Lrpid = threadToProcess(ds.Lrpid)
 		return msgStatString(ds, ds.Stime != 0, ds.Rtime != 0, st.times)
 	case mSet:
 		return errno(kernel.MsgctlSet(id, msgDS(st)))
@@ -263,11 +303,12 @@ func msgDS(st *msgStep) msgq.DS {
 // one, else (and for id -1, and for "alt" steps after IPC_RMID) through
 // the contract functions.
 type msgUsysv struct {
-	id      int
-	h       *msgq.Queue
-	key     int
-	removed bool
-	pooled  *pooledQueue
+	id       int
+	h        *msgq.Queue
+	key      int
+	removed  bool
+	pooled   *pooledQueue
+	keepOpen bool // a receiver may still be blocked: never close h
 }
 
 func (u *msgUsysv) name() string { return "usysv" }
@@ -428,6 +469,9 @@ func newFreshQueue(t *testing.T, key int, mode uint32, handle bool) *msgUsysv {
 				t.Errorf("removing queue %d: %v", id, err)
 			}
 		}
+		if u.keepOpen {
+			return
+		}
 		if u.h != nil {
 			_ = u.h.Close()
 		} else if freshPkgQueues.Add(1)%16 == 0 {
@@ -517,3 +561,175 @@ func resetPooledQueue(pq *pooledQueue) error {
 	_, _, err := msgq.Recv(pq.id, nil, 0, msgq.IPC_NOWAIT)
 	return err
 }
+
+// Blocked receivers (FuzzMsgDiff, fresh queues only): a msgrcv without
+// IPC_NOWAIT in a goroutine of its own, on the kernel and on usysv, left
+// blocked. The next step starts only once it is queued: on the kernel, its
+// thread sleeps inside msgrcv (/proc/self/task/<tid>/syscall and stat); on
+// usysv, one more waiter slot holds a receiver. A message sent later is
+// handed to the first matching receiver inside the send (Linux's
+// pipelined_send; usysv's FIFO hand-over), so the state after each step is
+// deterministic; the receivers' results are compared with each other and
+// with the model's at the end, after the queue is removed (EIDRM for those
+// still waiting).
+type msgWaiter struct {
+	st      *msgStep
+	started [2]string
+	done    [2]chan string
+	model   *modelRecv
+}
+
+const sysMsgrcv = "70" // x86-64
+
+func spawnMsgWaiter(t *testing.T, st *msgStep, k *msgKernel, u *msgUsysv, seg *shm.Segment) *msgWaiter {
+	w := &msgWaiter{st: st, done: [2]chan string{make(chan string, 1), make(chan string, 1)}}
+	u.keepOpen = true
+	recv := func(rcv func(buf []byte) (int, int64, error)) string {
+		buf := recvBuf(st.bufsize)
+		n, typ, err := rcv(buf)
+		if err != nil {
+			return errno(err)
+		}
+		return recvString(n, typ, buf[:n], tailOK(buf, n))
+	}
+
+	// The kernel: find the receiving thread, then watch it fall asleep in
+	// msgrcv.
+	tids := make(chan string, 1)
+	go func() {
+		runtime.LockOSThread() // the thread exits with the goroutine
+		tids <- threadSelf()
+		w.done[0] <- recv(func(buf []byte) (int, int64, error) { return kernel.Msgrcv(k.id, buf, st.msgtyp, st.flags) })
+	}()
+	task := <-tids
+	receiverThreads.Store(task, true)
+	w.started[0] = waitQueued(w.done[0], func() bool { return sleepsIn(task, sysMsgrcv) })
+
+	before := receivers(seg)
+	go func() {
+		w.done[1] <- recv(func(buf []byte) (int, int64, error) { return msgq.Recv(u.id, buf, st.msgtyp, st.flags) })
+	}()
+	w.started[1] = waitQueued(w.done[1], func() bool { return receivers(seg) == before+1 })
+	return w
+}
+
+// waitQueued polls queued until it holds ("queued") or the call returns
+// (its result), for at most callTimeout.
+func waitQueued(done chan string, queued func() bool) string {
+	deadline := time.Now().Add(callTimeout)
+	for {
+		select {
+		case r := <-done:
+			done <- r
+			return r
+		default:
+		}
+		if queued() {
+			return "queued"
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("neither returned nor queued after %v", callTimeout)
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// threadSelf is "/proc/self/task/<tid>" of the calling thread.
+func threadSelf() string {
+	l, err := os.Readlink("/proc/thread-self")
+	if err != nil {
+		return ""
+	}
+	return "/proc/self/task/" + filepath.Base(l)
+}
+
+// sleepsIn reports whether the thread at task sleeps inside system call nr.
+func sleepsIn(task, nr string) bool {
+	sc, err := os.ReadFile(task + "/syscall")
+	if err != nil || !strings.HasPrefix(string(sc), nr+" ") {
+		return false
+	}
+	st, err := os.ReadFile(task + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	i := strings.LastIndexByte(string(st), ')')
+	return i >= 0 && strings.HasPrefix(string(st[i+1:]), " S")
+}
+
+// receivers counts usysv's waiter slots that hold a blocked receiver
+// (slotRecv in msgq/layout.go).
+func receivers(seg *shm.Segment) int {
+	n := 0
+	for i := range seg.Waiters() {
+		if seg.Waiters()[i].State.Load() == 1 {
+			n++
+		}
+	}
+	return n
+}
+
+func mapQueue(t *testing.T, id int) *shm.Segment {
+	c, err := registry.Default()
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	seg, err := shm.Map(id, shm.KindMsg, c.Namespace())
+	if err != nil {
+		t.Fatalf("shm.Map: %v", err)
+	}
+	return seg
+}
+
+// finishMsgWaiters removes the queue (if the program did not) and compares
+// every receiver's result with the kernel's and the model's.
+func finishMsgWaiters(t *testing.T, tr *trace, ws []*msgWaiter, k *msgKernel, u *msgUsysv, m *msgModel) {
+	if !k.removed {
+		st := &msgStep{kind: mRemove}
+		tr.add("IPC_RMID (end of program)")
+		rk, ru, rm := k.step(st), u.step(st), m.step(st)
+		tr.add("    -> %s", rk)
+		if rk != ru || rk != rm {
+			t.Fatalf("IPC_RMID: kernel says %q, usysv says %q, model says %q\nprogram:\n%s", rk, ru, rm, tr)
+		}
+	}
+	for i, w := range ws {
+		var res [2]string
+		for j := range res {
+			select {
+			case res[j] = <-w.done[j]:
+			case <-time.After(callTimeout):
+				res[j] = "still blocked after IPC_RMID (stacks: " + dumpStacks(t, "blocked-receiver") + ")"
+			}
+		}
+		tr.add("receiver %d %s -> %s", i, w.st, res[0])
+		if res[0] != res[1] || res[0] != w.model.result {
+			t.Fatalf("receiver %d %s: kernel says %q, usysv says %q, model says %q\nprogram:\n%s",
+				i, w.st, res[0], res[1], w.model.result, tr)
+		}
+	}
+	u.keepOpen = false
+}
+
+// threadToProcess maps a thread id of this process to its pid. Linux
+// records, as msg_lrpid, the receiving *thread's* id when msgsnd hands a
+// message to a blocked receiver (pipelined_send uses task_pid of the
+// receiver, where a plain msgrcv uses task_tgid), so the kernel's lrpid can
+// be any thread of this process; usysv records the process id.
+func threadToProcess(pid int) int {
+	if pid == os.Getpid() || pid <= 0 {
+		return pid
+	}
+	if _, ok := receiverThreads.Load(fmt.Sprintf("/proc/self/task/%d", pid)); ok {
+		return os.Getpid()
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", pid)); err == nil {
+		return os.Getpid()
+	}
+	return pid
+}
+
+// receiverThreads holds the threads (as /proc/self/task/<tid>) that ran a
+// blocked kernel msgrcv: they exit with their goroutine.
+var receiverThreads sync.Map

@@ -24,6 +24,7 @@ type msgModel struct {
 	removed      bool
 	key          int
 	self         int
+	recvs        []*modelRecv // blocked receivers, in the order they came
 }
 
 type modelMsg struct {
@@ -103,9 +104,12 @@ func (m *msgModel) step(st *msgStep) string {
 		if !m.fits(st.size) {
 			return m.block(st)
 		}
+		m.lspid, m.stime = m.self, true
+		if m.pipelinedSend(st.mtype, st.text()) {
+			return "ok"
+		}
 		m.msgs = append(m.msgs, modelMsg{st.mtype, st.text()})
 		m.cbytes += uint64(st.size)
-		m.lspid, m.stime = m.self, true
 		return "ok"
 	case mRecv:
 		if st.flags&msgq.MSG_COPY != 0 && (st.flags&msgq.MSG_EXCEPT != 0 || st.flags&msgq.IPC_NOWAIT == 0) {
@@ -172,9 +176,72 @@ func (m *msgModel) step(st *msgStep) string {
 			return "EINVAL"
 		}
 		m.removed = true
+		for _, r := range m.recvs {
+			r.result = "EIDRM"
+		}
+		m.recvs = nil
 		return "ok"
 	}
 	return "model: unknown step"
+}
+
+// A receiver left blocked (FuzzMsgDiff on fresh queues).
+type modelRecv struct {
+	st     *msgStep
+	result string // "" while it waits
+}
+
+// spawnRecv is a receive left to block: "queued" if it would sleep, else
+// its result.
+func (m *msgModel) spawnRecv(st *msgStep) (*modelRecv, string) {
+	r := &modelRecv{st: st}
+	if m.sleeps(st) {
+		m.recvs = append(m.recvs, r)
+		return r, "queued"
+	}
+	r.result = m.step(st)
+	return r, r.result
+}
+
+// pipelinedSend is Linux's pipelined_send: the message goes to the first
+// waiting receiver (in the order they came) whose type selection matches;
+// one whose buffer is too small (without MSG_NOERROR) fails with E2BIG and
+// the search goes on. It reports whether a receiver took the message.
+func (m *msgModel) pipelinedSend(mtype int64, text []byte) bool {
+	for i := 0; i < len(m.recvs); i++ {
+		r := m.recvs[i]
+		if !recvMatches(r.st, mtype) {
+			continue
+		}
+		m.recvs = append(m.recvs[:i:i], m.recvs[i+1:]...)
+		i--
+		if r.st.flags&msgq.MSG_NOERROR == 0 && r.st.bufsize < len(text) {
+			r.result = "E2BIG"
+			continue
+		}
+		n := min(len(text), r.st.bufsize)
+		r.result = recvString(n, mtype, text[:n], true)
+		m.lrpid, m.rtime = m.self, true
+		return true
+	}
+	return false
+}
+
+// recvMatches is Linux's testmsg for a waiting receiver.
+func recvMatches(st *msgStep, mtype int64) bool {
+	switch {
+	case st.msgtyp == 0:
+		return true
+	case st.msgtyp < 0:
+		lim := -st.msgtyp
+		if st.msgtyp == math.MinInt64 {
+			lim = math.MaxInt64
+		}
+		return mtype <= lim
+	case st.flags&msgq.MSG_EXCEPT != 0:
+		return mtype != st.msgtyp
+	}
+	return mtype == st.msgtyp
 }
 
 // block is the result of a call that cannot proceed: EAGAIN (send) or
@@ -243,6 +310,7 @@ type msgStep struct {
 	mode    uint32
 	qbytes  uint64
 	times   bool // IPC_STAT: compare whether stime/rtime are set
+	wait    bool // msgrcv: in a goroutine of its own, left blocked (FuzzMsgDiff on fresh queues)
 	keySel  int
 	other   int
 }
@@ -279,6 +347,9 @@ func (st *msgStep) String() string {
 	case mSend:
 		return fmt.Sprintf("msgsnd%s%s type=%d size=%d flags=%s", id, ctx, st.mtype, st.size, msgFlagString(st.flags))
 	case mRecv:
+		if st.wait {
+			ctx = " waiter"
+		}
 		return fmt.Sprintf("msgrcv%s%s bufsize=%d msgtyp=%d flags=%s", id, ctx, st.bufsize, st.msgtyp, msgFlagString(st.flags))
 	case mStat:
 		return "IPC_STAT" + id
@@ -355,6 +426,7 @@ func decodeMsgStep(p *prog) *msgStep {
 		st.fill = f
 	case 2, 3:
 		st.kind = mRecv
+		st.wait = c&0x0F == 0x0B
 		st.bufsize = msgSize(p.u8())
 		if m := p.u8(); m < 0xC0 {
 			st.msgtyp = int64(m%15) - 7
@@ -418,6 +490,10 @@ func (e *msgEnc) send(t, size, f byte) *msgEnc { e.b(0, t, size, f); return e }
 func (e *msgEnc) recv(size, typ, f byte) *msgEnc { e.b(2, size, typ, f); return e }
 
 func (e *msgEnc) ctl(code byte, args ...byte) *msgEnc { e.b(code); e.b(args...); return e }
+
+// wait: a receive left blocked (FuzzMsgDiff on fresh queues; elsewhere an
+// ordinary receive). Flags as recv; IPC_NOWAIT and MSG_COPY are dropped.
+func (e *msgEnc) wait(size, typ, f byte) *msgEnc { e.b(0x0B, size, typ, f); return e }
 
 // typ encodes msgtyp v in -7..7 for recv.
 func typ(v int) byte { return byte(v + 7) }

@@ -350,6 +350,29 @@ func msgSeeds() map[string][]byte {
 			e.recv(10, typ(0), 8).recv(10, typ(0), 1|8|4)
 			e.recv(big(11), 0xC0, 1|2)
 		}),
+		// Blocked receivers (FuzzMsgDiff): hand-over in arrival order to the
+		// first that matches, E2BIG to one whose buffer is too small, types
+		// 0 / >0 / <0 / EXCEPT, MSG_NOERROR, EIDRM for those left.
+		"receivers": msgProg(true, func(e *msgEnc) {
+			e.wait(20, typ(5), 0) // R1: type 5
+			e.wait(20, typ(0), 0) // R2: any
+			e.wait(20, typ(0), 0) // R3: any
+			e.send(2, 4, 1)       // type 3 → R2
+			e.send(4, 4, 1)       // type 5 → R1
+			e.send(3, 4, 1)       // type 4 → R3
+			e.ctl(mcStat)
+			e.wait(2, typ(-3), 0) // too small
+			e.wait(2, typ(-3), 2) // NOERROR
+			e.wait(20, typ(2), 4) // EXCEPT 2
+			e.send(1, 10, 1)      // type 2 → E2BIG to the first, truncated to the second
+			e.send(1, 10, 1)      // type 2 → queued (the EXCEPT one does not match)
+			e.send(0, 3, 1)       // type 1 → EXCEPT receiver
+			e.ctl(mcStat)
+			e.wait(20, typ(7), 0)
+			e.wait(20, typ(-1), 0)
+			e.recv(20, typ(0), 1)
+			e.ctl(mcStat)
+		}),
 		// Flags msgsnd and msgrcv ignore.
 		"junk-flags": msgProg(true, func(e *msgEnc) {
 			e.send(0, 3, 1|2).send(1, 3, 2)
