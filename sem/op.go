@@ -2,7 +2,6 @@ package sem
 
 import (
 	"context"
-	"runtime"
 	"time"
 
 	"github.com/usysv/usysv/internal/clock"
@@ -56,11 +55,24 @@ func (s *Set) TimedOp(timeout time.Duration, ops ...Buf) error {
 // Each iteration is a load of one shared word (a few ns when the line is
 // local); both bounds keep the spinning well under the cost of a sleep and
 // wake-up pair (several µs).
-// They are variables only so that benchmarks can measure the sleeping path.
+// Past the first few hundred iterations, a spinning waiter yields its CPU
+// (sched_yield) between checks, so that when CPUs are oversubscribed the
+// process it waits for gets to run. They are variables only so that
+// benchmarks can measure the sleeping path.
 var (
-	preQueueSpin = 200
-	waiterSpin   = 2000
+	preQueueSpin = 100
+	waiterSpin   = 300
 )
+
+// spinPause is one step of a bounded spin: a plain re-check at first, then
+// a yield of the CPU to other threads.
+func spinPause(i int) {
+	switch {
+	case i < 64:
+	case i&15 == 0:
+		kernel.SchedYield()
+	}
+}
 
 // op runs ops (already checked: 1 ≤ len ≤ SEMOPM). The zero deadline means
 // none. This is the path every Op takes; its first part is the fast path.
@@ -99,9 +111,7 @@ func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 			}
 			// Would block: re-check for a while before queueing, so that a
 			// peer that is about to post does not cost us a sleep.
-			if spin&31 == 31 {
-				runtime.Gosched()
-			}
+			spinPause(spin)
 		}
 	} else {
 		alter := false
@@ -344,9 +354,7 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
 		if slot.State.Load() == stDone {
 			return s.finish(idx)
 		}
-		if i&63 == 63 {
-			runtime.Gosched()
-		}
+		spinPause(i)
 	}
 	crashpoint(StepWaiting)
 	if ctx.Done() != nil {
