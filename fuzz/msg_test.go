@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +90,11 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 		st := decodeMsgStep(p)
 		st.other = other
 		st.times = fresh
+		if strconv.IntSize == 32 {
+			// A C long is 32 bits here: the kernel cannot take a wider
+			// type, usysv can. Keep to what both can express.
+			st.mtype, st.msgtyp = clampLong(st.mtype), clampLong(st.msgtyp)
+		}
 		if st.kind == mRemove && !fresh {
 			continue // the pooled queue outlives the program
 		}
@@ -579,7 +586,9 @@ type msgWaiter struct {
 	model   *modelRecv
 }
 
-const sysMsgrcv = "70" // x86-64
+// sysMsgrcv is msgrcv's system call number, as /proc/<tid>/syscall shows
+// it ("" where unknown: then any sleeping system call will do).
+var sysMsgrcv = map[string]string{"amd64": "70", "386": "401", "arm64": "188"}[runtime.GOARCH]
 
 func spawnMsgWaiter(t *testing.T, st *msgStep, k *msgKernel, u *msgUsysv, seg *shm.Segment) *msgWaiter {
 	w := &msgWaiter{st: st, done: [2]chan string{make(chan string, 1), make(chan string, 1)}}
@@ -646,7 +655,7 @@ func threadSelf() string {
 // sleepsIn reports whether the thread at task sleeps inside system call nr.
 func sleepsIn(task, nr string) bool {
 	sc, err := os.ReadFile(task + "/syscall")
-	if err != nil || !strings.HasPrefix(string(sc), nr+" ") {
+	if err != nil || !strings.HasPrefix(string(sc), nr) || nr != "" && !strings.HasPrefix(string(sc), nr+" ") {
 		return false
 	}
 	st, err := os.ReadFile(task + "/stat")
@@ -733,3 +742,5 @@ func threadToProcess(pid int) int {
 // receiverThreads holds the threads (as /proc/self/task/<tid>) that ran a
 // blocked kernel msgrcv: they exit with their goroutine.
 var receiverThreads sync.Map
+
+func clampLong(v int64) int64 { return max(min(v, math.MaxInt32), math.MinInt32) }
