@@ -171,3 +171,40 @@ func BenchmarkHandlePV(b *testing.B) {
 		_ = s.Op(ctx, v)
 	}
 }
+
+// The floor under the fast paths, on the set's own mapped words in the same
+// run: what their locked instructions alone cost on this machine.
+//   - "cas-pair": a P and a V as two CASes (BenchmarkPV's minimum);
+//   - "txn3-pair": two three-op transactions as the lean path locks them —
+//     the lock's CAS, three freezing CASes, the unlock's XCHG, each
+//     (BenchmarkThreeOps' minimum while arrays are serialised by the lock
+//     and each semaphore must be claimed against lock-free single ops).
+func BenchmarkFloor(b *testing.B) {
+	id := usysvImpl.create(b, 3, 0o600)
+	s, err := handle(id)
+	require.NoError(b, err)
+	w := &s.words[0]
+	b.Run("cas-pair", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			o := w.Load()
+			w.CompareAndSwap(o, o+1)
+			o = w.Load()
+			w.CompareAndSwap(o, o-1)
+		}
+	})
+	b.Run("txn3-pair", func(b *testing.B) {
+		for i := 0; i < 2*b.N; i++ {
+			if !s.mu.TryLock() {
+				b.Fatal("lock held")
+			}
+			for k := range 3 {
+				o := s.words[k].Load()
+				s.words[k].CompareAndSwap(o, o|flagFrozen)
+			}
+			for k := range 3 {
+				putWord(&s.words[k], s.words[k].Load()&^flagFrozen)
+			}
+			s.mu.Unlock()
+		}
+	})
+}

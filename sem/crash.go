@@ -27,6 +27,13 @@ const (
 	StepEnqueued      = "enqueued"       // queued as a waiter, lock still held
 	StepWaiting       = "waiting"        // queued, lock released, about to sleep
 	StepUndoCommitted = "undo-committed" // repair: a dead process's undo committed, not applied
+
+	// The lean path of short arrays (fast.go).
+	StepLeanLocked    = "lean-locked"    // segment lock taken, nothing frozen
+	StepLeanFrozen    = "lean-frozen"    // one more word frozen (":N": N words), nothing committed
+	StepLeanEvaluated = "lean-evaluated" // words frozen, array evaluated, nothing committed
+	StepLeanCommitted = "lean-committed" // journal committed, no word released
+	StepLeanReleasing = "lean-releasing" // one more word released (":N": N words), journal still set
 )
 
 var crash struct {

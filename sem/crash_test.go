@@ -20,6 +20,7 @@ func itoa(i int) string { return formatInt(i) }
 // A process killed at any step inside Op leaves the set consistent: all of
 // its operations applied or none, nobody blocked, every invariant holding.
 func TestCrashInsideOp(t *testing.T) {
+	warm := []string{"op 2:0"}
 	cases := []struct {
 		step    string
 		pre     []string // commands before the fatal one
@@ -39,6 +40,19 @@ func TestCrashInsideOp(t *testing.T) {
 		{StepCommitted, nil, "op 0:2:u,1:1", "vals[0 1 1],ok", true},
 		{StepApplying, nil, "op 0:2:u,1:1", "vals[0 1 1],ok", true},
 		{StepEnqueued, nil, "op 2:-1:u", "vals[0 0 1],ok", false},
+		// The lean path of short arrays: the first op of a handle takes
+		// the general path, so "op 2:0" (which leaves every value as it
+		// is) opens the handle's gate first. Killed before the commit,
+		// nothing is applied; after it, all of it.
+		{StepLeanLocked, warm, "op 0:1,1:1", "vals[0 0 1],ok", false},
+		{StepLeanFrozen, warm, "op 0:1,1:1", "vals[0 0 1],ok", false},
+		{StepLeanFrozen + ":2", warm, "op 0:1,1:1", "vals[0 0 1],ok", false},
+		{StepLeanEvaluated, warm, "op 0:1,1:1", "vals[0 0 1],ok", false},
+		{StepLeanEvaluated, warm, "op 0:1,1:-1:n", "vals[0 0 1],ok", false}, // failing: unfreezes
+		{StepLeanCommitted, warm, "op 0:1,1:1", "vals[1 1 1],ok", true},
+		{StepLeanCommitted, warm, "op 1:2,0:1,1:-1", "vals[1 1 1],ok", true}, // a semaphore named twice
+		{StepLeanReleasing, warm, "op 0:1,1:1", "vals[1 1 1],ok", true},
+		{StepLeanReleasing + ":2", warm, "op 0:1,1:1", "vals[1 1 1],ok", true},
 		// Killed while queued, not holding the lock: until its death is
 		// known (here: the repair the registry's hook would run), a waker
 		// may still complete it, which is as if it died just after.

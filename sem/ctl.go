@@ -15,7 +15,7 @@ func (s *Set) live() error {
 	if s.seg.Removed() {
 		return kernel.EINVAL
 	}
-	if s.seg.DeadGen() != s.deadGen.Load() {
+	if s.deadGen.Load() != s.seenGen.Load() {
 		s.repair()
 	}
 	return nil

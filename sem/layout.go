@@ -2,6 +2,7 @@ package sem
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -243,6 +244,35 @@ func newView(seg *shm.Segment) (*view, error) {
 		return nil, fmt.Errorf("%w: sem body layout ends at %d, not %d", shm.ErrCorrupt, off, base+p.BodySize)
 	}
 	return v, nil
+}
+
+// Exclusive stores. Go's atomic Store is a locked XCHG on amd64 (a full
+// barrier, ~20 cycles); a word that nobody else may write at that moment —
+// the journal under the segment lock, a word the lock holder froze, the
+// semadj word of a SEM_UNDO op whose intent is in flight — needs only a
+// store that is atomic and ordered after the writer's earlier stores. On
+// amd64 a plain aligned MOV is both (x86-TSO keeps stores in program
+// order; the Go compiler keeps memory operations in program order too, and
+// removes a store only when the same address is stored again later in the
+// same basic block, which these callers never do). Readers still load with
+// atomics. Elsewhere (386 could tear a plain 64-bit store; weaker memory
+// models reorder), these are atomic stores.
+const plainStores = runtime.GOARCH == "amd64"
+
+func putWord(p *atomic.Uint64, v uint64) {
+	if plainStores {
+		*(*uint64)(unsafe.Pointer(p)) = v
+	} else {
+		p.Store(v)
+	}
+}
+
+func putAdj(p *atomic.Uint32, v uint32) {
+	if plainStores {
+		*(*uint32)(unsafe.Pointer(p)) = v
+	} else {
+		p.Store(v)
+	}
 }
 
 // Waiter slot use (shm.WaiterSlot, 64 bytes each):

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/usysv/usysv/internal/clock"
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/registry"
 )
@@ -13,10 +12,12 @@ import (
 // blocking until all can be. A blocked Op ends when ctx does, with nothing
 // applied and an error matching both ctx.Err() and kernel.EINTR.
 func (s *Set) Op(ctx context.Context, ops ...Buf) error {
-	if err := checkOps(ops); err != nil {
-		return err
+	if len(ops) == 1 && ops[0].Flg&SEM_UNDO == 0 {
+		if ok, err := s.quick(ops[0]); ok {
+			return err
+		}
 	}
-	return s.op(ctx, ops, time.Time{})
+	return s.run(ctx, ops, time.Time{})
 }
 
 // TryOp is Op that never blocks: as if every op had IPC_NOWAIT.
@@ -28,14 +29,14 @@ func (s *Set) TryOp(ops ...Buf) error {
 	if len(ops) == 1 {
 		b := ops[0]
 		b.Flg |= IPC_NOWAIT
-		return s.op(context.Background(), []Buf{b}, time.Time{})
+		return s.run(context.Background(), []Buf{b}, time.Time{})
 	}
 	cp := make([]Buf, len(ops))
 	for i, b := range ops {
 		b.Flg |= IPC_NOWAIT
 		cp[i] = b
 	}
-	return s.op(context.Background(), cp, time.Time{})
+	return s.run(context.Background(), cp, time.Time{})
 }
 
 // TimedOp is semtimedop(2): Op giving up with EAGAIN, nothing applied, once
@@ -47,7 +48,31 @@ func (s *Set) TimedOp(timeout time.Duration, ops ...Buf) error {
 	if timeout < 0 {
 		return kernel.EINVAL
 	}
-	return s.op(context.Background(), ops, time.Now().Add(timeout))
+	return s.run(context.Background(), ops, time.Now().Add(timeout))
+}
+
+// run is the path of every Op: the fast paths (fast.go) when they can
+// decide, else the general one. The zero deadline means none.
+func (s *Set) run(ctx context.Context, ops []Buf, deadline time.Time) error {
+	if len(ops) == 1 {
+		b := ops[0]
+		var ok bool
+		var err error
+		if b.Flg&SEM_UNDO == 0 {
+			ok, err = s.quick(b)
+		} else {
+			ok, err = s.quickUndo(b)
+		}
+		if ok {
+			return err
+		}
+	} else if ok, err := s.lean(ops); ok {
+		return err
+	}
+	if err := checkOps(ops); err != nil {
+		return err
+	}
+	return s.op(ctx, ops, deadline)
 }
 
 // Spin budgets: how long an op that would block re-checks before queueing,
@@ -84,7 +109,7 @@ func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 	if seg.Removed() {
 		return kernel.EINVAL
 	}
-	if seg.DeadGen() != s.deadGen.Load() {
+	if s.deadGen.Load() != s.seenGen.Load() {
 		s.repair()
 	}
 	if len(ops) == 1 {
@@ -95,6 +120,7 @@ func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 		if !s.permitted(b.Op != 0) {
 			return kernel.EACCES
 		}
+		s.refreshGate()
 		for spin := 0; ; spin++ {
 			var r fastResult
 			var err error
@@ -126,6 +152,7 @@ func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 		if !s.permitted(alter) {
 			return kernel.EACCES
 		}
+		s.refreshGate()
 	}
 	return s.slowOp(ctx, ops, deadline)
 }
@@ -254,17 +281,18 @@ func (s *Set) fastUndo(b Buf) (fastResult, error) {
 			continue
 		}
 		crashpoint(StepUndoCAS)
-		for !aw.CompareAndSwap(a, uint32(uint16(int16(na)))|uint32(parity)<<16) {
-			// Someone changed our semadj between our read and our CAS on
-			// the word (a SETVAL that left the word as it was): redo the
-			// adjustment on the new value. Nobody else can change it now.
-			a = aw.Load()
-			na = int(int16(uint16(a))) - int(b.Op)
+		// Our intent is in flight: nobody else writes this semadj word
+		// until we do. It may have changed between our read and our CAS
+		// on the word (a SETVAL that cleared it, keeping its parity, and
+		// left the word as it was): then adjust the value there now.
+		if a2 := aw.Load(); a2 != a {
+			na = int(int16(uint16(a2))) - int(b.Op)
 			if na < -(SEMAEM+1) || na > SEMAEM {
 				w.Store(old)
 				return fastDone, kernel.ERANGE
 			}
 		}
+		putAdj(aw, uint32(uint16(int16(na)))|uint32(parity)<<16)
 		s.touchOtime()
 		return fastDone, nil
 	}
@@ -277,19 +305,6 @@ func (s *Set) inFlight(w uint64, num int) bool {
 	r := int((w & recMask) >> recShift)
 	a := s.v.recs[r].adj[num].Load()
 	return uint64(a&adjParity>>16) != (w&parityBit)>>parityShift
-}
-
-// touchOtime records that an op succeeded now (semop's sem_otime); it
-// writes only when the second changes.
-func (s *Set) touchOtime() {
-	now := clock.Now()
-	ot := &s.v.hdr.otime
-	for {
-		o := ot.Load()
-		if o >= now || ot.CompareAndSwap(o, now) {
-			return
-		}
-	}
 }
 
 // slowOp runs ops under the segment lock: evaluated and applied as one
@@ -373,7 +388,7 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
 		if s.seg.Removed() {
 			return s.abandon(idx, kernel.EIDRM)
 		}
-		if s.seg.DeadGen() != s.deadGen.Load() {
+		if s.deadGen.Load() != s.seenGen.Load() {
 			s.repair()
 			continue
 		}

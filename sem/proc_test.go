@@ -385,7 +385,11 @@ func init() {
 					err = im.op(id, []Buf{b(1, 1, SEM_UNDO), b(0, 1, SEM_UNDO)})
 				}
 			case 2:
-				if err = im.op(id, []Buf{b(num, -1, 0)}); err == nil {
+				if x&(1<<20) != 0 { // an array without SEM_UNDO: usysv's lean path
+					if err = im.op(id, []Buf{b(2, -1, 0), b(num, -1, 0)}); err == nil {
+						err = im.op(id, []Buf{b(num, 1, 0), b(2, 1, 0)})
+					}
+				} else if err = im.op(id, []Buf{b(num, -1, 0)}); err == nil {
 					err = im.op(id, []Buf{b(num, 1, 0)})
 				}
 			default:

@@ -48,16 +48,24 @@ const (
 // Close, which must not run concurrently with other calls on the same
 // handle (the memory they use is unmapped).
 type Set struct {
+	// Read by every fast-path op (op.go: quick, quickUndo, lean).
+	words   []atomic.Uint64 // v.words
+	gate    atomic.Uint64   // see gateFor; 0 once closed
+	state   *atomic.Uint32  // the segment's header words (shm.HotWords)
+	permSeq *atomic.Uint32
+	deadGen *atomic.Uint32 // seg.DeadGen()
+	otime   *atomic.Int64  // v.hdr.otime
+	pid     uint64         // this process's pid in sempid position
+
 	id    int
 	seg   *shm.Segment
 	v     *view
 	mu    *shm.Mutex
 	nsems int
-	pid   uint64 // this process's pid in sempid position
 
 	closed  atomic.Bool
 	perm    atomic.Uint64 // permSeq<<32 | permValid | permRead | permAlter
-	deadGen atomic.Uint32 // seg.DeadGen() when this handle last repaired
+	seenGen atomic.Uint32 // seg.DeadGen() when this handle last repaired
 	rec     atomic.Int32  // this process's undo record, -1 if none yet
 
 	local sync.Mutex // held with the segment lock, by this handle's goroutines
@@ -108,10 +116,7 @@ func openSeg(id int, ns uint64) (*Set, error) {
 		_ = seg.Close()
 		return nil, kernel.EINVAL
 	}
-	pid, _ := kernel.Self()
-	s := &Set{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
-	s.rec.Store(-1)
-	s.sc.init(v.nsems, len(v.slots))
+	s := makeSet(id, seg, v)
 	// Repair what dead processes may have left before we rely on the state.
 	gen := seg.DeadGen()
 	if gen != 0 || v.hdr.jcommit.Load() != 0 || s.mu.Holder() != 0 {
@@ -119,8 +124,18 @@ func openSeg(id int, ns uint64) (*Set, error) {
 		s.repairLocked(true)
 		s.unlock()
 	}
-	s.deadGen.Store(gen)
+	s.seenGen.Store(gen)
 	return s, nil
+}
+
+func makeSet(id int, seg *shm.Segment, v *view) *Set {
+	pid, _ := kernel.Self()
+	s := &Set{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
+	s.words, s.otime = v.words, &v.hdr.otime
+	s.state, s.permSeq, s.deadGen = seg.HotWords()
+	s.rec.Store(-1)
+	s.sc.init(v.nsems, len(v.slots))
+	return s
 }
 
 // ID is the set's id (semid).
@@ -137,6 +152,7 @@ func (s *Set) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.gate.Store(0)
 	return s.seg.Close()
 }
 
@@ -247,7 +263,12 @@ func Op(id int, ops []Buf) error {
 	if err != nil {
 		return err
 	}
-	return h.op(context.Background(), ops, time.Time{})
+	if len(ops) == 1 && ops[0].Flg&SEM_UNDO == 0 {
+		if ok, err := h.quick(ops[0]); ok {
+			return err
+		}
+	}
+	return h.run(context.Background(), ops, time.Time{})
 }
 
 // TimedOp is semtimedop(2): Op, giving up with EAGAIN (nothing applied)
@@ -265,7 +286,7 @@ func TimedOp(id int, ops []Buf, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	return h.op(context.Background(), ops, deadline)
+	return h.run(context.Background(), ops, deadline)
 }
 
 // GetVal is semctl(GETVAL).

@@ -266,3 +266,66 @@ func TestReleasedWordIsLeftAlone(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []uint16{3, 2}, all, "each word released once, the other process's V kept")
 }
+
+// Short arrays without SEM_UNDO take the lean path (fast.go), which never
+// takes the handle's Go mutex: holding that mutex here proves the path was
+// taken. Results are the kernel's, a semaphore named twice is released
+// once, and whatever the lean path cannot do goes to the general path.
+func TestLeanPath(t *testing.T) {
+	s := newSet(t, 3)
+	ctx := context.Background()
+	require.NoError(t, s.Op(ctx, b(2, 0, 0))) // the general path opens the gate
+	lean := func(ops ...Buf) error {
+		t.Helper()
+		s.local.Lock()
+		defer s.local.Unlock()
+		done := make(chan error, 1)
+		go func() { done <- s.Op(ctx, ops...) }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(lineWait):
+			t.Fatalf("%v did not take the lean path", ops)
+			return nil
+		}
+	}
+	require.NoError(t, lean(b(0, 2, 0), b(1, 1, 0), b(0, -1, 0)))
+	assert.ErrorIs(t, lean(b(0, -1, 0), b(1, -2, IPC_NOWAIT)), kernel.EAGAIN)
+	assert.ErrorIs(t, lean(b(2, 0, 0), b(0, SEMVMX, 0)), kernel.ERANGE)
+	assert.ErrorIs(t, lean(b(1, -2, IPC_NOWAIT), b(0, SEMVMX, 0)), kernel.EAGAIN, "the first op that fails decides")
+	require.NoError(t, lean(b(1, -1, 0), b(1, 0, IPC_NOWAIT), b(0, 1, 0)), "wait-for-zero after the op that makes it zero")
+	all, err := s.GetAll()
+	require.NoError(t, err)
+	assert.Equal(t, []uint16{2, 0, 0}, all)
+	for i := 0; i < 3; i++ {
+		pid, _ := s.GetPid(i)
+		assert.Equal(t, kernel.Getpid(), pid)
+	}
+
+	// Once released, a word is anyone's; nothing stores it again.
+	bumped := map[int]bool{}
+	afterRelease = func(s *Set, i int) {
+		if !bumped[i] {
+			bumped[i] = true
+			s.words[i].Add(1) // another process's V, between the stores
+		}
+	}
+	require.NoError(t, lean(b(0, 1, 0), b(1, 2, 0), b(0, 1, 0), b(1, -1, 0)))
+	afterRelease = nil
+	all, _ = s.GetAll()
+	assert.Equal(t, []uint16{5, 2, 0}, all)
+
+	// A blocking array, SEM_UNDO, a WAITED semaphore: the general path.
+	done := make(chan error)
+	go func() { done <- s.Op(ctx, b(2, -1, 0), b(0, -1, 0)) }()
+	testutil.Eventually(t, lineWait, "the array to block", func() bool {
+		n, _ := s.GetNcnt(2)
+		return n == 1
+	})
+	require.NoError(t, s.Op(ctx, b(1, 1, 0), b(2, 1, 0))) // WAITED: served by the waker
+	require.NoError(t, <-done)
+	require.NoError(t, s.Op(ctx, b(0, -1, SEM_UNDO), b(1, 1, 0)))
+	all, _ = s.GetAll()
+	assert.Equal(t, []uint16{3, 4, 0}, all)
+	require.NoError(t, s.check())
+}

@@ -657,10 +657,7 @@ func eagerRepair(seg *shm.Segment) {
 	if err != nil || seg.Removed() {
 		return
 	}
-	pid, _ := kernel.Self()
-	s := &Set{id: seg.ID(), seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
-	s.rec.Store(-1)
-	s.sc.init(v.nsems, len(v.slots))
+	s := makeSet(seg.ID(), seg, v)
 	s.local.Lock()
 	switch {
 	case s.mu.TryLock():
@@ -681,7 +678,7 @@ func (s *Set) repair() {
 	s.lock()
 	s.repairLocked(false)
 	s.unlock()
-	s.deadGen.Store(gen)
+	s.seenGen.Store(gen)
 }
 
 // repairLocked makes the set consistent after deaths: a dead lock holder's

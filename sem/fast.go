@@ -1,0 +1,312 @@
+package sem
+
+import (
+	"github.com/usysv/usysv/internal/clock"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+// The fast paths: what an Op costs when it need not wait and nobody else
+// is in its way. Each either decides the call (ok true, with its result)
+// or reports false, and the general path (op.go) runs it from the start,
+// checking everything in Linux's order; so a fast path only has to be
+// right when it decides, and may give up whenever anything is unusual.
+//
+//   - quick: one op, no SEM_UNDO: the gate, one CAS on the word.
+//   - quickUndo: one SEM_UNDO op, once this process has an undo record:
+//     the gate, the word's CAS with an intent, the semadj store.
+//   - lean: a short array with no SEM_UNDO whose semaphores no waiter
+//     names: a transaction under the segment lock without the general
+//     machinery (see lean).
+
+// The gate is one word per handle caching what every op checks first:
+// the handle is open, every death the registry reported has been repaired
+// by this handle, and the permission decision for the set's current
+// permission sequence:
+//
+//	bits  0..31  permSeq the decision was made for
+//	bits 32..61  deadGen (low 30 bits) this handle has repaired up to
+//	bit  62      alter permitted
+//	bit  63      read permitted
+//
+// A fast path needing alter (or read) goes on only if the gate, masked to
+// permSeq, deadGen and that bit, equals the header's current permSeq and
+// deadGen with that bit: one load of the gate and two of the header's
+// mutable line. A stale gate only sends calls to the general path, which
+// checks each condition and refreshes the gate; 0 (closed, or never
+// refreshed) never matches. (deadGen is compared modulo 2^30: a handle
+// would miss a repair only if exactly a multiple of 2^30 deaths were
+// reported between two of its calls.)
+const (
+	gateGenShift = 32
+	gateGenMask  = 1<<30 - 1
+	gateAlter    = 1 << 62
+	gateRead     = 1 << 63
+	gateKeyMask  = 1<<62 - 1
+
+	live = uint32(shm.StateLive)
+)
+
+// gateKey is the gate's key part for the header as it is now.
+func (s *Set) gateKey() uint64 {
+	return uint64(s.permSeq.Load()) | uint64(s.deadGen.Load()&gateGenMask)<<gateGenShift
+}
+
+// open reports whether the gate lets a call needing gateAlter or gateRead
+// through: handle open, set live, nothing to repair, permitted.
+// The mapped header is read only once the gate has the bit, which a
+// closed handle's gate never has (Close zeroes it before unmapping).
+func (s *Set) open(need uint64) bool {
+	g := s.gate.Load()
+	return g&need != 0 && g&gateKeyMask == s.gateKey() && s.state.Load() == live
+}
+
+// refreshGate recomputes the gate from the handle's repair generation and
+// permission cache. The general path calls it once both are current.
+func (s *Set) refreshGate() {
+	c := s.perm.Load()
+	if c&permValid == 0 {
+		return
+	}
+	g := uint64(uint32(c>>32)) | uint64(s.seenGen.Load()&gateGenMask)<<gateGenShift
+	if c&permAlter != 0 {
+		g |= gateAlter
+	}
+	if c&permRead != 0 {
+		g |= gateRead
+	}
+	if s.gate.Load() != g && !s.closed.Load() {
+		s.gate.Store(g)
+	}
+}
+
+// quick is one op without SEM_UNDO on a word no transaction or waiter
+// holds and with no SEM_UNDO intent on it: one CAS that sets semval and
+// sempid together. It leaves to the general path a semaphore out of
+// range, an op that must wait, a lost race.
+//
+// (touchOtime is written out here: one call less per op.)
+func (s *Set) quick(b Buf) (bool, error) {
+	words := s.words
+	num := int(b.Num)
+	if num >= len(words) {
+		return false, nil
+	}
+	need := uint64(gateAlter)
+	if b.Op == 0 {
+		need = gateRead
+	}
+	if !s.open(need) {
+		return false, nil
+	}
+	w := &words[num]
+	old := w.Load()
+	if old&(slowMask|flagPending) != 0 {
+		return false, nil
+	}
+	nv := int(old&valueMask) + int(b.Op)
+	switch {
+	case b.Op > 0:
+		if nv > SEMVMX {
+			return true, kernel.ERANGE
+		}
+	case nv < 0 || b.Op == 0 && nv != 0:
+		if b.Flg&IPC_NOWAIT != 0 {
+			return true, kernel.EAGAIN
+		}
+		return false, nil
+	case b.Op == 0 && old&^valueMask == s.pid:
+		if now := clock.Now(); s.otime.Load() < now {
+			s.bumpOtime(now)
+		}
+		return true, nil
+	}
+	if !w.CompareAndSwap(old, uint64(nv)|s.pid) {
+		return false, nil
+	}
+	if now := clock.Now(); s.otime.Load() < now {
+		s.bumpOtime(now)
+	}
+	return true, nil
+}
+
+// quickUndo is fastUndo (op.go) behind the gate, for a process that has
+// its undo record already.
+func (s *Set) quickUndo(b Buf) (bool, error) {
+	num := int(b.Num)
+	r := int(s.rec.Load())
+	if num >= len(s.words) || r < 0 {
+		return false, nil
+	}
+	need := uint64(gateAlter)
+	if b.Op == 0 {
+		need = gateRead
+	}
+	if !s.open(need) {
+		return false, nil
+	}
+	res, err := s.fastUndo(b)
+	return res == fastDone, err
+}
+
+// touchOtime records that an op succeeded now (semop's sem_otime); it
+// writes only when the second changes.
+func (s *Set) touchOtime() {
+	if now := clock.Now(); s.otime.Load() < now {
+		s.bumpOtime(now)
+	}
+}
+
+func (s *Set) bumpOtime(now int64) {
+	for {
+		o := s.otime.Load()
+		if o >= now || s.otime.CompareAndSwap(o, now) {
+			return
+		}
+	}
+}
+
+// leanMax is the longest array the lean path takes.
+const leanMax = 8
+
+// lean runs a short op array with no SEM_UNDO as one transaction under the
+// segment lock, when nothing the general transaction (txn.go) is for is
+// needed: no semadj, no waiter to serve (none of the semaphores is marked
+// WAITED, so no queued waiter's array can change outcome), no repair, and
+// the lock free at the first try. What it keeps is what makes it atomic
+// and crash-safe, in the journal's own format, so that the general repair
+// finishes or drops it:
+//
+//  1. take the lock (one CAS); freeze each semaphore the array names, in
+//     array order as it evaluates (one CAS each; the frozen word keeps its
+//     value, so an uncommitted transaction is simply unfrozen by repair);
+//  2. evaluate on copies held in registers, as eval does;
+//  3. on success: shadow ← new words, jcommit ← a jkOps commit with no
+//     semadj and no waiter (the commit point), then release each word with
+//     its new value, jcommit ← 0, unlock.
+//
+// Everything written in 3 is the lock holder's alone (the journal) or a
+// word it froze, so plain stores (putWord) do; the locked instructions
+// are the lock, one freeze per semaphore and the unlock. A process killed
+// anywhere leaves the lock held; whoever takes it over runs repairLocked,
+// which finds the frozen words and redoes the commit from shadow if
+// jcommit is set, or just unfreezes them if not: all or nothing.
+//
+// An array that would block without IPC_NOWAIT, a word that is frozen,
+// WAITED or has an in-flight SEM_UNDO op, a held lock: the general path.
+func (s *Set) lean(ops []Buf) (bool, error) {
+	if len(ops) < 2 || len(ops) > leanMax {
+		return false, nil
+	}
+	need := uint64(gateRead)
+	for _, b := range ops {
+		if b.Flg&SEM_UNDO != 0 || int(b.Num) >= len(s.words) {
+			return false, nil
+		}
+		if b.Op != 0 {
+			need = gateAlter
+		}
+	}
+	if !s.open(need) || !s.mu.TryLock() {
+		return false, nil
+	}
+	crashpoint(StepLeanLocked)
+	hdr := s.v.hdr
+	if s.state.Load() != live || hdr.jcommit.Load() != 0 {
+		s.mu.Unlock() // removed meanwhile (EIDRM), or a journal to redo
+		return false, nil
+	}
+	var (
+		nums [leanMax]uint16 // the semaphores frozen, in order of first use
+		orig [leanMax]uint64 // their data when frozen
+		work [leanMax]uint64 // their data as the array goes
+		n    int
+		res  int // 0: success; 1: would block; else an errno
+		flg  int16
+	)
+	for _, b := range ops {
+		j := 0
+		for j < n && nums[j] != b.Num {
+			j++
+		}
+		if j == n {
+			d, ok := s.leanFreeze(int(b.Num))
+			if !ok {
+				s.leanAbort(nums[:n], orig[:n])
+				return false, nil
+			}
+			nums[n], orig[n], work[n] = b.Num, d, d
+			n++
+			crashpoint(StepLeanFrozen)
+		}
+		cur := int(work[j] & valueMask)
+		nv := cur + int(b.Op)
+		if b.Op == 0 && cur != 0 || nv < 0 {
+			res, flg = 1, b.Flg
+			break
+		}
+		if nv > SEMVMX {
+			res = int(kernel.ERANGE)
+			break
+		}
+		work[j] = work[j]&^valueMask | uint64(nv)
+	}
+	crashpoint(StepLeanEvaluated)
+	if res != 0 {
+		s.leanAbort(nums[:n], orig[:n])
+		if res == 1 {
+			if flg&IPC_NOWAIT == 0 {
+				return false, nil // must wait: the general path queues it
+			}
+			res = int(kernel.EAGAIN)
+		}
+		return true, kernel.Errno(res)
+	}
+	for j := 0; j < n; j++ {
+		work[j] = work[j]&valueMask | s.pid
+		putWord(&s.v.shadow[nums[j]], work[j])
+	}
+	putWord(&hdr.jcommit, leanCommit)
+	crashpoint(StepLeanCommitted)
+	for j := 0; j < n; j++ {
+		putWord(&s.words[nums[j]], work[j])
+		crashpoint(StepLeanReleasing)
+		if afterRelease != nil {
+			afterRelease(s, int(nums[j]))
+		}
+	}
+	s.touchOtime()
+	putWord(&hdr.jcommit, 0)
+	s.mu.Unlock()
+	return true, nil
+}
+
+// leanCommit is the journal entry of a lean transaction: an op array
+// applied by its caller, no semadj entries, no waiter.
+var leanCommit = packCommit(jkOps, -1, 0, 0)
+
+// leanFreeze freezes word i for the lean path and returns its data, unless
+// the word is frozen, WAITED or has an in-flight SEM_UNDO op, or keeps
+// changing under us.
+func (s *Set) leanFreeze(i int) (uint64, bool) {
+	w := &s.words[i]
+	for try := 0; try < 4; try++ {
+		o := w.Load()
+		if o&slowMask != 0 || o&flagPending != 0 && s.inFlight(o, i) {
+			return 0, false
+		}
+		d := o & dataMask // a completed SEM_UNDO intent is dropped, as freeze does
+		if w.CompareAndSwap(o, d|flagFrozen) {
+			return d, true
+		}
+	}
+	return 0, false
+}
+
+// leanAbort unfreezes what lean froze, unchanged, and releases the lock.
+func (s *Set) leanAbort(nums []uint16, orig []uint64) {
+	for j := range nums {
+		putWord(&s.words[nums[j]], orig[j])
+	}
+	s.mu.Unlock()
+}
