@@ -1,0 +1,101 @@
+package chaos
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// report collects the numbers of a run; TestChaos prints it at the end.
+type report struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *report) add(format string, a ...any) {
+	r.mu.Lock()
+	r.lines = append(r.lines, fmt.Sprintf(format, a...))
+	r.mu.Unlock()
+}
+
+func (r *report) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n")
+}
+
+// TestChaos is the fault-injection suite across real processes: the short
+// run in `go test ./...`, the long one with -chaos.duration (make chaos).
+// Each scenario is described at its function.
+func TestChaos(t *testing.T) {
+	rep := &report{}
+	start := time.Now()
+	mode := "short run"
+	if long() {
+		mode = fmt.Sprintf("long run, -chaos.duration=%v", *duration)
+	}
+	t.Run("msgq", func(t *testing.T) { chaosMsgq(t, rep) })
+	t.Run("sem", func(t *testing.T) { chaosSem(t, rep) })
+	t.Run("registry", func(t *testing.T) { chaosRegistry(t, rep) })
+	t.Run("stop", func(t *testing.T) { chaosStop(t, rep) })
+	t.Cleanup(func() {
+		fmt.Fprintf(os.Stdout, "\n==== usysv chaos report (%s, %v) ====\n%s\n====\n", mode, time.Since(start).Round(time.Millisecond), rep)
+	})
+}
+
+// chaosMsgq: producers (single sends and batches) and consumers (FIFO,
+// by type, by lowest type, MSG_EXCEPT, batches) on one small queue (it is
+// full most of the time, so senders sleep, and it has fewer waiter slots
+// than sleepers, so some sleep on the overflow word); random ones are
+// SIGKILLed — stopped first, to record whether they held the lock or a
+// waiter slot — and restarted, and a quarter of the incarnations carry a
+// crash hook that kills them at a labelled step of send or receive. At the
+// end: no message received twice or torn, every message reported sent was
+// received or is still queued or (at most one per consumer death) went
+// with a killed consumer, per-producer order held (up to one requeued
+// message per consumer death), and the queue's invariants hold.
+func chaosMsgq(t *testing.T, rep *report) {
+	c := newCluster(t, "embedded")
+	m := newMsgqLoad(t, c, msgqConfig{
+		capacity: 8192, maxMsg: 2048, waiters: 4, ntypes: 3, lo: payloadMin, hi: 1500,
+		producers: []int{1, 1, 4},
+		consumers: []consSpec{{"fifo", 0, 1}, {"type", 2, 1}, {"neg", 2, 1}, {"except", 1, 1}, {"fifo", 0, 4}},
+		hooks:     true,
+	})
+	d := share(0.4, 2500*time.Millisecond)
+	m.run(d, 5*time.Millisecond, 60*time.Millisecond)
+	probs := m.finish()
+	sum := m.summary()
+	rep.add("msgq (%v): %s", d, sum)
+	t.Log(sum)
+	for _, p := range probs {
+		t.Error(p)
+	}
+}
+
+// chaosSem: processes doing SEM_UNDO P/V (single ops, on the lock-free
+// path, and arrays mixing SEM_UNDO with plain moves), atomic arrays moving
+// tokens between semaphores, waits for zero and GETALL checkers, on one
+// set (semLayout); random ones are stopped, looked at (lock, waiter slot,
+// SEM_UNDO token held) and SIGKILLed, and restarted, a quarter of the
+// incarnations with a crash hook at a labelled step of semop. While it
+// runs the checkers verify, under GETALL's consistent view, that the
+// tokens' sum and L+Z never change; at the end, once every process has
+// exited, every undo must have been applied exactly once (L, Z and M back
+// to their initial values) and no waiter left.
+func chaosSem(t *testing.T, rep *report) {
+	c := newCluster(t, "embedded")
+	s := newSemLoad(t, c, 4, []string{"mover", "mover", "holder", "holder", "holder", "solo", "solo", "zero", "checker"}, true)
+	d := share(0.4, 2500*time.Millisecond)
+	s.run(d, 5*time.Millisecond, 60*time.Millisecond)
+	probs := s.finish()
+	sum := s.summary()
+	rep.add("sem (%v): %s", d, sum)
+	t.Log(sum)
+	for _, p := range probs {
+		t.Error(p)
+	}
+}

@@ -1,0 +1,264 @@
+package chaos
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// regClients are chaos-regclient processes: Get/Stat/Remove in a loop.
+type regClients struct {
+	t testing.TB
+	c *cluster
+
+	mu    sync.Mutex
+	procs []*regClient
+	calls map[string][]regCall // by op: g, s, r
+	errs  []string
+}
+
+type regClient struct {
+	kind string
+	p    *proc
+	key  int // the key of its current object
+}
+
+type regCall struct {
+	t0, t1 time.Time
+	ok     bool
+	res    string
+}
+
+func newRegClients(t testing.TB, c *cluster, kinds ...string) *regClients {
+	r := &regClients{t: t, c: c, calls: map[string][]regCall{}}
+	for _, k := range kinds {
+		r.launch(&regClient{kind: k})
+	}
+	return r
+}
+
+func (r *regClients) launch(rc *regClient) {
+	rc.p = r.c.start("chaos-regclient", []string{rc.kind}, func(p *proc, l line) {
+		f := strings.Fields(l.s)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		switch {
+		case len(f) == 2 && f[0] == "k":
+			rc.key = atoi(f[1])
+		case len(f) == 4 && (f[0] == "g" || f[0] == "s" || f[0] == "r"):
+			t0, _ := strconv.ParseInt(f[1], 10, 64)
+			t1, _ := strconv.ParseInt(f[2], 10, 64)
+			r.calls[f[0]] = append(r.calls[f[0]], regCall{time.Unix(0, t0), time.Unix(0, t1), f[3] == "ok", f[3]})
+		case l.s == "X":
+		default:
+			r.errs = append(r.errs, fmt.Sprintf("regclient pid %d: %s", p.pid, l.s))
+		}
+	})
+	r.mu.Lock()
+	r.procs = append(r.procs, rc)
+	r.mu.Unlock()
+}
+
+// byPid finds the client with pid.
+func (r *regClients) byPid(pid int) *regClient {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rc := range r.procs {
+		if rc.p.pid == pid && rc.p.alive() {
+			return rc
+		}
+	}
+	return nil
+}
+
+// kill kills a client (it hosts the registry) and removes the object it
+// may have left, then starts another.
+func (r *regClients) kill(rc *regClient) {
+	rc.p.kill()
+	r.mu.Lock()
+	key := rc.key
+	r.mu.Unlock()
+	if key != 0 {
+		if l := r.c.ctl.call(r.t, hangAfter, "rmkey %s %d", rc.kind, key); l != "ok" && l != "ENOENT" {
+			r.t.Errorf("chaos: remove the object of a killed regclient (key %d): %s", key, l)
+		}
+	}
+	r.launch(&regClient{kind: rc.kind})
+}
+
+// recovered returns, for each op, how long after `at` the first call
+// succeeded that ended after `at`; ok is false while one has not.
+func (r *regClients) recovered(at time.Time) (map[string]time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]time.Duration{}
+	for _, op := range []string{"g", "s", "r"} {
+		for _, c := range r.calls[op] {
+			if c.ok && c.t1.After(at) {
+				if d, seen := out[op]; !seen || c.t1.Sub(at) < d {
+					out[op] = c.t1.Sub(at)
+				}
+			}
+		}
+		if _, seen := out[op]; !seen {
+			return out, false
+		}
+	}
+	return out, true
+}
+
+// failures lists the calls that failed, by result.
+func (r *regClients) failures() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := map[string]int{}
+	total := 0
+	for op, cs := range r.calls {
+		for _, c := range cs {
+			total++
+			if !c.ok {
+				n[op+":"+c.res]++
+			}
+		}
+	}
+	var out []string
+	for k, v := range n {
+		out = append(out, fmt.Sprintf("%s×%d", k, v))
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return fmt.Sprintf("%d calls, none failed", total)
+	}
+	return fmt.Sprintf("%d calls, failed: %s", total, strings.Join(out, " "))
+}
+
+func (r *regClients) stop() []string {
+	var probs []string
+	r.mu.Lock()
+	procs := append([]*regClient(nil), r.procs...)
+	r.mu.Unlock()
+	for _, rc := range procs {
+		rc.p.closeIn()
+	}
+	for _, rc := range procs {
+		if !rc.p.wait(hangAfter) {
+			probs = append(probs, fmt.Sprintf("regclient pid %d did not stop within %v", rc.p.pid, hangAfter))
+			rc.p.kill()
+		} else if c := rc.p.exitCode(); c != 0 && rc.p.alive() == false && c != -1 {
+			probs = append(probs, fmt.Sprintf("regclient pid %d: %s", rc.p.pid, rc.p.exitStatus()))
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append(probs, r.errs...)
+}
+
+// chaosRegistry: the registry host is SIGKILLed again and again while
+// clients work — first a standalone registry process (what cmd/usysvd
+// runs: registry.NewServer with the kinds' repair hooks linked in), then
+// whichever client took over from it; and, in a second cluster, a client
+// that hosts the registry embedded. The clients are a msgq load
+// (producers, consumers), a sem load (movers, SEM_UNDO holders, a
+// checker) and two processes calling Get/Stat/Remove in a loop. Measured:
+// how long after each kill the first Get, Stat and Remove succeeded
+// again, and the longest time in which no fast-path operation completed
+// around the kills; checked: the loads' guarantees as in chaosMsgq and
+// chaosSem, every registry call succeeding again, nothing leaked.
+func chaosRegistry(t *testing.T, rep *report) {
+	d := share(0.1, 0)
+	for _, mode := range []string{"daemon", "embedded"} {
+		t.Run(mode, func(t *testing.T) {
+			c := newCluster(t, mode)
+			c.ctl = c.newCtl() // so that the first host is not also the ctl client
+			m := newMsgqLoad(t, c, msgqConfig{capacity: 8192, maxMsg: 1024, waiters: 16, ntypes: 2, lo: payloadMin, hi: 600,
+				producers: []int{1, 1}, consumers: []consSpec{{"fifo", 0, 1}, {"type", 2, 1}}})
+			s := newSemLoad(t, c, 3, []string{"mover", "holder", "holder", "solo", "checker"}, false)
+			r := newRegClients(t, c, "sem", "q")
+			var worst map[string]time.Duration
+			var stalls []time.Duration
+			host := c.host.pid
+			cycles := 0
+			start := time.Now()
+			for cycles < 2 || time.Since(start) < d {
+				time.Sleep(300 * time.Millisecond)
+				at := time.Now()
+				killed := c.killHost(host, m, s, r)
+				// Recovery: Get, Stat and Remove each succeed again.
+				for {
+					got, ok := r.recovered(at)
+					if ok {
+						for op, v := range got {
+							if worst == nil {
+								worst = map[string]time.Duration{}
+							}
+							worst[op] = max(worst[op], v)
+						}
+						break
+					}
+					if time.Since(at) > hangAfter {
+						t.Fatalf("chaos: registry calls not working %v after its host (%s pid %d) was killed: %s; %s",
+							hangAfter, killed, host, r.failures(), segDiag(m.seg))
+					}
+					m.reap()
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(50 * time.Millisecond)
+				ms, _ := m.l.stall(at.Add(-20*time.Millisecond), time.Now(), nil)
+				ss, _ := s.l.stall(at.Add(-20*time.Millisecond), time.Now(), nil)
+				stalls = append(stalls, max(ms, ss))
+				host = c.serverPid(c.ctl)
+				cycles++
+			}
+			probs := r.stop()
+			probs = append(probs, m.finish()...)
+			probs = append(probs, s.finish()...)
+			sort.Slice(stalls, func(i, j int) bool { return stalls[i] > stalls[j] })
+			sum := fmt.Sprintf("%s: host killed %d times; first success after the kill: Get ≤ %v, Stat ≤ %v, Remove ≤ %v; "+
+				"longest fast-path stall around a kill %v; registry calls: %s; msgq: %s; sem: %s",
+				mode, cycles, worst["g"].Round(time.Microsecond), worst["s"].Round(time.Microsecond), worst["r"].Round(time.Microsecond),
+				stalls[0], r.failures(), m.summary(), s.summary())
+			rep.add("registry %s", sum)
+			t.Log(sum)
+			for _, p := range probs {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// killHost SIGKILLs the process serving the registry (pid) — the daemon,
+// or whichever client hosts it now — keeping the loads' books, and says
+// what it was.
+func (c *cluster) killHost(pid int, m *msgqLoad, s *semLoad, r *regClients) string {
+	if pid == c.host.pid && c.host.alive() {
+		c.host.kill()
+		return "first host"
+	}
+	if pid == c.ctl.pid {
+		c.ctl.kill()
+		c.ctl = c.newCtl()
+		return "ctl client"
+	}
+	for _, role := range m.roles {
+		if role.cur.pid == pid {
+			m.killRole(role)
+			return "msgq " + role.cur.name
+		}
+	}
+	for _, role := range s.roles {
+		if role.cur.pid == pid {
+			s.killRole(role)
+			return "sem " + role.name
+		}
+	}
+	if rc := r.byPid(pid); rc != nil {
+		r.kill(rc)
+		return "regclient"
+	}
+	c.t.Fatalf("chaos: registry served by pid %d, which is none of the test's processes", pid)
+	return ""
+}
