@@ -2,13 +2,18 @@ package sem
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
 )
 
 // Benchmarks run usysv and the kernel side by side in the same run:
@@ -62,11 +67,19 @@ func BenchmarkThreeOps(b *testing.B) {
 }
 
 // Cross-process ping-pong on two semaphores: a round trip is V(0) here,
-// P(0) V(1) in the helper, P(1) here. "spin": both processes active (the
-// default spin-then-sleep); "sleep": usysv with spinning off, so every
-// wait sleeps in the kernel (the kernel's semop always sleeps).
+// P(0) V(1) in the helper, P(1) here.
+//   - "active": both processes run, waiting the default way (usysv: spin
+//     for a while, adaptively, then sleep; the kernel's semop always sleeps);
+//   - "sleep": the same with usysv's spinning off, so that every wait
+//     sleeps in the kernel although the partner is running;
+//   - "asleep": each side pauses asleepGap before it posts, so that the
+//     other is asleep when the post arrives. ns/op is the round trip less
+//     the helper's pauses: the two posts (each waking a sleeper) and the
+//     two sleepers' return paths.
+//
+// PINGPONG_CPUS="a,b" pins this process to CPU a and the helper to CPU b.
 func BenchmarkPingPong(b *testing.B) {
-	for _, mode := range []string{"spin", "sleep"} {
+	for _, mode := range []string{"active", "sleep", "asleep"} {
 		for _, im := range impls {
 			if im.name == "kernel" && mode == "sleep" {
 				continue
@@ -77,29 +90,75 @@ func BenchmarkPingPong(b *testing.B) {
 					preQueueSpin, waiterSpin = 0, 0
 					b.Cleanup(func() { preQueueSpin, waiterSpin = pq, ws })
 				}
+				cpus := strings.Split(os.Getenv("PINGPONG_CPUS"), ",")
+				if len(cpus) == 2 {
+					c, _ := strconv.Atoi(cpus[0])
+					require.NoError(b, kernel.PinCPU(c))
+				}
 				id, hi := benchSet(b, im, 2)
-				p := testutil.Start(b, "sem-pong", []string{im.name, strconv.Itoa(id), mode})
+				warm := 50
+				if mode == "asleep" {
+					warm = 3
+				}
+				args := []string{im.name, strconv.Itoa(id), mode, strconv.Itoa(warm + b.N)}
+				if len(cpus) == 2 {
+					args = append(args, cpus[1])
+				}
+				p := testutil.Start(b, "sem-pong", args)
 				p.Expect("ready", lineWait)
 				v0, p1 := []Buf{{Num: 0, Op: 1}}, []Buf{{Num: 1, Op: -1}}
+				var total time.Duration
+				rts := make([]time.Duration, 0, b.N)
 				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
+				for i := 0; i < warm+b.N; i++ {
+					if mode == "asleep" {
+						time.Sleep(asleepGap) // let the helper fall asleep
+					}
+					t0 := time.Now()
 					if err := hi.op(id, v0); err != nil {
 						b.Fatal(err)
 					}
 					if err := hi.op(id, p1); err != nil {
 						b.Fatal(err)
 					}
+					if i >= warm {
+						d := time.Since(t0)
+						total += d
+						rts = append(rts, d)
+					}
 				}
 				b.StopTimer()
+				gaps, err := strconv.ParseInt(p.Line(lineWait), 10, 64)
+				require.NoError(b, err)
 				p.Kill()
+				b.ReportMetric(float64(total-time.Duration(gaps))/float64(b.N), "ns/op")
+				if mode != "asleep" { // (there, round trips include the helper's pauses)
+					slices.Sort(rts)
+					b.ReportMetric(float64(rts[len(rts)/2]), "p50-ns")
+					b.ReportMetric(float64(rts[len(rts)*99/100]), "p99-ns")
+				}
+
 			})
 		}
 	}
 }
 
+// asleepGap is how long a side of the "asleep" ping-pong pauses before
+// it posts (as bench's sem/pingpong-asleep).
+const asleepGap = 200 * time.Microsecond
+
 func init() {
+	// sem-pong IMPL ID MODE ROUNDS [CPU]: P(0) V(1), ROUNDS times (pausing
+	// before each V in "asleep" mode), then prints the total pause in ns.
 	testutil.RegisterHelper("sem-pong", func(args []string) int {
 		id, _ := strconv.Atoi(args[1])
+		rounds, _ := strconv.Atoi(args[3])
+		if len(args) > 4 {
+			c, _ := strconv.Atoi(args[4])
+			if kernel.PinCPU(c) != nil {
+				return 1
+			}
+		}
 		im := implByName(args[0])
 		if args[0] == "usysv" {
 			h, err := OpenID(id)
@@ -108,16 +167,31 @@ func init() {
 			}
 			im = handleImpl(h)
 		}
-		if len(args) > 2 && args[2] == "sleep" {
+		mode := args[2]
+		if mode == "sleep" {
 			preQueueSpin, waiterSpin = 0, 0
 		}
 		os.Stdout.WriteString("ready\n")
 		p0, v1 := []Buf{{Num: 0, Op: -1}}, []Buf{{Num: 1, Op: 1}}
-		for {
-			if im.op(id, p0) != nil || im.op(id, v1) != nil {
+		var gaps time.Duration
+		for i := 0; i < rounds; i++ {
+			if im.op(id, p0) != nil {
+				return 1
+			}
+			if mode == "asleep" {
+				t := time.Now()
+				time.Sleep(asleepGap)
+				if i >= 3 {
+					gaps += time.Since(t)
+				}
+			}
+			if im.op(id, v1) != nil {
 				return 1
 			}
 		}
+		fmt.Println(int64(gaps))
+		_, _ = readLine() // until killed
+		return 0
 	})
 }
 

@@ -40,9 +40,14 @@ func (s *Set) check() error {
 	n := uint64(0)
 	type span struct{ off, n int }
 	var spans []span
+	hi := v.hdr.slotsHi.Load()
 	for idx := range v.slots {
 		slot := &v.slots[idx]
-		switch st := slot.State.Load(); st {
+		st := slot.State.Load()
+		if st != 0 && uint64(idx) >= hi {
+			bad("slot %d in use at or above slotsHi %d", idx, hi)
+		}
+		switch st {
 		case 0, stDone:
 			continue
 		case stWaiting:

@@ -73,8 +73,9 @@ func (s *Set) count(num int, zero bool) (int, error) {
 	}
 	n := 0
 	s.lock()
-	for idx := range s.v.slots {
-		slot := &s.v.slots[idx]
+	slots := s.v.slotsInUse()
+	for idx := range slots {
+		slot := &slots[idx]
 		if slot.State.Load() != stWaiting {
 			continue
 		}
@@ -139,9 +140,9 @@ func (s *Set) SetVal(num, val int) error {
 	s.freeze(num)
 	d := uint64(val) | s.pid
 	s.sc.work[num] = d
-	s.v.shadow[num].Store(d)
-	s.v.hdr.jarg.Store(uint64(num))
-	s.v.hdr.jcommit.Store(packCommit(jkSetVal, -1, 0, 0))
+	putWord(&s.v.shadow[num], d)
+	putWord(&s.v.hdr.jarg, uint64(num))
+	putWord(&s.v.hdr.jcommit, packCommit(jkSetVal, -1, 0, 0))
 	crashpoint(StepCommitted)
 	s.sc.dirty = append(s.sc.dirty[:0], int32(num))
 	s.apply(s.sc.dirty, s.v.hdr.nwait.Load() == 0)
@@ -180,10 +181,10 @@ func (s *Set) SetAll(vals []uint16) error {
 		s.freeze(i)
 		d := uint64(v) | s.pid
 		s.sc.work[i] = d
-		s.v.shadow[i].Store(d)
+		putWord(&s.v.shadow[i], d)
 		s.sc.dirty = append(s.sc.dirty, int32(i))
 	}
-	s.v.hdr.jcommit.Store(packCommit(jkSetAll, -1, 0, 0))
+	putWord(&s.v.hdr.jcommit, packCommit(jkSetAll, -1, 0, 0))
 	crashpoint(StepCommitted)
 	s.apply(s.sc.dirty, s.v.hdr.nwait.Load() == 0)
 	s.seg.SetCtime(clock.Now())

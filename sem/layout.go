@@ -22,7 +22,8 @@ import (
 //	16                 8               nwait    waiters queued (hint; repair recounts)
 //	24                 8               jcommit  journal: 0 idle, else a committed txn
 //	32                 8               jarg     journal argument (kind-specific)
-//	40                 88              reserved (the header is one 128-byte block)
+//	40                 8               slotsHi  waiter slots in use are all below this (hint)
+//	48                 80              reserved (the header is one 128-byte block)
 //	128                8 × nsems       words    one state word per semaphore
 //	+                  8 × nsems       shadow   new word values of the open txn
 //	+                  8 × J           jadj     journal: new semadj values, J = min(SEMOPM, nsems)
@@ -162,7 +163,8 @@ type bodyHdr struct {
 	nwait   atomic.Uint64
 	jcommit atomic.Uint64
 	jarg    atomic.Uint64
-	_       [88]byte
+	slotsHi atomic.Uint64
+	_       [80]byte
 }
 
 type recHdr struct {
@@ -193,6 +195,8 @@ var (
 	_ [16 - int(unsafe.Sizeof(recHdr{}))]struct{}
 	_ [int(unsafe.Offsetof(bodyHdr{}.jcommit)) - 24]struct{}
 	_ [24 - int(unsafe.Offsetof(bodyHdr{}.jcommit))]struct{}
+	_ [int(unsafe.Offsetof(bodyHdr{}.slotsHi)) - 40]struct{}
+	_ [40 - int(unsafe.Offsetof(bodyHdr{}.slotsHi))]struct{}
 )
 
 // newView validates a semaphore segment's parameters and maps its body.
@@ -267,12 +271,24 @@ func putWord(p *atomic.Uint64, v uint64) {
 	}
 }
 
-func putAdj(p *atomic.Uint32, v uint32) {
+func put32(p *atomic.Uint32, v uint32) {
 	if plainStores {
 		*(*uint32)(unsafe.Pointer(p)) = v
 	} else {
 		p.Store(v)
 	}
+}
+
+// Waiter slots in use. Every slot that is not free has an index below
+// slotsHi, so that the lock holder's scans of the table (the wake-up
+// scan, WAITED marks, the arena, GETNCNT) stop there instead of at the
+// table's end. Under the lock, enqueue raises it before it marks a slot
+// waiting, and the wake-up scan lowers it to just past the last slot it
+// saw in use (slots are freed by their owners without the lock, never
+// taken without it). Zero — a new set — is "none in use"; repair scans
+// the whole table and sets it afresh; it is clamped to the table.
+func (v *view) slotsInUse() []shm.WaiterSlot {
+	return v.slots[:min(v.hdr.slotsHi.Load(), uint64(len(v.slots)))]
 }
 
 // Waiter slot use (shm.WaiterSlot, 64 bytes each):

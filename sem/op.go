@@ -75,30 +75,6 @@ func (s *Set) run(ctx context.Context, ops []Buf, deadline time.Time) error {
 	return s.op(ctx, ops, deadline)
 }
 
-// Spin budgets: how long an op that would block re-checks before queueing,
-// and how long a queued waiter re-checks before sleeping in the kernel.
-// Each iteration is a load of one shared word (a few ns when the line is
-// local); both bounds keep the spinning well under the cost of a sleep and
-// wake-up pair (several µs).
-// Past the first few hundred iterations, a spinning waiter yields its CPU
-// (sched_yield) between checks, so that when CPUs are oversubscribed the
-// process it waits for gets to run. They are variables only so that
-// benchmarks can measure the sleeping path.
-var (
-	preQueueSpin = 100
-	waiterSpin   = 300
-)
-
-// spinPause is one step of a bounded spin: a plain re-check at first, then
-// a yield of the CPU to other threads.
-func spinPause(i int) {
-	switch {
-	case i < 64:
-	case i&15 == 0:
-		kernel.SchedYield()
-	}
-}
-
 // op runs ops (already checked: 1 ≤ len ≤ SEMOPM). The zero deadline means
 // none. This is the path every Op takes; its first part is the fast path.
 func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
@@ -121,23 +97,25 @@ func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 			return kernel.EACCES
 		}
 		s.refreshGate()
-		for spin := 0; ; spin++ {
-			var r fastResult
-			var err error
-			if b.Flg&SEM_UNDO == 0 {
-				r, err = s.fastSingle(b)
-			} else {
-				r, err = s.fastUndo(b)
+		r, err := s.fastOne(b)
+		if r == fastDone {
+			return err
+		}
+		if r == fastBlock && preQueueSpin > 0 && s.spin.start() {
+			// Would block (fastBlock: no IPC_NOWAIT): re-check for a while
+			// before queueing, so that a peer about to post does not cost
+			// us a sleep (spin.go).
+			sp := newSpinner(preQueueSpin)
+			for r == fastBlock && sp.next() {
+				r, err = s.fastOne(b)
 			}
-			if r == fastDone {
+			switch r {
+			case fastDone:
+				s.spin.paid(true)
 				return err
+			case fastBlock:
+				s.spin.paid(false)
 			}
-			if r == fastSlow || spin >= preQueueSpin || b.Flg&IPC_NOWAIT != 0 {
-				break
-			}
-			// Would block: re-check for a while before queueing, so that a
-			// peer that is about to post does not cost us a sleep.
-			spinPause(spin)
 		}
 	} else {
 		alter := false
@@ -184,6 +162,14 @@ func (s *Set) refreshPerm() uint64 {
 	}
 	s.perm.Store(c)
 	return c
+}
+
+// fastOne is one lock-free attempt at a single op.
+func (s *Set) fastOne(b Buf) (fastResult, error) {
+	if b.Flg&SEM_UNDO == 0 {
+		return s.fastSingle(b)
+	}
+	return s.fastUndo(b)
 }
 
 type fastResult int
@@ -292,7 +278,7 @@ func (s *Set) fastUndo(b Buf) (fastResult, error) {
 				return fastDone, kernel.ERANGE
 			}
 		}
-		putAdj(aw, uint32(uint16(int16(na)))|uint32(parity)<<16)
+		put32(aw, uint32(uint16(int16(na)))|uint32(parity)<<16)
 		s.touchOtime()
 		return fastDone, nil
 	}
@@ -365,11 +351,19 @@ func (s *Set) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
 // ends or the deadline passes (nothing applied).
 func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
 	slot := &s.v.slots[idx]
-	for i := 0; i < waiterSpin; i++ {
-		if slot.State.Load() == stDone {
-			return s.finish(idx)
+	if waiterSpin > 0 && s.spin.credit.Load() > 0 {
+		// Queued: re-check for a while before sleeping (spin.go). A waker
+		// that completes us meanwhile makes no system call.
+		for sp := newSpinner(waiterSpin); ; {
+			if slot.State.Load() == stDone {
+				s.spin.paid(true)
+				return s.finish(idx)
+			}
+			if !sp.next() {
+				s.spin.paid(false)
+				break
+			}
 		}
-		spinPause(i)
 	}
 	crashpoint(StepWaiting)
 	if ctx.Done() != nil {

@@ -56,6 +56,7 @@ type Set struct {
 	deadGen *atomic.Uint32 // seg.DeadGen()
 	otime   *atomic.Int64  // v.hdr.otime
 	pid     uint64         // this process's pid in sempid position
+	spin    spinPolicy     // whether would-block ops spin (spin.go)
 
 	id    int
 	seg   *shm.Segment
@@ -134,6 +135,7 @@ func makeSet(id int, seg *shm.Segment, v *view) *Set {
 	s.words, s.otime = v.words, &v.hdr.otime
 	s.state, s.permSeq, s.deadGen = seg.HotWords()
 	s.rec.Store(-1)
+	s.spin.credit.Store(spinCredit / 2)
 	s.sc.init(v.nsems, len(v.slots))
 	return s
 }

@@ -186,6 +186,8 @@ func TestCorruptSlot(t *testing.T) {
 	slot.Arg[argOps].Store(packSlotOps(len(s.v.arena)-1, 400, 5))
 	slot.State.Store(stWaiting)
 	s.v.hdr.nwait.Add(1)
+	assert.Error(t, s.check(), "a slot in use above slotsHi")
+	s.v.hdr.slotsHi.Store(4)
 	require.NoError(t, s.Op(context.Background(), b(0, 1, 0), b(1, 1, 0)))
 	assert.Equal(t, uint32(stDone), slot.State.Load(), "the malformed waiter is failed")
 	assert.Equal(t, uint64(kernel.EINVAL), slot.Arg[argResult].Load())
@@ -214,6 +216,21 @@ func TestCheckFindsBreakage(t *testing.T) {
 	s.v.recs[0].adj[1].Store(5)
 	assert.Error(t, s.check(), "a free record with a semadj")
 	s.v.recs[0].adj[1].Store(0)
+	require.NoError(t, s.check())
+
+	done := make(chan error)
+	go func() { done <- s.Op(context.Background(), b(0, -1, 0)) }()
+	testutil.Eventually(t, lineWait, "the op to block", func() bool {
+		n, _ := s.GetNcnt(0)
+		return n == 1
+	})
+	require.NoError(t, s.check())
+	hi := s.v.hdr.slotsHi.Load()
+	s.v.hdr.slotsHi.Store(0)
+	assert.Error(t, s.check(), "a waiter above slotsHi")
+	s.v.hdr.slotsHi.Store(hi)
+	require.NoError(t, s.SetVal(0, 1))
+	require.NoError(t, <-done)
 	require.NoError(t, s.check())
 }
 

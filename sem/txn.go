@@ -131,7 +131,7 @@ func (s *Set) freeze(i int) {
 			continue
 		}
 		d := o & dataMask
-		s.v.shadow[i].Store(d)
+		putWord(&s.v.shadow[i], d)
 		if o&flagFrozen != 0 || w.CompareAndSwap(o, d|o&flagWaited|flagFrozen) {
 			// (FROZEN already: left by a dead holder whose journal the
 			// repair has dealt with; we own it now.)
@@ -180,8 +180,9 @@ func (s *Set) unfreezeAll() {
 	waiting := s.v.hdr.nwait.Load() != 0
 	if waiting {
 		clear(sc.ref)
-		for idx := range s.v.slots {
-			slot := &s.v.slots[idx]
+		slots := s.v.slotsInUse()
+		for idx := range slots {
+			slot := &slots[idx]
 			if slot.State.Load() != stWaiting {
 				continue
 			}
@@ -206,7 +207,7 @@ func (s *Set) unfreezeAll() {
 		if waiting && has(sc.ref, i) {
 			d |= flagWaited
 		}
-		w.Store(d)
+		putWord(w, d)
 		clr(sc.frozenMark, i)
 	}
 	sc.frozen = sc.frozen[:0]
@@ -302,18 +303,18 @@ func (s *Set) commit(ops []Buf, rec, slot, errno int, final bool) {
 	if errno == 0 {
 		for _, b := range ops {
 			i := int(b.Num)
-			v.shadow[i].Store(sc.work[i])
+			putWord(&v.shadow[i], sc.work[i])
 		}
 		for _, i := range sc.adjTouched {
 			old := v.recs[rec].adj[i].Load()
-			v.jadj[nadj].Store(uint64(i)<<32 | uint64(old&adjParity) | uint64(uint16(int16(sc.adj[i]))))
+			putWord(&v.jadj[nadj], uint64(i)<<32|uint64(old&adjParity)|uint64(uint16(int16(sc.adj[i]))))
 			nadj++
 			clr(sc.adjMark, int(i))
 		}
 		sc.adjTouched = sc.adjTouched[:0]
 	}
-	v.hdr.jarg.Store(uint64(rec + 1))
-	v.hdr.jcommit.Store(packCommit(jkOps, slot, errno, nadj))
+	putWord(&v.hdr.jarg, uint64(rec+1))
+	putWord(&v.hdr.jcommit, packCommit(jkOps, slot, errno, nadj))
 	crashpoint(StepCommitted)
 	sc.dirty = sc.dirty[:0]
 	for _, b := range ops {
@@ -345,7 +346,7 @@ func (s *Set) apply(dirty []int32, final bool) {
 			for k := 0; k < nadj && k < len(v.jadj); k++ {
 				e := v.jadj[k].Load()
 				if i := int(e >> 32); i < s.nsems && frozen(i) {
-					v.recs[r].adj[i].Store(uint32(e))
+					put32(&v.recs[r].adj[i], uint32(e))
 				}
 			}
 		}
@@ -372,7 +373,7 @@ func (s *Set) apply(dirty []int32, final bool) {
 			rc := &v.recs[r]
 			for i := range rc.adj {
 				if rc.adj[i].Load() != 0 {
-					rc.adj[i].Store(0)
+					put32(&rc.adj[i], 0)
 				}
 			}
 			s.stripIntents(r)
@@ -384,7 +385,7 @@ func (s *Set) apply(dirty []int32, final bool) {
 	if dirty == nil {
 		for _, i := range s.sc.frozen {
 			if has(s.sc.frozenMark, int(i)) && frozen(int(i)) {
-				v.words[i].Store(v.shadow[i].Load() | flagFrozen)
+				putWord(&v.words[i], v.shadow[i].Load()|flagFrozen)
 				s.sc.work[i] = v.shadow[i].Load()
 			}
 		}
@@ -397,13 +398,13 @@ func (s *Set) apply(dirty []int32, final bool) {
 				if !has(s.sc.frozenMark, int(i)) {
 					continue
 				}
-				v.words[i].Store(v.shadow[i].Load())
+				putWord(&v.words[i], v.shadow[i].Load())
 				clr(s.sc.frozenMark, int(i))
 				if afterRelease != nil {
 					afterRelease(s, int(i))
 				}
 			} else {
-				v.words[i].Store(v.shadow[i].Load() | flagFrozen)
+				putWord(&v.words[i], v.shadow[i].Load()|flagFrozen)
 			}
 		}
 	}
@@ -415,13 +416,13 @@ func (s *Set) apply(dirty []int32, final bool) {
 	if kind == jkOps && slot >= 0 && slot < len(v.slots) {
 		ws := &v.slots[slot]
 		if ws.State.Load() == stWaiting {
-			ws.Arg[argResult].Store(uint64(errno))
+			putWord(&ws.Arg[argResult], uint64(errno))
 			ws.State.Store(stDone)
-			v.hdr.nwait.Add(^uint64(0))
+			putWord(&v.hdr.nwait, v.hdr.nwait.Load()-1)
 			s.sc.wake = append(s.sc.wake, int32(slot))
 		}
 	}
-	v.hdr.jcommit.Store(0)
+	putWord(&v.hdr.jcommit, 0)
 }
 
 // afterRelease, if set (by tests), runs after each early release of a word
@@ -433,7 +434,7 @@ var afterRelease func(s *Set, i int)
 // parity must stay what the last completed op left).
 func clearAdj(a *clearable) {
 	if o := a.Load(); o&0xFFFF != 0 {
-		a.Store(o & adjParity)
+		put32(a, o&adjParity)
 	}
 }
 
@@ -475,7 +476,7 @@ func (s *Set) updateQueue() {
 			res, blockAt := s.eval(ops, uint64(pid), rec)
 			if res == 1 {
 				if uint64(blockAt) != slot.Arg[argBlock].Load() {
-					slot.Arg[argBlock].Store(uint64(blockAt))
+					putWord(&slot.Arg[argBlock], uint64(blockAt))
 				}
 				continue
 			}
@@ -492,13 +493,23 @@ func (s *Set) updateQueue() {
 	}
 }
 
-// sortWaiting fills sc.order with the queued waiters' slots in ticket order.
+// sortWaiting fills sc.order with the queued waiters' slots in ticket
+// order, and lowers slotsHi to just past the last slot in use.
 func (s *Set) sortWaiting() {
 	o := s.sc.order[:0]
-	for idx := range s.v.slots {
-		if s.v.slots[idx].State.Load() == stWaiting {
+	slots := s.v.slotsInUse()
+	hi := 0
+	for idx := range slots {
+		switch slots[idx].State.Load() {
+		case 0:
+			continue
+		case stWaiting:
 			o = append(o, int32(idx))
 		}
+		hi = idx + 1
+	}
+	if hi < len(slots) {
+		putWord(&s.v.hdr.slotsHi, uint64(hi))
 	}
 	for i := 1; i < len(o); i++ {
 		x := o[i]
@@ -558,20 +569,25 @@ func (s *Set) enqueue(ops []Buf, rec, blockAt int) (int, error) {
 		return -1, ErrNoWaiterSlot
 	}
 	for k, b := range ops {
-		v.arena[off+k].Store(packOp(b))
+		putWord(&v.arena[off+k], packOp(b))
 		s.freeze(int(b.Num))
 	}
 	slot := &v.slots[idx]
+	if uint64(idx) >= v.hdr.slotsHi.Load() {
+		putWord(&v.hdr.slotsHi, uint64(idx+1)) // before the slot is in use
+	}
 	pid, start := kernel.Self()
-	slot.PID.Store(uint32(pid))
-	slot.Start.Store(start)
-	slot.Arg[argTicket].Store(v.hdr.ticket.Add(1))
-	slot.Arg[argOps].Store(packSlotOps(off, len(ops), rec))
-	slot.Arg[argResult].Store(0)
-	slot.Arg[argBlock].Store(uint64(blockAt))
-	slot.Arg[argSleep].Store(0)
+	ticket := v.hdr.ticket.Load() + 1
+	putWord(&v.hdr.ticket, ticket)
+	put32(&slot.PID, uint32(pid))
+	putWord(&slot.Start, start)
+	putWord(&slot.Arg[argTicket], ticket)
+	putWord(&slot.Arg[argOps], packSlotOps(off, len(ops), rec))
+	putWord(&slot.Arg[argResult], 0)
+	putWord(&slot.Arg[argBlock], uint64(blockAt))
+	slot.Arg[argSleep].Store(0) // (the owner's, outside the lock, from now on)
 	slot.State.Store(stWaiting)
-	v.hdr.nwait.Add(1)
+	putWord(&v.hdr.nwait, v.hdr.nwait.Load()+1)
 	return idx, nil
 }
 
@@ -585,11 +601,12 @@ func (s *Set) arenaAlloc(n int) int {
 			return -1
 		}
 		moved := false
-		for i := range v.slots {
-			if v.slots[i].State.Load() != stWaiting {
+		slots := v.slotsInUse()
+		for i := range slots {
+			if slots[i].State.Load() != stWaiting {
 				continue
 			}
-			off, m, _ := unpackSlotOps(v.slots[i].Arg[argOps].Load())
+			off, m, _ := unpackSlotOps(slots[i].Arg[argOps].Load())
 			if off < pos+n && pos < off+m {
 				pos = off + m
 				moved = true
@@ -610,7 +627,7 @@ func (s *Set) dequeue(idx int) {
 		}
 	}
 	if slot.State.CompareAndSwap(stWaiting, 0) {
-		s.v.hdr.nwait.Add(^uint64(0))
+		putWord(&s.v.hdr.nwait, s.v.hdr.nwait.Load()-1)
 	}
 }
 
@@ -695,7 +712,7 @@ func (s *Set) repairLocked(full bool) {
 				set(sc.frozenMark, i)
 				sc.frozen = append(sc.frozen, int32(i))
 				if !committed {
-					v.shadow[i].Store(w & dataMask)
+					putWord(&v.shadow[i], w&dataMask)
 				}
 				sc.work[i] = w & dataMask
 			}
@@ -704,8 +721,10 @@ func (s *Set) repairLocked(full bool) {
 			s.apply(nil, false)
 		}
 	}
-	// Waiter slots of dead processes.
+	// Waiter slots of dead processes (the whole table: slotsHi is
+	// recomputed here).
 	nwait := uint64(0)
+	hi := 0
 	for idx := range v.slots {
 		slot := &v.slots[idx]
 		st := slot.State.Load()
@@ -723,8 +742,10 @@ func (s *Set) repairLocked(full bool) {
 		if st == stWaiting {
 			nwait++
 		}
+		hi = idx + 1
 	}
-	v.hdr.nwait.Store(nwait)
+	putWord(&v.hdr.nwait, nwait)
+	putWord(&v.hdr.slotsHi, uint64(hi))
 	// Undo records of dead processes.
 	for r := range v.recs {
 		h := v.recs[r].hdr
@@ -758,11 +779,11 @@ func (s *Set) applyUndo(r int, pid uint64) {
 		s.freeze(i)
 		nv := max(0, min(SEMVMX, int(sc.work[i]&valueMask)+a))
 		sc.work[i] = uint64(nv) | p
-		v.shadow[i].Store(sc.work[i])
+		putWord(&v.shadow[i], sc.work[i])
 		sc.dirty = append(sc.dirty, int32(i))
 	}
-	v.hdr.jarg.Store(uint64(r))
-	v.hdr.jcommit.Store(packCommit(jkUndo, -1, 0, 0))
+	putWord(&v.hdr.jarg, uint64(r))
+	putWord(&v.hdr.jcommit, packCommit(jkUndo, -1, 0, 0))
 	crashpoint(StepUndoCommitted)
 	s.apply(sc.dirty, false)
 }

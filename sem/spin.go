@@ -1,0 +1,92 @@
+package sem
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/usysv/usysv/kernel"
+)
+
+// Spinning before sleeping. An op that would block re-checks for a while
+// before it queues (preQueueSpin), and a queued waiter re-checks for a
+// while before it sleeps in FUTEX_WAIT (waiterSpin): when the process it
+// waits for is running and about to post, that saves both sides a system
+// call and the waiter a trip through the scheduler. When it is not — the
+// partner sleeps itself, or waits for a CPU that the spinner is holding —
+// spinning only burns the CPU the partner needs. So spinning is adaptive,
+// per handle (spinPolicy): a spin that ends in the op completing earns
+// credit, one that ends in a sleep anyway loses it, and with no credit left
+// the handle sleeps at once, except that one blocking call in spinProbe
+// spins to see whether spinning pays again.
+//
+// While spinning, a waiter checks its predicate (one load of a shared
+// word, or the lock-free attempt itself) in a tight loop at first and then
+// yields its CPU (sched_yield) between checks, so that a partner runnable
+// on the same CPU gets to post. Budgets are in time, checked every few
+// iterations: each is well under the cost of a sleep and a wake-up.
+//
+// The budgets are variables only so that benchmarks can measure the
+// sleeping path (0: never spin).
+var (
+	preQueueSpin = 20 * time.Microsecond
+	waiterSpin   = 10 * time.Microsecond
+)
+
+const (
+	spinTight  = 64 // checks before the first yield
+	spinEvery  = 16 // then a yield (and a look at the clock) every spinEvery checks
+	spinCredit = 16 // most credit a handle holds
+	spinWin    = 4  // credit a spin that paid off earns
+	spinLoss   = 4  // credit a spin that did not costs
+	spinProbe  = 64 // with no credit, one blocking call in spinProbe spins anyway
+)
+
+// spinPolicy is a handle's spinning credit. Updates are racy on purpose:
+// it is a hint, and goroutines that lose each other's updates only spin a
+// little more or less.
+type spinPolicy struct {
+	credit atomic.Int32
+	probe  atomic.Uint32
+}
+
+// start reports whether a blocking call should spin now.
+func (p *spinPolicy) start() bool {
+	return p.credit.Load() > 0 || p.probe.Add(1)%spinProbe == 0
+}
+
+// paid records whether a spin ended with the op done (true) or in a sleep.
+func (p *spinPolicy) paid(ok bool) {
+	c := p.credit.Load()
+	if ok {
+		c = min(c+spinWin, spinCredit)
+	} else {
+		c = max(c-spinLoss, 0)
+	}
+	p.credit.Store(c)
+}
+
+// spinner paces one spin: tight checks, then yields, until budget passes.
+type spinner struct {
+	i      int
+	start  time.Time
+	budget time.Duration
+}
+
+func newSpinner(budget time.Duration) spinner {
+	return spinner{start: time.Now(), budget: budget}
+}
+
+// next pauses before the next check and reports whether to make it.
+func (sp *spinner) next() bool {
+	sp.i++
+	if sp.i%spinEvery != 0 {
+		return true
+	}
+	if time.Since(sp.start) >= sp.budget {
+		return false
+	}
+	if sp.i >= spinTight {
+		kernel.SchedYield()
+	}
+	return true
+}
