@@ -81,6 +81,12 @@ func (r *regClients) kill(rc *regClient) {
 	rc.p.kill()
 	r.mu.Lock()
 	key := rc.key
+	for i, o := range r.procs {
+		if o == rc {
+			r.procs = append(r.procs[:i], r.procs[i+1:]...)
+			break
+		}
+	}
 	r.mu.Unlock()
 	if key != 0 {
 		if l := r.c.ctl.call(r.t, hangAfter, "rmkey %s %d", rc.kind, key); l != "ok" && l != "ENOENT" {
@@ -148,7 +154,7 @@ func (r *regClients) stop() []string {
 		if !rc.p.wait(hangAfter) {
 			probs = append(probs, fmt.Sprintf("regclient pid %d did not stop within %v", rc.p.pid, hangAfter))
 			rc.p.kill()
-		} else if c := rc.p.exitCode(); c != 0 && rc.p.alive() == false && c != -1 {
+		} else if rc.p.exitCode() != 0 {
 			probs = append(probs, fmt.Sprintf("regclient pid %d: %s", rc.p.pid, rc.p.exitStatus()))
 		}
 	}

@@ -46,7 +46,7 @@ func lines(t testing.TB, p *proc, stop string, n ...int) []string {
 		}
 		l, err := p.next(lineWait)
 		if err != nil {
-			if !p.alive() {
+			if p.wait(time.Second) { // its stdout closed: it is being reaped
 				return out
 			}
 			t.Fatalf("chaos: %v (so far %q)", err, out)
