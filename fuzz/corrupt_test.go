@@ -73,6 +73,9 @@ type corruptObj interface {
 	// anchor is an offset in the segment near live data (a message's text,
 	// the semaphore words), for writes that should hit something in use.
 	anchor(seg *shm.Segment, p *prog) uint64
+	// constrain undoes, after a write at [off, off+n), what would hit an
+	// open finding (FINDINGS.md) instead of something new.
+	constrain(seg *shm.Segment, off, n uint64)
 	close()
 }
 
@@ -316,6 +319,7 @@ func corruptWrite(seg *shm.Segment, obj corruptObj, p *prog) string {
 		return fmt.Sprintf("write %s+%d: %v", region, off, err)
 	}
 	putWidth(b, v)
+	obj.constrain(seg, off, width)
 	return fmt.Sprintf("write %s: [%d] (%d bytes) = %#x", region, off, width, v)
 }
 
@@ -377,6 +381,26 @@ func (o *corruptSemObj) close() {
 	// waiter slot: closing at once can crash the process (FINDINGS.md F4).
 	time.Sleep(f4Grace)
 	_ = o.h.Close()
+}
+
+// semPending is the PENDING bit of a semaphore's state word (sem/layout.go):
+// a lock-free SEM_UNDO op between its two CASes.
+const semPending = 1 << 40
+
+// constrain clears PENDING in any state word the write touched: a forged
+// in-flight SEM_UNDO intent naming a live process's undo record makes
+// every call that freezes the word spin for ever, holding the set's lock
+// (FINDINGS.md F5). Remove when F5 is fixed.
+func (o *corruptSemObj) constrain(seg *shm.Segment, off, n uint64) {
+	words := seg.Params().BodyOffset() + 128
+	for i := uint64(0); i < uint64(o.nsems); i++ {
+		w := words + 8*i
+		if off < w+8 && w < off+n {
+			if p, err := shm.At[atomic.Uint64](seg, w); err == nil {
+				p.And(^uint64(semPending))
+			}
+		}
+	}
 }
 
 func (o *corruptSemObj) anchor(seg *shm.Segment, p *prog) uint64 {
@@ -474,7 +498,12 @@ func newCorruptMsg(t *testing.T, nmsgs int, p *prog) (int, corruptObj) {
 	return id, o
 }
 
-func (o *corruptMsgObj) close() { _ = o.q.Close() }
+func (o *corruptMsgObj) close() {
+	time.Sleep(f4Grace) // the same race as sem's (FINDINGS.md F4)
+	_ = o.q.Close()
+}
+
+func (o *corruptMsgObj) constrain(*shm.Segment, uint64, uint64) {}
 
 // anchor finds the k-th copy of the marker the setup messages start with
 // (their texts; the 24-byte message header is just before) and returns an

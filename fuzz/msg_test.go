@@ -480,6 +480,7 @@ func newFreshQueue(t *testing.T, key int, mode uint32, handle bool) *msgUsysv {
 			return
 		}
 		if u.h != nil {
+			time.Sleep(f4Grace) // a canceled Recv/Send(ctx): FINDINGS.md F4
 			_ = u.h.Close()
 		} else if freshPkgQueues.Add(1)%16 == 0 {
 			// The contract functions keep a removed queue mapped until the
@@ -504,7 +505,10 @@ type pooledQueue struct {
 	dead  bool
 }
 
-func (pq *pooledQueue) close() { _ = pq.h.Close() }
+func (pq *pooledQueue) close() {
+	time.Sleep(f4Grace) // FINDINGS.md F4
+	_ = pq.h.Close()
+}
 
 func pooledMsg(t *testing.T, handle bool) *msgUsysv {
 	pools.Lock()

@@ -132,7 +132,14 @@ type trace struct {
 
 func (tr *trace) add(format string, a ...any) {
 	tr.lines = append(tr.lines, fmt.Sprintf(format, a...))
+	if traceStream {
+		fmt.Fprintln(os.Stderr, tr.lines[len(tr.lines)-1])
+	}
 }
+
+// traceStream: USYSV_FUZZ_TRACE=stream prints every step as it runs, for
+// an input that hangs or crashes before its trace can be printed.
+var traceStream = os.Getenv("USYSV_FUZZ_TRACE") == "stream"
 
 func (tr *trace) String() string {
 	var b strings.Builder
