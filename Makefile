@@ -62,5 +62,5 @@ lint: ## gofmt check, go vet, staticcheck (not part of make test)
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-chaos: ## (not implemented yet) kill -9 / SIGSTOP stress of live objects
-	@echo "make chaos: not implemented yet"; exit 1
+chaos: ## kill -9 / SIGSTOP fault injection across processes for DURATION (default 60s), with a report
+	$(GO) test ./internal/chaos -run '^TestChaos$$' -count=1 -timeout 0 -v -args -chaos.duration=$(or $(DURATION),60s)

@@ -41,6 +41,14 @@ func TestChaos(t *testing.T) {
 	t.Run("sem", func(t *testing.T) { chaosSem(t, rep) })
 	t.Run("registry", func(t *testing.T) { chaosRegistry(t, rep) })
 	t.Run("stop", func(t *testing.T) { chaosStop(t, rep) })
+	if long() {
+		// The short run has TestDeathToUnblock; the long one repeats it for
+		// the worst case.
+		t.Run("unblock", func(t *testing.T) {
+			reps := max(8, int(share(0.1, 0)/(time.Duration(2*len(unblockCases))*300*time.Millisecond)))
+			rep.add("death to unblock (%d runs each; registry stopped for 200ms):\n  %s", reps, strings.Join(measureUnblock(t, reps, 200*time.Millisecond), "\n  "))
+		})
+	}
 	t.Cleanup(func() {
 		fmt.Fprintf(os.Stdout, "\n==== usysv chaos report (%s, %v) ====\n%s\n====\n", mode, time.Since(start).Round(time.Millisecond), rep)
 	})
@@ -65,7 +73,7 @@ func chaosMsgq(t *testing.T, rep *report) {
 		consumers: []consSpec{{"fifo", 0, 1}, {"type", 2, 1}, {"neg", 2, 1}, {"except", 1, 1}, {"fifo", 0, 4}},
 		hooks:     true,
 	})
-	d := share(0.4, 2500*time.Millisecond)
+	d := share(0.35, 2500*time.Millisecond)
 	m.run(d, 5*time.Millisecond, 60*time.Millisecond)
 	probs := m.finish()
 	sum := m.summary()
@@ -89,7 +97,7 @@ func chaosMsgq(t *testing.T, rep *report) {
 func chaosSem(t *testing.T, rep *report) {
 	c := newCluster(t, "embedded")
 	s := newSemLoad(t, c, 4, []string{"mover", "mover", "holder", "holder", "holder", "solo", "solo", "zero", "checker"}, true)
-	d := share(0.4, 2500*time.Millisecond)
+	d := share(0.35, 2500*time.Millisecond)
 	s.run(d, 5*time.Millisecond, 60*time.Millisecond)
 	probs := s.finish()
 	sum := s.summary()

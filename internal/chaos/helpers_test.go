@@ -16,6 +16,7 @@ import (
 	"github.com/usysv/usysv/msgq"
 	"github.com/usysv/usysv/registry"
 	"github.com/usysv/usysv/sem"
+	"github.com/usysv/usysv/shm"
 )
 
 // The helper processes. Every one of them talks to the registry named by
@@ -272,6 +273,11 @@ func ctl(f []string) string {
 	case "pid":
 		c, err := registry.Default()
 		if err != nil {
+			return errName(err)
+		}
+		// A round trip first, so that a connection to a registry that is
+		// gone is noticed and replaced.
+		if _, err := c.Info(shm.KindSem); err != nil {
 			return errName(err)
 		}
 		return fmt.Sprint("pid ", c.ServerPid())

@@ -46,6 +46,7 @@ type msgqLoad struct {
 
 	watchStop chan struct{}
 	watchDone chan struct{}
+	watchOnce sync.Once
 	pending   string
 	snap      string // what the system looked like during the longest stall seen live
 	snapLen   time.Duration
@@ -131,7 +132,15 @@ func newMsgqLoad(t testing.TB, c *cluster, cfg msgqConfig) *msgqLoad {
 	}
 	m.watchStop, m.watchDone = make(chan struct{}), make(chan struct{})
 	go m.watch()
+	// Before the ledger and the segment are unmapped (cleanups run last
+	// first), even when the test stops early.
+	t.Cleanup(m.stopWatch)
 	return m
+}
+
+func (m *msgqLoad) stopWatch() {
+	m.watchOnce.Do(func() { close(m.watchStop) })
+	<-m.watchDone
 }
 
 // watch samples the workers' progress every 2 ms and, while nothing
@@ -454,8 +463,7 @@ func (m *msgqLoad) idle(d time.Duration) bool {
 // everything. It returns the problems found.
 func (m *msgqLoad) finish() []string {
 	m.end = time.Now()
-	close(m.watchStop)
-	<-m.watchDone
+	m.stopWatch()
 	var probs []string
 	for _, producers := range []bool{true, false} {
 		for _, r := range m.roles {

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -216,7 +217,13 @@ func chaosRegistry(t *testing.T, rep *report) {
 				ms, _ := m.l.stall(at.Add(-20*time.Millisecond), time.Now(), nil)
 				ss, _ := s.l.stall(at.Add(-20*time.Millisecond), time.Now(), nil)
 				stalls = append(stalls, max(ms, ss))
-				host = c.serverPid(c.ctl)
+				// The new host (a client's view may lag a moment behind).
+				for host = c.serverPid(c.ctl); procState(host) == "gone"; host = c.serverPid(c.ctl) {
+					if time.Since(at) > hangAfter {
+						t.Fatalf("chaos: the registry is still served by dead pid %d", host)
+					}
+					time.Sleep(time.Millisecond)
+				}
 				cycles++
 			}
 			probs := r.stop()
@@ -265,6 +272,14 @@ func (c *cluster) killHost(pid int, m *msgqLoad, s *semLoad, r *regClients) stri
 		r.kill(rc)
 		return "regclient"
 	}
-	c.t.Fatalf("chaos: registry served by pid %d, which is none of the test's processes", pid)
+	env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	helper := ""
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if strings.HasPrefix(kv, helperEnv+"=") {
+			helper = kv
+		}
+	}
+	c.t.Fatalf("chaos: registry served by pid %d (%s, %s), which is none of the test's processes: %s; %s",
+		pid, procState(pid), helper, rolesDiag(m.roles), segDiag(m.seg))
 	return ""
 }

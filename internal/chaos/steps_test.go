@@ -105,7 +105,7 @@ func (s *spinner) after(t testing.TB, at time.Time) time.Duration {
 				worst = max(worst, t1.Sub(t0))
 			}
 		case f[0] == "tick":
-			if time.Now().After(at.Add(150 * time.Millisecond)) {
+			if time.Now().After(at.Add(50 * time.Millisecond)) {
 				s.p.closeIn() // it stops after its current P/V
 				for l := range s.p.lines {
 					if f := strings.Fields(l.s); len(f) == 3 && f[0] == "G" && time.Unix(0, int64(atoi(f[2]))).After(at) {

@@ -63,14 +63,17 @@ func stopRegistry(t *testing.T, c *cluster, down bool) func() {
 }
 
 var unblockCases = []unblockCase{
-	{"msgq-lock", "the queue's lock, held by a sender killed at send-written", func(t *testing.T, c *cluster, down bool, _ time.Duration) time.Duration {
+	{"msgq-lock", "the queue's lock, held by a typed receive killed at recv-locked", func(t *testing.T, c *cluster, down bool, _ time.Duration) time.Duration {
 		id := c.create("q", 4096, 256, 16)
+		c.ctl.call(t, lineWait, "send %d 5 x", id)
 		spin := c.spinner(t, "q", id, 9)
-		k := c.ctlWith(t, msgq.KillAtEnv+"=send-written")
+		// A typed receive takes the lock (FIFO sends and receives may take
+		// a lock-free path).
+		k := c.ctlWith(t, msgq.KillAtEnv+"=recv-locked")
 		defer stopRegistry(t, c, down)()
-		k.send("then send %d 1 x", id)
+		k.send("then recv %d 5", id)
 		out := lines(t, k, "", 2)
-		died(t, k, "send-written", out)
+		died(t, k, "recv-locked", out)
 		return spin.after(t, lastNs(t, out[0]))
 	}},
 	{"sem-lock", "the set's lock, held by a semop killed at evaluated", func(t *testing.T, c *cluster, down bool, _ time.Duration) time.Duration {

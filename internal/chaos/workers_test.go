@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/usysv/usysv/msgq"
+	"github.com/usysv/usysv/registry"
 	"github.com/usysv/usysv/sem"
+	"github.com/usysv/usysv/shm"
 )
 
 // producerMain: chaos-producer LEDGER(4) ID PROD LO HI NTYPES BATCH.
@@ -343,6 +345,16 @@ func semMain(args []string) int {
 
 func isErr(err error, name string) bool { return errName(err) == name }
 
+// registryRemove is IPC_RMID straight through the registry client: what
+// msgq.Remove and sem.Remove do, without mapping the object.
+func registryRemove(kind shm.Kind, id int) error {
+	c, err := registry.Default()
+	if err != nil {
+		return err
+	}
+	return c.Remove(kind, id)
+}
+
 // regclientMain: chaos-regclient KIND. Loops over the registry's calls on
 // objects of its own: Get(key, IPC_CREAT|IPC_EXCL), Stat, Remove, printing
 // "k KEY" first and then "g|s|r START END RESULT" for each call (wall-clock
@@ -358,19 +370,33 @@ func regclientMain(args []string) int {
 		}
 		return sem.Get(key, 1, flags)
 	}
+	// Stat and Remove through a handle closed right after: the
+	// package-level msgq.Stat/sem.Stat keep a mapping (and so the removed
+	// kernel segment) per object for the life of the process (FINDINGS.md,
+	// F2), which would exhaust the host's SHMMNI here.
 	stat := func(id int) error {
 		if kind == "q" {
-			_, err := msgq.Stat(id)
+			q, err := msgq.OpenID(id)
+			if err != nil {
+				return err
+			}
+			defer q.Close()
+			_, err = q.Stat()
 			return err
 		}
-		_, err := sem.Stat(id)
+		s, err := sem.OpenID(id)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		_, err = s.Stat()
 		return err
 	}
 	remove := func(id int) error {
 		if kind == "q" {
-			return msgq.Remove(id)
+			return registryRemove(shm.KindMsg, id)
 		}
-		return sem.Remove(id)
+		return registryRemove(shm.KindSem, id)
 	}
 	base := (os.Getpid() & 0x7fff) << 16
 	report := func(op string, t0 int64, err error) {
@@ -415,7 +441,7 @@ func regclientMain(args []string) int {
 // {ARG-1, ARG+1} on set ID (it takes the set's lock) — and reports every
 // call that took
 // longer than 0.5 ms as "G START END" (wall-clock ns), plus "tick N" every
-// 100 ms. It is how the tests see a process blocked behind a lock.
+// 20 ms. It is how the tests see a process blocked behind a lock.
 func spinMain(args []string) int {
 	kind, id, arg := args[0], atoi(args[1]), atoi(args[2])
 	ctx := stdinContext()
@@ -463,7 +489,7 @@ func spinMain(args []string) int {
 		if t1.Sub(t0) > 500*time.Microsecond {
 			fmt.Println("G", t0.UnixNano(), t1.UnixNano())
 		}
-		if t1.Sub(tick) > 100*time.Millisecond {
+		if t1.Sub(tick) > 20*time.Millisecond {
 			fmt.Println("tick", n)
 			tick = t1
 		}
