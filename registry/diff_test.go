@@ -383,6 +383,11 @@ func TestDiffSetRemove(t *testing.T) {
 	d.do("root", "ok", "msgset %d %d 0 0 %#o %d", m.kid, m.rid, 0o666, 0)
 	d.do("root", "ok", "msgset %d %d 0 0 %#o %d", m.kid, m.rid, 0o666, kernel.MSGMNB)
 	d.do("root", "EPERM", "msgset %d %d 0 0 %#o %d", m.kid, m.rid, 0o666, kernel.MSGMNB+1)
+	// The kernel keeps qbytes in 32 bits: 2^40 sets 0, 2^32+5 sets 5.
+	d.do("root", "ok", "msgset %d %d 0 0 %#o %d", m.kid, m.rid, 0o666, uint64(1)<<40)
+	assert.Contains(t, d.stat("root", "ok", m), "qbytes=0")
+	d.do("root", "ok", "msgset %d %d 0 0 %#o %d", m.kid, m.rid, 0o666, uint64(1)<<32+5)
+	assert.Contains(t, d.stat("root", "ok", m), "qbytes=5")
 	// Give both to nobody: the new owner may set and remove, the creator
 	// (root here, but the check is the creator's, not root's) still may.
 	d.do("root", "ok", "semset %d %d %d %d %#o", s.kid, s.rid, nob, nob, 0o600)

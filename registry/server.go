@@ -732,6 +732,9 @@ func (s *Server) set(c Creds, kind shm.Kind, id int, uid, gid, mode uint32, para
 		return kernel.EPERM
 	}
 	if kind == shm.KindMsg {
+		// Linux keeps msg_qbytes in 32 bits whatever msqid64_ds says: a
+		// value of 2^32 or more is taken modulo 2^32 (1<<40 sets 0).
+		param = uint64(uint32(param))
 		if param > uint64(s.lim.MSGMNB) && !c.SysResource {
 			return kernel.EPERM
 		}
