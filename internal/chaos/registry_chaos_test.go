@@ -180,7 +180,9 @@ func chaosRegistry(t *testing.T, rep *report) {
 	for _, mode := range []string{"daemon", "embedded"} {
 		t.Run(mode, func(t *testing.T) {
 			c := newCluster(t, mode)
-			c.ctl = c.newCtl() // so that the first host is not also the ctl client
+			if c.ctl == c.host {
+				c.ctl = c.newCtl() // so that the first host is not also the ctl client
+			}
 			m := newMsgqLoad(t, c, msgqConfig{capacity: 8192, maxMsg: 1024, waiters: 16, ntypes: 2, lo: payloadMin, hi: 600,
 				producers: []int{1, 1}, consumers: []consSpec{{"fifo", 0, 1}, {"type", 2, 1}}})
 			s := newSemLoad(t, c, 3, []string{"mover", "holder", "holder", "solo", "checker"}, false)
