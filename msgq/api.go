@@ -56,6 +56,7 @@ func repairSegment(seg *shm.Segment) {
 	default:
 		return
 	}
+	v.maybeOpen()
 	mu.Unlock()
 }
 
@@ -75,10 +76,12 @@ func (q *Queue) Stat() (DS, error) {
 		return DS{}, err
 	}
 	q.lock()
-	ctl := q.v.ctl
-	ds := DS{Perm: o.Perm, Stime: ctl.stime, Rtime: ctl.rtime, Ctime: o.Ctime,
-		Cbytes: ctl.cbytes, Qnum: ctl.qnum, Qbytes: o.Param, Lspid: int(ctl.lspid), Lrpid: int(ctl.lrpid)}
-	q.mu.Unlock()
+	rc := q.v.rc
+	qnum, cbytes := q.v.counts()
+	ds := DS{Perm: o.Perm, Stime: rc.stime.Load(), Rtime: rc.rtime.Load(), Ctime: o.Ctime,
+		Cbytes: cbytes, Qnum: qnum, Qbytes: o.Param, Lspid: int(rc.lspid.Load()), Lrpid: int(rc.lrpid.Load())}
+	var wl wakeList
+	q.unlock(&wl)
 	return ds, nil
 }
 
@@ -115,16 +118,22 @@ func (q *Queue) Remove() error {
 }
 
 // Check walks every invariant of the queue's shared state (see doc.go)
-// under its lock and reports the first one broken, as ErrCorrupt. Tests
-// and tools call it; operations never need it.
+// under its lock and reports the first one broken, as ErrCorrupt. It
+// closes the ring for the walk and opens it again after. Tests and tools
+// call it; operations never need it.
 func (q *Queue) Check() error {
 	if err := q.enter(); err != nil {
 		return err
 	}
 	defer q.leave()
 	q.lock()
+	// Closed, the ring holds still: senders that claimed the tail's slot
+	// can only give it back.
+	q.v.setClosed()
+	q.v.settleTail()
 	err := q.v.check()
-	q.mu.Unlock()
+	var wl wakeList
+	q.unlock(&wl)
 	return err
 }
 

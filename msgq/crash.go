@@ -16,19 +16,37 @@ import (
 // start-up; unset, each step costs one load and compare. Crash tests (here
 // and in issue 7) use it to kill a sender or receiver at a precise point.
 //
-// Steps, in the order a call passes them:
+// Steps, in the order a call passes them. A send or receive goes through
+// the store (under the lock) or through the ring (lock-free); the steps
+// that both have carry the same name, at the same point of the operation:
 //
-//	send-locked    sender holds the lock; nothing changed yet
-//	send-alloc     blocks taken for the message, header written, text not yet
-//	send-written   text written, message not linked (not yet sent)
-//	send-linked    message linked: the commit point has passed; counters not updated
-//	recv-locked    receiver holds the lock; nothing changed yet
-//	recv-copied    text copied out, message not unlinked (not yet received)
-//	recv-unlinked  message unlinked: the commit point has passed; blocks not freed
-//	recv-freed     blocks freed, counters not updated
+//	send-locked    store: sender holds the lock; ring: about to claim the
+//	               tail's slot. Nothing changed yet
+//	ring-claimed   ring: slot claimed, nothing written (not yet sent)
+//	send-alloc     store: blocks taken for the message, header written, text
+//	               not yet; ring: type and length written, text not yet
+//	send-written   text written, message not linked (store) / position not
+//	               committed (ring): not yet sent
+//	ring-written   ring: the same state as send-written (the whole message in
+//	               its claimed slot, not committed), under the ring's name
+//	send-linked    store: message linked: the commit point has passed;
+//	               counters not updated; ring: position committed (the commit
+//	               point), lspid/stime not updated
+//	recv-locked    store: receiver holds the lock; ring: the first message
+//	               matches, about to copy it. Nothing changed yet
+//	recv-copied    text copied out, message not unlinked (store) / the head
+//	               not moved past it (ring): not yet received
+//	ring-taken     ring: the same state as recv-copied (the message copied,
+//	               about to take it with the head's CAS), under the ring's name
+//	recv-unlinked  message unlinked (store) / head moved past it (ring): the
+//	               commit point has passed; blocks not freed
+//	recv-freed     blocks freed (ring: the slot is free once the head passed
+//	               it, so this is recv-unlinked's point), counters not updated
 //	recv-handed    a message handed to this sleeping receiver was copied out,
 //	               its slot not yet released
 //	sleep          about to sleep in a waiter slot (lock released)
+//	ring-flushed   a locked call moving the ring's messages into the store
+//	               has linked them there, the ring's head not moved past them
 const KillAtEnv = "USYSV_MSGQ_KILLAT"
 
 type step uint8
@@ -45,13 +63,18 @@ const (
 	stepRecvFreed
 	stepRecvHanded
 	stepSleep
+	stepRingClaimed
+	stepRingWritten
+	stepRingTaken
+	stepRingFlushed
 )
 
 var stepNames = map[string]step{
 	"send-locked": stepSendLocked, "send-alloc": stepSendAlloc, "send-written": stepSendWritten,
 	"send-linked": stepSendLinked, "recv-locked": stepRecvLocked, "recv-copied": stepRecvCopied,
 	"recv-unlinked": stepRecvUnlinked, "recv-freed": stepRecvFreed, "recv-handed": stepRecvHanded,
-	"sleep": stepSleep,
+	"sleep": stepSleep, "ring-claimed": stepRingClaimed, "ring-written": stepRingWritten,
+	"ring-taken": stepRingTaken, "ring-flushed": stepRingFlushed,
 }
 
 var (

@@ -12,7 +12,7 @@
 //	q, err := msgq.Open(key, msgq.IPC_CREAT|0o600)
 //	err = q.Send(ctx, 1, []byte("job"))
 //	n, typ, err := q.Recv(ctx, buf, 0, 0)
-//	n, err = q.RecvBatch(ctx, msgs, 0, 0) // one lock for many messages
+//	n, err = q.RecvBatch(ctx, msgs, 0, 0) // many messages in one call
 //	q.Close()                             // detach; q.Remove() destroys
 //
 // Queues are created and removed through the registry (package registry),
@@ -40,43 +40,98 @@
 // # Layout (details in layout.go)
 //
 // One kernel segment per queue: the common header (package shm), a table
-// of waiter slots, then the body: a control block, a link array and a
-// block array. A message is a chain of 128-byte blocks holding a 24-byte
-// header (type, length, next message, sequence number) followed by its
-// text; the queue is a singly linked list of messages from head; free
-// blocks form one chain. An all-zero body is a valid empty queue.
+// of waiter slots, then the body: a control block, the ring (a lock-free
+// FIFO lane of 128-byte slots, one per 32 bytes of capacity, 16 to 65536
+// of them) and the store (a link array and a block array). An all-zero
+// body is a valid empty queue.
 //
-// The store is sized so that it always holds what Linux would accept:
-// qnum ≤ qbytes messages with cbytes ≤ qbytes bytes in all, in any mix,
-// whatever order they are received in (a typed receive takes from the
-// middle; a message nobody receives never blocks the rest), plus one
-// message per waiter slot handed to a sleeping receiver.
+// The store holds messages as chains of 128-byte blocks, each a 24-byte
+// header (type, length, next message, sequence number) and the text, in a
+// singly linked list from head; free blocks form one chain. It is sized so
+// that it always holds what Linux would accept: qnum ≤ qbytes messages
+// with cbytes ≤ qbytes bytes in all, in any mix, whatever order they are
+// received in (a typed receive takes from the middle; a message nobody
+// receives never blocks the rest), plus one message per waiter slot handed
+// to a sleeping receiver.
+//
+// # The two lanes
+//
+// The ring carries messages of up to 104 bytes between senders and FIFO
+// receivers without the lock. It is open only while the store is empty,
+// no receiver sleeps, and no locked operation is halfway through closing
+// it; then the whole queue is the ring. A call that needs the store — a
+// message too big for a slot, a full ring (more small messages queued
+// than slots), a receive by type of a message behind the first, msgtyp <
+// 0, MSG_COPY, a receiver that must sleep (so that sends are handed to
+// sleepers in their order, as Linux's pipelined send does), a sender with
+// no free waiter slot — takes the segment lock, closes the ring (a bit in
+// its head and tail words, which every lock-free call checks in the word
+// it uses anyway) and moves the ring's messages into the store, in order,
+// as one batch. From then on everything goes through the lock, as in a
+// plain locked queue, until a locked call finds the store empty and nobody
+// waiting and opens the ring again. So every message in the store is older
+// than every message in the ring, and FIFO order, hand-over order, E2BIG to
+// sleepers and typed selection are exactly the locked store's.
+//
+// A ring slot holds a state word, the type, the length and up to 104
+// bytes of text. A send claims the slot at the tail position with a CAS on
+// its word that records its pid and start time, writes the message into
+// it, and commits with a CAS on the tail word (position and byte count;
+// it fails if the ring closed, and the sender then gives the slot back and
+// takes the lock path). The commit is the send's linearization point, so
+// every position before the tail holds a whole message. A receive copies
+// the head's message speculatively and takes it with one CAS on the head
+// word, which fails if another receiver took it first or the ring closed.
+// A slot behind the head is free for the next lap as it is.
+//
+// Accounting is Linux's test on counters each side owns: qnum is
+// tail.position − head.position and cbytes tail.bytes − head.bytes (plus
+// the store's counts, which are zero while the ring is open). A sender
+// reads the receivers' head word only when the copy it saw last says the
+// queue is full; a receiver reads the senders' tail word only when the
+// copy it saw last says the ring is empty. lspid, stime, lrpid and rtime
+// are stored only when they change. Stat reads the head twice around the
+// tail, so qnum and cbytes are a pair that held at one instant.
 //
 // # Concurrency and cost
 //
-// Every change of the queue happens under the segment's robust lock
-// (shm.Mutex), in a short critical section. An uncontended send or
-// receive is one CAS to take the lock and one atomic swap to release it,
-// a copy of the text, and a handful of plain loads and stores: no
-// syscall, no allocation. FIFO receive (msgtyp 0) and send are O(1); a
-// typed receive walks the queue from the head to its match, O(messages
-// ahead of it) ≤ O(qnum), and msgtyp < 0 walks the whole queue unless a
-// type-1 message comes first. Batch calls take the lock once per batch.
+// Through the ring (the common case: 64-byte messages, FIFO receive, nobody
+// asleep), a send is two CAS (claim, commit) and a copy into the slot; a
+// receive is one CAS (the head) and a copy out; neither takes a lock or
+// makes a syscall, and each touches, besides the slot, only its own side's
+// cache line (the other side's only when the queue looks full or empty).
+// A receive by type whose type the first message has is the same; one
+// whose first message does not match reads the ring (ENOMSG without the
+// lock if nothing in it matches). Batch calls take each message the same
+// way.
 //
-// A call that cannot proceed spins for up to 20 µs watching a counter
-// that the other side bumps only while someone spins (so two active
-// processes playing ping-pong never sleep), then takes a waiter slot and
-// sleeps on its futex word. Wakers look at waiter counts in shared memory
-// and issue FUTEX_WAKE only when someone sleeps. A message sent while
-// receivers sleep is offered to them in the order they went to sleep, as
-// Linux's pipelined send does: the first whose type criteria match takes
-// it (directly, it never counts in qnum), or fails with E2BIG if it is
-// too big for that receiver's buffer. A receive that frees room wakes
-// every sleeping sender whose message now fits. When more callers block
-// than there are waiter slots (Config.Waiters, default 64) the rest sleep
-// on one shared word, are woken by every change while they wait, and
-// re-check for removal every shm.LivenessInterval: correct, but without
-// FIFO hand-over, and the only place where anything polls.
+// Through the lock, every change happens under the segment's robust lock
+// (shm.Mutex) in a short critical section: one CAS to take it, one swap to
+// release it, a copy, a few loads and stores; closing the ring costs two
+// CAS plus one copy per message it held. FIFO receive and send are O(1);
+// a typed receive walks the store from the head to its match,
+// O(messages ahead of it) ≤ O(qnum), and msgtyp < 0 walks the whole store
+// unless a type-1 message comes first. Batch calls take the lock once.
+//
+// A call that cannot proceed watches the queue for up to 20 µs (yielding
+// the CPU after 2 µs, so that a peer waiting for this CPU gets it), then
+// sleeps in a waiter slot on its futex word; after four watches in a row
+// that saw nothing it watches only 3 µs (one call in 64: 20 µs), enough
+// for a round trip to a peer that is running. Wakers look at waiter counts
+// in shared memory and issue FUTEX_WAKE only when someone sleeps. A sender
+// that waits for room sleeps with the ring open: receivers through the
+// ring check one word on their own cache line (sendWake) after each take
+// and take the lock to wake it when it is set. A receiver that must sleep
+// closes the ring; a message sent while receivers sleep is offered to them
+// in the order they went to sleep, as Linux's pipelined send does: the
+// first whose type criteria match takes it (directly, it never counts in
+// qnum), or fails with E2BIG if it is too big for that receiver's buffer.
+// A receive that frees room wakes every sleeping sender whose message now
+// fits. When more callers block than there are waiter slots
+// (Config.Waiters, default 64) the rest sleep on one shared word, are woken
+// by every change while they wait, and re-check for removal every
+// shm.LivenessInterval: correct, but without FIFO hand-over, and the only
+// place where anything polls.
 //
 // Permissions: the registry decides get, stat, set and remove on
 // kernel-attested credentials; send and receive check write and read
@@ -88,31 +143,51 @@
 //
 // # Peers that die
 //
-// The only committed state is the list from head and the messages held in
-// waiter slots; tail, counters and the free list are derived and rebuilt
-// when needed. A send commits with one store (linking the message); a
-// receive with one store (unlinking it). So:
+// The store's committed state is the list from head and the messages held
+// in waiter slots; tail, counters and the free list are derived and
+// rebuilt when needed. A send to the store commits with one store
+// (linking the message); a receive with one store (unlinking it). In the
+// ring, a send commits with its CAS on the tail, a receive with its CAS on
+// the head; a claim that a sender did not commit names the sender. Moving
+// the ring into the store writes an intent record, links the batch (the
+// commit point) and then moves the ring's head. So:
 //
-//   - a sender killed mid-send leaves the whole message or nothing;
+//   - a sender killed mid-send leaves the whole message or nothing: a
+//     claim it left at the ring's tail is given back (by repair, or by a
+//     sender or lock holder that finds its claimer dead), and other
+//     senders wait for it until then;
 //   - a receiver killed mid-receive loses at most the message it was
-//     taking, and only if it died after its commit store;
+//     taking, and only if it died after its commit; through the ring it
+//     leaves nothing else behind;
 //   - a receiver that dies asleep, or after a message was handed to it but
 //     before it took it, loses nothing: the message goes back into the
 //     queue at its place in send order (receivers may by then have taken
 //     later messages, so they see it late);
-//   - no block or slot stays stranded.
+//   - a lock holder that dies while moving the ring into the store leaves
+//     either the ring as it was or the batch in the store (its record says
+//     which); the next lock holder finishes;
+//   - no block, slot or ring position stays stranded.
 //
 // Bound: a lock holder that dies is taken over by the next process that
 // wants the lock, at once if the registry noticed the death (it wakes
 // lock sleepers) and otherwise within shm.LivenessInterval (100 ms); the
-// taker rebuilds everything derived before it goes on. Dead waiters are
-// cleared by the registry's eager repair (RegisterRepair), run as soon as
-// it sees the death, and by the next operation of every process that
-// notices the registry's death generation changed.
+// taker rebuilds everything derived before it goes on. A sender's claim at
+// the ring's tail is given back when the registry's repair or the next
+// locked operation runs, or when a sender waiting behind it checks its
+// claimer's liveness (after 1 ms). Dead waiters are cleared by the
+// registry's eager repair (RegisterRepair), run as soon as it sees the
+// death, and by the next operation of every process that notices the
+// registry's death generation changed. A sender that is alive but stopped
+// (SIGSTOP) between its claim and its commit holds up nobody for long: the
+// senders behind it wait 2 ms, then take the lock path, which closes the
+// ring and goes on without it (its claim, not committed, sent nothing; it
+// gives the slot back when it runs again and finds the ring closed). A
+// stopped lock holder holds up the lock, as before.
 //
 // The segment is hostile input: every index and length read from it is
 // checked; a bad one gives ErrCorrupt, never a panic or an access outside
-// the segment. (*Queue).Check walks every invariant.
+// the segment. (*Queue).Check walks every invariant of the store and the
+// ring.
 //
 // KillAtEnv is a test-only hook that makes a process SIGKILL itself at a
 // named step inside Send or Recv.
@@ -123,5 +198,6 @@
 // calls blocked on it return ErrClosed before Close returns, later calls
 // return ErrClosed; Close must not race with calls that are running and
 // not blocked. Slices passed to Send and Recv are copied before the call
-// returns and never retained.
+// returns and never retained; a receive that fails may have written into
+// its buffer.
 package msgq

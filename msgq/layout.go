@@ -17,40 +17,46 @@ import (
 //	body offset          size            what
 //	-----------          ----            ----
 //	0                    128             control (two cache lines, below)
-//	128                  4 × nblocks     links: per block, the next block of the same
+//	128                  128             ring control: the producers' line, the consumers' line
+//	256                  128 × nslots    ring: the lock-free FIFO lane (below)
+//	ringEnd              4 × nblocks     links: per block, the next block of the same
 //	                                     chain (a message, or the free list), index+1
 //	                                     (0: end of chain); padded to 64 bytes
-//	linksEnd             128 × nblocks   blocks: the byte stream of every message
+//	linksEnd             128 × nblocks   blocks: the byte stream of every message in the store
 //
-// nblocks = blocksFor(Capacity, MaxMsg, Waiters), see below. A message is a
-// chain of blocks holding one byte stream: a 24-byte message header (type,
-// text length, next message, sequence number) followed by the text. When a
-// chain's blocks are consecutive (the usual case: the free list is a LIFO of
-// whole chains, so a freed chain is reused in the same order) the stream is
-// contiguous and is copied with one memmove.
+// nslots = ringSlots(Capacity) and nblocks = blocksFor(Capacity, MaxMsg,
+// Waiters), see below.
+//
+// # The store
+//
+// A message in the store is a chain of blocks holding one byte stream: a
+// 24-byte message header (type, text length, next message, sequence
+// number) followed by the text. When a chain's blocks are consecutive (the
+// usual case: the free list is a LIFO of whole chains, so a freed chain is
+// reused in the same order) the stream is contiguous and is copied with one
+// memmove. The store is changed only under the segment lock.
 //
 // control, line 0 (written only under the segment lock):
 //
-//	offset  size  field     role
-//	     0     4  head      first queued message (block index+1, 0: empty)   COMMITTED
-//	     4     4  tail      last queued message                              derived
-//	     8     4  free      free list head (block index+1)                   derived
-//	    12     4  bump      blocks [bump, nblocks) were never used            derived
-//	    16     8  qnum      messages in the queue                             derived
-//	    24     8  cbytes    text bytes in the queue                           derived
-//	    32     8  seq       sequence number of the next message sent
-//	    40     8  stime     last msgsnd (Unix seconds)
-//	    48     8  rtime     last msgrcv
-//	    56     4  lspid
-//	    60     4  lrpid
+//	offset  size  field       role
+//	     0     4  head        first queued message (block index+1, 0: empty)   COMMITTED
+//	     4     4  tail        last queued message                              derived
+//	     8     4  free        free list head (block index+1)                   derived
+//	    12     4  bump        blocks [bump, nblocks) were never used            derived
+//	    16     8  qnum        messages in the store                             derived
+//	    24     8  cbytes      text bytes in the store                           derived
+//	    32     8  seq         sequence number of the next message stored
+//	    40     4  flushFirst  a flush's batch: its first message (block+1)     intent record
+//	    44     4  flushTo     a flush's batch: the ring position it ends at     intent record
+//	    48     4  flushOn     1 from a flush's intent record to its end         intent record
 //
 // control, line 1 (words read without the lock):
 //
 //	 64     4  recvWait  waiter slots held by blocked receivers           derived, under lock
 //	 68     4  sendWait  waiter slots held by blocked senders             derived, under lock
 //	 72     8  ticket    next waiter ticket (FIFO order of waiters)       under lock
-//	 80     4  sendGen   bumped by a send when recvSpin > 0               atomic
-//	 84     4  recvGen   bumped by a receive when sendSpin > 0            atomic
+//	 80     4  sendGen   bumped by a locked send when recvSpin > 0        atomic
+//	 84     4  recvGen   bumped by a locked receive when sendSpin > 0     atomic
 //	 88     4  recvSpin  receivers spinning before they sleep             atomic
 //	 92     4  sendSpin  senders spinning before they sleep               atomic
 //	 96     4  ovfFutex  callers that found no free waiter slot sleep here atomic
@@ -58,20 +64,67 @@ import (
 //
 // "Derived" words can be rebuilt from the committed state (the list from
 // head, the waiter slots) and are, by repair, after a lock holder died.
-// All-zero is a valid empty queue: no message, empty free list, no block
-// used yet.
+//
+// # The ring
+//
+// ring control (atomics; each line written by one side only, outside repair):
+//
+//	offset  size  field  role
+//	   128     8  tail   producers: closed<<63 | position<<32 | bytes   (ringWord)
+//	   136     4  lspid  pid of the last msgsnd (stored only when it changes)
+//	   144     8  stime  time of the last msgsnd (stored only when it changes)
+//	   192     8  head      consumers: closed<<63 | position<<32 | bytes   (ringWord)
+//	   200     4  lrpid     pid of the last msgrcv
+//	   204     4  sendWake  senders asleep in a waiter slot and not yet woken (under
+//	                        the lock): a receive through the ring that sees it
+//	                        non-zero takes the lock to wake them
+//	   208     8  rtime     time of the last msgrcv
+//
+// Positions are 31-bit counters (wrapping); bytes are 32-bit counters
+// (wrapping) of the text that went past that end. So the ring holds
+// tail.pos-head.pos messages of tail.bytes-head.bytes bytes. The closed bit
+// is set on both words while the store is in use (see doc.go: the ring is
+// open only while the store is empty and nobody sleeps).
+//
+// slot (128 bytes; the slot of position p is p mod nslots):
+//
+//	offset  size  field  role
+//	     0     8  seq    state word (below)
+//	     8     8  mtype  message type (0: a skip record a repair left, dropped)
+//	    16     4  len    text length (≤ slotText)
+//	    20     4  -
+//	    24   104  text
+//
+// seq is lap(p) (p with its low log2(nslots) bits cleared: free, never
+// used or given back) or a claim word (see ring.go): 1<<63, the sender's
+// pid (22 bits) and the low 8 bits of its start time, the text length, and
+// the low 24 bits of the position, so that a claim by a process that died
+// is recognised exactly. The sender writes the message after its claim and
+// commits by moving the tail past the position; the claim word stays in
+// the slot, which holds a message while its position is in [head, tail),
+// and is free again once the head has passed it. An all-zero ring is
+// empty, open, every slot free for its first lap.
 const (
 	blockSize = 128
 	hdrSize   = 24 // message header at the start of a chain's stream
 	ctlSize   = 128
 
-	offCtl   = 0
-	offLinks = ctlSize
+	ringCtlSize = 128
+	slotSize    = 128
+	slotText    = 104 // the largest message the ring carries
+
+	offCtl     = 0
+	offRingCtl = ctlSize
+	offSlots   = ctlSize + ringCtlSize
 
 	// Hard limits on the immutable parameters, so that a hostile header
 	// cannot make the layout arithmetic overflow.
 	maxCapacity = 1 << 32
 	maxMsgLimit = 1 << 24
+
+	// Ring sizes: a power of two between these, from the capacity.
+	minRing = 16
+	maxRing = 1 << 16
 )
 
 // control is the mapped view of the control lines.
@@ -81,10 +134,11 @@ type control struct {
 	qnum       uint64
 	cbytes     uint64
 	seq        uint64
-	stime      int64
-	rtime      int64
-	lspid      uint32
-	lrpid      uint32
+	flushFirst uint32
+	flushTo    uint32
+	flushOn    uint32
+	_          uint32
+	_          [8]byte
 
 	recvWait uint32
 	sendWait uint32
@@ -96,6 +150,34 @@ type control struct {
 	ovfFutex atomic.Uint32
 	ovfWait  atomic.Uint32
 	_        [24]byte
+}
+
+// ringCtl is the mapped view of the ring's two control lines: the
+// producers' and the consumers'.
+type ringCtl struct {
+	tail  atomic.Uint64
+	lspid atomic.Uint32
+	_     uint32
+	stime atomic.Int64
+	_     [40]byte
+
+	head     atomic.Uint64
+	lrpid    atomic.Uint32
+	sendWake atomic.Uint32
+	rtime    atomic.Int64
+	_        [40]byte
+}
+
+// slot is one slot of the ring. mtype, len and text are plain memory: the
+// claimer of a slot writes them, and others read them only after seeing the
+// seq word that the claimer stored after writing (or, for the consumers'
+// speculative copy, read and then validate with a CAS on seq).
+type slot struct {
+	seq   atomic.Uint64
+	mtype int64
+	len   uint32
+	_     uint32
+	text  [slotText]byte
 }
 
 // msgHdr is the header at the start of a message's first block.
@@ -140,6 +222,23 @@ var (
 	_ [80 - int(unsafe.Offsetof(control{}.sendGen))]struct{}
 	_ [int(unsafe.Offsetof(control{}.sendGen)) - 80]struct{}
 	_ [100 - int(unsafe.Offsetof(control{}.ovfWait))]struct{}
+	_ [40 - int(unsafe.Offsetof(control{}.flushFirst))]struct{}
+	_ [int(unsafe.Offsetof(control{}.flushFirst)) - 40]struct{}
+	_ [48 - int(unsafe.Offsetof(control{}.flushOn))]struct{}
+	_ [ringCtlSize - int(unsafe.Sizeof(ringCtl{}))]struct{}
+	_ [int(unsafe.Sizeof(ringCtl{})) - ringCtlSize]struct{}
+	_ [64 - int(unsafe.Offsetof(ringCtl{}.head))]struct{}
+	_ [int(unsafe.Offsetof(ringCtl{}.head)) - 64]struct{}
+	_ [16 - int(unsafe.Offsetof(ringCtl{}.stime))]struct{}
+	_ [int(unsafe.Offsetof(ringCtl{}.stime)) - 16]struct{}
+	_ [80 - int(unsafe.Offsetof(ringCtl{}.rtime))]struct{}
+	_ [int(unsafe.Offsetof(ringCtl{}.rtime)) - 80]struct{}
+	_ [76 - int(unsafe.Offsetof(ringCtl{}.sendWake))]struct{}
+	_ [int(unsafe.Offsetof(ringCtl{}.sendWake)) - 76]struct{}
+	_ [slotSize - int(unsafe.Sizeof(slot{}))]struct{}
+	_ [int(unsafe.Sizeof(slot{})) - slotSize]struct{}
+	_ [24 - int(unsafe.Offsetof(slot{}.text))]struct{}
+	_ [int(unsafe.Offsetof(slot{}.text)) - 24]struct{}
 	_ [hdrSize - int(unsafe.Sizeof(msgHdr{}))]struct{}
 	_ [int(unsafe.Sizeof(msgHdr{})) - hdrSize]struct{}
 	_ [blockSize - int(unsafe.Sizeof(block{}))]struct{}
@@ -165,22 +264,42 @@ func blocksFor(capacity uint64, maxMsg, waiters uint32) uint64 {
 
 func linksSize(nblocks uint64) uint64 { return (4*nblocks + 63) &^ 63 }
 
+// ringSlots is the number of ring slots of a queue: a power of two, one
+// slot per 32 bytes of capacity (so that a full queue of messages of 32
+// bytes or more fits in the ring), between minRing and maxRing. A queue
+// whose capacity does not fit the ring's 32-bit byte counters has no ring.
+func ringSlots(capacity uint64) uint64 {
+	if capacity >= 1<<31 {
+		return 0
+	}
+	n := uint64(minRing)
+	for n < capacity/32 && n < maxRing {
+		n <<= 1
+	}
+	return n
+}
+
 // bodySize is the BodySize a queue with these parameters needs.
 func bodySize(capacity uint64, maxMsg, waiters uint32) uint64 {
 	n := blocksFor(capacity, maxMsg, waiters)
-	return ctlSize + linksSize(n) + n*blockSize
+	return offSlots + ringSlots(capacity)*slotSize + linksSize(n) + n*blockSize
 }
 
 // view is a queue's body mapped as Go values.
 type view struct {
 	seg     *shm.Segment
 	ctl     *control
+	rc      *ringCtl
+	ring    []slot // nil: the queue has no ring
 	links   []uint32
 	blocks  []block
 	raw     []byte // the blocks region as bytes
 	slots   []shm.WaiterSlot
 	nblocks uint32
 	maxMsg  uint32
+	nslots  uint32 // len(ring), a power of two (or 0)
+	mask    uint32 // nslots-1
+	me      uint64 // this process's claim words: claimBase(pid, start); 0 if it cannot claim
 }
 
 // newView validates a segment's parameters against the queue layout and
@@ -200,15 +319,27 @@ func newView(seg *shm.Segment) (*view, error) {
 			ErrCorrupt, p.BodySize, p.Capacity, p.MaxMsg, p.Waiters)
 	}
 	base := p.BodyOffset()
-	v := &view{seg: seg, slots: seg.Waiters(), nblocks: uint32(n), maxMsg: p.MaxMsg}
+	ns := ringSlots(p.Capacity)
+	v := &view{seg: seg, slots: seg.Waiters(), nblocks: uint32(n), maxMsg: p.MaxMsg,
+		nslots: uint32(ns), mask: uint32(ns) - 1, me: selfClaim()}
+	if ns == 0 {
+		v.mask = 0
+	}
 	var err error
 	if v.ctl, err = shm.At[control](seg, base+offCtl); err != nil {
 		return nil, err
 	}
-	if v.links, err = shm.Slice[uint32](seg, base+offLinks, int(n)); err != nil {
+	if v.rc, err = shm.At[ringCtl](seg, base+offRingCtl); err != nil {
 		return nil, err
 	}
-	boff := base + offLinks + linksSize(n)
+	if v.ring, err = shm.Slice[slot](seg, base+offSlots, int(ns)); err != nil {
+		return nil, err
+	}
+	loff := base + offSlots + ns*slotSize
+	if v.links, err = shm.Slice[uint32](seg, loff, int(n)); err != nil {
+		return nil, err
+	}
+	boff := loff + linksSize(n)
 	if v.blocks, err = shm.Slice[block](seg, boff, int(n)); err != nil {
 		return nil, err
 	}

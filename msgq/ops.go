@@ -16,20 +16,73 @@ import (
 // never sleep, short enough that a blocked caller costs nothing measurable.
 const spinFor = 20 * time.Microsecond
 
-// spinWait watches gen until it moves from g (true) or spinFor has
-// passed (false). It yields to other goroutines only now and then: a yield
-// costs more than the whole hand-off it waits for.
-func spinWait(gen *atomic.Uint32, g uint32) bool {
+// spinShort is the spin of a handle whose spins stopped paying: long
+// enough for a round trip to a peer that is running, so that the handle
+// sees when spinning pays again (two peers that both stopped spinning
+// would otherwise never find out), short enough to cost no more than the
+// sleep it may save.
+const spinShort = 3 * time.Microsecond
+
+const (
+	spinGiveUp = 4  // spins in a row that saw nothing before spinShort
+	spinProbe  = 64 // even then, one call in spinProbe spins spinFor
+)
+
+// spinPolite is how long a spin only watches; after it, it also yields
+// the CPU between looks (sched_yield), so that a peer waiting for this
+// CPU (more runnable threads than CPUs) gets it.
+const spinPolite = 2 * time.Microsecond
+
+// spinBudget is how long this call may spin: spinFor, or spinShort after
+// spinGiveUp spins in a row saw nothing (the peer is not running: an
+// overloaded machine, or a peer that is simply idle), except one call in
+// spinProbe.
+func (q *Queue) spinBudget() time.Duration {
+	if q.spinFails.Load() >= spinGiveUp && q.spinProbe.Add(1)%spinProbe != 0 {
+		return spinShort
+	}
+	return spinFor
+}
+
+// spinDone records whether a spin saw what it waited for.
+func (q *Queue) spinDone(ok bool) bool {
+	if ok {
+		if q.spinFails.Load() != 0 {
+			q.spinFails.Store(0)
+		}
+	} else {
+		q.spinFails.Add(1)
+	}
+	return ok
+}
+
+// spin watches gen (bumped by locked sends or receives while someone
+// spins) and the ring's words until one moves, for spinBudget. It yields
+// to other goroutines only now and then: a yield costs more than the whole
+// hand-off it waits for. It watches the ring too because once the lock is
+// released the ring may open, and then sends and receives no longer bump
+// the gens.
+func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
+	budget := q.spinBudget()
+	var h, t uint64
+	rc := q.v.rc
+	if q.v.nslots != 0 {
+		h, t = rc.head.Load(), rc.tail.Load()
+	}
 	var start time.Time
 	for i := 1; ; i++ {
-		if gen.Load() != g {
-			return true
+		if gen.Load() != g || q.v.nslots != 0 && (rc.tail.Load() != t || rc.head.Load() != h) {
+			q.spinDone(true)
+			return
 		}
 		if i&127 == 0 {
 			if start.IsZero() {
 				start = time.Now()
-			} else if time.Since(start) > spinFor {
-				return false
+			} else if d := time.Since(start); d > budget {
+				q.spinDone(false)
+				return
+			} else if d > spinPolite {
+				kernel.SchedYield()
 			}
 			if i&4095 == 0 {
 				runtime.Gosched()
@@ -37,26 +90,6 @@ func spinWait(gen *atomic.Uint32, g uint32) bool {
 		}
 	}
 }
-
-// spin is spinWait made adaptive per handle: after spinGiveUp spins in a
-// row saw nothing (the peer is not running: an overloaded machine, or a
-// peer that is simply idle), the handle spins only one call in spinProbe
-// and otherwise goes straight to sleep, until a spin pays off again.
-func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
-	if q.spinFails.Load() >= spinGiveUp && q.spinProbe.Add(1)%spinProbe != 0 {
-		return
-	}
-	if spinWait(gen, g) {
-		q.spinFails.Store(0)
-	} else {
-		q.spinFails.Add(1)
-	}
-}
-
-const (
-	spinGiveUp = 4
-	spinProbe  = 64
-)
 
 func (q *Queue) fail(w *waiter, wl *wakeList, n int, err error) (int, error) {
 	q.release(w)
@@ -88,6 +121,11 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 		if q.seg.Removed() {
 			return q.fail(&w, &wl, sent, kernel.EIDRM)
 		}
+		// The store is the whole queue from here on (the ring's messages
+		// are older than this one and must stay ahead of it).
+		if err := q.closeRing(); err != nil {
+			return q.fail(&w, &wl, sent, err)
+		}
 		qb := q.qbytes()
 		now := clock.Now()
 		for sent < len(msgs) && q.v.fits(len(msgs[sent].Data), qb) {
@@ -117,7 +155,9 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 			q.claim(&w, slotSend, size, 0)
 		} else {
 			w.slot.Arg[argType].Store(size)
-			w.slot.Arg[argWoken].Store(0)
+			if w.slot.Arg[argWoken].Swap(0) != 0 {
+				q.v.rc.sendWake.Add(1)
+			}
 		}
 		seen := q.futex(&w).Load()
 		if err := q.stopped(ctx, permWrite); err != nil {
@@ -176,6 +216,9 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 		if q.seg.Removed() {
 			return q.fail(&w, &wl, 0, kernel.EIDRM)
 		}
+		if err := q.closeRing(); err != nil {
+			return q.fail(&w, &wl, 0, err)
+		}
 		got := 0
 		for got < len(msgs) {
 			ok, err := q.take(&msgs[got], mode, typ, flags, now, &wl)
@@ -228,67 +271,24 @@ func (q *Queue) checkMsg(mtype int64, data []byte) error {
 	return nil
 }
 
-// sendFast is the whole of a send in the common case: the lock once,
-// room in the queue, nobody asleep. It reports false, having changed
-// nothing, when the call needs the general path.
-func (q *Queue) sendFast(mtype int64, data []byte, spin bool) (bool, error) {
-	if q.acquire() {
-		q.v.repair(true)
+// closeRing closes the ring and moves its messages into the store, so
+// that the locked operation sees the whole queue there. Lock held.
+func (q *Queue) closeRing() error {
+	v := q.v
+	if v.nslots == 0 {
+		return nil
 	}
-	c := q.v.ctl
-	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permWrite == 0 || q.seg.Removed() ||
-		c.recvWait != 0 || c.ovfWait.Load() != 0 {
-		q.mu.Unlock()
-		return false, nil
-	}
-	if !q.v.fits(len(data), q.qbytes()) {
-		if spin { // full: watch for a receive, then look once more
-			c.sendSpin.Add(1)
-			g := c.recvGen.Load()
-			q.mu.Unlock()
-			q.spin(&c.recvGen, g)
-			return q.sendFast(mtype, data, false)
-		}
-		q.mu.Unlock()
-		return false, nil
-	}
-	var wl wakeList
-	err := q.enqueue(mtype, data, clock.Now(), &wl)
-	q.unlock(&wl)
-	return true, err
+	v.setClosed()
+	v.settleTail()
+	return v.flush()
 }
 
-// recvFast is the whole of a receive in the common case: the lock once, a
-// message there (or none and IPC_NOWAIT). It reports false, having changed
-// nothing, when the call needs the general path.
-func (q *Queue) recvFast(m *Msg, msgtyp int64, flags int, spin bool) (bool, error) {
-	if q.acquire() {
-		q.v.repair(true)
-	}
-	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permRead == 0 || q.seg.Removed() {
-		q.mu.Unlock()
-		return false, nil
-	}
-	mode, typ := convertMode(msgtyp, flags)
-	var wl wakeList
-	ok, err := q.take(m, mode, typ, flags, clock.Now(), &wl)
-	if !ok && err == nil {
-		if flags&IPC_NOWAIT == 0 {
-			if spin { // nothing yet: watch for a send, then look once more
-				c := q.v.ctl
-				c.recvSpin.Add(1)
-				g := c.sendGen.Load()
-				q.mu.Unlock()
-				q.spin(&c.sendGen, g)
-				return q.recvFast(m, msgtyp, flags, false)
-			}
-			q.mu.Unlock()
-			return false, nil
-		}
-		err = ErrEmpty
-	}
-	q.unlock(&wl)
-	return true, err
+// ringReady reports whether a call needing permission need may try the
+// ring: it exists, no death needs repair, the permission is there and the
+// queue is not removed. Otherwise the lock path decides (and returns the
+// errors in Linux's order).
+func (q *Queue) ringReady(need uint64) bool {
+	return q.ring && q.seg.DeadGen() == q.deadGen.Load() && q.access()&need != 0 && !q.seg.Removed()
 }
 
 // Send sends a message of type mtype (≥ 1) with text data (at most
@@ -313,11 +313,27 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	if done, err := q.sendFast(mtype, data, !nowait); done {
-		return err
+	spun := false
+	for slept := false; len(data) <= slotText && q.ringReady(permWrite); slept = true {
+		done, err, s, full := q.ringSend(ctx, mtype, data, nowait, slept)
+		if done {
+			return err
+		}
+		spun = spun || s
+		if !full {
+			break
+		}
+		// Full, the ring open: sleep until a receive makes room.
+		retry, err := q.sleepForRoom(ctx, uint32(len(data)))
+		if err != nil {
+			return err
+		}
+		if !retry {
+			break
+		}
 	}
 	m := [1]Msg{{Type: mtype, Data: data}}
-	_, err := q.sendMsgs(ctx, m[:], nowait, !nowait)
+	_, err := q.sendMsgs(ctx, m[:], nowait, spun)
 	return err
 }
 
@@ -344,7 +360,51 @@ func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, er
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	return q.sendMsgs(ctx, msgs, nowait, false)
+	if q.closed.Load() {
+		return 0, ErrClosed
+	}
+	sent := 0
+	spun := false
+	if q.ringReady(permWrite) {
+		var st spinner
+		for sent < len(msgs) && len(msgs[sent].Data) <= slotText {
+			r, s, sv := q.ringPut(msgs[sent].Type, msgs[sent].Data, q.qbytes())
+			if r == putDone {
+				sent++
+				continue
+			}
+			if r == putBusy && q.waitSender(ctx, s, sv) {
+				continue
+			}
+			if r != putFull || nowait {
+				break
+			}
+			if q.ringSpin(&st) {
+				continue
+			}
+			retry, err := q.sleepForRoom(ctx, uint32(len(msgs[sent].Data)))
+			if err != nil {
+				st.finish(q)
+				if sent > 0 {
+					q.stampSend()
+				}
+				return sent, err
+			}
+			if !retry || !q.ringReady(permWrite) {
+				break
+			}
+		}
+		st.finish(q)
+		spun = st.on
+		if sent > 0 {
+			q.stampSend()
+		}
+		if sent == len(msgs) {
+			return sent, nil
+		}
+	}
+	n, err := q.sendMsgs(ctx, msgs[sent:], nowait, spun)
+	return sent + n, err
 }
 
 func checkRecvFlags(flags int) error {
@@ -371,9 +431,14 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 		return 0, 0, ErrClosed
 	}
 	m := [1]Msg{{Data: buf}}
-	done, err := q.recvFast(&m[0], msgtyp, flags, true)
+	var done, spun bool
+	var err error
+	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.ringReady(permRead) {
+		mode, typ := convertMode(msgtyp, flags)
+		done, err, spun = q.ringRecv(ctx, &m[0], mode, typ, flags)
+	}
 	if !done {
-		_, err = q.recvMsgs(ctx, m[:], msgtyp, flags, flags&IPC_NOWAIT == 0)
+		_, err = q.recvMsgs(ctx, m[:], msgtyp, flags, spun)
 	}
 	if err != nil {
 		return 0, 0, err
@@ -401,7 +466,37 @@ func (q *Queue) RecvBatch(ctx context.Context, msgs []Msg, msgtyp int64, flags i
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	return q.recvMsgs(ctx, msgs, msgtyp, flags, false)
+	if q.closed.Load() {
+		return 0, ErrClosed
+	}
+	spun := false
+	if msgtyp == 0 && q.ringReady(permRead) {
+		// The first message as Recv would take it, the rest as long as
+		// the ring has them at once.
+		done, err, s := q.ringRecv(ctx, &msgs[0], searchAny, 0, flags)
+		if done {
+			if err != nil {
+				return 0, err
+			}
+			got := 1
+			noerr := flags&MSG_NOERROR != 0
+			for got < len(msgs) {
+				if q.ringTake(&msgs[got], searchAny, 0, noerr) != takeDone {
+					break
+				}
+				got++
+			}
+			if got > 1 {
+				q.stampRecv()
+				if q.v.rc.sendWake.Load() != 0 {
+					q.wakeRoom()
+				}
+			}
+			return got, nil
+		}
+		spun = s
+	}
+	return q.recvMsgs(ctx, msgs, msgtyp, flags, spun)
 }
 
 // TryRecvBatch is RecvBatch with IPC_NOWAIT.

@@ -3,6 +3,7 @@ package msgq
 import (
 	"context"
 	"math"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -89,6 +90,19 @@ type Queue struct {
 
 	spinFails atomic.Int32 // spins in a row that saw nothing (see spin)
 	spinProbe atomic.Int32
+
+	ring bool // lock-free calls may use the ring (it exists and our pid fits a claim)
+
+	// The ring's head word as this handle's senders last read it, and the
+	// tail position they read it at (see room); the tail position as its
+	// receivers last read it, and the head position they read it at (see
+	// committed). Written now and then; each pair on its own cache line.
+	_        [64]byte
+	headSeen atomic.Uint64
+	headAt   atomic.Uint32
+	_        [52]byte
+	tailSeen atomic.Uint64 // tail position<<32 | head position
+	_        [56]byte
 }
 
 const (
@@ -158,7 +172,8 @@ func OpenID(id int) (*Queue, error) {
 	p := seg.Params()
 	pid, start := kernel.Self()
 	q := &Queue{id: id, seg: seg, v: v, mu: seg.Lock(), pid: uint32(pid), start: start,
-		maxMsg: int(p.MaxMsg), cap: p.Capacity, cuid: p.CUID, cgid: p.CGID}
+		maxMsg: int(p.MaxMsg), cap: p.Capacity, cuid: p.CUID, cgid: p.CGID,
+		ring: v.nslots != 0 && v.me != 0}
 	q.deadGen.Store(seg.DeadGen())
 	return q, nil
 }
@@ -290,6 +305,9 @@ func (q *Queue) unlock(w *wakeList) {
 	// Spinners are told once per locked section, however many messages
 	// it moved, just before the lock is free for them to take.
 	c := q.v.ctl
+	// Open the ring again if the store is empty and nobody waits. (Those
+	// who spin watch the ring's words too, which opening changes.)
+	q.v.maybeOpen()
 	// The spinner counts are hints like ovfWait: added to under the lock
 	// before each spin, zeroed by the bump that ends the spins, so a
 	// spinner that dies leaves no cost behind.
@@ -342,7 +360,7 @@ func (q *Queue) enqueue(mtype int64, data []byte, now int64, w *wakeList) error 
 	v := q.v
 	c := v.ctl
 	crashPoint(stepSendLocked)
-	c.stime, c.lspid = now, q.pid
+	q.stampSend()
 	seq := c.seq
 	c.seq++
 	if c.recvWait > 0 {
@@ -407,7 +425,8 @@ func (q *Queue) pipeline(mtype int64, data []byte, seq uint64, now int64, w *wak
 		best.Arg[argBlock].Store(uint64(b) + 1)
 		best.Arg[argSeq].Store(seq)
 		best.State.Store(slotDelivered)
-		c.lrpid, c.rtime = best.PID.Load(), now
+		v.rc.lrpid.Store(best.PID.Load())
+		v.rc.rtime.Store(now)
 		w.add(best)
 		return true, nil
 	}
@@ -459,7 +478,7 @@ func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeL
 	c := v.ctl
 	c.qnum--
 	c.cbytes -= uint64(l)
-	c.rtime, c.lrpid = now, q.pid
+	q.stampRecv()
 	q.afterRecv(w)
 	return true, nil
 }
@@ -481,6 +500,7 @@ func (q *Queue) wakeSenders(w *wakeList) {
 		if s.State.Load() == slotSend && s.Arg[argWoken].Load() == 0 &&
 			q.v.fits(int(min(s.Arg[argType].Load(), math.MaxInt32)), qb) {
 			s.Arg[argWoken].Store(1)
+			q.v.rc.sendWake.Add(^uint32(0))
 			w.add(s)
 		}
 	}
@@ -513,12 +533,21 @@ type waiter struct {
 	ovf      bool            // sleeping on the overflow word (no free slot)
 	stop     func() bool     // cancels the context's wake-up
 	stopAddr *atomic.Uint32
+	woke     *atomic.Bool // set when the context's wake-up has run
 }
 
 // claim takes a free waiter slot for a blocking call (lock held). With no
 // free slot the call sleeps on the overflow word instead.
 func (q *Queue) claim(w *waiter, state uint32, typ, mode uint64) {
 	c := q.v.ctl
+	// A sleeping receiver keeps the ring closed, so that every send goes
+	// through the lock and is offered to it (the locked paths have closed
+	// and flushed it already; this is for callers that come here
+	// directly). A sleeping sender does not: receivers through the ring
+	// wake it (sendWake).
+	if state == slotRecv && q.v.isOpen() {
+		_ = q.closeRing()
+	}
 	for i := range q.v.slots {
 		s := &q.v.slots[i]
 		if s.State.Load() != slotFree {
@@ -536,6 +565,7 @@ func (q *Queue) claim(w *waiter, state uint32, typ, mode uint64) {
 			c.recvWait++
 		} else {
 			c.sendWait++
+			q.v.rc.sendWake.Add(1)
 		}
 		w.slot = s
 		return
@@ -557,6 +587,9 @@ func (q *Queue) release(w *waiter) {
 			c.recvWait--
 		case slotSend:
 			c.sendWait--
+			if s.Arg[argWoken].Load() == 0 {
+				q.v.rc.sendWake.Add(^uint32(0))
+			}
 		}
 		s.State.Store(slotFree)
 		w.slot = nil
@@ -578,13 +611,13 @@ func (q *Queue) futex(w *waiter) *atomic.Uint32 {
 func (q *Queue) sleep(ctx context.Context, w *waiter, seen uint32) {
 	addr := q.futex(w)
 	if ctx.Done() != nil && w.stopAddr != addr {
-		if w.stop != nil {
-			w.stop()
-		}
-		w.stopAddr = addr
+		w.done()
+		woke := new(atomic.Bool)
+		w.stopAddr, w.woke = addr, woke
 		w.stop = context.AfterFunc(ctx, func() {
 			addr.Add(1)
 			_, _ = kernel.FutexWake(addr, math.MaxInt32)
+			woke.Store(true)
 		})
 	}
 	crashPoint(stepSleep)
@@ -595,10 +628,16 @@ func (q *Queue) sleep(ctx context.Context, w *waiter, seen uint32) {
 	_ = kernel.FutexWait(addr, seen, deadline)
 }
 
+// done cancels the context's wake-up; if it has started already, it
+// waits for it to finish: the call must not leave (and let Close unmap the
+// word the wake-up touches) while it runs.
 func (w *waiter) done() {
-	if w.stop != nil {
-		w.stop()
+	if w.stop != nil && !w.stop() {
+		for !w.woke.Load() {
+			runtime.Gosched()
+		}
 	}
+	w.stop = nil
 }
 
 // stopped is checked before a call sleeps, after it read its futex word:

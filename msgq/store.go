@@ -163,14 +163,27 @@ func (v *view) freeChain(first, last uint32) {
 
 // put writes a message into a new chain and returns its first block.
 func (v *view) put(mtype int64, seq uint64, text []byte) (uint32, error) {
+	return v.store(mtype, seq, text, true)
+}
+
+// write is put for a flush: the same without the sender's crash point.
+func (v *view) write(mtype int64, seq uint64, text []byte) (uint32, error) {
+	return v.store(mtype, seq, text, false)
+}
+
+func (v *view) store(mtype int64, seq uint64, text []byte, sender bool) (uint32, error) {
 	b, err := v.alloc(uint32(chainBlocks(uint64(len(text)))))
 	if err != nil {
 		return 0, err
 	}
 	h := v.hdr(b)
 	h.mtype, h.len, h.next, h.seq = mtype, uint32(len(text)), 0, seq
-	crashPoint(stepSendAlloc)
+	if sender {
+		crashPoint(stepSendAlloc)
+	}
 	if err := v.copyIn(b, text); err != nil {
+		last, _ := v.chainLast(b, uint32(chainBlocks(uint64(len(text)))))
+		v.freeChain(b, last)
 		return 0, err
 	}
 	return b, nil
@@ -314,10 +327,10 @@ func (v *view) unlink(m, prev uint32) error {
 	return nil
 }
 
-// fits is Linux's msg_fits_inqueue.
+// fits is Linux's msg_fits_inqueue, on the store and the ring.
 func (v *view) fits(size int, qbytes uint64) bool {
-	c := v.ctl
-	return uint64(size)+c.cbytes <= qbytes && c.qnum+1 <= qbytes
+	qnum, cbytes := v.counts()
+	return uint64(size)+cbytes <= qbytes && qnum+1 <= qbytes
 }
 
 // walkChain follows the chain at b for k blocks, calling fn for each, and
@@ -401,7 +414,7 @@ func (v *view) check() error {
 	if last != c.tail {
 		return corrupt("tail %d, last message %d", c.tail, last)
 	}
-	var recv, send uint32
+	var recv, send, wake uint32
 	for i := range v.slots {
 		s := &v.slots[i]
 		switch s.State.Load() {
@@ -410,6 +423,9 @@ func (v *view) check() error {
 			recv++
 		case slotSend:
 			send++
+			if s.Arg[argWoken].Load() == 0 {
+				wake++
+			}
 		case slotDelivered:
 			b := s.Arg[argBlock].Load()
 			if b > math.MaxUint32 {
@@ -426,6 +442,9 @@ func (v *view) check() error {
 	if recv != c.recvWait || send != c.sendWait {
 		return corrupt("waiter counts %d/%d, slots %d/%d", c.recvWait, c.sendWait, recv, send)
 	}
+	if v.nslots != 0 && wake != v.rc.sendWake.Load() {
+		return corrupt("%d senders to wake, slots say %d", v.rc.sendWake.Load(), wake)
+	}
 	for f, n := c.free, uint32(0); f != 0; n++ {
 		if f > v.nblocks || n >= v.nblocks {
 			return corrupt("free list reference %d", f)
@@ -440,7 +459,7 @@ func (v *view) check() error {
 			return corrupt("block %d stranded: in no chain and not free", b)
 		}
 	}
-	return nil
+	return v.checkRing()
 }
 
 // repair rebuilds what a process that died left behind.
@@ -464,8 +483,11 @@ func (v *view) repair(full bool) {
 	}
 	if full {
 		v.rebuild()
+		v.rebuildRing()
+	} else {
+		v.settleTail()
 	}
-	var recv, send uint32
+	var recv, send, wake uint32
 	requeued := false
 	for i := range v.slots {
 		s := &v.slots[i]
@@ -488,11 +510,17 @@ func (v *view) repair(full bool) {
 			recv++
 		case slotSend:
 			send++
+			if s.Arg[argWoken].Load() == 0 {
+				wake++
+			}
 		}
 		s.Futex.Add(1)
 		_, _ = kernel.FutexWake(&s.Futex, 1)
 	}
 	c.recvWait, c.sendWait = recv, send
+	if v.nslots != 0 {
+		v.rc.sendWake.Store(wake)
+	}
 	if requeued || full {
 		v.recount()
 	}

@@ -1,0 +1,648 @@
+package msgq
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/usysv/usysv/internal/clock"
+	"github.com/usysv/usysv/kernel"
+)
+
+// The ring: the lock-free FIFO lane in front of the store (layout.go has
+// the bytes, doc.go the design). Sends and FIFO receives use it, without
+// the lock, while it is open: the store is then empty and nobody sleeps.
+// Everything that needs more takes the lock, closes the ring and moves its
+// messages into the store (flush.go).
+//
+// A send claims the slot of the tail's position (CAS on the slot's word,
+// which records who claims it), writes the message into it, and commits
+// (CAS on the tail word, which also counts the bytes): the commit is the
+// send's linearization point, and it fails if the ring closed meanwhile
+// (the sender then gives the slot back and takes the lock path). So every
+// position before the tail holds a whole message, and a sender that dies
+// leaves at most an uncommitted claim at the tail, recognisable by its
+// pid and start time, which repair gives back.
+//
+// A receive copies the head's message speculatively and takes it with one
+// CAS on the head word (which fails if anyone took it first or the ring
+// closed): the copy was made while the message was the head, so it is
+// valid. A slot behind the head is free for the next lap as it is: the
+// sender of that lap claims it straight from the word it holds. So a
+// receive leaves no state that a receiver that dies could strand.
+
+// Ring words (ringCtl.head, ringCtl.tail):
+//
+//	bit  63      closed: lock-free calls go to the lock path
+//	bits 32..62  position (31 bits, wrapping)
+//	bits  0..31  text bytes that went past this end (wrapping)
+const (
+	ringClosed = 1 << 63
+	posMask    = 1<<31 - 1
+)
+
+func rpos(w uint64) uint32   { return uint32(w>>32) & posMask }
+func rbytes(w uint64) uint32 { return uint32(w) }
+
+func ringWord(closed bool, pos, bytes uint32) uint64 {
+	w := uint64(pos&posMask)<<32 | uint64(bytes)
+	if closed {
+		w |= ringClosed
+	}
+	return w
+}
+
+// radv is ring word w advanced past one message of n text bytes.
+func radv(w uint64, n uint32) uint64 {
+	return w&ringClosed | uint64((rpos(w)+1)&posMask)<<32 | uint64(rbytes(w)+n)
+}
+
+// seqFree is the word of p's slot before any message was ever in it (the
+// all-zero ring), or after a sender gave it back.
+func (v *view) seqFree(p uint32) uint64 { return uint64(p &^ v.mask) }
+
+// Claim words (a slot's word once a sender claimed it; it stays after the
+// send commits, and after the message is taken):
+//
+//	bit  63      claimed
+//	bits 61..62  0 (reserved)
+//	bits 39..60  pid of the sender (22 bits: Linux pids are below 1<<22)
+//	bits 32..38  text length of the message
+//	bits 24..31  low 8 bits of the sender's start time (against pid reuse)
+//	bits  0..23  low 24 bits of the position
+//
+// A slot of position p holds a message iff its word claims p and the tail
+// is past p. It is free for p iff it holds seqFree(p) or a claim of
+// p-nslots and the head is past p-nslots.
+const (
+	claimed    = 1 << 63
+	claimRsvd  = 3 << 61
+	pidShift   = 39
+	pidBits    = 22
+	lenShift   = 32
+	lenMask    = 127
+	startShift = 24
+	cposMask   = 1<<24 - 1
+)
+
+// claimBase is the part of a process's claim words that names it; 0 if
+// its pid does not fit (it then never claims without the lock).
+func claimBase(pid int, start uint64) uint64 {
+	if pid <= 0 || pid >= 1<<pidBits {
+		return 0
+	}
+	return uint64(pid)<<pidShift | (start&0xff)<<startShift
+}
+
+func selfClaim() uint64 { return claimBase(kernel.Self()) }
+
+// claimWord is this process's claim of position p's slot for a message of
+// n bytes.
+func (v *view) claimWord(n, p uint32) uint64 {
+	return claimed | v.me | uint64(n)<<lenShift | uint64(p&cposMask)
+}
+
+func claimLen(c uint64) uint32 { return uint32(c>>lenShift) & lenMask }
+func claimPid(c uint64) int    { return int(c >> pidShift & (1<<pidBits - 1)) }
+
+// claimFor reports whether c is a claim of position p's slot.
+func claimFor(c uint64, p uint32) bool {
+	return c&(claimed|claimRsvd) == claimed && uint32(c)&cposMask == p&cposMask
+}
+
+// claimAlive reports whether the process that made claim c may still be
+// running (a process of that pid exists and its start time matches).
+func claimAlive(c uint64) bool {
+	pid := claimPid(c)
+	if self, _ := kernel.Self(); pid == self {
+		return true // one of our goroutines
+	}
+	if pid == 0 {
+		return false
+	}
+	st, err := kernel.ProcessStartTime(pid)
+	return err == nil && uint8(st) == uint8(c>>startShift)
+}
+
+// ringTries bounds the retries of one lock-free attempt (CAS lost to
+// others, stale words); past it the call takes the lock path.
+const ringTries = 1 << 10
+
+// Results of ringPut.
+const (
+	putDone     = iota
+	putFull     // Linux's queue-full test fails (linearized at the head's read)
+	putBusy     // another sender is writing the tail's slot
+	putFallback // the lock path must do it; nothing changed
+)
+
+// ringFits is Linux's queue-full test on the ring with tail word t and head
+// word h (the store is empty while the ring is open), plus a free slot.
+func ringFits(t, h uint64, n uint32, qb uint64, ns uint32) int {
+	qn := (rpos(t) - rpos(h)) & posMask
+	if qn > ns {
+		return putFallback // a stale or corrupt head
+	}
+	if uint64(rbytes(t)-rbytes(h))+uint64(n) > qb || uint64(qn)+1 > qb {
+		return putFull
+	}
+	if qn == ns {
+		return putFallback // the ring is full, the queue not: the store takes it
+	}
+	return putDone
+}
+
+// room checks that a message of n bytes fits with the tail at t. It reads
+// the receivers' head word only when the one this handle saw last says no
+// (or is too old to compare with t), so that senders do not pull the
+// receivers' cache line on every message.
+func (q *Queue) room(t uint64, n uint32, qb uint64) int {
+	p := rpos(t)
+	if (p-q.headAt.Load())&posMask < 1<<30 {
+		if ringFits(t, q.headSeen.Load(), n, qb, q.v.nslots) == putDone {
+			return putDone
+		}
+	}
+	h := q.v.rc.head.Load()
+	q.headSeen.Store(h)
+	q.headAt.Store(p) // after headSeen: a reader that sees p sees h or newer
+	return ringFits(t, h, n, qb, q.v.nslots)
+}
+
+// committed reports whether position p (at the head) is before the tail,
+// reading the senders' tail word only when the one this handle saw last
+// says no, for the same reason.
+func (q *Queue) committed(p uint32) bool {
+	ns := q.v.nslots
+	if c := q.tailSeen.Load(); (p-uint32(c))&posMask < 1<<30 && (uint32(c>>32)-p-1)&posMask < ns {
+		return true
+	}
+	t := rpos(q.v.rc.tail.Load())
+	if (t-p-2)&posMask < ns {
+		// More than this one message: worth keeping for the next calls.
+		q.tailSeen.Store(uint64(t)<<32 | uint64(p))
+	}
+	return (t-p-1)&posMask < ns
+}
+
+// ringPut sends one message of at most slotText bytes through the ring.
+// With putBusy it also returns the tail's slot and the claim it holds.
+func (q *Queue) ringPut(mtype int64, data []byte, qb uint64) (int, *slot, uint64) {
+	v := q.v
+	rc := v.rc
+	n := uint32(len(data))
+	hit := false
+	for try := 0; try < ringTries; try++ {
+		t := rc.tail.Load()
+		if t&ringClosed != 0 {
+			return putFallback, nil, 0
+		}
+		if r := q.room(t, n, qb); r != putDone {
+			return r, nil, 0
+		}
+		p := rpos(t)
+		s := &v.ring[p&v.mask]
+		sv := s.seq.Load()
+		// room said the head is past p-nslots: the previous lap's
+		// message, if any, was taken.
+		if sv != v.seqFree(p) && !claimFor(sv, p-v.nslots) {
+			if claimFor(sv, p) {
+				if rc.tail.Load() == t {
+					return putBusy, s, sv
+				}
+			}
+			continue // t is stale
+		}
+		if !hit {
+			hit = true
+			crashPoint(stepSendLocked)
+		}
+		if !s.seq.CompareAndSwap(sv, v.claimWord(n, p)) {
+			continue
+		}
+		// Only the claimer of the tail's slot moves the tail, so if it is
+		// still t the slot was the one free for p. If not, t was stale and
+		// sv only looked right (a claim of a position 1<<24 ahead, say):
+		// put back what was there.
+		if rc.tail.Load() != t {
+			s.seq.Store(sv)
+			continue
+		}
+		crashPoint(stepRingClaimed)
+		s.mtype, s.len = mtype, n
+		crashPoint(stepSendAlloc)
+		copy(s.text[:], data)
+		crashPoint(stepSendWritten)
+		crashPoint(stepRingWritten)
+		// The commit point. Only the claimer of p's slot moves the tail
+		// from p, so this fails only if the ring closed (or the word was
+		// overwritten): give the slot back.
+		if !rc.tail.CompareAndSwap(t, radv(t, n)) {
+			s.seq.Store(sv)
+			return putFallback, nil, 0
+		}
+		crashPoint(stepSendLinked)
+		return putDone, nil, 0
+	}
+	return putFallback, nil, 0
+}
+
+// stampSend records lspid and stime, storing only what changed.
+func (q *Queue) stampSend() {
+	rc := q.v.rc
+	if rc.lspid.Load() != q.pid {
+		rc.lspid.Store(q.pid)
+	}
+	if now := clock.Now(); rc.stime.Load() != now {
+		rc.stime.Store(now)
+	}
+}
+
+// stampRecv records lrpid and rtime, storing only what changed.
+func (q *Queue) stampRecv() {
+	rc := q.v.rc
+	if rc.lrpid.Load() != q.pid {
+		rc.lrpid.Store(q.pid)
+	}
+	if now := clock.Now(); rc.rtime.Load() != now {
+		rc.rtime.Store(now)
+	}
+}
+
+// Results of ringTake.
+const (
+	takeDone     = iota
+	takeEmpty    // no message at all (linearized at the tail's read)
+	takeOther    // the first message does not match
+	takeE2BIG    // the first message matches and is too big
+	takeFallback // the lock path must do it; nothing taken
+)
+
+// ringTake receives the ring's first message into m if it matches (mode,
+// typ). On failure m.Data may hold a discarded speculative copy.
+func (q *Queue) ringTake(m *Msg, mode int, typ int64, noerror bool) int {
+	v := q.v
+	rc := v.rc
+	hit := false
+	for try := 0; try < ringTries; try++ {
+		h := rc.head.Load()
+		if h&ringClosed != 0 {
+			return takeFallback
+		}
+		p := rpos(h)
+		s := &v.ring[p&v.mask]
+		if claimFor(s.seq.Load(), p) && q.committed(p) {
+			// Valid while the head is still h: position p's message
+			// cannot be replaced before it is taken.
+			mt, n := s.mtype, s.len
+			if n > slotText || mt < 0 || mt != 0 && (!matches(mt, mode, typ) || int(n) > len(m.Data) && !noerror) {
+				if rc.head.Load() != h {
+					continue
+				}
+				switch {
+				case n > slotText || mt < 0:
+					return takeFallback // corrupt: the lock path reports it
+				case !matches(mt, mode, typ):
+					return takeOther
+				}
+				return takeE2BIG
+			}
+			k := 0
+			if mt != 0 { // 0: a skip record (left by a repair), taken and dropped
+				if !hit {
+					hit = true
+					crashPoint(stepRecvLocked)
+				}
+				k = copy(m.Data, s.text[:n])
+				crashPoint(stepRecvCopied)
+				crashPoint(stepRingTaken)
+			}
+			// The commit point: the copy is ours if the head is still h.
+			if !rc.head.CompareAndSwap(h, radv(h, n)) {
+				continue
+			}
+			if mt == 0 {
+				continue
+			}
+			crashPoint(stepRecvUnlinked)
+			crashPoint(stepRecvFreed) // the slot is free once the head passed it
+			m.N, m.Type = k, mt
+			return takeDone
+		}
+		// Free, the previous lap's message, or being written: nothing at p
+		// yet, unless the tail moved on since this handle last read it.
+		t := rc.tail.Load()
+		if t&ringClosed != 0 {
+			return takeFallback
+		}
+		if rpos(t) == p {
+			return takeEmpty
+		}
+	}
+	return takeFallback
+}
+
+// Results of ringScan.
+const (
+	scanNone   = iota // no message matches (linearized at the tail's read)
+	scanFound         // one further in the ring matches: the lock path takes it
+	scanUnsure        // the ring moved meanwhile: look again
+)
+
+// ringScan looks through the ring for a message matching (mode, typ) when
+// the first one does not. It only reads: a message behind the first can
+// be taken only under the lock.
+func (q *Queue) ringScan(mode int, typ int64) int {
+	v := q.v
+	rc := v.rc
+	h := rc.head.Load()
+	t := rc.tail.Load()
+	if (h|t)&ringClosed != 0 {
+		return scanUnsure
+	}
+	hp := rpos(h)
+	n := (rpos(t) - hp) & posMask
+	if n > v.nslots {
+		return scanUnsure
+	}
+	for i := uint32(0); i < n; i++ {
+		p := (hp + i) & posMask
+		s := &v.ring[p&v.mask]
+		if !claimFor(s.seq.Load(), p) {
+			return scanUnsure // taken and its slot reused meanwhile
+		}
+		if mt := s.mtype; mt != 0 && matches(mt, mode, typ) {
+			return scanFound
+		}
+	}
+	// Every message read was still there when the head was read again
+	// (none can be replaced before the head passes it).
+	if rc.head.Load() != h {
+		return scanUnsure
+	}
+	return scanNone
+}
+
+// spinner is the state of one call's watching of the ring (ringSpin).
+type spinner struct {
+	on     bool
+	start  time.Time
+	budget time.Duration
+}
+
+func (st *spinner) finish(q *Queue) {
+	if st.on {
+		q.leave()
+	}
+}
+
+// ringSpin waits for the ring to change (a message sent or taken, the ring
+// closed or opened) for at most spinBudget in all, counted from the call's
+// first spin, and reports whether it changed.
+func (q *Queue) ringSpin(st *spinner) bool {
+	if !st.on {
+		if q.enter() != nil {
+			return false
+		}
+		st.on = true
+		st.budget = q.spinBudget()
+	}
+	rc := q.v.rc
+	h, t := rc.head.Load(), rc.tail.Load()
+	for i := 1; ; i++ {
+		if rc.tail.Load() != t || rc.head.Load() != h {
+			return q.spinDone(true)
+		}
+		if i&127 == 0 {
+			now := time.Now()
+			if st.start.IsZero() {
+				st.start = now
+			} else if d := now.Sub(st.start); d > st.budget {
+				return q.spinDone(false)
+			} else if d > spinPolite {
+				kernel.SchedYield()
+			}
+			if q.closed.Load() {
+				return false
+			}
+			if i&4095 == 0 {
+				runtime.Gosched()
+			}
+		}
+	}
+}
+
+// ringSend is a send through the ring, spinning (unless nospin) while the
+// queue is full. done=false: the call must go on elsewhere, nothing was
+// sent: with full, the queue is still full (sleepForRoom), else the lock
+// path must do it. spun says whether it spun.
+func (q *Queue) ringSend(ctx context.Context, mtype int64, data []byte, nowait, nospin bool) (done bool, err error, spun, full bool) {
+	r, s, sv := q.ringPut(mtype, data, q.qbytes())
+	if r == putDone {
+		q.stampSend()
+		return true, nil, false, false
+	}
+	return q.ringSendSlow(ctx, mtype, data, nowait, nospin, r, s, sv)
+}
+
+func (q *Queue) ringSendSlow(ctx context.Context, mtype int64, data []byte, nowait, nospin bool, r int, s *slot, sv uint64) (done bool, err error, spun, full bool) {
+	var st spinner
+	defer st.finish(q)
+	for ; ; r, s, sv = q.ringPut(mtype, data, q.qbytes()) {
+		switch r {
+		case putDone:
+			q.stampSend()
+			return true, nil, st.on, false
+		case putFallback:
+			return false, nil, st.on, false
+		case putBusy:
+			if !q.waitSender(ctx, s, sv) {
+				return false, nil, st.on, false
+			}
+			continue
+		}
+		if nowait {
+			return true, ErrFull, false, true
+		}
+		if nospin || !q.ringSpin(&st) {
+			return false, nil, true, true
+		}
+	}
+}
+
+// sleepForRoom sleeps in a waiter slot until a receive may have made room
+// for a message of size bytes, leaving the ring open: receivers through
+// the ring see the sleeper in sendWake and wake it (as Linux's receivers
+// wake every sender whose message now fits). It reports retry=false when
+// the lock path should take over (the ring closed, no free waiter slot).
+func (q *Queue) sleepForRoom(ctx context.Context, size uint32) (retry bool, err error) {
+	if err := q.enter(); err != nil {
+		return false, err
+	}
+	defer q.leave()
+	var w waiter
+	defer w.done()
+	var wl wakeList
+	v := q.v
+	rc := v.rc
+	q.lock()
+	defer q.unlock(&wl)
+	// Linux's order: EACCES, EIDRM, then whether it fits.
+	if q.access()&permWrite == 0 {
+		return false, kernel.EACCES
+	}
+	if q.seg.Removed() {
+		return false, kernel.EIDRM
+	}
+	if !v.isOpen() {
+		return false, nil
+	}
+	q.claim(&w, slotSend, uint64(size), 0)
+	defer q.release(&w)
+	if w.slot == nil {
+		return false, nil // no free slot: the overflow sleepers need the lock path
+	}
+	seen := w.slot.Futex.Load()
+	// Look again now that sendWake counts this sender: a receive that
+	// moved the head before this read is seen here; one after it sees
+	// sendWake and wakes the slot.
+	t, h := rc.tail.Load(), rc.head.Load()
+	if t&ringClosed != 0 || ringFits(t, h, size, q.qbytes(), v.nslots) != putFull {
+		return true, nil
+	}
+	if err := q.stopped(ctx, permWrite); err != nil {
+		return false, err
+	}
+	q.unlock(&wl)
+	if q.seg.DeadGen() == q.deadGen.Load() {
+		q.sleep(ctx, &w, seen)
+	}
+	q.lock()
+	// Woken: for room (retry), or by what ends the wait.
+	if err := q.stopped(ctx, permWrite); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// wakeRoom wakes the senders asleep for room whose message now fits; a
+// receive through the ring calls it when sendWake says there are any.
+func (q *Queue) wakeRoom() {
+	var wl wakeList
+	q.lock()
+	if q.v.ctl.sendWait > 0 {
+		q.wakeSenders(&wl)
+	}
+	q.unlock(&wl)
+}
+
+// waitSender waits for the sender that claimed the tail's slot (word sv)
+// to commit or give it back. It reports false if the lock path should
+// take over: the claimer is dead (the lock path gives its slot back), or it
+// is taking longer than claimWait (preempted, or stopped: the lock path
+// closes the ring and goes on without it; the claim, not committed, sent
+// nothing, and its sender will find the ring closed).
+func (q *Queue) waitSender(ctx context.Context, s *slot, sv uint64) bool {
+	return waitClaim(&s.seq, sv, ctx) == waitChanged
+}
+
+// ringRecv is a receive through the ring, spinning while nothing matches.
+// done=false: the lock path must do the call (nothing was taken).
+func (q *Queue) ringRecv(ctx context.Context, m *Msg, mode int, typ int64, flags int) (done bool, err error, spun bool) {
+	r := q.ringTake(m, mode, typ, flags&MSG_NOERROR != 0)
+	if r == takeDone {
+		q.stampRecv()
+		if q.v.rc.sendWake.Load() != 0 {
+			q.wakeRoom()
+		}
+		return true, nil, false
+	}
+	return q.ringRecvSlow(ctx, m, mode, typ, flags, r)
+}
+
+func (q *Queue) ringRecvSlow(ctx context.Context, m *Msg, mode int, typ int64, flags int, r int) (done bool, err error, spun bool) {
+	var st spinner
+	defer st.finish(q)
+	nowait := flags&IPC_NOWAIT != 0
+	noerr := flags&MSG_NOERROR != 0
+	unsure := 0
+	for ; ; r = q.ringTake(m, mode, typ, noerr) {
+		switch r {
+		case takeDone:
+			q.stampRecv()
+			if q.v.rc.sendWake.Load() != 0 {
+				q.wakeRoom()
+			}
+			return true, nil, st.on
+		case takeE2BIG:
+			return true, kernel.E2BIG, st.on
+		case takeFallback:
+			return false, nil, st.on
+		case takeOther:
+			switch q.ringScan(mode, typ) {
+			case scanFound:
+				return false, nil, st.on
+			case scanUnsure:
+				if unsure++; unsure > 64 {
+					return false, nil, st.on
+				}
+				continue
+			case scanNone:
+				if nowait {
+					return true, ErrEmpty, false
+				}
+			}
+		case takeEmpty:
+			if nowait {
+				return true, ErrEmpty, false
+			}
+		}
+		if !q.ringSpin(&st) {
+			return false, nil, true
+		}
+	}
+}
+
+// Results of waitClaim.
+const (
+	waitChanged = iota
+	waitDead    // the claimer is dead
+	waitOver    // claimWait passed, or the context ended
+)
+
+// claimWait bounds how long a sender waits for another sender's claim of
+// the tail's slot before it takes the lock path.
+const claimWait = 2 * time.Millisecond
+
+// waitClaim waits for word w to move from sv, another sender's claim: it
+// spins, then yields the CPU (the claimer may be waiting for it); after a
+// millisecond it checks that the claimer lives.
+func waitClaim(w *atomic.Uint64, sv uint64, ctx context.Context) int {
+	for i := 0; i < 1000; i++ {
+		if w.Load() != sv {
+			return waitChanged
+		}
+	}
+	start := time.Now()
+	checked := false
+	for {
+		if w.Load() != sv {
+			return waitChanged
+		}
+		d := time.Since(start)
+		if d >= time.Millisecond && !checked {
+			checked = true
+			if !claimAlive(sv) {
+				if w.Load() != sv {
+					return waitChanged
+				}
+				return waitDead
+			}
+		}
+		if d > claimWait || ctx.Err() != nil {
+			return waitOver
+		}
+		kernel.SchedYield()
+	}
+}

@@ -1,0 +1,568 @@
+package msgq
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+)
+
+// Tests of the lock-free ring and of its hand-over to the store.
+
+func init() { testutil.RegisterHelper("ringcrasher", ringCrasherHelper) }
+
+// ringCrasherHelper ID flush COUNT: sends m0..m(COUNT-1) through the ring,
+// then one message too big for it (which moves the ring's messages into
+// the store first), printing "sent" after the small ones; run with
+// KillAtEnv set it dies inside.
+func ringCrasherHelper(args []string) int {
+	id, _ := strconv.Atoi(args[0])
+	count, _ := strconv.Atoi(args[2])
+	q, err := OpenID(id)
+	if err != nil {
+		fmt.Println("err", err)
+		return 1
+	}
+	ctx := context.Background()
+	for i := 0; i < count; i++ {
+		if err := q.Send(ctx, 1, []byte(fmt.Sprintf("m%d", i))); err != nil {
+			fmt.Println("err", err)
+			return 1
+		}
+	}
+	fmt.Println("sent")
+	if err := q.Send(ctx, 1, make([]byte, slotText+1)); err != nil {
+		fmt.Println("err", err)
+		return 1
+	}
+	fmt.Println("done")
+	return 0
+}
+
+// killed waits for helper p to die by its crash hook and for the registry
+// to have seen the death (it bumps the dead generation of every queue), so
+// that no late repair sends the next calls through the lock path.
+func killed(t *testing.T, q *Queue, p *testutil.Proc, gen uint32) {
+	t.Helper()
+	require.Equal(t, -1, p.Wait(lineWait), "killed")
+	testutil.Eventually(t, lineWait, "the registry to see the death", func() bool { return q.seg.DeadGen() != gen })
+}
+
+// ringState is what a test can see of the ring (white-box).
+func ringState(q *Queue) (open bool, head, tail uint32, store uint32) {
+	h, t := q.v.rc.head.Load(), q.v.rc.tail.Load()
+	return (h|t)&ringClosed == 0, rpos(h), rpos(t), q.v.ctl.head
+}
+
+// Small sends and FIFO receives with nobody asleep go through the ring and
+// leave the store empty; the ring's counts are the queue's.
+func TestRingUsed(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		require.NoError(t, q.Send(ctx, int64(1+i%2), []byte(fmt.Sprintf("m%d", i))))
+	}
+	open, head, tail, store := ringState(q)
+	assert.True(t, open)
+	assert.Equal(t, uint32(10), tail-head)
+	assert.Zero(t, store, "the store holds nothing")
+	ds, err := q.Stat()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(10), ds.Qnum)
+	assert.Equal(t, uint64(20), ds.Cbytes)
+	assert.Equal(t, kernel.Getpid(), ds.Lspid)
+	buf := make([]byte, 16)
+	for i := 0; i < 10; i++ {
+		n, typ, err := q.Recv(ctx, buf, 0, 0)
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprintf("m%d", i), string(buf[:n]))
+		assert.Equal(t, int64(1+i%2), typ)
+	}
+	open, head, tail, _ = ringState(q)
+	assert.True(t, open)
+	assert.Equal(t, head, tail)
+	require.NoError(t, q.Check())
+}
+
+// A message too big for a slot, a typed receive of a message behind the
+// first, or a negative msgtyp close the ring and move its messages into
+// the store, in order; the ring opens again when the store is empty.
+func TestRingToStoreAndBack(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	big := make([]byte, slotText+1)
+	want := []string{}
+	for i := 0; i < 5; i++ {
+		s := fmt.Sprintf("m%d", i)
+		require.NoError(t, q.Send(ctx, 1, []byte(s)))
+		want = append(want, s)
+	}
+	require.NoError(t, q.Send(ctx, 2, big))
+	open, _, _, store := ringState(q)
+	assert.False(t, open, "the store holds messages: the ring is closed")
+	assert.NotZero(t, store)
+	require.NoError(t, q.Send(ctx, 1, []byte("after")))
+	want = append(want, string(big), "after")
+	require.NoError(t, q.Check())
+	var got []string
+	buf := make([]byte, 256)
+	for range want {
+		n, _, err := q.TryRecv(buf, 0, 0)
+		require.NoError(t, err)
+		got = append(got, string(buf[:n]))
+	}
+	assert.Equal(t, want, got)
+	open, _, _, _ = ringState(q)
+	assert.True(t, open, "the store is empty: the ring is open again")
+
+	// A typed receive of a message behind the first.
+	for i := 1; i <= 4; i++ {
+		require.NoError(t, q.Send(ctx, int64(i), []byte(fmt.Sprintf("t%d", i))))
+	}
+	n, typ, err := q.TryRecv(buf, 3, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "t3", string(buf[:n]))
+	assert.Equal(t, int64(3), typ)
+	// The first message matches: taken from the ring (or the store).
+	n, _, err = q.TryRecv(buf, 1, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "t1", string(buf[:n]))
+	n, _, err = q.TryRecv(buf, -4, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "t2", string(buf[:n]))
+	n, _, err = q.TryRecv(buf, 0, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "t4", string(buf[:n]))
+	_, _, err = q.TryRecv(buf, 0, 0)
+	assert.ErrorIs(t, err, ErrEmpty)
+	require.NoError(t, q.Check())
+	open, _, _, _ = ringState(q)
+	assert.True(t, open)
+}
+
+// Typed receives through the ring: the first message when it matches;
+// ENOMSG when nothing in the ring matches; E2BIG leaving it queued.
+func TestRingTyped(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	buf := make([]byte, 8)
+	require.NoError(t, q.Send(ctx, 5, []byte("five")))
+	require.NoError(t, q.Send(ctx, 6, []byte("six")))
+	_, _, err := q.TryRecv(buf, 7, 0)
+	assert.ErrorIs(t, err, ErrEmpty)
+	open, _, _, _ := ringState(q)
+	assert.True(t, open, "nothing matched: the ring stays open")
+	_, _, err = q.TryRecv(buf[:3], 5, 0)
+	assert.ErrorIs(t, err, kernel.E2BIG)
+	n, typ, err := q.TryRecv(buf, 6, MSG_EXCEPT)
+	require.NoError(t, err)
+	assert.Equal(t, "five", string(buf[:n]))
+	assert.Equal(t, int64(5), typ)
+	n, _, err = q.TryRecv(buf[:2], 6, MSG_NOERROR)
+	require.NoError(t, err)
+	assert.Equal(t, "si", string(buf[:n]))
+	open, head, tail, _ := ringState(q)
+	assert.True(t, open)
+	assert.Equal(t, head, tail)
+}
+
+// A sender that waits for room sleeps with the ring open; a receive through
+// the ring wakes it.
+func TestRingSenderSleeps(t *testing.T) {
+	q := newQueue(t)
+	require.NoError(t, q.Set(DS{Perm: statPerm(t, q), Qbytes: 20}))
+	ctx := context.Background()
+	require.NoError(t, q.Send(ctx, 1, make([]byte, 15)))
+	done := make(chan error)
+	go func() { done <- q.Send(ctx, 1, make([]byte, 10)) }()
+	waitSlots(t, q, 1)
+	open, _, _, _ := ringState(q)
+	assert.True(t, open, "a sleeping sender leaves the ring open")
+	assert.Equal(t, uint32(1), q.v.rc.sendWake.Load())
+	require.NoError(t, q.Check())
+	buf := make([]byte, 32)
+	n, _, err := q.TryRecv(buf, 0, 0)
+	require.NoError(t, err)
+	assert.Equal(t, 15, n)
+	require.NoError(t, <-done)
+	assert.Zero(t, q.v.rc.sendWake.Load())
+	n, _, err = q.TryRecv(buf, 0, 0)
+	require.NoError(t, err)
+	assert.Equal(t, 10, n)
+	require.NoError(t, q.Check())
+}
+
+// More small messages than ring slots: the ring fills, the rest go to the
+// store behind them, in order.
+func TestRingFull(t *testing.T) {
+	q := newQueueConfig(t, Config{Capacity: 512}) // a ring of minRing slots
+	require.Equal(t, uint32(minRing), q.v.nslots)
+	var want []string
+	for i := 0; i < 3*minRing; i++ {
+		s := fmt.Sprintf("%d", i)
+		require.NoError(t, q.TrySend(1, []byte(s)))
+		want = append(want, s)
+	}
+	require.NoError(t, q.Check())
+	ds, err := q.Stat()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3*minRing), ds.Qnum)
+	assert.Equal(t, want, drain(t, q))
+	require.NoError(t, q.Check())
+}
+
+// Many goroutines sending messages of mixed sizes (ring and store) and
+// receiving FIFO and typed, while others call Stat and Check: every
+// message arrives once, intact, in per-sender order for FIFO receivers;
+// Stat never shows more than qbytes.
+func TestRingConcurrent(t *testing.T) {
+	q := newQueueConfig(t, Config{Capacity: 4096})
+	const senders, perSender = 4, 3000
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(s)))
+			buf := make([]byte, 300)
+			for i := 0; i < perSender; i++ {
+				n := 8 + rng.Intn(24)
+				if rng.Intn(20) == 0 {
+					n = slotText + 1 + rng.Intn(150)
+				}
+				binary.LittleEndian.PutUint32(buf, uint32(s))
+				binary.LittleEndian.PutUint32(buf[4:], uint32(i))
+				for j := 8; j < n; j++ {
+					buf[j] = byte(i + j)
+				}
+				if err := q.Send(ctx, int64(1+s), buf[:n]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var got [senders][]bool
+	for s := range got {
+		got[s] = make([]bool, perSender)
+	}
+	var mu sync.Mutex
+	var total atomic.Int64
+	check := func(m []byte) {
+		s := int(binary.LittleEndian.Uint32(m))
+		i := int(binary.LittleEndian.Uint32(m[4:]))
+		for j := 8; j < len(m); j++ {
+			if m[j] != byte(i+j) {
+				t.Errorf("message %d/%d corrupt at %d", s, i, j)
+				return
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if got[s][i] {
+			t.Errorf("message %d/%d twice", s, i)
+		}
+		got[s][i] = true
+		total.Add(1)
+	}
+	var rwg sync.WaitGroup
+	for r := 0; r < 3; r++ {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			buf := make([]byte, 300)
+			var mine [senders]int
+			for s := range mine {
+				mine[s] = -1
+			}
+			batch := make([]Msg, 4)
+			for i := range batch {
+				batch[i].Data = make([]byte, 300)
+			}
+			for total.Load() < senders*perSender {
+				switch r {
+				case 0: // FIFO, one by one
+					n, _, err := q.TryRecv(buf, 0, 0)
+					if err == nil {
+						s, i := int(binary.LittleEndian.Uint32(buf)), int(binary.LittleEndian.Uint32(buf[4:]))
+						if i <= mine[s] {
+							t.Errorf("receiver %d: sender %d's %d after %d", r, s, i, mine[s])
+						}
+						mine[s] = i
+						check(buf[:n])
+					}
+				case 1: // FIFO batches
+					k, err := q.TryRecvBatch(batch, 0, 0)
+					if err == nil {
+						for _, m := range batch[:k] {
+							s, i := int(binary.LittleEndian.Uint32(m.Data)), int(binary.LittleEndian.Uint32(m.Data[4:]))
+							if i <= mine[s] {
+								t.Errorf("receiver %d: sender %d's %d after %d", r, s, i, mine[s])
+							}
+							mine[s] = i
+							check(m.Data[:m.N])
+						}
+					}
+				default: // typed
+					typ := int64(1 + rand.Intn(senders))
+					n, rt, err := q.TryRecv(buf, typ, 0)
+					if err == nil {
+						if rt != typ {
+							t.Errorf("typed receive of %d got %d", typ, rt)
+						}
+						s, i := int(binary.LittleEndian.Uint32(buf)), int(binary.LittleEndian.Uint32(buf[4:]))
+						if i <= mine[s] {
+							t.Errorf("typed receiver: sender %d's %d after %d", s, i, mine[s])
+						}
+						mine[s] = i
+						check(buf[:n])
+					}
+				}
+				if t.Failed() || ctx.Err() != nil {
+					return
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var owg sync.WaitGroup
+	owg.Add(1)
+	go func() {
+		defer owg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ds, err := q.Stat()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ds.Qnum > ds.Qbytes || ds.Cbytes > ds.Qbytes {
+				t.Errorf("Stat: qnum %d, cbytes %d over qbytes %d", ds.Qnum, ds.Cbytes, ds.Qbytes)
+			}
+			if i%8 == 0 {
+				if err := q.Check(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	rwg.Wait()
+	close(stop)
+	owg.Wait()
+	for s := range got {
+		for i, ok := range got[s] {
+			if !ok {
+				t.Fatalf("message %d/%d never arrived", s, i)
+			}
+		}
+	}
+	require.NoError(t, q.Check())
+}
+
+// A sender killed at each step of a send through the ring leaves the whole
+// message (after the commit) or nothing, and the ring goes on: a claim it
+// left at the tail is given back.
+func TestCrashRingSender(t *testing.T) {
+	for _, c := range []struct {
+		step string
+		sent bool
+	}{
+		{"send-locked", false}, {"ring-claimed", false}, {"send-alloc", false}, {"send-written", false},
+		{"ring-written", false}, {"send-linked", true},
+	} {
+		t.Run(c.step, func(t *testing.T) {
+			q := newQueue(t)
+			gen := q.seg.DeadGen()
+			p := testutil.Start(t, "crasher", []string{fmt.Sprint(q.ID()), "send", "5"},
+				testutil.Env(KillAtEnv+"="+c.step+":3"))
+			killed(t, q, p, gen)
+			_, head, tail, store := ringState(q)
+			assert.Zero(t, store, "the sends went through the ring")
+			want := []string{"m0", "m1"}
+			if c.sent {
+				want = append(want, "m2")
+			}
+			assert.Equal(t, uint32(len(want)), tail-head)
+			// The ring is still usable: the next send waits for the dead
+			// claim, finds its claimer dead, and the lock path settles
+			// it (unless the registry's repair did already).
+			require.NoError(t, q.Send(context.Background(), 1, []byte("after")))
+			require.NoError(t, q.Check())
+			assert.Equal(t, append(want, "after"), drain(t, q))
+			require.NoError(t, q.Check())
+		})
+	}
+}
+
+// A receiver killed at each step of a receive through the ring loses at
+// most the message it was taking (none before the commit).
+func TestCrashRingReceiver(t *testing.T) {
+	for _, c := range []struct {
+		step  string
+		taken bool
+	}{
+		{"recv-locked", false}, {"recv-copied", false}, {"ring-taken", false},
+		{"recv-unlinked", true}, {"recv-freed", true},
+	} {
+		t.Run(c.step, func(t *testing.T) {
+			q := newQueue(t)
+			for i := 0; i < 5; i++ {
+				require.NoError(t, q.Send(context.Background(), 1, []byte(fmt.Sprintf("m%d", i))))
+			}
+			gen := q.seg.DeadGen()
+			p := testutil.Start(t, "crasher", []string{fmt.Sprint(q.ID()), "recv", "5"},
+				testutil.Env(KillAtEnv+"="+c.step+":3"))
+			p.Expect("m0", lineWait)
+			p.Expect("m1", lineWait)
+			killed(t, q, p, gen)
+			open, _, _, store := ringState(q)
+			assert.True(t, open)
+			assert.Zero(t, store)
+			want := []string{"m3", "m4"}
+			if !c.taken {
+				want = append([]string{"m2"}, want...)
+			}
+			assert.Equal(t, want, drain(t, q))
+			require.NoError(t, q.Check())
+		})
+	}
+}
+
+// A locked call that dies moving the ring's messages into the store, after
+// linking them there and before moving the ring's head past them: the
+// next lock holder finishes the move from the record; no message is lost
+// or duplicated.
+func TestCrashFlusher(t *testing.T) {
+	q := newQueue(t)
+	gen := q.seg.DeadGen()
+	p := testutil.Start(t, "ringcrasher", []string{fmt.Sprint(q.ID()), "flush", "5"},
+		testutil.Env(KillAtEnv+"=ring-flushed"))
+	p.Expect("sent", lineWait)
+	killed(t, q, p, gen)
+	// Died holding the lock with its intent recorded (unless the
+	// registry's repair already took over): Check takes the lock over.
+	require.NoError(t, q.Check())
+	assert.Zero(t, q.v.ctl.flushOn)
+	assert.Equal(t, []string{"m0", "m1", "m2", "m3", "m4"}, drain(t, q))
+	require.NoError(t, q.Check())
+	require.NoError(t, q.Send(context.Background(), 1, []byte("after")))
+	assert.Equal(t, []string{"after"}, drain(t, q))
+}
+
+// White-box: a claim at the tail by a process that died is given back by
+// repair (and by a lock holder that closes the ring); a live one is left.
+func TestRingDeadClaim(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	require.NoError(t, q.Send(ctx, 1, []byte("m0")))
+	p := testutil.Start(t, "crasher", []string{"-1", "send", "0"})
+	assert.Equal(t, 1, p.Wait(lineWait)) // a pid that is now dead
+	st, _ := kernel.ProcessStartTime(kernel.Getpid())
+	dead := claimBase(p.Pid(), st)
+	v := q.v
+	tp := rpos(v.rc.tail.Load())
+	s := &v.ring[tp&v.mask]
+	sv := s.seq.Load()
+	forged := claimed | dead | 2<<lenShift | uint64(tp&cposMask)
+	s.seq.Store(forged)
+	require.NoError(t, v.checkRing(), "a claim at the tail is a sender writing")
+	q.seg.BumpDeadGen()
+	require.NoError(t, q.Send(ctx, 1, []byte("m1"))) // repairs first
+	assert.NotEqual(t, forged, s.seq.Load())
+	_ = sv
+	assert.Equal(t, []string{"m0", "m1"}, drain(t, q))
+	require.NoError(t, q.Check())
+}
+
+// The ring's words and slots are hostile input too: whatever they hold,
+// calls return (errors or not) without panicking, Check reports it, and a
+// rebuild after a dead lock holder makes the ring sound again.
+func TestRingCorrupt(t *testing.T) {
+	q := newQueue(t)
+	v := q.v
+	rng := rand.New(rand.NewSource(3))
+	fill := func() {
+		for i := 0; i < 6; i++ {
+			_ = q.TrySend(int64(1+i%3), make([]byte, 10*i))
+		}
+	}
+	cases := map[string]func(){
+		"head past tail":   func() { v.rc.head.Store(ringWord(false, rpos(v.rc.tail.Load())+5, 0)) },
+		"tail far ahead":   func() { v.rc.tail.Add(uint64(v.nslots+3) << 32) },
+		"bytes":            func() { v.rc.tail.Add(7) },
+		"slot word":        func() { v.ring[rpos(v.rc.head.Load())&v.mask].seq.Store(12345) },
+		"slot length":      func() { v.ring[rpos(v.rc.head.Load())&v.mask].len = 999 },
+		"slot type":        func() { v.ring[rpos(v.rc.head.Load())&v.mask].mtype = -4 },
+		"open with store":  func() { v.ctl.head = 1 },
+		"half closed":      func() { closeWord(&v.rc.head) },
+		"flush never done": func() { v.ctl.flushOn = 1; v.ctl.flushFirst = 3; v.ctl.flushTo = 77 },
+	}
+	for name, corrupt := range cases {
+		v.repair(true)
+		require.NoError(t, v.check(), name)
+		drain(t, q)
+		v.maybeOpen()
+		require.True(t, v.isOpen(), name)
+		fill()
+		_, head, tail, _ := ringState(q)
+		require.Equal(t, uint32(6), tail-head, name)
+		corrupt()
+		assert.ErrorIs(t, v.check(), ErrCorrupt, name)
+		for k := 0; k < 10; k++ {
+			_, _, _ = q.TryRecv(make([]byte, MSGMAX), int64(rng.Intn(7)-3), rng.Intn(2)*MSG_NOERROR)
+			_ = q.TrySend(int64(1+rng.Intn(3)), make([]byte, rng.Intn(200)))
+		}
+		v.repair(true)
+		assert.NoError(t, v.check(), name)
+		v.maybeOpen()
+	}
+	// Random scribbles over the ring.
+	raw := make([]byte, 8)
+	for i := 0; i < 200; i++ {
+		v.repair(true)
+		require.NoError(t, v.check(), "round %d", i)
+		v.maybeOpen()
+		fill()
+		for k := 0; k < 4; k++ {
+			rng.Read(raw)
+			w := binary.LittleEndian.Uint64(raw)
+			switch rng.Intn(4) {
+			case 0:
+				v.ring[rng.Intn(len(v.ring))].seq.Store(w)
+			case 1:
+				v.ring[rng.Intn(len(v.ring))].len = uint32(w)
+			case 2:
+				v.rc.head.Store(w)
+			case 3:
+				v.rc.tail.Store(w)
+			}
+		}
+		for k := 0; k < 5; k++ {
+			_, _, _ = q.TryRecv(make([]byte, MSGMAX), int64(rng.Intn(7)-3), rng.Intn(2)*MSG_NOERROR)
+			_ = q.TrySend(int64(1+rng.Intn(3)), make([]byte, rng.Intn(200)))
+		}
+		_, _ = q.Stat()
+		_ = q.Check()
+	}
+	v.repair(true)
+	require.NoError(t, v.check())
+	v.maybeOpen()
+}
