@@ -75,7 +75,9 @@ func BenchmarkThreeOps(b *testing.B) {
 //   - "asleep": each side pauses asleepGap before it posts, so that the
 //     other is asleep when the post arrives. ns/op is the round trip less
 //     the helper's pauses: the two posts (each waking a sleeper) and the
-//     two sleepers' return paths.
+//     two sleepers' return paths. post-ns is the post alone: the waker's
+//     side of a wake-up (usysv: its locked path and FUTEX_WAKE; the
+//     kernel: semop).
 //
 // PINGPONG_CPUS="a,b" pins this process to CPU a and the helper to CPU b.
 func BenchmarkPingPong(b *testing.B) {
@@ -107,7 +109,7 @@ func BenchmarkPingPong(b *testing.B) {
 				p := testutil.Start(b, "sem-pong", args)
 				p.Expect("ready", lineWait)
 				v0, p1 := []Buf{{Num: 0, Op: 1}}, []Buf{{Num: 1, Op: -1}}
-				var total time.Duration
+				var total, posts time.Duration
 				rts := make([]time.Duration, 0, b.N)
 				b.ResetTimer()
 				for i := 0; i < warm+b.N; i++ {
@@ -117,6 +119,9 @@ func BenchmarkPingPong(b *testing.B) {
 					t0 := time.Now()
 					if err := hi.op(id, v0); err != nil {
 						b.Fatal(err)
+					}
+					if i >= warm {
+						posts += time.Since(t0)
 					}
 					if err := hi.op(id, p1); err != nil {
 						b.Fatal(err)
@@ -132,7 +137,8 @@ func BenchmarkPingPong(b *testing.B) {
 				require.NoError(b, err)
 				p.Kill()
 				b.ReportMetric(float64(total-time.Duration(gaps))/float64(b.N), "ns/op")
-				if mode != "asleep" { // (there, round trips include the helper's pauses)
+				b.ReportMetric(float64(posts)/float64(b.N), "post-ns") // asleep: the post that wakes a sleeper
+				if mode != "asleep" {                                  // (there, round trips include the helper's pauses)
 					slices.Sort(rts)
 					b.ReportMetric(float64(rts[len(rts)/2]), "p50-ns")
 					b.ReportMetric(float64(rts[len(rts)*99/100]), "p99-ns")
@@ -141,6 +147,58 @@ func BenchmarkPingPong(b *testing.B) {
 			})
 		}
 	}
+}
+
+// The floor of an active ping-pong round trip on this machine: the same
+// two words, raw atomics, both sides spinning (no semaphore logic, no
+// yields). PINGPONG_CPUS applies as above.
+func BenchmarkFloorPingPong(b *testing.B) {
+	cpus := strings.Split(os.Getenv("PINGPONG_CPUS"), ",")
+	if len(cpus) == 2 {
+		c, _ := strconv.Atoi(cpus[0])
+		require.NoError(b, kernel.PinCPU(c))
+	}
+	id := usysvImpl.create(b, 2, 0o600)
+	s, err := handle(id)
+	require.NoError(b, err)
+	args := []string{strconv.Itoa(id)}
+	if len(cpus) == 2 {
+		args = append(args, cpus[1])
+	}
+	p := testutil.Start(b, "sem-floor-pong", args)
+	p.Expect("ready", lineWait)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.words[0].Add(1)
+		for s.words[1].Load() == 0 {
+		}
+		s.words[1].Add(^uint64(0))
+	}
+	b.StopTimer()
+	p.Kill()
+}
+
+func init() {
+	testutil.RegisterHelper("sem-floor-pong", func(args []string) int {
+		id, _ := strconv.Atoi(args[0])
+		if len(args) > 1 {
+			c, _ := strconv.Atoi(args[1])
+			if kernel.PinCPU(c) != nil {
+				return 1
+			}
+		}
+		s, err := OpenID(id)
+		if err != nil {
+			return 1
+		}
+		os.Stdout.WriteString("ready\n")
+		for {
+			for s.words[0].Load() == 0 {
+			}
+			s.words[0].Add(^uint64(0))
+			s.words[1].Add(1)
+		}
+	})
 }
 
 // asleepGap is how long a side of the "asleep" ping-pong pauses before

@@ -198,9 +198,10 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 	if len(ops) < 2 || len(ops) > leanMax {
 		return false, nil
 	}
+	words := s.words
 	need := uint64(gateRead)
 	for _, b := range ops {
-		if b.Flg&SEM_UNDO != 0 || int(b.Num) >= len(s.words) {
+		if b.Flg&SEM_UNDO != 0 || int(b.Num) >= len(words) {
 			return false, nil
 		}
 		if b.Op != 0 {
@@ -230,11 +231,17 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 			j++
 		}
 		if j == n {
-			d, ok := s.leanFreeze(int(b.Num))
-			if !ok {
+			// Freeze the word (leanFreeze, written out): unless it is
+			// frozen, WAITED, has an in-flight SEM_UNDO op, or keeps
+			// changing under us.
+			w := &words[b.Num]
+			o := w.Load()
+			if o&slowMask != 0 || o&flagPending != 0 && s.inFlight(o, int(b.Num)) ||
+				!w.CompareAndSwap(o, o&dataMask|flagFrozen) {
 				s.leanAbort(nums[:n], orig[:n])
 				return false, nil
 			}
+			d := o & dataMask // a completed SEM_UNDO intent is dropped, as freeze does
 			nums[n], orig[n], work[n] = b.Num, d, d
 			n++
 			crashpoint(StepLeanFrozen)
@@ -284,24 +291,6 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 // leanCommit is the journal entry of a lean transaction: an op array
 // applied by its caller, no semadj entries, no waiter.
 var leanCommit = packCommit(jkOps, -1, 0, 0)
-
-// leanFreeze freezes word i for the lean path and returns its data, unless
-// the word is frozen, WAITED or has an in-flight SEM_UNDO op, or keeps
-// changing under us.
-func (s *Set) leanFreeze(i int) (uint64, bool) {
-	w := &s.words[i]
-	for try := 0; try < 4; try++ {
-		o := w.Load()
-		if o&slowMask != 0 || o&flagPending != 0 && s.inFlight(o, i) {
-			return 0, false
-		}
-		d := o & dataMask // a completed SEM_UNDO intent is dropped, as freeze does
-		if w.CompareAndSwap(o, d|flagFrozen) {
-			return d, true
-		}
-	}
-	return 0, false
-}
 
 // leanAbort unfreezes what lean froze, unchanged, and releases the lock.
 func (s *Set) leanAbort(nums []uint16, orig []uint64) {
