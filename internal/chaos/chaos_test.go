@@ -13,6 +13,48 @@ import (
 type report struct {
 	mu    sync.Mutex
 	lines []string
+	tot   totals
+}
+
+// totals are the run's sums over the scenarios that kill.
+type totals struct {
+	kills, hookDeaths, hostKills, recoveries int
+	messages, operations                     uint64
+	maxStall                                 time.Duration
+	stallWhere                               string
+}
+
+func (r *report) addMsgq(where string, m *msgqLoad) {
+	d, _ := m.stall()
+	m.mu.Lock()
+	st := m.st
+	m.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tot.kills += st.kills
+	r.tot.hookDeaths += st.hookDeaths
+	r.tot.recoveries += st.killsLock + st.killsSlot + st.hookDeaths
+	r.tot.messages += uint64(st.sent)
+	if d > r.tot.maxStall {
+		r.tot.maxStall, r.tot.stallWhere = d, where+" msgq"
+	}
+}
+
+func (r *report) addSem(where string, s *semLoad) {
+	d, _ := s.stall()
+	ops := s.total()
+	s.mu.Lock()
+	st := s.st
+	s.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tot.kills += st.kills
+	r.tot.hookDeaths += st.hookDeaths
+	r.tot.recoveries += st.killsLock + st.killsSlot + st.killsHolding + st.hookDeaths
+	r.tot.operations += ops
+	if d > r.tot.maxStall {
+		r.tot.maxStall, r.tot.stallWhere = d, where+" sem"
+	}
 }
 
 func (r *report) add(format string, a ...any) {
@@ -50,7 +92,12 @@ func TestChaos(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		fmt.Fprintf(os.Stdout, "\n==== usysv chaos report (%s, %v) ====\n%s\n====\n", mode, time.Since(start).Round(time.Millisecond), rep)
+		tt := rep.tot
+		fmt.Fprintf(os.Stdout, "\n==== usysv chaos report (%s, %v) ====\n%s\n"+
+			"TOTAL: kills %d (SIGKILL at random %d, at a crash-hook step %d, registry hosts %d), recoveries %d, messages %d, semaphore operations %d, max stall %v (%s)\n====\n",
+			mode, time.Since(start).Round(time.Millisecond), rep,
+			tt.kills+tt.hookDeaths+tt.hostKills, tt.kills, tt.hookDeaths, tt.hostKills, tt.recoveries+tt.hostKills,
+			tt.messages, tt.operations, tt.maxStall, tt.stallWhere)
 	})
 }
 
@@ -77,7 +124,8 @@ func chaosMsgq(t *testing.T, rep *report) {
 	m.run(d, 5*time.Millisecond, 60*time.Millisecond)
 	probs := m.finish()
 	sum := m.summary()
-	rep.add("msgq (%v): %s", d, sum)
+	rep.add("msgq (%v): %s\n  longest stall caught live: %s", d, sum, m.w.snapshot())
+	rep.addMsgq("msgq scenario", m)
 	t.Log(sum)
 	for _, p := range probs {
 		t.Error(p)
@@ -101,7 +149,8 @@ func chaosSem(t *testing.T, rep *report) {
 	s.run(d, 5*time.Millisecond, 60*time.Millisecond)
 	probs := s.finish()
 	sum := s.summary()
-	rep.add("sem (%v): %s", d, sum)
+	rep.add("sem (%v): %s\n  longest stall caught live: %s", d, sum, s.w.snapshot())
+	rep.addSem("sem scenario", s)
 	t.Log(sum)
 	for _, p := range probs {
 		t.Error(p)

@@ -44,12 +44,7 @@ type msgqLoad struct {
 	lastSum  uint64 // progress seen by the hang check
 	lastMove time.Time
 
-	watchStop chan struct{}
-	watchDone chan struct{}
-	watchOnce sync.Once
-	pending   string
-	snap      string // what the system looked like during the longest stall seen live
-	snapLen   time.Duration
+	w *watcher
 }
 
 type msgqConfig struct {
@@ -130,53 +125,8 @@ func newMsgqLoad(t testing.TB, c *cluster, cfg msgqConfig) *msgqLoad {
 	for _, r := range m.roles {
 		m.launch(r)
 	}
-	m.watchStop, m.watchDone = make(chan struct{}), make(chan struct{})
-	go m.watch()
-	// Before the ledger and the segment are unmapped (cleanups run last
-	// first), even when the test stops early.
-	t.Cleanup(m.stopWatch)
+	m.w = watch(t, m.total, m.diag)
 	return m
-}
-
-func (m *msgqLoad) stopWatch() {
-	m.watchOnce.Do(func() { close(m.watchStop) })
-	<-m.watchDone
-}
-
-// watch samples the workers' progress every 2 ms and, while nothing
-// moves for more than 20 ms, takes a snapshot of the queue and of where
-// every process sleeps, keeping the one of the longest stall: the
-// evidence for explaining it.
-func (m *msgqLoad) watch() {
-	defer close(m.watchDone)
-	last, at, snapped := m.total(), time.Now(), false
-	for {
-		select {
-		case <-m.watchStop:
-			return
-		case <-time.After(2 * time.Millisecond):
-		}
-		n := m.total()
-		if n != last {
-			if snapped {
-				m.mu.Lock()
-				if d := time.Since(at); d > m.snapLen {
-					m.snapLen = d
-					m.snap = m.pending
-				}
-				m.mu.Unlock()
-			}
-			last, at, snapped = n, time.Now(), false
-			continue
-		}
-		if !snapped && time.Since(at) > 20*time.Millisecond {
-			snapped = true
-			s := fmt.Sprintf("%s; registry host %s; %s", segDiag(m.seg), threads(m.c.host.pid), rolesDiag(m.roles))
-			m.mu.Lock()
-			m.pending = s
-			m.mu.Unlock()
-		}
-	}
 }
 
 // The crash hook steps armed at random (see doc.go; the ring-* ones do
@@ -371,7 +321,7 @@ func (m *msgqLoad) hung() bool {
 
 // diag describes the queue's lock and waiter table and the workers.
 func (m *msgqLoad) diag() string {
-	return segDiag(m.seg) + "; " + rolesDiag(m.roles)
+	return segDiag(m.seg) + "; registry host " + threads(m.c.host.pid) + "; " + rolesDiag(m.roles)
 }
 
 func segDiag(s *shm.Segment) string {
@@ -463,7 +413,7 @@ func (m *msgqLoad) idle(d time.Duration) bool {
 // everything. It returns the problems found.
 func (m *msgqLoad) finish() []string {
 	m.end = time.Now()
-	m.stopWatch()
+	m.w.halt()
 	var probs []string
 	for _, producers := range []bool{true, false} {
 		for _, r := range m.roles {
@@ -695,16 +645,6 @@ func (m *msgqLoad) summary() string {
 		st.kills, st.killsLock, st.killsSlot, st.hookDeaths, strings.Join(steps, " "), st.killsLock+st.killsSlot+st.hookDeaths,
 		st.sent, st.received, st.drained, st.lost, st.consumerAllowance, st.unreported,
 		st.inversions, st.consumerSlotDeaths, d, why)
-}
-
-// stallSnapshot is the state seen during the longest stall the watcher caught.
-func (m *msgqLoad) stallSnapshot() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.snap == "" {
-		return "none over 20ms"
-	}
-	return fmt.Sprintf("%v: %s", m.snapLen.Round(time.Millisecond), m.snap)
 }
 
 // procState is the /proc state letter of pid.

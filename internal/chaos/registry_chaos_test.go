@@ -237,6 +237,11 @@ func chaosRegistry(t *testing.T, rep *report) {
 				mode, cycles, worst["g"].Round(time.Microsecond), worst["s"].Round(time.Microsecond), worst["r"].Round(time.Microsecond),
 				stalls[0], r.failures(), m.summary(), s.summary())
 			rep.add("registry %s", sum)
+			rep.addMsgq("registry/"+mode, m)
+			rep.addSem("registry/"+mode, s)
+			rep.mu.Lock()
+			rep.tot.hostKills += cycles
+			rep.mu.Unlock()
 			t.Log(sum)
 			for _, p := range probs {
 				t.Error(p)

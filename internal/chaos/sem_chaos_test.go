@@ -38,6 +38,7 @@ type semLoad struct {
 
 	lastSum  uint64
 	lastMove time.Time
+	w        *watcher
 }
 
 type semRole struct {
@@ -79,6 +80,7 @@ func newSemLoad(t testing.TB, c *cluster, k int, roles []string, hooks bool) *se
 	for _, r := range s.roles {
 		s.launch(r)
 	}
+	s.w = watch(t, s.total, s.diag)
 	return s
 }
 
@@ -193,7 +195,7 @@ func (s *semLoad) diag() string {
 	for _, r := range s.roles {
 		out = append(out, fmt.Sprintf("%s pid %d %s", r.name, r.cur.pid, threads(r.cur.pid)))
 	}
-	return segDiag(s.seg) + "; " + strings.Join(out, "; ")
+	return segDiag(s.seg) + "; registry host " + threads(s.c.host.pid) + "; " + strings.Join(out, "; ")
 }
 
 // run kills workers at random for d, restarting them; false if it hung.
@@ -216,6 +218,7 @@ func (s *semLoad) run(d, minGap, maxGap time.Duration) bool {
 // waiter left.
 func (s *semLoad) finish() []string {
 	s.end = time.Now()
+	s.w.halt()
 	var probs []string
 	for _, r := range s.roles {
 		r.cur.closeIn()
