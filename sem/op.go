@@ -111,7 +111,7 @@ func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 			}
 			switch r {
 			case fastDone:
-				s.spin.paid(true)
+				s.spin.paid(sp.paid())
 				return err
 			case fastBlock:
 				s.spin.paid(false)
@@ -356,7 +356,7 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
 		// that completes us meanwhile makes no system call.
 		for sp := newSpinner(waiterSpin); ; {
 			if slot.State.Load() == stDone {
-				s.spin.paid(true)
+				s.spin.paid(sp.paid())
 				return s.finish(idx)
 			}
 			if !sp.next() {

@@ -10,20 +10,21 @@ import (
 // Spinning before sleeping. An op that would block re-checks for a while
 // before it queues (preQueueSpin), and a queued waiter re-checks for a
 // while before it sleeps in FUTEX_WAIT (waiterSpin): when the process it
-// waits for is running and about to post, that saves both sides a system
-// call and the waiter a trip through the scheduler. When it is not — the
-// partner sleeps itself, or waits for a CPU that the spinner is holding —
-// spinning only burns the CPU the partner needs. So spinning is adaptive,
-// per handle (spinPolicy): a spin that ends in the op completing earns
-// credit, one that ends in a sleep anyway loses it, and with no credit left
-// the handle sleeps at once, except that one blocking call in spinProbe
-// spins to see whether spinning pays again.
+// waits for is running on another CPU and about to post, that saves both
+// sides a system call and the waiter a trip through the scheduler. When it
+// is not — the partner sleeps itself, or waits for a CPU, perhaps the one
+// the spinner holds — spinning only burns the CPU the partner needs.
 //
-// While spinning, a waiter checks its predicate (one load of a shared
-// word, or the lock-free attempt itself) in a tight loop at first and then
-// yields its CPU (sched_yield) between checks, so that a partner runnable
-// on the same CPU gets to post. Budgets are in time, checked every few
-// iterations: each is well under the cost of a sleep and a wake-up.
+// A spin re-checks in a tight loop for up to spinTight, then re-checks
+// between sched_yield calls (so that a partner runnable on this CPU gets
+// to post) until its budget is spent. Only a spin that ends with the op
+// done within the tight phase pays: that one saved a sleep. One that
+// needed yields (the partner shared our CPU: handing it over by yielding
+// costs about what sleeping does) or that ended in a sleep anyway did not.
+// Spinning is adaptive, per handle (spinPolicy): a spin that paid earns
+// credit, one that did not loses it, and with no credit left the handle
+// sleeps at once, except that one blocking call in spinProbe spins to see
+// whether spinning pays again.
 //
 // The budgets are variables only so that benchmarks can measure the
 // sleeping path (0: never spin).
@@ -33,12 +34,12 @@ var (
 )
 
 const (
-	spinTight  = 64 // checks before the first yield
-	spinEvery  = 16 // then a yield (and a look at the clock) every spinEvery checks
-	spinCredit = 16 // most credit a handle holds
-	spinWin    = 4  // credit a spin that paid off earns
-	spinLoss   = 4  // credit a spin that did not costs
-	spinProbe  = 64 // with no credit, one blocking call in spinProbe spins anyway
+	spinTight  = 3 * time.Microsecond // tight re-checks before the first yield
+	spinEvery  = 16                   // checks between looks at the clock (and yields)
+	spinCredit = 16                   // most credit a handle holds
+	spinWin    = 4                    // credit a spin that paid earns
+	spinLoss   = 4                    // credit a spin that did not costs
+	spinProbe  = 64                   // with no credit, one blocking call in spinProbe spins anyway
 )
 
 // spinPolicy is a handle's spinning credit. Updates are racy on purpose:
@@ -67,9 +68,10 @@ func (p *spinPolicy) paid(ok bool) {
 
 // spinner paces one spin: tight checks, then yields, until budget passes.
 type spinner struct {
-	i      int
-	start  time.Time
-	budget time.Duration
+	i       int
+	yielded bool
+	start   time.Time
+	budget  time.Duration
 }
 
 func newSpinner(budget time.Duration) spinner {
@@ -82,11 +84,17 @@ func (sp *spinner) next() bool {
 	if sp.i%spinEvery != 0 {
 		return true
 	}
-	if time.Since(sp.start) >= sp.budget {
+	d := time.Since(sp.start)
+	if d >= sp.budget {
 		return false
 	}
-	if sp.i >= spinTight {
+	if d >= spinTight {
 		kernel.SchedYield()
+		sp.yielded = true
 	}
 	return true
 }
+
+// paid reports whether a spin that ended with the op done paid off: it
+// never had to yield.
+func (sp *spinner) paid() bool { return !sp.yielded }
