@@ -364,7 +364,7 @@ type corruptSemObj struct {
 func newCorruptSem(t *testing.T, nsems int, p *prog) (int, corruptObj) {
 	id, err := sem.Get(sem.IPC_PRIVATE, nsems, 0o600)
 	if err != nil {
-		t.Fatalf("sem.Get: %v", err)
+		setupFailed(t, "sem.Get", err)
 	}
 	h, err := sem.OpenID(id)
 	if err != nil {
@@ -490,7 +490,7 @@ type corruptMsgObj struct {
 func newCorruptMsg(t *testing.T, nmsgs int, p *prog) (int, corruptObj) {
 	id, err := msgq.Get(msgq.IPC_PRIVATE, 0o600)
 	if err != nil {
-		t.Fatalf("msgq.Get: %v", err)
+		setupFailed(t, "msgq.Get", err)
 	}
 	q, err := msgq.OpenID(id)
 	if err != nil {

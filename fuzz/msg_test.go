@@ -459,7 +459,7 @@ func msgqRemove(id int) error {
 func newFreshQueue(t *testing.T, key int, mode uint32, handle bool) *msgUsysv {
 	id, err := msgq.Get(key, msgq.IPC_CREAT|msgq.IPC_EXCL|int(mode))
 	if err != nil {
-		t.Fatalf("msgq.Get: %v", err)
+		setupFailed(t, "msgq.Get", err)
 	}
 	u := &msgUsysv{id: id, key: key}
 	if handle {
@@ -530,7 +530,7 @@ func pooledMsg(t *testing.T, handle bool) *msgUsysv {
 		}
 		id, err := msgq.Get(msgq.IPC_PRIVATE, 0o600)
 		if err != nil {
-			t.Fatalf("msgq.Get: %v", err)
+			setupFailed(t, "msgq.Get", err)
 		}
 		h, err := msgq.OpenID(id)
 		if err != nil {

@@ -269,3 +269,16 @@ func dumpStacks(t *testing.T, what string) string {
 	_ = os.WriteFile(path, buf, 0o644)
 	return path
 }
+
+// setupFailed ends an execution whose object could not be made. ENOSPC
+// there means the host ran out of SysV shm ids (SHMMNI is shared by every
+// process; other test binaries may hold thousands): not a finding of this
+// input, so the execution is skipped. testutil.Main's leak check, not this,
+// is what catches a target that leaks.
+func setupFailed(t *testing.T, what string, err error) {
+	t.Helper()
+	if errors.Is(err, kernel.ENOSPC) {
+		t.Skipf("%s: %v (the host is out of SysV ids)", what, err)
+	}
+	t.Fatalf("%s: %v", what, err)
+}

@@ -630,7 +630,7 @@ func removeSemByID(id int) error {
 func newFreshSem(t *testing.T, key, nsems int, mode uint32) *semUsysv {
 	id, err := sem.Get(key, nsems, sem.IPC_CREAT|sem.IPC_EXCL|int(mode))
 	if err != nil {
-		t.Fatalf("sem.Get: %v", err)
+		setupFailed(t, "sem.Get", err)
 	}
 	h, err := sem.OpenID(id)
 	if err != nil {
@@ -697,7 +697,7 @@ func pooledSem(t *testing.T, nsems int, handle bool) *semUsysv {
 		}
 		id, err := sem.Get(sem.IPC_PRIVATE, nsems, 0o600)
 		if err != nil {
-			t.Fatalf("sem.Get: %v", err)
+			setupFailed(t, "sem.Get", err)
 		}
 		h, err := sem.OpenID(id)
 		if err != nil {
