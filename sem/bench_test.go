@@ -340,3 +340,15 @@ func BenchmarkFloor(b *testing.B) {
 		}
 	})
 }
+
+// The package-level functions (an id → handle cache in front): P then V.
+func BenchmarkPackagePV(b *testing.B) {
+	id := usysvImpl.create(b, 1, 0o600)
+	p, v := []Buf{{Num: 0, Op: -1}}, []Buf{{Num: 0, Op: 1}}
+	require.NoError(b, Op(id, v))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = Op(id, p)
+		_ = Op(id, v)
+	}
+}

@@ -12,11 +12,6 @@ import (
 // blocking until all can be. A blocked Op ends when ctx does, with nothing
 // applied and an error matching both ctx.Err() and kernel.EINTR.
 func (s *Set) Op(ctx context.Context, ops ...Buf) error {
-	if len(ops) == 1 && ops[0].Flg&SEM_UNDO == 0 {
-		if ok, err := s.quick(ops[0]); ok {
-			return err
-		}
-	}
 	return s.run(ctx, ops, time.Time{})
 }
 
@@ -51,24 +46,32 @@ func (s *Set) TimedOp(timeout time.Duration, ops ...Buf) error {
 	return s.run(context.Background(), ops, time.Now().Add(timeout))
 }
 
-// run is the path of every Op: the fast paths (fast.go) when they can
-// decide, else the general one. The zero deadline means none.
+// run is the path of every Op: a fast path (fast.go) when one can decide,
+// else the general one. The zero deadline means none.
+//
+// It is written so that the common case, one op without SEM_UNDO, costs
+// one call (quick) and spills nothing: the general path is a call away.
 func (s *Set) run(ctx context.Context, ops []Buf, deadline time.Time) error {
-	if len(ops) == 1 {
-		b := ops[0]
-		var ok bool
-		var err error
-		if b.Flg&SEM_UNDO == 0 {
-			ok, err = s.quick(b)
-		} else {
-			ok, err = s.quickUndo(b)
-		}
-		if ok {
+	if len(ops) == 1 && ops[0].Flg&SEM_UNDO == 0 {
+		if ok, err := s.quick(ops[0]); ok {
 			return err
 		}
-	} else if ok, err := s.lean(ops); ok {
+	} else if ok, err := s.fast(ops); ok {
 		return err
 	}
+	return s.slow(ctx, ops, deadline)
+}
+
+// fast tries the fast path for an array (lean) or a SEM_UNDO op.
+func (s *Set) fast(ops []Buf) (bool, error) {
+	if len(ops) != 1 {
+		return s.lean(ops)
+	}
+	return s.quickUndo(ops[0])
+}
+
+// slow is the general path, for what the fast paths left.
+func (s *Set) slow(ctx context.Context, ops []Buf, deadline time.Time) error {
 	if err := checkOps(ops); err != nil {
 		return err
 	}

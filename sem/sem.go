@@ -265,11 +265,6 @@ func Op(id int, ops []Buf) error {
 	if err != nil {
 		return err
 	}
-	if len(ops) == 1 && ops[0].Flg&SEM_UNDO == 0 {
-		if ok, err := h.quick(ops[0]); ok {
-			return err
-		}
-	}
 	return h.run(context.Background(), ops, time.Time{})
 }
 

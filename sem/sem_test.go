@@ -346,3 +346,42 @@ func TestLeanPath(t *testing.T) {
 	assert.Equal(t, []uint16{3, 4, 0}, all)
 	require.NoError(t, s.check())
 }
+
+// The spin policy: spins that pay keep spinning on, spins that do not turn
+// it off within a few calls, and a handle with no credit still probes.
+func TestSpinPolicy(t *testing.T) {
+	var p spinPolicy
+	p.credit.Store(spinCredit / 2)
+	require.True(t, p.start())
+	for i := 0; i < 10; i++ {
+		p.paid(true)
+	}
+	assert.Equal(t, int32(spinCredit), p.credit.Load(), "credit is bounded")
+	for i := 0; i < spinCredit/spinLoss; i++ {
+		require.True(t, p.start())
+		p.paid(false)
+	}
+	spins := 0
+	for i := 0; i < 10*spinProbe; i++ {
+		if p.start() {
+			spins++
+		}
+	}
+	assert.Equal(t, 10, spins, "with no credit, one call in spinProbe spins")
+	p.paid(true)
+	assert.True(t, p.start(), "a probe that paid turns spinning back on")
+
+	// A spin pays only if it never had to yield.
+	sp := newSpinner(time.Hour)
+	assert.True(t, sp.paid())
+	time.Sleep(2 * spinTight)
+	for i := 0; i < spinEvery; i++ {
+		sp.next()
+	}
+	assert.False(t, sp.paid(), "past spinTight, checks yield")
+	sp = newSpinner(0)
+	for i := 0; i < spinEvery-1; i++ {
+		require.True(t, sp.next())
+	}
+	assert.False(t, sp.next(), "the budget ends the spin")
+}
