@@ -39,7 +39,8 @@
 //
 //   - A single op without SEM_UNDO on a word that no transaction or waiter
 //     holds is one CAS that sets value and sempid together (plus, once a
-//     second, a store of sem_otime): about 12 ns, the CAS itself ~10.
+//     second, a store of sem_otime): about 13 ns here, of which the CAS
+//     is 11.
 //   - A single SEM_UNDO op, once the process has an undo record, is the
 //     word's CAS with an intent naming the record, then a plain store of
 //     the process's semadj; a process killed between them leaves an intent
@@ -48,9 +49,9 @@
 //     waiter names runs lean: the segment lock taken with one CAS, each
 //     word frozen with one CAS as the array is evaluated, the journal and
 //     the new words written with plain stores, the lock released. That is
-//     2 + k locked instructions for k semaphores, which is the floor of a
-//     design that must claim each word against concurrent lock-free ops
-//     and order transactions; a three-op array costs 5 (~45 ns here).
+//     2 + k locked instructions for k semaphores: a design must claim
+//     each word against concurrent lock-free ops (k), and these two order
+//     transactions. A three-op array costs 5 (~45 ns here; ~70 ns in all).
 //   - Everything else (arrays with SEM_UNDO, operations that must block or
 //     wake a waiter, SETVAL, SETALL, GETALL, GETNCNT/GETZCNT) runs under
 //     the segment's robust lock as a journaled transaction (txn.go): the
@@ -89,14 +90,18 @@
 //
 // An op that would block spins for a while before it queues, and a queued
 // waiter spins for a while before it sleeps in FUTEX_WAIT on its slot
-// (spin.go): tight re-checks, then re-checks between sched_yield calls, up
-// to 20 µs and 10 µs. Spinning is adaptive per handle: spins that end with
-// the op done earn credit, spins that end in a sleep anyway lose it, and a
-// handle without credit sleeps at once (one blocking call in 64 probes),
-// so that waiters do not burn the CPU a partner needs. A waker makes the
-// FUTEX_WAKE system call only if the waiter said it may be asleep. A
-// blocked waiter uses no CPU. Each goroutine blocked in Op holds an OS
-// thread while it sleeps.
+// (spin.go): tight re-checks for up to 3 µs, then re-checks between
+// sched_yield calls, up to 20 µs and 10 µs in all. Spinning is adaptive per
+// handle: a spin that ends with the op done in its tight phase earns
+// credit; one that needed yields or ended in a sleep anyway loses it; a
+// handle without credit sleeps at once (one blocking call in 64 probes).
+// So waiters spin while the partner runs on another CPU, and stop when it
+// shares theirs or waits for one, instead of burning the CPU it needs.
+// A sleeping waiter costs what the kernel's semop sleep does: one
+// FUTEX_WAIT, and for the waker one FUTEX_WAKE after its locked path,
+// which it makes only if the waiter said it may be asleep. A blocked
+// waiter uses no CPU. Each goroutine blocked in Op holds an OS thread
+// while it sleeps.
 //
 // # Limits and memory
 //

@@ -396,6 +396,9 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
 			return s.abandon(idx, kernel.EAGAIN)
 		}
 		_ = kernel.FutexWait(&slot.Futex, f, deadline)
+		if slot.State.Load() == stDone { // the usual wake-up: straight out
+			return s.finish(idx)
+		}
 	}
 }
 
@@ -403,7 +406,7 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
 func (s *Set) finish(idx int) error {
 	slot := &s.v.slots[idx]
 	e := slot.Arg[argResult].Load()
-	slot.State.Store(0)
+	put32(&slot.State, 0) // the slot is ours to free: no one else writes it now
 	if e != 0 {
 		return kernel.Errno(e)
 	}
