@@ -163,8 +163,8 @@ func (m *msgqLoad) launch(r *msgqRole) {
 		inc := &prodInc{prod: m.nextProd, batch: r.batch}
 		m.nextProd++
 		m.prods[inc.prod] = inc
-		m.mu.Unlock()
 		r.prod = inc
+		m.mu.Unlock()
 		name = "chaos-producer"
 		args = append(args, strconv.Itoa(m.id), strconv.Itoa(inc.prod), strconv.Itoa(m.cfg.lo), strconv.Itoa(m.cfg.hi),
 			strconv.Itoa(m.cfg.ntypes), strconv.Itoa(r.batch))
@@ -174,11 +174,13 @@ func (m *msgqLoad) launch(r *msgqRole) {
 	}
 	from := int(m.l.laneCount(r.lane).Load()) // the previous incarnation is reaped: final
 	p := m.c.start(name, args, m.onLine, env...)
+	m.mu.Lock() // the line handlers and the watcher read the roles
 	if !r.producer {
 		r.incs = append(r.incs, &consInc{pid: p.pid, from: from, batch: r.batch})
 	}
-	m.event(time.Now(), "started %s pid %d %v", name, p.pid, env)
 	r.cur = p
+	m.events = append(m.events, event{time.Now(), fmt.Sprintf("started %s pid %d %v", name, p.pid, env)})
+	m.mu.Unlock()
 }
 
 // onLine takes the workers' lines: only trouble is reported there.
@@ -321,7 +323,10 @@ func (m *msgqLoad) hung() bool {
 
 // diag describes the queue's lock and waiter table and the workers.
 func (m *msgqLoad) diag() string {
-	return segDiag(m.seg) + "; registry host " + threads(m.c.host.pid) + "; " + rolesDiag(m.roles)
+	m.mu.Lock()
+	roles := rolesDiag(m.roles)
+	m.mu.Unlock()
+	return segDiag(m.seg) + "; registry host " + threads(m.c.host.pid) + "; " + roles
 }
 
 func segDiag(s *shm.Segment) string {

@@ -100,8 +100,10 @@ func (s *semLoad) launch(r *semRole) {
 	s.l.holding(r.slot).Store(0)
 	args := append(s.l.args(), strconv.Itoa(s.id), r.name, strconv.Itoa(s.lay.K), strconv.Itoa(r.slot))
 	p := s.c.start("chaos-sem", args, s.onLine, env...)
-	s.event(time.Now(), "started %s pid %d %v", r.name, p.pid, env)
+	s.mu.Lock() // the watcher reads the roles
 	r.cur = p
+	s.events = append(s.events, event{time.Now(), fmt.Sprintf("started %s pid %d %v", r.name, p.pid, env)})
+	s.mu.Unlock()
 }
 
 func (s *semLoad) onLine(p *proc, l line) {
@@ -192,9 +194,11 @@ func (s *semLoad) hung() bool {
 
 func (s *semLoad) diag() string {
 	var out []string
+	s.mu.Lock()
 	for _, r := range s.roles {
 		out = append(out, fmt.Sprintf("%s pid %d %s", r.name, r.cur.pid, threads(r.cur.pid)))
 	}
+	s.mu.Unlock()
 	return segDiag(s.seg) + "; registry host " + threads(s.c.host.pid) + "; " + strings.Join(out, "; ")
 }
 
