@@ -76,6 +76,7 @@ func (m *Mutex) Lock() (ownerDied bool) {
 
 func (m *Mutex) lockSlow() bool {
 	mine := me()
+	checked := false
 	// Spin briefly: critical sections are a few hundred nanoseconds.
 	for i := 0; i < 100; i++ {
 		if w := m.word.Load(); w == 0 && m.word.CompareAndSwap(0, mine) {
@@ -102,6 +103,17 @@ func (m *Mutex) lockSlow() bool {
 				continue
 			}
 			w |= lockWaiters
+		}
+		if !checked {
+			// Before the first sleep, ask whether the holder lives: a
+			// waiter that arrives after the registry woke everyone for
+			// this death would otherwise sleep a whole LivenessInterval.
+			checked = true
+			if holderDead(w) && m.word.CompareAndSwap(w, mine|lockWaiters) {
+				raceAcquire(m.futex)
+				return true
+			}
+			continue
 		}
 		err := kernel.FutexWait(m.futex, uint32(w), time.Now().Add(LivenessInterval))
 		if err == nil && m.word.Load() != w {
@@ -149,8 +161,14 @@ func (m *Mutex) RecoverIfDead() bool {
 	if w == 0 || !holderDead(w) {
 		return false
 	}
-	if !m.word.CompareAndSwap(w, me()|lockWaiters) {
-		return false
+	for !m.word.CompareAndSwap(w, me()|lockWaiters) {
+		// Only the waiters bit may have changed (a waiter went to sleep):
+		// the dead holder is still there, so try again.
+		w2 := m.word.Load()
+		if w2&^lockWaiters != w&^lockWaiters {
+			return false
+		}
+		w = w2
 	}
 	raceAcquire(m.futex)
 	return true
