@@ -208,7 +208,7 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 			need = gateAlter
 		}
 	}
-	if !s.open(need) || !s.mu.TryLock() {
+	if !s.open(need) || !s.mu.TryLockAs(s.me) {
 		return false, nil
 	}
 	crashpoint(StepLeanLocked)

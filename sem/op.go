@@ -48,26 +48,21 @@ func (s *Set) TimedOp(timeout time.Duration, ops ...Buf) error {
 
 // run is the path of every Op: a fast path (fast.go) when one can decide,
 // else the general one. The zero deadline means none.
-//
-// It is written so that the common case, one op without SEM_UNDO, costs
-// one call (quick) and spills nothing: the general path is a call away.
 func (s *Set) run(ctx context.Context, ops []Buf, deadline time.Time) error {
-	if len(ops) == 1 && ops[0].Flg&SEM_UNDO == 0 {
-		if ok, err := s.quick(ops[0]); ok {
-			return err
-		}
-	} else if ok, err := s.fast(ops); ok {
+	var ok bool
+	var err error
+	switch {
+	case len(ops) != 1:
+		ok, err = s.lean(ops)
+	case ops[0].Flg&SEM_UNDO == 0:
+		ok, err = s.quick(ops[0])
+	default:
+		ok, err = s.quickUndo(ops[0])
+	}
+	if ok {
 		return err
 	}
 	return s.slow(ctx, ops, deadline)
-}
-
-// fast tries the fast path for an array (lean) or a SEM_UNDO op.
-func (s *Set) fast(ops []Buf) (bool, error) {
-	if len(ops) != 1 {
-		return s.lean(ops)
-	}
-	return s.quickUndo(ops[0])
 }
 
 // slow is the general path, for what the fast paths left.

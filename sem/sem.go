@@ -57,6 +57,7 @@ type Set struct {
 	otime   *atomic.Int64  // v.hdr.otime
 	pid     uint64         // this process's pid in sempid position
 	spin    spinPolicy     // whether would-block ops spin (spin.go)
+	me      uint64         // shm.LockWord(): this process in the segment lock
 
 	id    int
 	seg   *shm.Segment
@@ -132,7 +133,7 @@ func openSeg(id int, ns uint64) (*Set, error) {
 func makeSet(id int, seg *shm.Segment, v *view) *Set {
 	pid, _ := kernel.Self()
 	s := &Set{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
-	s.words, s.otime = v.words, &v.hdr.otime
+	s.words, s.otime, s.me = v.words, &v.hdr.otime, shm.LockWord()
 	s.state, s.permSeq, s.deadGen = seg.HotWords()
 	s.rec.Store(-1)
 	s.spin.credit.Store(spinCredit / 2)
