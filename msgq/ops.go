@@ -23,9 +23,16 @@ const spinFor = 20 * time.Microsecond
 // sleep it may save.
 const spinShort = 3 * time.Microsecond
 
+// spinWake is the spin of a call whose handle just woke a sleeping peer
+// (one call in spinWakeProbe; the others do not spin): long enough to see
+// the answer of a peer woken on an idle CPU, so that two peers that both
+// sleep find out when they could both spin again.
+const spinWake = 60 * time.Microsecond
+
 const (
-	spinGiveUp = 4  // spins in a row that saw nothing before spinShort
-	spinProbe  = 64 // even then, one call in spinProbe spins spinFor
+	spinGiveUp    = 4  // spins in a row that saw nothing before spinShort
+	spinProbe     = 64 // even then, one call in spinProbe spins spinFor
+	spinWakeProbe = 16
 )
 
 // spinPolite is how long a spin only watches; after it, it also yields
@@ -36,8 +43,18 @@ const spinPolite = 2 * time.Microsecond
 // spinBudget is how long this call may spin: spinFor, or spinShort after
 // spinGiveUp spins in a row saw nothing (the peer is not running: an
 // overloaded machine, or a peer that is simply idle), except one call in
-// spinProbe.
+// spinProbe. A call whose handle just woke a sleeping peer does not spin
+// at all (except one in spinWakeProbe, spinWake): the peer answers after
+// its wake-up, and sleeping at once is what lets a waiter that is woken
+// get a busy CPU soon (a spinner spends its share of it).
 func (q *Queue) spinBudget() time.Duration {
+	if q.wokePeer.Load() {
+		q.wokePeer.Store(false)
+		if q.spinProbe.Add(1)%spinWakeProbe != 0 {
+			return 0
+		}
+		return spinWake
+	}
 	if q.spinFails.Load() >= spinGiveUp && q.spinProbe.Add(1)%spinProbe != 0 {
 		return spinShort
 	}
@@ -64,6 +81,9 @@ func (q *Queue) spinDone(ok bool) bool {
 // the gens.
 func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
 	budget := q.spinBudget()
+	if budget == 0 {
+		return
+	}
 	var h, t uint64
 	rc := q.v.rc
 	if q.v.nslots != 0 {
@@ -283,6 +303,62 @@ func (q *Queue) closeRing() error {
 	return v.flush()
 }
 
+// sendLocked is the whole of a send through the lock in the common case:
+// the lock once, room in the queue. It reports false, having sent
+// nothing, when the call needs the general path (to wait, to repair, or
+// for an error in Linux's order).
+func (q *Queue) sendLocked(mtype int64, data []byte) (bool, error) {
+	if q.acquire() {
+		q.v.repair(true)
+	}
+	var wl wakeList
+	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permWrite == 0 || q.seg.Removed() {
+		q.unlock(&wl)
+		return false, nil
+	}
+	if err := q.closeRing(); err != nil {
+		q.unlock(&wl)
+		return true, err
+	}
+	if !q.v.fits(len(data), q.qbytes()) {
+		q.unlock(&wl)
+		return false, nil
+	}
+	err := q.enqueue(mtype, data, clock.Now(), &wl)
+	q.unlock(&wl)
+	return true, err
+}
+
+// recvLocked is the whole of a receive through the lock in the common
+// case: the lock once, a message there (or none and IPC_NOWAIT). It
+// reports false, having taken nothing, when the call needs the general
+// path.
+func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int) (bool, error) {
+	if q.acquire() {
+		q.v.repair(true)
+	}
+	var wl wakeList
+	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permRead == 0 || q.seg.Removed() {
+		q.unlock(&wl)
+		return false, nil
+	}
+	if err := q.closeRing(); err != nil {
+		q.unlock(&wl)
+		return true, err
+	}
+	mode, typ := convertMode(msgtyp, flags)
+	ok, err := q.take(m, mode, typ, flags, clock.Now(), &wl)
+	if !ok && err == nil {
+		if flags&IPC_NOWAIT == 0 {
+			q.unlock(&wl)
+			return false, nil
+		}
+		err = ErrEmpty
+	}
+	q.unlock(&wl)
+	return true, err
+}
+
 // ringReady reports whether a call needing permission need may try the
 // ring: it exists, no death needs repair, the permission is there and the
 // queue is not removed. Otherwise the lock path decides (and returns the
@@ -330,6 +406,11 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 		}
 		if !retry {
 			break
+		}
+	}
+	if !spun {
+		if done, err := q.sendLocked(mtype, data); done {
+			return err
 		}
 	}
 	m := [1]Msg{{Type: mtype, Data: data}}
@@ -436,6 +517,9 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.ringReady(permRead) {
 		mode, typ := convertMode(msgtyp, flags)
 		done, err, spun = q.ringRecv(ctx, &m[0], mode, typ, flags)
+	}
+	if !done && !spun {
+		done, err = q.recvLocked(&m[0], msgtyp, flags)
 	}
 	if !done {
 		_, err = q.recvMsgs(ctx, m[:], msgtyp, flags, spun)

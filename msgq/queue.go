@@ -90,6 +90,7 @@ type Queue struct {
 
 	spinFails atomic.Int32 // spins in a row that saw nothing (see spin)
 	spinProbe atomic.Int32
+	wokePeer  atomic.Bool // the last locked call woke a sleeper (see spinBudget)
 
 	ring bool // lock-free calls may use the ring (it exists and our pid fits a claim)
 
@@ -289,6 +290,7 @@ type wakeList struct {
 	ovf   bool
 	sent  bool // a message was queued: tell spinning receivers
 	recvd bool // a message left: tell spinning senders
+	big   bool // a message too big for the ring went through the store
 }
 
 func (w *wakeList) add(s *shm.WaiterSlot) {
@@ -305,9 +307,13 @@ func (q *Queue) unlock(w *wakeList) {
 	// Spinners are told once per locked section, however many messages
 	// it moved, just before the lock is free for them to take.
 	c := q.v.ctl
-	// Open the ring again if the store is empty and nobody waits. (Those
-	// who spin watch the ring's words too, which opening changes.)
-	q.v.maybeOpen()
+	// Open the ring again if the store is empty and nobody waits, unless
+	// the section moved a message too big for the ring: the next one is
+	// likely too, and closing and opening for every one costs four CAS.
+	// (Those who spin watch the ring's words too, which opening changes.)
+	if !w.big {
+		q.v.maybeOpen()
+	}
 	// The spinner counts are hints like ovfWait: added to under the lock
 	// before each spin, zeroed by the bump that ends the spins, so a
 	// spinner that dies leaves no cost behind.
@@ -325,7 +331,7 @@ func (q *Queue) unlock(w *wakeList) {
 		}
 	}
 	q.mu.Unlock()
-	w.sent, w.recvd = false, false
+	w.sent, w.recvd, w.big = false, false, false
 	if w.n == 0 && !w.all && !w.ovf {
 		return
 	}
@@ -341,6 +347,9 @@ func (q *Queue) unlock(w *wakeList) {
 	}
 	if w.ovf {
 		_, _ = kernel.FutexWake(&q.v.ctl.ovfFutex, math.MaxInt32)
+	}
+	if (w.n != 0 || w.all) && !q.wokePeer.Load() {
+		q.wokePeer.Store(true)
 	}
 	*w = wakeList{}
 }
@@ -371,6 +380,9 @@ func (q *Queue) enqueue(mtype int64, data []byte, now int64, w *wakeList) error 
 	b, err := v.put(mtype, seq, data)
 	if err != nil {
 		return err
+	}
+	if len(data) > slotText {
+		w.big = true
 	}
 	crashPoint(stepSendWritten)
 	if err := v.link(b); err != nil {
@@ -468,6 +480,9 @@ func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeL
 		return false, err
 	}
 	m.N, m.Type = n, h.mtype
+	if l > slotText {
+		w.big = true
+	}
 	crashPoint(stepRecvCopied)
 	if err := v.unlink(ref, prev); err != nil {
 		return false, err

@@ -408,6 +408,9 @@ func (q *Queue) ringSpin(st *spinner) bool {
 		st.on = true
 		st.budget = q.spinBudget()
 	}
+	if st.budget == 0 {
+		return false
+	}
 	rc := q.v.rc
 	h, t := rc.head.Load(), rc.tail.Load()
 	for i := 1; ; i++ {
@@ -439,9 +442,12 @@ func (q *Queue) ringSpin(st *spinner) bool {
 // path must do it. spun says whether it spun.
 func (q *Queue) ringSend(ctx context.Context, mtype int64, data []byte, nowait, nospin bool) (done bool, err error, spun, full bool) {
 	r, s, sv := q.ringPut(mtype, data, q.qbytes())
-	if r == putDone {
+	switch r {
+	case putDone:
 		q.stampSend()
 		return true, nil, false, false
+	case putFallback:
+		return false, nil, false, false
 	}
 	return q.ringSendSlow(ctx, mtype, data, nowait, nospin, r, s, sv)
 }
@@ -551,12 +557,15 @@ func (q *Queue) waitSender(ctx context.Context, s *slot, sv uint64) bool {
 // done=false: the lock path must do the call (nothing was taken).
 func (q *Queue) ringRecv(ctx context.Context, m *Msg, mode int, typ int64, flags int) (done bool, err error, spun bool) {
 	r := q.ringTake(m, mode, typ, flags&MSG_NOERROR != 0)
-	if r == takeDone {
+	switch r {
+	case takeDone:
 		q.stampRecv()
 		if q.v.rc.sendWake.Load() != 0 {
 			q.wakeRoom()
 		}
 		return true, nil, false
+	case takeFallback:
+		return false, nil, false
 	}
 	return q.ringRecvSlow(ctx, m, mode, typ, flags, r)
 }
