@@ -74,6 +74,14 @@
 //     SIGCONT it completes and the loads' end checks hold.
 //   - unblock: TestDeathToUnblock's measurements, repeated.
 //
+// Outside TestChaos: the deterministic kill-at-step tests (below),
+// TestDeathToUnblock, TestStopped (a stopped receiver keeps the message
+// handed to it, a stopped SEM_UNDO holder its token, while the registry
+// repairs after another death), tests that the checks themselves fail on
+// broken data (TestMsgqVerifyCatches, TestSemChecks,
+// TestSemCheckerCatches), and the reproductions of FINDINGS.md, which run
+// only with USYSV_CHAOS_FINDINGS=1 (they fail while a finding stands).
+//
 // # Every crash hook step and its deterministic tests
 //
 // msgq (msgq.KillAtEnv). msgq/crash_test.go kills at each step with

@@ -261,6 +261,9 @@ func ctlLoop() int {
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
+// atoi64 is for nanosecond times, which do not fit a 32-bit int.
+func atoi64(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
+
 func ctl(f []string) string {
 	arg := func(i int) string {
 		if i < len(f) {

@@ -89,7 +89,7 @@ func (l *ledger) args() []string {
 // openLedger maps the ledger in a worker (args from ledger.args).
 func openLedger(args []string) (*ledger, error) {
 	l := &ledger{id: atoi(args[0]), lanes: atoi(args[2]), laneCap: atoi(args[3])}
-	l.t0 = int64(atoi(args[1]))
+	l.t0 = atoi64(args[1])
 	mem, err := shm.Attach(l.id, 0)
 	if err != nil {
 		return nil, err

@@ -42,9 +42,9 @@ func msgSize(prod int, seq uint64, lo, hi int) int {
 	h := xxhash.Sum64(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, uint64(prod)), seq))
 	// Mostly small, sometimes up to hi: both one-block and chained messages.
 	if h&3 == 0 {
-		return lo + int(h>>8)%(hi-lo+1)
+		return lo + int((h>>8)%uint64(hi-lo+1))
 	}
-	return lo + int(h>>8)%min(hi-lo+1, 64)
+	return lo + int((h>>8)%uint64(min(hi-lo+1, 64)))
 }
 
 func filler(prod int, seq uint64, i int) byte { return byte(i*31 + int(seq)*7 + prod*13) }

@@ -100,7 +100,7 @@ func (s *spinner) after(t testing.TB, at time.Time) time.Duration {
 		f := strings.Fields(l)
 		switch {
 		case f[0] == "G" && len(f) == 3:
-			t0, t1 := time.Unix(0, int64(atoi(f[1]))), time.Unix(0, int64(atoi(f[2])))
+			t0, t1 := time.Unix(0, atoi64(f[1])), time.Unix(0, atoi64(f[2]))
 			if t1.After(at) {
 				worst = max(worst, t1.Sub(t0))
 			}
@@ -108,8 +108,8 @@ func (s *spinner) after(t testing.TB, at time.Time) time.Duration {
 			if time.Now().After(at.Add(50 * time.Millisecond)) {
 				s.p.closeIn() // it stops after its current P/V
 				for l := range s.p.lines {
-					if f := strings.Fields(l.s); len(f) == 3 && f[0] == "G" && time.Unix(0, int64(atoi(f[2]))).After(at) {
-						worst = max(worst, time.Unix(0, int64(atoi(f[2]))).Sub(time.Unix(0, int64(atoi(f[1])))))
+					if f := strings.Fields(l.s); len(f) == 3 && f[0] == "G" && time.Unix(0, atoi64(f[2])).After(at) {
+						worst = max(worst, time.Unix(0, atoi64(f[2])).Sub(time.Unix(0, atoi64(f[1]))))
 					}
 				}
 				return worst
