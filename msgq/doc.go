@@ -69,7 +69,9 @@
 // it uses anyway) and moves the ring's messages into the store, in order,
 // as one batch. From then on everything goes through the lock, as in a
 // plain locked queue, until a locked call finds the store empty and nobody
-// waiting and opens the ring again. So every message in the store is older
+// waiting and opens the ring again (unless that call moved a message too
+// big for the ring: the next one is likely too, and closing and opening
+// for each would cost four CAS). So every message in the store is older
 // than every message in the ring, and FIFO order, hand-over order, E2BIG to
 // sleepers and typed selection are exactly the locked store's.
 //
@@ -108,17 +110,23 @@
 // Through the lock, every change happens under the segment's robust lock
 // (shm.Mutex) in a short critical section: one CAS to take it, one swap to
 // release it, a copy, a few loads and stores; closing the ring costs two
-// CAS plus one copy per message it held. FIFO receive and send are O(1);
+// CAS plus one copy per message it held, opening it two CAS. FIFO receive and send are O(1);
 // a typed receive walks the store from the head to its match,
 // O(messages ahead of it) ≤ O(qnum), and msgtyp < 0 walks the whole store
 // unless a type-1 message comes first. Batch calls take the lock once.
 //
 // A call that cannot proceed watches the queue for up to 20 µs (yielding
 // the CPU after 2 µs, so that a peer waiting for this CPU gets it), then
-// sleeps in a waiter slot on its futex word; after four watches in a row
-// that saw nothing it watches only 3 µs (one call in 64: 20 µs), enough
-// for a round trip to a peer that is running. Wakers look at waiter counts
-// in shared memory and issue FUTEX_WAKE only when someone sleeps. A sender
+// sleeps in a waiter slot on its futex word. The watch adapts per handle:
+// after four in a row that did not pay (saw nothing, or saw it only after
+// yielding: the peer is idle, or short of CPU, and then a sleeper woken
+// gets a busy CPU sooner than a spinner) it watches only 2 µs, enough for
+// a round trip to a peer running on another CPU (one call in 64: 20 µs);
+// right after the handle woke a sleeping peer, the call sleeps at once (one
+// in 16 watches 60 µs, long enough to see a woken peer answer, so that two
+// peers that both sleep find out when they can both spin again). Wakers
+// look at waiter counts in shared memory and issue FUTEX_WAKE only when
+// someone sleeps. A sender
 // that waits for room sleeps with the ring open: receivers through the
 // ring check one word on their own cache line (sendWake) after each take
 // and take the lock to wake it when it is set. A receiver that must sleep

@@ -329,7 +329,7 @@ func (v *view) checkRing() error {
 		s := &v.ring[p&v.mask]
 		sv := s.seq.Load()
 		if i < n {
-			if !claimFor(sv, p) || s.len > slotText || s.mtype < 0 {
+			if !claimFor(sv, p) || s.len > slotText || s.mtype < 0 || claimLen(sv) != s.len {
 				return corrupt("ring slot of position %d: word %#x, type %d, length %d", p, sv, s.mtype, s.len)
 			}
 			bytes += s.len

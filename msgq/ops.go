@@ -17,11 +17,11 @@ import (
 const spinFor = 20 * time.Microsecond
 
 // spinShort is the spin of a handle whose spins stopped paying: long
-// enough for a round trip to a peer that is running, so that the handle
-// sees when spinning pays again (two peers that both stopped spinning
-// would otherwise never find out), short enough to cost no more than the
-// sleep it may save.
-const spinShort = 3 * time.Microsecond
+// enough for a round trip to a peer that is running on another CPU, so
+// that the handle sees when spinning pays again (two peers that both
+// stopped spinning would otherwise never find out), short enough to cost
+// no more than the sleep it may save. It never yields the CPU.
+const spinShort = spinPolite
 
 // spinWake is the spin of a call whose handle just woke a sleeping peer
 // (one call in spinWakeProbe; the others do not spin): long enough to see
@@ -30,7 +30,7 @@ const spinShort = 3 * time.Microsecond
 const spinWake = 60 * time.Microsecond
 
 const (
-	spinGiveUp    = 4  // spins in a row that saw nothing before spinShort
+	spinGiveUp    = 4  // spins in a row that did not pay before spinShort
 	spinProbe     = 64 // even then, one call in spinProbe spins spinFor
 	spinWakeProbe = 16
 )
@@ -41,12 +41,13 @@ const (
 const spinPolite = 2 * time.Microsecond
 
 // spinBudget is how long this call may spin: spinFor, or spinShort after
-// spinGiveUp spins in a row saw nothing (the peer is not running: an
-// overloaded machine, or a peer that is simply idle), except one call in
+// spinGiveUp spins in a row did not pay (saw nothing, or saw it only after
+// they had started to yield the CPU: the peer is not running, or is short
+// of CPU on an overloaded machine, where a spinner spends the share of
+// CPU that a sleeper woken would get at once), except one call in
 // spinProbe. A call whose handle just woke a sleeping peer does not spin
 // at all (except one in spinWakeProbe, spinWake): the peer answers after
-// its wake-up, and sleeping at once is what lets a waiter that is woken
-// get a busy CPU soon (a spinner spends its share of it).
+// its wake-up.
 func (q *Queue) spinBudget() time.Duration {
 	if q.wokePeer.Load() {
 		q.wokePeer.Store(false)
@@ -61,9 +62,10 @@ func (q *Queue) spinBudget() time.Duration {
 	return spinFor
 }
 
-// spinDone records whether a spin saw what it waited for.
-func (q *Queue) spinDone(ok bool) bool {
-	if ok {
+// spinDone records whether a spin paid: it saw what it waited for
+// before it had to yield the CPU. It returns ok.
+func (q *Queue) spinDone(ok, yielded bool) bool {
+	if ok && !yielded {
 		if q.spinFails.Load() != 0 {
 			q.spinFails.Store(0)
 		}
@@ -90,18 +92,20 @@ func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
 		h, t = rc.head.Load(), rc.tail.Load()
 	}
 	var start time.Time
+	yielded := false
 	for i := 1; ; i++ {
 		if gen.Load() != g || q.v.nslots != 0 && (rc.tail.Load() != t || rc.head.Load() != h) {
-			q.spinDone(true)
+			q.spinDone(true, yielded)
 			return
 		}
 		if i&127 == 0 {
 			if start.IsZero() {
 				start = time.Now()
 			} else if d := time.Since(start); d > budget {
-				q.spinDone(false)
+				q.spinDone(false, yielded)
 				return
 			} else if d > spinPolite {
+				yielded = true
 				kernel.SchedYield()
 			}
 			if i&4095 == 0 {
@@ -391,7 +395,7 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 	}
 	spun := false
 	for slept := false; len(data) <= slotText && q.ringReady(permWrite); slept = true {
-		done, err, s, full := q.ringSend(ctx, mtype, data, nowait, slept)
+		done, s, full, err := q.ringSend(ctx, mtype, data, nowait, slept)
 		if done {
 			return err
 		}
@@ -516,7 +520,7 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 	var err error
 	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.ringReady(permRead) {
 		mode, typ := convertMode(msgtyp, flags)
-		done, err, spun = q.ringRecv(ctx, &m[0], mode, typ, flags)
+		done, spun, err = q.ringRecv(ctx, &m[0], mode, typ, flags)
 	}
 	if !done && !spun {
 		done, err = q.recvLocked(&m[0], msgtyp, flags)
@@ -557,7 +561,7 @@ func (q *Queue) RecvBatch(ctx context.Context, msgs []Msg, msgtyp int64, flags i
 	if msgtyp == 0 && q.ringReady(permRead) {
 		// The first message as Recv would take it, the rest as long as
 		// the ring has them at once.
-		done, err, s := q.ringRecv(ctx, &msgs[0], searchAny, 0, flags)
+		done, s, err := q.ringRecv(ctx, &msgs[0], searchAny, 0, flags)
 		if done {
 			if err != nil {
 				return 0, err

@@ -386,9 +386,10 @@ func (q *Queue) ringScan(mode int, typ int64) int {
 
 // spinner is the state of one call's watching of the ring (ringSpin).
 type spinner struct {
-	on     bool
-	start  time.Time
-	budget time.Duration
+	on      bool
+	yielded bool
+	start   time.Time
+	budget  time.Duration
 }
 
 func (st *spinner) finish(q *Queue) {
@@ -415,15 +416,16 @@ func (q *Queue) ringSpin(st *spinner) bool {
 	h, t := rc.head.Load(), rc.tail.Load()
 	for i := 1; ; i++ {
 		if rc.tail.Load() != t || rc.head.Load() != h {
-			return q.spinDone(true)
+			return q.spinDone(true, st.yielded)
 		}
 		if i&127 == 0 {
 			now := time.Now()
 			if st.start.IsZero() {
 				st.start = now
 			} else if d := now.Sub(st.start); d > st.budget {
-				return q.spinDone(false)
+				return q.spinDone(false, st.yielded)
 			} else if d > spinPolite {
+				st.yielded = true
 				kernel.SchedYield()
 			}
 			if q.closed.Load() {
@@ -440,39 +442,39 @@ func (q *Queue) ringSpin(st *spinner) bool {
 // queue is full. done=false: the call must go on elsewhere, nothing was
 // sent: with full, the queue is still full (sleepForRoom), else the lock
 // path must do it. spun says whether it spun.
-func (q *Queue) ringSend(ctx context.Context, mtype int64, data []byte, nowait, nospin bool) (done bool, err error, spun, full bool) {
+func (q *Queue) ringSend(ctx context.Context, mtype int64, data []byte, nowait, nospin bool) (done, spun, full bool, err error) {
 	r, s, sv := q.ringPut(mtype, data, q.qbytes())
 	switch r {
 	case putDone:
 		q.stampSend()
-		return true, nil, false, false
+		return true, false, false, nil
 	case putFallback:
-		return false, nil, false, false
+		return false, false, false, nil
 	}
 	return q.ringSendSlow(ctx, mtype, data, nowait, nospin, r, s, sv)
 }
 
-func (q *Queue) ringSendSlow(ctx context.Context, mtype int64, data []byte, nowait, nospin bool, r int, s *slot, sv uint64) (done bool, err error, spun, full bool) {
+func (q *Queue) ringSendSlow(ctx context.Context, mtype int64, data []byte, nowait, nospin bool, r int, s *slot, sv uint64) (done, spun, full bool, err error) {
 	var st spinner
 	defer st.finish(q)
 	for ; ; r, s, sv = q.ringPut(mtype, data, q.qbytes()) {
 		switch r {
 		case putDone:
 			q.stampSend()
-			return true, nil, st.on, false
+			return true, st.on, false, nil
 		case putFallback:
-			return false, nil, st.on, false
+			return false, st.on, false, nil
 		case putBusy:
 			if !q.waitSender(ctx, s, sv) {
-				return false, nil, st.on, false
+				return false, st.on, false, nil
 			}
 			continue
 		}
 		if nowait {
-			return true, ErrFull, false, true
+			return true, false, true, ErrFull
 		}
 		if nospin || !q.ringSpin(&st) {
-			return false, nil, true, true
+			return false, true, true, nil
 		}
 	}
 }
@@ -555,7 +557,7 @@ func (q *Queue) waitSender(ctx context.Context, s *slot, sv uint64) bool {
 
 // ringRecv is a receive through the ring, spinning while nothing matches.
 // done=false: the lock path must do the call (nothing was taken).
-func (q *Queue) ringRecv(ctx context.Context, m *Msg, mode int, typ int64, flags int) (done bool, err error, spun bool) {
+func (q *Queue) ringRecv(ctx context.Context, m *Msg, mode int, typ int64, flags int) (done, spun bool, err error) {
 	r := q.ringTake(m, mode, typ, flags&MSG_NOERROR != 0)
 	switch r {
 	case takeDone:
@@ -563,14 +565,14 @@ func (q *Queue) ringRecv(ctx context.Context, m *Msg, mode int, typ int64, flags
 		if q.v.rc.sendWake.Load() != 0 {
 			q.wakeRoom()
 		}
-		return true, nil, false
+		return true, false, nil
 	case takeFallback:
-		return false, nil, false
+		return false, false, nil
 	}
 	return q.ringRecvSlow(ctx, m, mode, typ, flags, r)
 }
 
-func (q *Queue) ringRecvSlow(ctx context.Context, m *Msg, mode int, typ int64, flags int, r int) (done bool, err error, spun bool) {
+func (q *Queue) ringRecvSlow(ctx context.Context, m *Msg, mode int, typ int64, flags int, r int) (done, spun bool, err error) {
 	var st spinner
 	defer st.finish(q)
 	nowait := flags&IPC_NOWAIT != 0
@@ -583,32 +585,32 @@ func (q *Queue) ringRecvSlow(ctx context.Context, m *Msg, mode int, typ int64, f
 			if q.v.rc.sendWake.Load() != 0 {
 				q.wakeRoom()
 			}
-			return true, nil, st.on
+			return true, st.on, nil
 		case takeE2BIG:
-			return true, kernel.E2BIG, st.on
+			return true, st.on, kernel.E2BIG
 		case takeFallback:
-			return false, nil, st.on
+			return false, st.on, nil
 		case takeOther:
 			switch q.ringScan(mode, typ) {
 			case scanFound:
-				return false, nil, st.on
+				return false, st.on, nil
 			case scanUnsure:
 				if unsure++; unsure > 64 {
-					return false, nil, st.on
+					return false, st.on, nil
 				}
 				continue
 			case scanNone:
 				if nowait {
-					return true, ErrEmpty, false
+					return true, false, ErrEmpty
 				}
 			}
 		case takeEmpty:
 			if nowait {
-				return true, ErrEmpty, false
+				return true, false, ErrEmpty
 			}
 		}
 		if !q.ringSpin(&st) {
-			return false, nil, true
+			return false, true, nil
 		}
 	}
 }
