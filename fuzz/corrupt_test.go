@@ -44,13 +44,13 @@ import (
 // ends: an even step byte is a write (see corruptWrite), an odd one an
 // operation in the main goroutine.
 func FuzzCorruptSem(f *testing.F) {
-	f.Cleanup(removeEmptyCrashFile)
+	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte) { runCorrupt(t, data, shm.KindSem) })
 }
 
 // FuzzCorruptMsg: see FuzzCorruptSem.
 func FuzzCorruptMsg(f *testing.F) {
-	f.Cleanup(removeEmptyCrashFile)
+	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte) { runCorrupt(t, data, shm.KindMsg) })
 }
 

@@ -32,7 +32,7 @@ import (
 // queue it in a waiter slot, give up with EINTR and change nothing.
 func FuzzMsgModel(f *testing.F) {
 	f.Cleanup(drainPools)
-	f.Cleanup(removeEmptyCrashFile)
+	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte) { runMsg(t, data, false) })
 }
 
@@ -43,7 +43,7 @@ func FuzzMsgModel(f *testing.F) {
 // against the kernel. A call that would sleep is given IPC_NOWAIT.
 func FuzzMsgDiff(f *testing.F) {
 	f.Cleanup(drainPools)
-	f.Cleanup(removeEmptyCrashFile)
+	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte) { runMsg(t, data, true) })
 }
 

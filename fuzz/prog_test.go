@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,49 +227,48 @@ func guard(t *testing.T, entry string) func() {
 
 // A fuzz worker's output goes nowhere: when one dies (a fatal error in a
 // goroutine of the library, a fault outside the fuzz function), the
-// fuzzer says only "terminated unexpectedly". Workers therefore copy any
-// crash report to /tmp/fuzz-findings/workers/<pid>.crash; empty files are
-// removed by the targets' cleanup.
-func init() {
+// fuzzer says only "terminated unexpectedly". The targets therefore have
+// their workers copy any crash report to
+// /tmp/fuzz-findings/workers/<pid>.crash (keepCrashReports), and remove
+// the file again when the worker ends without one.
+func keepCrashReports(f *testing.F) {
+	worker := false
 	for _, a := range os.Args {
-		if a == "-test.fuzzworker" {
-			dir := "/tmp/fuzz-findings/workers"
-			if os.MkdirAll(dir, 0o755) != nil {
-				return
-			}
-			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%d.crash", os.Getpid())))
-			if err != nil {
-				return
-			}
-			_ = debug.SetCrashOutput(f, debug.CrashOptions{})
-			crashFile = f
-			return
-		}
+		worker = worker || a == "-test.fuzzworker"
 	}
-}
-
-var crashFile *os.File
-
-// removeEmptyCrashFile is registered by the targets with f.Cleanup.
-func removeEmptyCrashFile() {
-	if crashFile == nil {
+	if !worker {
 		return
 	}
-	if st, err := crashFile.Stat(); err == nil && st.Size() == 0 {
-		_ = os.Remove(crashFile.Name())
-	}
+	crashOnce.Do(func() {
+		dir := "/tmp/fuzz-findings/workers"
+		if os.MkdirAll(dir, 0o755) != nil {
+			return
+		}
+		file, err := os.Create(filepath.Join(dir, fmt.Sprintf("%d.crash", os.Getpid())))
+		if err != nil {
+			return
+		}
+		if debug.SetCrashOutput(file, debug.CrashOptions{}) != nil {
+			_ = file.Close()
+			_ = os.Remove(file.Name())
+			return
+		}
+		crashFile = file
+	})
+	f.Cleanup(func() {
+		if crashFile == nil {
+			return
+		}
+		if st, err := crashFile.Stat(); err == nil && st.Size() == 0 {
+			_ = os.Remove(crashFile.Name())
+		}
+	})
 }
 
-// dumpStacks writes every goroutine's stack under /tmp/fuzz-findings/ and
-// returns the file's path.
-func dumpStacks(t *testing.T, what string) string {
-	buf := make([]byte, 1<<22)
-	buf = buf[:runtime.Stack(buf, true)]
-	path := filepath.Join("/tmp/fuzz-findings", fmt.Sprintf("%s-%s-%d-%d.stacks", what, strings.ReplaceAll(t.Name(), "/", "_"), os.Getpid(), time.Now().UnixNano()))
-	_ = os.MkdirAll(filepath.Dir(path), 0o755)
-	_ = os.WriteFile(path, buf, 0o644)
-	return path
-}
+var (
+	crashOnce sync.Once
+	crashFile *os.File
+)
 
 // setupFailed ends an execution whose object could not be made. ENOSPC
 // there means the host ran out of SysV shm ids (SHMMNI is shared by every
@@ -281,4 +281,15 @@ func setupFailed(t *testing.T, what string, err error) {
 		t.Skipf("%s: %v (the host is out of SysV ids)", what, err)
 	}
 	t.Fatalf("%s: %v", what, err)
+}
+
+// dumpStacks writes every goroutine's stack under /tmp/fuzz-findings/ and
+// returns the file's path.
+func dumpStacks(t *testing.T, what string) string {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	path := filepath.Join("/tmp/fuzz-findings", fmt.Sprintf("%s-%s-%d-%d.stacks", what, strings.ReplaceAll(t.Name(), "/", "_"), os.Getpid(), time.Now().UnixNano()))
+	_ = os.MkdirAll(filepath.Dir(path), 0o755)
+	_ = os.WriteFile(path, buf, 0o644)
+	return path
 }

@@ -28,7 +28,7 @@ import (
 // nothing applied.
 func FuzzSemModel(f *testing.F) {
 	f.Cleanup(drainPools)
-	f.Cleanup(removeEmptyCrashFile)
+	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte) { runSem(t, data, false) })
 }
 
@@ -40,7 +40,7 @@ func FuzzSemModel(f *testing.F) {
 // would sleep is issued with semtimedop and a zero timeout.
 func FuzzSemDiff(f *testing.F) {
 	f.Cleanup(drainPools)
-	f.Cleanup(removeEmptyCrashFile)
+	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte) { runSem(t, data, true) })
 }
 

@@ -31,7 +31,7 @@ import (
 // object the fuzz input created is removed, and the server closed, before
 // the next input.
 func FuzzRegistryWire(f *testing.F) {
-	f.Cleanup(removeEmptyCrashFile)
+	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte, framed bool) {
 		requireRoot(t)
 		defer guard(t, corpusEntry(data, framed))()
