@@ -56,9 +56,9 @@ type semImpl interface {
 	step(st *semStep) string
 }
 
-func runSem(t *testing.T, data []byte, diff bool) { runSemTraced(t, data, diff) }
-
-func runSemTraced(t *testing.T, data []byte, diff bool) {
+// runSem decodes and runs one program: against the model (FuzzSemModel)
+// or against the kernel and the model (FuzzSemDiff, diff true).
+func runSem(t *testing.T, data []byte, diff bool) {
 	requireRoot(t)
 	defer guard(t, corpusEntry(data))()
 	p := &prog{b: data}
