@@ -335,21 +335,25 @@ func (s *Set) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
 		s.unlock()
 		return canceled(ctx)
 	}
-	idx, err := s.enqueue(ops, rec, blockAt)
+	spin := waiterSpin > 0 && s.spin.credit.Load() > 0
+	idx, err := s.enqueue(ops, rec, blockAt, !spin)
 	crashpoint(StepEnqueued)
 	s.unlock()
 	if err != nil {
 		return err
 	}
-	return s.wait(ctx, idx, deadline)
+	return s.wait(ctx, idx, deadline, spin)
 }
 
 // wait sleeps until the waiter in slot idx is completed by a waker (who
 // applied its whole array, or failed it), the set is removed (EIDRM), ctx
 // ends or the deadline passes (nothing applied).
-func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
+//
+// With spin, the waiter re-checks for a while first, and tells wakers that
+// it may be asleep only then (argSleep); without, enqueue told them.
+func (s *Set) wait(ctx context.Context, idx int, deadline time.Time, spin bool) error {
 	slot := &s.v.slots[idx]
-	if waiterSpin > 0 && s.spin.credit.Load() > 0 {
+	if spin {
 		// Queued: re-check for a while before sleeping (spin.go). A waker
 		// that completes us meanwhile makes no system call.
 		for sp := newSpinner(waiterSpin); ; {
@@ -362,6 +366,9 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
 				break
 			}
 		}
+		// Before the re-check below: a waker that completes us after it
+		// sees argSleep and wakes us; one before, the re-check sees.
+		slot.Arg[argSleep].Store(1)
 	}
 	crashpoint(StepWaiting)
 	if ctx.Done() != nil {
@@ -372,8 +379,9 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time) error {
 		defer stop()
 	}
 	for {
+		// A waker sets State, then adds to Futex: if f has its add, the
+		// check below sees State; if not, FutexWait(f) returns at once.
 		f := slot.Futex.Load()
-		slot.Arg[argSleep].Store(1)
 		if slot.State.Load() == stDone {
 			return s.finish(idx)
 		}

@@ -70,8 +70,9 @@ type Set struct {
 	seenGen atomic.Uint32 // seg.DeadGen() when this handle last repaired
 	rec     atomic.Int32  // this process's undo record, -1 if none yet
 
-	local sync.Mutex // held with the segment lock, by this handle's goroutines
-	sc    scratch    // used only while holding the segment lock
+	local     sync.Mutex // queued on by this handle's goroutines for a held segment lock
+	localHeld bool       // the segment lock holder holds local too (only it reads this)
+	sc        scratch    // used only while holding the segment lock
 }
 
 const (

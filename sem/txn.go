@@ -71,13 +71,20 @@ func clr(bits []uint64, i int)      { bits[i>>6] &^= 1 << (uint(i) & 63) }
 
 // lock takes the segment lock; if its holder died, it repairs first.
 //
-// Goroutines of this process first queue on a Go mutex: they park in the
-// scheduler instead of holding OS threads in FUTEX_WAIT, and the race
-// detector (blind to synchronisation through mapped memory) sees the
-// handle's scratch memory handed over properly.
+// A free lock is taken with one CAS. Otherwise goroutines of this process
+// first queue on a Go mutex, so that they park in the scheduler instead of
+// holding OS threads in FUTEX_WAIT. (The race detector, blind to
+// synchronisation through mapped memory, sees the handle's scratch memory
+// handed over through the segment lock's own annotations.)
 func (s *Set) lock() {
+	if s.mu.TryLockAs(s.me) {
+		s.localHeld = false
+		return
+	}
 	s.local.Lock()
-	if s.mu.LockCached() {
+	died := s.mu.LockCached()
+	s.localHeld = true
+	if died {
 		s.repairLocked(true)
 	}
 }
@@ -95,8 +102,11 @@ func (s *Set) unlock() {
 		s.wakeCompleted()
 	}
 	s.sc.wake = s.sc.wake[:0]
+	held := s.localHeld
 	s.mu.Unlock()
-	s.local.Unlock()
+	if held {
+		s.local.Unlock()
+	}
 	for _, idx := range local[:n] {
 		wakeSlot(&s.v.slots[idx])
 	}
@@ -417,7 +427,10 @@ func (s *Set) apply(dirty []int32, final bool) {
 		ws := &v.slots[slot]
 		if ws.State.Load() == stWaiting {
 			putWord(&ws.Arg[argResult], uint64(errno))
-			ws.State.Store(stDone)
+			// (A plain store is enough here: the waiter reads it without
+			// ordering needs of its own, and wakeSlot's atomic add orders
+			// it before the look at argSleep.)
+			put32(&ws.State, stDone)
 			putWord(&v.hdr.nwait, v.hdr.nwait.Load()-1)
 			s.sc.wake = append(s.sc.wake, int32(slot))
 		}
@@ -552,7 +565,10 @@ func (s *Set) waiterOps(slot *waiterSlot) ([]Buf, int, bool) {
 // enqueue queues the caller as a waiter for ops: a free slot, its array in
 // the arena, a ticket. Every semaphore the array names is frozen so that
 // unlock marks it WAITED.
-func (s *Set) enqueue(ops []Buf, rec, blockAt int) (int, error) {
+//
+// With asleep, the waiter will not spin first: wakers are told at once
+// that it may be asleep (argSleep), which saves it that store later.
+func (s *Set) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
 	v := s.v
 	idx := -1
 	for i := range v.slots {
@@ -585,8 +601,12 @@ func (s *Set) enqueue(ops []Buf, rec, blockAt int) (int, error) {
 	putWord(&slot.Arg[argOps], packSlotOps(off, len(ops), rec))
 	putWord(&slot.Arg[argResult], 0)
 	putWord(&slot.Arg[argBlock], uint64(blockAt))
-	slot.Arg[argSleep].Store(0) // (the owner's, outside the lock, from now on)
-	slot.State.Store(stWaiting)
+	sleep := uint64(0)
+	if asleep {
+		sleep = 1
+	}
+	putWord(&slot.Arg[argSleep], sleep) // (the owner's, outside the lock, from now on)
+	put32(&slot.State, stWaiting)       // (wakers look under the lock)
 	putWord(&v.hdr.nwait, v.hdr.nwait.Load()+1)
 	return idx, nil
 }
@@ -678,8 +698,10 @@ func eagerRepair(seg *shm.Segment) {
 	s.local.Lock()
 	switch {
 	case s.mu.TryLock():
+		s.localHeld = true
 		s.repairLocked(false)
 	case s.mu.RecoverIfDead():
+		s.localHeld = true
 		s.repairLocked(true)
 	default:
 		s.local.Unlock()
