@@ -84,8 +84,10 @@
 //
 // # Every crash hook step and its deterministic tests
 //
-// msgq (msgq.KillAtEnv). msgq/crash_test.go kills at each step with
-// nobody waiting; here with others waiting and the registry watching:
+// msgq (msgq.KillAtEnv). msgq/crash_test.go and ring_test.go kill at
+// each step with nobody waiting; here with others waiting and the
+// registry watching (the same step names serve the store and the ring
+// paths; which one a call takes depends on the queue's state):
 //
 //	send-locked    TestCrashSender; TestKillAtStepMsgq/send-locked (an unrelated
 //	               receiver asleep, a lock contender); TestKillAtStepMsgqWakeups/
@@ -112,14 +114,15 @@
 //	               receiver)
 //	sleep          TestCrashSleepingReceiver; TestKillAtStepMsgqWakeups/
 //	               second-receiver/sleep
-//	ring-claimed   TestKillAtStepMsgq/ring-claimed
-//	ring-written   TestKillAtStepMsgq/ring-written
-//	ring-taken     TestKillAtStepMsgq/ring-taken; TestKillAtStepMsgqWakeups/
-//	               sender-waits/ring-taken
-//	ring-flushed   TestChaos/msgq only (random incarnations)
+//	ring-claimed   TestCrashRingSender; TestKillAtStepMsgq/ring-claimed
+//	ring-written   TestCrashRingSender; TestKillAtStepMsgq/ring-written
+//	ring-taken     TestCrashRingReceiver; TestKillAtStepMsgq/ring-taken;
+//	               TestKillAtStepMsgqWakeups/sender-waits/ring-taken
+//	ring-flushed   TestCrashFlusher; TestKillAtStepMsgqFlush (a receiver and a
+//	               lock contender come next)
 //
-// The ring-* steps exist only in builds with msgq's lock-free ring; a test
-// whose call never passes its step is skipped, saying so.
+// A test whose call never passes its step (a path the build does not
+// have, or does not take in that state) is skipped, saying so.
 //
 // sem (sem.CrashEnv). sem/crash_test.go kills at each step with no
 // registry watching (recovery by lock take-over or explicit repair) and
@@ -143,8 +146,8 @@
 //	                eager repair; a client takes the registry over)
 //	lean-locked, lean-frozen (:1, :2), lean-evaluated, lean-committed,
 //	lean-releasing (:1, :2)
-//	                TestKillAtStepSemLean/* (a waiter on another semaphore, a
-//	                lock contender after the death; builds with the lean path)
+//	                TestCrashInsideOp; TestKillAtStepSemLean/* (a waiter on
+//	                another semaphore, a lock contender after the death)
 //
 // Every step is also hit at random, under load, by TestChaos/msgq and
 // TestChaos/sem, and SIGKILL at any instruction by their stop-and-kill.

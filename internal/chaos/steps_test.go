@@ -295,6 +295,33 @@ func TestKillAtStepMsgqWakeups(t *testing.T) {
 	}
 }
 
+// TestKillAtStepMsgqFlush: messages sent while the queue is quiet go
+// through msgq's lock-free ring; the first call that needs the lock (a
+// typed receive) moves them into the store, and dies there (ring-flushed:
+// linked into the store, the ring's head not moved past them). A receiver
+// that comes next, and a process contending for the lock, go on; every
+// message is received exactly once, in order.
+func TestKillAtStepMsgqFlush(t *testing.T) {
+	c := newCluster(t, "embedded")
+	id := c.create("q", 4096, 256, 16)
+	c.ctl.send("sendn %d 1 5", id)
+	require.Equal(t, []string{"sent 0", "sent 1", "sent 2", "sent 3", "sent 4"}, lines(t, c.ctl, "done"))
+	k := c.ctlWith(t, msgq.KillAtEnv+"=ring-flushed")
+	gen := c.seg("q", id).DeadGen()
+	k.send("then recv %d 3", id)
+	out := lines(t, k, "", 2)
+	died(t, k, "ring-flushed", out)
+	at := lastNs(t, out[0])
+	spin := c.spinner(t, "q", id, 9)
+	r := c.newCtl()
+	r.send("recvn %d 0 5", id)
+	assert.Equal(t, []string{"m0", "m1", "m2", "m3", "m4"}, lines(t, r, "done"), "each message once, in order")
+	t.Logf("lock contender's longest call after the death: %v", spin.after(t, at))
+	waitRepaired(t, c, "q", id, gen)
+	assert.Equal(t, "texts ", c.ctl.call(t, lineWait, "drain %d 0", id))
+	assert.Equal(t, "ok", c.ctl.call(t, lineWait, "checkq %d", id))
+}
+
 // waitRepaired waits until the registry has seen a death (the dead
 // generation moved from gen) and the lock is free or held by the living,
 // then runs a call on the object (which repairs lazily if need be).
