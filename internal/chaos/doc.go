@@ -33,6 +33,15 @@
 // milliseconds is the "max stall" of the report, not counting the moments
 // the test itself held a victim stopped to look at it before killing it.
 //
+// The report (printed by TestChaos; make chaos) counts, per scenario and
+// in total: kills (SIGKILLs by the test at random moments, deaths at a
+// crash-hook step, kills of registry hosts), recoveries (deaths that left
+// something for others to repair: the segment lock held, a waiter slot
+// held, a SEM_UNDO token held, any crash-hook death — they are all inside
+// a call — and every registry host), messages sent and received,
+// semaphore operations, and the maximum stall, with a snapshot of the
+// processes during the longest stall caught live.
+//
 // # The scenarios (TestChaos; -chaos.duration shares out the long run)
 //
 //   - msgq: producers (single sends, batches) and consumers (FIFO, by
