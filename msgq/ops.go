@@ -24,15 +24,20 @@ const spinFor = 20 * time.Microsecond
 const spinShort = spinPolite
 
 // spinWake is the spin of a call whose handle just woke a sleeping peer
-// (one call in spinWakeProbe; the others do not spin): long enough to see
-// the answer of a peer woken on an idle CPU, so that two peers that both
-// sleep find out when they could both spin again.
-const spinWake = 60 * time.Microsecond
+// (one call in wakeProbe; the others do not spin): long enough to see the
+// answer of a peer woken on an idle CPU, so that two peers that both sleep
+// find out when they could both spin again. wakeProbe starts at
+// wakeProbeMin and doubles, up to wakeProbeMax, each time such a spin does
+// not pay (on a busy machine they do not), so that it costs next to nothing
+// there and still finds out soon when the machine quiets down.
+const spinWake = 40 * time.Microsecond
 
 const (
 	spinGiveUp    = 4  // spins in a row that did not pay before spinShort
 	spinProbe     = 64 // even then, one call in spinProbe spins spinFor
-	spinWakeProbe = 16
+	wakeProbeMin  = 16
+	wakeProbeMax  = 4096
+	shortProbeMax = 64
 )
 
 // spinPolite is how long a spin only watches; after it, it also yields
@@ -40,37 +45,59 @@ const (
 // CPU (more runnable threads than CPUs) gets it.
 const spinPolite = 2 * time.Microsecond
 
-// spinBudget is how long this call may spin: spinFor, or spinShort after
-// spinGiveUp spins in a row did not pay (saw nothing, or saw it only after
-// they had started to yield the CPU: the peer is not running, or is short
-// of CPU on an overloaded machine, where a spinner spends the share of
-// CPU that a sleeper woken would get at once), except one call in
-// spinProbe. A call whose handle just woke a sleeping peer does not spin
-// at all (except one in spinWakeProbe, spinWake): the peer answers after
-// its wake-up.
+// spinBudget is how long this call may spin: spinFor, or after
+// spinGiveUp spins in a row saw nothing (the peer is not running: an idle
+// peer, or an overloaded machine) spinShort in one call in shortProbe
+// (which doubles, up to shortProbeMax, while such spins see nothing, and
+// is 1 again when one does) and nothing in the others, except one call in
+// spinProbe, which spins spinFor. A call whose handle just woke a sleeping
+// peer does not spin at all (except one in wakeProbe, spinWake): the peer
+// answers after its wake-up, and a sleeper woken gets a busy CPU sooner
+// than a spinner that yields.
 func (q *Queue) spinBudget() time.Duration {
 	if q.wokePeer.Load() {
 		q.wokePeer.Store(false)
-		if q.spinProbe.Add(1)%spinWakeProbe != 0 {
+		every := max(q.wakeProbe.Load(), wakeProbeMin)
+		if q.spinProbe.Add(1)%every != 0 {
 			return 0
 		}
 		return spinWake
 	}
-	if q.spinFails.Load() >= spinGiveUp && q.spinProbe.Add(1)%spinProbe != 0 {
+	if q.spinFails.Load() >= spinGiveUp {
+		if q.spinProbe.Add(1)%spinProbe == 0 {
+			return spinFor
+		}
+		if q.shortCount.Add(1)%max(q.shortProbe.Load(), 1) != 0 {
+			return 0
+		}
 		return spinShort
 	}
 	return spinFor
 }
 
-// spinDone records whether a spin paid: it saw what it waited for
-// before it had to yield the CPU. It returns ok.
-func (q *Queue) spinDone(ok, yielded bool) bool {
-	if ok && !yielded {
+// spinDone records whether a spin of budget saw what it waited for. It
+// returns ok.
+func (q *Queue) spinDone(ok bool, budget time.Duration) bool {
+	if ok {
 		if q.spinFails.Load() != 0 {
 			q.spinFails.Store(0)
 		}
 	} else {
 		q.spinFails.Add(1)
+	}
+	switch budget {
+	case spinWake:
+		if ok {
+			q.wakeProbe.Store(wakeProbeMin)
+		} else if p := q.wakeProbe.Load(); p < wakeProbeMax {
+			q.wakeProbe.Store(max(p, wakeProbeMin) * 2)
+		}
+	case spinShort:
+		if ok {
+			q.shortProbe.Store(1)
+		} else if p := q.shortProbe.Load(); p < shortProbeMax {
+			q.shortProbe.Store(max(p, 1) * 2)
+		}
 	}
 	return ok
 }
@@ -92,20 +119,18 @@ func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
 		h, t = rc.head.Load(), rc.tail.Load()
 	}
 	var start time.Time
-	yielded := false
 	for i := 1; ; i++ {
 		if gen.Load() != g || q.v.nslots != 0 && (rc.tail.Load() != t || rc.head.Load() != h) {
-			q.spinDone(true, yielded)
+			q.spinDone(true, budget)
 			return
 		}
 		if i&127 == 0 {
 			if start.IsZero() {
 				start = time.Now()
 			} else if d := time.Since(start); d > budget {
-				q.spinDone(false, yielded)
+				q.spinDone(false, budget)
 				return
 			} else if d > spinPolite {
-				yielded = true
 				kernel.SchedYield()
 			}
 			if i&4095 == 0 {

@@ -88,9 +88,12 @@ type Queue struct {
 	closed  atomic.Bool
 	slow    atomic.Int32 // calls in their slow path (spinning or sleeping)
 
-	spinFails atomic.Int32 // spins in a row that saw nothing (see spin)
-	spinProbe atomic.Int32
-	wokePeer  atomic.Bool // the last locked call woke a sleeper (see spinBudget)
+	spinFails  atomic.Int32 // spins in a row that saw nothing (see spin)
+	spinProbe  atomic.Int32
+	wokePeer   atomic.Bool  // the last locked call woke a sleeper (see spinBudget)
+	wakeProbe  atomic.Int32 // one call in wakeProbe spins after waking a sleeper
+	shortProbe atomic.Int32 // one call in shortProbe spins once spins stopped paying
+	shortCount atomic.Int32
 
 	ring bool // lock-free calls may use the ring (it exists and our pid fits a claim)
 

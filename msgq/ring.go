@@ -386,10 +386,9 @@ func (q *Queue) ringScan(mode int, typ int64) int {
 
 // spinner is the state of one call's watching of the ring (ringSpin).
 type spinner struct {
-	on      bool
-	yielded bool
-	start   time.Time
-	budget  time.Duration
+	on     bool
+	start  time.Time
+	budget time.Duration
 }
 
 func (st *spinner) finish(q *Queue) {
@@ -416,16 +415,15 @@ func (q *Queue) ringSpin(st *spinner) bool {
 	h, t := rc.head.Load(), rc.tail.Load()
 	for i := 1; ; i++ {
 		if rc.tail.Load() != t || rc.head.Load() != h {
-			return q.spinDone(true, st.yielded)
+			return q.spinDone(true, st.budget)
 		}
 		if i&127 == 0 {
 			now := time.Now()
 			if st.start.IsZero() {
 				st.start = now
 			} else if d := now.Sub(st.start); d > st.budget {
-				return q.spinDone(false, st.yielded)
+				return q.spinDone(false, st.budget)
 			} else if d > spinPolite {
-				st.yielded = true
 				kernel.SchedYield()
 			}
 			if q.closed.Load() {
