@@ -489,7 +489,7 @@ func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, er
 			if r != putFull || nowait {
 				break
 			}
-			if q.ringSpin(&st) {
+			if q.ringSpin(&st, &q.v.rc.head) {
 				continue
 			}
 			retry, err := q.sleepForRoom(ctx, uint32(len(msgs[sent].Data)))

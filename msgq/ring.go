@@ -397,10 +397,12 @@ func (st *spinner) finish(q *Queue) {
 	}
 }
 
-// ringSpin waits for the ring to change (a message sent or taken, the ring
-// closed or opened) for at most spinBudget in all, counted from the call's
-// first spin, and reports whether it changed.
-func (q *Queue) ringSpin(st *spinner) bool {
+// ringSpin waits for the ring's word w to change (tail: a message sent or
+// the ring closed, for receivers; head: a message taken or the ring
+// closed, for senders) for at most spinBudget in all, counted from the
+// call's first spin, and reports whether it changed. Watching only the
+// word that matters keeps the other side's cache line out of the spin.
+func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 	if !st.on {
 		if q.enter() != nil {
 			return false
@@ -411,10 +413,9 @@ func (q *Queue) ringSpin(st *spinner) bool {
 	if st.budget == 0 {
 		return false
 	}
-	rc := q.v.rc
-	h, t := rc.head.Load(), rc.tail.Load()
+	old := w.Load()
 	for i := 1; ; i++ {
-		if rc.tail.Load() != t || rc.head.Load() != h {
+		if w.Load() != old {
 			return q.spinDone(true, st.budget)
 		}
 		if i&127 == 0 {
@@ -471,7 +472,7 @@ func (q *Queue) ringSendSlow(ctx context.Context, mtype int64, data []byte, nowa
 		if nowait {
 			return true, false, true, ErrFull
 		}
-		if nospin || !q.ringSpin(&st) {
+		if nospin || !q.ringSpin(&st, &q.v.rc.head) {
 			return false, true, true, nil
 		}
 	}
@@ -607,7 +608,7 @@ func (q *Queue) ringRecvSlow(ctx context.Context, m *Msg, mode int, typ int64, f
 				return true, false, ErrEmpty
 			}
 		}
-		if !q.ringSpin(&st) {
+		if !q.ringSpin(&st, &q.v.rc.tail) {
 			return false, true, nil
 		}
 	}
