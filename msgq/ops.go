@@ -393,7 +393,15 @@ func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int) (bool, error) {
 // queue is not removed. Otherwise the lock path decides (and returns the
 // errors in Linux's order).
 func (q *Queue) ringReady(need uint64) bool {
-	return q.ring && q.seg.DeadGen() == q.deadGen.Load() && q.access()&need != 0 && !q.seg.Removed()
+	if p := q.perm.Load(); p&need == 0 || uint32(p>>32) != q.seg.PermSeq() {
+		return q.ringReadySlow(need)
+	}
+	return q.ring && q.seg.DeadGen() == q.deadGen.Load() && !q.seg.Removed()
+}
+
+// ringReadySlow is ringReady with the permission cache refreshed first.
+func (q *Queue) ringReadySlow(need uint64) bool {
+	return q.ring && q.access()&need != 0 && q.seg.DeadGen() == q.deadGen.Load() && !q.seg.Removed()
 }
 
 // Send sends a message of type mtype (≥ 1) with text data (at most
@@ -419,22 +427,16 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 		return ErrClosed
 	}
 	spun := false
-	for slept := false; len(data) <= slotText && q.ringReady(permWrite); slept = true {
-		done, s, full, err := q.ringSend(ctx, mtype, data, nowait, slept)
-		if done {
+	if len(data) <= slotText && q.ringReady(permWrite) {
+		r, s, sv := q.ringPut(mtype, data, q.qbytes())
+		if r == putDone {
+			q.stampSend()
+			return nil
+		}
+		var done bool
+		var err error
+		if done, spun, err = q.sendRing(ctx, mtype, data, nowait, r, s, sv); done {
 			return err
-		}
-		spun = spun || s
-		if !full {
-			break
-		}
-		// Full, the ring open: sleep until a receive makes room.
-		retry, err := q.sleepForRoom(ctx, uint32(len(data)))
-		if err != nil {
-			return err
-		}
-		if !retry {
-			break
 		}
 	}
 	if !spun {
@@ -545,7 +547,17 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 	var err error
 	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.ringReady(permRead) {
 		mode, typ := convertMode(msgtyp, flags)
-		done, spun, err = q.ringRecv(ctx, &m[0], mode, typ, flags)
+		switch r := q.ringTake(&m[0], mode, typ, flags&MSG_NOERROR != 0); r {
+		case takeDone:
+			q.stampRecv()
+			if q.v.rc.sendWake.Load() != 0 {
+				q.wakeRoom()
+			}
+			return m[0].N, m[0].Type, nil
+		case takeFallback:
+		default:
+			done, spun, err = q.ringRecvSlow(ctx, &m[0], mode, typ, flags, r)
+		}
 	}
 	if !done && !spun {
 		done, err = q.recvLocked(&m[0], msgtyp, flags)

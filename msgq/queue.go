@@ -263,10 +263,13 @@ const lockSpin = 5000
 // access returns the permRead/permWrite bits this process has, cached
 // until the registry changes the queue's permissions.
 func (q *Queue) access() uint64 {
-	seq := q.seg.PermSeq()
-	if p := q.perm.Load(); p&permValid != 0 && uint32(p>>32) == seq {
+	if p := q.perm.Load(); p&permValid != 0 && uint32(p>>32) == q.seg.PermSeq() {
 		return p
 	}
+	return q.accessSlow()
+}
+
+func (q *Queue) accessSlow() uint64 {
 	uid, gid, mode, seq := q.seg.Perm()
 	c := registry.Self()
 	p := uint64(seq)<<32 | permValid

@@ -153,31 +153,25 @@ func ringFits(t, h uint64, n uint32, qb uint64, ns uint32) int {
 	return putDone
 }
 
-// room checks that a message of n bytes fits with the tail at t. It reads
-// the receivers' head word only when the one this handle saw last says no
-// (or is too old to compare with t), so that senders do not pull the
-// receivers' cache line on every message.
-func (q *Queue) room(t uint64, n uint32, qb uint64) int {
+// roomSlow is the second half of ringPut's room check (that a message of
+// n bytes fits with the tail at t): ringPut first compares with the head
+// word this handle's senders saw last, so that senders do not pull the
+// receivers' cache line on every message; when that says no, or is too old
+// to compare with t, this reads the head.
+func (q *Queue) roomSlow(t uint64, n uint32, qb uint64) int {
 	p := rpos(t)
-	if (p-q.headAt.Load())&posMask < 1<<30 {
-		if ringFits(t, q.headSeen.Load(), n, qb, q.v.nslots) == putDone {
-			return putDone
-		}
-	}
 	h := q.v.rc.head.Load()
 	q.headSeen.Store(h)
 	q.headAt.Store(p) // after headSeen: a reader that sees p sees h or newer
 	return ringFits(t, h, n, qb, q.v.nslots)
 }
 
-// committed reports whether position p (at the head) is before the tail,
-// reading the senders' tail word only when the one this handle saw last
-// says no, for the same reason.
-func (q *Queue) committed(p uint32) bool {
+// committedSlow is the second half of ringTake's check that position p
+// (at the head) is before the tail: ringTake first compares with the tail
+// this handle's receivers saw last, for the same reason; when that says
+// no, this reads the tail.
+func (q *Queue) committedSlow(p uint32) bool {
 	ns := q.v.nslots
-	if c := q.tailSeen.Load(); (p-uint32(c))&posMask < 1<<30 && (uint32(c>>32)-p-1)&posMask < ns {
-		return true
-	}
 	t := rpos(q.v.rc.tail.Load())
 	if (t-p-2)&posMask < ns {
 		// More than this one message: worth keeping for the next calls.
@@ -198,8 +192,11 @@ func (q *Queue) ringPut(mtype int64, data []byte, qb uint64) (int, *slot, uint64
 		if t&ringClosed != 0 {
 			return putFallback, nil, 0
 		}
-		if r := q.room(t, n, qb); r != putDone {
-			return r, nil, 0
+		// room, inlined: the cached head first.
+		if (rpos(t)-q.headAt.Load())&posMask >= 1<<30 || ringFits(t, q.headSeen.Load(), n, qb, v.nslots) != putDone {
+			if r := q.roomSlow(t, n, qb); r != putDone {
+				return r, nil, 0
+			}
 		}
 		p := rpos(t)
 		s := &v.ring[p&v.mask]
@@ -292,7 +289,8 @@ func (q *Queue) ringTake(m *Msg, mode int, typ int64, noerror bool) int {
 		}
 		p := rpos(h)
 		s := &v.ring[p&v.mask]
-		if claimFor(s.seq.Load(), p) && q.committed(p) {
+		c := q.tailSeen.Load() // committed, inlined: the cached tail first
+		if claimFor(s.seq.Load(), p) && ((p-uint32(c))&posMask < 1<<30 && (uint32(c>>32)-p-1)&posMask < v.nslots || q.committedSlow(p)) {
 			// Valid while the head is still h: position p's message
 			// cannot be replaced before it is taken.
 			mt, n := s.mtype, s.len
@@ -437,22 +435,39 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 	}
 }
 
-// ringSend is a send through the ring, spinning (unless nospin) while the
-// queue is full. done=false: the call must go on elsewhere, nothing was
-// sent: with full, the queue is still full (sleepForRoom), else the lock
-// path must do it. spun says whether it spun.
-func (q *Queue) ringSend(ctx context.Context, mtype int64, data []byte, nowait, nospin bool) (done, spun, full bool, err error) {
-	r, s, sv := q.ringPut(mtype, data, q.qbytes())
-	switch r {
-	case putDone:
-		q.stampSend()
-		return true, false, false, nil
-	case putFallback:
-		return false, false, false, nil
+// sendRing goes on with a send whose first try through the ring gave r
+// (not putDone): it spins while the queue is full, then sleeps for room
+// with the ring open, and retries. done=false: the lock path must do the
+// call (nothing was sent); spun says whether it spun.
+func (q *Queue) sendRing(ctx context.Context, mtype int64, data []byte, nowait bool, r int, s *slot, sv uint64) (done, spun bool, err error) {
+	for slept := false; ; slept = true {
+		if r == putFallback {
+			return false, spun, nil
+		}
+		d, sp, full, err := q.ringSendSlow(ctx, mtype, data, nowait, slept, r, s, sv)
+		spun = spun || sp
+		if d || !full {
+			return d, spun, err
+		}
+		// Full, the ring open: sleep until a receive makes room.
+		retry, err := q.sleepForRoom(ctx, uint32(len(data)))
+		if err != nil {
+			return true, spun, err
+		}
+		if !retry || !q.ringReady(permWrite) {
+			return false, spun, nil
+		}
+		r, s, sv = q.ringPut(mtype, data, q.qbytes())
+		if r == putDone {
+			q.stampSend()
+			return true, spun, nil
+		}
 	}
-	return q.ringSendSlow(ctx, mtype, data, nowait, nospin, r, s, sv)
 }
 
+// ringSendSlow spins (unless nospin) while the queue is full. done=false:
+// the call must go on elsewhere, nothing was sent: with full, the queue is
+// still full (sleepForRoom), else the lock path must do it.
 func (q *Queue) ringSendSlow(ctx context.Context, mtype int64, data []byte, nowait, nospin bool, r int, s *slot, sv uint64) (done, spun, full bool, err error) {
 	var st spinner
 	defer st.finish(q)
@@ -571,6 +586,8 @@ func (q *Queue) ringRecv(ctx context.Context, m *Msg, mode int, typ int64, flags
 	return q.ringRecvSlow(ctx, m, mode, typ, flags, r)
 }
 
+// ringRecvSlow goes on with a receive whose first try through the ring
+// gave r (not takeDone or takeFallback): it spins while nothing matches.
 func (q *Queue) ringRecvSlow(ctx context.Context, m *Msg, mode int, typ int64, flags int, r int) (done, spun bool, err error) {
 	var st spinner
 	defer st.finish(q)
