@@ -110,36 +110,41 @@
 // Through the lock, every change happens under the segment's robust lock
 // (shm.Mutex) in a short critical section: one CAS to take it, one swap to
 // release it, a copy, a few loads and stores; closing the ring costs two
-// CAS plus one copy per message it held, opening it two CAS. FIFO receive and send are O(1);
-// a typed receive walks the store from the head to its match,
-// O(messages ahead of it) ≤ O(qnum), and msgtyp < 0 walks the whole store
-// unless a type-1 message comes first. Batch calls take the lock once.
+// CAS plus one copy per message it held, opening it two CAS. FIFO receive
+// and send are O(1); a typed receive walks the store from the head to its
+// match, O(messages ahead of it) ≤ O(qnum), and msgtyp < 0 walks the whole
+// store unless a type-1 message comes first. Batch calls take the lock
+// once.
 //
-// A call that cannot proceed watches the queue for up to 20 µs (yielding
-// the CPU after 2 µs, so that a peer waiting for this CPU gets it), then
-// sleeps in a waiter slot on its futex word. The watch adapts per handle:
-// after four in a row that did not pay (saw nothing, or saw it only after
-// yielding: the peer is idle, or short of CPU, and then a sleeper woken
-// gets a busy CPU sooner than a spinner) it watches only 2 µs, enough for
-// a round trip to a peer running on another CPU (one call in 64: 20 µs);
-// right after the handle woke a sleeping peer, the call sleeps at once (one
-// in 16 watches 60 µs, long enough to see a woken peer answer, so that two
-// peers that both sleep find out when they can both spin again). Wakers
-// look at waiter counts in shared memory and issue FUTEX_WAKE only when
-// someone sleeps. A sender
-// that waits for room sleeps with the ring open: receivers through the
-// ring check one word on their own cache line (sendWake) after each take
-// and take the lock to wake it when it is set. A receiver that must sleep
-// closes the ring; a message sent while receivers sleep is offered to them
-// in the order they went to sleep, as Linux's pipelined send does: the
-// first whose type criteria match takes it (directly, it never counts in
-// qnum), or fails with E2BIG if it is too big for that receiver's buffer.
-// A receive that frees room wakes every sleeping sender whose message now
-// fits. When more callers block than there are waiter slots
-// (Config.Waiters, default 64) the rest sleep on one shared word, are woken
-// by every change while they wait, and re-check for removal every
-// shm.LivenessInterval: correct, but without FIFO hand-over, and the only
-// place where anything polls.
+// A call that cannot proceed watches the word that will change (the tail
+// for a receiver, the head for a sender) for up to 20 µs, yielding the CPU
+// between looks after 2 µs (so that a peer waiting for this CPU gets it),
+// then sleeps in a waiter slot on its futex word. The watch adapts per
+// handle. After four in a row saw nothing (the peer is idle, or not
+// running), a call watches only 2 µs, enough for a round trip to a peer
+// running on another CPU, and only one call in n does (n doubles, up to
+// 64, while these short watches see nothing, and is 1 again when one
+// does); one call in 64 watches the full 20 µs. Right after the handle
+// woke a sleeping peer, a call sleeps at once (the peer answers only after
+// its wake-up, and on a busy machine a sleeper woken gets a CPU sooner
+// than a spinner): one in n (16, doubling up to 4096 while they see
+// nothing) watches 40 µs, long enough to see a woken peer answer, so that
+// two peers that both sleep find out when they can both spin again.
+//
+// Wakers look at waiter counts in shared memory and issue FUTEX_WAKE only
+// when someone sleeps. A sender that waits for room sleeps with the ring
+// open: receivers through the ring check one word on their own cache line
+// (sendWake) after each take and take the lock to wake it when it is set.
+// A receiver that must sleep closes the ring; a message sent while
+// receivers sleep is offered to them in the order they went to sleep, as
+// Linux's pipelined send does: the first whose type criteria match takes
+// it (directly, it never counts in qnum), or fails with E2BIG if it is too
+// big for that receiver's buffer. A receive that frees room wakes every
+// sleeping sender whose message now fits. When more callers block than
+// there are waiter slots (Config.Waiters, default 64) the rest sleep on
+// one shared word, are woken by every change while they wait, and
+// re-check for removal every shm.LivenessInterval: correct, but without
+// FIFO hand-over, and the only place where anything polls.
 //
 // Permissions: the registry decides get, stat, set and remove on
 // kernel-attested credentials; send and receive check write and read
