@@ -211,7 +211,10 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 	if !s.open(need) || !s.mu.TryLockAs(s.me) {
 		return false, nil
 	}
-	crashpoint(StepLeanLocked)
+	armed := crash.on // (crashpoint, read once)
+	if armed {
+		crashHit(StepLeanLocked)
+	}
 	hdr := s.v.hdr
 	if s.state.Load() != live || hdr.jcommit.Load() != 0 {
 		s.mu.Unlock() // removed meanwhile (EIDRM), or a journal to redo
@@ -219,7 +222,6 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 	}
 	var (
 		nums [leanMax]uint16 // the semaphores frozen, in order of first use
-		orig [leanMax]uint64 // their data when frozen
 		work [leanMax]uint64 // their data as the array goes
 		n    int
 		res  int // 0: success; 1: would block; else an errno
@@ -231,20 +233,22 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 			j++
 		}
 		if j == n {
-			// Freeze the word (leanFreeze, written out): unless it is
-			// frozen, WAITED, has an in-flight SEM_UNDO op, or keeps
-			// changing under us.
+			// Freeze the word, unless it is frozen, WAITED or has an
+			// in-flight SEM_UNDO op, or the CAS loses a race: then the
+			// general path (which waits and retries) takes the array.
 			w := &words[b.Num]
 			o := w.Load()
 			if o&slowMask != 0 || o&flagPending != 0 && s.inFlight(o, int(b.Num)) ||
 				!w.CompareAndSwap(o, o&dataMask|flagFrozen) {
-				s.leanAbort(nums[:n], orig[:n])
+				s.leanAbort(nums[:n])
 				return false, nil
 			}
-			d := o & dataMask // a completed SEM_UNDO intent is dropped, as freeze does
-			nums[n], orig[n], work[n] = b.Num, d, d
+			// (A completed SEM_UNDO intent is dropped, as freeze does.)
+			nums[n], work[n] = b.Num, o&dataMask
 			n++
-			crashpoint(StepLeanFrozen)
+			if armed {
+				crashHit(StepLeanFrozen)
+			}
 		}
 		cur := int(work[j] & valueMask)
 		nv := cur + int(b.Op)
@@ -258,9 +262,11 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 		}
 		work[j] = work[j]&^valueMask | uint64(nv)
 	}
-	crashpoint(StepLeanEvaluated)
+	if armed {
+		crashHit(StepLeanEvaluated)
+	}
 	if res != 0 {
-		s.leanAbort(nums[:n], orig[:n])
+		s.leanAbort(nums[:n])
 		if res == 1 {
 			if flg&IPC_NOWAIT == 0 {
 				return false, nil // must wait: the general path queues it
@@ -269,20 +275,27 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 		}
 		return true, kernel.Errno(res)
 	}
+	shadow, pid := s.v.shadow, s.pid
 	for j := 0; j < n; j++ {
-		work[j] = work[j]&valueMask | s.pid
-		putWord(&s.v.shadow[nums[j]], work[j])
+		work[j] = work[j]&valueMask | pid
+		putWord(&shadow[nums[j]], work[j])
 	}
 	putWord(&hdr.jcommit, leanCommit)
-	crashpoint(StepLeanCommitted)
+	if armed {
+		crashHit(StepLeanCommitted)
+	}
 	for j := 0; j < n; j++ {
-		putWord(&s.words[nums[j]], work[j])
-		crashpoint(StepLeanReleasing)
+		putWord(&words[nums[j]], work[j])
+		if armed {
+			crashHit(StepLeanReleasing)
+		}
 		if afterRelease != nil {
 			afterRelease(s, int(nums[j]))
 		}
 	}
-	s.touchOtime()
+	if now := clock.Now(); s.otime.Load() < now { // (touchOtime)
+		s.bumpOtime(now)
+	}
 	putWord(&hdr.jcommit, 0)
 	s.mu.Unlock()
 	return true, nil
@@ -292,10 +305,12 @@ func (s *Set) lean(ops []Buf) (bool, error) {
 // applied by its caller, no semadj entries, no waiter.
 var leanCommit = packCommit(jkOps, -1, 0, 0)
 
-// leanAbort unfreezes what lean froze, unchanged, and releases the lock.
-func (s *Set) leanAbort(nums []uint16, orig []uint64) {
-	for j := range nums {
-		putWord(&s.words[nums[j]], orig[j])
+// leanAbort unfreezes what lean froze, unchanged (a frozen word keeps its
+// data), and releases the lock.
+func (s *Set) leanAbort(nums []uint16) {
+	for _, i := range nums {
+		w := &s.words[i]
+		putWord(w, w.Load()&dataMask)
 	}
 	s.mu.Unlock()
 }
