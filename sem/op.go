@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/usysv/usysv/internal/clock"
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/registry"
 )
@@ -223,7 +224,7 @@ func (s *Set) blocked(b Buf) (fastResult, error) {
 
 // fastUndo is one SEM_UNDO op without the lock, once this process has an
 // undo record. The CAS on the semaphore's word applies the value and
-// leaves a PENDING intent (record, semadj delta, parity); the CAS on the
+// leaves a PENDING intent (record, semadj delta, parity); the store of the
 // record's semadj word then completes it. A process killed between the two
 // leaves an in-flight intent that whoever next needs the word (or the
 // repair of the dead process) completes, so the op is applied whole.
@@ -242,8 +243,17 @@ func (s *Set) fastUndo(b Buf) (fastResult, error) {
 		if old&slowMask != 0 {
 			return fastSlow, nil
 		}
-		if old&flagPending != 0 && s.inFlight(old, num) {
-			return fastSlow, nil
+		a := aw.Load()
+		if old&flagPending != 0 {
+			// An intent of ours (the usual case: our last op on it) is
+			// in flight if our semadj's parity is not the word's yet.
+			if int((old&recMask)>>recShift) == r {
+				if uint64(a&adjParity>>16) != (old&parityBit)>>parityShift {
+					return fastSlow, nil
+				}
+			} else if s.inFlight(old, num) {
+				return fastSlow, nil
+			}
 		}
 		val := int(old & valueMask)
 		nv := val + int(b.Op)
@@ -253,7 +263,6 @@ func (s *Set) fastUndo(b Buf) (fastResult, error) {
 		case nv > SEMVMX:
 			return fastDone, kernel.ERANGE
 		}
-		a := aw.Load()
 		na := int(int16(uint16(a))) - int(b.Op)
 		if na < -(SEMAEM+1) || na > SEMAEM {
 			return fastSlow, nil // let the locked path decide, on a stable semadj
@@ -277,7 +286,9 @@ func (s *Set) fastUndo(b Buf) (fastResult, error) {
 			}
 		}
 		put32(aw, uint32(uint16(int16(na)))|uint32(parity)<<16)
-		s.touchOtime()
+		if now := clock.Now(); s.otime.Load() < now { // (touchOtime)
+			s.bumpOtime(now)
+		}
 		return fastDone, nil
 	}
 	return fastSlow, nil
