@@ -263,9 +263,12 @@ func Op(id int, ops []Buf) error {
 	if err := checkOps(ops); err != nil {
 		return err
 	}
-	h, err := handle(id)
-	if err != nil {
-		return err
+	h := handles.last.Load() // (handle's first look, written out: one call less)
+	if h == nil || h.id != id {
+		var err error
+		if h, err = handle(id); err != nil {
+			return err
+		}
 	}
 	return h.run(context.Background(), ops, time.Time{})
 }
