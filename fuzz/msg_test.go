@@ -123,11 +123,6 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 			// (expunge_all), which reorders them: not deterministic.
 			continue
 		}
-		if st.qbytes >= 1<<32 {
-			// Linux keeps the low 32 bits of msg_qbytes; usysv says EPERM.
-			// FINDINGS.md F2.
-			st.qbytes = uint64(uint32(st.qbytes))
-		}
 		if st.kind == mSet && sysResource && st.qbytes > msgq.MSGMNB {
 			st.qbytes = msgq.MSGMNB // Linux would allow it, usysv's capacity would not (doc.go)
 		}
