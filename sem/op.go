@@ -100,21 +100,11 @@ func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 		if r == fastDone {
 			return err
 		}
-		if r == fastBlock && preQueueSpin > 0 && s.spin.start() {
-			// Would block (fastBlock: no IPC_NOWAIT): re-check for a while
-			// before queueing, so that a peer about to post does not cost
-			// us a sleep (spin.go).
-			sp := newSpinner(preQueueSpin)
-			for r == fastBlock && sp.next() {
-				r, err = s.fastOne(b)
-			}
-			switch r {
-			case fastDone:
-				s.spin.paid(sp.paid())
-				return err
-			case fastBlock:
-				s.spin.paid(false)
-			}
+		if r == fastBlock && preQueueSpin > 0 {
+			r, err = s.spinOne(b)
+		}
+		if r == fastDone {
+			return err
 		}
 	} else {
 		alter := false
@@ -161,6 +151,28 @@ func (s *Set) refreshPerm() uint64 {
 	}
 	s.perm.Store(c)
 	return c
+}
+
+// spinOne re-checks a single op that would block (no IPC_NOWAIT) for a
+// while before it queues, so that a peer about to post does not cost us a
+// sleep; for how long is the handle's spin policy's call (spin.go).
+func (s *Set) spinOne(b Buf) (fastResult, error) {
+	budget := s.spin.start(preQueueSpin)
+	if budget <= 0 {
+		return fastBlock, nil
+	}
+	r, err := fastBlock, error(nil)
+	sp := newSpinner(budget)
+	for r == fastBlock && sp.next() {
+		r, err = s.fastOne(b)
+	}
+	switch r {
+	case fastDone:
+		s.spin.paid(sp.paid())
+	case fastBlock:
+		s.spin.paid(false)
+	}
+	return r, err
 }
 
 // fastOne is one lock-free attempt at a single op.

@@ -352,24 +352,35 @@ func TestLeanPath(t *testing.T) {
 func TestSpinPolicy(t *testing.T) {
 	var p spinPolicy
 	p.credit.Store(spinCredit / 2)
-	require.True(t, p.start())
+	require.Equal(t, time.Second, p.start(time.Second))
 	for i := 0; i < 10; i++ {
 		p.paid(true)
 	}
 	assert.Equal(t, int32(spinCredit), p.credit.Load(), "credit is bounded")
 	for i := 0; i < spinCredit/spinLoss; i++ {
-		require.True(t, p.start())
+		require.Equal(t, time.Second, p.start(time.Second))
 		p.paid(false)
 	}
-	spins := 0
+	spins, run, runs := 0, 0, 0
 	for i := 0; i < 10*spinProbe; i++ {
-		if p.start() {
+		switch p.start(time.Second) {
+		case 0:
+			if run > 0 {
+				assert.Equal(t, spinStreak, run, "probes come in streaks")
+				run = 0
+				runs++
+			}
+		case spinTight:
 			spins++
+			run++
+		default:
+			t.Fatal("a probe spins its tight phase only")
 		}
 	}
-	assert.Equal(t, 10, spins, "with no credit, one call in spinProbe spins")
+	assert.Equal(t, 10*spinStreak, spins, "with no credit, spinStreak calls in spinProbe spin")
+	assert.GreaterOrEqual(t, runs, 9)
 	p.paid(true)
-	assert.True(t, p.start(), "a probe that paid turns spinning back on")
+	assert.Equal(t, time.Second, p.start(time.Second), "a probe that paid turns spinning back on")
 
 	// A spin pays only if it never had to yield.
 	sp := newSpinner(time.Hour)

@@ -23,8 +23,12 @@ import (
 // costs about what sleeping does) or that ended in a sleep anyway did not.
 // Spinning is adaptive, per handle (spinPolicy): a spin that paid earns
 // credit, one that did not loses it, and with no credit left the handle
-// sleeps at once, except that one blocking call in spinProbe spins to see
-// whether spinning pays again.
+// sleeps at once, except for probes: spinStreak blocking calls in every
+// spinProbe spin their tight phase to see whether spinning pays again.
+// Probes come in streaks because spinning pays only when both partners of
+// an exchange spin: a partner that sleeps answers late because it must be
+// woken first. A lone probe would always meet a sleeping partner; streaks
+// of the two sides soon overlap, and both find spinning paying again.
 //
 // The budgets are variables only so that benchmarks can measure the
 // sleeping path (0: never spin).
@@ -39,7 +43,8 @@ const (
 	spinCredit = 16                   // most credit a handle holds
 	spinWin    = 4                    // credit a spin that paid earns
 	spinLoss   = 4                    // credit a spin that did not costs
-	spinProbe  = 64                   // with no credit, one blocking call in spinProbe spins anyway
+	spinProbe  = 64                   // with no credit, spinStreak blocking calls in spinProbe
+	spinStreak = 8                    // spin anyway (tight phase only)
 )
 
 // spinPolicy is a handle's spinning credit. Updates are racy on purpose:
@@ -50,9 +55,15 @@ type spinPolicy struct {
 	probe  atomic.Uint32
 }
 
-// start reports whether a blocking call should spin now.
-func (p *spinPolicy) start() bool {
-	return p.credit.Load() > 0 || p.probe.Add(1)%spinProbe == 0
+// start returns how long a blocking call should spin now (0: not at all).
+func (p *spinPolicy) start(budget time.Duration) time.Duration {
+	switch {
+	case p.credit.Load() > 0:
+		return budget
+	case (p.probe.Add(1)-1)%spinProbe < spinStreak:
+		return min(budget, spinTight)
+	}
+	return 0
 }
 
 // paid records whether a spin ended with the op done (true) or in a sleep.
