@@ -94,9 +94,11 @@
 // sched_yield calls, up to 20 µs and 10 µs in all. Spinning is adaptive per
 // handle: a spin that ends with the op done in its tight phase earns
 // credit; one that needed yields or ended in a sleep anyway loses it; a
-// handle without credit sleeps at once (one blocking call in 64 probes).
-// So waiters spin while the partner runs on another CPU, and stop when it
-// shares theirs or waits for one, instead of burning the CPU it needs.
+// handle without credit sleeps at once, but for probes (streaks of 8
+// blocking calls in 64 spin their tight phase: spinning pays only when
+// both partners spin, so the two sides' probes must meet). So waiters
+// spin while the partner runs on another CPU, and stop when it shares
+// theirs or waits for one, instead of burning the CPU it needs.
 // A sleeping waiter costs what the kernel's semop sleep does: one
 // FUTEX_WAIT, and for the waker one FUTEX_WAKE after its locked path,
 // which it makes only if the waiter said it may be asleep. A blocked
