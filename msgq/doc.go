@@ -118,8 +118,10 @@
 //
 // A call that cannot proceed watches the word that will change (the tail
 // for a receiver, the head for a sender) for up to 20 µs, yielding the CPU
-// between looks after 2 µs (so that a peer waiting for this CPU gets it),
-// then sleeps in a waiter slot on its futex word. The watch adapts per
+// (sched_yield) between every 128 looks after the first, so that a peer
+// waiting for this CPU gets it (peers handing messages back and forth are
+// often put on one CPU by the scheduler), then sleeps in a waiter slot on
+// its futex word. The watch adapts per
 // handle. After four in a row saw nothing (the peer is idle, or not
 // running), a call watches only 2 µs, enough for a round trip to a peer
 // running on another CPU, and only one call in n does (n doubles, up to

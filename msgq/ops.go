@@ -17,11 +17,11 @@ import (
 const spinFor = 20 * time.Microsecond
 
 // spinShort is the spin of a handle whose spins stopped paying: long
-// enough for a round trip to a peer that is running on another CPU, so
-// that the handle sees when spinning pays again (two peers that both
-// stopped spinning would otherwise never find out), short enough to cost
-// no more than the sleep it may save. It never yields the CPU.
-const spinShort = spinPolite
+// enough for a round trip to a peer that is running, so that the handle
+// sees when spinning pays again (two peers that both stopped spinning
+// would otherwise never find out), short enough to cost no more than the
+// sleep it may save.
+const spinShort = 2 * time.Microsecond
 
 // spinWake is the spin of a call whose handle just woke a sleeping peer
 // (one call in wakeProbe; the others do not spin): long enough to see the
@@ -40,10 +40,13 @@ const (
 	shortProbeMax = 64
 )
 
-// spinPolite is how long a spin only watches; after it, it also yields
-// the CPU between looks (sched_yield), so that a peer waiting for this
-// CPU (more runnable threads than CPUs) gets it.
-const spinPolite = 2 * time.Microsecond
+// spinPolite is how long a spin only watches (plus its first 128 looks);
+// after it, it also yields the CPU between looks (sched_yield), so that a
+// peer waiting for this CPU gets it. Zero: peers that hand messages back
+// and forth are often put on one CPU by the scheduler (they wake each
+// other), and then every look without a yield only delays the answer; on
+// separate CPUs a yield returns at once.
+const spinPolite = 0
 
 // spinBudget is how long this call may spin: spinFor, or after
 // spinGiveUp spins in a row saw nothing (the peer is not running: an idle
