@@ -71,7 +71,10 @@
 // plain locked queue, until a locked call finds the store empty and nobody
 // waiting and opens the ring again (unless that call moved a message too
 // big for the ring: the next one is likely too, and closing and opening
-// for each would cost four CAS). So every message in the store is older
+// for each would cost four CAS; and after an open during which no receive
+// went through the ring before it closed again, as in rounds of sends and
+// typed receives, it waits that many locked calls more: 2, 4, ... up to
+// 64 for such opens in a row). So every message in the store is older
 // than every message in the ring, and FIFO order, hand-over order, E2BIG to
 // sleepers and typed selection are exactly the locked store's.
 //

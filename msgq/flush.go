@@ -42,8 +42,28 @@ func (v *view) setClosed() {
 	if v.nslots == 0 {
 		return
 	}
+	if (v.rc.tail.Load()|v.rc.head.Load())&ringClosed == 0 {
+		v.noteClose()
+	}
 	closeWord(&v.rc.tail)
 	closeWord(&v.rc.head)
+}
+
+// noteClose judges the open period that a close ends: if no receive went
+// through the ring (its head did not move), opening it bought nothing
+// (typically: typed receives, which close it again at once, each round),
+// and the next open waits for a number of locked sections that doubles
+// with each such period in a row, up to 64. Lock held.
+func (v *view) noteClose() {
+	c := v.ctl
+	if rpos(v.rc.head.Load()) != c.openHead&posMask {
+		c.useless, c.openSkip = 0, 0
+		return
+	}
+	if c.useless < 6 {
+		c.useless++
+	}
+	c.openSkip = 1 << c.useless
 }
 
 // isOpen reports whether lock-free calls may use the ring.
@@ -65,6 +85,12 @@ func (v *view) maybeOpen() bool {
 	if c.head != 0 || c.recvWait != 0 || c.ovfWait.Load() != 0 || c.flushOn != 0 {
 		return false
 	}
+	if c.openSkip != 0 {
+		c.openSkip--
+		return false
+	}
+	v.settleTail() // a dead sender's claim at the tail would stop every sender
+	c.openHead = rpos(rc.head.Load())
 	openWord(&rc.head)
 	openWord(&rc.tail)
 	return true

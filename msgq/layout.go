@@ -49,6 +49,9 @@ import (
 //	    40     4  flushFirst  a flush's batch: its first message (block+1)     intent record
 //	    44     4  flushTo     a flush's batch: the ring position it ends at     intent record
 //	    48     4  flushOn     1 from a flush's intent record to its end         intent record
+//	    52     4  openHead    the ring's head position when it was last opened  hint
+//	    56     4  openSkip    locked sections to let pass before opening again  hint
+//	    60     4  useless     opens in a row during which no receive used it    hint
 //
 // control, line 1 (words read without the lock):
 //
@@ -137,8 +140,9 @@ type control struct {
 	flushFirst uint32
 	flushTo    uint32
 	flushOn    uint32
-	_          uint32
-	_          [8]byte
+	openHead   uint32
+	openSkip   uint32
+	useless    uint32
 
 	recvWait uint32
 	sendWait uint32
@@ -225,6 +229,8 @@ var (
 	_ [40 - int(unsafe.Offsetof(control{}.flushFirst))]struct{}
 	_ [int(unsafe.Offsetof(control{}.flushFirst)) - 40]struct{}
 	_ [48 - int(unsafe.Offsetof(control{}.flushOn))]struct{}
+	_ [60 - int(unsafe.Offsetof(control{}.useless))]struct{}
+	_ [int(unsafe.Offsetof(control{}.useless)) - 60]struct{}
 	_ [ringCtlSize - int(unsafe.Sizeof(ringCtl{}))]struct{}
 	_ [int(unsafe.Sizeof(ringCtl{})) - ringCtlSize]struct{}
 	_ [64 - int(unsafe.Offsetof(ringCtl{}.head))]struct{}

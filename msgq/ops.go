@@ -330,8 +330,10 @@ func (q *Queue) closeRing() error {
 	if v.nslots == 0 {
 		return nil
 	}
+	if h, t := v.rc.head.Load(), v.rc.tail.Load(); h&t&ringClosed != 0 && rpos(h) == rpos(t) {
+		return nil // closed and empty: nothing to do
+	}
 	v.setClosed()
-	v.settleTail()
 	return v.flush()
 }
 
@@ -430,7 +432,7 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 		return ErrClosed
 	}
 	spun := false
-	if len(data) <= slotText && q.ringReady(permWrite) {
+	if len(data) <= slotText && q.v.rc.tail.Load()&ringClosed == 0 && q.ringReady(permWrite) {
 		r, s, sv := q.ringPut(mtype, data, q.qbytes())
 		if r == putDone {
 			q.stampSend()
@@ -548,7 +550,7 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 	m := [1]Msg{{Data: buf}}
 	var done, spun bool
 	var err error
-	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.ringReady(permRead) {
+	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.v.rc.head.Load()&ringClosed == 0 && q.ringReady(permRead) {
 		mode, typ := convertMode(msgtyp, flags)
 		switch r := q.ringTake(&m[0], mode, typ, flags&MSG_NOERROR != 0); r {
 		case takeDone:

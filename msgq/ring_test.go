@@ -58,6 +58,21 @@ func killed(t *testing.T, q *Queue, p *testutil.Proc, gen uint32) {
 	testutil.Eventually(t, lineWait, "the registry to see the death", func() bool { return q.seg.DeadGen() != gen })
 }
 
+// reopened waits, making calls that go through the lock, until the ring is
+// open again: it reopens once the store is empty, after up to 64 locked
+// calls if opening it recently bought nothing.
+func reopened(t *testing.T, q *Queue) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if open, _, _, _ := ringState(q); open {
+			return
+		}
+		_, err := q.Stat()
+		require.NoError(t, err)
+	}
+	t.Fatalf("the ring did not open again: openSkip %d, useless %d, store %d", q.v.ctl.openSkip, q.v.ctl.useless, q.v.ctl.head)
+}
+
 // ringState is what a test can see of the ring (white-box).
 func ringState(q *Queue) (open bool, head, tail uint32, store uint32) {
 	h, t := q.v.rc.head.Load(), q.v.rc.tail.Load()
@@ -122,8 +137,7 @@ func TestRingToStoreAndBack(t *testing.T) {
 		got = append(got, string(buf[:n]))
 	}
 	assert.Equal(t, want, got)
-	open, _, _, _ = ringState(q)
-	assert.True(t, open, "the store is empty: the ring is open again")
+	reopened(t, q) // the store is empty: the ring opens again
 
 	// A typed receive of a message behind the first.
 	for i := 1; i <= 4; i++ {
@@ -146,8 +160,39 @@ func TestRingToStoreAndBack(t *testing.T) {
 	_, _, err = q.TryRecv(buf, 0, 0)
 	assert.ErrorIs(t, err, ErrEmpty)
 	require.NoError(t, q.Check())
-	open, _, _, _ = ringState(q)
-	assert.True(t, open)
+	reopened(t, q)
+}
+
+// Opening the ring is skipped for a while after opens that bought
+// nothing (no receive went through it before it closed again), and not
+// after ones that did.
+func TestRingOpenHint(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	buf := make([]byte, 8)
+	round := func() { // sends through the ring, then typed receives that close it
+		for i := int64(1); i <= 3; i++ {
+			require.NoError(t, q.Send(ctx, i, []byte("x")))
+		}
+		for i := int64(3); i >= 1; i-- {
+			_, _, err := q.TryRecv(buf, i, 0)
+			require.NoError(t, err)
+		}
+	}
+	reopened(t, q)
+	round()
+	assert.Equal(t, uint32(1), q.v.ctl.useless)
+	reopened(t, q)
+	round()
+	assert.Equal(t, uint32(2), q.v.ctl.useless)
+	// An open during which a receive went through the ring resets it.
+	reopened(t, q)
+	require.NoError(t, q.Send(ctx, 1, []byte("x")))
+	_, _, err := q.TryRecv(buf, 0, 0)
+	require.NoError(t, err)
+	round()
+	assert.Zero(t, q.v.ctl.useless)
+	require.NoError(t, q.Check())
 }
 
 // Typed receives through the ring: the first message when it matches;
@@ -519,6 +564,7 @@ func TestRingCorrupt(t *testing.T) {
 		v.repair(true)
 		require.NoError(t, v.check(), name)
 		drain(t, q)
+		v.ctl.openSkip = 0
 		v.maybeOpen()
 		require.True(t, v.isOpen(), name)
 		fill()
@@ -539,6 +585,7 @@ func TestRingCorrupt(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		v.repair(true)
 		require.NoError(t, v.check(), "round %d", i)
+		v.ctl.openSkip = 0
 		v.maybeOpen()
 		fill()
 		for k := 0; k < 4; k++ {
