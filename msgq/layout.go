@@ -70,24 +70,28 @@ import (
 //
 // # The ring
 //
-// ring control (atomics; each line written by one side only, outside repair):
+// ring control (atomics). The first line is the senders', the second the
+// receivers': each is written by its side, and otherwise only by a lock
+// holder (closing and opening the ring, a flush moving the head, repair)
+// and, for sendWake, by senders going to sleep or being woken, under the
+// lock:
 //
-//	offset  size  field  role
-//	   128     8  tail   producers: closed<<63 | position<<32 | bytes   (ringWord)
-//	   136     4  lspid  pid of the last msgsnd (stored only when it changes)
-//	   144     8  stime  time of the last msgsnd (stored only when it changes)
-//	   192     8  head      consumers: closed<<63 | position<<32 | bytes   (ringWord)
+//	offset  size  field     role
+//	   128     8  tail      senders: closed<<63 | position<<32 | bytes (ringWord)
+//	   136     4  lspid     pid of the last msgsnd (stored only when it changes)
+//	   144     8  stime     time of the last msgsnd (stored only when it changes)
+//	   192     8  head      receivers: closed<<63 | position<<32 | bytes (ringWord)
 //	   200     4  lrpid     pid of the last msgrcv
-//	   204     4  sendWake  senders asleep in a waiter slot and not yet woken (under
-//	                        the lock): a receive through the ring that sees it
-//	                        non-zero takes the lock to wake them
+//	   204     4  sendWake  senders asleep in a waiter slot and not yet woken:
+//	                        a receive through the ring that sees it non-zero
+//	                        takes the lock to wake them
 //	   208     8  rtime     time of the last msgrcv
 //
 // Positions are 31-bit counters (wrapping); bytes are 32-bit counters
 // (wrapping) of the text that went past that end. So the ring holds
 // tail.pos-head.pos messages of tail.bytes-head.bytes bytes. The closed bit
 // is set on both words while the store is in use (see doc.go: the ring is
-// open only while the store is empty and nobody sleeps).
+// open only while the store is empty and no receiver sleeps).
 //
 // slot (128 bytes; the slot of position p is p mod nslots):
 //
