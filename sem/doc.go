@@ -90,20 +90,21 @@
 //
 // An op that would block spins for a while before it queues, and a queued
 // waiter spins for a while before it sleeps in FUTEX_WAIT on its slot
-// (spin.go): tight re-checks for up to 3 µs, then re-checks between
-// sched_yield calls, up to 20 µs and 10 µs in all. Spinning is adaptive per
-// handle: a spin that ends with the op done in its tight phase earns
-// credit; one that needed yields or ended in a sleep anyway loses it; a
-// handle without credit sleeps at once, but for probes (streaks of 8
-// blocking calls in 64 spin their tight phase: spinning pays only when
-// both partners spin, so the two sides' probes must meet). So waiters
-// spin while the partner runs on another CPU, and stop when it shares
-// theirs or waits for one, instead of burning the CPU it needs.
-// A sleeping waiter costs what the kernel's semop sleep does: one
-// FUTEX_WAIT, and for the waker one FUTEX_WAKE after its locked path,
-// which it makes only if the waiter said it may be asleep. A blocked
-// waiter uses no CPU. Each goroutine blocked in Op holds an OS thread
-// while it sleeps.
+// (spin.go): tight re-checks for up to 3 µs, several times an active
+// partner's answer and a fraction of a sleep and wake-up. Spinning is
+// adaptive per handle: a spin that ends with the op done earns credit, one
+// that ends in a sleep anyway loses it, and a handle without credit sleeps
+// at once but for probes (streaks of 8 blocking calls, at a random point
+// of a period that doubles while probes fail, spin up to 20 µs: spinning
+// pays only when both partners spin, so the two sides' probes must meet).
+// So waiters spin while the partner runs on another CPU, and stop when it
+// shares theirs or waits for one, instead of burning the CPU it needs.
+// Spinners never yield (sched_yield costs a yielder a whole time slice
+// when CPUs are busy). A sleeping waiter costs what the kernel's semop
+// sleep does: one FUTEX_WAIT, and for the waker one FUTEX_WAKE after its
+// locked path, which it makes only if the waiter said it may be asleep. A
+// blocked waiter uses no CPU. Each goroutine blocked in Op holds an OS
+// thread while it sleeps.
 //
 // # Limits and memory
 //

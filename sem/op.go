@@ -157,20 +157,17 @@ func (s *Set) refreshPerm() uint64 {
 // while before it queues, so that a peer about to post does not cost us a
 // sleep; for how long is the handle's spin policy's call (spin.go).
 func (s *Set) spinOne(b Buf) (fastResult, error) {
-	budget := s.spin.start(preQueueSpin)
+	tight, budget, probe := s.spin.start(preQueueSpin)
 	if budget <= 0 {
 		return fastBlock, nil
 	}
 	r, err := fastBlock, error(nil)
-	sp := newSpinner(budget)
+	sp := newSpinner(tight, budget)
 	for r == fastBlock && sp.next() {
 		r, err = s.fastOne(b)
 	}
-	switch r {
-	case fastDone:
-		s.spin.paid(sp.paid())
-	case fastBlock:
-		s.spin.paid(false)
+	if r != fastSlow {
+		s.spin.ended(probe, r == fastDone, sp.paid())
 	}
 	return r, err
 }
@@ -379,13 +376,13 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time, spin bool) 
 	if spin {
 		// Queued: re-check for a while before sleeping (spin.go). A waker
 		// that completes us meanwhile makes no system call.
-		for sp := newSpinner(waiterSpin); ; {
+		for sp := newSpinner(waiterSpin, waiterSpin); ; {
 			if slot.State.Load() == stDone {
-				s.spin.paid(sp.paid())
+				s.spin.ended(false, true, sp.paid())
 				return s.finish(idx)
 			}
 			if !sp.next() {
-				s.spin.paid(false)
+				s.spin.ended(false, false, false)
 				break
 			}
 		}

@@ -352,45 +352,57 @@ func TestLeanPath(t *testing.T) {
 func TestSpinPolicy(t *testing.T) {
 	var p spinPolicy
 	p.credit.Store(spinCredit / 2)
-	require.Equal(t, time.Second, p.start(time.Second))
+	tight, total, probe := p.start(time.Second)
+	require.Equal(t, []any{spinTight, spinTight, false}, []any{tight, total, probe}, "with credit, a tight spin")
 	for i := 0; i < 10; i++ {
-		p.paid(true)
+		p.ended(false, true, true)
 	}
 	assert.Equal(t, int32(spinCredit), p.credit.Load(), "credit is bounded")
-	for i := 0; i < spinCredit/spinLoss; i++ {
-		require.Equal(t, time.Second, p.start(time.Second))
-		p.paid(false)
+	p.ended(false, true, false)
+	assert.Equal(t, int32(spinCredit-spinLoss), p.credit.Load(), "a spin that needed yields did not pay")
+	for p.credit.Load() > 0 {
+		p.ended(false, false, false)
 	}
-	spins, run, runs := 0, 0, 0
-	for i := 0; i < 10*spinProbe; i++ {
-		switch p.start(time.Second) {
-		case 0:
-			if run > 0 {
-				assert.Equal(t, spinStreak, run, "probes come in streaks")
+	// No credit: probes, in streaks, whole budget; a period without a hit
+	// doubles the next.
+	probes := func(calls int) int {
+		spins, run := 0, 0
+		for i := 0; i < calls; i++ {
+			switch tight, total, probe := p.start(time.Second); {
+			case total == 0:
+				assert.Zero(t, run%spinStreak, "probes come in streaks")
 				run = 0
-				runs++
+			case probe && tight == spinTight && total == time.Second:
+				spins++
+				run++
+				p.ended(true, false, false) // a probe that failed changes nothing
+			default:
+				t.Fatal("with no credit, only probes spin")
 			}
-		case spinTight:
-			spins++
-			run++
-		default:
-			t.Fatal("a probe spins its tight phase only")
 		}
+		return spins
 	}
-	assert.Equal(t, 10*spinStreak, spins, "with no credit, spinStreak calls in spinProbe spin")
-	assert.GreaterOrEqual(t, runs, 9)
-	p.paid(true)
-	assert.Equal(t, time.Second, p.start(time.Second), "a probe that paid turns spinning back on")
+	assert.Equal(t, spinStreak, probes(spinProbe))
+	assert.Equal(t, spinStreak, probes(2*spinProbe), "after a period with no hit, one twice as long")
+	assert.Equal(t, spinStreak, probes(4*spinProbe))
+	assert.Zero(t, p.credit.Load())
+	p.ended(true, true, false)
+	tight, total, probe = p.start(time.Second)
+	assert.Equal(t, []any{spinTight, spinTight, false}, []any{tight, total, probe},
+		"a probe that succeeded, yields or not, turns spinning back on")
+	p.credit.Store(0)
+	assert.Equal(t, spinStreak, probes(spinProbe), "after a hit, periods are short again")
+	assert.Equal(t, spinStreak, probes(2*spinProbe))
 
-	// A spin pays only if it never had to yield.
-	sp := newSpinner(time.Hour)
+	// A spin pays only if it succeeds within its tight phase.
+	sp := newSpinner(spinTight, time.Hour)
 	assert.True(t, sp.paid())
 	time.Sleep(2 * spinTight)
 	for i := 0; i < spinEvery; i++ {
 		sp.next()
 	}
-	assert.False(t, sp.paid(), "past spinTight, checks yield")
-	sp = newSpinner(0)
+	assert.False(t, sp.paid(), "past the tight phase")
+	sp = newSpinner(0, 0)
 	for i := 0; i < spinEvery-1; i++ {
 		require.True(t, sp.next())
 	}

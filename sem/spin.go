@@ -1,50 +1,61 @@
 package sem
 
 import (
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
-
-	"github.com/usysv/usysv/kernel"
 )
 
 // Spinning before sleeping. An op that would block re-checks for a while
-// before it queues (preQueueSpin), and a queued waiter re-checks for a
-// while before it sleeps in FUTEX_WAIT (waiterSpin): when the process it
-// waits for is running on another CPU and about to post, that saves both
-// sides a system call and the waiter a trip through the scheduler. When it
-// is not — the partner sleeps itself, or waits for a CPU, perhaps the one
-// the spinner holds — spinning only burns the CPU the partner needs.
+// before it queues, and a queued waiter re-checks for a while before it
+// sleeps in FUTEX_WAIT: when the process it waits for is running on
+// another CPU and about to post, that saves both sides a system call and
+// the waiter a trip through the scheduler. When it is not — the partner
+// sleeps itself, or waits for a CPU, perhaps the one the spinner holds —
+// spinning only burns the CPU the partner needs.
 //
-// A spin re-checks in a tight loop for up to spinTight, then re-checks
-// between sched_yield calls (so that a partner runnable on this CPU gets
-// to post) until its budget is spent. Only a spin that ends with the op
-// done within the tight phase pays: that one saved a sleep. One that
-// needed yields (the partner shared our CPU: handing it over by yielding
-// costs about what sleeping does) or that ended in a sleep anyway did not.
-// Spinning is adaptive, per handle (spinPolicy): a spin that paid earns
-// credit, one that did not loses it, and with no credit left the handle
-// sleeps at once, except for probes: spinStreak blocking calls in every
-// spinProbe spin their tight phase to see whether spinning pays again.
-// Probes come in streaks because spinning pays only when both partners of
-// an exchange spin: a partner that sleeps answers late because it must be
-// woken first. A lone probe would always meet a sleeping partner; streaks
-// of the two sides soon overlap, and both find spinning paying again.
+// So spinning is adaptive, per handle (spinPolicy). A spin is a tight loop
+// of re-checks, up to spinTight (3 µs: several times an active partner's
+// answer, a fraction of a sleep and wake-up). One that ends with the op
+// done earns credit; one that does not loses it; with no credit left the
+// handle sleeps at once, except for probes: spinStreak blocking calls in
+// every probe period spin anyway, and one that ends with the op done earns
+// credit back. Probes must be able to succeed where a normal spin would
+// not: spinning pays only when both partners of an exchange spin, and a
+// partner that has been sleeping answers only after its wake-up, which
+// takes longer than spinTight. So a probe spins up to preQueueSpin and
+// counts even a late success; probes come in streaks, each starting at a
+// random point of its period, because two partners in lockstep (a
+// ping-pong) would otherwise keep their streaks apart for ever. When two
+// streaks overlap, both sides find each other awake and spinning pays
+// again. If the two share a CPU, spins keep failing and the credit is soon
+// gone again; a period in which no probe paid makes the next one twice as
+// long (up to probeMax calls), so that probing a partner that is never
+// there costs next to nothing.
+//
+// Spinners never call sched_yield. On Linux's EEVDF scheduler a yield
+// moves the yielder's deadline a whole slice back: when CPUs are busy a
+// spinner that yields waits milliseconds for its CPU while its partner
+// waits for its post (measured here: p99 of a loaded ping-pong 4-12 ms
+// with yields, under the kernel's without). A spinner that gives up goes
+// to sleep, which hands the CPU over at least as well.
 //
 // The budgets are variables only so that benchmarks can measure the
 // sleeping path (0: never spin).
 var (
-	preQueueSpin = 20 * time.Microsecond
-	waiterSpin   = 10 * time.Microsecond
+	preQueueSpin = 20 * time.Microsecond // a probe's budget, before queueing
+	waiterSpin   = spinTight             // a queued waiter's, before sleeping
 )
 
 const (
-	spinTight  = 3 * time.Microsecond // tight re-checks before the first yield
-	spinEvery  = 16                   // checks between looks at the clock (and yields)
+	spinTight  = 3 * time.Microsecond // a spin's budget; later success does not pay
+	spinEvery  = 16                   // checks between looks at the clock
 	spinCredit = 16                   // most credit a handle holds
 	spinWin    = 4                    // credit a spin that paid earns
 	spinLoss   = 4                    // credit a spin that did not costs
-	spinProbe  = 64                   // with no credit, spinStreak blocking calls in spinProbe
-	spinStreak = 8                    // spin anyway (tight phase only)
+	spinProbe  = 128                  // with no credit, spinStreak blocking calls in spinProbe
+	spinStreak = 8                    // spin anyway (probes); spinProbe doubles after a streak
+	probeMax   = 8192                 // in which no probe paid, up to probeMax
 )
 
 // spinPolicy is a handle's spinning credit. Updates are racy on purpose:
@@ -52,60 +63,79 @@ const (
 // little more or less.
 type spinPolicy struct {
 	credit atomic.Int32
-	probe  atomic.Uint32
+	probe  atomic.Uint32 // blocking calls made without credit
+	period atomic.Uint32 // of probe streaks (0: spinProbe)
+	phase  atomic.Uint32 // where in the current period its streak starts
+	hit    atomic.Bool   // a probe of the current period paid
 }
 
-// start returns how long a blocking call should spin now (0: not at all).
-func (p *spinPolicy) start(budget time.Duration) time.Duration {
-	switch {
-	case p.credit.Load() > 0:
-		return budget
-	case (p.probe.Add(1)-1)%spinProbe < spinStreak:
-		return min(budget, spinTight)
+// start returns how long a blocking call should spin now (total, 0: not
+// at all), how long of it pays (tight), and whether the spin is a probe.
+// A spin with credit is a tight one; a probe has the whole budget.
+func (p *spinPolicy) start(budget time.Duration) (tight, total time.Duration, probe bool) {
+	if p.credit.Load() > 0 {
+		return min(budget, spinTight), min(budget, spinTight), false
 	}
-	return 0
+	per := max(p.period.Load(), spinProbe)
+	i := p.probe.Add(1) - 1
+	if i == 0 || i >= per { // a new period
+		switch {
+		case p.hit.Swap(false):
+			per = spinProbe
+		case p.period.Load() != 0:
+			per = min(2*per, probeMax)
+		}
+		p.period.Store(per)
+		p.phase.Store(rand.Uint32N(per - spinStreak + 1))
+		p.probe.Store(1)
+		i = 0
+	}
+	if ph := p.phase.Load(); i >= ph && i < ph+spinStreak {
+		return min(budget, spinTight), budget, true
+	}
+	return 0, 0, false
 }
 
-// paid records whether a spin ended with the op done (true) or in a sleep.
-func (p *spinPolicy) paid(ok bool) {
+// ended records how a spin ended: with the op done or not, and (spinner
+// paid) within the tight phase or not.
+func (p *spinPolicy) ended(probe, done, tight bool) {
 	c := p.credit.Load()
-	if ok {
+	if done && (tight || probe) {
 		c = min(c+spinWin, spinCredit)
+		if probe {
+			p.hit.Store(true)
+		}
 	} else {
 		c = max(c-spinLoss, 0)
 	}
 	p.credit.Store(c)
 }
 
-// spinner paces one spin: tight checks, then yields, until budget passes.
+// spinner paces one spin: re-checks until budget passes, noting whether
+// it went on past the tight phase.
 type spinner struct {
-	i       int
-	yielded bool
-	start   time.Time
-	budget  time.Duration
+	i      int
+	late   bool
+	start  time.Time
+	tight  time.Duration
+	budget time.Duration
 }
 
-func newSpinner(budget time.Duration) spinner {
-	return spinner{start: time.Now(), budget: budget}
+func newSpinner(tight, budget time.Duration) spinner {
+	return spinner{start: time.Now(), tight: tight, budget: budget}
 }
 
-// next pauses before the next check and reports whether to make it.
+// next reports whether to make the next check.
 func (sp *spinner) next() bool {
 	sp.i++
 	if sp.i%spinEvery != 0 {
 		return true
 	}
 	d := time.Since(sp.start)
-	if d >= sp.budget {
-		return false
-	}
-	if d >= spinTight {
-		kernel.SchedYield()
-		sp.yielded = true
-	}
-	return true
+	sp.late = sp.late || d >= sp.tight
+	return d < sp.budget
 }
 
 // paid reports whether a spin that ended with the op done paid off: it
-// never had to yield.
-func (sp *spinner) paid() bool { return !sp.yielded }
+// did not need longer than the tight phase.
+func (sp *spinner) paid() bool { return !sp.late }
