@@ -2,6 +2,8 @@ package sem
 
 import (
 	"context"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/usysv/usysv/internal/clock"
@@ -392,11 +394,23 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time, spin bool) 
 	}
 	crashpoint(StepWaiting)
 	if ctx.Done() != nil {
+		// The wake-up runs in a goroutine of its own and touches the slot:
+		// wait for it if it has started, so that it never writes to the
+		// segment after Op returned (and the caller perhaps Closed the set,
+		// unmapping it: fuzz finding F4).
+		woke := new(atomic.Bool)
 		stop := context.AfterFunc(ctx, func() {
 			slot.Futex.Add(1)
 			_, _ = kernel.FutexWake(&slot.Futex, 1)
+			woke.Store(true)
 		})
-		defer stop()
+		defer func() {
+			if !stop() {
+				for !woke.Load() {
+					runtime.Gosched()
+				}
+			}
+		}()
 	}
 	for {
 		// A waker sets State, then adds to Futex: if f has its add, the
