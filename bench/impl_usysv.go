@@ -14,7 +14,7 @@ import (
 	"github.com/usysv/usysv/shm"
 )
 
-// usysv: this module's sem and msgq, through their handles (*sem.Set,
+// usysv: this module's sem and msgq, through their handles (*sem.Array,
 // *msgq.Queue), as a Go program would use them. Blocking calls get a
 // background context: the cost of cancellability is part of the price.
 
@@ -26,7 +26,7 @@ func init() {
 type usysvSem struct{}
 
 type usysvSet struct {
-	s      *sem.Set
+	s      *sem.Array
 	remove func() error
 }
 

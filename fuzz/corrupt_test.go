@@ -357,7 +357,7 @@ func pickOffset(p *prog, n uint64) uint64 {
 // Semaphore sets.
 
 type corruptSemObj struct {
-	h     *sem.Set
+	h     *sem.Array
 	nsems int
 }
 

@@ -22,7 +22,7 @@
 //   - FuzzSegmentHeader: arbitrary bytes as a segment header (shm.FromBytes).
 //   - FuzzSemModel, FuzzMsgModel: a program decoded from the input (see
 //     decodeSemStep, decodeMsgStep) runs on a usysv set or queue through its
-//     handle (*sem.Set, *msgq.Queue) and on an in-memory model of Linux's
+//     handle (*sem.Array, *msgq.Queue) and on an in-memory model of Linux's
 //     semantics (semModel, msgModel); every result, errno, value, pid and
 //     counter must match, and after every step that can change the object
 //     its whole state is compared (values, sempids, counts, IPC_STAT; the
@@ -50,7 +50,7 @@
 // # How the differential targets cover the contract API (DESIGN.md §4)
 //
 // Semaphores (FuzzSemDiff; pooled sets go through the contract functions,
-// sets made by key through a *sem.Set because of FINDINGS.md F1, except
+// sets made by key through a *sem.Array because of FINDINGS.md F1, except
 // their IPC_RMID now and then and every call after it):
 //
 //   - sem.Get: the set's own key, another key, IPC_PRIVATE; nsems 0, n,
@@ -70,7 +70,7 @@
 //     ±2^31 (ERANGE before EINVAL); bad semnum.
 //   - sem.GetAll, sem.SetAll (values ≤ SEMVMX and above: ERANGE; wrong
 //     lengths against the model only).
-//   - sem.Stat (perm, nsems, whether otime is set), sem.SetPerm (uid, gid
+//   - sem.Stat (perm, nsems, whether otime is set), sem.Set (uid, gid
 //     0, 65534, 1000, -1; mode any 16 bits), sem.Remove (and every call
 //     after it: EINVAL); id -1 for every call.
 //

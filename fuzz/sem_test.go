@@ -19,7 +19,7 @@ import (
 )
 
 // FuzzSemModel runs a random program of semaphore calls (see
-// decodeSemStep) on a usysv set through its handle (*sem.Set: Op with a
+// decodeSemStep) on a usysv set through its handle (*sem.Array: Op with a
 // context, TryOp, TimedOp and the semctl methods) and on semModel, and
 // compares every result, errno and value; after every step that can change
 // the set it compares the whole state too (values, sempids, counts,
@@ -438,7 +438,7 @@ func semDS(st *semStep) sem.DS {
 // the contract functions with the id.
 type semUsysv struct {
 	id       int
-	h        *sem.Set
+	h        *sem.Array
 	key      int
 	removed  bool
 	pooled   *pooledSemSet
@@ -446,7 +446,7 @@ type semUsysv struct {
 	keepOpen bool // a call on h never returned: never close it
 }
 
-// f4Grace is how long the targets wait before closing a *sem.Set on which
+// f4Grace is how long the targets wait before closing a *sem.Array on which
 // an Op(ctx) was canceled: the canceled Op's context.AfterFunc callback may
 // still be about to write the waiter slot, and touching the unmapped slot
 // crashes the process (FINDINGS.md F4). Remove when F4 is fixed.
@@ -589,7 +589,7 @@ func (u *semUsysv) pkg(st *semStep) string {
 		if u.pooled != nil && !st.badID {
 			u.pooled.permDirty = true
 		}
-		return errno(sem.SetPerm(id, semDS(st)))
+		return errno(sem.Set(id, semDS(st)))
 	case sRemove:
 		err := sem.Remove(id)
 		if err == nil && !st.badID {
@@ -664,7 +664,7 @@ func newFreshSem(t *testing.T, key, nsems int, mode uint32) *semUsysv {
 // ends.
 type pooledSemSet struct {
 	id        int
-	h         *sem.Set
+	h         *sem.Array
 	nsems     int
 	permDirty bool
 	dead      bool
@@ -722,7 +722,7 @@ func resetPooledSem(ps *pooledSemSet) error {
 		return err
 	}
 	if ps.permDirty {
-		if err := sem.SetPerm(ps.id, sem.DS{Perm: registry.Perm{Mode: 0o600}}); err != nil {
+		if err := sem.Set(ps.id, sem.DS{Perm: registry.Perm{Mode: 0o600}}); err != nil {
 			return err
 		}
 		ps.permDirty = false

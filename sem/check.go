@@ -9,7 +9,7 @@ import (
 
 // check walks the set's invariants and returns what is broken. Tests call
 // it when no operation is in progress on the set; it takes the lock.
-func (s *Set) check() error {
+func (s *Array) check() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}

@@ -8,7 +8,7 @@ import (
 // live is the lookup every call starts with: a closed handle or a removed
 // set is EINVAL (a stale id); a death reported since this handle last
 // looked is repaired first.
-func (s *Set) live() error {
+func (s *Array) live() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -22,7 +22,7 @@ func (s *Set) live() error {
 }
 
 // GetVal is semctl(GETVAL): semval of semaphore num (read permission).
-func (s *Set) GetVal(num int) (int, error) {
+func (s *Array) GetVal(num int) (int, error) {
 	w, err := s.getWord(num)
 	if err != nil {
 		return -1, err
@@ -32,7 +32,7 @@ func (s *Set) GetVal(num int) (int, error) {
 
 // GetPid is semctl(GETPID): the pid of the last process that changed
 // semaphore num (semop, SETVAL, SETALL or its exit-time undo), 0 if none.
-func (s *Set) GetPid(num int) (int, error) {
+func (s *Array) GetPid(num int) (int, error) {
 	w, err := s.getWord(num)
 	if err != nil {
 		return -1, err
@@ -40,7 +40,7 @@ func (s *Set) GetPid(num int) (int, error) {
 	return int((w & pidMask) >> pidShift), nil
 }
 
-func (s *Set) getWord(num int) (uint64, error) {
+func (s *Array) getWord(num int) (uint64, error) {
 	if err := s.live(); err != nil {
 		return 0, err
 	}
@@ -55,13 +55,13 @@ func (s *Set) getWord(num int) (uint64, error) {
 
 // GetNcnt is semctl(GETNCNT): how many queued operations wait for semaphore
 // num to increase. A waiter counts only on the op it blocks on (Linux ≥ 3.16).
-func (s *Set) GetNcnt(num int) (int, error) { return s.count(num, false) }
+func (s *Array) GetNcnt(num int) (int, error) { return s.count(num, false) }
 
 // GetZcnt is semctl(GETZCNT): how many queued operations wait for semaphore
 // num to become zero, counted as GetNcnt.
-func (s *Set) GetZcnt(num int) (int, error) { return s.count(num, true) }
+func (s *Array) GetZcnt(num int) (int, error) { return s.count(num, true) }
 
-func (s *Set) count(num int, zero bool) (int, error) {
+func (s *Array) count(num int, zero bool) (int, error) {
 	if err := s.live(); err != nil {
 		return -1, err
 	}
@@ -94,7 +94,7 @@ func (s *Set) count(num int, zero bool) (int, error) {
 }
 
 // GetAll is semctl(GETALL): every semval, read at one instant.
-func (s *Set) GetAll() ([]uint16, error) {
+func (s *Array) GetAll() ([]uint16, error) {
 	if err := s.live(); err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (s *Set) GetAll() ([]uint16, error) {
 // process, every process's semadj for num cleared, ctime updated, and
 // waiters that can now proceed completed. val outside [0, SEMVMX] is
 // ERANGE, before anything else.
-func (s *Set) SetVal(num, val int) error {
+func (s *Array) SetVal(num, val int) error {
 	if val < 0 || val > SEMVMX {
 		return kernel.ERANGE
 	}
@@ -156,7 +156,7 @@ func (s *Set) SetVal(num, val int) error {
 // which must hold exactly one value per semaphore (EINVAL otherwise), all
 // ≤ SEMVMX (ERANGE, nothing changed); sempid = this process for all, every
 // semadj cleared, ctime updated, waiters that can now proceed completed.
-func (s *Set) SetAll(vals []uint16) error {
+func (s *Array) SetAll(vals []uint16) error {
 	if err := s.live(); err != nil {
 		return err
 	}

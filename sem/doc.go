@@ -6,9 +6,10 @@
 //
 // The contract API (DESIGN.md §4) takes ids, as the C calls do: Get, Op,
 // TimedOp, GetVal, SetVal, GetAll, SetAll, GetPid, GetNcnt, GetZcnt, Stat,
-// SetPerm (IPC_SET; DESIGN names it Set, which Go cannot have beside the
-// type Set) and Remove. They are thin wrappers over handles: Open /
-// OpenID return a *Set whose methods are the same calls, plus Op(ctx, ...)
+// Set (IPC_SET) and Remove. They are thin wrappers over handles: Open /
+// OpenID return a *Array (a semaphore array, as ipcs calls it: DESIGN.md
+// names the handle *sem.Set, which Go cannot have beside the contract
+// function Set) whose methods are the same calls, plus Op(ctx, ...)
 // cancellable by a context (the error then matches both ctx.Err() and
 // kernel.EINTR, what a signal gives a C caller: the Go runtime owns
 // signals, so EINTR never happens otherwise), TryOp, Close (unmap) and

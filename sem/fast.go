@@ -48,7 +48,7 @@ const (
 )
 
 // gateKey is the gate's key part for the header as it is now.
-func (s *Set) gateKey() uint64 {
+func (s *Array) gateKey() uint64 {
 	return uint64(s.permSeq.Load()) | uint64(s.deadGen.Load()&gateGenMask)<<gateGenShift
 }
 
@@ -56,14 +56,14 @@ func (s *Set) gateKey() uint64 {
 // through: handle open, set live, nothing to repair, permitted.
 // The mapped header is read only once the gate has the bit, which a
 // closed handle's gate never has (Close zeroes it before unmapping).
-func (s *Set) open(need uint64) bool {
+func (s *Array) open(need uint64) bool {
 	g := s.gate.Load()
 	return g&need != 0 && g&gateKeyMask == s.gateKey() && s.state.Load() == live
 }
 
 // refreshGate recomputes the gate from the handle's repair generation and
 // permission cache. The general path calls it once both are current.
-func (s *Set) refreshGate() {
+func (s *Array) refreshGate() {
 	c := s.perm.Load()
 	if c&permValid == 0 {
 		return
@@ -86,7 +86,7 @@ func (s *Set) refreshGate() {
 // range, an op that must wait, a lost race.
 //
 // (touchOtime is written out here: one call less per op.)
-func (s *Set) quick(b Buf) (bool, error) {
+func (s *Array) quick(b Buf) (bool, error) {
 	words := s.words
 	num := int(b.Num)
 	if num >= len(words) {
@@ -132,7 +132,7 @@ func (s *Set) quick(b Buf) (bool, error) {
 
 // quickUndo is fastUndo (op.go) behind the gate, for a process that has
 // its undo record already.
-func (s *Set) quickUndo(b Buf) (bool, error) {
+func (s *Array) quickUndo(b Buf) (bool, error) {
 	num := int(b.Num)
 	r := int(s.rec.Load())
 	if num >= len(s.words) || r < 0 {
@@ -151,13 +151,13 @@ func (s *Set) quickUndo(b Buf) (bool, error) {
 
 // touchOtime records that an op succeeded now (semop's sem_otime); it
 // writes only when the second changes.
-func (s *Set) touchOtime() {
+func (s *Array) touchOtime() {
 	if now := clock.Now(); s.otime.Load() < now {
 		s.bumpOtime(now)
 	}
 }
 
-func (s *Set) bumpOtime(now int64) {
+func (s *Array) bumpOtime(now int64) {
 	for {
 		o := s.otime.Load()
 		if o >= now || s.otime.CompareAndSwap(o, now) {
@@ -194,7 +194,7 @@ const leanMax = 8
 //
 // An array that would block without IPC_NOWAIT, a word that is frozen,
 // WAITED or has an in-flight SEM_UNDO op, a held lock: the general path.
-func (s *Set) lean(ops []Buf) (bool, error) {
+func (s *Array) lean(ops []Buf) (bool, error) {
 	if len(ops) < 2 || len(ops) > leanMax {
 		return false, nil
 	}
@@ -307,7 +307,7 @@ var leanCommit = packCommit(jkOps, -1, 0, 0)
 
 // leanAbort unfreezes what lean froze, unchanged (a frozen word keeps its
 // data), and releases the lock.
-func (s *Set) leanAbort(nums []uint16) {
+func (s *Array) leanAbort(nums []uint16) {
 	for _, i := range nums {
 		w := &s.words[i]
 		putWord(w, w.Load()&dataMask)

@@ -50,13 +50,13 @@ var kernelImpl = impl{
 var usysvImpl = impl{
 	name: "usysv", get: Get, op: Op, timedOp: TimedOp,
 	getVal: GetVal, setVal: SetVal, getAll: GetAll, setAll: SetAll, getPid: GetPid,
-	getNcnt: GetNcnt, getZcnt: GetZcnt, stat: Stat, set: SetPerm, remove: Remove,
+	getNcnt: GetNcnt, getZcnt: GetZcnt, stat: Stat, set: Set, remove: Remove,
 }
 
 var impls = []impl{kernelImpl, usysvImpl}
 
 // handleImpl runs the calls on one handle (the id arguments are ignored).
-func handleImpl(h *Set) impl {
+func handleImpl(h *Array) impl {
 	return impl{
 		name: "handle",
 		op:   func(_ int, ops []Buf) error { return h.Op(context.Background(), ops...) },
@@ -172,7 +172,7 @@ func init() {
 	testutil.RegisterHelper("sem-client", func(args []string) int {
 		id, _ := strconv.Atoi(args[1])
 		im := implByName(args[0])
-		var h *Set
+		var h *Array
 		if args[0] == "noreg" {
 			// A process the registry does not know: its death is noticed
 			// only by whoever takes its lock over or repairs explicitly.

@@ -14,13 +14,13 @@ import (
 // Op is semop(2) on the set: ops are applied atomically in array order,
 // blocking until all can be. A blocked Op ends when ctx does, with nothing
 // applied and an error matching both ctx.Err() and kernel.EINTR.
-func (s *Set) Op(ctx context.Context, ops ...Buf) error {
+func (s *Array) Op(ctx context.Context, ops ...Buf) error {
 	return s.run(ctx, ops, time.Time{})
 }
 
 // TryOp is Op that never blocks: as if every op had IPC_NOWAIT.
 // An op that cannot proceed gives EAGAIN, with nothing applied.
-func (s *Set) TryOp(ops ...Buf) error {
+func (s *Array) TryOp(ops ...Buf) error {
 	if err := checkOps(ops); err != nil {
 		return err
 	}
@@ -39,7 +39,7 @@ func (s *Set) TryOp(ops ...Buf) error {
 
 // TimedOp is semtimedop(2): Op giving up with EAGAIN, nothing applied, once
 // timeout has passed. A negative timeout is EINVAL.
-func (s *Set) TimedOp(timeout time.Duration, ops ...Buf) error {
+func (s *Array) TimedOp(timeout time.Duration, ops ...Buf) error {
 	if err := checkOps(ops); err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func (s *Set) TimedOp(timeout time.Duration, ops ...Buf) error {
 
 // run is the path of every Op: a fast path (fast.go) when one can decide,
 // else the general one. The zero deadline means none.
-func (s *Set) run(ctx context.Context, ops []Buf, deadline time.Time) error {
+func (s *Array) run(ctx context.Context, ops []Buf, deadline time.Time) error {
 	var ok bool
 	var err error
 	switch {
@@ -69,7 +69,7 @@ func (s *Set) run(ctx context.Context, ops []Buf, deadline time.Time) error {
 }
 
 // slow is the general path, for what the fast paths left.
-func (s *Set) slow(ctx context.Context, ops []Buf, deadline time.Time) error {
+func (s *Array) slow(ctx context.Context, ops []Buf, deadline time.Time) error {
 	if err := checkOps(ops); err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func (s *Set) slow(ctx context.Context, ops []Buf, deadline time.Time) error {
 
 // op runs ops (already checked: 1 ≤ len ≤ SEMOPM). The zero deadline means
 // none. This is the path every Op takes; its first part is the fast path.
-func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
+func (s *Array) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -128,7 +128,7 @@ func (s *Set) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 
 // permitted reports whether this process may read (alter false) or alter
 // the set, using a decision cached until the set's permissions change.
-func (s *Set) permitted(alter bool) bool {
+func (s *Array) permitted(alter bool) bool {
 	seq := s.seg.PermSeq()
 	c := s.perm.Load()
 	if c&permValid == 0 || uint32(c>>32) != seq {
@@ -140,7 +140,7 @@ func (s *Set) permitted(alter bool) bool {
 	return c&permRead != 0
 }
 
-func (s *Set) refreshPerm() uint64 {
+func (s *Array) refreshPerm() uint64 {
 	uid, gid, mode, seq := s.seg.Perm()
 	p := s.seg.Params()
 	cr := registry.Self()
@@ -158,7 +158,7 @@ func (s *Set) refreshPerm() uint64 {
 // spinOne re-checks a single op that would block (no IPC_NOWAIT) for a
 // while before it queues, so that a peer about to post does not cost us a
 // sleep; for how long is the handle's spin policy's call (spin.go).
-func (s *Set) spinOne(b Buf) (fastResult, error) {
+func (s *Array) spinOne(b Buf) (fastResult, error) {
 	tight, budget, probe := s.spin.start(preQueueSpin)
 	if budget <= 0 {
 		return fastBlock, nil
@@ -175,7 +175,7 @@ func (s *Set) spinOne(b Buf) (fastResult, error) {
 }
 
 // fastOne is one lock-free attempt at a single op.
-func (s *Set) fastOne(b Buf) (fastResult, error) {
+func (s *Array) fastOne(b Buf) (fastResult, error) {
 	if b.Flg&SEM_UNDO == 0 {
 		return s.fastSingle(b)
 	}
@@ -192,7 +192,7 @@ const (
 
 // fastSingle is one op without SEM_UNDO on a word no transaction or waiter
 // holds: one CAS that sets semval and sempid together.
-func (s *Set) fastSingle(b Buf) (fastResult, error) {
+func (s *Array) fastSingle(b Buf) (fastResult, error) {
 	w := &s.v.words[b.Num]
 	for try := 0; try < 16; try++ {
 		old := w.Load()
@@ -226,7 +226,7 @@ func (s *Set) fastSingle(b Buf) (fastResult, error) {
 	return fastSlow, nil
 }
 
-func (s *Set) blocked(b Buf) (fastResult, error) {
+func (s *Array) blocked(b Buf) (fastResult, error) {
 	if b.Flg&IPC_NOWAIT != 0 {
 		return fastDone, kernel.EAGAIN
 	}
@@ -241,7 +241,7 @@ func (s *Set) blocked(b Buf) (fastResult, error) {
 // repair of the dead process) completes, so the op is applied whole.
 // Others treat an in-flight word as slow, and the lock holder waits for it
 // (it finishes within nanoseconds unless its owner died).
-func (s *Set) fastUndo(b Buf) (fastResult, error) {
+func (s *Array) fastUndo(b Buf) (fastResult, error) {
 	r := int(s.rec.Load())
 	if r < 0 {
 		return fastSlow, nil
@@ -307,7 +307,7 @@ func (s *Set) fastUndo(b Buf) (fastResult, error) {
 
 // inFlight reports whether a PENDING word's SEM_UNDO op has not yet
 // updated its record's semadj.
-func (s *Set) inFlight(w uint64, num int) bool {
+func (s *Array) inFlight(w uint64, num int) bool {
 	r := int((w & recMask) >> recShift)
 	a := s.v.recs[r].adj[num].Load()
 	return uint64(a&adjParity>>16) != (w&parityBit)>>parityShift
@@ -316,7 +316,7 @@ func (s *Set) inFlight(w uint64, num int) bool {
 // slowOp runs ops under the segment lock: evaluated and applied as one
 // journaled transaction, then the waiter queue is re-scanned; or, if they
 // must block, queued in the waiter table, and waited for.
-func (s *Set) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
+func (s *Array) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
 	undo := false
 	for _, b := range ops {
 		if b.Flg&SEM_UNDO != 0 {
@@ -373,7 +373,7 @@ func (s *Set) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
 //
 // With spin, the waiter re-checks for a while first, and tells wakers that
 // it may be asleep only then (argSleep); without, enqueue told them.
-func (s *Set) wait(ctx context.Context, idx int, deadline time.Time, spin bool) error {
+func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool) error {
 	slot := &s.v.slots[idx]
 	if spin {
 		// Queued: re-check for a while before sleeping (spin.go). A waker
@@ -440,7 +440,7 @@ func (s *Set) wait(ctx context.Context, idx int, deadline time.Time, spin bool) 
 }
 
 // finish returns a completed waiter's outcome and frees its slot.
-func (s *Set) finish(idx int) error {
+func (s *Array) finish(idx int) error {
 	slot := &s.v.slots[idx]
 	e := slot.Arg[argResult].Load()
 	put32(&slot.State, 0) // the slot is ours to free: no one else writes it now
@@ -452,7 +452,7 @@ func (s *Set) finish(idx int) error {
 
 // abandon takes a waiter out of the queue, unless a waker completed it in
 // the meantime (then its outcome stands: the ops were applied).
-func (s *Set) abandon(idx int, err error) error {
+func (s *Array) abandon(idx int, err error) error {
 	slot := &s.v.slots[idx]
 	if slot.State.Load() == stDone {
 		return s.finish(idx)

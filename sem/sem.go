@@ -43,11 +43,11 @@ const (
 	SEMAEM = kernel.SEMAEM // largest SEM_UNDO adjustment
 )
 
-// Set is an open semaphore set: the set's segment mapped into this
+// Array is an open semaphore set (a "semaphore array"): the set's segment mapped into this
 // process. Its methods are safe for concurrent use by goroutines, except
 // Close, which must not run concurrently with other calls on the same
 // handle (the memory they use is unmapped).
-type Set struct {
+type Array struct {
 	// Read by every fast-path op (op.go: quick, quickUndo, lean).
 	words   []atomic.Uint64 // v.words
 	gate    atomic.Uint64   // see gateFor; 0 once closed
@@ -83,7 +83,7 @@ const (
 
 // Open is semget followed by OpenID: the set for key, created with
 // IPC_CREAT (see Get).
-func Open(key, nsems, flags int) (*Set, error) {
+func Open(key, nsems, flags int) (*Array, error) {
 	id, err := Get(key, nsems, flags)
 	if err != nil {
 		return nil, err
@@ -94,7 +94,7 @@ func Open(key, nsems, flags int) (*Set, error) {
 // OpenID maps the set with the given id. A negative id, or one that names
 // no live semaphore set of this registry, gives EINVAL; a set this process
 // may not map at all gives EACCES.
-func OpenID(id int) (*Set, error) {
+func OpenID(id int) (*Array, error) {
 	if id < 0 {
 		return nil, kernel.EINVAL
 	}
@@ -105,7 +105,7 @@ func OpenID(id int) (*Set, error) {
 	return openSeg(id, c.Namespace())
 }
 
-func openSeg(id int, ns uint64) (*Set, error) {
+func openSeg(id int, ns uint64) (*Array, error) {
 	seg, err := shm.Map(id, shm.KindSem, ns)
 	if err != nil {
 		return nil, err
@@ -131,9 +131,9 @@ func openSeg(id int, ns uint64) (*Set, error) {
 	return s, nil
 }
 
-func makeSet(id int, seg *shm.Segment, v *view) *Set {
+func makeSet(id int, seg *shm.Segment, v *view) *Array {
 	pid, _ := kernel.Self()
-	s := &Set{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
+	s := &Array{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
 	s.words, s.otime, s.me = v.words, &v.hdr.otime, shm.LockWord()
 	s.state, s.permSeq, s.deadGen = seg.HotWords()
 	s.rec.Store(-1)
@@ -143,16 +143,16 @@ func makeSet(id int, seg *shm.Segment, v *view) *Set {
 }
 
 // ID is the set's id (semid).
-func (s *Set) ID() int { return s.id }
+func (s *Array) ID() int { return s.id }
 
 // Nsems is the number of semaphores in the set.
-func (s *Set) Nsems() int { return s.nsems }
+func (s *Array) Nsems() int { return s.nsems }
 
 // Close unmaps the set from this process. It does not remove the set, and
 // does not undo this process's SEM_UNDO adjustments (they are applied when
 // the process exits). It is idempotent. Calls on the handle afterwards
 // return ErrClosed.
-func (s *Set) Close() error {
+func (s *Array) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
@@ -163,7 +163,7 @@ func (s *Set) Close() error {
 // Remove is IPC_RMID: the set is removed, blocked operations return EIDRM,
 // and later calls with its id return EINVAL. Only the owner, the creator or
 // a process with CAP_SYS_ADMIN may remove it (else EPERM).
-func (s *Set) Remove() error {
+func (s *Array) Remove() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -175,7 +175,7 @@ func (s *Set) Remove() error {
 }
 
 // Stat is IPC_STAT (needs read permission).
-func (s *Set) Stat() (DS, error) {
+func (s *Array) Stat() (DS, error) {
 	if s.closed.Load() {
 		return DS{}, ErrClosed
 	}
@@ -192,7 +192,7 @@ func (s *Set) Stat() (DS, error) {
 
 // Set is IPC_SET: it copies ds.Perm.UID, ds.Perm.GID and ds.Perm.Mode&0777
 // and updates ctime. Only the owner, the creator or CAP_SYS_ADMIN (EPERM).
-func (s *Set) Set(ds DS) error {
+func (s *Array) Set(ds DS) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
@@ -225,12 +225,12 @@ func Get(key, nsems, flags int) (int, error) {
 // the process (a removed set's handle stays mapped, answering EINVAL; the
 // kernel frees its memory when the process exits).
 var handles struct {
-	last atomic.Pointer[Set]
-	m    sync.Map // id → *Set
+	last atomic.Pointer[Array]
+	m    sync.Map // id → *Array
 	mu   sync.Mutex
 }
 
-func handle(id int) (*Set, error) {
+func handle(id int) (*Array, error) {
 	if id < 0 {
 		return nil, kernel.EINVAL
 	}
@@ -238,14 +238,14 @@ func handle(id int) (*Set, error) {
 		return h, nil
 	}
 	if v, ok := handles.m.Load(id); ok {
-		h := v.(*Set)
+		h := v.(*Array)
 		handles.last.Store(h)
 		return h, nil
 	}
 	handles.mu.Lock()
 	defer handles.mu.Unlock()
 	if v, ok := handles.m.Load(id); ok {
-		return v.(*Set), nil
+		return v.(*Array), nil
 	}
 	h, err := OpenID(id)
 	if err != nil {
@@ -371,10 +371,9 @@ func Stat(id int) (DS, error) {
 	return h.Stat()
 }
 
-// SetPerm is semctl(IPC_SET): it copies Perm.UID, Perm.GID and
-// Perm.Mode&0777. (DESIGN §4 names it Set, which Go cannot have next to
-// the handle type Set; the method (*Set).Set is the same call.)
-func SetPerm(id int, ds DS) error {
+// Set is semctl(IPC_SET): it copies Perm.UID, Perm.GID and
+// Perm.Mode&0777. The method (*Array).Set is the same call.
+func Set(id int, ds DS) error {
 	h, err := handle(id)
 	if err != nil {
 		return err

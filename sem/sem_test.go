@@ -14,7 +14,7 @@ import (
 	"github.com/usysv/usysv/shm"
 )
 
-func newSet(t *testing.T, nsems int) *Set {
+func newSet(t *testing.T, nsems int) *Array {
 	t.Helper()
 	s, err := Open(testutil.Key(t), nsems, IPC_CREAT|IPC_EXCL|0o600)
 	require.NoError(t, err)
@@ -263,7 +263,7 @@ func TestReleasedWordIsLeftAlone(t *testing.T) {
 	s := newSet(t, 2)
 	ctx := context.Background()
 	bumped := map[int]bool{}
-	afterRelease = func(s *Set, i int) {
+	afterRelease = func(s *Array, i int) {
 		if bumped[i] {
 			return
 		}
@@ -321,7 +321,7 @@ func TestLeanPath(t *testing.T) {
 
 	// Once released, a word is anyone's; nothing stores it again.
 	bumped := map[int]bool{}
-	afterRelease = func(s *Set, i int) {
+	afterRelease = func(s *Array, i int) {
 		if !bumped[i] {
 			bumped[i] = true
 			s.words[i].Add(1) // another process's V, between the stores

@@ -76,7 +76,7 @@ func clr(bits []uint64, i int)      { bits[i>>6] &^= 1 << (uint(i) & 63) }
 // holding OS threads in FUTEX_WAIT. (The race detector, blind to
 // synchronisation through mapped memory, sees the handle's scratch memory
 // handed over through the segment lock's own annotations.)
-func (s *Set) lock() {
+func (s *Array) lock() {
 	if s.mu.TryLockAs(s.me) {
 		s.localHeld = false
 		return
@@ -91,7 +91,7 @@ func (s *Set) lock() {
 
 // unlock unfreezes, wakes the waiters completed in this critical section
 // and releases the lock.
-func (s *Set) unlock() {
+func (s *Array) unlock() {
 	s.unfreezeAll()
 	// Wake after releasing the lock (the woken often wants it next); the
 	// slots stay valid, since only their owners free them.
@@ -120,7 +120,7 @@ func wakeSlot(slot *waiterSlot) {
 }
 
 // freeze makes word i the lock holder's for this critical section.
-func (s *Set) freeze(i int) {
+func (s *Array) freeze(i int) {
 	sc := &s.sc
 	if has(sc.frozenMark, i) {
 		return
@@ -155,7 +155,7 @@ func (s *Set) freeze(i int) {
 
 // completeIfDead finishes the in-flight SEM_UNDO op on word i if the
 // process that started it is dead.
-func (s *Set) completeIfDead(i int, w uint64) {
+func (s *Array) completeIfDead(i int, w uint64) {
 	r := int((w & recMask) >> recShift)
 	h := s.v.recs[r].hdr
 	pid, start := h.pid.Load(), h.start.Load()
@@ -167,7 +167,7 @@ func (s *Set) completeIfDead(i int, w uint64) {
 
 // completePending applies the semadj update of an in-flight PENDING op on
 // word i (its owner is dead; we hold the lock, so nobody else can).
-func (s *Set) completePending(i int) {
+func (s *Array) completePending(i int) {
 	w := s.v.words[i].Load()
 	if w&flagPending == 0 || !s.inFlight(w, i) {
 		return
@@ -182,7 +182,7 @@ func (s *Set) completePending(i int) {
 
 // unfreezeAll releases every frozen word, with WAITED set exactly where a
 // queued waiter names the semaphore.
-func (s *Set) unfreezeAll() {
+func (s *Array) unfreezeAll() {
 	sc := &s.sc
 	if len(sc.frozen) == 0 {
 		return
@@ -223,7 +223,7 @@ func (s *Set) unfreezeAll() {
 	sc.frozen = sc.frozen[:0]
 }
 
-func (s *Set) wakeCompleted() {
+func (s *Array) wakeCompleted() {
 	for _, idx := range s.sc.wake {
 		wakeSlot(&s.v.slots[idx])
 	}
@@ -236,7 +236,7 @@ func (s *Set) wakeCompleted() {
 // record's new semadj values), -errno for ERANGE or EAGAIN (an op that
 // would block with IPC_NOWAIT), or 1 for "would block", with the index of
 // the op that blocks. On failure the working copy is as it was.
-func (s *Set) eval(ops []Buf, pid uint64, rec int) (res, blockAt int) {
+func (s *Array) eval(ops []Buf, pid uint64, rec int) (res, blockAt int) {
 	sc := &s.sc
 	sc.adjTouched = sc.adjTouched[:0]
 	k := 0
@@ -306,7 +306,7 @@ func (s *Set) eval(ops []Buf, pid uint64, rec int) (res, blockAt int) {
 // commit journals and applies a successful eval of ops (rec: the undo
 // record of their process, slot: the waiter they belong to, or -1), or,
 // with errno != 0, the failure of waiter slot. final: see apply.
-func (s *Set) commit(ops []Buf, rec, slot, errno int, final bool) {
+func (s *Array) commit(ops []Buf, rec, slot, errno int, final bool) {
 	sc := &s.sc
 	v := s.v
 	nadj := 0
@@ -344,7 +344,7 @@ func (s *Set) commit(ops []Buf, rec, slot, errno int, final bool) {
 // then the words. A word already released was applied with everything
 // before it, and may since have been changed by a lock-free op (its semadj
 // too), so redo skips every semaphore that is no longer frozen.
-func (s *Set) apply(dirty []int32, final bool) {
+func (s *Array) apply(dirty []int32, final bool) {
 	v := s.v
 	c := v.hdr.jcommit.Load()
 	kind, slot, errno, nadj := unpackCommit(c)
@@ -440,7 +440,7 @@ func (s *Set) apply(dirty []int32, final bool) {
 
 // afterRelease, if set (by tests), runs after each early release of a word
 // in apply: another process may change the word from then on.
-var afterRelease func(s *Set, i int)
+var afterRelease func(s *Array, i int)
 
 // clearAdj sets a semadj to 0, keeping its parity (an in-flight PENDING op
 // compares against it; none can be in flight on a frozen word, but the
@@ -453,7 +453,7 @@ func clearAdj(a *clearable) {
 
 // stripIntents removes stale PENDING intents naming record r from every
 // word, so that the record can be reused.
-func (s *Set) stripIntents(r int) {
+func (s *Array) stripIntents(r int) {
 	for i := range s.v.words {
 		w := &s.v.words[i]
 		for {
@@ -472,7 +472,7 @@ func (s *Set) stripIntents(r int) {
 // FIFO order, complete every one whose whole array now succeeds (or fails
 // with an error), and start over while that changed something. A waiter
 // that cannot proceed never holds back a later one that can.
-func (s *Set) updateQueue() {
+func (s *Array) updateQueue() {
 	v := s.v
 	for v.hdr.nwait.Load() != 0 {
 		s.sortWaiting()
@@ -508,7 +508,7 @@ func (s *Set) updateQueue() {
 
 // sortWaiting fills sc.order with the queued waiters' slots in ticket
 // order, and lowers slotsHi to just past the last slot in use.
-func (s *Set) sortWaiting() {
+func (s *Array) sortWaiting() {
 	o := s.sc.order[:0]
 	slots := s.v.slotsInUse()
 	hi := 0
@@ -538,7 +538,7 @@ func (s *Set) sortWaiting() {
 
 // waiterOps reads a queued waiter's op array from the arena into sc.ops,
 // checking everything (the segment is shared with other processes).
-func (s *Set) waiterOps(slot *waiterSlot) ([]Buf, int, bool) {
+func (s *Array) waiterOps(slot *waiterSlot) ([]Buf, int, bool) {
 	off, n, rec := unpackSlotOps(slot.Arg[argOps].Load())
 	if off < 0 || n < 1 || n > SEMOPM || off+n > len(s.v.arena) || rec < -1 || rec >= len(s.v.recs) {
 		return nil, -1, false
@@ -568,7 +568,7 @@ func (s *Set) waiterOps(slot *waiterSlot) ([]Buf, int, bool) {
 //
 // With asleep, the waiter will not spin first: wakers are told at once
 // that it may be asleep (argSleep), which saves it that store later.
-func (s *Set) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
+func (s *Array) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
 	v := s.v
 	idx := -1
 	for i := range v.slots {
@@ -613,7 +613,7 @@ func (s *Set) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
 
 // arenaAlloc finds n free consecutive arena entries (first fit among the
 // arrays of queued waiters), or returns -1.
-func (s *Set) arenaAlloc(n int) int {
+func (s *Array) arenaAlloc(n int) int {
 	v := s.v
 	pos := 0
 	for {
@@ -639,7 +639,7 @@ func (s *Set) arenaAlloc(n int) int {
 }
 
 // dequeue takes a still-queued waiter out (timeout, cancellation, death).
-func (s *Set) dequeue(idx int) {
+func (s *Array) dequeue(idx int) {
 	slot := &s.v.slots[idx]
 	if ops, _, ok := s.waiterOps(slot); ok {
 		for _, b := range ops {
@@ -652,7 +652,7 @@ func (s *Set) dequeue(idx int) {
 }
 
 // claimRecord returns this process's undo record, taking a free one.
-func (s *Set) claimRecord() (int, error) {
+func (s *Array) claimRecord() (int, error) {
 	pid, start := kernel.Self()
 	if r := int(s.rec.Load()); r >= 0 && s.v.recs[r].hdr.pid.Load() == uint64(pid) && s.v.recs[r].hdr.start.Load() == start {
 		return r, nil
@@ -712,7 +712,7 @@ func eagerRepair(seg *shm.Segment) {
 
 // repair runs the repair pass if the registry reported a death since this
 // handle last looked.
-func (s *Set) repair() {
+func (s *Array) repair() {
 	gen := s.seg.DeadGen()
 	s.lock()
 	s.repairLocked(false)
@@ -724,7 +724,7 @@ func (s *Set) repair() {
 // transaction (full: scan every word for FROZEN), dead processes' waiter
 // slots and in-flight SEM_UNDO ops, their undo records (applied, clamped to
 // [0, SEMVMX], sempid = the dead process), then the wake-up scan.
-func (s *Set) repairLocked(full bool) {
+func (s *Array) repairLocked(full bool) {
 	v := s.v
 	sc := &s.sc
 	if full || v.hdr.jcommit.Load() != 0 {
@@ -782,7 +782,7 @@ func (s *Set) repairLocked(full bool) {
 
 // applyUndo applies dead record r's adjustments as exit_sem does, in one
 // transaction, and frees the record.
-func (s *Set) applyUndo(r int, pid uint64) {
+func (s *Array) applyUndo(r int, pid uint64) {
 	v := s.v
 	sc := &s.sc
 	rc := &v.recs[r]
@@ -811,7 +811,7 @@ func (s *Set) applyUndo(r int, pid uint64) {
 }
 
 // alive reports whether the process pid that started at start still runs.
-func (s *Set) alive(pid int, start uint64) bool {
+func (s *Array) alive(pid int, start uint64) bool {
 	if self, st := kernel.Self(); pid == self && start == st {
 		return true
 	}

@@ -159,7 +159,7 @@ func parseOps(s string) ([]sem.Buf, error) {
 var handles struct {
 	sync.Mutex
 	q map[int]*msgq.Queue
-	s map[int]*sem.Set
+	s map[int]*sem.Array
 }
 
 func queue(id int) (*msgq.Queue, error) {
@@ -179,7 +179,7 @@ func queue(id int) (*msgq.Queue, error) {
 	return q, nil
 }
 
-func semSet(id int) (*sem.Set, error) {
+func semSet(id int) (*sem.Array, error) {
 	handles.Lock()
 	defer handles.Unlock()
 	if s := handles.s[id]; s != nil {
@@ -190,7 +190,7 @@ func semSet(id int) (*sem.Set, error) {
 		return nil, err
 	}
 	if handles.s == nil {
-		handles.s = map[int]*sem.Set{}
+		handles.s = map[int]*sem.Array{}
 	}
 	handles.s[id] = s
 	return s, nil
