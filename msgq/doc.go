@@ -107,8 +107,9 @@
 // cache line (the other side's only when the queue looks full or empty).
 // A receive by type whose type the first message has is the same; one
 // whose first message does not match reads the ring (ENOMSG without the
-// lock if nothing in it matches). Batch calls take each message the same
-// way.
+// lock if nothing in it matches). A batch send takes each message the
+// same way; a batch receive copies every message committed behind the head
+// and takes them all with one CAS.
 //
 // Through the lock, every change happens under the segment's robust lock
 // (shm.Mutex) in a short critical section: one CAS to take it, one swap to

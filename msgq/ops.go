@@ -609,12 +609,8 @@ func (q *Queue) RecvBatch(ctx context.Context, msgs []Msg, msgtyp int64, flags i
 				return 0, err
 			}
 			got := 1
-			noerr := flags&MSG_NOERROR != 0
-			for got < len(msgs) {
-				if q.ringTake(&msgs[got], searchAny, 0, noerr) != takeDone {
-					break
-				}
-				got++
+			if len(msgs) > 1 {
+				got += q.ringTakeMany(msgs[1:], flags&MSG_NOERROR != 0)
 			}
 			if got > 1 {
 				q.stampRecv()

@@ -341,6 +341,67 @@ func (q *Queue) ringTake(m *Msg, mode int, typ int64, noerror bool) int {
 	return takeFallback
 }
 
+// ringTakeMany receives up to len(ms) messages (FIFO) from the head of the
+// ring with one CAS on the head word: it copies every message committed
+// behind the head speculatively, stopping before one too big for its
+// buffer, and takes them all at once (the copies were made while the head
+// did not move, so they are valid). It returns how many it received; 0
+// also when the ring is closed or empty, or the first message is too big.
+func (q *Queue) ringTakeMany(ms []Msg, noerror bool) int {
+	v := q.v
+	rc := v.rc
+	for try := 0; try < ringTries; try++ {
+		h := rc.head.Load()
+		t := rc.tail.Load()
+		if (h|t)&ringClosed != 0 {
+			return 0
+		}
+		hp := rpos(h)
+		avail := (rpos(t) - hp) & posMask
+		if avail > v.nslots {
+			return 0
+		}
+		var i, bytes uint32
+		got := 0
+		for ; i < avail && got < len(ms); i++ {
+			p := (hp + i) & posMask
+			s := &v.ring[p&v.mask]
+			if !claimFor(s.seq.Load(), p) {
+				break // taken and reused meanwhile: h is stale
+			}
+			mt, n := s.mtype, s.len
+			if n > slotText || mt < 0 || mt != 0 && int(n) > len(ms[got].Data) && !noerror {
+				break // stop before it: the next call reports it
+			}
+			bytes += n
+			if mt != 0 {
+				if got == 0 {
+					crashPoint(stepRecvLocked)
+				}
+				ms[got].N = copy(ms[got].Data, s.text[:n])
+				ms[got].Type = mt
+				got++
+			}
+		}
+		if i == 0 {
+			return 0
+		}
+		if got != 0 {
+			crashPoint(stepRecvCopied)
+			crashPoint(stepRingTaken)
+		}
+		next := h&ringClosed | uint64((hp+i)&posMask)<<32 | uint64(rbytes(h)+bytes)
+		if rc.head.CompareAndSwap(h, next) {
+			if got != 0 {
+				crashPoint(stepRecvUnlinked)
+				crashPoint(stepRecvFreed)
+			}
+			return got
+		}
+	}
+	return 0
+}
+
 // Results of ringScan.
 const (
 	scanNone   = iota // no message matches (linearized at the tail's read)

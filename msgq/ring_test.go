@@ -221,6 +221,50 @@ func TestRingTyped(t *testing.T) {
 	assert.Equal(t, head, tail)
 }
 
+// Batch receives through the ring take several messages with one CAS, in
+// order, stopping before one too big for its buffer (E2BIG if it is the
+// first), truncating with MSG_NOERROR.
+func TestRingRecvBatch(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		n := 4
+		if i == 6 {
+			n = 40
+		}
+		require.NoError(t, q.Send(ctx, int64(1+i), []byte(fmt.Sprintf("%-*d", n, i))))
+	}
+	ms := make([]Msg, 4)
+	for i := range ms {
+		ms[i].Data = make([]byte, 8)
+	}
+	texts := func(k int) []string {
+		var out []string
+		for _, m := range ms[:k] {
+			out = append(out, fmt.Sprintf("%d:%s", m.Type, m.Data[:m.N]))
+		}
+		return out
+	}
+	k, err := q.TryRecvBatch(ms, 0, 0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"1:0   ", "2:1   ", "3:2   ", "4:3   "}, texts(k))
+	k, err = q.TryRecvBatch(ms, 0, 0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"5:4   ", "6:5   "}, texts(k), "stops before the long one")
+	_, err = q.TryRecvBatch(ms, 0, 0)
+	assert.ErrorIs(t, err, kernel.E2BIG)
+	k, err = q.TryRecvBatch(ms, 0, MSG_NOERROR)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"7:6       ", "8:7   ", "9:8   ", "10:9   "}, texts(k))
+	open, head, tail, store := ringState(q)
+	assert.True(t, open)
+	assert.Equal(t, head, tail)
+	assert.Zero(t, store, "all through the ring")
+	_, err = q.TryRecvBatch(ms, 0, 0)
+	assert.ErrorIs(t, err, ErrEmpty)
+	require.NoError(t, q.Check())
+}
+
 // A sender that waits for room sleeps with the ring open; a receive through
 // the ring wakes it.
 func TestRingSenderSleeps(t *testing.T) {
