@@ -384,9 +384,6 @@ func newCorruptSem(t *testing.T, nsems int, p *prog) (int, corruptObj) {
 }
 
 func (o *corruptSemObj) close() {
-	// A canceled Op's context.AfterFunc may still be about to touch the
-	// waiter slot: closing at once can crash the process (FINDINGS.md F4).
-	time.Sleep(f4Grace)
 	_ = o.h.Close()
 }
 
@@ -506,7 +503,6 @@ func newCorruptMsg(t *testing.T, nmsgs int, p *prog) (int, corruptObj) {
 }
 
 func (o *corruptMsgObj) close() {
-	time.Sleep(f4Grace) // the same race as sem's (FINDINGS.md F4)
 	_ = o.q.Close()
 }
 

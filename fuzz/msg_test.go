@@ -475,7 +475,6 @@ func newFreshQueue(t *testing.T, key int, mode uint32, handle bool) *msgUsysv {
 			return
 		}
 		if u.h != nil {
-			time.Sleep(f4Grace) // a canceled Recv/Send(ctx): FINDINGS.md F4
 			_ = u.h.Close()
 		} else if freshPkgQueues.Add(1)%16 == 0 {
 			// The contract functions keep a removed queue mapped until the
@@ -501,7 +500,6 @@ type pooledQueue struct {
 }
 
 func (pq *pooledQueue) close() {
-	time.Sleep(f4Grace) // FINDINGS.md F4
 	_ = pq.h.Close()
 }
 

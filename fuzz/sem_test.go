@@ -446,12 +446,6 @@ type semUsysv struct {
 	keepOpen bool // a call on h never returned: never close it
 }
 
-// f4Grace is how long the targets wait before closing a *sem.Array on which
-// an Op(ctx) was canceled: the canceled Op's context.AfterFunc callback may
-// still be about to write the waiter slot, and touching the unmapped slot
-// crashes the process (FINDINGS.md F4). Remove when F4 is fixed.
-const f4Grace = 2 * time.Millisecond
-
 func (u *semUsysv) name() string { return "usysv" }
 
 func (u *semUsysv) step(st *semStep) string {
@@ -648,7 +642,6 @@ func newFreshSem(t *testing.T, key, nsems int, mode uint32) *semUsysv {
 			return
 		}
 		if u.ctxUsed {
-			time.Sleep(f4Grace) // FINDINGS.md F4
 		}
 		_ = h.Close()
 	})
@@ -692,7 +685,6 @@ func pooledSem(t *testing.T, nsems int, handle bool) *semUsysv {
 	if ps == nil || ps.dead {
 		if ps != nil {
 			_ = removeSemByID(ps.id)
-			time.Sleep(f4Grace) // FINDINGS.md F4
 			_ = ps.h.Close()
 		}
 		id, err := sem.Get(sem.IPC_PRIVATE, nsems, 0o600)
@@ -740,7 +732,6 @@ func drainPools() {
 		if err := removeSemByID(ps.id); err != nil && !ps.dead {
 			errs = append(errs, fmt.Sprintf("set %d: %v", ps.id, err))
 		}
-		time.Sleep(f4Grace) // FINDINGS.md F4
 		_ = ps.h.Close()
 		delete(pools.sems, n)
 	}
