@@ -64,33 +64,8 @@ func errno(err error) string {
 }
 
 func errnoName(e kernel.Errno) string {
-	switch e {
-	case kernel.EPERM:
-		return "EPERM"
-	case kernel.ENOENT:
-		return "ENOENT"
-	case kernel.EINTR:
-		return "EINTR"
-	case kernel.E2BIG:
-		return "E2BIG"
-	case kernel.EAGAIN:
-		return "EAGAIN"
-	case kernel.EACCES:
-		return "EACCES"
-	case kernel.EEXIST:
-		return "EEXIST"
-	case kernel.EINVAL:
-		return "EINVAL"
-	case kernel.EFBIG:
-		return "EFBIG"
-	case kernel.ENOSPC:
-		return "ENOSPC"
-	case kernel.ERANGE:
-		return "ERANGE"
-	case kernel.ENOMSG:
-		return "ENOMSG"
-	case kernel.EIDRM:
-		return "EIDRM"
+	if n := kernel.ErrnoName(e); n != "" {
+		return n
 	}
 	return "errno(" + strconv.Itoa(int(e)) + ")"
 }

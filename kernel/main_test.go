@@ -172,19 +172,7 @@ func call(t *testing.T, p *testutil.Proc, format string, a ...any) ([]string, er
 // answer reads one answer of a sysv helper.
 func answer(t *testing.T, p *testutil.Proc) ([]string, error) {
 	t.Helper()
-	f := strings.Fields(p.Line(lineTimeout))
-	require.NotEmpty(t, f, "empty answer from helper")
-	switch f[0] {
-	case "ok":
-		return f[1:], nil
-	case "err":
-		require.Len(t, f, 2)
-		n, err := strconv.Atoi(f[1])
-		require.NoError(t, err)
-		return nil, kernel.Errno(n)
-	}
-	t.Fatalf("helper answered %q", strings.Join(f, " "))
-	return nil, nil
+	return p.Answer(lineTimeout)
 }
 
 // mustCall is call for commands that must succeed.

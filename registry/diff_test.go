@@ -47,13 +47,8 @@ func errName(err error) string {
 	if !errors.As(err, &e) {
 		return "error(" + err.Error() + ")"
 	}
-	for name, v := range map[string]kernel.Errno{
-		"EPERM": kernel.EPERM, "ENOENT": kernel.ENOENT, "EACCES": kernel.EACCES, "EEXIST": kernel.EEXIST,
-		"EINVAL": kernel.EINVAL, "ENOSPC": kernel.ENOSPC, "EIDRM": kernel.EIDRM, "ERANGE": kernel.ERANGE,
-	} {
-		if v == e {
-			return name
-		}
+	if n := kernel.ErrnoName(e); n != "" {
+		return n
 	}
 	return e.Error()
 }

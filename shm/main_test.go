@@ -156,20 +156,7 @@ func call(t *testing.T, p *testutil.Proc, format string, a ...any) ([]string, er
 
 func answer(t *testing.T, p *testutil.Proc) ([]string, error) {
 	t.Helper()
-	line := p.Line(lineTimeout)
-	f := strings.Fields(line)
-	require.NotEmpty(t, f, "empty answer from helper")
-	switch f[0] {
-	case "ok":
-		return f[1:], nil
-	case "err":
-		require.Len(t, f, 2)
-		n, err := strconv.Atoi(f[1])
-		require.NoError(t, err)
-		return nil, kernel.Errno(n)
-	}
-	t.Fatalf("helper answered %q", line)
-	return nil, nil
+	return p.Answer(lineTimeout)
 }
 
 func mustCall(t *testing.T, p *testutil.Proc, format string, a ...any) []string {

@@ -108,21 +108,12 @@ func errName(err error) string {
 	}
 	var e kernel.Errno
 	if errors.As(err, &e) {
-		for name, v := range errnos {
-			if v == e {
-				return name
-			}
+		if n := kernel.ErrnoName(e); n != "" {
+			return n
 		}
 		return fmt.Sprintf("errno%d", int(e))
 	}
 	return strings.ReplaceAll(err.Error(), " ", "_")
-}
-
-var errnos = map[string]kernel.Errno{
-	"EPERM": kernel.EPERM, "ENOENT": kernel.ENOENT, "EINTR": kernel.EINTR, "E2BIG": kernel.E2BIG,
-	"EAGAIN": kernel.EAGAIN, "EACCES": kernel.EACCES, "EEXIST": kernel.EEXIST, "EINVAL": kernel.EINVAL,
-	"ENOSPC": kernel.ENOSPC, "ERANGE": kernel.ERANGE, "EIDRM": kernel.EIDRM, "ENOMSG": kernel.ENOMSG,
-	"ETIMEDOUT": kernel.ETIMEDOUT, "ECONNREFUSED": kernel.ECONNREFUSED,
 }
 
 // parseOps reads "num:op[:flags],..." with flags u (SEM_UNDO) and n

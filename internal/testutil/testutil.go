@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -425,4 +426,32 @@ func ProcState(pid int) string {
 		return ""
 	}
 	return string(b[i+2])
+}
+
+// Answer reads the helper's next line as the answer to a command: "ok" and
+// any fields (returned), or "err N" with N an errno number (returned as a
+// kernel.Errno). Anything else fails the test.
+func (p *Proc) Answer(timeout time.Duration) ([]string, error) {
+	p.t.Helper()
+	line := p.Line(timeout)
+	f := strings.Fields(line)
+	if len(f) > 0 {
+		switch {
+		case f[0] == "ok":
+			return f[1:], nil
+		case f[0] == "err" && len(f) == 2:
+			if n, err := strconv.Atoi(f[1]); err == nil {
+				return nil, kernel.Errno(n)
+			}
+		}
+	}
+	p.t.Fatalf("testutil: helper %d answered %q, want \"ok ...\" or \"err ERRNO\"", p.Pid(), line)
+	return nil, nil
+}
+
+// Call sends a command line and returns the helper's Answer.
+func (p *Proc) Call(timeout time.Duration, format string, a ...any) ([]string, error) {
+	p.t.Helper()
+	p.Send(format, a...)
+	return p.Answer(timeout)
 }
