@@ -382,3 +382,26 @@ func Create(p Params, uid, gid, mode uint32, ctime int64) (int, error) {
 	}
 	return id, nil
 }
+
+// RetireGrace is how long Retire keeps a retired segment's addresses
+// readable (as zeros) before unmapping them.
+const RetireGrace = time.Minute
+
+// Retire detaches the segment at once — the kernel frees a removed segment
+// when its last attach goes — but, unlike Close, keeps its addresses valid
+// for RetireGrace, filled with zeros: a goroutine that still holds the
+// segment (a shared cached handle, say) reads a state that is not
+// StateLive, so its calls fail with EINVAL instead of faulting. Use it for
+// segments other goroutines may still touch; Close for ones nobody else
+// uses. Retire and Close are idempotent, and each makes the other a no-op.
+func (s *Segment) Retire() error {
+	if !s.closed.CompareAndSwap(false, true) || !s.detach {
+		return nil
+	}
+	if err := kernel.ShmReplaceWithZeros(s.mem); err != nil {
+		return err
+	}
+	mem := s.mem
+	time.AfterFunc(RetireGrace, func() { _ = kernel.MunmapBytes(mem) })
+	return nil
+}
