@@ -3,8 +3,8 @@ package msgq
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync"
+	"time"
 
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/registry"
@@ -157,14 +157,26 @@ func handle(id int) (*Queue, error) {
 		_ = q.Close()
 		return v.(*Queue), nil
 	}
-	// Cached handles are shared by every goroutine, so they are never
-	// closed while in use: dropped from the cache once their queue is
-	// gone, they are detached when nothing refers to them any more.
-	runtime.AddCleanup(q, func(seg *shm.Segment) { _ = seg.Close() }, q.seg)
 	return q, nil
 }
 
-func forget(q *Queue) { handles.CompareAndDelete(q.id, q) }
+// forget drops a cached handle whose queue is gone. Cached handles are
+// shared by every goroutine, so one may still be inside a call on it: the
+// segment is retired (detached, its addresses left readable as zeros, so
+// a late call sees a removed queue instead of faulting) a second after it
+// is dropped, which also lets any goroutine that was about to sleep on it
+// see the removal first. Detaching frees the kernel segment; holding it
+// until the garbage collector ran would let a process that creates and
+// removes many queues exhaust the host's SHMMNI (fuzz/FINDINGS.md F3).
+func forget(q *Queue) {
+	if handles.CompareAndDelete(q.id, q) {
+		seg := q.seg
+		time.AfterFunc(retireDelay, func() { _ = seg.Retire() })
+	}
+}
+
+// retireDelay is how long a dropped cached handle stays attached.
+const retireDelay = time.Second
 
 // settle drops a cached handle whose queue is gone, so that the next call
 // with its id gets the kernel's answer.
