@@ -25,9 +25,9 @@
 // Opening a set (by key or id) first connects this process to the registry
 // (registry.Default), which then watches it: when the process dies, its
 // SEM_UNDO adjustments are applied and whatever it left half done is
-// repaired. Handles of the package-level functions are kept for the life of
-// the process, so a removed set stays mapped here (answering EINVAL) until
-// the process exits.
+// repaired. Handles of the package-level functions are cached per id and
+// dropped, then detached a second later, once their set is found removed
+// (by Remove here, or by a call that finds it gone).
 //
 // # How an operation runs
 //

@@ -221,9 +221,8 @@ func Get(key, nsems, flags int) (int, error) {
 	})
 }
 
-// The package-level functions use one handle per id, kept for the life of
-// the process (a removed set's handle stays mapped, answering EINVAL; the
-// kernel frees its memory when the process exits).
+// The package-level functions use one handle per id, kept until
+// the set is found removed (see forget).
 var handles struct {
 	last atomic.Pointer[Array]
 	m    sync.Map // id → *Array
@@ -239,6 +238,10 @@ func handle(id int) (*Array, error) {
 	}
 	if v, ok := handles.m.Load(id); ok {
 		h := v.(*Array)
+		if h.seg.Removed() {
+			forget(h)
+			return nil, kernel.EINVAL
+		}
 		handles.last.Store(h)
 		return h, nil
 	}
@@ -256,6 +259,34 @@ func handle(id int) (*Array, error) {
 	return h, nil
 }
 
+// forget drops a cached handle whose set is gone. Cached handles are shared
+// by every goroutine, so one may still be inside a call on it: the segment
+// is retired (detached, its addresses left readable as zeros, so a late
+// call sees a removed set instead of faulting) a second after it is
+// dropped, which also lets any goroutine about to sleep on it see the
+// removal first. Keeping it mapped would keep the removed kernel segment
+// alive, and a process that creates and removes many sets would exhaust
+// the host's SHMMNI (fuzz/FINDINGS.md F1).
+func forget(h *Array) {
+	if handles.m.CompareAndDelete(h.id, h) {
+		handles.last.CompareAndSwap(h, nil)
+		seg := h.seg
+		time.AfterFunc(retireDelay, func() { _ = seg.Retire() })
+	}
+}
+
+// retireDelay is how long a dropped cached handle stays attached.
+const retireDelay = time.Second
+
+// settle drops the cached handle h after a call on it failed because its
+// set is gone.
+func settle(h *Array, err error) error {
+	if err != nil && h.seg.Removed() {
+		forget(h)
+	}
+	return err
+}
+
 // Op is semop(2): the operations are applied atomically, in array order,
 // blocking until they all can be (unless one that cannot has IPC_NOWAIT:
 // EAGAIN).
@@ -270,7 +301,10 @@ func Op(id int, ops []Buf) error {
 			return err
 		}
 	}
-	return h.run(context.Background(), ops, time.Time{})
+	if err := h.run(context.Background(), ops, time.Time{}); err != nil {
+		return settle(h, err)
+	}
+	return nil
 }
 
 // TimedOp is semtimedop(2): Op, giving up with EAGAIN (nothing applied)
@@ -387,7 +421,11 @@ func Remove(id int) error {
 	if err != nil {
 		return err
 	}
-	return h.Remove()
+	if err := h.Remove(); err != nil {
+		return settle(h, err)
+	}
+	forget(h)
+	return nil
 }
 
 func checkOps(ops []Buf) error {
