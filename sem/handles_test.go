@@ -1,8 +1,6 @@
 package sem
 
 import (
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -11,19 +9,13 @@ import (
 	"github.com/usysv/usysv/kernel"
 )
 
-func sysvMappings(t *testing.T) int {
-	b, err := os.ReadFile("/proc/self/maps")
-	require.NoError(t, err)
-	return strings.Count(string(b), "SYSV")
-}
-
 // TestPackageLevelRemoveDetaches: sets created, used and removed through
 // the package-level functions do not stay attached to the process (each
 // would keep its removed kernel segment alive and count against the host's
 // SHMMNI: fuzz/FINDINGS.md F1, internal/chaos/FINDINGS.md F2). A removed
 // id keeps answering EINVAL.
 func TestPackageLevelRemoveDetaches(t *testing.T) {
-	base := sysvMappings(t)
+	base := testutil.SysVMappings(t)
 	const n = 200
 	var last int
 	for i := 0; i < n; i++ {
@@ -38,6 +30,6 @@ func TestPackageLevelRemoveDetaches(t *testing.T) {
 	_, err := GetVal(last, 0)
 	require.ErrorIs(t, err, kernel.EINVAL)
 	testutil.Eventually(t, 30*time.Second, "removed sets detached", func() bool {
-		return sysvMappings(t) < base+n/10
+		return testutil.SysVMappings(t) < base+n/10
 	})
 }

@@ -455,3 +455,14 @@ func (p *Proc) Call(timeout time.Duration, format string, a ...any) ([]string, e
 	p.Send(format, a...)
 	return p.Answer(timeout)
 }
+
+// SysVMappings counts this process's SysV shm attaches (the "SYSV" lines of
+// /proc/self/maps): how a test sees that segments were detached.
+func SysVMappings(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatalf("testutil: %v", err)
+	}
+	return strings.Count(string(b), "SYSV")
+}
