@@ -49,15 +49,21 @@ func (v *view) setClosed() {
 	closeWord(&v.rc.head)
 }
 
-// noteClose judges the open period that a close ends: if no receive went
-// through the ring (its head did not move), opening it bought nothing
-// (typically: typed receives, which close it again at once, each round),
+// noteClose judges the open period that a close ends: if messages went
+// into the ring and none out of it (the head did not move, and the close
+// will move them into the store), opening it bought nothing (typically:
+// rounds of sends and typed receives, which close it again each round),
 // and the next open waits for a number of locked sections that doubles
-// with each such period in a row, up to 64. Lock held.
+// with each such period in a row, up to 64. A close of an empty ring (a
+// receiver about to sleep) says nothing. Lock held.
 func (v *view) noteClose() {
 	c := v.ctl
-	if rpos(v.rc.head.Load()) != c.openHead&posMask {
+	h, t := v.rc.head.Load(), v.rc.tail.Load()
+	if rpos(h) != c.openHead&posMask {
 		c.useless, c.openSkip = 0, 0
+		return
+	}
+	if rpos(t) == rpos(h) {
 		return
 	}
 	if c.useless < 6 {
