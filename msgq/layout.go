@@ -64,6 +64,8 @@ import (
 //	 92     4  sendSpin  senders spinning before they sleep               atomic
 //	 96     4  ovfFutex  callers that found no free waiter slot sleep here atomic
 //	100     4  ovfWait   how many sleep on ovfFutex                        atomic
+//	104     8  spinCPU   pid<<32 | cpu+1 of the latest call to begin a     atomic
+//	                     spin (a hint, see ops.go coLocated)
 //
 // "Derived" words can be rebuilt from the committed state (the list from
 // head, the waiter slots) and are, by repair, after a lock holder died.
@@ -157,7 +159,8 @@ type control struct {
 	sendSpin atomic.Uint32
 	ovfFutex atomic.Uint32
 	ovfWait  atomic.Uint32
-	_        [24]byte
+	spinCPU  atomic.Uint64 // pid<<32 | cpu+1 of the latest call to begin a spin
+	_        [16]byte
 }
 
 // ringCtl is the mapped view of the ring's two control lines: the

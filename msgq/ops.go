@@ -40,13 +40,26 @@ const (
 	shortProbeMax = 64
 )
 
-// spinPolite is how long a spin only watches (plus its first 128 looks);
-// after it, it also yields the CPU between looks (sched_yield), so that a
-// peer waiting for this CPU gets it. Zero: peers that hand messages back
-// and forth are often put on one CPU by the scheduler (they wake each
-// other), and then every look without a yield only delays the answer; on
-// separate CPUs a yield returns at once.
-const spinPolite = 0
+// spinPolite is how long a spin only watches (plus its first 128 looks)
+// when the peer it waits for runs on another CPU; after it, it also yields
+// the CPU between looks (sched_yield), in case the peer moved to this one.
+// A spin whose peer last began to spin on this very CPU yields from the
+// start: peers that hand messages back and forth are often put on one CPU
+// by the scheduler (they wake each other, and neither ever sleeps), and
+// then every look without a yield only delays the answer. On separate
+// CPUs a yield costs a system call per 128 looks, which delays the answer
+// as much.
+const spinPolite = 5 * time.Microsecond
+
+// coLocated reports whether the call that last began to spin on this
+// queue (in ping-pong: the peer, spinning now for this call's answer) was
+// another process on the CPU this one runs on, and records this call as
+// the latest: one getcpu(2) and one swap, per spin.
+func (q *Queue) coLocated() bool {
+	me := uint64(q.pid)<<32 | uint64(kernel.Getcpu()+1)
+	prev := q.v.ctl.spinCPU.Swap(me)
+	return prev != me && uint32(prev) == uint32(me) && prev>>32 != me>>32
+}
 
 // spinBudget is how long this call may spin: spinFor, or after
 // spinGiveUp spins in a row saw nothing (the peer is not running: an idle
@@ -111,15 +124,15 @@ func (q *Queue) spinDone(ok bool, budget time.Duration) bool {
 // hand-off it waits for. It watches the ring too because once the lock is
 // released the ring may open, and then sends and receives no longer bump
 // the gens.
-func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
+func (q *Queue) spin(gen *atomic.Uint32, g uint32, h, t uint64) {
 	budget := q.spinBudget()
 	if budget == 0 {
 		return
 	}
-	var h, t uint64
 	rc := q.v.rc
-	if q.v.nslots != 0 {
-		h, t = rc.head.Load(), rc.tail.Load()
+	polite := spinPolite
+	if q.coLocated() {
+		polite = 0
 	}
 	var start time.Time
 	for i := 1; ; i++ {
@@ -133,7 +146,7 @@ func (q *Queue) spin(gen *atomic.Uint32, g uint32) {
 			} else if d := time.Since(start); d > budget {
 				q.spinDone(false, budget)
 				return
-			} else if d > spinPolite {
+			} else if d > polite {
 				kernel.SchedYield()
 			}
 			if i&4095 == 0 {
@@ -199,8 +212,9 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 			spun = true
 			c.sendSpin.Add(1)
 			g := c.recvGen.Load()
+			h, t := q.v.rc.head.Load(), q.v.rc.tail.Load()
 			q.unlock(&wl)
-			q.spin(&c.recvGen, g)
+			q.spin(&c.recvGen, g, h, t)
 			continue
 		}
 		if w.slot == nil {
@@ -297,8 +311,9 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 			spun = true
 			c.recvSpin.Add(1)
 			g := c.sendGen.Load()
+			h, t := q.v.rc.head.Load(), q.v.rc.tail.Load()
 			q.unlock(&wl)
-			q.spin(&c.sendGen, g)
+			q.spin(&c.sendGen, g, h, t)
 			continue
 		}
 		if w.slot == nil {

@@ -448,6 +448,8 @@ type spinner struct {
 	on     bool
 	start  time.Time
 	budget time.Duration
+	polite time.Duration // spinPolite, or 0 when the peer shares this CPU
+	seen   uint64        // the watched word as of before the caller's last look
 }
 
 func (st *spinner) finish(q *Queue) {
@@ -468,13 +470,32 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 		}
 		st.on = true
 		st.budget = q.spinBudget()
+		if st.budget == 0 {
+			return false
+		}
+		st.polite = spinPolite
+		if q.coLocated() {
+			st.polite = 0
+		}
+		// The value to watch is taken before the caller looks again,
+		// so that a change right after its last look is not missed.
+		st.seen = w.Load()
+		return true
 	}
 	if st.budget == 0 {
 		return false
 	}
-	old := w.Load()
+	old := st.seen
+	if old&ringClosed != 0 {
+		// Closed: whatever the caller waits for now happens under the
+		// lock, without touching w; its next look sees the closed bit,
+		// or the ring open again.
+		st.seen = w.Load()
+		return true
+	}
 	for i := 1; ; i++ {
-		if w.Load() != old {
+		if v := w.Load(); v != old {
+			st.seen = v
 			return q.spinDone(true, st.budget)
 		}
 		if i&127 == 0 {
@@ -483,7 +504,7 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 				st.start = now
 			} else if d := now.Sub(st.start); d > st.budget {
 				return q.spinDone(false, st.budget)
-			} else if d > spinPolite {
+			} else if d > st.polite {
 				kernel.SchedYield()
 			}
 			if q.closed.Load() {

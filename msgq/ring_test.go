@@ -657,3 +657,29 @@ func TestRingCorrupt(t *testing.T) {
 	require.NoError(t, v.check())
 	v.maybeOpen()
 }
+
+// TestSpinSeesEarlyChange: a spin watches the ring word from before the
+// caller's last look, so a message sent between that look and the spin
+// ends the spin at once instead of after its whole budget (which would
+// count as a spin that saw nothing: spinFails).
+func TestSpinSeesEarlyChange(t *testing.T) {
+	q := newQueue(t)
+	rc := q.v.rc
+	var st spinner
+	defer st.finish(q)
+	require.True(t, q.ringSpin(&st, &rc.tail), "the first call only takes the value")
+	open, _, _, _ := ringState(q)
+	require.True(t, open)
+	require.NoError(t, q.TrySend(1, []byte("x"))) // between the look and the spin
+	require.True(t, q.ringSpin(&st, &rc.tail))
+	assert.Zero(t, q.spinFails.Load(), "the spin saw the change")
+
+	// The lock path's spin, given the words as they were under the lock.
+	h, tl := rc.head.Load(), rc.tail.Load()
+	buf := make([]byte, 8)
+	_, _, err := q.TryRecv(buf, 0, 0)
+	require.NoError(t, err)
+	q.spin(&q.v.ctl.sendGen, q.v.ctl.sendGen.Load(), h, tl)
+	assert.Zero(t, q.spinFails.Load(), "the spin saw the change")
+	require.NoError(t, q.Check())
+}
