@@ -317,7 +317,7 @@ func (q *Queue) unlock(w *wakeList) {
 	// the section moved a message too big for the ring: the next one is
 	// likely too, and closing and opening for every one costs four CAS.
 	// (Those who spin watch the ring's words too, which opening changes.)
-	if !w.big {
+	if !w.big && c.head == 0 { // (the store is not empty: no need to look)
 		q.v.maybeOpen()
 	}
 	// The spinner counts are hints like ovfWait: added to under the lock
