@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -86,9 +87,11 @@ func Cases() []Case {
 		{Name: "sem/multi3", Title: "sem P+V, 3-op atomic array", Kind: Latency, Impls: sysvImpls,
 			batch: true, pilot: 2000, minOps: 1000, maxOps: 50_000_000, run: semLocal(3, 0)},
 		{Name: "sem/pingpong", Title: "sem ping-pong, 2 procs, waiter active", Kind: Latency, Impls: sysvImpls,
-			pilot: 300, minOps: 200, maxOps: 300_000, run: semPingPong(0)},
+			pilot: 300, minOps: 200, maxOps: 300_000, run: semPingPong(0, false)},
+		{Name: "sem/pingpong-pinned", Title: "sem ping-pong, 2 procs on own CPUs", Kind: Latency, Impls: sysvImpls,
+			pilot: 300, minOps: 200, maxOps: 300_000, run: semPingPong(0, true)},
 		{Name: "sem/pingpong-asleep", Title: "sem ping-pong, 2 procs, waiter asleep", Kind: Latency, Impls: sysvImpls,
-			pilot: 10, minOps: 20, maxOps: 20_000, run: semPingPong(asleepGap)},
+			pilot: 10, minOps: 20, maxOps: 20_000, run: semPingPong(asleepGap, false)},
 		{Name: "msg/sendrecv", Title: "msg send+recv 64 B, 1 proc", Kind: Latency, Impls: allImpls,
 			batch: true, pilot: 2000, minOps: 1000, maxOps: 50_000_000, run: msgSendRecv},
 		{Name: "msg/stream", Title: "msg stream 64 B, 1P→1C procs", Kind: Throughput, Impls: allImpls,
@@ -102,7 +105,9 @@ func Cases() []Case {
 		{Name: "msg/stream-8k", Title: "msg stream 8 KiB, 1P→1C procs", Kind: Throughput, Impls: allImpls,
 			pilot: 2000, minOps: 500, maxOps: 10_000_000, run: msgStream(bigMsg, 1, 1, 0)},
 		{Name: "msg/pingpong", Title: "msg ping-pong 64 B, 2 procs", Kind: Latency, Impls: allImpls,
-			pilot: 300, minOps: 200, maxOps: 300_000, run: msgPingPong},
+			pilot: 300, minOps: 200, maxOps: 300_000, run: msgPingPong(false)},
+		{Name: "msg/pingpong-pinned", Title: "msg ping-pong 64 B, 2 procs on own CPUs", Kind: Latency, Impls: sysvImpls,
+			pilot: 300, minOps: 200, maxOps: 300_000, run: msgPingPong(true)},
 		{Name: "registry/get", Title: "get existing key (msgget)", Kind: Latency, Impls: sysvImpls,
 			pilot: 200, minOps: 100, maxOps: 1_000_000, run: registryGet},
 	}
@@ -279,8 +284,10 @@ func pingWarm(n int, gap time.Duration) int {
 // semaphores: the pinger posts 0 and waits on 1, the ponger waits on 0 and
 // posts 1. With gap > 0 each side pauses for gap before it posts, so the
 // other is asleep when the post arrives; the ponger's pauses are taken off
-// the pinger's round trips (the pinger's own pause is outside them).
-func semPingPong(gap time.Duration) func(e *env, impl string, n, k int) (measurement, error) {
+// the pinger's round trips (the pinger's own pause is outside them). With
+// pinned, the pinger runs on CPU 0 and the ponger on CPU 1 only, so both
+// are active at once (neither can take the other's CPU).
+func semPingPong(gap time.Duration, pinned bool) func(e *env, impl string, n, k int) (measurement, error) {
 	return func(e *env, impl string, n, k int) (measurement, error) {
 		si, err := semImpl(impl)
 		if err != nil {
@@ -294,12 +301,12 @@ func semPingPong(gap time.Duration) func(e *env, impl string, n, k int) (measure
 		g := e.newGroup(e.timeout)
 		defer g.stop()
 		j := job{Impl: impl, Ref: s.Ref(), N: n, Warm: pingWarm(n, gap), Gap: gap}
-		j.Role = roleSemPong
+		j.Role, j.CPU = roleSemPong, pinCPU(pinned, 1)
 		pong, err := g.start(e, j, nil)
 		if err != nil {
 			return measurement{}, err
 		}
-		j.Role = roleSemPing
+		j.Role, j.CPU = roleSemPing, pinCPU(pinned, 0)
 		ping, err := g.start(e, j, nil)
 		if err != nil {
 			return measurement{}, err
@@ -310,8 +317,23 @@ func semPingPong(gap time.Duration) func(e *env, impl string, n, k int) (measure
 
 // msgPingPong is a 64-byte round trip between two helper processes: the
 // pinger (side 0) sends type 1 and receives type 2, the ponger (side 1)
-// receives type 1 and answers with type 2.
-func msgPingPong(e *env, impl string, n, k int) (measurement, error) {
+// receives type 1 and answers with type 2; pinned as in semPingPong.
+func msgPingPong(pinned bool) func(e *env, impl string, n, k int) (measurement, error) {
+	return func(e *env, impl string, n, k int) (measurement, error) {
+		return msgPingPongRun(e, impl, n, pinned)
+	}
+}
+
+// pinCPU is the job's CPU field for a ping-pong side: 1 + the CPU when
+// pinned (on a one-CPU machine both sides share CPU 0).
+func pinCPU(pinned bool, cpu int) int {
+	if !pinned {
+		return 0
+	}
+	return cpu%runtime.NumCPU() + 1
+}
+
+func msgPingPongRun(e *env, impl string, n int, pinned bool) (measurement, error) {
 	mi, err := msgImpl(impl)
 	if err != nil {
 		return measurement{}, err
@@ -324,12 +346,12 @@ func msgPingPong(e *env, impl string, n, k int) (measurement, error) {
 	g := e.newGroup(e.timeout)
 	defer g.stop()
 	j := job{Impl: impl, Ref: ch.Ref(), N: n, Warm: pingWarm(n, 0), Size: smallMsg}
-	j.Role, j.Side = roleMsgPong, 1
+	j.Role, j.Side, j.CPU = roleMsgPong, 1, pinCPU(pinned, 1)
 	pong, err := g.start(e, j, ch.Files(1))
 	if err != nil {
 		return measurement{}, err
 	}
-	j.Role, j.Side = roleMsgPing, 0
+	j.Role, j.Side, j.CPU = roleMsgPing, 0, pinCPU(pinned, 0)
 	ping, err := g.start(e, j, ch.Files(0))
 	if err != nil {
 		return measurement{}, err

@@ -25,6 +25,10 @@
 //	sem/pingpong          round trip between two processes on two semaphores:
 //	                      back to back, so the waiter is still active (usysv may
 //	                      catch the post while spinning; the kernel always sleeps)
+//	sem/pingpong-pinned   the same with the two processes pinned to CPUs 0 and 1,
+//	                      so both are active at once and never share a CPU; the
+//	                      kernel's waiter still sleeps, and on a virtual machine
+//	                      waking it means waking its idle vCPU (tens of µs here)
 //	sem/pingpong-asleep   the same, but each side pauses 200 µs before it posts, so
 //	                      its partner sleeps in the kernel; the pauses are taken
 //	                      off the round trips (each side measures its own)
@@ -40,6 +44,7 @@
 //	msg/stream-8k         1 → 1 processes, 8 KiB messages, msgs/s
 //	msg/pingpong          64 B round trip between two processes (types 1 and 2 on
 //	                      one queue; the socket's two ends; two pipes)
+//	msg/pingpong-pinned   the same, usysv and kernel only, pinned as above
 //	registry/get          look up an existing key: usysv's registry Get against
 //	                      msgget(key, 0). usysv bench runs a private registry
 //	                      embedded in its own process (a unix-socket round trip to

@@ -42,6 +42,9 @@ type job struct {
 	Types int           `json:"types,omitempty"`
 	Batch int           `json:"batch,omitempty"` // messages per call, if the endpoint batches
 	Gap   time.Duration `json:"gap,omitempty"`   // pause before each post (waiter asleep)
+	// CPU, when not zero, pins every thread of the helper to CPU-1 before
+	// it opens anything (the ping-pong cases "on CPUs of their own").
+	CPU int `json:"cpu,omitempty"`
 }
 
 // reply is one JSON value a helper writes.
@@ -83,6 +86,11 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 	var j job
 	if err := json.Unmarshal([]byte(args[1]), &j); err != nil {
 		return fmt.Errorf("job: %w", err)
+	}
+	if j.CPU > 0 {
+		if err := kernel.PinCPU(j.CPU - 1); err != nil {
+			return fmt.Errorf("pin to CPU %d: %w", j.CPU-1, err)
+		}
 	}
 	waitGo := func() error {
 		if err := out.Encode(reply{Ready: true}); err != nil {
