@@ -198,16 +198,19 @@
 // lock sleepers) and otherwise within shm.LivenessInterval (100 ms); the
 // taker rebuilds everything derived before it goes on. A sender's claim at
 // the ring's tail is given back when the registry's repair or the next
-// locked operation runs, or when a sender waiting behind it checks its
-// claimer's liveness (after 1 ms). Dead waiters are cleared by the
-// registry's eager repair (RegisterRepair), run as soon as it sees the
-// death, and by the next operation of every process that notices the
-// registry's death generation changed. A sender that is alive but stopped
+// locked operation runs, or by a sender waiting behind it, which checks
+// its claimer's liveness after 1 ms (without the lock). Dead waiters are
+// cleared by the registry's eager repair (RegisterRepair), run as soon as
+// it sees the death, and by the next operation of every process that
+// notices the registry's death generation changed; a lock-free call that
+// finds the lock held leaves that repair to a later call instead of
+// waiting (the ring needs none), so a stopped lock holder does not stop
+// the ring's calls after a death. A sender that is alive but stopped
 // (SIGSTOP) between its claim and its commit holds up nobody for long: the
 // senders behind it wait 2 ms, then take the lock path, which closes the
 // ring and goes on without it (its claim, not committed, sent nothing; it
 // gives the slot back when it runs again and finds the ring closed). A
-// stopped lock holder holds up the lock, as before.
+// stopped lock holder holds up the calls that need the lock.
 //
 // The segment is hostile input: every index and length read from it is
 // checked; a bad one gives ErrCorrupt, never a panic or an access outside

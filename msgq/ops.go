@@ -409,19 +409,52 @@ func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int) (bool, error) {
 }
 
 // ringReady reports whether a call needing permission need may try the
-// ring: it exists, no death needs repair, the permission is there and the
-// queue is not removed. Otherwise the lock path decides (and returns the
-// errors in Linux's order).
+// ring: it exists, the permission is there and the queue is not removed.
+// Otherwise the lock path decides (and returns the errors in Linux's
+// order). A death since this handle last repaired is repaired first if
+// that needs no waiting (tryRepair).
 func (q *Queue) ringReady(need uint64) bool {
 	if p := q.perm.Load(); p&need == 0 || uint32(p>>32) != q.seg.PermSeq() {
 		return q.ringReadySlow(need)
 	}
-	return q.ring && q.seg.DeadGen() == q.deadGen.Load() && !q.seg.Removed()
+	return q.ring && (q.seg.DeadGen() == q.deadGen.Load() || q.tryRepair()) && !q.seg.Removed()
 }
 
 // ringReadySlow is ringReady with the permission cache refreshed first.
 func (q *Queue) ringReadySlow(need uint64) bool {
-	return q.ring && q.access()&need != 0 && q.seg.DeadGen() == q.deadGen.Load() && !q.seg.Removed()
+	return q.ring && q.access()&need != 0 && (q.seg.DeadGen() == q.deadGen.Load() || q.tryRepair()) && !q.seg.Removed()
+}
+
+// tryRepair is the lazy repair of a lock-free call that finds that a
+// process died since this handle last repaired. It repairs if the lock is
+// free; if not, it leaves the repair pending (the generation is not
+// recorded) for the next call that finds the lock free, and the call goes
+// on through the ring, rather than wait for the holder: a holder that is
+// stopped (SIGSTOP) would otherwise stop every call on the queue, lock-free
+// ones too, as soon as any client anywhere died (chaos finding F3). It
+// returns true.
+//
+// The ring needs no repair to be used. What the repair fixes that the
+// ring could meet: a dead sender's claim at the tail, which a sender
+// finds on its own (waitSender gives it back, with a CAS from the dead
+// claim, as repair does); a dead lock holder's half-done flush or
+// rebuild, which happens with the ring closed (ring calls take the lock
+// path, which takes a dead holder over and repairs in full); and dead
+// waiters, which keep the ring closed (receivers) or make receivers take
+// the lock to wake them (senders), so calls that meet them take the lock
+// anyway. A dead lock holder is left to the registry's eager repair or
+// the next locked call; a live one is not waited for here.
+func (q *Queue) tryRepair() bool {
+	if !q.mu.TryLock() {
+		return true
+	}
+	if g := q.seg.DeadGen(); g != q.deadGen.Load() {
+		q.v.repair(false)
+		q.deadGen.Store(g)
+	}
+	var wl wakeList
+	q.unlock(&wl)
+	return true
 }
 
 // Send sends a message of type mtype (≥ 1) with text data (at most

@@ -642,13 +642,23 @@ func (q *Queue) wakeRoom() {
 }
 
 // waitSender waits for the sender that claimed the tail's slot (word sv)
-// to commit or give it back. It reports false if the lock path should
-// take over: the claimer is dead (the lock path gives its slot back), or it
-// is taking longer than claimWait (preempted, or stopped: the lock path
-// closes the ring and goes on without it; the claim, not committed, sent
-// nothing, and its sender will find the ring closed).
+// to commit or give it back. A dead claimer's slot it gives back itself
+// (settleTail: a CAS from the dead claim, safe beside lock-free senders
+// and a lock holder), so that senders need not wait for the lock, whose
+// holder may be stopped, to get past it. It reports false if the lock path
+// should take over: the claimer is taking longer than claimWait
+// (preempted, or stopped: the lock path closes the ring and goes on
+// without it; the claim, not committed, sent nothing, and its sender will
+// find the ring closed).
 func (q *Queue) waitSender(ctx context.Context, s *slot, sv uint64) bool {
-	return waitClaim(&s.seq, sv, ctx) == waitChanged
+	switch waitClaim(&s.seq, sv, ctx) {
+	case waitChanged:
+		return true
+	case waitDead:
+		q.v.settleTail()
+		return true
+	}
+	return false
 }
 
 // ringRecv is a receive through the ring, spinning while nothing matches.

@@ -498,6 +498,16 @@ func (v *view) repair(full bool) {
 		if !kernel.ProcessAlive(int(s.PID.Load()), s.Start.Load()) {
 			if st == slotDelivered {
 				if b := s.Arg[argBlock].Load(); b != 0 && b <= uint64(v.nblocks) {
+					if !requeued {
+						// The ring may have opened since the hand-over
+						// (the store was empty): it is open only while
+						// the store is empty, and its messages are
+						// younger than any in the store, so they move
+						// there first (a failure is reported by the next
+						// locked call, which finds the ring closed).
+						v.setClosed()
+						_ = v.flush()
+					}
 					v.requeue(uint32(b))
 					requeued = true
 				}
