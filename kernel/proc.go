@@ -61,16 +61,10 @@ func Close(fd int) error { return unix.Close(fd) }
 // since boot (field 22 of /proc/pid/stat). A pid together with its start
 // time names one process for ever, even after the pid is reused.
 func ProcessStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	f, err := procStat(pid)
 	if err != nil {
-		return 0, ESRCH
+		return 0, err
 	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, EPROTO
-	}
-	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state); field 22 is f[19].
 	if len(f) < 20 {
 		return 0, EPROTO
@@ -79,6 +73,28 @@ func ProcessStartTime(pid int) (uint64, error) {
 		return 0, ESRCH // a zombie has exited; only its parent's wait is left
 	}
 	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// ProcessStopped reports whether process pid is stopped: by a signal
+// (SIGSTOP, SIGTSTP: Ctrl-Z) or by a debugger. Such a process is alive but
+// will do nothing until someone continues it.
+func ProcessStopped(pid int) bool {
+	f, err := procStat(pid)
+	return err == nil && len(f) > 0 && (f[0] == "T" || f[0] == "t")
+}
+
+// procStat returns the fields of /proc/pid/stat from field 3 (state) on.
+func procStat(pid int) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, ESRCH
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, EPROTO
+	}
+	return strings.Fields(string(b[i+1:])), nil
 }
 
 // ProcessAlive reports whether the process pid that started at start (as
@@ -187,6 +203,24 @@ func PeerCred(conn *net.UnixConn) (pid int, uid, gid uint32, err error) {
 		return 0, 0, 0, serr
 	}
 	return int(uc.Pid), uc.Uid, uc.Gid, nil
+}
+
+// PeerHungUp reports whether the process at the other end of a unix
+// socket connection has closed it (or shut down its writing side), even if
+// bytes it sent before are still unread: poll(2) with POLLRDHUP and no
+// wait.
+func PeerHungUp(conn *net.UnixConn) bool {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return true
+	}
+	hup := false
+	_ = rc.Control(func(fd uintptr) {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, err := unix.Poll(pfd, 0)
+		hup = err == nil && n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+	})
+	return hup
 }
 
 // Epoll is an epoll instance, used to watch many pidfds from one goroutine.

@@ -17,10 +17,14 @@ import (
 )
 
 // How long a call waits for a registry to answer (including a takeover
-// after the host died) and for one response.
+// after the host died) and for one response; how long it waits for a
+// registry whose host process is stopped before it fails with
+// ErrHostStopped, and how often it looks.
 var (
 	connectTimeout  = 10 * time.Second
 	responseTimeout = 60 * time.Second
+	stoppedGrace    = time.Second
+	stoppedPoll     = 200 * time.Millisecond
 )
 
 // Client is a connection to a registry. Its methods are safe for
@@ -50,6 +54,7 @@ type Client struct {
 // conn is one connection; a Client replaces it when it breaks.
 type conn struct {
 	nc      *net.UnixConn
+	spid    int // the serving process, as the kernel says (SO_PEERCRED)
 	wmu     sync.Mutex
 	pmu     sync.Mutex
 	pending map[uint32]chan []byte
@@ -216,7 +221,7 @@ func (c *Client) getConn(deadline time.Time) (*conn, error) {
 			c.mu.Unlock()
 			return cn, nil
 		}
-		if tried && !c.embedded && !c.redialing {
+		if tried && (!c.embedded && !c.redialing || errors.Is(c.lastErr, ErrHostStopped)) {
 			err := c.lastErr
 			c.mu.Unlock()
 			return nil, err
@@ -285,6 +290,9 @@ func (c *Client) reconnect() {
 			c.mu.Unlock()
 			return
 		}
+		if errors.Is(err, ErrHostStopped) {
+			c.signal() // callers fail now rather than at their deadline
+		}
 		c.mu.Unlock()
 		time.Sleep(backoff)
 		if backoff *= 2; backoff > 50*time.Millisecond {
@@ -335,13 +343,18 @@ func dial(socket string) (*conn, hello, error) {
 	if err != nil {
 		return nil, h, err
 	}
+	spid, _, _, err := kernel.PeerCred(nc)
+	if err != nil {
+		nc.Close()
+		return nil, h, err
+	}
 	e := newFrame(nil, opHello, 0)
 	_ = nc.SetDeadline(time.Now().Add(connectTimeout))
 	if _, err := nc.Write(e.bytes()); err != nil {
 		nc.Close()
 		return nil, h, err
 	}
-	body, err := readFrame(nc, nil)
+	body, err := readFrame(&stopWatch{nc: nc, pid: spid, deadline: time.Now().Add(connectTimeout)}, nil)
 	if err != nil {
 		nc.Close()
 		return nil, h, fmt.Errorf("registry: hello: %w", err)
@@ -363,7 +376,43 @@ func dial(socket string) (*conn, hello, error) {
 		return nil, h, fmt.Errorf("registry: bad hello response: %w", kernel.EPROTO)
 	}
 	_ = nc.SetDeadline(time.Time{})
-	return &conn{nc: nc, pending: make(map[uint32]chan []byte), dead: make(chan struct{})}, h, nil
+	return &conn{nc: nc, spid: spid, pending: make(map[uint32]chan []byte), dead: make(chan struct{})}, h, nil
+}
+
+// stopWatch reads the hello response until deadline, but fails with ErrHostStopped once the serving process pid has been
+// stopped for stoppedGrace.
+type stopWatch struct {
+	nc           *net.UnixConn
+	pid          int
+	deadline     time.Time
+	stoppedSince time.Time
+}
+
+func (w *stopWatch) Read(p []byte) (int, error) {
+	deadline := w.deadline
+	for {
+		next := time.Now().Add(stoppedPoll)
+		if next.After(deadline) {
+			next = deadline
+		}
+		_ = w.nc.SetReadDeadline(next)
+		n, err := w.nc.Read(p)
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		now := time.Now()
+		switch {
+		case !kernel.ProcessStopped(w.pid):
+			w.stoppedSince = time.Time{}
+		case w.stoppedSince.IsZero():
+			w.stoppedSince = now
+		case now.Sub(w.stoppedSince) >= stoppedGrace:
+			return 0, ErrHostStopped
+		}
+		if now.After(deadline) {
+			return 0, err
+		}
+	}
 }
 
 // parseResponse checks a response frame's header and returns a decoder over
@@ -436,24 +485,53 @@ func (cn *conn) roundTrip(frame []byte, tag uint32) (body []byte, sent bool, err
 		cn.nc.Close() // a partly written frame poisons the stream
 		return nil, false, errLost
 	}
-	t := time.NewTimer(responseTimeout)
+	// Wait, looking now and then whether the serving process is stopped:
+	// then nothing will come until someone continues it, which may be
+	// never (Ctrl-Z on whichever process hosts an embedded registry).
+	giveUp := time.Now().Add(responseTimeout)
+	var stoppedSince time.Time
+	t := time.NewTimer(stoppedPoll)
 	defer t.Stop()
-	select {
-	case b := <-ch:
-		return b, true, nil
-	case <-cn.dead:
+	for {
 		select {
 		case b := <-ch:
 			return b, true, nil
-		default:
+		case <-cn.dead:
+			select {
+			case b := <-ch:
+				return b, true, nil
+			default:
+			}
+			return nil, true, errLost
+		case <-t.C:
 		}
-		return nil, true, errLost
-	case <-t.C:
-		cn.pmu.Lock()
-		delete(cn.pending, tag)
-		cn.pmu.Unlock()
-		return nil, true, fmt.Errorf("registry: no response from the registry in %v: %w", responseTimeout, kernel.ETIMEDOUT)
+		now := time.Now()
+		switch {
+		case !kernel.ProcessStopped(cn.spid):
+			stoppedSince = time.Time{}
+		case stoppedSince.IsZero():
+			stoppedSince = now
+		case now.Sub(stoppedSince) >= stoppedGrace:
+			cn.abandon(tag)
+			return nil, true, ErrHostStopped
+		}
+		if now.After(giveUp) {
+			cn.abandon(tag)
+			return nil, true, fmt.Errorf("registry: no response from the registry in %v: %w", responseTimeout, kernel.ETIMEDOUT)
+		}
+		t.Reset(stoppedPoll)
 	}
+}
+
+// abandon gives up on the request tag: the connection is closed, so that
+// the registry, when it gets to the request, finds the client gone and does
+// not apply it (Server.handle). The other requests pending on it fail as
+// if the connection broke, and are retried or reported as such.
+func (cn *conn) abandon(tag uint32) {
+	cn.pmu.Lock()
+	delete(cn.pending, tag)
+	cn.pmu.Unlock()
+	cn.nc.Close()
 }
 
 // retry says what a call may do when the connection breaks after the
@@ -495,7 +573,7 @@ func (c *Client) call(op byte, policy retry, put func(e *enc)) (dec, error) {
 			return d, nil
 		}
 		if !errors.Is(err, errLost) {
-			return dec{}, err
+			return dec{}, err // ErrHostStopped and timeouts are not retried
 		}
 		if sent {
 			if policy == retryNever {

@@ -39,6 +39,14 @@
 // gives ErrConnLost; a retried Remove that finds the object gone counts as
 // done). cmd/usysvd runs the same Server standalone.
 //
+// A host that is stopped (SIGSTOP, Ctrl-Z, a debugger) still holds the
+// lock, so nobody can take over. A client sees it in /proc (the serving
+// pid comes from SO_PEERCRED) and, once it has been stopped for a second,
+// gives up: the call fails with ErrHostStopped (matching ETIMEDOUT) and the
+// connection is closed. The registry drops a changing request (a Get that
+// may create, IPC_SET, IPC_RMID) whose client has closed its connection,
+// so a call that gave up is not applied when the host is continued.
+//
 // # Wire protocol and identity
 //
 // Length-prefixed, versioned binary frames over a unix stream socket (see

@@ -14,4 +14,12 @@ var (
 	// IPC_PRIVATE) was sent: it may or may not have been applied. It
 	// matches kernel.ECONNRESET. Idempotent requests are retried instead.
 	ErrConnLost = fmt.Errorf("registry: connection to the registry lost; the request may have been applied: %w", kernel.ECONNRESET)
+	// ErrHostStopped means the process serving the registry (usysvd, or
+	// the client hosting an embedded registry) has been stopped — by
+	// SIGSTOP, Ctrl-Z or a debugger — for a second, so the call gave up.
+	// The request was not applied (the registry drops a changing request
+	// whose client is gone), unless the host stopped in the middle of
+	// applying it. It matches kernel.ETIMEDOUT. Nobody can take over a
+	// stopped host: calls fail this way until it is continued or killed.
+	ErrHostStopped = fmt.Errorf("registry: the registry's host process is stopped; the request was not applied: %w", kernel.ETIMEDOUT)
 )

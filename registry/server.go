@@ -414,6 +414,15 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 	if err := s.track(procID{pid, start}); err != nil {
 		return
 	}
+	gone := func() bool {
+		if !kernel.PeerHungUp(nc) {
+			return false
+		}
+		if droppedHook != nil {
+			droppedHook()
+		}
+		return true
+	}
 	br := bufio.NewReaderSize(nc, 4096)
 	rbuf := make([]byte, 256)
 	wbuf := make([]byte, 0, 256)
@@ -432,7 +441,7 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		if cap(body) > cap(rbuf) {
 			rbuf = body[:0]
 		}
-		out, ok := s.handle(creds, body, wbuf)
+		out, ok := s.handle(creds, body, wbuf, gone)
 		if !ok {
 			return
 		}
@@ -468,7 +477,15 @@ func (s *Server) dropConn(nc *net.UnixConn, uid uint32) {
 
 // handle decodes one request frame and returns the response frame. ok is
 // false for a malformed frame: the connection is then closed.
-func (s *Server) handle(c Creds, body []byte, buf []byte) (out []byte, ok bool) {
+//
+// gone reports whether the client has closed its end. A request that
+// changes something (a Get that may create, IPC_SET, IPC_RMID) is not
+// applied for a client that is gone, and the connection is closed: the
+// client gave up waiting (the registry's host was stopped, see
+// ErrHostStopped) and was told the request was not applied, or died; a
+// late creation would belong to nobody.
+func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out []byte, ok bool) {
+
 	if body[0] != protoVersion || body[2] != 0 || body[3] != 0 {
 		return nil, false
 	}
@@ -497,6 +514,9 @@ func (s *Server) handle(c Creds, body []byte, buf []byte) (out []byte, ok bool) 
 		if !d.done() {
 			return nil, false
 		}
+		if (r.Key == kernel.IPC_PRIVATE || r.Flags&kernel.IPC_CREAT != 0) && gone() {
+			return nil, false
+		}
 		var id int
 		id, err = s.get(c, r)
 		resp.i32(int32(id))
@@ -511,13 +531,13 @@ func (s *Server) handle(c Creds, body []byte, buf []byte) (out []byte, ok bool) 
 	case opSet:
 		kind, id := shm.Kind(d.u32()), int(d.i32())
 		uid, gid, mode, param := d.u32(), d.u32(), d.u32(), d.u64()
-		if !d.done() {
+		if !d.done() || gone() {
 			return nil, false
 		}
 		err = s.set(c, kind, id, uid, gid, mode, param)
 	case opRemove:
 		kind, id := shm.Kind(d.u32()), int(d.i32())
-		if !d.done() {
+		if !d.done() || gone() {
 			return nil, false
 		}
 		err = s.remove(c, kind, id)
@@ -561,6 +581,10 @@ func (s *Server) handle(c Creds, body []byte, buf []byte) (out []byte, ok bool) 
 	}
 	return resp.bytes(), true
 }
+
+// droppedHook, if set (by tests, before serving), is called whenever a
+// request is dropped because its client is gone.
+var droppedHook func()
 
 func validKind(k shm.Kind) bool { return k == shm.KindSem || k == shm.KindMsg }
 
