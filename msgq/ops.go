@@ -365,6 +365,20 @@ func (q *Queue) sendLocked(mtype int64, data []byte) (bool, error) {
 		q.unlock(&wl)
 		return false, nil
 	}
+	// The ring may have opened while this call waited for the lock (it
+	// came here because it found the ring closed): then the message goes
+	// through the ring rather than close it again at once, which in a
+	// stream had the two sides close and open it in turn, and most
+	// messages go through the lock.
+	if len(data) <= slotText && q.ring && q.v.isOpen() {
+		if r, _, _ := q.ringPut(mtype, data, q.qbytes()); r == putDone {
+			wl.sent = true
+			q.changed(&wl)
+			q.unlock(&wl)
+			q.stampSend()
+			return true, nil
+		}
+	}
 	if err := q.closeRing(); err != nil {
 		q.unlock(&wl)
 		return true, err
@@ -391,11 +405,20 @@ func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int) (bool, error) {
 		q.unlock(&wl)
 		return false, nil
 	}
+	mode, typ := convertMode(msgtyp, flags)
+	// As in sendLocked: the ring may have opened meanwhile.
+	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.ring && q.v.isOpen() {
+		if q.ringTake(m, mode, typ, flags&MSG_NOERROR != 0) == takeDone {
+			q.afterRecv(&wl)
+			q.unlock(&wl)
+			q.stampRecv()
+			return true, nil
+		}
+	}
 	if err := q.closeRing(); err != nil {
 		q.unlock(&wl)
 		return true, err
 	}
-	mode, typ := convertMode(msgtyp, flags)
 	ok, err := q.take(m, mode, typ, flags, clock.Now(), &wl)
 	if !ok && err == nil {
 		if flags&IPC_NOWAIT == 0 {
