@@ -125,11 +125,13 @@
 // word and the ring's words) for up to 20 µs, then sleeps in a waiter slot
 // on its futex word. The value it watches is the one from before its last
 // look (taken under the lock, or before the ring call that failed), so a
-// change in between ends the watch at once. The watch starts with one
-// getcpu(2) and a swap of a shared word that records which process began
-// the latest watch on which CPU: if that was another process on this very
-// CPU (peers handing messages back and forth are often put on one CPU by
-// the scheduler, and neither ever sleeps), the watch yields the CPU
+// change in between ends the watch at once. A watch that saw nothing in
+// its first 128 looks makes one getcpu(2) (a real system call, so not at
+// the start of every watch: most end sooner) and a swap of a shared word
+// that records which process last did so on which CPU: if that was
+// another process on this very CPU (peers handing messages back and
+// forth are often put on one CPU by the scheduler, and neither ever
+// sleeps), the watch yields the CPU
 // (sched_yield) every 128 looks, since the answer can only come after a
 // yield; otherwise it only looks for 5 µs and yields after that. The
 // watch adapts per handle. After four in a row saw nothing (the peer is

@@ -440,6 +440,9 @@ func (q *Queue) pipeline(mtype int64, data []byte, seq uint64, now int64, w *wak
 			c.recvWait++
 			return false, err
 		}
+		if len(data) > slotText {
+			w.big = true // as enqueue: keep the ring closed for the next one
+		}
 		best.Arg[argBlock].Store(uint64(b) + 1)
 		best.Arg[argSeq].Store(seq)
 		best.State.Store(slotDelivered)

@@ -448,7 +448,7 @@ type spinner struct {
 	on     bool
 	start  time.Time
 	budget time.Duration
-	polite time.Duration // spinPolite, or 0 when the peer shares this CPU
+	polite time.Duration // spinPolite, or 0 when the peer shares this CPU; -1: not decided yet
 	seen   uint64        // the watched word as of before the caller's last look
 }
 
@@ -473,10 +473,7 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 		if st.budget == 0 {
 			return false
 		}
-		st.polite = spinPolite
-		if q.coLocated() {
-			st.polite = 0
-		}
+		st.polite = -1 // decided at the first look at the clock
 		// The value to watch is taken before the caller looks again,
 		// so that a change right after its last look is not missed.
 		st.seen = w.Load()
@@ -500,6 +497,9 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 		}
 		if i&127 == 0 {
 			now := time.Now()
+			if st.polite < 0 {
+				st.polite = q.politeFor()
+			}
 			if st.start.IsZero() {
 				st.start = now
 			} else if d := now.Sub(st.start); d > st.budget {
