@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,15 +197,24 @@ func runWire(t *testing.T, data []byte, framed bool) {
 
 	// Read every response as it comes, so that the server never blocks
 	// writing to us.
-	type result struct {
-		b   []byte
-		err error
-	}
-	respc := make(chan result, 1)
+	var rd wireReader
+	rd.done = make(chan struct{})
 	go func() {
+		defer close(rd.done)
 		_ = uc.SetReadDeadline(time.Now().Add(2 * callTimeout))
-		b, err := io.ReadAll(uc)
-		respc <- result{b, err}
+		buf := make([]byte, 4096)
+		for {
+			n, err := uc.Read(buf)
+			rd.mu.Lock()
+			rd.b = append(rd.b, buf[:n]...)
+			if err != nil && err != io.EOF {
+				rd.err = err
+			}
+			rd.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
 	}()
 	_ = uc.SetWriteDeadline(time.Now().Add(callTimeout))
 	_, _ = uc.Write(stream) // the server may close early: a short write is fine
@@ -213,12 +223,46 @@ func runWire(t *testing.T, data []byte, framed bool) {
 	// another client must be served all the same.
 	checkServed(t, sock)
 
-	_ = uc.CloseWrite()
-	r := <-respc
-	if r.err != nil && !errors.Is(r.err, syscallECONNRESET) {
-		t.Fatalf("reading the responses: %v (the registry neither answered nor closed the connection)", r.err)
+	// The registry does not apply a request that changes something once
+	// the client has closed its end (it gave up: registry doc), so the
+	// write side stays open until every well-formed request is answered
+	// (or the registry closed the connection, or the read deadline).
+	for deadline := time.Now().Add(2 * callTimeout); rd.responses() < len(reqs) && time.Now().Before(deadline); {
+		select {
+		case <-rd.done:
+			deadline = time.Now()
+		case <-time.After(100 * time.Microsecond):
+		}
 	}
-	checkResponses(t, r.b, reqs, exact)
+	_ = uc.CloseWrite()
+	<-rd.done
+	if rd.err != nil && !errors.Is(rd.err, syscallECONNRESET) {
+		t.Fatalf("reading the responses: %v (the registry neither answered nor closed the connection)", rd.err)
+	}
+	checkResponses(t, rd.b, reqs, exact)
+}
+
+// wireReader collects what the registry sends on the raw connection.
+type wireReader struct {
+	mu   sync.Mutex
+	b    []byte
+	err  error
+	done chan struct{}
+}
+
+// responses counts the complete frames read so far.
+func (r *wireReader) responses() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for b := r.b; len(b) >= 4; n++ {
+		l := int(binary.LittleEndian.Uint32(b))
+		if l > len(b)-4 {
+			break
+		}
+		b = b[4+l:]
+	}
+	return n
 }
 
 // checkResponses checks that resp is a sequence of well-formed responses
