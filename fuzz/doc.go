@@ -35,7 +35,8 @@
 //     against the kernel too. On objects made by key (the program's first
 //     bytes choose), calls are also left blocked in goroutines — semop
 //     arrays, msgrcv receivers — so that wake-up order, counts, hand-over
-//     and EIDRM are compared.
+//     and EIDRM are compared; steps marked "as nobody" run in a helper
+//     process without privileges (permission checks).
 //   - FuzzCorruptSem, FuzzCorruptMsg: fuzz bytes written into a live set's
 //     or queue's waiter table, body and mutable header words (mapped with
 //     shm.Map) while goroutines run non-blocking or short-timeout operations
@@ -49,50 +50,77 @@
 //
 // # How the differential targets cover the contract API (DESIGN.md §4)
 //
-// Semaphores (FuzzSemDiff; pooled sets go through the contract functions,
-// sets made by key through a *sem.Array because of FINDINGS.md F1, except
-// their IPC_RMID now and then and every call after it):
+// FuzzSemDiff and FuzzMsgDiff call only the contract functions (sem.Op,
+// msgq.Send, ...: ids, not handles) and compare each result with the
+// kernel's, times and ids excepted; the model is checked against the
+// kernel too. A program runs on a pooled object (IPC_PRIVATE, mode 0600,
+// reset between programs) or on a fresh one made by key with one of 8
+// modes. A step may run "as nobody": in a helper process (testutil.AsNobody,
+// uid/gid 65534, no capabilities), on the same kernel and usysv objects,
+// after IPC_SET gave nobody ownership or group or other bits, or not.
 //
-//   - sem.Get: the set's own key, another key, IPC_PRIVATE; nsems 0, n,
-//     n-1, n+1, -1, SEMMSL+1; flags IPC_CREAT, IPC_EXCL, both, none, mode
-//     bits, and IPC_NOWAIT (ignored). ENOENT, EEXIST, EINVAL, "the same
-//     set", "a new set".
-//   - sem.Op: arrays of 0-5 ops, SEMOPM and SEMOPM+1 (E2BIG), empty
-//     (EINVAL); sem_op in -4..4 and edge values (±SEMVMX, -32768, ±30000…);
-//     sem_num valid, just past nsems and 65535 (EFBIG); sem_flg IPC_NOWAIT,
-//     SEM_UNDO (semadj overflow: ERANGE) and bits semop ignores; an op that
-//     would sleep without IPC_NOWAIT becomes semtimedop with a zero timeout.
-//     "Try" steps are Op with IPC_NOWAIT on every op.
-//   - sem.TimedOp: timeouts 0, 1µs, 200µs; 6 s for blocked waiters.
-//   - sem.GetVal, GetPid, GetNcnt, GetZcnt: semnum valid, nsems, -1,
-//     65535; counts non-zero while waiters are blocked.
-//   - sem.SetVal: values 0-5 and -1, SEMVMX, SEMVMX+1, 65535, 65536,
-//     ±2^31 (ERANGE before EINVAL); bad semnum.
-//   - sem.GetAll, sem.SetAll (values ≤ SEMVMX and above: ERANGE; wrong
-//     lengths against the model only).
-//   - sem.Stat (perm, nsems, whether otime is set), sem.Set (uid, gid
-//     0, 65534, 1000, -1; mode any 16 bits), sem.Remove (and every call
-//     after it: EINVAL); id -1 for every call.
+//	call            what is generated                                     checked
+//	sem.Get         own key / other key / IPC_PRIVATE; nsems 0, n, n±1,   ENOENT EEXIST EINVAL EACCES,
+//	                -1, SEMMSL+1; IPC_CREAT, IPC_EXCL, both, none;         "same set" / "new set"
+//	                8 modes; IPC_NOWAIT (ignored)
+//	sem.Op          0-5 ops, SEMOPM, SEMOPM+1; sem_op -4..4 (0: wait for  E2BIG EINVAL EFBIG ERANGE
+//	                zero) and ±SEMVMX, -32768, ±30000...; sem_num valid,   EAGAIN EACCES EIDRM; values,
+//	                nsems.., 65535; several ops on one semaphore;          sempids, GETNCNT/GETZCNT,
+//	                IPC_NOWAIT, SEM_UNDO (semadj overflow: ERANGE),        otime set; waiters' results
+//	                ignored bits; arrays left blocked in goroutines (up    and wake-up order
+//	                to 8; sem.Op or TimedOp 6 s), woken by later steps or
+//	                ended by IPC_RMID
+//	sem.TimedOp     timeouts 0, 1µs, 200µs (expiry: EAGAIN); 6 s for       as sem.Op
+//	                blocked waiters; negative (model only)
+//	GetVal GetPid   semnum valid, nsems, -1, 65535; while waiters block    EINVAL EACCES, values
+//	GetNcnt GetZcnt
+//	SetVal          0-5, -1, SEMVMX, SEMVMX+1, 65535, 65536, ±2^31; bad    ERANGE before EINVAL, EACCES,
+//	                semnum                                                 waking waiters
+//	GetAll SetAll   values ≤ SEMVMX and above; wrong lengths (model only)  ERANGE EACCES
+//	sem.Stat        every program ends with it                             perm, nsems, otime set
+//	sem.Set         uid/gid 0, 65534, 1000, -1; mode any 16 bits           EINVAL EPERM (non-owner)
+//	sem.Remove      on the live set, again, then every call on the stale   EINVAL EPERM, EIDRM to
+//	                id; id -1 for every call                               waiters
 //
-// Message queues (FuzzMsgDiff; all through the contract functions):
+//	msgq.Get        as sem.Get without nsems                               ENOENT EEXIST EACCES
+//	msgq.Send       mtype 1-6, 0, -1, 2^32, 2^62, MaxInt64, MinInt64;      EINVAL EAGAIN EACCES,
+//	                sizes 0-23, 24, 104-256 (usysv's blocks), 1000, 4096,  lspid, stime, qnum, cbytes,
+//	                MSGMAX-1, MSGMAX, MSGMAX+1, 16384; IPC_NOWAIT, none    hand-over to a blocked
+//	                (when it fits), MSG_NOERROR|MSG_EXCEPT|MSG_COPY        receiver (pipelined_send)
+//	                (ignored); full queue (bytes and count vs qbytes)
+//	msgq.Recv       msgtyp -7..7, ±2^32, ±2^40, ±100, MaxInt64, -MaxInt64, n, type, text, lrpid, rtime;
+//	                MinInt64; buffers 0-16384; IPC_NOWAIT, MSG_NOERROR,    E2BIG (message stays),
+//	                MSG_EXCEPT, MSG_COPY, ignored bit; receivers left      ENOMSG EINVAL EACCES EIDRM,
+//	                blocked (up to 8) for later sends or IPC_RMID          MSG_COPY index/EINVAL rules
+//	msgq.Stat       after every program (and as a step)                   perm, qnum, cbytes, qbytes,
+//	                                                                      lspid, lrpid, times set
+//	msgq.Set        uid/gid 0, 65534, 1000, -1; mode; qbytes 0..16385,    EPERM above MSGMNB (root
+//	                ≥ 2^32 (low 32 bits)                                   here has no CAP_SYS_RESOURCE,
+//	                                                                      nobody never), EPERM
+//	                                                                      non-owner, EINVAL uid -1
+//	msgq.Remove     as sem.Remove                                          EINVAL EPERM, EIDRM
 //
-//   - msgq.Get: as sem.Get, without nsems.
-//   - msgq.Send: mtype 1-6, 0, -1, 2^32, 2^62, MaxInt64, MinInt64; sizes 0-23
-//     and around usysv's 128-byte blocks and 24-byte message header, 1000,
-//     4096, MSGMAX-1, MSGMAX, MSGMAX+1 (EINVAL), 16384; IPC_NOWAIT, no flag
-//     (when it fits), and MSG_NOERROR|MSG_EXCEPT|MSG_COPY (ignored); EAGAIN
-//     on a full queue (bytes and message count both capped by qbytes).
-//   - msgq.Recv: msgtyp -7..7, ±2^32, ±2^40, ±100, MaxInt64, -MaxInt64,
-//     MinInt64; buffers from 0 to 16384 (E2BIG, the message stays);
-//     IPC_NOWAIT, MSG_NOERROR, MSG_EXCEPT, MSG_COPY (index, EINVAL without
-//     IPC_NOWAIT or with MSG_EXCEPT, ENOMSG past the end, EINVAL with
-//     MSG_NOERROR and a short buffer), an ignored bit; a receive that would
-//     sleep gets IPC_NOWAIT (ENOMSG), or, on a queue made by key, is left
-//     blocked for a later send (hand-over, E2BIG) or the removal (EIDRM).
-//   - msgq.Stat (perm, cbytes, qnum, qbytes, lspid, lrpid, whether stime and
-//     rtime are set), msgq.Set (uid, gid, mode, qbytes 0…16385 and ≥ 2^32:
-//     EPERM above MSGMNB, before EINVAL for uid/gid -1), msgq.Remove; id -1
-//     for every call.
+// Not covered, and why:
+//
+//   - Senders left blocked on a full queue: Linux wakes every blocked
+//     sender to retry (ss_wakeup) after the call that made room has
+//     returned, so which sender gets in, and the state after that step,
+//     depend on scheduling. A send that would sleep gets IPC_NOWAIT.
+//   - IPC_SET while receivers are blocked (Linux makes them search again,
+//     reordering them: FINDINGS.md), SETALL of the wrong length and a
+//     negative semtimedop timeout (no kernel answer: model only), qbytes
+//     above MSGMNB on a host where root has CAP_SYS_RESOURCE (usysv's
+//     documented capacity).
+//   - Nobody's steps never carry SEM_UNDO (its adjustments would be applied
+//     when the helper exits, after the comparison), never block, and, on
+//     sets where nobody's class has neither read nor write, run as this
+//     process instead (FINDINGS.md F6). Blocked waiters and receivers are
+//     this process's own.
+//   - A signal interrupting a call (EINTR): the Go runtime owns signals;
+//     the handle's context cancellation, which stands for it, is covered by
+//     FuzzSemModel and FuzzMsgModel.
+//   - A second process's SEM_UNDO at its exit, and crashes: the chaos
+//     tests (internal/chaos) cover those.
 //
 // # Hygiene
 //

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +42,7 @@ func FuzzMsgModel(f *testing.F) {
 // against the kernel. A call that would sleep is given IPC_NOWAIT.
 func FuzzMsgDiff(f *testing.F) {
 	f.Cleanup(drainPools)
+	useNobody(f)
 	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte) { runMsg(t, data, true) })
 }
@@ -80,6 +80,7 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 
 	var tr trace
 	var waiters []*msgWaiter
+	var nobody nobodyProc
 	var wseg *shm.Segment // usysv's segment, to see its receivers queue
 	defer func() {
 		if wseg != nil {
@@ -100,6 +101,12 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 		}
 		if st.wait && !(diff && fresh && !impls[0].(*msgKernel).removed && !st.badID && len(waiters) < maxWaiters) {
 			st.wait = false // an ordinary receive
+		}
+		if st.nobody && (!diff || st.wait) {
+			st.nobody = false // the model target has no kernel to run it on; receivers are this process's
+		}
+		if k, ok := impls[0].(*msgKernel); ok && st.nobody && !st.badID && k.removed && !mayMap(k.lastPerm) {
+			st.nobody = false // FINDINGS.md F7: EACCES, not EINVAL, for a just-removed queue
 		}
 		if st.wait {
 			st.flags &^= msgq.IPC_NOWAIT | msgq.MSG_COPY
@@ -123,7 +130,7 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 			// (expunge_all), which reorders them: not deterministic.
 			continue
 		}
-		if st.kind == mSet && sysResource && st.qbytes > msgq.MSGMNB {
+		if st.kind == mSet && sysResource && !st.nobody && st.qbytes > msgq.MSGMNB {
 			st.qbytes = msgq.MSGMNB // Linux would allow it, usysv's capacity would not (doc.go)
 		}
 		if st.flags&msgq.IPC_NOWAIT == 0 && model.sleeps(st) {
@@ -135,8 +142,13 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 		}
 		tr.add("%s", st)
 		res := make([]string, len(impls))
-		for i, im := range impls {
-			res[i] = im.step(st)
+		if st.nobody {
+			res[0], res[1] = nobody.msg(t, st, impls[0].(*msgKernel), u, model)
+			res[2] = model.step(st)
+		} else {
+			for i, im := range impls {
+				res[i] = im.step(st)
+			}
 		}
 		tr.add("    -> %s", res[0])
 		for i := 1; i < len(res); i++ {
@@ -192,9 +204,10 @@ func checkMsgState(t *testing.T, tr *trace, a, b msgImpl, qnum int) {
 
 // msgKernel runs steps on a kernel SysV message queue.
 type msgKernel struct {
-	id      int
-	key     int
-	removed bool
+	id       int
+	key      int
+	removed  bool
+	lastPerm registry.Perm // as IPC_STAT showed it just before the removal
 }
 
 func newKernelQueue(t *testing.T, key int, mode uint32, fresh bool) *msgKernel {
@@ -266,6 +279,9 @@ func (k *msgKernel) do(st *msgStep, id int) string {
 		}
 		return "ok new"
 	case mRemove:
+		if ds, err := kernel.MsgctlStat(id); err == nil {
+			k.lastPerm = ds.Perm
+		}
 		err := kernel.MsgctlRemove(id)
 		if err == nil {
 			k.removed = true
@@ -316,7 +332,11 @@ type msgUsysv struct {
 func (u *msgUsysv) name() string { return "usysv" }
 
 func (u *msgUsysv) step(st *msgStep) string {
-	w := watch(callTimeout, func() { _ = msgqRemove(u.id) })
+	w := watch(callTimeout, func() {
+		if c, err := registry.Default(); err == nil {
+			_ = c.Remove(shm.KindMsg, u.id)
+		}
+	})
 	res := u.do(st)
 	if w.stop() {
 		if u.pooled != nil {
@@ -440,13 +460,11 @@ func (u *msgUsysv) get(st *msgStep) string {
 	return "ok new"
 }
 
-func msgqRemove(id int) error {
-	c, err := registry.Default()
-	if err != nil {
-		return err
-	}
-	return c.Remove(shm.KindMsg, id)
-}
+// msgqRemove removes a queue through the contract function, which also
+// drops (and soon detaches) the handle the contract functions cached for
+// it; the registry's Remove would leave that handle mapped until a call
+// through the id finds the queue gone (FINDINGS.md F3).
+func msgqRemove(id int) error { return msgq.Remove(id) }
 
 // newFreshQueue creates a queue with key for one program, used through a
 // handle (handle) or the contract functions; it is removed when the
@@ -465,29 +483,16 @@ func newFreshQueue(t *testing.T, key int, mode uint32, handle bool) *msgUsysv {
 	}
 	t.Cleanup(func() {
 		if !u.removed {
-			// msgq.Remove also drops the contract functions' cached handle;
-			// the registry's Remove would leave it mapped (FINDINGS.md F3).
-			if err := msgq.Remove(id); err != nil {
+			if err := msgqRemove(id); err != nil {
 				t.Errorf("removing queue %d: %v", id, err)
 			}
 		}
-		if u.keepOpen {
-			return
-		}
-		if u.h != nil {
+		if u.h != nil && !u.keepOpen {
 			_ = u.h.Close()
-		} else if freshPkgQueues.Add(1)%16 == 0 {
-			// The contract functions keep a removed queue mapped until the
-			// garbage collector runs their handle's cleanup, and a mapped
-			// segment keeps its kernel id: without this, a few thousand
-			// programs exhaust SHMMNI for the whole host (FINDINGS.md F3).
-			runtime.GC()
 		}
 	})
 	return u
 }
-
-var freshPkgQueues atomic.Uint64
 
 // A pooled queue (see pooledSem): reset before each program by draining
 // it, IPC_SET back to 0/0/0600 and qbytes MSGMNB, and one message sent and
@@ -733,8 +738,17 @@ func threadToProcess(pid int) int {
 	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", pid)); err == nil {
 		return os.Getpid()
 	}
+	if testProcess != 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", testProcess, pid)); err == nil {
+			return testProcess
+		}
+	}
 	return pid
 }
+
+// testProcess, in the nobody helper, is the test process whose receivers
+// the helper's sends may hand messages to.
+var testProcess int
 
 // receiverThreads holds the threads (as /proc/self/task/<tid>) that ran a
 // blocked kernel msgrcv: they exit with their goroutine.

@@ -5,15 +5,19 @@ import (
 	"math"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/usysv/usysv/internal/testutil"
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/msgq"
 )
 
 // msgModel is System V message queue semantics as Linux implements them
 // (SEMANTICS A3-A6, checked against the kernel by FuzzMsgDiff), for one
-// queue used by one process that is root without CAP_SYS_RESOURCE (as
+// queue used by a process that is root without CAP_SYS_RESOURCE (as
 // here: qbytes above MSGMNB is EPERM; with it, the driver leaves such
-// values out), so no EACCES and no other EPERM, and nobody to wake.
+// values out), so no EACCES and no other EPERM, and nobody to wake; and,
+// for steps marked nobody (FuzzMsgDiff), by a helper process running as
+// nobody (testutil.Nobody, no capabilities): Linux's ipcperms and
+// owner checks.
 type msgModel struct {
 	msgs         []modelMsg
 	cbytes       uint64
@@ -24,6 +28,7 @@ type msgModel struct {
 	removed      bool
 	key          int
 	self         int
+	nobodyPid    int          // the helper running nobody's steps
 	recvs        []*modelRecv // blocked receivers, in the order they came
 }
 
@@ -41,6 +46,48 @@ func newMsgModel(key int, mode uint32, self int, fresh bool) *msgModel {
 }
 
 func (m *msgModel) name() string { return "model" }
+
+// caller is the pid of the process that runs st.
+func (m *msgModel) caller(st *msgStep) int {
+	if st.nobody {
+		return m.nobodyPid
+	}
+	return m.self
+}
+
+// allowed is Linux's ipcperms for the step's caller: root always (as
+// CAP_IPC_OWNER), nobody as permits says.
+func (m *msgModel) allowed(st *msgStep, flag uint32) bool {
+	return !st.nobody || permits(m.perm, flag)
+}
+
+// owns is Linux's ipcctl_obtain_check for IPC_SET and IPC_RMID: the
+// caller is the queue's uid or cuid, or has CAP_SYS_ADMIN (root).
+func (m *msgModel) owns(st *msgStep) bool {
+	return !st.nobody || owner(m.perm)
+}
+
+// permits is Linux's ipcperms for nobody (no capabilities, no
+// supplementary groups): the mode bits of its class (owner if it is the
+// object's uid or cuid, else group if gid or cgid is its group, else
+// other) must grant every access bit that flag requests in any of its
+// three classes.
+func permits(perm kernel.IpcPerm, flag uint32) bool {
+	granted := perm.Mode
+	switch {
+	case owner(perm):
+		granted >>= 6
+	case perm.GID == testutil.Nobody || perm.CGID == testutil.Nobody:
+		granted >>= 3
+	}
+	requested := flag>>6 | flag>>3 | flag
+	return requested&^granted&7 == 0
+}
+
+// owner: nobody is the object's uid or cuid.
+func owner(perm kernel.IpcPerm) bool {
+	return perm.UID == testutil.Nobody || perm.CUID == testutil.Nobody
+}
 
 // fits is Linux's msg_fits_inqueue.
 func (m *msgModel) fits(n int) bool {
@@ -101,10 +148,13 @@ func (m *msgModel) step(st *msgStep) string {
 		if st.size > msgq.MSGMAX || st.mtype < 1 || st.badID || m.removed {
 			return "EINVAL"
 		}
+		if !m.allowed(st, 0o222) {
+			return "EACCES"
+		}
 		if !m.fits(st.size) {
 			return m.block(st)
 		}
-		m.lspid, m.stime = m.self, true
+		m.lspid, m.stime = m.caller(st), true
 		if m.pipelinedSend(st.mtype, st.text()) {
 			return "ok"
 		}
@@ -117,6 +167,9 @@ func (m *msgModel) step(st *msgStep) string {
 		}
 		if st.badID || m.removed {
 			return "EINVAL"
+		}
+		if !m.allowed(st, 0o444) {
+			return "EACCES"
 		}
 		i := m.find(st.msgtyp, st.flags)
 		if i < 0 {
@@ -135,18 +188,24 @@ func (m *msgModel) step(st *msgStep) string {
 		if st.flags&msgq.MSG_COPY == 0 {
 			m.msgs = append(m.msgs[:i:i], m.msgs[i+1:]...)
 			m.cbytes -= uint64(len(x.text))
-			m.lrpid, m.rtime = m.self, true
+			m.lrpid, m.rtime = m.caller(st), true
 		}
 		return recvString(n, x.mtype, x.text[:n], true)
 	case mStat:
 		if st.badID || m.removed {
 			return "EINVAL"
 		}
+		if !m.allowed(st, 0o444) {
+			return "EACCES"
+		}
 		return msgStatString(msgq.DS{Perm: m.perm, Cbytes: m.cbytes, Qnum: uint64(len(m.msgs)), Qbytes: m.qbytes,
 			Lspid: m.lspid, Lrpid: m.lrpid}, m.stime, m.rtime, st.times)
 	case mSet:
 		if st.badID || m.removed {
 			return "EINVAL"
+		}
+		if !m.owns(st) {
+			return "EPERM"
 		}
 		qbytes := uint64(uint32(st.qbytes)) // Linux keeps the low 32 bits
 		if qbytes > msgq.MSGMNB {
@@ -169,11 +228,16 @@ func (m *msgModel) step(st *msgStep) string {
 			return "ENOENT"
 		case st.flags&kernel.IPC_CREAT != 0 && st.flags&kernel.IPC_EXCL != 0:
 			return "EEXIST"
+		case !m.allowed(st, uint32(st.flags)&0o777):
+			return "EACCES"
 		}
 		return "ok same"
 	case mRemove:
 		if st.badID || m.removed {
 			return "EINVAL"
+		}
+		if !m.owns(st) {
+			return "EPERM"
 		}
 		m.removed = true
 		for _, r := range m.recvs {
@@ -311,6 +375,7 @@ type msgStep struct {
 	qbytes  uint64
 	times   bool // IPC_STAT: compare whether stime/rtime are set
 	wait    bool // msgrcv: in a goroutine of its own, left blocked (FuzzMsgDiff on fresh queues)
+	nobody  bool // run by a helper process as nobody (FuzzMsgDiff)
 	keySel  int
 	other   int
 }
@@ -342,6 +407,9 @@ func (st *msgStep) String() string {
 	ctx := ""
 	if st.ctx {
 		ctx = " ctx(200µs)"
+	}
+	if st.nobody {
+		id += " as-nobody"
 	}
 	switch st.kind {
 	case mSend:
@@ -403,10 +471,10 @@ func msgSize(s byte) int {
 
 // decodeMsgStep reads one step. The opcode byte: low 3 bits the step
 // (0-3 send and receive, 4 IPC_STAT, 5 IPC_SET, 6 msgget, 7 IPC_RMID),
-// bit 6 "alt", ≥ 0xF0 id -1.
+// bit 6 "alt", bits 4-5 = 2 "as nobody", ≥ 0xF0 id -1.
 func decodeMsgStep(p *prog) *msgStep {
 	c := p.u8()
-	st := &msgStep{badID: c >= 0xF0, alt: c&0x40 != 0}
+	st := &msgStep{badID: c >= 0xF0, alt: c&0x40 != 0, nobody: c < 0xF0 && c&0x30 == 0x20}
 	switch c & 7 {
 	case 0, 1:
 		st.kind = mSend

@@ -36,6 +36,7 @@ const (
 	scRemove  = 13
 	scBadID   = 0xF0 // OR into an opcode: id -1
 	scAlt     = 0x40 // OR into an opcode: after IPC_RMID, through the contract functions
+	scNobody  = 0x20 // OR into an opcode: run by the helper as nobody (FuzzSemDiff)
 )
 
 func semSeeds() map[string][]byte {
@@ -191,6 +192,58 @@ func semSeeds() map[string][]byte {
 			e.ctl(scGetAll)
 			e.wait(sop(0, -1, 0))
 		}),
+		// Waiters without a timeout (sem.Op, semop): woken by a later op,
+		// or by the removal at the end.
+		"waiters-untimed": semProg(1, true, func(e *semEnc) {
+			e.ctl(scSetVal, 1, 1)
+			e.waitOp(sop(0, -1, 2))
+			e.waitOp(sop(1, 0, 0), sop(0, 0, 0))
+			e.ctl(scGetNcnt, 0).ctl(scGetZcnt, 1)
+			e.op(0, sop(0, 1, 0)) // wakes the first; the second waits for sem 1
+			e.ctl(scGetAll).ctl(scGetPid, 0).ctl(scGetZcnt, 1)
+			e.ctl(scSetVal, 1, 0) // wakes the second
+			e.ctl(scGetAll).ctl(scGetPid, 1)
+			e.waitOp(sop(0, -1, 0))
+		}),
+		// Steps as nobody (FuzzSemDiff): EACCES for read (GET*, IPC_STAT,
+		// wait-for-zero) and alter (ops, SETVAL, SETALL) by mode class,
+		// EFBIG and EINVAL before EACCES, EPERM for a non-owner's IPC_SET
+		// and IPC_RMID, semget's requested mode, the helper's pid as
+		// sempid, and nobody's op waking this process's waiter.
+		"as-nobody": semProg(1, true, func(e *semEnc) {
+			n := byte(scNobody)
+			mode := func(m uint16) []byte { return []byte{byte(m), byte(m >> 8)} }
+			e.ctl(scSet, 0, 0).b(mode(0o604)...) // nobody may read
+			e.ctl(scGetVal|n, 0).ctl(scGetAll|n).ctl(scStat|n).ctl(scGetPid|n, 1)
+			e.ctl(scGetNcnt|n, 0xFE)                         // after the read check: EINVAL
+			e.opAs(n, 0, sop(0, 1, 0))                       // alter: EACCES
+			e.opAs(n, 0, sop(0xF0, 1, 0))                    // EFBIG first
+			e.ctl(scSetVal|n, 0, 1).ctl(scSetVal|n, 0, 0xF0) // EACCES; ERANGE first
+			e.ctl(scSetAll|n, 0, 1, 1)
+			e.ctl(scSet|n, 3, 3).b(mode(0o666)...) // not the owner: EPERM
+			e.ctl(scRemove | n)                    // EPERM
+			e.ctl(scSet, 0, 3).b(mode(0o620)...)   // nobody's group may alter only
+			e.ctl(scGetAll | n).ctl(scStat | n)    // EACCES
+			e.opAs(n, 0, sop(0, 0, 0))             // wait-for-zero reads: EACCES
+			e.opAs(n, 0, sop(0, 1, 0), sop(1, 2, 0))
+			e.ctl(scSetVal|n, 1, 3)
+			e.ctl(scGetAll).ctl(scGetPid, 0).ctl(scGetPid, 1)
+			e.ctl(scGet|n, 0, 1, 0)    // 0600 requested: EACCES
+			e.ctl(scGet|n, 0, 1, 4<<3) // 0200: the same set
+			e.ctl(scGet|n, 2, 0, 0)    // private: its own, removed at once
+			e.ctl(scSet, 3, 0).b(mode(0o600)...)
+			e.ctl(scSetAll, 0, 0, 0)
+			e.wait(sop(0, -1, 0))
+			e.opAs(n, 0, sop(0, 2, 2)) // wakes the waiter (SEM_UNDO dropped)
+			e.ctl(scGetAll).ctl(scGetPid, 0)
+			e.ctl(scSetAll|n, 0, 3, 4).ctl(scGetPid, 1)
+			e.ctl(scSet|n, 4, 4).b(mode(0o644)...) // to uid 1000: ok
+			e.ctl(scSetVal|n, 0, 1)                // EACCES
+			e.ctl(scRemove | n)                    // EPERM
+			e.ctl(scSet, 3, 0).b(mode(0o600)...)
+			e.ctl(scRemove | n)
+			e.ctl(scGetAll).ctl(scGetAll | n)
+		}),
 		// Waiters that get ERANGE from their waker, and that are still
 		// blocked when the program removes the set.
 		"waiters-erange-rmid": semProg(1, true, func(e *semEnc) {
@@ -230,12 +283,18 @@ const (
 	mcSet    = 5
 	mcGet    = 6
 	mcRemove = 7
+	mcNobody = 0x20 // OR into an opcode: run by the helper as nobody (FuzzMsgDiff)
 )
 
-// msgSet encodes IPC_SET: uid and gid index (semIDs), mode, qbytes index
-// (msgQbytes).
+// set encodes IPC_SET: uid and gid index (semIDs: 3 is nobody, 5 is -1),
+// mode, qbytes index (msgQbytes).
 func (e *msgEnc) set(uid, gid byte, mode uint16, qbytes byte) *msgEnc {
-	e.b(mcSet, uid, gid)
+	return e.setAs(0, uid, gid, mode, qbytes)
+}
+
+// setAs is set with extra opcode bits (mcNobody).
+func (e *msgEnc) setAs(op, uid, gid byte, mode uint16, qbytes byte) *msgEnc {
+	e.b(mcSet|op, uid, gid)
 	e.u16(mode)
 	e.b(qbytes)
 	return e
@@ -379,6 +438,36 @@ func msgSeeds() map[string][]byte {
 			e.recv(10, typ(0), 1|16).recv(10, typ(-7), 16)
 			e.ctl(mcGet, 0, 4)
 			e.ctl(mcStat)
+		}),
+		// Steps as nobody (FuzzMsgDiff): EACCES by mode class, EPERM for a
+		// non-owner's IPC_SET and IPC_RMID and for qbytes above MSGMNB,
+		// msgget's requested mode, the helper's pids in lspid/lrpid, a
+		// hand-over from nobody's send to this process's receiver.
+		"as-nobody": msgProg(true, func(e *msgEnc) {
+			n := byte(mcNobody)
+			e.ctl(mcStat | n)          // 0600, root's: EACCES
+			e.b(n, 0, 5, 1)            // send: EACCES
+			e.setAs(n, 3, 3, 0o666, 8) // not the owner: EPERM
+			e.ctl(mcRemove | n)        // EPERM
+			e.set(3, 0, 0o640, 8)      // nobody owns it now
+			e.b(n, 0, 5, 1)            // lspid: the helper
+			e.ctl(mcStat | n)
+			e.b(n|2, 10, typ(0), 1) // lrpid: the helper
+			e.ctl(mcStat)
+			e.setAs(n, 3, 0, 0o600, 9) // 16385 without CAP_SYS_RESOURCE: EPERM
+			e.setAs(n, 3, 0, 0o600, 5) // 100
+			e.set(0, 3, 0o604, 8)      // nobody's group, no group bits
+			e.ctl(mcStat | n)
+			e.b(n, 0, 1, 1).b(n|2, 10, typ(0), 1)
+			e.ctl(mcGet|n, 0, 5<<3) // mode 0 requests nothing: the same queue
+			e.ctl(mcGet|n, 0, 3<<3) // requests 0400: EACCES
+			e.ctl(mcGet|n, 2, 1)    // private: nobody's own, removed at once
+			e.set(3, 0, 0o622, 8)
+			e.wait(20, typ(0), 0) // this process's receiver
+			e.b(n, 2, 4, 1)       // handed over by nobody's send
+			e.ctl(mcStat)
+			e.ctl(mcRemove | n) // the owner: ok
+			e.ctl(mcStat).ctl(mcStat | n)
 		}),
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +39,7 @@ func FuzzSemModel(f *testing.F) {
 // would sleep is issued with semtimedop and a zero timeout.
 func FuzzSemDiff(f *testing.F) {
 	f.Cleanup(drainPools)
+	useNobody(f)
 	keepCrashReports(f)
 	f.Fuzz(func(t *testing.T, data []byte) { runSem(t, data, true) })
 }
@@ -72,7 +72,7 @@ func runSem(t *testing.T, data []byte, diff bool) {
 	key := 0
 	if fresh {
 		key = testutil.Key(t)
-		u = newFreshSem(t, key, nsems, mode)
+		u = newFreshSem(t, key, nsems, mode, !diff)
 	} else {
 		mode = 0o600
 		u = pooledSem(t, nsems, !diff)
@@ -86,12 +86,27 @@ func runSem(t *testing.T, data []byte, diff bool) {
 
 	var tr trace
 	var waiters []*semWaiter
+	var nobody nobodyProc
 	for n := 0; n < maxSteps && p.more(); n++ {
 		st := decodeSemStep(p, nsems)
 		st.other = other
 		st.otime = fresh
 		if st.kind == sRemove && !fresh {
 			continue // pooled sets outlive the program
+		}
+		if st.nobody {
+			// Nobody steps need the kernel (FuzzSemDiff); the waiters are
+			// this process's; SETALL of the wrong length has no kernel
+			// answer. nobody's ops have no SEM_UNDO: its adjustments
+			// would be applied when the helper exits, after the program,
+			// and the model follows this process's semadj only.
+			st.nobody = diff && !st.wait && !(st.kind == sSetAll && len(st.vals) != nsems) &&
+				nobodyMayAccess(impls[0].(*semKernel)) // FINDINGS.md F6
+		}
+		if st.nobody {
+			for i := range st.ops {
+				st.ops[i].Flg &^= sem.SEM_UNDO
+			}
 		}
 		// A waiter's array is at most 16 ops, so that 8 of them fit usysv's
 		// documented arena of 500 queued sembufs (doc.go: beyond it,
@@ -138,6 +153,12 @@ func runSem(t *testing.T, data []byte, diff bool) {
 		tr.add("%s", st)
 		res := make([]string, len(targets))
 		for i, im := range targets {
+			if st.nobody && i < 2 {
+				if i == 0 {
+					res[0], res[1] = nobody.sem(t, st, impls[0].(*semKernel), u, model)
+				}
+				continue
+			}
 			res[i] = im.step(st)
 		}
 		tr.add("    -> %s", res[0])
@@ -195,7 +216,12 @@ func spawnSemWaiter(t *testing.T, st *semStep, k *semKernel, u *semUsysv) *semWa
 	u.keepOpen = true
 	runs := [2]func() error{
 		func() error { return kernel.Semtimedop(k.id, st.ops, waiterTimeout) },
-		func() error { return u.h.TimedOp(waiterTimeout, st.ops...) },
+		func() error { return sem.TimedOp(u.id, st.ops, waiterTimeout) },
+	}
+	if st.call == callTry {
+		// No timeout at all: only a wake-up or the removal ends it.
+		runs[0] = func() error { return kernel.Semop(k.id, st.ops) }
+		runs[1] = func() error { return sem.Op(u.id, st.ops) }
 	}
 	counts := [2]func() (int, error){k.waiting, u.waiting}
 	for i := range runs {
@@ -266,7 +292,7 @@ func (k *semKernel) waiting() (int, error) {
 }
 
 func (u *semUsysv) waiting() (int, error) {
-	return sumCounts(0, func(_, n int) (int, error) { return u.h.GetNcnt(n) }, func(_, n int) (int, error) { return u.h.GetZcnt(n) })
+	return sumCounts(u.id, sem.GetNcnt, sem.GetZcnt)
 }
 
 func sumCounts(id int, ncnt, zcnt func(id, num int) (int, error)) (int, error) {
@@ -315,9 +341,10 @@ func requireRoot(t *testing.T) {
 
 // semKernel runs steps on a kernel SysV semaphore set.
 type semKernel struct {
-	id      int
-	key     int
-	removed bool
+	id       int
+	key      int
+	removed  bool
+	lastPerm registry.Perm // as IPC_STAT last showed it (nobodyMayAccess)
 }
 
 func newKernelSem(t *testing.T, key, nsems int, mode uint32, fresh bool) *semKernel {
@@ -404,6 +431,9 @@ func (k *semKernel) do(st *semStep, id int) string {
 		}
 		return "ok new"
 	case sRemove:
+		if ds, err := kernel.SemctlStat(id); err == nil {
+			k.lastPerm = ds.Perm
+		}
 		err := kernel.SemctlRemove(id)
 		if err == nil {
 			k.removed = true
@@ -411,6 +441,19 @@ func (k *semKernel) do(st *semStep, id int) string {
 		return errno(err)
 	}
 	return "kernel: unknown step"
+}
+
+// nobodyMayAccess reports whether nobody's class has a read or a write bit
+// on the set (once removed: had, when it was removed). When it has
+// neither, usysv's contract functions answer EACCES where Linux checks
+// other things first (EPERM for a non-owner's IPC_SET, the owner's IPC_SET
+// succeeding, EFBIG, EINVAL: FINDINGS.md F6; EINVAL for a set removed
+// less than a second ago: F7).
+func nobodyMayAccess(k *semKernel) bool {
+	if ds, err := kernel.SemctlStat(k.id); err == nil {
+		k.lastPerm = ds.Perm
+	}
+	return mayMap(k.lastPerm)
 }
 
 func withNowait(ops []sem.Buf) []sem.Buf {
@@ -442,7 +485,6 @@ type semUsysv struct {
 	key      int
 	removed  bool
 	pooled   *pooledSemSet
-	ctxUsed  bool // Op(ctx) ran on h: see FINDINGS.md F4 before closing it
 	keepOpen bool // a call on h never returned: never close it
 }
 
@@ -482,7 +524,6 @@ func (u *semUsysv) do(st *semStep) string {
 		case callTimed:
 			return errno(h.TimedOp(st.timeout, st.ops...))
 		case callCtx:
-			u.ctxUsed = true
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Microsecond)
 			err := h.Op(ctx, st.ops...)
 			cancel()
@@ -521,10 +562,8 @@ func (u *semUsysv) do(st *semStep) string {
 		}
 		return errno(h.Set(semDS(st)))
 	case sRemove:
-		if st.alt && !u.removed && pkgRemoves.Add(1) <= 256 {
-			// sem.Remove itself, on a live set: it maps the set for good
-			// (FINDINGS.md F1), so only a few hundred times per process.
-			return u.pkg(st)
+		if st.alt {
+			return u.pkg(st) // sem.Remove itself, on a live set
 		}
 		err := h.Remove()
 		if err == nil {
@@ -534,8 +573,6 @@ func (u *semUsysv) do(st *semStep) string {
 	}
 	return "usysv: unknown step"
 }
-
-var pkgRemoves atomic.Int64
 
 // pkg runs a step through the contract functions.
 func (u *semUsysv) pkg(st *semStep) string {
@@ -594,9 +631,7 @@ func (u *semUsysv) pkg(st *semStep) string {
 	return "usysv: unknown step"
 }
 
-// get is semget through sem.Get. A set it creates is removed at once,
-// through a handle of its own (sem.Remove would keep it mapped: see
-// FINDINGS.md F1).
+// get is semget through sem.Get. A set it creates is removed at once.
 func (u *semUsysv) get(st *semStep) string {
 	nid, err := sem.Get(st.getKey(u.key), st.nsems, st.flags)
 	if err != nil {
@@ -611,48 +646,44 @@ func (u *semUsysv) get(st *semStep) string {
 	return "ok new"
 }
 
-func removeSemByID(id int) error {
-	c, err := registry.Default()
-	if err != nil {
-		return err
-	}
-	return c.Remove(shm.KindSem, id)
-}
+// removeSemByID removes a set through the contract function, which also
+// drops (and soon detaches) the handle the contract functions cached for
+// it; the registry's Remove would leave that handle mapped until a call
+// through the id finds the set gone (sem doc, "Objects and lifetime").
+func removeSemByID(id int) error { return sem.Remove(id) }
 
-// newFreshSem creates a set with key for one program; it is used through
-// a handle of its own (closed, and the set removed, when the program ends).
-func newFreshSem(t *testing.T, key, nsems int, mode uint32) *semUsysv {
+// newFreshSem creates a set with key for one program, used through a
+// handle of its own (handle: FuzzSemModel) or through the contract
+// functions (FuzzSemDiff); the set is removed, and the handle closed, when
+// the program ends.
+func newFreshSem(t *testing.T, key, nsems int, mode uint32, handle bool) *semUsysv {
 	id, err := sem.Get(key, nsems, sem.IPC_CREAT|sem.IPC_EXCL|int(mode))
 	if err != nil {
 		setupFailed(t, "sem.Get", err)
 	}
-	h, err := sem.OpenID(id)
-	if err != nil {
-		_ = removeSemByID(id)
-		t.Fatalf("sem.OpenID: %v", err)
+	u := &semUsysv{id: id, key: key}
+	if handle {
+		if u.h, err = sem.OpenID(id); err != nil {
+			_ = removeSemByID(id)
+			t.Fatalf("sem.OpenID: %v", err)
+		}
 	}
-	u := &semUsysv{id: id, h: h, key: key}
 	t.Cleanup(func() {
 		if !u.removed {
 			if err := removeSemByID(id); err != nil {
 				t.Errorf("removing set %d: %v", id, err)
 			}
 		}
-		if u.keepOpen {
-			return
+		if u.h != nil && !u.keepOpen {
+			_ = u.h.Close()
 		}
-		if u.ctxUsed {
-		}
-		_ = h.Close()
 	})
 	return u
 }
 
 // Pooled sets: creating a usysv set costs a registry round trip and a
-// kernel segment, and a set used through the contract functions stays
-// mapped for the life of the process even after IPC_RMID (FINDINGS.md F1),
-// so most programs run on one set per size, kept for the process and
-// reset (SETALL of zeros, which also clears semadj; IPC_SET back to
+// kernel segment, so most programs run on one set per size, kept for the
+// process and reset (SETALL of zeros, which also clears semadj; IPC_SET back to
 // 0/0/0600) before each program. drainPools removes them when the target
 // ends.
 type pooledSemSet struct {

@@ -12,7 +12,9 @@ import (
 // semModel is System V semaphore semantics as Linux implements them
 // (SEMANTICS A7-A10, checked against the kernel by FuzzSemDiff), for one
 // set used by one process that is root (CAP_IPC_OWNER, CAP_SYS_ADMIN): so
-// no EACCES and no EPERM, and no other process to wake anyone.
+// no EACCES and no EPERM, and no other process to wake anyone; and, for
+// steps marked nobody (FuzzSemDiff), by a helper process running as nobody
+// without capabilities: Linux's ipcperms and owner checks (see msgModel).
 type semModel struct {
 	nsems   int
 	vals    []int
@@ -23,6 +25,23 @@ type semModel struct {
 	removed bool
 	key     int // the set's key (0: private)
 	self    int // our pid
+	nobody  int // the pid of the helper running nobody's steps
+}
+
+// caller is the pid of the process that runs st.
+func (m *semModel) caller(st *semStep) int {
+	if st.nobody {
+		return m.nobody
+	}
+	return m.self
+}
+
+func (m *semModel) allowed(st *semStep, flag uint32) bool {
+	return !st.nobody || permits(m.perm, flag)
+}
+
+func (m *semModel) owns(st *semStep) bool {
+	return !st.nobody || owner(m.perm)
 }
 
 func newSemModel(nsems, key int, mode uint32, self int, fresh bool) *semModel {
@@ -116,6 +135,16 @@ func (m *semModel) step(st *semStep) string {
 		if len(st.ops) == 0 || st.badID || (st.call == callTimed && st.timeout < 0) || m.removed {
 			return "EINVAL"
 		}
+		alter := false
+		for _, o := range st.ops {
+			if int(o.Num) >= m.nsems {
+				return "EFBIG"
+			}
+			alter = alter || o.Op != 0
+		}
+		if alter && !m.allowed(st, 0o222) || !alter && !m.allowed(st, 0o444) {
+			return "EACCES"
+		}
 		res, vals, adj := m.eval(st.ops, st.call == callTry)
 		switch res {
 		case evalFBig:
@@ -133,9 +162,12 @@ func (m *semModel) step(st *semStep) string {
 			}
 			return "model: would sleep" // the driver never lets this happen
 		}
-		m.vals, m.adj = vals, adj
+		m.vals = vals
+		if !st.nobody { // nobody's ops never have SEM_UNDO (runSem)
+			m.adj = adj
+		}
 		for _, o := range st.ops {
-			m.pids[o.Num] = m.self
+			m.pids[o.Num] = m.caller(st)
 		}
 		m.otime = true
 		return "ok"
@@ -149,10 +181,19 @@ func (m *semModel) step(st *semStep) string {
 		if m.removed || st.num < 0 || st.num >= m.nsems {
 			return "EINVAL"
 		}
-		m.vals[st.num], m.pids[st.num], m.adj[st.num] = st.val, m.self, 0
+		if !m.allowed(st, 0o222) {
+			return "EACCES"
+		}
+		m.vals[st.num], m.pids[st.num], m.adj[st.num] = st.val, m.caller(st), 0
 		return "ok"
 	case sSetAll:
-		if st.badID || m.removed || len(st.vals) != m.nsems {
+		if st.badID || m.removed {
+			return "EINVAL"
+		}
+		if !m.allowed(st, 0o222) {
+			return "EACCES"
+		}
+		if len(st.vals) != m.nsems {
 			return "EINVAL"
 		}
 		for _, v := range st.vals {
@@ -161,11 +202,17 @@ func (m *semModel) step(st *semStep) string {
 			}
 		}
 		for i, v := range st.vals {
-			m.vals[i], m.pids[i], m.adj[i] = int(v), m.self, 0
+			m.vals[i], m.pids[i], m.adj[i] = int(v), m.caller(st), 0
 		}
 		return "ok"
 	case sGetVal, sGetPid, sGetNcnt, sGetZcnt:
-		if st.badID || m.removed || st.num < 0 || st.num >= m.nsems {
+		if st.badID || m.removed {
+			return "EINVAL"
+		}
+		if !m.allowed(st, 0o444) {
+			return "EACCES"
+		}
+		if st.num < 0 || st.num >= m.nsems {
 			return "EINVAL"
 		}
 		switch st.kind {
@@ -179,6 +226,9 @@ func (m *semModel) step(st *semStep) string {
 		if st.badID || m.removed {
 			return "EINVAL"
 		}
+		if !m.allowed(st, 0o444) {
+			return "EACCES"
+		}
 		vals := make([]uint16, m.nsems)
 		for i, v := range m.vals {
 			vals[i] = uint16(v)
@@ -188,9 +238,18 @@ func (m *semModel) step(st *semStep) string {
 		if st.badID || m.removed {
 			return "EINVAL"
 		}
+		if !m.allowed(st, 0o444) {
+			return "EACCES"
+		}
 		return semStatString(sem.DS{Perm: m.perm, Nsems: m.nsems}, m.otime, st.otime)
 	case sSet:
-		if st.badID || m.removed || st.uid == ^uint32(0) || st.gid == ^uint32(0) {
+		if st.badID || m.removed {
+			return "EINVAL"
+		}
+		if !m.owns(st) {
+			return "EPERM"
+		}
+		if st.uid == ^uint32(0) || st.gid == ^uint32(0) {
 			return "EINVAL"
 		}
 		m.perm.UID, m.perm.GID = st.uid, st.gid
@@ -201,6 +260,9 @@ func (m *semModel) step(st *semStep) string {
 	case sRemove:
 		if st.badID || m.removed {
 			return "EINVAL"
+		}
+		if !m.owns(st) {
+			return "EPERM"
 		}
 		m.removed = true
 		return "ok"
@@ -228,6 +290,8 @@ func (m *semModel) get(st *semStep) string {
 		return "EEXIST"
 	case st.nsems > m.nsems:
 		return "EINVAL"
+	case !m.allowed(st, uint32(st.flags)&0o777):
+		return "EACCES"
 	}
 	return "ok same"
 }
@@ -289,7 +353,8 @@ type semStep struct {
 	gid     uint32
 	mode    uint32
 	otime   bool // IPC_STAT: compare whether otime is set
-	wait    bool // semop: in a goroutine of its own, left blocked (FuzzSemDiff on fresh sets)
+	nobody  bool // run by a helper process as nobody (FuzzSemDiff)
+	wait    bool // semop: in a goroutine of its own, left blocked (FuzzSemDiff on fresh sets); call callTry: without a timeout
 	keySel  int  // semget: 0 the set's key, 1 another key, 2 IPC_PRIVATE
 	other   int  // the other key
 	nsems   int
@@ -311,13 +376,19 @@ func (st *semStep) String() string {
 	if st.badID {
 		id = " id=-1"
 	}
+	if st.nobody {
+		id += " as-nobody"
+	}
 	switch st.kind {
 	case sOp:
 		call := [...]string{"Op", "Try", "Timed", "Ctx"}[st.call]
 		if st.wait {
 			call = "waiter: Timed(" + waiterTimeout.String() + ")"
+			if st.call == callTry {
+				call = "waiter: Op"
+			}
 		}
-		if st.call == callTimed {
+		if st.call == callTimed && !st.wait {
 			call += fmt.Sprintf("(%v)", st.timeout)
 		}
 		ops := fmt.Sprint(st.ops)
@@ -391,10 +462,10 @@ func decodeSemOp(p *prog, nsems int) sem.Buf {
 }
 
 // decodeSemStep reads one step. The opcode byte: low 4 bits the step,
-// bit 6 "alt", ≥ 0xF0 id -1.
+// bit 6 "alt", bits 4-5 = 2 "as nobody", ≥ 0xF0 id -1.
 func decodeSemStep(p *prog, nsems int) *semStep {
 	c := p.u8()
-	st := &semStep{badID: c >= 0xF0, alt: c&0x40 != 0}
+	st := &semStep{badID: c >= 0xF0, alt: c&0x40 != 0, nobody: c < 0xF0 && c&0x30 == 0x20}
 	switch c & 0x0F {
 	default: // 0, 1, 2, 14, 15
 		st.kind = sOp
@@ -500,9 +571,12 @@ func decodeSemStep(p *prog, nsems int) *semStep {
 // Seed encoders (the inverse of decodeSemStep, for readable seeds).
 type semEnc struct{ enc }
 
-func (e *semEnc) op(call byte, ops ...[3]byte) *semEnc {
+func (e *semEnc) op(call byte, ops ...[3]byte) *semEnc { return e.opAs(0, call, ops...) }
+
+// opAs is op with extra opcode bits (scNobody).
+func (e *semEnc) opAs(bits, call byte, ops ...[3]byte) *semEnc {
 	// call: 0 Op, 3 Try, 4 Timed(0), 5 Timed(1µs), 6 Timed(200µs), 7 Timed(-1)
-	e.b(0, call<<5|byte(len(ops)-1))
+	e.b(bits, call<<5|byte(len(ops)-1))
 	for _, o := range ops {
 		e.b(o[0], o[1], o[2])
 	}
@@ -513,6 +587,15 @@ func (e *semEnc) op(call byte, ops ...[3]byte) *semEnc {
 // ordinary semop).
 func (e *semEnc) wait(ops ...[3]byte) *semEnc {
 	e.b(15, byte(len(ops)-1))
+	for _, o := range ops {
+		e.b(o[0], o[1], o[2])
+	}
+	return e
+}
+
+// waitOp encodes a waiter without a timeout (sem.Op, semop).
+func (e *semEnc) waitOp(ops ...[3]byte) *semEnc {
+	e.b(15, 3<<5|byte(len(ops)-1))
 	for _, o := range ops {
 		e.b(o[0], o[1], o[2])
 	}
