@@ -143,7 +143,10 @@
 // only after its wake-up, and on a busy machine a sleeper woken gets a CPU
 // sooner than a spinner): one in n (16, doubling up to 4096 while they see
 // nothing) watches 40 µs, long enough to see a woken peer answer, so that
-// two peers that both sleep find out when they can both spin again.
+// two peers that both sleep find out when they can both spin again; once
+// one such watch saw the answer, every call after a wake-up watches (n is
+// 1) until one sees nothing, since on an idle machine the two would
+// otherwise keep waking each other.
 //
 // Wakers look at waiter counts in shared memory and issue FUTEX_WAKE only
 // when someone sleeps. A sender that waits for room sleeps with the ring

@@ -86,7 +86,10 @@ func (q *Queue) coLocated() bool {
 func (q *Queue) spinBudget() time.Duration {
 	if q.wokePeer.Load() {
 		q.wokePeer.Store(false)
-		every := max(q.wakeProbe.Load(), wakeProbeMin)
+		every := q.wakeProbe.Load()
+		if every == 0 {
+			every = wakeProbeMin
+		}
 		if q.spinProbe.Add(1)%every != 0 {
 			return 0
 		}
@@ -116,10 +119,15 @@ func (q *Queue) spinDone(ok bool, budget time.Duration) bool {
 	}
 	switch budget {
 	case spinWake:
+		// A probe that paid makes every call after a wake-up spin, until
+		// one does not pay: on an idle machine a woken peer answers
+		// within the spin, and when one side stops sleeping the other
+		// stops waking it (else the two sleep and wake each other for
+		// good: an 8 KiB stream spent most of its time in futex calls).
 		if ok {
-			q.wakeProbe.Store(wakeProbeMin)
+			q.wakeProbe.Store(1)
 		} else if p := q.wakeProbe.Load(); p < wakeProbeMax {
-			q.wakeProbe.Store(max(p, wakeProbeMin) * 2)
+			q.wakeProbe.Store(min(max(p*2, wakeProbeMin), wakeProbeMax))
 		}
 	case spinShort:
 		if ok {
@@ -167,6 +175,23 @@ func (q *Queue) spin(gen *atomic.Uint32, g uint32, h, t uint64) {
 			}
 		}
 	}
+}
+
+// reopened is the ring's head and tail words h and t, read under the
+// lock just before the unlock, as the spin that follows should watch them:
+// if that unlock opened the ring (its only change to them), the opened
+// words. Otherwise the spinner would see its own unlock as the change it
+// waits for, and go to sleep on its next round (an 8 KiB stream's
+// receiver, which finds the store empty and opens the ring each time,
+// slept once every 16 messages).
+func (v *view) reopened(h, t uint64) (uint64, uint64) {
+	if v.nslots == 0 || (h|t)&ringClosed == 0 {
+		return h, t
+	}
+	if h2, t2 := v.rc.head.Load(), v.rc.tail.Load(); h2 == h&^ringClosed && t2 == t&^ringClosed {
+		return h2, t2
+	}
+	return h, t
 }
 
 func (q *Queue) fail(w *waiter, wl *wakeList, n int, err error) (int, error) {
@@ -227,6 +252,7 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 			g := c.recvGen.Load()
 			h, t := q.v.rc.head.Load(), q.v.rc.tail.Load()
 			q.unlock(&wl)
+			h, t = q.v.reopened(h, t)
 			q.spin(&c.recvGen, g, h, t)
 			continue
 		}
@@ -326,6 +352,7 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 			g := c.sendGen.Load()
 			h, t := q.v.rc.head.Load(), q.v.rc.tail.Load()
 			q.unlock(&wl)
+			h, t = q.v.reopened(h, t)
 			q.spin(&c.sendGen, g, h, t)
 			continue
 		}
