@@ -70,8 +70,9 @@
 // as one batch. From then on everything goes through the lock, as in a
 // plain locked queue, until a locked call finds the store empty and nobody
 // waiting and opens the ring again (unless that call moved a message too
-// big for the ring: the next one is likely too, and closing and opening
-// for each would cost four CAS; and after an open during which no receive
+// big for the ring, or the last message sent through the lock was one: the
+// next one is likely too, and closing and opening for each would cost four
+// CAS; and after an open during which no receive
 // went through the ring before it closed again, as in rounds of sends and
 // typed receives, it waits that many locked calls more: 2, 4, ... up to
 // 64 for such opens in a row). So every message in the store is older

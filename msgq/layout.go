@@ -66,6 +66,9 @@ import (
 //	100     4  ovfWait   how many sleep on ovfFutex                        atomic
 //	104     8  spinCPU   pid<<32 | cpu+1 of the latest call to begin a     atomic
 //	                     spin (a hint, see ops.go coLocated)
+//	112     4  bigLast   the last message sent through the lock was too    under lock
+//	                     big for the ring: unlock leaves the ring closed
+//	                     (a hint)
 //
 // "Derived" words can be rebuilt from the committed state (the list from
 // head, the waiter slots) and are, by repair, after a lock holder died.
@@ -160,7 +163,8 @@ type control struct {
 	ovfFutex atomic.Uint32
 	ovfWait  atomic.Uint32
 	spinCPU  atomic.Uint64 // pid<<32 | cpu+1 of the latest call to begin a spin
-	_        [16]byte
+	bigLast  uint32
+	_        [12]byte
 }
 
 // ringCtl is the mapped view of the ring's two control lines: the

@@ -314,10 +314,13 @@ func (q *Queue) unlock(w *wakeList) {
 	// it moved, just before the lock is free for them to take.
 	c := q.v.ctl
 	// Open the ring again if the store is empty and nobody waits, unless
-	// the section moved a message too big for the ring: the next one is
-	// likely too, and closing and opening for every one costs four CAS.
-	// (Those who spin watch the ring's words too, which opening changes.)
-	if !w.big && c.head == 0 { // (the store is not empty: no need to look)
+	// the section moved a message too big for the ring, or the last one
+	// sent was (bigLast: a receiver that finds the store empty would
+	// otherwise open it between every two such messages): the next one
+	// is likely too, and closing and opening for every one costs four
+	// CAS. (Those who spin watch the ring's words too, which opening
+	// changes.)
+	if !w.big && c.head == 0 && c.bigLast == 0 { // (the store is not empty: no need to look)
 		q.v.maybeOpen()
 	}
 	// The spinner counts are hints like ovfWait: added to under the lock
@@ -389,6 +392,11 @@ func (q *Queue) enqueue(mtype int64, data []byte, now int64, w *wakeList) error 
 	}
 	if len(data) > slotText {
 		w.big = true
+		if c.bigLast == 0 {
+			c.bigLast = 1
+		}
+	} else if c.bigLast != 0 {
+		c.bigLast = 0
 	}
 	crashPoint(stepSendWritten)
 	if err := v.link(b); err != nil {
@@ -442,6 +450,9 @@ func (q *Queue) pipeline(mtype int64, data []byte, seq uint64, now int64, w *wak
 		}
 		if len(data) > slotText {
 			w.big = true // as enqueue: keep the ring closed for the next one
+			c.bigLast = 1
+		} else {
+			c.bigLast = 0
 		}
 		best.Arg[argBlock].Store(uint64(b) + 1)
 		best.Arg[argSeq].Store(seq)
