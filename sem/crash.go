@@ -19,6 +19,7 @@ const CrashEnv = "USYSV_SEM_CRASH"
 
 // The steps.
 const (
+	StepUndoRead      = "undo-read"      // lock-free SEM_UNDO op: word and semadj read, nothing written
 	StepUndoCAS       = "undo-cas"       // lock-free SEM_UNDO op: value set, semadj not yet
 	StepLocked        = "locked"         // slow path: segment lock just taken
 	StepEvaluated     = "evaluated"      // words frozen, array evaluated, nothing committed
@@ -63,7 +64,14 @@ func crashpoint(step string) {
 	}
 }
 
+// stepHook, if set (by tests, with crash.on), runs at every crash point:
+// tests use it to widen races.
+var stepHook func(step string)
+
 func crashHit(step string) {
+	if stepHook != nil {
+		stepHook(step)
+	}
 	if step != crash.step || crash.count.Add(1) != crash.n {
 		return
 	}

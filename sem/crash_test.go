@@ -31,6 +31,9 @@ func TestCrashInsideOp(t *testing.T) {
 		// Lock-free SEM_UNDO op killed between its value CAS and its semadj
 		// CAS: the op stands, its semadj is completed, and its undo applied.
 		{StepUndoCAS, []string{"op 0:1:u"}, "op 0:2:u", "vals[0 0 1],ok", false},
+		// Killed holding the semadj claim, before the value CAS: nothing
+		// of the op is applied; the earlier op's undo is.
+		{StepUndoRead, []string{"op 0:1:u"}, "op 0:2:u", "vals[0 0 1],ok", false},
 		{StepLocked, nil, "op 0:1,1:1", "vals[0 0 1],ok", false},
 		{StepEvaluated, nil, "op 0:1,1:1", "vals[0 0 1],ok", false},
 		{StepCommitted, nil, "op 0:1,1:1", "vals[1 1 1],ok", true},

@@ -42,10 +42,14 @@
 //     holds is one CAS that sets value and sempid together (plus, once a
 //     second, a store of sem_otime): about 13 ns here, of which the CAS
 //     is 11.
-//   - A single SEM_UNDO op, once the process has an undo record, is the
-//     word's CAS with an intent naming the record, then a plain store of
-//     the process's semadj; a process killed between them leaves an intent
-//     that whoever next needs the word completes.
+//   - A single SEM_UNDO op, once the process has an undo record, is a
+//     CAS claiming the process's semadj word of that semaphore (one
+//     goroutine of a process at a time: this keeps goroutines that mix
+//     SEM_UNDO and plain ops from an ABA on the word), the word's CAS with
+//     an intent naming the record, then a plain store of the semadj that
+//     completes the op and releases the claim; a process killed between
+//     the CAS and the store leaves an intent that whoever next needs the
+//     word completes.
 //   - A short array (up to 8 ops) without SEM_UNDO whose semaphores no
 //     waiter names runs lean: the segment lock taken with one CAS, each
 //     word frozen with one CAS as the array is evaluated, the journal and
@@ -138,5 +142,8 @@
 // memory directly, change any semaphore value, pretend to be another
 // process in sempid or in the waiter table, or corrupt the journal. Other
 // processes' calls then return wrong values or errors (ErrCorrupt), but
-// never read or write outside the segment.
+// never read or write outside the segment. A forged in-flight SEM_UNDO
+// intent is dropped by the first transaction that needs its word: at once
+// when no goroutine of the named process holds the semadj claim, else
+// after a second (txn.go: settleIntent).
 package sem

@@ -76,8 +76,15 @@ const (
 )
 
 // A semadj word: bits 0..15 the adjustment (int16), bit 16 a parity bit
-// that flips each time a lock-free SEM_UNDO op updates it.
-const adjParity = 1 << 16
+// that flips each time a lock-free SEM_UNDO op updates it, bit 17 set while
+// a goroutine of the record's process runs a lock-free SEM_UNDO op on the
+// semaphore (claimed before the word's CAS, released by the store that
+// completes the op: fastUndo). The lock holder, which writes semadj words
+// of frozen semaphores only, keeps bit 17 as it is (setAdj).
+const (
+	adjParity = 1 << 16
+	adjBusy   = 1 << 17
+)
 
 // An arena entry holds one sembuf: num | op<<16 | flg<<32.
 func packOp(b Buf) uint64 {

@@ -240,7 +240,19 @@ func (s *Array) blocked(b Buf) (fastResult, error) {
 // leaves an in-flight intent that whoever next needs the word (or the
 // repair of the dead process) completes, so the op is applied whole.
 // Others treat an in-flight word as slow, and the lock holder waits for it
-// (it finishes within nanoseconds unless its owner died).
+// (it finishes within nanoseconds unless its owner died; see freeze).
+//
+// The semadj word is claimed first (adjBusy, one CAS): one goroutine of
+// the process at a time runs this on a (record, semaphore), across all its
+// handles. Without that, goroutines mixing SEM_UNDO and plain ops on one
+// semaphore could meet an ABA: one reads the semadj, others complete
+// SEM_UNDO ops and plain ops put the word back as it was, and its CAS then
+// succeeds with a stale parity, so that its intent looks complete while it
+// is in flight and a second op's semadj store races with its own (a lost
+// semadj change, or a word left looking in flight for ever). With the
+// claim, the parity read is the current one: only the claim's holder
+// flips it (the lock holder's semadj writes keep parity and claim), and
+// the store that completes the op releases the claim.
 func (s *Array) fastUndo(b Buf) (fastResult, error) {
 	r := int(s.rec.Load())
 	if r < 0 {
@@ -249,61 +261,64 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 	num := int(b.Num)
 	w := &s.v.words[num]
 	aw := &s.v.recs[r].adj[num]
+	if a := aw.Load(); a&adjBusy != 0 || !aw.CompareAndSwap(a, a|adjBusy) {
+		return fastSlow, nil // another goroutine of ours is at it: take the lock
+	}
 	for try := 0; try < 16; try++ {
 		old := w.Load()
-		if old&slowMask != 0 {
-			return fastSlow, nil
+		// (An intent of our record in flight while we hold the claim is
+		// forged: the lock holder drops it.)
+		if old&slowMask != 0 || old&flagPending != 0 && s.inFlight(old, num) {
+			break
 		}
-		a := aw.Load()
-		if old&flagPending != 0 {
-			// An intent of ours (the usual case: our last op on it) is
-			// in flight if our semadj's parity is not the word's yet.
-			if int((old&recMask)>>recShift) == r {
-				if uint64(a&adjParity>>16) != (old&parityBit)>>parityShift {
-					return fastSlow, nil
-				}
-			} else if s.inFlight(old, num) {
-				return fastSlow, nil
-			}
-		}
+		a := aw.Load() // (the lock holder may have changed the value since the claim)
 		val := int(old & valueMask)
 		nv := val + int(b.Op)
 		switch {
 		case b.Op == 0 && val != 0, nv < 0:
+			unclaim(aw)
 			return s.blocked(b)
 		case nv > SEMVMX:
+			unclaim(aw)
 			return fastDone, kernel.ERANGE
 		}
 		na := int(int16(uint16(a))) - int(b.Op)
 		if na < -(SEMAEM+1) || na > SEMAEM {
-			return fastSlow, nil // let the locked path decide, on a stable semadj
+			break // let the locked path decide, on a stable semadj
 		}
 		parity := uint64(a&adjParity>>16) ^ 1
 		nw := uint64(nv) | s.pid | flagPending | parity<<parityShift | uint64(r)<<recShift |
 			uint64(uint16(-b.Op))<<deltaShift
+		crashpoint(StepUndoRead)
 		if !w.CompareAndSwap(old, nw) {
 			continue
 		}
-		crashpoint(StepUndoCAS)
 		// Our intent is in flight: nobody else writes this semadj word
-		// until we do. It may have changed between our read and our CAS
-		// on the word (a SETVAL that cleared it, keeping its parity, and
-		// left the word as it was): then adjust the value there now.
+		// until we do. Its value may have changed between our read and our
+		// CAS on the word (a SETVAL that cleared it, keeping its parity,
+		// and left the word as it was): then adjust the value there now.
 		if a2 := aw.Load(); a2 != a {
 			na = int(int16(uint16(a2))) - int(b.Op)
 			if na < -(SEMAEM+1) || na > SEMAEM {
-				w.Store(old)
+				w.CompareAndSwap(nw, old)
+				unclaim(aw)
 				return fastDone, kernel.ERANGE
 			}
 		}
-		put32(aw, uint32(uint16(int16(na)))|uint32(parity)<<16)
-		if now := clock.Now(); s.otime.Load() < now { // (touchOtime)
+		crashpoint(StepUndoCAS)
+		put32(aw, uint32(uint16(int16(na)))|uint32(parity)<<16) // (releases the claim)
+		if now := clock.Now(); s.otime.Load() < now {           // (touchOtime)
 			s.bumpOtime(now)
 		}
 		return fastDone, nil
 	}
+	unclaim(aw)
 	return fastSlow, nil
 }
+
+// unclaim releases a semadj word's claim without having changed it (the
+// lock holder may have changed its value meanwhile: an atomic AND).
+func unclaim(aw *atomic.Uint32) { aw.And(^uint32(adjBusy)) }
 
 // inFlight reports whether a PENDING word's SEM_UNDO op has not yet
 // updated its record's semadj.

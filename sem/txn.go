@@ -126,12 +126,19 @@ func (s *Array) freeze(i int) {
 		return
 	}
 	w := &s.v.words[i]
+	var since time.Time // when we started waiting for an in-flight intent
 	for spins := 0; ; spins++ {
 		o := w.Load()
 		if o&flagFrozen == 0 && o&flagPending != 0 && s.inFlight(o, i) {
-			// A lock-free SEM_UNDO op is between its two CASes.
-			if spins&127 == 127 {
-				s.completeIfDead(i, o)
+			// A lock-free SEM_UNDO op is between its CAS and its store,
+			// or its owner died there, or the intent is forged.
+			if spins == 0 || spins&127 == 127 {
+				if since.IsZero() {
+					since = time.Now()
+				}
+				if s.settleIntent(i, o, spins > 0, time.Since(since)) {
+					continue
+				}
 			}
 			if spins < 1024 {
 				runtime.Gosched()
@@ -153,16 +160,51 @@ func (s *Array) freeze(i int) {
 	sc.frozen = append(sc.frozen, int32(i))
 }
 
-// completeIfDead finishes the in-flight SEM_UNDO op on word i if the
-// process that started it is dead.
-func (s *Array) completeIfDead(i int, w uint64) {
+// intentBound is how long the lock holder waits for an in-flight SEM_UNDO
+// op of a live process (its owner's two steps are nanoseconds apart, but
+// the owner may be preempted, or stopped, between them) before it drops
+// the intent.
+const intentBound = time.Second
+
+// settleIntent deals with the in-flight SEM_UNDO intent w on word i, seen
+// by the lock holder for waited so far, if it need not wait for it, and
+// reports whether it did (the word changed: look again). Whether the owner
+// lives is looked up (in /proc) only with look:
+//
+//   - its record's process is dead: the op is completed (its semadj
+//     updated), as the dead process's repair would;
+//   - no goroutine of that process holds the semadj word's claim
+//     (adjBusy): every real intent is placed and completed under the
+//     claim, so this one was written by someone else into the segment
+//     (fuzz finding F5: the lock holder used to wait for ever, holding the
+//     lock). It is dropped: the word keeps its value, and no semadj
+//     changes, as no op of that process is owed one;
+//   - it has been in flight for intentBound with its owner alive: the
+//     owner is stopped or starved between its two steps, or the claim was
+//     forged too. It is dropped as well, so that the set stays usable. An
+//     owner that then resumes completes its own op (its semadj store),
+//     which is right, except that it overwrites any change the lock holders
+//     made to that semadj word meanwhile (a SETVAL's clear, an op of its
+//     process that took the lock): that change is lost.
+func (s *Array) settleIntent(i int, w uint64, look bool, waited time.Duration) bool {
 	r := int((w & recMask) >> recShift)
-	h := s.v.recs[r].hdr
-	pid, start := h.pid.Load(), h.start.Load()
-	if pid != 0 && s.alive(int(pid), start) {
-		return
+	a := s.v.recs[r].adj[i].Load()
+	if uint64(a&adjParity>>16) == (w&parityBit)>>parityShift {
+		return true // completed meanwhile
 	}
-	s.completePending(i)
+	if a&adjBusy != 0 && waited < intentBound {
+		if !look {
+			return false
+		}
+		h := s.v.recs[r].hdr
+		if pid := h.pid.Load(); pid != 0 && s.alive(int(pid), h.start.Load()) {
+			return false
+		}
+		s.completePending(i)
+		return true
+	}
+	s.v.words[i].CompareAndSwap(w, w&^intentMask)
+	return true
 }
 
 // completePending applies the semadj update of an in-flight PENDING op on
@@ -356,7 +398,7 @@ func (s *Array) apply(dirty []int32, final bool) {
 			for k := 0; k < nadj && k < len(v.jadj); k++ {
 				e := v.jadj[k].Load()
 				if i := int(e >> 32); i < s.nsems && frozen(i) {
-					put32(&v.recs[r].adj[i], uint32(e))
+					setAdj(&v.recs[r].adj[i], uint32(e))
 				}
 			}
 		}
@@ -447,7 +489,21 @@ var afterRelease func(s *Array, i int)
 // parity must stay what the last completed op left).
 func clearAdj(a *clearable) {
 	if o := a.Load(); o&0xFFFF != 0 {
-		put32(a, o&adjParity)
+		setAdj(a, o&adjParity)
+	}
+}
+
+// setAdj stores the adjustment and parity of a frozen semaphore's semadj
+// word, keeping its claim bit: a goroutine of the record's process may
+// hold it, about to find the word frozen (fastUndo), and releases it with
+// an atomic AND that must not be lost, nor undo this store.
+func setAdj(a *clearable, v uint32) {
+	for {
+		o := a.Load()
+		n := v&^adjBusy | o&adjBusy
+		if o == n || a.CompareAndSwap(o, n) {
+			return
+		}
 	}
 }
 
