@@ -387,25 +387,10 @@ func (o *corruptSemObj) close() {
 	_ = o.h.Close()
 }
 
-// semPending is the PENDING bit of a semaphore's state word (sem/layout.go):
-// a lock-free SEM_UNDO op between its two CASes.
-const semPending = 1 << 40
-
-// constrain clears PENDING in any state word the write touched: a forged
-// in-flight SEM_UNDO intent naming a live process's undo record makes
-// every call that freezes the word spin for ever, holding the set's lock
-// (FINDINGS.md F5). Remove when F5 is fixed.
-func (o *corruptSemObj) constrain(seg *shm.Segment, off, n uint64) {
-	words := seg.Params().BodyOffset() + 128
-	for i := uint64(0); i < uint64(o.nsems); i++ {
-		w := words + 8*i
-		if off < w+8 && w < off+n {
-			if p, err := shm.At[atomic.Uint64](seg, w); err == nil {
-				p.And(^uint64(semPending))
-			}
-		}
-	}
-}
+// constrain: nothing. (It cleared PENDING in the state words a write
+// touched, while a forged in-flight SEM_UNDO intent hung every call on the
+// semaphore: FINDINGS.md F5, fixed in 98df088.)
+func (o *corruptSemObj) constrain(*shm.Segment, uint64, uint64) {}
 
 func (o *corruptSemObj) anchor(seg *shm.Segment, p *prog) uint64 {
 	// The state words start 128 bytes into the body (sem/layout.go);
