@@ -447,6 +447,7 @@ func (u *msgUsysv) pkg(st *msgStep) string {
 }
 
 func (u *msgUsysv) get(st *msgStep) string {
+	throttleSegments()
 	nid, err := msgq.Get(st.getKey(u.key), st.flags)
 	if err != nil {
 		return errno(err)
@@ -470,6 +471,7 @@ func msgqRemove(id int) error { return msgq.Remove(id) }
 // handle (handle) or the contract functions; it is removed when the
 // program ends.
 func newFreshQueue(t *testing.T, key int, mode uint32, handle bool) *msgUsysv {
+	throttleSegments()
 	id, err := msgq.Get(key, msgq.IPC_CREAT|msgq.IPC_EXCL|int(mode))
 	if err != nil {
 		setupFailed(t, "msgq.Get", err)

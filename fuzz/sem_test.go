@@ -86,6 +86,7 @@ func runSem(t *testing.T, data []byte, diff bool) {
 
 	var tr trace
 	var waiters []*semWaiter
+	staleZ := false // GETZCNT compared as a sum over the set (zeroWaitOnMany)
 	var nobody nobodyProc
 	for n := 0; n < maxSteps && p.more(); n++ {
 		st := decodeSemStep(p, nsems)
@@ -132,7 +133,12 @@ func runSem(t *testing.T, data []byte, diff bool) {
 					st, w.started[0], w.started[1], nsems, fresh, &tr)
 			}
 			waiters = append(waiters, w)
-			checkSemState(t, &tr, impls[0], impls[1], nsems)
+			staleZ = staleZ || w.started[0] == "queued" && zeroWaitOnMany(st.ops)
+			checkSemState(t, &tr, impls[0], impls[1], nsems, staleZ)
+			continue
+		}
+		if staleZ && st.kind == sGetZcnt {
+			tr.add("%s: not compared (see zeroWaitOnMany)", st)
 			continue
 		}
 		if st.kind == sOp && st.call == callOp && model.sleeps(st) {
@@ -169,10 +175,10 @@ func runSem(t *testing.T, data []byte, diff bool) {
 			}
 		}
 		if !diff && changes(st, res[0]) {
-			checkSemState(t, &tr, model, u, nsems)
+			checkSemState(t, &tr, model, u, nsems, false)
 		}
 		if len(waiters) > 0 {
-			checkSemState(t, &tr, impls[0], impls[1], nsems)
+			checkSemState(t, &tr, impls[0], impls[1], nsems, staleZ)
 		}
 	}
 	if len(waiters) > 0 {
@@ -181,9 +187,9 @@ func runSem(t *testing.T, data []byte, diff bool) {
 	if testing.Verbose() && os.Getenv("USYSV_FUZZ_TRACE") == "1" {
 		t.Logf("program:\n%s", &tr)
 	}
-	checkSemState(t, &tr, impls[0], impls[1], nsems)
+	checkSemState(t, &tr, impls[0], impls[1], nsems, staleZ)
 	if diff && len(waiters) == 0 {
-		checkSemState(t, &tr, impls[0], impls[2], nsems)
+		checkSemState(t, &tr, impls[0], impls[2], nsems, false)
 	}
 }
 
@@ -318,12 +324,16 @@ func changes(st *semStep, res string) bool {
 }
 
 // checkSemState compares everything observable of the set: values,
-// sempids (of the first 8), counts and IPC_STAT.
-func checkSemState(t *testing.T, tr *trace, a, b semImpl, nsems int) {
+// sempids (of the first 8), counts and IPC_STAT; with zSum, the sum of
+// GETZCNT over the set instead of each.
+func checkSemState(t *testing.T, tr *trace, a, b semImpl, nsems int, zSum bool) {
 	t.Helper()
 	steps := []*semStep{{kind: sGetAll}, {kind: sStat}}
 	for i := 0; i < nsems && i < 8; i++ {
-		steps = append(steps, &semStep{kind: sGetPid, num: i}, &semStep{kind: sGetNcnt, num: i}, &semStep{kind: sGetZcnt, num: i})
+		steps = append(steps, &semStep{kind: sGetPid, num: i}, &semStep{kind: sGetNcnt, num: i})
+		if !zSum {
+			steps = append(steps, &semStep{kind: sGetZcnt, num: i})
+		}
 	}
 	for _, st := range steps {
 		ra, rb := a.step(st), b.step(st)
@@ -331,6 +341,46 @@ func checkSemState(t *testing.T, tr *trace, a, b semImpl, nsems int) {
 			t.Fatalf("state check %s: %s says %q, %s says %q\nprogram:\n%s", st, a.name(), ra, b.name(), rb, tr)
 		}
 	}
+	if zSum {
+		if ra, rb := zcntSum(a, nsems), zcntSum(b, nsems); ra != rb {
+			t.Fatalf("state check: GETZCNT summed over the set: %s says %q, %s says %q\nprogram:\n%s", a.name(), ra, b.name(), rb, tr)
+		}
+	}
+}
+
+func zcntSum(im semImpl, nsems int) string {
+	sum, other := 0, ""
+	for i := 0; i < nsems; i++ {
+		r := im.step(&semStep{kind: sGetZcnt, num: i})
+		var n int
+		if _, err := fmt.Sscanf(r, "ok %d", &n); err != nil {
+			other += " " + r
+		}
+		sum += n
+	}
+	return fmt.Sprintf("%d%s", sum, other)
+}
+
+// zeroWaitOnMany reports whether ops only wait for zero, on more than one
+// semaphore. Linux counts such a blocked array in GETZCNT of the
+// semaphore it last blocked on, and re-examines it only when one of the
+// set's values becomes 0 (wake_const_ops); so after another semaphore of
+// the array leaves 0, Linux still counts it on the old one, where usysv
+// (and SEMANTICS 8.7: the first operation that cannot proceed) counts it
+// on the new one. Once such a waiter has blocked, a program compares
+// GETZCNT summed over the set only (FINDINGS.md, kernel behaviour).
+func zeroWaitOnMany(ops []sem.Buf) bool {
+	for _, o := range ops {
+		if o.Op != 0 {
+			return false
+		}
+	}
+	for _, o := range ops {
+		if o.Num != ops[0].Num {
+			return true
+		}
+	}
+	return false
 }
 
 func requireRoot(t *testing.T) {
@@ -633,6 +683,7 @@ func (u *semUsysv) pkg(st *semStep) string {
 
 // get is semget through sem.Get. A set it creates is removed at once.
 func (u *semUsysv) get(st *semStep) string {
+	throttleSegments()
 	nid, err := sem.Get(st.getKey(u.key), st.nsems, st.flags)
 	if err != nil {
 		return errno(err)
@@ -657,6 +708,7 @@ func removeSemByID(id int) error { return sem.Remove(id) }
 // functions (FuzzSemDiff); the set is removed, and the handle closed, when
 // the program ends.
 func newFreshSem(t *testing.T, key, nsems int, mode uint32, handle bool) *semUsysv {
+	throttleSegments()
 	id, err := sem.Get(key, nsems, sem.IPC_CREAT|sem.IPC_EXCL|int(mode))
 	if err != nil {
 		setupFailed(t, "sem.Get", err)
