@@ -13,7 +13,8 @@ import (
 // a labelled step inside Op, to test that a death at any point leaves the
 // set consistent. It is armed by the environment variable USYSV_SEM_CRASH,
 // read once at start-up, as "step" (the first time the step is reached) or
-// "step:N" (the N-th time). Unarmed, a crash point costs one load of a
+// "step:N" (the N-th time); with the prefix "stop:" ("stop:step:N") the
+// process SIGSTOPs itself there instead, and goes on once continued. Unarmed, a crash point costs one load of a
 // package variable.
 const CrashEnv = "USYSV_SEM_CRASH"
 
@@ -39,6 +40,7 @@ const (
 
 var crash struct {
 	on    bool
+	stop  bool // SIGSTOP instead of SIGKILL
 	step  string
 	n     int64
 	count atomic.Int64
@@ -48,6 +50,9 @@ func init() {
 	v := os.Getenv(CrashEnv)
 	if v == "" {
 		return
+	}
+	if rest, ok := strings.CutPrefix(v, "stop:"); ok {
+		crash.stop, v = true, rest
 	}
 	crash.step, crash.n = v, 1
 	if i := strings.LastIndexByte(v, ':'); i >= 0 {
@@ -76,6 +81,10 @@ func crashHit(step string) {
 		return
 	}
 	pid, _ := kernel.Self()
+	if crash.stop {
+		_ = kernel.Kill(pid, kernel.SIGSTOP) // (goes on once continued)
+		return
+	}
 	_ = kernel.Kill(pid, kernel.SIGKILL)
 	select {}
 }

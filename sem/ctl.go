@@ -7,7 +7,8 @@ import (
 
 // live is the lookup every call starts with: a closed handle or a removed
 // set is EINVAL (a stale id); a death reported since this handle last
-// looked is repaired first.
+// looked is repaired first, unless a live process holds the lock
+// (tryRepair).
 func (s *Array) live() error {
 	if s.closed.Load() {
 		return ErrClosed
@@ -16,7 +17,7 @@ func (s *Array) live() error {
 		return kernel.EINVAL
 	}
 	if s.deadGen.Load() != s.seenGen.Load() {
-		s.repair()
+		s.tryRepair(false)
 	}
 	return nil
 }

@@ -86,7 +86,11 @@
 //     dead process), by the registry at once or by the next operation that
 //     could observe them. A waiter killed before its death is known may
 //     still be completed by a waker, which is as if it died just after.
-//   - A stopped (SIGSTOP) lock holder is never taken over: the set waits.
+//   - A stopped (SIGSTOP) lock holder is never taken over: the calls that
+//     need the lock wait. The others go on, also after a death: while a
+//     live process holds the lock, the repair of a death is left to the
+//     holder (before it unlocks) or to the next call that finds the lock
+//     free (txn.go: tryRepair).
 //   - Permissions (read for GET* and all-zero arrays, alter otherwise) are
 //     checked on every call against the set's current mode, with this
 //     process's credentials as they were when it first used usysv.

@@ -11,9 +11,9 @@ import (
 )
 
 // within runs f and fails the test if it has not returned within lineWait
-// (it would hang for ever otherwise); then it clears every SEM_UNDO intent
-// of h's set, so that the stuck call and the test's clean-up can finish.
-func within(t *testing.T, h *Array, what string, f func() error) error {
+// (it would hang for ever otherwise); then it runs unstick, so that the
+// stuck call and the test's clean-up can finish, and waits for f.
+func within(t *testing.T, what string, f func() error, unstick func()) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), lineWait)
 	defer cancel()
@@ -23,14 +23,22 @@ func within(t *testing.T, h *Array, what string, f func() error) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+		unstick()
+		<-done
+		t.Fatalf("%s did not return within %v", what, lineWait)
+		return nil
+	}
+}
+
+// clearIntents is within's unstick for a forged SEM_UNDO intent: it
+// clears every intent of h's set.
+func clearIntents(h *Array) func() {
+	return func() {
 		for i := range h.v.words {
 			w := &h.v.words[i]
 			for o := w.Load(); o&flagPending != 0 && !w.CompareAndSwap(o, o&^intentMask); o = w.Load() {
 			}
 		}
-		<-done
-		t.Fatalf("%s did not return within %v", what, lineWait)
-		return nil
 	}
 }
 
@@ -46,12 +54,12 @@ func TestForgedIntentOwnRecord(t *testing.T) {
 	require.Equal(t, int32(0), h.rec.Load())
 	// PENDING, parity 1 (record 0's is 0), record 0, delta 512, value 257.
 	h.v.words[0].Store(0x0100030100030101)
-	require.NoError(t, within(t, h, "SetVal over a forged intent", func() error { return h.SetVal(0, 5) }))
+	require.NoError(t, within(t, "SetVal over a forged intent", func() error { return h.SetVal(0, 5) }, clearIntents(h)))
 	v, err := h.GetVal(0)
 	require.NoError(t, err)
 	assert.Equal(t, 5, v)
-	require.NoError(t, within(t, h, "TryOp on another semaphore", func() error { return h.TryOp(b(1, 1, 0)) }))
-	require.NoError(t, within(t, h, "SEM_UNDO op on the semaphore", func() error { return h.TryOp(b(0, -1, SEM_UNDO)) }))
+	require.NoError(t, within(t, "TryOp on another semaphore", func() error { return h.TryOp(b(1, 1, 0)) }, clearIntents(h)))
+	require.NoError(t, within(t, "SEM_UNDO op on the semaphore", func() error { return h.TryOp(b(0, -1, SEM_UNDO)) }, clearIntents(h)))
 	require.NoError(t, h.check())
 }
 
@@ -74,7 +82,7 @@ func TestForgedIntentOtherRecord(t *testing.T) {
 	require.GreaterOrEqual(t, r, 0)
 	par := uint64(h.v.recs[r].adj[0].Load()&adjParity>>16) ^ 1
 	h.v.words[0].Store(7 | flagPending | par<<parityShift | uint64(r)<<recShift | uint64(0xFFFD)<<deltaShift)
-	require.NoError(t, within(t, h, "SetVal over a forged intent", func() error { return h.SetVal(0, 5) }))
+	require.NoError(t, within(t, "SetVal over a forged intent", func() error { return h.SetVal(0, 5) }, clearIntents(h)))
 	v, err := h.GetVal(0)
 	require.NoError(t, err)
 	assert.Equal(t, 5, v)
@@ -150,6 +158,5 @@ func TestUndoMixedGoroutines(t *testing.T) {
 	assert.Equal(t, int16(-1), int16(uint16(h.v.recs[r].adj[1].Load())), "semadj of semaphore 1")
 	require.NoError(t, h.check())
 	// A SETVAL must not wait for an op that looks in flight.
-	require.NoError(t, within(t, h, "SetVal", func() error { return h.SetVal(0, 1) }))
+	require.NoError(t, within(t, "SetVal", func() error { return h.SetVal(0, 1) }, clearIntents(h)))
 }
-

@@ -87,7 +87,7 @@ func (s *Array) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 		return kernel.EINVAL
 	}
 	if s.deadGen.Load() != s.seenGen.Load() {
-		s.repair()
+		s.tryRepair(false)
 	}
 	if len(ops) == 1 {
 		b := ops[0]
@@ -437,9 +437,17 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 		if s.seg.Removed() {
 			return s.abandon(idx, kernel.EIDRM)
 		}
+		until := deadline
 		if s.deadGen.Load() != s.seenGen.Load() {
-			s.repair()
-			continue
+			if s.tryRepair(false) {
+				continue
+			}
+			// A live process holds the lock: it repairs before it
+			// unlocks, but a lean array (fast.go) does not; look again
+			// now and then.
+			if t := time.Now().Add(repairPoll); until.IsZero() || t.Before(until) {
+				until = t
+			}
 		}
 		if ctx.Err() != nil {
 			return s.abandon(idx, canceled(ctx))
@@ -447,12 +455,16 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return s.abandon(idx, kernel.EAGAIN)
 		}
-		_ = kernel.FutexWait(&slot.Futex, f, deadline)
+		_ = kernel.FutexWait(&slot.Futex, f, until)
 		if slot.State.Load() == stDone { // the usual wake-up: straight out
 			return s.finish(idx)
 		}
 	}
 }
+
+// repairPoll is how often a waiter whose set has a repair pending, with
+// its lock held by a live process, tries the repair again.
+const repairPoll = 10 * time.Millisecond
 
 // finish returns a completed waiter's outcome and frees its slot.
 func (s *Array) finish(idx int) error {

@@ -68,7 +68,12 @@ type Array struct {
 	closed  atomic.Bool
 	perm    atomic.Uint64 // permSeq<<32 | permValid | permRead | permAlter
 	seenGen atomic.Uint32 // seg.DeadGen() when this handle last repaired
-	rec     atomic.Int32  // this process's undo record, -1 if none yet
+
+	// tryRepair's cache: the pid that held the lock, found alive at
+	// liveSeen (Unix ns).
+	liveHolder atomic.Int32
+	liveSeen   atomic.Int64
+	rec        atomic.Int32 // this process's undo record, -1 if none yet
 
 	local     sync.Mutex // queued on by this handle's goroutines for a held segment lock
 	localHeld bool       // the segment lock holder holds local too (only it reads this)
@@ -120,14 +125,12 @@ func openSeg(id int, ns uint64) (*Array, error) {
 		return nil, kernel.EINVAL
 	}
 	s := makeSet(id, seg, v)
-	// Repair what dead processes may have left before we rely on the state.
-	gen := seg.DeadGen()
-	if gen != 0 || v.hdr.jcommit.Load() != 0 || s.mu.Holder() != 0 {
-		s.lock()
-		s.repairLocked(true)
-		s.unlock()
+	// Repair what dead processes may have left before we rely on the
+	// state, unless a live process holds the lock: then the repair stays
+	// pending (seenGen 0), as for any call (tryRepair).
+	if gen := seg.DeadGen(); gen != 0 || v.hdr.jcommit.Load() != 0 || s.mu.Holder() != 0 {
+		s.tryRepair(true)
 	}
-	s.seenGen.Store(gen)
 	return s, nil
 }
 

@@ -92,6 +92,12 @@ func (s *Array) lock() {
 // unlock unfreezes, wakes the waiters completed in this critical section
 // and releases the lock.
 func (s *Array) unlock() {
+	if gen := s.deadGen.Load(); gen != s.seenGen.Load() {
+		// A death reported while we held the lock: calls that found it
+		// held left its repair to us (tryRepair).
+		s.repairLocked(false)
+		s.seenGen.Store(gen)
+	}
 	s.unfreezeAll()
 	// Wake after releasing the lock (the woken often wants it next); the
 	// slots stay valid, since only their owners free them.
@@ -751,6 +757,7 @@ func eagerRepair(seg *shm.Segment) {
 		return
 	}
 	s := makeSet(seg.ID(), seg, v)
+	s.seenGen.Store(seg.DeadGen()) // (what this pass repairs: unlock need not again)
 	s.local.Lock()
 	switch {
 	case s.mu.TryLock():
@@ -766,14 +773,59 @@ func eagerRepair(seg *shm.Segment) {
 	s.unlock()
 }
 
-// repair runs the repair pass if the registry reported a death since this
-// handle last looked.
+// repair runs the repair pass for the deaths the registry reported so far,
+// waiting for the lock as long as it takes.
 func (s *Array) repair() {
 	gen := s.seg.DeadGen()
 	s.lock()
 	s.repairLocked(false)
-	s.unlock()
 	s.seenGen.Store(gen)
+	s.unlock()
+}
+
+// tryRepair is repair for every call that finds a death reported since its
+// handle last repaired, and for a new handle (chaos finding F3); it reports
+// whether it repaired (full: scanning every word, as after a take-over).
+// It never waits for a live lock holder: a process stopped (SIGSTOP) while
+// holding the lock must not stop, with any unrelated death, every
+// operation on the set, lock-free ones included. If the lock is held by a
+// live process, the repair is left pending (seenGen is not advanced, so
+// the gate stays shut and calls keep coming here) and the call goes on. It
+// is done by the holder before it unlocks (unlock), by the next call that
+// finds the lock free, or by the registry's eager repair.
+//
+// Going on without it is safe because what a dead process leaves is found
+// where it matters by whoever needs it: a word it left frozen or with its
+// SEM_UNDO intent in flight sends every op to the lock (which is where the
+// repair runs); its waiter slots matter only to lock holders; and its
+// undo record's adjustments, not applied yet, are as if it had died a
+// little later. The calls needing the lock wait for the holder anyway.
+//
+// Whether the holder lives is looked up (in /proc) at most once per
+// shm.LivenessInterval for the same holder.
+func (s *Array) tryRepair(full bool) bool {
+	gen := s.seg.DeadGen()
+	died := false
+	if !s.mu.TryLockAs(s.me) {
+		h := s.mu.Holder()
+		if h != 0 && h == int(s.liveHolder.Load()) &&
+			time.Now().UnixNano()-s.liveSeen.Load() < int64(shm.LivenessInterval) {
+			return false
+		}
+		if !s.mu.RecoverIfDead() {
+			if h = s.mu.Holder(); h != 0 {
+				s.liveHolder.Store(int32(h))
+				s.liveSeen.Store(time.Now().UnixNano())
+			}
+			return false
+		}
+		died = true
+	}
+	s.localHeld = false
+	s.repairLocked(full || died)
+	s.seenGen.Store(gen)
+	s.unlock()
+	return true
 }
 
 // repairLocked makes the set consistent after deaths: a dead lock holder's

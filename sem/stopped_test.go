@@ -1,0 +1,59 @@
+package sem
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+)
+
+// Chaos finding F3: process A holds the set's lock and is stopped; process
+// B, a client of the registry, dies (its death is reported to every set).
+// Process C's calls that need no lock still go on: the repair of B's death
+// waits, and is done once A, continued, unlocks.
+func TestStoppedHolderAndDeath(t *testing.T) {
+	id := usysvImpl.create(t, 3, 0o600)
+	h, err := handle(id) // C: this process
+	require.NoError(t, err)
+	// B takes a SEM_UNDO unit of semaphore 2 (its undo gives it back).
+	pb := client(t, usysvImpl, id)
+	pb.Send("op 2:1:u")
+	pb.Expect("ok", lineWait)
+	// A stops itself holding the lock, inside an array.
+	pa := testutil.Start(t, "sem-client", []string{"usysv", itoa(id)}, testutil.Env(CrashEnv+"=stop:"+StepLocked))
+	pa.Send("op 0:1,1:1")
+	testutil.Eventually(t, lineWait, "A stopped holding the lock", func() bool {
+		return h.mu.Holder() == pa.Pid() && kernel.ProcessStopped(pa.Pid())
+	})
+	cont := func() { pa.Signal(kernel.SIGCONT) }
+	defer cont()
+	gen := h.seg.DeadGen()
+	pb.Kill()
+	testutil.Eventually(t, lineWait, "B's death reported", func() bool { return h.seg.DeadGen() != gen })
+
+	require.NoError(t, within(t, "C's TryOp", func() error { return h.TryOp(b(2, 1, 0)) }, cont))
+	v, err := h.GetVal(2)
+	require.NoError(t, err)
+	assert.Equal(t, 2, v, "B's undo is not applied while A holds the lock")
+	// A new handle (in the package-level functions: another process's
+	// first call) does not wait for A either.
+	h2, err := OpenID(id)
+	require.NoError(t, err)
+	defer h2.Close()
+	require.NoError(t, within(t, "a new handle's TryOp", func() error { return h2.TryOp(b(2, -1, 0)) }, cont))
+	assert.Equal(t, h.mu.Holder(), pa.Pid(), "A's lock was taken over")
+
+	cont()
+	pa.Expect("ok", lineWait)
+	// A repaired before it unlocked: B's undo is applied.
+	testutil.Eventually(t, lineWait, "B's undo applied", func() bool {
+		v, err := h.GetVal(2)
+		return err == nil && v == 0
+	})
+	vals, err := h.GetAll()
+	require.NoError(t, err)
+	assert.Equal(t, []uint16{1, 1, 0}, vals)
+	require.NoError(t, h.check())
+}
