@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,6 +308,9 @@ func BenchmarkHandlePV(b *testing.B) {
 // The floor under the fast paths, on the set's own mapped words in the same
 // run: what their locked instructions alone cost on this machine.
 //   - "cas-pair": a P and a V as two CASes (BenchmarkPV's minimum);
+//   - "undo-pair": a SEM_UNDO P and V as four CASes, each op claiming its
+//     semadj word then changing the semaphore's (BenchmarkPVUndo's
+//     minimum: the claim keeps one process's goroutines from an ABA);
 //   - "txn3-pair": two three-op transactions as the lean path locks them —
 //     the lock's CAS, three freezing CASes, the unlock's XCHG, each
 //     (BenchmarkThreeOps' minimum while arrays are serialised by the lock
@@ -322,6 +326,18 @@ func BenchmarkFloor(b *testing.B) {
 			w.CompareAndSwap(o, o+1)
 			o = w.Load()
 			w.CompareAndSwap(o, o-1)
+		}
+	})
+	b.Run("undo-pair", func(b *testing.B) {
+		a := &s.v.recs[0].adj[0]
+		for i := 0; i < b.N; i++ {
+			for _, d := range []uint64{1, ^uint64(0)} {
+				c := a.Load()
+				a.CompareAndSwap(c, c|adjBusy)
+				o := w.Load()
+				w.CompareAndSwap(o, o+d)
+				putWord32(a, c)
+			}
 		}
 	})
 	b.Run("txn3-pair", func(b *testing.B) {
@@ -340,6 +356,8 @@ func BenchmarkFloor(b *testing.B) {
 		}
 	})
 }
+
+func putWord32(a *atomic.Uint32, v uint32) { put32(a, v) }
 
 // The package-level functions (an id → handle cache in front): P then V.
 func BenchmarkPackagePV(b *testing.B) {
