@@ -261,17 +261,27 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 	num := int(b.Num)
 	w := &s.v.words[num]
 	aw := &s.v.recs[r].adj[num]
-	if a := aw.Load(); a&adjBusy != 0 || !aw.CompareAndSwap(a, a|adjBusy) {
+	a := aw.Load()
+	if a&adjBusy != 0 || !aw.CompareAndSwap(a, a|adjBusy) {
 		return fastSlow, nil // another goroutine of ours is at it: take the lock
 	}
+	a |= adjBusy // (its value may change under the lock holder: see below; its parity not)
 	for try := 0; try < 16; try++ {
 		old := w.Load()
-		// (An intent of our record in flight while we hold the claim is
-		// forged: the lock holder drops it.)
-		if old&slowMask != 0 || old&flagPending != 0 && s.inFlight(old, num) {
+		if old&slowMask != 0 {
 			break
 		}
-		a := aw.Load() // (the lock holder may have changed the value since the claim)
+		if old&flagPending != 0 {
+			// (An intent of our record in flight while we hold the claim
+			// is forged: the lock holder drops it.)
+			if int((old&recMask)>>recShift) == r {
+				if uint64(a&adjParity>>16) != (old&parityBit)>>parityShift {
+					break
+				}
+			} else if s.inFlight(old, num) {
+				break
+			}
+		}
 		val := int(old & valueMask)
 		nv := val + int(b.Op)
 		switch {
