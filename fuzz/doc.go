@@ -116,6 +116,9 @@
 //     sets where nobody's class has neither read nor write, run as this
 //     process instead (FINDINGS.md F6). Blocked waiters and receivers are
 //     this process's own.
+//   - GETZCNT per semaphore once a wait-for-zero array on several
+//     semaphores has blocked: Linux's count is stale there (FINDINGS.md,
+//     kernel behaviour); the sum over the set is compared instead.
 //   - A signal interrupting a call (EINTR): the Go runtime owns signals;
 //     the handle's context cancellation, which stands for it, is covered by
 //     FuzzSemModel and FuzzMsgModel.
@@ -127,7 +130,9 @@
 // Every object is removed, also when an execution fails: kernel objects
 // with testutil.Track, usysv objects in t.Cleanup, pooled ones (one set per
 // size and one queue per process, reset before each program) by each
-// target's f.Cleanup. Every call is bounded (callTimeout) and every
+// target's f.Cleanup. Creations wait while the process maps more than
+// 256 segments (throttleSegments: a removed object keeps its segment for
+// a second, FINDINGS.md F8). Every call is bounded (callTimeout) and every
 // execution too (iterationLimit, under the fuzzing engine's own 10 s), with
 // goroutine stacks written under /tmp/fuzz-findings/; a fuzz worker that
 // dies leaves its crash report in /tmp/fuzz-findings/workers/.

@@ -424,7 +424,7 @@ func (st *msgStep) String() string {
 	case mSet:
 		return fmt.Sprintf("IPC_SET%s uid=%d gid=%d mode=%#o qbytes=%d", id, int32(st.uid), int32(st.gid), st.mode, st.qbytes)
 	case mGet:
-		return fmt.Sprintf("msgget key=%s flags=%#o", [...]string{"own", "other", "private"}[st.keySel], st.flags)
+		return fmt.Sprintf("msgget%s key=%s flags=%#o", id, [...]string{"own", "other", "private"}[st.keySel], st.flags)
 	case mRemove:
 		return "IPC_RMID" + id
 	}

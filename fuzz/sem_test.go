@@ -700,8 +700,19 @@ func (u *semUsysv) get(st *semStep) string {
 // removeSemByID removes a set through the contract function, which also
 // drops (and soon detaches) the handle the contract functions cached for
 // it; the registry's Remove would leave that handle mapped until a call
-// through the id finds the set gone (sem doc, "Objects and lifetime").
-func removeSemByID(id int) error { return sem.Remove(id) }
+// through the id finds the set gone (sem doc, "Objects and lifetime"). A
+// process that may not map the set (nobody, on a mode-0 set it made) gets
+// EACCES from sem.Remove (FINDINGS.md F6), and uses the registry's.
+func removeSemByID(id int) error {
+	err := sem.Remove(id)
+	if errors.Is(err, kernel.EACCES) {
+		var c *registry.Client
+		if c, err = registry.Default(); err == nil {
+			err = c.Remove(shm.KindSem, id)
+		}
+	}
+	return err
+}
 
 // newFreshSem creates a set with key for one program, used through a
 // handle of its own (handle: FuzzSemModel) or through the contract

@@ -405,7 +405,7 @@ func (st *semStep) String() string {
 	case sSet:
 		return fmt.Sprintf("IPC_SET%s uid=%d gid=%d mode=%#o", id, int32(st.uid), int32(st.gid), st.mode)
 	case sGet:
-		return fmt.Sprintf("semget key=%s nsems=%d flags=%#o", [...]string{"own", "other", "private"}[st.keySel], st.nsems, st.flags)
+		return fmt.Sprintf("semget%s key=%s nsems=%d flags=%#o", id, [...]string{"own", "other", "private"}[st.keySel], st.nsems, st.flags)
 	}
 	return semKindNames[st.kind] + id
 }
