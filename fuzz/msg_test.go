@@ -740,17 +740,8 @@ func threadToProcess(pid int) int {
 	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", pid)); err == nil {
 		return os.Getpid()
 	}
-	if testProcess != 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", testProcess, pid)); err == nil {
-			return testProcess
-		}
-	}
 	return pid
 }
-
-// testProcess, in the nobody helper, is the test process whose receivers
-// the helper's sends may hand messages to.
-var testProcess int
 
 // receiverThreads holds the threads (as /proc/self/task/<tid>) that ran a
 // blocked kernel msgrcv: they exit with their goroutine.

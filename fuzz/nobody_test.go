@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +32,6 @@ const nobodyHelper = "fuzz-nobody"
 func init() { testutil.RegisterHelper(nobodyHelper, runNobodyHelper) }
 
 func runNobodyHelper([]string) int {
-	testProcess = os.Getppid()
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	for sc.Scan() {
@@ -202,6 +203,8 @@ func startNobody(tb testing.TB) *testutil.Proc {
 	return p
 }
 
+var lrpidRE = regexp.MustCompile(`lrpid=\d+`)
+
 // nobodyProc runs one program's steps as nobody.
 type nobodyProc struct{}
 
@@ -233,6 +236,14 @@ func (n nobodyProc) msg(t *testing.T, st *msgStep, k *msgKernel, u *msgUsysv, m 
 		}
 	}
 	kr, ur := n.call(t, msgStepLine(st, k, u), func(pid int) { m.nobodyPid = pid })
+	if st.kind == mStat {
+		// The kernel's lrpid may be the thread id of one of this process's
+		// receivers (see threadToProcess), which only this process knows.
+		kr = lrpidRE.ReplaceAllStringFunc(kr, func(f string) string {
+			n, _ := strconv.Atoi(f[len("lrpid="):])
+			return fmt.Sprintf("lrpid=%d", threadToProcess(n))
+		})
+	}
 	if st.kind == mRemove && kr == "ok" {
 		k.removed = true
 	}
