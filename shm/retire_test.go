@@ -38,3 +38,32 @@ func TestRetire(t *testing.T) {
 	_, err = kernel.ShmctlStat(id)
 	assert.ErrorIs(t, err, kernel.EINVAL, "no attach left: the segment is gone")
 }
+
+// TestRetireWaitsForSleepers: while a goroutine sleeps on the segment
+// (BeginSleep..EndSleep) Retire leaves the attach in place, and the last
+// EndSleep carries it out; once retiring, BeginSleep says not to sleep.
+func TestRetireWaitsForSleepers(t *testing.T) {
+	s := newSegment(t, testParams())
+	id := s.ID()
+	ds, err := kernel.ShmctlStat(id)
+	require.NoError(t, err)
+	before := ds.Nattch
+	w, err := shm.At[uint64](s, s.Params().BodyOffset())
+	require.NoError(t, err)
+	*w = 42
+
+	require.True(t, s.BeginSleep(), "a live segment may be slept on")
+	require.True(t, s.BeginSleep(), "by several goroutines")
+	require.NoError(t, s.Retire())
+	assert.Equal(t, uint64(42), *w, "not replaced while someone sleeps on it")
+	assert.False(t, s.BeginSleep(), "no new sleeper once retiring")
+	s.EndSleep() // that refused sleeper
+	s.EndSleep()
+	assert.Equal(t, uint64(42), *w, "one sleeper left")
+	s.EndSleep()
+	ds, err = kernel.ShmctlStat(id)
+	require.NoError(t, err)
+	assert.Equal(t, before-1, ds.Nattch, "the last sleeper's EndSleep detached it")
+	assert.Zero(t, *w, "the old addresses read zeros")
+	require.NoError(t, s.Retire(), "idempotent")
+}

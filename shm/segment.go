@@ -85,6 +85,11 @@ type Segment struct {
 	lockFutex *atomic.Uint32
 	closed    atomic.Bool
 	detach    bool // mem came from Shmat
+	// Retirement and sleepers (BeginSleep): a segment is not replaced by
+	// zeros while a goroutine of this process sleeps on one of its words.
+	sleepers atomic.Int32
+	retiring atomic.Bool // Retire was called
+	retired  atomic.Bool // the attach is replaced (once)
 }
 
 // Format writes a fresh header for p into mem, which must be zeroed and at
@@ -394,8 +399,24 @@ const RetireGrace = time.Minute
 // StateLive, so its calls fail with EINVAL instead of faulting. Use it for
 // segments other goroutines may still touch; Close for ones nobody else
 // uses. Retire and Close are idempotent, and each makes the other a no-op.
+//
+// A goroutine asleep on one of the segment's words (between BeginSleep and
+// EndSleep) would sleep for ever on a zero page that nobody wakes: while
+// there is one, the detach waits for the last of them to wake up (the
+// object is removed, so its removal has woken or will wake them).
 func (s *Segment) Retire() error {
 	if !s.closed.CompareAndSwap(false, true) || !s.detach {
+		return nil
+	}
+	s.retiring.Store(true)
+	if s.sleepers.Load() != 0 {
+		return nil // the last EndSleep retires it
+	}
+	return s.retireNow()
+}
+
+func (s *Segment) retireNow() error {
+	if !s.retired.CompareAndSwap(false, true) {
 		return nil
 	}
 	if err := kernel.ShmReplaceWithZeros(s.mem); err != nil {
@@ -404,4 +425,21 @@ func (s *Segment) Retire() error {
 	mem := s.mem
 	time.AfterFunc(RetireGrace, func() { _ = kernel.MunmapBytes(mem) })
 	return nil
+}
+
+// BeginSleep must come before every futex wait on a word of the segment,
+// and EndSleep after it. It reports false if the segment is being retired:
+// the caller must not sleep then (the object is removed; its words may
+// read as zeros at any moment) but call EndSleep and give up.
+func (s *Segment) BeginSleep() bool {
+	s.sleepers.Add(1)
+	return !s.retiring.Load()
+}
+
+// EndSleep ends what BeginSleep began, and carries out a Retire that
+// waited for the sleepers.
+func (s *Segment) EndSleep() {
+	if s.sleepers.Add(-1) == 0 && s.retiring.Load() {
+		_ = s.retireNow()
+	}
 }
