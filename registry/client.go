@@ -648,6 +648,22 @@ func (c *Client) Stat(kind shm.Kind, id int) (Object, error) {
 	return o, nil
 }
 
+// Map maps the segment of object id of kind in the client's namespace
+// (shm.Map). When the segment's permissions keep this process out
+// (EACCES), it asks the registry whether id names a live object at all: if
+// not, the answer is EINVAL, as the kernel's for an id that names nothing,
+// whatever the caller's rights (a removed object's segment outlives it
+// while another process still has it mapped).
+func (c *Client) Map(kind shm.Kind, id int) (*shm.Segment, error) {
+	seg, err := shm.Map(id, kind, c.Namespace())
+	if errors.Is(err, kernel.EACCES) {
+		if _, serr := c.Stat(kind, id); errors.Is(serr, kernel.EINVAL) {
+			return nil, kernel.EINVAL
+		}
+	}
+	return seg, err
+}
+
 // Set is IPC_SET: it copies uid, gid and mode&0777 and updates ctime; for
 // a queue, param is the new qbytes (above MSGMNB needs CAP_SYS_RESOURCE,
 // else EPERM; above the queue's capacity is EINVAL). param is ignored for

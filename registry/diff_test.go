@@ -111,6 +111,13 @@ func runDiff(c *Client, line string) string {
 	case "msgrm":
 		kr = result(kernel.MsgctlRemove(n(1)), "")
 		rr = result(c.Remove(shm.KindMsg, n(2)), "")
+	case "semmap": // a call that needs read permission: GETVAL; Map
+		_, kerr := kernel.SemctlGetVal(n(1), 0)
+		seg, rerr := c.Map(shm.KindSem, n(2))
+		if rerr == nil {
+			seg.Close()
+		}
+		kr, rr = result(kerr, ""), result(rerr, "")
 	default:
 		return "unknown command " + f[0]
 	}
@@ -441,4 +448,20 @@ func TestWrongKindAndForeignIDs(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Stat(shm.KindMsg, mid)
 	require.NoError(t, err)
+}
+
+// Client.Map: a process the segment's permissions keep out gets EACCES on
+// a live object but EINVAL on a removed one, as the kernel does, although
+// the removed object's segment lives on while another process maps it
+// (fuzz FINDINGS F7).
+func TestMapRemovedNoAccess(t *testing.T) {
+	d := newDiffer(t)
+	o := d.create("root", "sem", kernel.IPC_PRIVATE, 1, 0o600)
+	seg, err := shm.Map(o.rid, shm.KindSem, d.c.Namespace())
+	require.NoError(t, err)
+	defer seg.Close()
+	d.do("nobody", "EACCES", "semmap %d %d", o.kid, o.rid)
+	d.do("root", "ok", "semrm %d %d", o.kid, o.rid)
+	require.True(t, seg.Removed())
+	d.do("nobody", "EINVAL", "semmap %d %d", o.kid, o.rid)
 }
