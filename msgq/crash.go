@@ -47,6 +47,13 @@ import (
 //	sleep          about to sleep in a waiter slot (lock released)
 //	ring-flushed   a locked call moving the ring's messages into the store
 //	               has linked them there, the ring's head not moved past them
+//
+// A message of bigCopy bytes or more is copied with the lock released: a
+// send passes send-locked and takes its blocks under the lock, then
+// send-alloc and send-written without it, then send-linked under it again;
+// a receive passes recv-locked and recv-unlinked (its commit) under the
+// lock, then recv-copied without it (the message is received already),
+// then recv-freed under it again.
 const KillAtEnv = "USYSV_MSGQ_KILLAT"
 
 type step uint8

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -13,25 +14,30 @@ import (
 
 func init() { testutil.RegisterHelper("crasher", crasherHelper) }
 
-// crasherHelper ID send|recv COUNT: sends m0..m(COUNT-1), or receives COUNT
-// messages (blocking), printing each; run with KillAtEnv set it dies inside.
+// crasherHelper ID send|recv COUNT [SIZE]: sends m0..m(COUNT-1) (padded
+// with dots to SIZE bytes), or receives COUNT messages (blocking), printing
+// each (without the dots); run with KillAtEnv set it dies inside.
 func crasherHelper(args []string) int {
 	id, _ := strconv.Atoi(args[0])
 	count, _ := strconv.Atoi(args[2])
+	size := 0
+	if len(args) > 3 {
+		size, _ = strconv.Atoi(args[3])
+	}
 	q, err := OpenID(id)
 	if err != nil {
 		fmt.Println("err", err)
 		return 1
 	}
 	ctx := context.Background()
-	buf := make([]byte, 64)
+	buf := make([]byte, max(64, size))
 	for i := 0; i < count; i++ {
 		if args[1] == "send" {
-			err = q.Send(ctx, 1, []byte(fmt.Sprintf("m%d", i)))
+			err = q.Send(ctx, 1, padded(fmt.Sprintf("m%d", i), size))
 		} else {
 			var n int
 			n, _, err = q.Recv(ctx, buf, 0, 0)
-			fmt.Println(string(buf[:n]))
+			fmt.Println(strings.TrimRight(string(buf[:n]), "."))
 		}
 		if err != nil {
 			fmt.Println("err", err)
@@ -40,6 +46,11 @@ func crasherHelper(args []string) int {
 	}
 	fmt.Println("done")
 	return 0
+}
+
+// padded is s with dots up to size bytes.
+func padded(s string, size int) []byte {
+	return []byte(s + strings.Repeat(".", max(0, size-len(s))))
 }
 
 // drain receives everything queued (IPC_NOWAIT) and returns the texts.
@@ -53,7 +64,7 @@ func drain(t *testing.T, q *Queue) []string {
 			return out
 		}
 		require.NoError(t, err)
-		out = append(out, string(buf[:n]))
+		out = append(out, strings.TrimRight(string(buf[:n]), "."))
 	}
 }
 
@@ -81,6 +92,70 @@ func TestCrashSender(t *testing.T) {
 			// The queue is whole: it still takes and gives messages.
 			require.NoError(t, q.Send(context.Background(), 1, []byte("after")))
 			assert.Equal(t, []string{"after"}, drain(t, q))
+		})
+	}
+}
+
+// The same for messages copied into and out of the store outside the lock
+// (bigCopy bytes or more): a sender killed while it writes outside the
+// lock sent nothing, a receiver killed while it copies out received the
+// message (its commit came first); no block is stranded either way.
+func TestCrashBig(t *testing.T) {
+	const size = 3000
+	for _, c := range []struct {
+		step  string
+		send  bool
+		sent  bool // send: the third message is in the queue
+		taken bool // recv: the third message is gone
+	}{
+		{"send-locked", true, false, false}, {"send-alloc", true, false, false},
+		{"send-written", true, false, false}, {"send-linked", true, true, false},
+		{"recv-locked", false, false, false}, {"recv-unlinked", false, false, true},
+		{"recv-copied", false, false, true}, {"recv-freed", false, false, true},
+	} {
+		t.Run(c.step, func(t *testing.T) {
+			q := newQueueConfig(t, Config{Capacity: 8 * size})
+			var want []string
+			if c.send {
+				p := testutil.Start(t, "crasher", []string{fmt.Sprint(q.ID()), "send", "5", fmt.Sprint(size)},
+					testutil.Env(KillAtEnv+"="+c.step+":3"))
+				assert.Equal(t, -1, p.Wait(lineWait), "killed")
+				want = []string{"m0", "m1"}
+				if c.sent {
+					want = append(want, "m2")
+				}
+			} else {
+				for i := 0; i < 5; i++ {
+					require.NoError(t, q.Send(context.Background(), 1, padded(fmt.Sprintf("m%d", i), size)))
+				}
+				p := testutil.Start(t, "crasher", []string{fmt.Sprint(q.ID()), "recv", "5", fmt.Sprint(size)},
+					testutil.Env(KillAtEnv+"="+c.step+":3"))
+				p.Expect("m0", lineWait)
+				p.Expect("m1", lineWait)
+				assert.Equal(t, -1, p.Wait(lineWait), "killed")
+				want = []string{"m3", "m4"}
+				if !c.taken {
+					want = append([]string{"m2"}, want...)
+				}
+			}
+			// The registry's repair, or the next operation's, frees the
+			// dead process's slot and what it held; then every block is
+			// accounted for.
+			var got []string
+			testutil.Eventually(t, lineWait, "the dead process's slot to be repaired", func() bool {
+				got = append(got, drain(t, q)...)
+				for i := range q.v.slots {
+					if q.v.slots[i].State.Load() != slotFree {
+						return false
+					}
+				}
+				return true
+			})
+			require.NoError(t, q.Check())
+			assert.Equal(t, want, got)
+			require.NoError(t, q.Send(context.Background(), 1, padded("after", size)))
+			assert.Equal(t, []string{"after"}, drain(t, q))
+			require.NoError(t, q.Check())
 		})
 	}
 }
@@ -177,4 +252,50 @@ func TestRequeueFromDeadReceiver(t *testing.T) {
 	assert.Equal(t, []string{"m1", "x", "m3"}, drain(t, q))
 	assert.Equal(t, uint32(slotFree), w.slot.State.Load())
 	require.NoError(t, q.Check())
+}
+
+// White-box: a full rebuild (a lock holder died) keeps the chain a live
+// process writes or copies out outside the lock, and frees a dead one's,
+// in both cases leaving every block accounted for.
+func TestRebuildKeepsOutsideChains(t *testing.T) {
+	q := newQueueConfig(t, Config{Capacity: 32768})
+	require.NoError(t, q.Send(context.Background(), 1, padded("queued", 3000)))
+	p := testutil.Start(t, "crasher", []string{"-1", "send", "0"})
+	assert.Equal(t, 1, p.Wait(lineWait)) // OpenID(-1) fails: a pid that is now dead
+	v := q.v
+	for _, c := range []struct {
+		state uint32
+		pid   uint32
+		kept  bool
+	}{
+		{slotWriting, q.pid, true}, {slotTaken, q.pid, true},
+		{slotWriting, uint32(p.Pid()), false}, {slotTaken, uint32(p.Pid()), false},
+	} {
+		func() {
+			q.lock()
+			var wl wakeList
+			defer q.unlock(&wl) // also when an assertion fails
+			s := q.freeSlot()
+			require.NotNil(t, s)
+			b, err := v.alloc(uint32(chainBlocks(3000)))
+			require.NoError(t, err)
+			h := v.hdr(b)
+			h.mtype, h.len, h.next, h.seq = 1, 3000, 0, 0
+			s.PID.Store(c.pid)
+			s.Arg[argBlock].Store(uint64(b) + 1)
+			s.State.Store(c.state)
+			require.NoError(t, v.check())
+			v.repair(true)
+			require.NoError(t, v.check(), "state %d pid %d", c.state, c.pid)
+			if c.kept {
+				assert.Equal(t, c.state, s.State.Load())
+				v.freeHeld(s)
+				s.State.Store(slotFree)
+			} else {
+				assert.Equal(t, uint32(slotFree), s.State.Load())
+			}
+			require.NoError(t, v.check())
+		}()
+	}
+	assert.Equal(t, []string{"queued"}, drain(t, q))
 }

@@ -119,7 +119,13 @@
 // and send are O(1); a typed receive walks the store from the head to its
 // match, O(messages ahead of it) ≤ O(qnum), and msgtyp < 0 walks the whole
 // store unless a type-1 message comes first. Batch calls take the lock
-// once.
+// once. A message of 2 KiB or more (bigCopy) is copied with the lock
+// released, as Linux copies outside its lock: a send takes the lock to
+// allocate its blocks and again to link them, a receive to unlink the
+// message and again to free them, and in between the blocks belong to a
+// waiter slot of the process (freed by repair if it dies), so that a
+// sender's copy and a receiver's overlap. (Messages handed to a sleeping
+// receiver are still copied out under the lock.)
 //
 // A call that cannot proceed watches the word that will change (the tail
 // for a receiver, the head for a sender; under the lock, a generation

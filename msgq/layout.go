@@ -217,7 +217,18 @@ const (
 	slotSend      = 2 // sender waiting; Arg: ticket, size, -, woken
 	slotDelivered = 3 // receiver was handed a message: Arg[3] block+1, Arg[4] seq
 	slotE2BIG     = 4 // receiver must fail with E2BIG (a matching message was too big)
+	slotWriting   = 5 // sender writing a message outside the lock: Arg[3] block+1 (not yet sent)
+	slotTaken     = 6 // receiver copying out a message it received: Arg[3] block+1
 )
+
+// bigCopy is the size from which a message's text is copied into and out
+// of the store outside the lock, as Linux's msgsnd and msgrcv copy it
+// outside theirs: the lock is held only to allocate and link, or to unlink
+// and free, so that a sender's copy and a receiver's overlap. The chain
+// meanwhile belongs to a waiter slot of the copying process (slotWriting,
+// slotTaken), so that repair frees it if the process dies. Below it, the
+// second lock section costs more than the copy.
+const bigCopy = 2048
 
 const (
 	argTicket = 0

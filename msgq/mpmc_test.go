@@ -25,8 +25,11 @@ func init() {
 // length and bytes depend on both, and an xxhash of all that.
 const stopType = 2
 
-func fillMsg(buf []byte, producer, seq int) []byte {
+func fillMsg(buf []byte, producer, seq, extra int) []byte {
 	n := 5 + (seq*7+producer*13)%300
+	if seq%2 == 1 {
+		n += extra // odd ones big: copied outside the lock (bigCopy)
+	}
 	b := buf[:n+8]
 	b[0] = byte(producer)
 	binary.LittleEndian.PutUint32(b[1:], uint32(seq))
@@ -48,12 +51,14 @@ func parseMsg(b []byte) (producer, seq int, ok bool) {
 	return int(b[0]), int(binary.LittleEndian.Uint32(b[1:])), true
 }
 
-// producerHelper ID PRODUCER COUNT BATCH: sends COUNT messages of type 1,
-// one by one or in batches of up to 16.
+// producerHelper ID PRODUCER COUNT BATCH EXTRA: sends COUNT messages of
+// type 1, one by one or in batches of up to 16; every other one is EXTRA
+// bytes longer.
 func producerHelper(args []string) int {
 	id, _ := strconv.Atoi(args[0])
 	producer, _ := strconv.Atoi(args[1])
 	count, _ := strconv.Atoi(args[2])
+	extra, _ := strconv.Atoi(args[4])
 	q, err := OpenID(id)
 	if err != nil {
 		fmt.Println("err", err)
@@ -64,12 +69,12 @@ func producerHelper(args []string) int {
 		bufs := make([][]byte, 16)
 		msgs := make([]Msg, 16)
 		for i := range bufs {
-			bufs[i] = make([]byte, 400)
+			bufs[i] = make([]byte, 400+extra)
 		}
 		for seq := 0; seq < count; {
 			k := min(1+seq%16, count-seq)
 			for j := 0; j < k; j++ {
-				msgs[j] = Msg{Type: 1, Data: fillMsg(bufs[j], producer, seq+j)}
+				msgs[j] = Msg{Type: 1, Data: fillMsg(bufs[j], producer, seq+j, extra)}
 			}
 			if _, err := q.SendBatch(ctx, msgs[:k]); err != nil {
 				fmt.Println("err", err)
@@ -78,9 +83,9 @@ func producerHelper(args []string) int {
 			seq += k
 		}
 	} else {
-		buf := make([]byte, 400)
+		buf := make([]byte, 400+extra)
 		for seq := 0; seq < count; seq++ {
-			if err := q.Send(ctx, 1, fillMsg(buf, producer, seq)); err != nil {
+			if err := q.Send(ctx, 1, fillMsg(buf, producer, seq, extra)); err != nil {
 				fmt.Println("err", err)
 				return 1
 			}
@@ -90,7 +95,7 @@ func producerHelper(args []string) int {
 	return 0
 }
 
-// consumerHelper ID PRODUCERS COUNT BATCH: receives (msgtyp 0) until a
+// consumerHelper ID PRODUCERS COUNT BATCH EXTRA: receives (msgtyp 0) until a
 // stop message; checks every message and that each producer's sequence
 // numbers arrive in increasing order; prints one bitmap of the received
 // sequence numbers per producer.
@@ -98,6 +103,7 @@ func consumerHelper(args []string) int {
 	id, _ := strconv.Atoi(args[0])
 	producers, _ := strconv.Atoi(args[1])
 	count, _ := strconv.Atoi(args[2])
+	extra, _ := strconv.Atoi(args[4])
 	q, err := OpenID(id)
 	if err != nil {
 		fmt.Println("err", err)
@@ -112,7 +118,7 @@ func consumerHelper(args []string) int {
 	ctx := context.Background()
 	msgs := make([]Msg, 8)
 	for i := range msgs {
-		msgs[i].Data = make([]byte, 400)
+		msgs[i].Data = make([]byte, 400+extra)
 	}
 	batch := 1
 	if args[3] == "batch" {
@@ -158,22 +164,35 @@ func consumerHelper(args []string) int {
 // arrives exactly once, intact, and in per-producer order for each
 // consumer (FIFO receive).
 func TestMultiProducerMultiConsumer(t *testing.T) {
-	const producers, consumers = 3, 3
 	count := 20000
 	if testing.Short() {
 		count = 3000
 	}
+	testMPMC(t, 3, 3, count, 0)
+}
+
+// The same with every other message big enough to be copied outside the
+// lock (bigCopy), mixed with small ones that go through the ring.
+func TestMultiProducerMultiConsumerBig(t *testing.T) {
+	count := 4000
+	if testing.Short() {
+		count = 1000
+	}
+	testMPMC(t, 2, 3, count, 3000)
+}
+
+func testMPMC(t *testing.T, producers, consumers, count, extra int) {
 	q := newQueue(t, 0o600)
 	defer debugWatch(q, 8*time.Second)()
 	var cs []*testutil.Proc
 	for c := 0; c < consumers; c++ {
 		mode := []string{"single", "batch"}[c%2]
-		cs = append(cs, testutil.Start(t, "consumer", []string{fmt.Sprint(q.ID()), fmt.Sprint(producers), fmt.Sprint(count), mode}))
+		cs = append(cs, testutil.Start(t, "consumer", []string{fmt.Sprint(q.ID()), fmt.Sprint(producers), fmt.Sprint(count), mode, fmt.Sprint(extra)}))
 	}
 	var ps []*testutil.Proc
 	for p := 0; p < producers; p++ {
 		mode := []string{"single", "batch"}[p%2]
-		ps = append(ps, testutil.Start(t, "producer", []string{fmt.Sprint(q.ID()), fmt.Sprint(p), fmt.Sprint(count), mode}))
+		ps = append(ps, testutil.Start(t, "producer", []string{fmt.Sprint(q.ID()), fmt.Sprint(p), fmt.Sprint(count), mode, fmt.Sprint(extra)}))
 	}
 	for _, p := range ps {
 		p.Expect("done", lineWait*6)

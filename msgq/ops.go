@@ -232,7 +232,16 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 		qb := q.qbytes()
 		now := clock.Now()
 		for sent < len(msgs) && q.v.fits(len(msgs[sent].Data), qb) {
-			if err := q.enqueue(msgs[sent].Type, msgs[sent].Data, now, &wl); err != nil {
+			if len(msgs[sent].Data) >= bigCopy {
+				ok, err := q.enqueueBig(msgs[sent].Type, msgs[sent].Data, &wl)
+				if err != nil {
+					return q.fail(&w, &wl, sent, err)
+				}
+				qb, now = q.qbytes(), clock.Now() // the lock was released
+				if !ok {
+					continue // it no longer fits: look again
+				}
+			} else if err := q.enqueue(msgs[sent].Type, msgs[sent].Data, now, &wl); err != nil {
 				return q.fail(&w, &wl, sent, err)
 			}
 			sent++
@@ -325,8 +334,9 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 			return q.fail(&w, &wl, 0, err)
 		}
 		got := 0
+		var out outside
 		for got < len(msgs) {
-			ok, err := q.take(&msgs[got], mode, typ, flags, now, &wl)
+			ok, err := q.take(&msgs[got], mode, typ, flags, now, &wl, &out)
 			if err != nil {
 				if got == 0 {
 					return q.fail(&w, &wl, 0, err)
@@ -337,10 +347,18 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 				break
 			}
 			got++
+			if out.s != nil {
+				break // its text is copied once the lock is released
+			}
 		}
 		if got > 0 {
 			q.release(&w)
 			q.unlock(&wl)
+			if out.s != nil {
+				if err := q.finishTake(&out, &msgs[got-1]); err != nil {
+					return got - 1, err
+				}
+			}
 			return got, nil
 		}
 		if flags&IPC_NOWAIT != 0 {
@@ -427,6 +445,11 @@ func (q *Queue) sendLocked(mtype int64, data []byte) (bool, error) {
 		q.unlock(&wl)
 		return false, nil
 	}
+	if len(data) >= bigCopy {
+		sent, err := q.enqueueBig(mtype, data, &wl)
+		q.unlock(&wl)
+		return sent || err != nil, err
+	}
 	err := q.enqueue(mtype, data, clock.Now(), &wl)
 	q.unlock(&wl)
 	return true, err
@@ -459,7 +482,8 @@ func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int) (bool, error) {
 		q.unlock(&wl)
 		return true, err
 	}
-	ok, err := q.take(m, mode, typ, flags, clock.Now(), &wl)
+	var out outside
+	ok, err := q.take(m, mode, typ, flags, clock.Now(), &wl, &out)
 	if !ok && err == nil {
 		if flags&IPC_NOWAIT == 0 {
 			q.unlock(&wl)
@@ -468,6 +492,9 @@ func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int) (bool, error) {
 		err = ErrEmpty
 	}
 	q.unlock(&wl)
+	if out.s != nil {
+		err = q.finishTake(&out, m)
+	}
 	return true, err
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/usysv/usysv/internal/clock"
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/registry"
 	"github.com/usysv/usysv/shm"
@@ -382,7 +383,7 @@ func (q *Queue) enqueue(mtype int64, data []byte, now int64, w *wakeList) error 
 	seq := c.seq
 	c.seq++
 	if c.recvWait > 0 {
-		if done, err := q.pipeline(mtype, data, seq, now, w); done || err != nil {
+		if done, err := q.pipeline(mtype, data, 0, seq, now, w); done || err != nil {
 			return err
 		}
 	}
@@ -415,8 +416,9 @@ func (q *Queue) enqueue(mtype int64, data []byte, now int64, w *wakeList) error 
 // went to sleep (Linux pipelined_send): the first whose type criteria match
 // gets it, unless the message is larger than its buffer, in which case it
 // fails with E2BIG and the next is tried. It reports whether a receiver
-// took the message.
-func (q *Queue) pipeline(mtype int64, data []byte, seq uint64, now int64, w *wakeList) (bool, error) {
+// took the message. pre is the message's chain (block+1) if it is written
+// already (enqueueBig), else 0.
+func (q *Queue) pipeline(mtype int64, data []byte, pre uint32, seq uint64, now int64, w *wakeList) (bool, error) {
 	v := q.v
 	c := v.ctl
 	for c.recvWait > 0 {
@@ -443,10 +445,13 @@ func (q *Queue) pipeline(mtype int64, data []byte, seq uint64, now int64, w *wak
 			w.add(best)
 			continue
 		}
-		b, err := v.put(mtype, seq, data)
-		if err != nil {
-			c.recvWait++
-			return false, err
+		b := pre - 1
+		if pre == 0 {
+			var err error
+			if b, err = v.put(mtype, seq, data); err != nil {
+				c.recvWait++
+				return false, err
+			}
 		}
 		if len(data) > slotText {
 			w.big = true // as enqueue: keep the ring closed for the next one
@@ -465,9 +470,19 @@ func (q *Queue) pipeline(mtype int64, data []byte, seq uint64, now int64, w *wak
 	return false, nil
 }
 
+// outside is a message taken under the lock whose text is copied out
+// after the lock is released (take with a message of bigCopy bytes or
+// more): s is the slotTaken slot that holds its chain.
+type outside struct {
+	s   *shm.WaiterSlot
+	ref uint32
+}
+
 // take receives one message matching (mode, typ) into m; the lock is held.
-// It reports false if there is none.
-func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeList) (bool, error) {
+// It reports false if there is none. With out (not nil, and out.s nil), a
+// message of bigCopy bytes or more is taken without copying its text: out
+// says what finishTake, called once the lock is released, copies.
+func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeList, out *outside) (bool, error) {
 	v := q.v
 	crashPoint(stepRecvLocked)
 	ref, prev, err := v.find(mode, typ)
@@ -495,6 +510,11 @@ func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeL
 		m.Type = h.mtype
 		return err == nil, err
 	}
+	if out != nil && out.s == nil && l >= bigCopy {
+		if s := q.freeSlot(); s != nil {
+			return true, q.takeOutside(s, m, ref, prev, h.mtype, l, w, out)
+		}
+	}
 	n, last, err := v.read(ref, m.Data)
 	if err != nil {
 		return false, err
@@ -515,6 +535,148 @@ func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeL
 	c.cbytes -= uint64(l)
 	q.stampRecv()
 	q.afterRecv(w)
+	return true, nil
+}
+
+// takeOutside is take's commit of a message whose text is copied out
+// after the lock is released: the message is unlinked (received) and its
+// chain held by slot s (slotTaken) until finishTake frees it.
+func (q *Queue) takeOutside(s *shm.WaiterSlot, m *Msg, ref, prev uint32, mtype int64, l uint32, w *wakeList, out *outside) error {
+	v := q.v
+	s.Arg[argBlock].Store(uint64(ref))
+	// A death between the unlink (the commit) and the slot's state (the
+	// lock held) is a full rebuild, which frees the chain, now in neither.
+	if err := v.unlink(ref, prev); err != nil {
+		return err
+	}
+	s.State.Store(slotTaken)
+	crashPoint(stepRecvUnlinked)
+	c := v.ctl
+	c.qnum--
+	c.cbytes -= uint64(l)
+	q.stampRecv()
+	q.afterRecv(w)
+	if l > slotText {
+		w.big = true
+	}
+	m.Type = mtype
+	*out = outside{s: s, ref: ref}
+	return nil
+}
+
+// finishTake copies out into m the text of the message take left in out,
+// with the lock released, then frees its chain under the lock.
+func (q *Queue) finishTake(out *outside, m *Msg) error {
+	v := q.v
+	n, last, err := v.read(out.ref, m.Data)
+	m.N = n
+	crashPoint(stepRecvCopied)
+	var wl wakeList
+	q.lock()
+	s := out.s
+	if s.State.Load() != slotTaken || s.PID.Load() != q.pid || s.Arg[argBlock].Load() != uint64(out.ref) {
+		q.unlock(&wl)
+		return corrupt("waiter slot of a message being received changed")
+	}
+	if err == nil {
+		v.freeChain(out.ref-1, last)
+	} else {
+		v.freeHeld(s)
+	}
+	s.State.Store(slotFree)
+	crashPoint(stepRecvFreed)
+	q.unlock(&wl)
+	return err
+}
+
+// freeSlot returns a free waiter slot, made this process's (its state is
+// still free: the caller sets it), or nil. The lock is held.
+func (q *Queue) freeSlot() *shm.WaiterSlot {
+	for i := range q.v.slots {
+		s := &q.v.slots[i]
+		if s.State.Load() == slotFree {
+			s.PID.Store(q.pid)
+			s.Start.Store(q.start)
+			return s
+		}
+	}
+	return nil
+}
+
+// enqueueBig is enqueue for a message of bigCopy bytes or more: its text
+// is copied into the store with the lock released, as Linux's msgsnd
+// copies it before it takes its lock, so that a receiver's copy out of
+// the store and this one overlap. The lock is held, and the message fits,
+// when it is called; the lock is held when it returns. In between, the
+// chain is held by a waiter slot (slotWriting): not sent, and freed by
+// repair if this process dies. It reports false, having sent nothing, if
+// the message no longer fits when the lock is taken again (the caller
+// looks again); with no free waiter slot it is enqueue.
+func (q *Queue) enqueueBig(mtype int64, data []byte, w *wakeList) (bool, error) {
+	v := q.v
+	s := q.freeSlot()
+	if s == nil {
+		return true, q.enqueue(mtype, data, clock.Now(), w)
+	}
+	crashPoint(stepSendLocked)
+	k := uint32(chainBlocks(uint64(len(data))))
+	b, err := v.alloc(k)
+	if err != nil {
+		return false, err
+	}
+	h := v.hdr(b)
+	h.mtype, h.len, h.next, h.seq = mtype, uint32(len(data)), 0, 0
+	s.Arg[argBlock].Store(uint64(b) + 1)
+	s.State.Store(slotWriting)
+	q.unlock(w)
+	crashPoint(stepSendAlloc)
+	err = v.copyIn(b, data)
+	crashPoint(stepSendWritten)
+	q.lock()
+	if s.State.Load() != slotWriting || s.PID.Load() != q.pid || s.Arg[argBlock].Load() != uint64(b)+1 {
+		return false, corrupt("waiter slot of a message being written changed")
+	}
+	if err == nil && q.seg.Removed() {
+		err = kernel.EIDRM
+	}
+	if err == nil {
+		// The ring may have opened meanwhile: its messages were sent
+		// before this one, which is sent now.
+		err = q.closeRing()
+	}
+	if err != nil || !v.fits(len(data), q.qbytes()) {
+		v.freeHeld(s)
+		s.State.Store(slotFree)
+		return false, err
+	}
+	c := v.ctl
+	q.stampSend()
+	seq := c.seq
+	c.seq++
+	h.seq = seq
+	w.big = true
+	c.bigLast = 1
+	if c.recvWait > 0 {
+		done, err := q.pipeline(mtype, data, b+1, seq, clock.Now(), w)
+		if err != nil || done {
+			if err != nil {
+				v.freeHeld(s)
+			}
+			s.State.Store(slotFree)
+			return done, err
+		}
+	}
+	if err := v.link(b); err != nil {
+		v.freeHeld(s)
+		s.State.Store(slotFree)
+		return false, err
+	}
+	crashPoint(stepSendLinked)
+	s.State.Store(slotFree)
+	c.qnum++
+	c.cbytes += uint64(len(data))
+	w.sent = true
+	q.changed(w)
 	return true, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
 )
 
 // The block store. Everything here runs with the segment lock held. Every
@@ -426,7 +427,7 @@ func (v *view) check() error {
 			if s.Arg[argWoken].Load() == 0 {
 				wake++
 			}
-		case slotDelivered:
+		case slotDelivered, slotWriting, slotTaken:
 			b := s.Arg[argBlock].Load()
 			if b > math.MaxUint32 {
 				return corrupt("slot %d holds block %d", i, b)
@@ -496,6 +497,10 @@ func (v *view) repair(full bool) {
 			continue
 		}
 		if !kernel.ProcessAlive(int(s.PID.Load()), s.Start.Load()) {
+			if (st == slotWriting || st == slotTaken) && !full {
+				// Not yet sent, or received already: its blocks are free.
+				v.freeHeld(s)
+			}
 			if st == slotDelivered {
 				if b := s.Arg[argBlock].Load(); b != 0 && b <= uint64(v.nblocks) {
 					if !requeued {
@@ -523,6 +528,8 @@ func (v *view) repair(full bool) {
 			if s.Arg[argWoken].Load() == 0 {
 				wake++
 			}
+		case slotWriting, slotTaken:
+			continue // copying, not asleep
 		}
 		s.Futex.Add(1)
 		_, _ = kernel.FutexWake(&s.Futex, 1)
@@ -540,6 +547,22 @@ func (v *view) repair(full bool) {
 		c.ovfWait.Store(0)
 		c.ovfFutex.Add(1)
 		_, _ = kernel.FutexWake(&c.ovfFutex, math.MaxInt32)
+	}
+}
+
+// freeHeld frees the chain a slotWriting or slotTaken slot holds (lock
+// held). A bad reference leaves it to a full rebuild.
+func (v *view) freeHeld(s *shm.WaiterSlot) {
+	b := s.Arg[argBlock].Load()
+	if b == 0 || b > uint64(v.nblocks) {
+		return
+	}
+	h := v.hdr(uint32(b) - 1)
+	if h.len > v.maxMsg {
+		return
+	}
+	if last, err := v.chainLast(uint32(b)-1, uint32(chainBlocks(uint64(h.len)))); err == nil {
+		v.freeChain(uint32(b)-1, last)
 	}
 }
 
@@ -595,6 +618,19 @@ func (v *view) rebuild() {
 		prev, m = m, v.hdr(m-1).next
 	}
 	c.tail = prev
+	// Chains being written or copied out outside the lock stay their
+	// live process's; those of dead ones are freed with everything
+	// unused (their slots are freed here, so the repair that follows does
+	// not free them again).
+	for i := range v.slots {
+		s := &v.slots[i]
+		if st := s.State.Load(); st == slotWriting || st == slotTaken {
+			b := s.Arg[argBlock].Load()
+			if !kernel.ProcessAlive(int(s.PID.Load()), s.Start.Load()) || b > uint64(v.nblocks) || !claim(uint32(b)) {
+				s.State.Store(slotFree)
+			}
+		}
+	}
 	c.free = 0
 	for b := c.bump; b > 0; b-- { // ascending order from the head
 		if !used[b-1] {
