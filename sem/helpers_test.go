@@ -234,6 +234,13 @@ func init() {
 				}
 				ds.Perm.Mode = 0o666
 				return errName(im.set(id, ds))
+			case "setperm": // UID GID MODE, without a stat first
+				var ds DS
+				uid, _ := strconv.ParseUint(f[0], 0, 32)
+				gid, _ := strconv.ParseUint(f[1], 0, 32)
+				mode, _ := strconv.ParseUint(f[2], 0, 32)
+				ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode = uint32(uid), uint32(gid), uint32(mode)
+				return errName(im.set(id, ds))
 			case "remove":
 				return errName(im.remove(id))
 			case "pid":

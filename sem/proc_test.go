@@ -460,6 +460,38 @@ func TestNobody(t *testing.T) {
 	})
 }
 
+var nobodyMode0 = DS{Perm: kernel.IpcPerm{UID: testutil.Nobody, GID: testutil.Nobody, Mode: 0}}
+
+// IPC_SET and IPC_RMID check ownership only, never the mode: the owner of
+// a mode-0 set (which it cannot even map) may chmod it back or remove it;
+// anyone else gets EPERM, even without read or write (fuzz FINDINGS F6).
+func TestNobodyOwnerMode0(t *testing.T) {
+	testutil.RequireRoot(t)
+	forImpls(t, func(t *testing.T, im impl) {
+		theirs := im.create(t, 1, 0o600)
+		p := client(t, im, theirs, testutil.AsNobody())
+		p.Send("setperm %d %d 0600", testutil.Nobody, testutil.Nobody)
+		p.Expect("EPERM", lineWait)
+		p.Send("remove")
+		p.Expect("EPERM", lineWait)
+
+		id := im.create(t, 1, 0o600)
+		require.NoError(t, im.set(id, nobodyMode0))
+		p = client(t, im, id, testutil.AsNobody())
+		p.Send("op 0:1")
+		p.Expect("EACCES", lineWait)
+		p.Send("setperm %d %d 0600", testutil.Nobody, testutil.Nobody)
+		p.Expect("ok", lineWait)
+		p.Send("op 0:1")
+		p.Expect("ok", lineWait)
+		require.NoError(t, im.set(id, nobodyMode0))
+		p.Send("remove")
+		p.Expect("ok", lineWait)
+		_, err := im.getVal(id, 0)
+		assert.ErrorIs(t, err, kernel.EINVAL)
+	})
+}
+
 func TestNobodyOwner(t *testing.T) {
 	testutil.RequireRoot(t)
 	forImpls(t, func(t *testing.T, im impl) {

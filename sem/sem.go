@@ -107,7 +107,11 @@ func OpenID(id int) (*Array, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openSeg(id, c.Namespace())
+	seg, err := c.Map(shm.KindSem, id)
+	if err != nil {
+		return nil, err
+	}
+	return openMapped(id, seg)
 }
 
 func openSeg(id int, ns uint64) (*Array, error) {
@@ -115,6 +119,12 @@ func openSeg(id int, ns uint64) (*Array, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openMapped(id, seg)
+}
+
+// openMapped makes the handle of a set whose segment is mapped; the
+// segment is closed if that fails.
+func openMapped(id int, seg *shm.Segment) (*Array, error) {
 	v, err := newView(seg)
 	if err != nil {
 		_ = seg.Close()
@@ -410,24 +420,31 @@ func Stat(id int) (DS, error) {
 
 // Set is semctl(IPC_SET): it copies Perm.UID, Perm.GID and
 // Perm.Mode&0777. The method (*Array).Set is the same call.
+//
+// Like Remove, it asks the registry without mapping the set: the kernel
+// lets the owner or creator do it whatever the mode, even a mode that
+// lets nobody map the set (fuzz FINDINGS F6).
 func Set(id int, ds DS) error {
-	h, err := handle(id)
+	c, err := registry.Default()
 	if err != nil {
 		return err
 	}
-	return h.Set(ds)
+	return c.Set(shm.KindSem, id, ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode, 0)
 }
 
-// Remove is semctl(IPC_RMID).
+// Remove is semctl(IPC_RMID). Only the owner, the creator or
+// CAP_SYS_ADMIN may (EPERM), whatever the mode; see Set.
 func Remove(id int) error {
-	h, err := handle(id)
+	c, err := registry.Default()
 	if err != nil {
 		return err
 	}
-	if err := h.Remove(); err != nil {
-		return settle(h, err)
+	if err := c.Remove(shm.KindSem, id); err != nil {
+		return err
 	}
-	forget(h)
+	if v, ok := handles.m.Load(id); ok {
+		forget(v.(*Array))
+	}
 	return nil
 }
 
