@@ -132,11 +132,12 @@
 // word and the ring's words) for up to 20 µs, then sleeps in a waiter slot
 // on its futex word. The value it watches is the one from before its last
 // look (taken under the lock, or before the ring call that failed), so a
-// change in between ends the watch at once. A watch that saw nothing in
-// its first 128 looks makes one getcpu(2) (a real system call, so not at
-// the start of every watch: most end sooner) and a swap of a shared word
-// that records which process last did so on which CPU: if that was
-// another process on this very CPU (peers handing messages back and
+// change in between ends the watch at once. One in 16 of the watches that
+// saw nothing in their first 128 looks makes one getcpu(2) (a real system
+// call, so not at the start of every watch: most end sooner; the others
+// take the handle's last answer) and a swap of a shared word that records
+// which process last did so on which CPU: if that was another process on
+// this very CPU (peers handing messages back and
 // forth are often put on one CPU by the scheduler, and neither ever
 // sleeps), the watch yields the CPU
 // (sched_yield) every 128 looks, since the answer can only come after a

@@ -53,25 +53,39 @@ const spinPolite = 5 * time.Microsecond
 
 // politeFor is the spinPolite of a spin that has looked 128 times
 // without seeing a change: 0 if it is coLocated. It is not asked at the
-// start of every spin: getcpu(2) is a real system call here (about a
-// microsecond on this VM, under mitigations), and most spins of a stream
-// end within a few hundred nanoseconds: at the start, it took a quarter
-// of a 1P→1C stream's receiving time.
+// start of every spin, and only one such spin in coLocEvery asks again
+// (the others take the handle's last answer): getcpu(2) is a real system
+// call here (several hundred nanoseconds on this VM, under mitigations),
+// and the peer's answer, which often comes during it, waits for it. Asked
+// at the start of every spin it took a quarter of a 1P→1C stream's
+// receiving time; asked by every ping-pong spin (they all look 128 times),
+// a third of the round trip.
 func (q *Queue) politeFor() time.Duration {
-	if q.coLocated() {
+	if q.colocAsk.Add(1)%coLocEvery == 1 {
+		if co, known := q.coLocated(); known {
+			q.coloc.Store(co)
+		}
+	}
+	if q.coloc.Load() {
 		return 0
 	}
 	return spinPolite
 }
 
-// coLocated reports whether the call that last began to spin on this
-// queue (in ping-pong: the peer, spinning now for this call's answer) was
-// another process on the CPU this one runs on, and records this call as
-// the latest: one getcpu(2) and one swap, per spin.
-func (q *Queue) coLocated() bool {
+// coLocEvery: one spin in coLocEvery that gets to politeFor asks getcpu.
+const coLocEvery = 16
+
+// coLocated reports whether the process that last asked (in ping-pong:
+// the peer, spinning for this call's answer) did so on the CPU this one
+// runs on, and records this call as the latest: one getcpu(2) and one
+// swap. known is false when this process asked last: no news of the peer.
+func (q *Queue) coLocated() (co, known bool) {
 	me := uint64(q.pid)<<32 | uint64(kernel.Getcpu()+1)
 	prev := q.v.ctl.spinCPU.Swap(me)
-	return prev != me && uint32(prev) == uint32(me) && prev>>32 != me>>32
+	if prev>>32 == me>>32 || prev == 0 {
+		return false, false
+	}
+	return uint32(prev) == uint32(me), true
 }
 
 // spinBudget is how long this call may spin: spinFor, or after
