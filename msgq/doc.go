@@ -128,33 +128,31 @@
 // receiver are still copied out under the lock.)
 //
 // A call that cannot proceed watches the word that will change (the tail
-// for a receiver, the head for a sender; under the lock, a generation
-// word and the ring's words) for up to 20 µs, then sleeps in a waiter slot
-// on its futex word. The value it watches is the one from before its last
-// look (taken under the lock, or before the ring call that failed), so a
-// change in between ends the watch at once. One in 16 of the watches that
-// saw nothing in their first 128 looks makes one getcpu(2) (a real system
-// call, so not at the start of every watch: most end sooner; the others
-// take the handle's last answer) and a swap of a shared word that records
-// which process last did so on which CPU: if that was another process on
-// this very CPU (peers handing messages back and
-// forth are often put on one CPU by the scheduler, and neither ever
-// sleeps), the watch yields the CPU
+// for a receiver, the head for a sender; under the lock, a generation word
+// and the ring's words) for up to 20 µs, then sleeps in a waiter slot on
+// its futex word. The value it watches is the one from before its last look
+// (taken under the lock, or before the ring call that failed), so a change
+// in between ends the watch at once. One in 16 of the watches that saw
+// nothing in their first 128 looks makes one getcpu(2) (a real system call,
+// so not at the start of every watch: most end sooner; the others take the
+// handle's last answer) and a swap of a shared word that records which
+// process last did so on which CPU: if that was another process on this
+// very CPU (peers handing messages back and forth are often put on one CPU
+// by the scheduler, and neither ever sleeps), the watch yields the CPU
 // (sched_yield) every 128 looks, since the answer can only come after a
-// yield; otherwise it only looks for 5 µs and yields after that. The
-// watch adapts per handle. After four in a row saw nothing (the peer is
-// idle, or not running), a call watches only 2 µs, enough for a round trip
-// to a peer running on another CPU, and only one call in n does (n
-// doubles, up to 64, while these short watches see nothing, and is 1 again
-// when one does); one call in 64 watches the full 20 µs. Right after the
-// handle woke a sleeping peer, a call sleeps at once (the peer answers
-// only after its wake-up, and on a busy machine a sleeper woken gets a CPU
-// sooner than a spinner): one in n (16, doubling up to 4096 while they see
-// nothing) watches 40 µs, long enough to see a woken peer answer, so that
-// two peers that both sleep find out when they can both spin again; once
-// one such watch saw the answer, every call after a wake-up watches (n is
-// 1) until one sees nothing, since on an idle machine the two would
-// otherwise keep waking each other.
+// yield; otherwise it only looks for 5 µs and yields after that. The watch
+// adapts per handle. After four in a row saw nothing (the peer is idle, or
+// not running), a call watches only 2 µs, enough for a round trip to a peer
+// running on another CPU, and only one call in n does (n doubles, up to 64,
+// while these short watches see nothing, and is 1 again when one does); one
+// call in 64 watches the full 20 µs. Right after the handle woke a sleeping
+// peer, a call sleeps at once (the peer answers only after its wake-up, and
+// on a busy machine a sleeper woken gets a CPU sooner than a spinner): one
+// in n (16, doubling up to 4096 while they see nothing) watches 40 µs, long
+// enough to see a woken peer answer, so that two peers that both sleep find
+// out when they can both spin again; once one such watch saw the answer,
+// every call after a wake-up watches (n is 1) until one sees nothing, since
+// on an idle machine the two would otherwise keep waking each other.
 //
 // Wakers look at waiter counts in shared memory and issue FUTEX_WAKE only
 // when someone sleeps. A sender that waits for room sleeps with the ring
