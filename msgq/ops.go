@@ -549,7 +549,9 @@ func (q *Queue) ringReadySlow(need uint64) bool {
 // anyway. A dead lock holder is left to the registry's eager repair or
 // the next locked call; a live one is not waited for here.
 func (q *Queue) tryRepair() bool {
-	if !q.mu.TryLock() {
+	// A load first: a failed CAS would take the header's line from every
+	// other CPU on each call while the holder keeps the lock.
+	if q.mu.Holder() != 0 || !q.mu.TryLock() {
 		return true
 	}
 	if g := q.seg.DeadGen(); g != q.deadGen.Load() {
