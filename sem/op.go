@@ -465,7 +465,14 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return s.abandon(idx, kernel.EAGAIN)
 		}
+		// A dropped cached handle's segment is retired (forget) as soon as
+		// nobody sleeps on it; once it is, its words may read zeros.
+		if !s.seg.BeginSleep() {
+			s.seg.EndSleep()
+			return s.abandon(idx, kernel.EIDRM)
+		}
 		_ = kernel.FutexWait(&slot.Futex, f, until)
+		s.seg.EndSleep()
 		if slot.State.Load() == stDone { // the usual wake-up: straight out
 			return s.finish(idx)
 		}

@@ -263,6 +263,7 @@ func handle(id int) (*Array, error) {
 	if v, ok := handles.m.Load(id); ok {
 		return v.(*Array), nil
 	}
+	sweep()
 	h, err := OpenID(id)
 	if err != nil {
 		return nil, err
@@ -272,24 +273,33 @@ func handle(id int) (*Array, error) {
 	return h, nil
 }
 
-// forget drops a cached handle whose set is gone. Cached handles are shared
-// by every goroutine, so one may still be inside a call on it: the segment
-// is retired (detached, its addresses left readable as zeros, so a late
-// call sees a removed set instead of faulting) a second after it is
-// dropped, which also lets any goroutine about to sleep on it see the
-// removal first. Keeping it mapped would keep the removed kernel segment
-// alive, and a process that creates and removes many sets would exhaust
-// the host's SHMMNI (fuzz/FINDINGS.md F1).
+// forget drops a cached handle whose set is gone, and retires its segment
+// (detached, so that the kernel frees it; its addresses left readable as
+// zeros, so that a goroutine still inside a call on the shared handle sees
+// a removed set instead of faulting; shm.Segment.Retire waits for the
+// goroutines asleep on it). Keeping it mapped would keep the removed
+// kernel segment alive: a process that creates and removes many sets
+// would exhaust the host's SHMMNI (fuzz/FINDINGS.md F1; F8 for a delay).
 func forget(h *Array) {
 	if handles.m.CompareAndDelete(h.id, h) {
 		handles.last.CompareAndSwap(h, nil)
-		seg := h.seg
-		time.AfterFunc(retireDelay, func() { _ = seg.Retire() })
+		_ = h.seg.Retire()
 	}
 }
 
-// retireDelay is how long a dropped cached handle stays attached.
-const retireDelay = time.Second
+// sweep forgets the cached handles of every set removed since, by anyone:
+// one removed by another process is otherwise found only by a call with
+// its id. It runs whenever a set is opened for the cache, so a process
+// keeps mapped at most the removed sets it touched since it last opened
+// another.
+func sweep() {
+	handles.m.Range(func(_, v any) bool {
+		if h := v.(*Array); h.seg.Removed() {
+			forget(h)
+		}
+		return true
+	})
+}
 
 // settle drops the cached handle h after a call on it failed because its
 // set is gone.
