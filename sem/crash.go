@@ -2,11 +2,13 @@ package sem
 
 import (
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 
 	"github.com/usysv/usysv/kernel"
+	"golang.org/x/sys/unix"
 )
 
 // Crash points: a test-only hook that makes the process SIGKILL itself at
@@ -82,7 +84,12 @@ func crashHit(step string) {
 	}
 	pid, _ := kernel.Self()
 	if crash.stop {
-		_ = kernel.Kill(pid, kernel.SIGSTOP) // (goes on once continued)
+		// To this thread: kill(2) lets the kernel pick the thread that
+		// starts the group stop, and this one could run on (and unlock)
+		// before it is stopped too. It goes on once continued.
+		runtime.LockOSThread()
+		_ = unix.Tgkill(pid, unix.Gettid(), unix.SIGSTOP)
+		runtime.UnlockOSThread()
 		return
 	}
 	_ = kernel.Kill(pid, kernel.SIGKILL)
