@@ -428,7 +428,7 @@ func (q *Queue) closeRing() error {
 // the lock once, room in the queue. It reports false, having sent
 // nothing, when the call needs the general path (to wait, to repair, or
 // for an error in Linux's order).
-func (q *Queue) sendLocked(mtype int64, data []byte) (bool, error) {
+func (q *Queue) sendLocked(mtype int64, data []byte, ring bool) (bool, error) {
 	if q.acquire() {
 		q.v.repair(true)
 	}
@@ -437,12 +437,12 @@ func (q *Queue) sendLocked(mtype int64, data []byte) (bool, error) {
 		q.unlock(&wl)
 		return false, nil
 	}
-	// The ring may have opened while this call waited for the lock (it
-	// came here because it found the ring closed): then the message goes
-	// through the ring rather than close it again at once, which in a
+	// The ring may have opened while this call waited for the lock (ring:
+	// it came here because it found the ring closed): then the message
+	// goes through the ring rather than close it again at once, which in a
 	// stream had the two sides close and open it in turn, and most
 	// messages go through the lock.
-	if len(data) <= slotText && q.ring && q.v.isOpen() {
+	if ring && len(data) <= slotText && q.ring && q.v.isOpen() {
 		if r, _, _ := q.ringPut(mtype, data, q.qbytes()); r == putDone {
 			wl.sent = true
 			q.changed(&wl)
@@ -473,7 +473,7 @@ func (q *Queue) sendLocked(mtype int64, data []byte) (bool, error) {
 // case: the lock once, a message there (or none and IPC_NOWAIT). It
 // reports false, having taken nothing, when the call needs the general
 // path.
-func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int) (bool, error) {
+func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int, ring bool) (bool, error) {
 	if q.acquire() {
 		q.v.repair(true)
 	}
@@ -484,7 +484,7 @@ func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int) (bool, error) {
 	}
 	mode, typ := convertMode(msgtyp, flags)
 	// As in sendLocked: the ring may have opened meanwhile.
-	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.ring && q.v.isOpen() {
+	if ring && flags&MSG_COPY == 0 && msgtyp >= 0 && q.ring && q.v.isOpen() {
 		if q.ringTake(m, mode, typ, flags&MSG_NOERROR != 0) == takeDone {
 			q.afterRecv(&wl)
 			q.unlock(&wl)
@@ -585,8 +585,9 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	spun := false
+	spun, tried := false, false
 	if len(data) <= slotText && q.v.rc.tail.Load()&ringClosed == 0 && q.ringReady(permWrite) {
+		tried = true
 		r, s, sv := q.ringPut(mtype, data, q.qbytes())
 		if r == putDone {
 			q.stampSend()
@@ -599,7 +600,7 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 		}
 	}
 	if !spun {
-		if done, err := q.sendLocked(mtype, data); done {
+		if done, err := q.sendLocked(mtype, data, !tried); done {
 			return err
 		}
 	}
@@ -702,9 +703,10 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 		return 0, 0, ErrClosed
 	}
 	m := [1]Msg{{Data: buf}}
-	var done, spun bool
+	var done, spun, tried bool
 	var err error
 	if flags&MSG_COPY == 0 && msgtyp >= 0 && q.v.rc.head.Load()&ringClosed == 0 && q.ringReady(permRead) {
+		tried = true
 		mode, typ := convertMode(msgtyp, flags)
 		switch r := q.ringTake(&m[0], mode, typ, flags&MSG_NOERROR != 0); r {
 		case takeDone:
@@ -719,7 +721,7 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 		}
 	}
 	if !done && !spun {
-		done, err = q.recvLocked(&m[0], msgtyp, flags)
+		done, err = q.recvLocked(&m[0], msgtyp, flags, !tried)
 	}
 	if !done {
 		_, err = q.recvMsgs(ctx, m[:], msgtyp, flags, spun)
