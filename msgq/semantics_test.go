@@ -275,3 +275,56 @@ func TestRemovedID(t *testing.T) {
 		assert.Equal(t, "EINVAL", errName(im.remove(id)))
 	})
 }
+
+// Messages of bigCopy bytes and more, which usysv copies outside its lock:
+// the same E2BIG, truncation, MSG_COPY, type selection and counters as
+// the kernel's.
+func TestBigMessages(t *testing.T) {
+	var logs [2][]string
+	big := func(c byte, n int) []byte { return []byte(strings.Repeat(string(c), n)) }
+	for i, im := range impls {
+		id := im.create(t, 0o600)
+		log := func(what string, n int, typ int64, buf []byte, err error) {
+			ds, serr := im.stat(id)
+			require.NoError(t, serr)
+			sum := 0
+			for _, b := range buf[:n] {
+				sum += int(b)
+			}
+			logs[i] = append(logs[i], fmt.Sprintf("%s → %s n=%d type=%d sum=%d qnum=%d cbytes=%d",
+				what, errName(err), n, typ, sum, ds.Qnum, ds.Cbytes))
+		}
+		require.NoError(t, im.send(id, 1, big('a', 3000), 0))
+		require.NoError(t, im.send(id, 2, big('b', bigCopy), 0))
+		require.NoError(t, im.send(id, 3, big('c', MSGMAX), 0))
+		require.NoError(t, im.send(id, 1, big('d', 10), 0))
+		buf := make([]byte, MSGMAX)
+		n, typ, err := im.recv(id, buf[:2999], 0, IPC_NOWAIT)
+		log("recv 2999 of 3000", n, typ, buf, err)
+		n, typ, err = im.recv(id, buf[:5000], 2, MSG_COPY|IPC_NOWAIT)
+		log("copy 2", n, typ, buf, err)
+		n, typ, err = im.recv(id, buf, 3, IPC_NOWAIT)
+		log("recv type 3", n, typ, buf, err)
+		n, typ, err = im.recv(id, buf[:100], 1, MSG_EXCEPT|MSG_NOERROR|IPC_NOWAIT)
+		log("recv except 1, 100 noerror", n, typ, buf, err)
+		n, typ, err = im.recv(id, buf[:100], -1, MSG_NOERROR|IPC_NOWAIT)
+		log("recv -1, 100 noerror", n, typ, buf, err)
+		n, typ, err = im.recv(id, buf, 0, IPC_NOWAIT)
+		log("recv 0", n, typ, buf, err)
+		n, typ, err = im.recv(id, buf, 0, IPC_NOWAIT)
+		log("recv empty", n, typ, buf, err)
+		ds, err := im.stat(id)
+		require.NoError(t, err)
+		ds.Qbytes = 5000
+		require.NoError(t, im.set(id, ds))
+		logs[i] = append(logs[i], "send 3000: "+errName(im.send(id, 4, big('e', 3000), IPC_NOWAIT)))
+		logs[i] = append(logs[i], "send 3000 more: "+errName(im.send(id, 4, big('f', 3000), IPC_NOWAIT)))
+		logs[i] = append(logs[i], "send 2000: "+errName(im.send(id, 4, big('g', 2000), IPC_NOWAIT)))
+		n, typ, err = im.recv(id, buf, 4, IPC_NOWAIT)
+		log("recv 4", n, typ, buf, err)
+		n, typ, err = im.recv(id, buf, 4, IPC_NOWAIT)
+		log("recv 4", n, typ, buf, err)
+	}
+	assert.Equal(t, logs[0], logs[1])
+	t.Log(strings.Join(logs[1], "\n"))
+}
