@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"time"
 
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/registry"
@@ -149,6 +148,7 @@ func handle(id int) (*Queue, error) {
 	if v, ok := handles.Load(id); ok {
 		return v.(*Queue), nil
 	}
+	sweep()
 	q, err := OpenID(id)
 	if err != nil {
 		return nil, err
@@ -160,23 +160,32 @@ func handle(id int) (*Queue, error) {
 	return q, nil
 }
 
-// forget drops a cached handle whose queue is gone. Cached handles are
-// shared by every goroutine, so one may still be inside a call on it: the
-// segment is retired (detached, its addresses left readable as zeros, so
-// a late call sees a removed queue instead of faulting) a second after it
-// is dropped, which also lets any goroutine that was about to sleep on it
-// see the removal first. Detaching frees the kernel segment; holding it
-// until the garbage collector ran would let a process that creates and
-// removes many queues exhaust the host's SHMMNI (fuzz/FINDINGS.md F3).
+// forget drops a cached handle whose queue is gone, and retires its
+// segment (detached, so that the kernel frees it; its addresses left
+// readable as zeros, so that a goroutine still inside a call on the shared
+// handle sees a removed queue instead of faulting; shm.Segment.Retire
+// waits for the goroutines asleep on it). Holding it would let a process
+// that creates and removes many queues exhaust the host's SHMMNI
+// (fuzz/FINDINGS.md F3; F8 for a delay).
 func forget(q *Queue) {
 	if handles.CompareAndDelete(q.id, q) {
-		seg := q.seg
-		time.AfterFunc(retireDelay, func() { _ = seg.Retire() })
+		_ = q.seg.Retire()
 	}
 }
 
-// retireDelay is how long a dropped cached handle stays attached.
-const retireDelay = time.Second
+// sweep forgets the cached handles of every queue removed since, by
+// anyone: one removed by another process is otherwise found only by a call
+// with its id. It runs whenever a queue is opened for the cache, so a
+// process keeps mapped at most the removed queues it touched since it last
+// opened another.
+func sweep() {
+	handles.Range(func(_, v any) bool {
+		if q := v.(*Queue); q.seg.Removed() {
+			forget(q)
+		}
+		return true
+	})
+}
 
 // settle drops a cached handle whose queue is gone, so that the next call
 // with its id gets the kernel's answer.

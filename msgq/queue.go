@@ -164,7 +164,7 @@ func OpenID(id int) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	seg, err := shm.Map(id, shm.KindMsg, c.Namespace())
+	seg, err := c.Map(shm.KindMsg, id)
 	if err != nil {
 		return nil, err
 	}
@@ -824,7 +824,15 @@ func (q *Queue) sleep(ctx context.Context, w *waiter, seen uint32) {
 	if w.slot == nil {
 		deadline = time.Now().Add(shm.LivenessInterval)
 	}
+	// A dropped cached handle's segment is retired (forget) as soon as
+	// nobody sleeps on it; once it is, its words may read zeros, and the
+	// caller's next look finds the queue removed.
+	if !q.seg.BeginSleep() {
+		q.seg.EndSleep()
+		return
+	}
 	_ = kernel.FutexWait(addr, seen, deadline)
+	q.seg.EndSleep()
 }
 
 // done cancels the context's wake-up; if it has started already, it
