@@ -31,8 +31,15 @@ import (
 //
 // Goroutines of one process share the pid; the lock is not reentrant.
 type Mutex struct {
-	word  *atomic.Uint64
-	futex *atomic.Uint32 // the low half of word
+	word    *atomic.Uint64
+	futex   *atomic.Uint32 // the low half of word
+	deadGen *atomic.Uint32 // the segment's dead generation
+	// The last holder a waiter found alive (its lock word without the
+	// waiters bit) and the dead generation before it looked: until the
+	// generation moves, that holder is not looked up in /proc again (a
+	// read of /proc/pid/stat costs microseconds, on every contended wait).
+	aliveHolder atomic.Uint64
+	aliveGen    atomic.Uint32
 }
 
 const (
@@ -46,7 +53,7 @@ const LivenessInterval = 100 * time.Millisecond
 
 // Lock returns the segment's mutex.
 func (s *Segment) Lock() *Mutex {
-	return &Mutex{word: &s.h.lock, futex: s.lockFutex}
+	return &Mutex{word: &s.h.lock, futex: s.lockFutex, deadGen: &s.h.deadGen}
 }
 
 // me is this process's lock word.
@@ -108,10 +115,22 @@ func (m *Mutex) lockSlow() bool {
 			// Before the first sleep, ask whether the holder lives: a
 			// waiter that arrives after the registry woke everyone for
 			// this death would otherwise sleep a whole LivenessInterval.
+			// A holder found alive since the last death the registry
+			// reported needs no second look: if it has died since, the
+			// registry's wake-up for that death comes after this read.
 			checked = true
-			if holderDead(w) && m.word.CompareAndSwap(w, mine|lockWaiters) {
-				raceAcquire(m.futex)
-				return true
+			holder, gen := w&^lockWaiters, m.deadGen.Load()
+			if m.aliveHolder.Load() == holder && m.aliveGen.Load() == gen {
+				continue
+			}
+			if holderDead(w) {
+				if m.word.CompareAndSwap(w, mine|lockWaiters) {
+					raceAcquire(m.futex)
+					return true
+				}
+			} else {
+				m.aliveGen.Store(gen)
+				m.aliveHolder.Store(holder)
 			}
 			continue
 		}
