@@ -112,10 +112,10 @@
 //     above MSGMNB on a host where root has CAP_SYS_RESOURCE (usysv's
 //     documented capacity).
 //   - Nobody's steps never carry SEM_UNDO (its adjustments would be applied
-//     when the helper exits, after the comparison), never block, and, on
-//     sets where nobody's class has neither read nor write, run as this
-//     process instead (FINDINGS.md F6). Blocked waiters and receivers are
-//     this process's own.
+//     when the helper exits, after the comparison) and never block: blocked
+//     waiters and receivers are this process's own. FuzzSemDiff's blocked
+//     waiters use a handle of their own, not sem.Op/sem.TimedOp, until
+//     FINDINGS.md F9 is fixed.
 //   - GETZCNT per semaphore once a wait-for-zero array on several
 //     semaphores has blocked: Linux's count is stale there (FINDINGS.md,
 //     kernel behaviour); the sum over the set is compared instead.
@@ -130,9 +130,7 @@
 // Every object is removed, also when an execution fails: kernel objects
 // with testutil.Track, usysv objects in t.Cleanup, pooled ones (one set per
 // size and one queue per process, reset before each program) by each
-// target's f.Cleanup. Creations wait while the process maps more than
-// 256 segments (throttleSegments: a removed object keeps its segment for
-// a second, FINDINGS.md F8). Every call is bounded (callTimeout) and every
+// target's f.Cleanup. Every call is bounded (callTimeout) and every
 // execution too (iterationLimit, under the fuzzing engine's own 10 s), with
 // goroutine stacks written under /tmp/fuzz-findings/; a fuzz worker that
 // dies leaves its crash report in /tmp/fuzz-findings/workers/.

@@ -105,9 +105,6 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 		if st.nobody && (!diff || st.wait) {
 			st.nobody = false // the model target has no kernel to run it on; receivers are this process's
 		}
-		if k, ok := impls[0].(*msgKernel); ok && st.nobody && !st.badID && k.removed && !mayMap(k.lastPerm) {
-			st.nobody = false // FINDINGS.md F7: EACCES, not EINVAL, for a just-removed queue
-		}
 		if st.wait {
 			st.flags &^= msgq.IPC_NOWAIT | msgq.MSG_COPY
 			tr.add("%s", st)
@@ -204,10 +201,9 @@ func checkMsgState(t *testing.T, tr *trace, a, b msgImpl, qnum int) {
 
 // msgKernel runs steps on a kernel SysV message queue.
 type msgKernel struct {
-	id       int
-	key      int
-	removed  bool
-	lastPerm registry.Perm // as IPC_STAT showed it just before the removal
+	id      int
+	key     int
+	removed bool
 }
 
 func newKernelQueue(t *testing.T, key int, mode uint32, fresh bool) *msgKernel {
@@ -279,9 +275,6 @@ func (k *msgKernel) do(st *msgStep, id int) string {
 		}
 		return "ok new"
 	case mRemove:
-		if ds, err := kernel.MsgctlStat(id); err == nil {
-			k.lastPerm = ds.Perm
-		}
 		err := kernel.MsgctlRemove(id)
 		if err == nil {
 			k.removed = true
@@ -447,7 +440,6 @@ func (u *msgUsysv) pkg(st *msgStep) string {
 }
 
 func (u *msgUsysv) get(st *msgStep) string {
-	throttleSegments()
 	nid, err := msgq.Get(st.getKey(u.key), st.flags)
 	if err != nil {
 		return errno(err)
@@ -462,16 +454,13 @@ func (u *msgUsysv) get(st *msgStep) string {
 }
 
 // msgqRemove removes a queue through the contract function, which also
-// drops (and soon detaches) the handle the contract functions cached for
-// it; the registry's Remove would leave that handle mapped until a call
-// through the id finds the queue gone (FINDINGS.md F3).
+// drops the handle the contract functions cached for it.
 func msgqRemove(id int) error { return msgq.Remove(id) }
 
 // newFreshQueue creates a queue with key for one program, used through a
 // handle (handle) or the contract functions; it is removed when the
 // program ends.
 func newFreshQueue(t *testing.T, key int, mode uint32, handle bool) *msgUsysv {
-	throttleSegments()
 	id, err := msgq.Get(key, msgq.IPC_CREAT|msgq.IPC_EXCL|int(mode))
 	if err != nil {
 		setupFailed(t, "msgq.Get", err)

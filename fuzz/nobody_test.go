@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/usysv/usysv/internal/testutil"
-	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/msgq"
-	"github.com/usysv/usysv/registry"
 	"github.com/usysv/usysv/sem"
 )
 
@@ -130,11 +128,6 @@ func nobodySem(line string) (string, string, error) {
 	return k.step(&st), u.step(&st), nil
 }
 
-// mayMap reports whether nobody's class has a read or a write bit: what a
-// process needs to map a usysv object at all (sem doc, "Differences from
-// Linux").
-func mayMap(perm registry.Perm) bool { return permits(perm, 0o4) || permits(perm, 0o2) }
-
 // The helper is started once per fuzz target and process (a process start
 // costs milliseconds, and most programs have a step as nobody), before the
 // executions, and ends with the target (useNobody).
@@ -230,11 +223,6 @@ func (nobodyProc) call(t *testing.T, line string, started func(pid int)) (string
 
 // msg runs a queue step as nobody.
 func (n nobodyProc) msg(t *testing.T, st *msgStep, k *msgKernel, u *msgUsysv, m *msgModel) (string, string) {
-	if st.kind == mRemove {
-		if ds, err := kernel.MsgctlStat(k.id); err == nil {
-			k.lastPerm = ds.Perm
-		}
-	}
 	kr, ur := n.call(t, msgStepLine(st, k, u), func(pid int) { m.nobodyPid = pid })
 	if st.kind == mStat {
 		// The kernel's lrpid may be the thread id of one of this process's

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,35 +267,4 @@ func dumpStacks(t *testing.T, what string) string {
 	_ = os.MkdirAll(filepath.Dir(path), 0o755)
 	_ = os.WriteFile(path, buf, 0o644)
 	return path
-}
-
-// throttleSegments bounds the SysV segments this process keeps mapped. A
-// usysv object removed through the contract functions keeps its segment
-// for a second after the removal (the F1/F3 fixes retire the cached handle
-// a second later), and the targets create and remove thousands of objects
-// a second: without a bound, one worker held 3000 segments at once, most
-// of SHMMNI (4096, for the whole host). Every creation calls this; every
-// 8th one reads /proc/self/maps and, while more than maxMapped segments
-// are mapped, waits for retirements (at most 2 s). FINDINGS.md F8.
-func throttleSegments() {
-	if creations.Add(1)%8 != 0 {
-		return
-	}
-	for deadline := time.Now().Add(2 * time.Second); sysvMappings() > maxMapped && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-const maxMapped = 256
-
-var creations atomic.Uint64
-
-// sysvMappings counts this process's SysV shm attaches (as
-// testutil.SysVMappings, without a test: the nobody helper calls it too).
-func sysvMappings() int {
-	b, err := os.ReadFile("/proc/self/maps")
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(b), "SYSV")
 }

@@ -101,8 +101,7 @@ func runSem(t *testing.T, data []byte, diff bool) {
 			// answer. nobody's ops have no SEM_UNDO: its adjustments
 			// would be applied when the helper exits, after the program,
 			// and the model follows this process's semadj only.
-			st.nobody = diff && !st.wait && !(st.kind == sSetAll && len(st.vals) != nsems) &&
-				nobodyMayAccess(impls[0].(*semKernel)) // FINDINGS.md F6
+			st.nobody = diff && !st.wait && !(st.kind == sSetAll && len(st.vals) != nsems)
 		}
 		if st.nobody {
 			for i := range st.ops {
@@ -404,10 +403,9 @@ func requireRoot(t *testing.T) {
 
 // semKernel runs steps on a kernel SysV semaphore set.
 type semKernel struct {
-	id       int
-	key      int
-	removed  bool
-	lastPerm registry.Perm // as IPC_STAT last showed it (nobodyMayAccess)
+	id      int
+	key     int
+	removed bool
 }
 
 func newKernelSem(t *testing.T, key, nsems int, mode uint32, fresh bool) *semKernel {
@@ -494,9 +492,6 @@ func (k *semKernel) do(st *semStep, id int) string {
 		}
 		return "ok new"
 	case sRemove:
-		if ds, err := kernel.SemctlStat(id); err == nil {
-			k.lastPerm = ds.Perm
-		}
 		err := kernel.SemctlRemove(id)
 		if err == nil {
 			k.removed = true
@@ -504,19 +499,6 @@ func (k *semKernel) do(st *semStep, id int) string {
 		return errno(err)
 	}
 	return "kernel: unknown step"
-}
-
-// nobodyMayAccess reports whether nobody's class has a read or a write bit
-// on the set (once removed: had, when it was removed). When it has
-// neither, usysv's contract functions answer EACCES where Linux checks
-// other things first (EPERM for a non-owner's IPC_SET, the owner's IPC_SET
-// succeeding, EFBIG, EINVAL: FINDINGS.md F6; EINVAL for a set removed
-// less than a second ago: F7).
-func nobodyMayAccess(k *semKernel) bool {
-	if ds, err := kernel.SemctlStat(k.id); err == nil {
-		k.lastPerm = ds.Perm
-	}
-	return mayMap(k.lastPerm)
 }
 
 func withNowait(ops []sem.Buf) []sem.Buf {
@@ -697,7 +679,6 @@ func (u *semUsysv) pkg(st *semStep) string {
 
 // get is semget through sem.Get. A set it creates is removed at once.
 func (u *semUsysv) get(st *semStep) string {
-	throttleSegments()
 	nid, err := sem.Get(st.getKey(u.key), st.nsems, st.flags)
 	if err != nil {
 		return errno(err)
@@ -712,28 +693,16 @@ func (u *semUsysv) get(st *semStep) string {
 }
 
 // removeSemByID removes a set through the contract function, which also
-// drops (and soon detaches) the handle the contract functions cached for
-// it; the registry's Remove would leave that handle mapped until a call
-// through the id finds the set gone (sem doc, "Objects and lifetime"). A
-// process that may not map the set (nobody, on a mode-0 set it made) gets
-// EACCES from sem.Remove (FINDINGS.md F6), and uses the registry's.
-func removeSemByID(id int) error {
-	err := sem.Remove(id)
-	if errors.Is(err, kernel.EACCES) {
-		var c *registry.Client
-		if c, err = registry.Default(); err == nil {
-			err = c.Remove(shm.KindSem, id)
-		}
-	}
-	return err
-}
+// drops the handle the contract functions cached for it; the registry's
+// Remove would leave that handle mapped until a call through the id finds
+// the set gone.
+func removeSemByID(id int) error { return sem.Remove(id) }
 
 // newFreshSem creates a set with key for one program, used through a
 // handle of its own (handle: FuzzSemModel) or through the contract
 // functions (FuzzSemDiff); the set is removed, and the handle closed, when
 // the program ends.
 func newFreshSem(t *testing.T, key, nsems int, mode uint32, handle bool) *semUsysv {
-	throttleSegments()
 	id, err := sem.Get(key, nsems, sem.IPC_CREAT|sem.IPC_EXCL|int(mode))
 	if err != nil {
 		setupFailed(t, "sem.Get", err)
