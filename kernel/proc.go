@@ -54,6 +54,15 @@ func PidfdExited(fd int) (bool, error) {
 	}
 }
 
+// StopThread stops this process with SIGSTOP sent to the calling OS
+// thread (tgkill), so that this thread is stopped before it runs on: with
+// kill(2) the kernel picks the thread that starts the group stop, and the
+// caller could run on for a while. The caller must have locked its
+// goroutine to the thread (runtime.LockOSThread). For crash tests.
+func StopThread() error {
+	return unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGSTOP)
+}
+
 // Close is close(2).
 func Close(fd int) error { return unix.Close(fd) }
 

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/usysv/usysv/kernel"
-	"golang.org/x/sys/unix"
 )
 
 // Crash points: a test-only hook that makes the process SIGKILL itself at
@@ -88,7 +87,7 @@ func crashHit(step string) {
 		// starts the group stop, and this one could run on (and unlock)
 		// before it is stopped too. It goes on once continued.
 		runtime.LockOSThread()
-		_ = unix.Tgkill(pid, unix.Gettid(), unix.SIGSTOP)
+		_ = kernel.StopThread()
 		runtime.UnlockOSThread()
 		return
 	}
