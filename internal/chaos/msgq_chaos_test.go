@@ -138,12 +138,6 @@ var (
 		"ring-taken", "ring-flushed"}
 )
 
-func (m *msgqLoad) event(at time.Time, format string, a ...any) {
-	m.mu.Lock()
-	m.events = append(m.events, event{at, fmt.Sprintf(format, a...)})
-	m.mu.Unlock()
-}
-
 // launch starts a new incarnation of role r.
 func (m *msgqLoad) launch(r *msgqRole) {
 	r.killed, r.hook = false, ""
@@ -400,19 +394,6 @@ func (m *msgqLoad) run(d time.Duration, minGap, maxGap time.Duration) bool {
 	return true
 }
 
-// idle lets the load run for d with no fault injected but crash hooks,
-// checking for hangs. It reports false if the run hung.
-func (m *msgqLoad) idle(d time.Duration) bool {
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-		time.Sleep(10 * time.Millisecond)
-		m.reap()
-		if m.hung() {
-			return false
-		}
-	}
-	return true
-}
 
 // finish stops every worker (producers first), drains the queue and checks
 // everything. It returns the problems found.

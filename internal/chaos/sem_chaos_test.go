@@ -84,12 +84,6 @@ func newSemLoad(t testing.TB, c *cluster, k int, roles []string, hooks bool) *se
 	return s
 }
 
-func (s *semLoad) event(at time.Time, format string, a ...any) {
-	s.mu.Lock()
-	s.events = append(s.events, event{at, fmt.Sprintf(format, a...)})
-	s.mu.Unlock()
-}
-
 func (s *semLoad) launch(r *semRole) {
 	r.killed, r.hook = false, ""
 	var env []string
