@@ -394,7 +394,6 @@ func (m *msgqLoad) run(d time.Duration, minGap, maxGap time.Duration) bool {
 	return true
 }
 
-
 // finish stops every worker (producers first), drains the queue and checks
 // everything. It returns the problems found.
 func (m *msgqLoad) finish() []string {
