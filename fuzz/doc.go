@@ -111,6 +111,8 @@
 //     negative semtimedop timeout (no kernel answer: model only), qbytes
 //     above MSGMNB on a host where root has CAP_SYS_RESOURCE (usysv's
 //     documented capacity).
+//   - EFBIG and SETVAL's semnum EINVAL for a process with no right at all
+//     to a set: usysv's documented EACCES is accepted (FINDINGS.md).
 //   - Nobody's steps never carry SEM_UNDO (its adjustments would be applied
 //     when the helper exits, after the comparison) and never block: blocked
 //     waiters and receivers are this process's own. FuzzSemDiff's blocked
