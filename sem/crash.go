@@ -31,6 +31,12 @@ const (
 	StepWaiting       = "waiting"        // queued, lock released, about to sleep
 	StepUndoCommitted = "undo-committed" // repair: a dead process's undo committed, not applied
 
+	// A post on a semaphore waiters name (op.go: post).
+	StepPostFrozen    = "post-frozen"    // word frozen, nothing applied
+	StepPostApplied   = "post-applied"   // the post's value stored in the frozen word, no waiter completed
+	StepPostCommitted = "post-committed" // a waiter's completion journaled, not applied (":N": the N-th)
+	StepPostCompleted = "post-completed" // a waiter completed (":N": N of them), the word still frozen
+
 	// The lean path of short arrays (fast.go).
 	StepLeanLocked    = "lean-locked"    // segment lock taken, nothing frozen
 	StepLeanFrozen    = "lean-frozen"    // one more word frozen (":N": N words), nothing committed

@@ -97,6 +97,59 @@ func TestCrashInsideOp(t *testing.T) {
 	}
 }
 
+// A process killed inside a post that completes waiters (op.go: post):
+// the post, and each waiter's completion, stand whole or not at all; a
+// waiter whose completion was committed is completed by the repair, and
+// the others by the wake-up scan that follows it.
+func TestCrashInsidePost(t *testing.T) {
+	cases := []struct {
+		step    string
+		applied bool // the post stands, so both waiters complete
+	}{
+		{StepLocked, false},
+		{StepPostFrozen, false},
+		{StepPostApplied, true},
+		{StepPostCommitted, true},
+		{StepPostCompleted, true},
+		{StepPostCommitted + ":2", true},
+		{StepPostCompleted + ":2", true},
+	}
+	for _, c := range cases {
+		t.Run(c.step, func(t *testing.T) {
+			id := usysvImpl.create(t, 3, 0o600)
+			var ws []*testutil.Proc
+			for n := 1; n <= 2; n++ {
+				w := client(t, usysvImpl, id)
+				w.Send("op 0:-1")
+				waitCount(t, usysvImpl, id, 0, n, false)
+				ws = append(ws, w)
+			}
+			p := crashClient(t, "noreg", id, c.step)
+			p.Send("op 2:0") // (opens the helper's gate: its post takes the post path)
+			p.Expect("ok", lineWait)
+			p.Send("op 0:2")
+			assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
+			h, err := handle(id)
+			require.NoError(t, err)
+			require.NoError(t, h.TimedOp(lineWait, b(2, 1, 0))) // takes the lock over
+			h.repair()
+			if !c.applied {
+				n, _ := h.GetNcnt(0)
+				assert.Equal(t, 2, n, "nothing of the post applied")
+				assert.Equal(t, "vals[0 0 1],ok", vals(usysvImpl, id))
+				require.NoError(t, h.TimedOp(lineWait, b(0, 2, 0)))
+			}
+			for _, w := range ws {
+				w.Expect("ok", lineWait)
+			}
+			assert.Equal(t, "vals[0 0 1],ok", vals(usysvImpl, id))
+			n, _ := h.GetNcnt(0)
+			assert.Zero(t, n)
+			require.NoError(t, h.check())
+		})
+	}
+}
+
 // The repairer itself is killed after committing a dead process's undo:
 // the next lock holder finishes it, once.
 func TestCrashInsideRepair(t *testing.T) {

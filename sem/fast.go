@@ -82,52 +82,66 @@ func (s *Array) refreshGate() {
 
 // quick is one op without SEM_UNDO on a word no transaction or waiter
 // holds and with no SEM_UNDO intent on it: one CAS that sets semval and
-// sempid together. It leaves to the general path a semaphore out of
-// range, an op that must wait, a lost race.
+// sempid together. Once the gate has let the op through, quick also
+// decides where an op it cannot finish goes, so that the call does not
+// check again what the gate stands for (op.go: run):
+//
+//   - fastPost: a post (op > 0) on a word a waiter names or a transaction
+//     holds: the lock, and the post's own locked path (post);
+//   - fastLocked: any other op on such a word: the general locked path;
+//   - fastBlock: an op that must wait (no IPC_NOWAIT): spin, then queue;
+//   - fastSlow: everything else (semaphore out of range, gate shut, an
+//     intent on the word, a lost race): the general path from the start.
 //
 // (touchOtime is written out here: one call less per op.)
-func (s *Array) quick(b Buf) (bool, error) {
+func (s *Array) quick(b Buf) (fastResult, error) {
 	words := s.words
 	num := int(b.Num)
 	if num >= len(words) {
-		return false, nil
+		return fastSlow, nil
 	}
 	need := uint64(gateAlter)
 	if b.Op == 0 {
 		need = gateRead
 	}
 	if !s.open(need) {
-		return false, nil
+		return fastSlow, nil
 	}
 	w := &words[num]
 	old := w.Load()
 	if old&(slowMask|flagPending) != 0 {
-		return false, nil
+		switch {
+		case old&slowMask == 0:
+			return fastSlow, nil // (an intent, maybe in flight: fastSingle decides)
+		case b.Op > 0:
+			return fastPost, nil
+		}
+		return fastLocked, nil
 	}
 	nv := int(old&valueMask) + int(b.Op)
 	switch {
 	case b.Op > 0:
 		if nv > SEMVMX {
-			return true, kernel.ERANGE
+			return fastDone, kernel.ERANGE
 		}
 	case nv < 0 || b.Op == 0 && nv != 0:
 		if b.Flg&IPC_NOWAIT != 0 {
-			return true, kernel.EAGAIN
+			return fastDone, kernel.EAGAIN
 		}
-		return false, nil
+		return fastBlock, nil
 	case b.Op == 0 && old&^valueMask == s.pid:
 		if now := clock.Now(); s.otime.Load() < now {
 			s.bumpOtime(now)
 		}
-		return true, nil
+		return fastDone, nil
 	}
 	if !w.CompareAndSwap(old, uint64(nv)|s.pid) {
-		return false, nil
+		return fastSlow, nil
 	}
 	if now := clock.Now(); s.otime.Load() < now {
 		s.bumpOtime(now)
 	}
-	return true, nil
+	return fastDone, nil
 }
 
 // quickUndo is fastUndo (op.go) behind the gate, for a process that has

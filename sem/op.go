@@ -58,7 +58,17 @@ func (s *Array) run(ctx context.Context, ops []Buf, deadline time.Time) error {
 	case len(ops) != 1:
 		ok, err = s.lean(ops)
 	case ops[0].Flg&SEM_UNDO == 0:
-		ok, err = s.quick(ops[0])
+		var r fastResult
+		switch r, err = s.quick(ops[0]); r {
+		case fastDone:
+			return err
+		case fastPost:
+			return s.post(ops)
+		case fastLocked:
+			return s.slowOp(ctx, ops, deadline)
+		case fastBlock:
+			return s.block(ctx, ops, deadline)
+		}
 	default:
 		ok, err = s.quickUndo(ops[0])
 	}
@@ -185,9 +195,11 @@ func (s *Array) fastOne(b Buf) (fastResult, error) {
 type fastResult int
 
 const (
-	fastDone  fastResult = iota // finished, with the error returned
-	fastBlock                   // the op must wait
-	fastSlow                    // the fast path cannot decide: take the lock
+	fastDone   fastResult = iota // finished, with the error returned
+	fastBlock                    // the op must wait
+	fastSlow                     // the fast path cannot decide: take the lock
+	fastPost                     // quick: a post on a word the lock holders own: post
+	fastLocked                   // quick: another op on such a word: slowOp
 )
 
 // fastSingle is one op without SEM_UNDO on a word no transaction or waiter
@@ -338,28 +350,42 @@ func (s *Array) inFlight(w uint64, num int) bool {
 	return uint64(a&adjParity>>16) != (w&parityBit)>>parityShift
 }
 
+// block is a single op without SEM_UNDO that must wait, once quick's gate
+// has let it through: what op does after its checks (a spin, then the
+// locked path), without repeating them.
+func (s *Array) block(ctx context.Context, ops []Buf, deadline time.Time) error {
+	if preQueueSpin > 0 {
+		if r, err := s.spinOne(ops[0]); r == fastDone {
+			return err
+		}
+	}
+	return s.slowOp(ctx, ops, deadline)
+}
+
 // slowOp runs ops under the segment lock: evaluated and applied as one
 // journaled transaction, then the waiter queue is re-scanned; or, if they
 // must block, queued in the waiter table, and waited for.
 func (s *Array) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
-	undo := false
-	for _, b := range ops {
-		if b.Flg&SEM_UNDO != 0 {
-			undo = true
-		}
-	}
 	s.lock()
 	crashpoint(StepLocked)
+	return s.opLocked(ctx, ops, deadline)
+}
+
+// opLocked is slowOp once the lock is held; it unlocks.
+func (s *Array) opLocked(ctx context.Context, ops []Buf, deadline time.Time) error {
 	if s.seg.Removed() {
 		s.unlock()
 		return kernel.EIDRM
 	}
 	rec := -1
-	if undo {
-		var err error
-		if rec, err = s.claimRecord(); err != nil {
-			s.unlock()
-			return err
+	for _, b := range ops {
+		if b.Flg&SEM_UNDO != 0 {
+			var err error
+			if rec, err = s.claimRecord(); err != nil {
+				s.unlock()
+				return err
+			}
+			break
 		}
 	}
 	res, blockAt := s.eval(ops, s.pid, rec)
@@ -385,11 +411,183 @@ func (s *Array) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error
 	spin := waiterSpin > 0 && s.spin.credit.Load() > 0
 	idx, err := s.enqueue(ops, rec, blockAt, !spin)
 	crashpoint(StepEnqueued)
+	if err == nil {
+		s.releaseQueued(ops)
+	}
 	s.unlock()
 	if err != nil {
 		return err
 	}
 	return s.wait(ctx, idx, deadline, spin)
+}
+
+// releaseQueued releases, WAITED, the frozen words of a critical section
+// that has just queued ops, when they are all words ops names (as they
+// are unless a repair froze others): a queued waiter names each of them,
+// which spares unlock its scan of the waiter table (unfreezeAll).
+func (s *Array) releaseQueued(ops []Buf) {
+	sc := &s.sc
+	if len(sc.frozen) > len(ops) || len(ops) > leanMax {
+		return
+	}
+	for _, i := range sc.frozen {
+		named := false
+		for _, b := range ops {
+			if int32(b.Num) == i {
+				named = true
+				break
+			}
+		}
+		if !named {
+			return
+		}
+	}
+	for _, i32 := range sc.frozen {
+		i := int(i32)
+		if !has(sc.frozenMark, i) {
+			continue
+		}
+		w := &s.v.words[i]
+		putWord(w, w.Load()&dataMask|flagWaited)
+		clr(sc.frozenMark, i)
+	}
+	sc.frozen = sc.frozen[:0]
+}
+
+// postMax is the most waiters on its semaphore a post completes itself;
+// with more, the general path does.
+const postMax = 8
+
+// post is a single op > 0 without SEM_UNDO (V) on a word that a waiter
+// names or a transaction holds, once quick's gate has let it through. It
+// is the general locked path (eval, commit, updateQueue) cut down to what
+// a post on one semaphore can do: it can only let waiters on that
+// semaphore proceed, and when they are all single ops without SEM_UNDO,
+// completing one changes only that semaphore too. So, under the lock:
+//
+//  1. scan the waiter table once (as updateQueue's sort does, lowering
+//     slotsHi): the single-op waiters on the semaphore, by ticket, are the
+//     candidates; any other waiter naming it (an array, SEM_UNDO), more
+//     than postMax candidates, a removed set, anything unusual: the
+//     general path, from the lock on (opLocked);
+//  2. freeze the word and store the post's new value in it, still frozen:
+//     one word, so that store is the post's commit point (a death before
+//     it leaves the old value, which repair unfreezes; after it, the new);
+//  3. complete the candidates that can now proceed, in ticket order, in
+//     passes while one completes (as updateQueue: one that can proceed is
+//     never held behind one that cannot), each as a journaled
+//     transaction in the general format (shadow, jcommit naming the slot,
+//     then the word, the outcome, jcommit ← 0), which repair redoes;
+//  4. release the word, WAITED if a candidate still waits, and unlock,
+//     which wakes the completed.
+func (s *Array) post(ops []Buf) error {
+	s.lock()
+	crashpoint(StepLocked)
+	v, sc := s.v, &s.sc
+	i := int(ops[0].Num)
+	if s.state.Load() != live || len(sc.frozen) != 0 || v.hdr.jcommit.Load() != 0 {
+		return s.opLocked(context.Background(), ops, time.Time{})
+	}
+	var (
+		cand [postMax]int32 // candidate slots, by ticket
+		tick [postMax]uint64
+		op   [postMax]int16
+		n    int
+		hi   int
+	)
+	slots := v.slotsInUse()
+	for idx := range slots {
+		slot := &slots[idx]
+		switch slot.State.Load() {
+		case 0:
+			continue
+		case stWaiting:
+		default:
+			hi = idx + 1
+			continue
+		}
+		hi = idx + 1
+		off, m, _ := unpackSlotOps(slot.Arg[argOps].Load())
+		if off < 0 || m < 1 || m > SEMOPM || off+m > len(v.arena) {
+			return s.opLocked(context.Background(), ops, time.Time{})
+		}
+		if m > 1 {
+			for k := off; k < off+m; k++ {
+				if int(uint16(v.arena[k].Load())) == i {
+					return s.opLocked(context.Background(), ops, time.Time{})
+				}
+			}
+			continue
+		}
+		e := unpackOp(v.arena[off].Load())
+		if int(e.Num) != i {
+			continue
+		}
+		if e.Flg&SEM_UNDO != 0 || e.Op > 0 || n == postMax {
+			return s.opLocked(context.Background(), ops, time.Time{})
+		}
+		t := slot.Arg[argTicket].Load()
+		j := n
+		for ; j > 0 && tick[j-1] > t; j-- {
+			cand[j], tick[j], op[j] = cand[j-1], tick[j-1], op[j-1]
+		}
+		cand[j], tick[j], op[j] = int32(idx), t, e.Op
+		n++
+	}
+	if hi < len(slots) {
+		putWord(&v.hdr.slotsHi, uint64(hi))
+	}
+	s.freeze(i)
+	val := int(sc.work[i]&valueMask) + int(ops[0].Op)
+	if val > SEMVMX {
+		return s.opLocked(context.Background(), ops, time.Time{}) // (ERANGE)
+	}
+	crashpoint(StepPostFrozen)
+	w := &v.words[i]
+	d := uint64(val) | s.pid
+	putWord(w, d|flagFrozen)
+	s.touchOtime()
+	crashpoint(StepPostApplied)
+	left := n
+	for progress := true; progress && left > 0; {
+		progress = false
+		for k := 0; k < n; k++ {
+			idx := cand[k]
+			if idx < 0 || op[k] == 0 && val != 0 || val+int(op[k]) < 0 {
+				continue
+			}
+			cand[k] = -1
+			left--
+			slot := &v.slots[idx]
+			if slot.State.Load() != stWaiting {
+				continue // (gone: the set was removed meanwhile)
+			}
+			val += int(op[k])
+			d = uint64(val) | uint64(slot.PID.Load())<<pidShift&pidMask
+			putWord(&v.shadow[i], d)
+			putWord(&v.hdr.jcommit, packCommit(jkOps, int(idx), 0, 0))
+			crashpoint(StepPostCommitted)
+			putWord(w, d|flagFrozen)
+			putWord(&slot.Arg[argResult], 0)
+			put32(&slot.State, stDone)
+			putWord(&v.hdr.nwait, v.hdr.nwait.Load()-1)
+			sc.wake = append(sc.wake, idx)
+			putWord(&v.hdr.jcommit, 0)
+			crashpoint(StepPostCompleted)
+			progress = true
+		}
+	}
+	if left > 0 {
+		d |= flagWaited
+	}
+	putWord(w, d)
+	clr(sc.frozenMark, i)
+	sc.frozen = sc.frozen[:0]
+	if afterRelease != nil {
+		afterRelease(s, i)
+	}
+	s.unlock()
+	return nil
 }
 
 // wait sleeps until the waiter in slot idx is completed by a waker (who

@@ -512,3 +512,64 @@ func TestNobodyOwner(t *testing.T) {
 		assert.ErrorIs(t, err, kernel.EINVAL)
 	})
 }
+
+// A post on a semaphore that waiters name (usysv: the post's own locked
+// path, or the general one when a waiter's array is not a single op on
+// it) completes, in passes over the FIFO, every waiter that can proceed,
+// zero-waits included, and leaves the others counted; as the kernel.
+func TestPostCompletesWaiters(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		require.NoError(t, im.op(id, []Buf{b(1, 0, 0)})) // (usysv: the handle's gate opens)
+		require.NoError(t, im.setVal(id, 0, 1))
+		start := func(cmd string, num, n int, zero bool) *testutil.Proc {
+			p := client(t, im, id)
+			p.Send(cmd)
+			waitCount(t, im, id, num, n, zero)
+			return p
+		}
+		z1 := start("op 0:0", 0, 1, true)
+		d3 := start("op 0:-3", 0, 1, false)
+		d2 := start("op 0:-2", 0, 2, false)
+		o := start("op 1:-1", 1, 1, false)
+		z2 := start("op 0:0", 0, 2, true)
+		big := start("op 0:-9", 0, 3, false)
+		// 1+4: d3, d2, then, at 0, the zero-waits; big waits.
+		require.NoError(t, im.op(id, []Buf{b(0, 4, 0)}))
+		for _, p := range []*testutil.Proc{z1, d3, d2, z2} {
+			p.Expect("ok", lineWait)
+		}
+		assert.True(t, big.Quiet(30*time.Millisecond))
+		assert.Equal(t, "[0:n1 z0][1:n1 z0]", counts(t, im, id))
+		require.NoError(t, im.op(id, []Buf{b(0, 8, 0)}))
+		assert.True(t, big.Quiet(30*time.Millisecond))
+		assert.Equal(t, "vals[8 0],ok", vals(im, id))
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		big.Expect("ok", lineWait)
+		pid, _ := im.getPid(id, 0)
+		assert.Equal(t, big.Pid(), pid, "the waker sets sempid to the waiter's pid")
+		// A waiter whose array names the semaphore among others.
+		arr := start("op 1:1,0:-1", 0, 1, false)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		arr.Expect("ok", lineWait)
+		o.Expect("ok", lineWait)
+		// More waiters than the post path takes.
+		var ps []*testutil.Proc
+		for i := 0; i < 10; i++ {
+			ps = append(ps, start("op 0:-1", 0, i+1, false))
+		}
+		require.NoError(t, im.op(id, []Buf{b(0, 9, 0)}))
+		waitCount(t, im, id, 0, 1, false)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		for _, p := range ps {
+			p.Expect("ok", lineWait)
+		}
+		assert.Equal(t, "vals[0 0],ok", vals(im, id))
+		assert.Equal(t, "[0:n0 z0][1:n0 z0]", counts(t, im, id))
+		if im.name == "usysv" {
+			h, err := handle(id)
+			require.NoError(t, err)
+			require.NoError(t, h.check())
+		}
+	})
+}

@@ -869,8 +869,14 @@ func (s *Array) repairLocked(full bool) {
 			}
 			continue
 		}
-		if st == stWaiting {
+		switch {
+		case st == stWaiting:
 			nwait++
+		case full:
+			// Completed, perhaps by the dead holder, which then had no
+			// time to wake it (the registry's death pass wakes every
+			// slot, but it may not know of this death yet).
+			s.sc.wake = append(s.sc.wake, int32(idx))
 		}
 		hi = idx + 1
 	}
