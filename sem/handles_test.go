@@ -2,6 +2,7 @@ package sem
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
@@ -56,4 +57,23 @@ func TestRemovedElsewhereDetaches(t *testing.T) {
 	defer func() { require.NoError(t, Remove(id)) }()
 	require.NoError(t, SetVal(id, 0, 1))
 	require.LessOrEqual(t, testutil.SysVMappings(t), base+2, "the %d removed sets are detached", n)
+}
+
+// TestBlockedWaiterSeesRemoval: a waiter blocked through the package-level
+// functions gets EIDRM when its set is removed, although Remove drops and
+// retires the cached handle it sleeps on (fuzz FINDINGS F9: the retired
+// segment's zero words read as a completed wait, and it returned nil).
+func TestBlockedWaiterSeesRemoval(t *testing.T) {
+	for i := 0; i < 50; i++ {
+		id, err := Get(IPC_PRIVATE, 1, 0o600)
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- Op(id, []Buf{{Num: 0, Op: -1}}) }()
+		testutil.Eventually(t, 10*time.Second, "waiter queued", func() bool {
+			n, _ := GetNcnt(id, 0)
+			return n == 1
+		})
+		require.NoError(t, Remove(id))
+		require.ErrorIs(t, <-done, kernel.EIDRM, "iteration %d", i)
+	}
 }

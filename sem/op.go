@@ -408,6 +408,11 @@ func (s *Array) opLocked(ctx context.Context, ops []Buf, deadline time.Time) err
 		s.unlock()
 		return canceled(ctx)
 	}
+	// From enqueue until its result is read the waiter uses its slot: a
+	// dropped cached handle's segment is not retired (forget; its words
+	// would read zeros) before it is done. Not removed yet (checked above,
+	// under the lock), so not retiring either.
+	s.seg.BeginSleep()
 	spin := waiterSpin > 0 && s.spin.credit.Load() > 0
 	idx, err := s.enqueue(ops, rec, blockAt, !spin)
 	crashpoint(StepEnqueued)
@@ -415,6 +420,7 @@ func (s *Array) opLocked(ctx context.Context, ops []Buf, deadline time.Time) err
 		s.releaseQueued(ops)
 	}
 	s.unlock()
+	defer s.seg.EndSleep()
 	if err != nil {
 		return err
 	}
@@ -663,14 +669,7 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return s.abandon(idx, kernel.EAGAIN)
 		}
-		// A dropped cached handle's segment is retired (forget) as soon as
-		// nobody sleeps on it; once it is, its words may read zeros.
-		if !s.seg.BeginSleep() {
-			s.seg.EndSleep()
-			return s.abandon(idx, kernel.EIDRM)
-		}
 		_ = kernel.FutexWait(&slot.Futex, f, until)
-		s.seg.EndSleep()
 		if slot.State.Load() == stDone { // the usual wake-up: straight out
 			return s.finish(idx)
 		}
