@@ -57,6 +57,14 @@
 //     2 + k locked instructions for k semaphores: a design must claim
 //     each word against concurrent lock-free ops (k), and these two order
 //     transactions. A three-op array costs 5 (~45 ns here; ~70 ns in all).
+//   - A single post (op > 0, no SEM_UNDO) on a semaphore that waiters name
+//     goes from the gate straight to the lock, and when those waiters are
+//     all single ops without SEM_UNDO completes them itself (op.go: post):
+//     one scan of the waiter table, the word frozen, the post stored in
+//     it (one word: its own commit point), each waiter that can now
+//     proceed completed, in FIFO passes, as a journaled transaction of the
+//     general format, the word released and the completed woken. This is
+//     what wakes a sleeping partner, so it is kept short.
 //   - Everything else (arrays with SEM_UNDO, operations that must block or
 //     wake a waiter, SETVAL, SETALL, GETALL, GETNCNT/GETZCNT) runs under
 //     the segment's robust lock as a journaled transaction (txn.go): the
