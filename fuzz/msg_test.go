@@ -122,6 +122,12 @@ func runMsg(t *testing.T, data []byte, diff bool) {
 			waiters = append(waiters, w)
 			continue
 		}
+		if st.kind == mSend && model.e2bigHandOver(st.mtype, st.size) {
+			// usysv often leaves such a receiver blocked and queues the
+			// message (FINDINGS.md F10).
+			tr.add("%s: skipped (FINDINGS.md F10)", st)
+			continue
+		}
 		if st.kind == mSet && len(model.recvs) > 0 {
 			// IPC_SET makes Linux's blocked receivers search again
 			// (expunge_all), which reorders them: not deterministic.
