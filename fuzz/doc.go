@@ -117,8 +117,8 @@
 //     when the helper exits, after the comparison) and never block: blocked
 //     waiters and receivers are this process's own. FuzzSemDiff's blocked
 //     waiters use a handle of their own, not sem.Op/sem.TimedOp, until
-//     FINDINGS.md F9 is fixed; FuzzMsgDiff skips a send that would give
-//     E2BIG to a blocked receiver until F10 is fixed.
+//     FINDINGS.md F9 is fixed; FuzzMsgDiff's blocked receivers likewise,
+//     not msgq.Recv, until F10 is fixed.
 //   - GETZCNT per semaphore once a wait-for-zero array on several
 //     semaphores has blocked: Linux's count is stale there (FINDINGS.md,
 //     kernel behaviour); the sum over the set is compared instead.

@@ -291,22 +291,6 @@ func (m *msgModel) pipelinedSend(mtype int64, text []byte) bool {
 	return false
 }
 
-// e2bigHandOver reports whether a send of mtype and n bytes would give
-// E2BIG to a blocked receiver (pipelinedSend's search reaching a matching
-// receiver whose buffer is too small).
-func (m *msgModel) e2bigHandOver(mtype int64, n int) bool {
-	for _, r := range m.recvs {
-		if !recvMatches(r.st, mtype) {
-			continue
-		}
-		if r.st.flags&msgq.MSG_NOERROR == 0 && r.st.bufsize < n {
-			return true
-		}
-		return false
-	}
-	return false
-}
-
 // recvMatches is Linux's testmsg for a waiting receiver.
 func recvMatches(st *msgStep, mtype int64) bool {
 	switch {
