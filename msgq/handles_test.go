@@ -2,6 +2,7 @@ package msgq
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
@@ -55,4 +56,34 @@ func TestRemovedElsewhereDetaches(t *testing.T) {
 	defer func() { require.NoError(t, Remove(id)) }()
 	require.NoError(t, Send(id, 1, []byte("x"), IPC_NOWAIT))
 	require.LessOrEqual(t, testutil.SysVMappings(t), base+2, "the %d removed queues are detached", n)
+}
+
+// TestBlockedReceiverSeesHandOver: a receiver blocked in the package-level
+// Recv gets what a send handed to it (here E2BIG: its buffer is too small)
+// even when the queue is removed right after the send, although Remove
+// drops and retires the cached handle it sleeps on (fuzz FINDINGS F10: it
+// read its slot from the retired segment's zero words and said EIDRM).
+func TestBlockedReceiverSeesHandOver(t *testing.T) {
+	for i := 0; i < 50; i++ {
+		id, err := Get(IPC_PRIVATE, 0o600)
+		require.NoError(t, err)
+		q, err := handle(id)
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := Recv(id, nil, 0, 0)
+			done <- err
+		}()
+		testutil.Eventually(t, 10*time.Second, "receiver queued", func() bool {
+			for i := range q.v.slots {
+				if q.v.slots[i].State.Load() == slotRecv {
+					return true
+				}
+			}
+			return false
+		})
+		require.NoError(t, Send(id, 1, []byte("x"), IPC_NOWAIT))
+		require.NoError(t, Remove(id))
+		require.ErrorIs(t, <-done, kernel.E2BIG, "iteration %d", i)
+	}
 }

@@ -204,10 +204,18 @@ func (q *Queue) enter() error {
 		q.slow.Add(-1)
 		return ErrClosed
 	}
+	// Nor is the segment retired under a call that may wait (forget
+	// retires a dropped cached handle's segment, whose words then read
+	// zeros): a receiver woken with a message handed to it, or with E2BIG,
+	// must still read its slot after the queue is removed (fuzz F10).
+	q.seg.BeginSleep()
 	return nil
 }
 
-func (q *Queue) leave() { q.slow.Add(-1) }
+func (q *Queue) leave() {
+	q.seg.EndSleep()
+	q.slow.Add(-1)
+}
 
 // Close detaches the queue from this process; the queue itself lives on
 // (Remove destroys it). Calls blocked on this handle are woken and return
