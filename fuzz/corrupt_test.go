@@ -155,7 +155,7 @@ func runCorrupt(t *testing.T, data []byte, kind shm.Kind) {
 
 	fail := func(format string, a ...any) {
 		stop.Store(true)
-		waitWorkers(t, &wg)
+		waitWorkers(t, &wg, data)
 		t.Fatalf(format+"\nprogram:\n%s", append(a, &tr)...)
 	}
 	for n := 0; n < maxSteps && p.more(); n++ {
@@ -182,7 +182,7 @@ func runCorrupt(t *testing.T, data []byte, kind shm.Kind) {
 	if testing.Verbose() && os.Getenv("USYSV_FUZZ_TRACE") == "1" {
 		t.Logf("program:\n%s", &tr)
 	}
-	if !waitWorkers(t, &wg) {
+	if !waitWorkers(t, &wg, data) {
 		t.Fatalf("a worker did not finish its operation within %v\nprogram:\n%s", 2*callTimeout, &tr)
 	}
 	select {
@@ -220,9 +220,11 @@ func runChecked(op corruptOp) (msg, res string) {
 }
 
 // waitWorkers waits for the workers; if they do not finish in time it
-// writes every goroutine's stack under /tmp/fuzz-findings/ and reports
-// false.
-func waitWorkers(t *testing.T, wg *sync.WaitGroup) bool {
+// writes every goroutine's stack, and the input, under /tmp/fuzz-findings/
+// and reports false. The input is kept because the fuzzing engine drops a
+// failure that happens while it minimizes an input for coverage, and that
+// is where stuck workers were seen (FINDINGS.md U3).
+func waitWorkers(t *testing.T, wg *sync.WaitGroup, data []byte) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -234,6 +236,7 @@ func waitWorkers(t *testing.T, wg *sync.WaitGroup) bool {
 		path := filepath.Join("/tmp/fuzz-findings", fmt.Sprintf("stuck-%s-%d-%d.stacks", strings.ReplaceAll(t.Name(), "/", "_"), os.Getpid(), time.Now().Unix()))
 		_ = os.MkdirAll(filepath.Dir(path), 0o755)
 		_ = os.WriteFile(path, buf, 0o644)
+		_ = os.WriteFile(strings.TrimSuffix(path, ".stacks")+".input", []byte(corpusEntry(data)), 0o644)
 		t.Logf("stacks of the stuck workers: %s", path)
 		return false
 	}
