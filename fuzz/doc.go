@@ -115,10 +115,7 @@
 //     to a set: usysv's documented EACCES is accepted (FINDINGS.md).
 //   - Nobody's steps never carry SEM_UNDO (its adjustments would be applied
 //     when the helper exits, after the comparison) and never block: blocked
-//     waiters and receivers are this process's own. FuzzSemDiff's blocked
-//     waiters use a handle of their own, not sem.Op/sem.TimedOp, until
-//     FINDINGS.md F9 is fixed; FuzzMsgDiff's blocked receivers likewise,
-//     not msgq.Recv, until F10 is fixed.
+//     waiters and receivers are this process's own.
 //   - GETZCNT per semaphore once a wait-for-zero array on several
 //     semaphores has blocked: Linux's count is stale there (FINDINGS.md,
 //     kernel behaviour); the sum over the set is compared instead.

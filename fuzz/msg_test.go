@@ -319,8 +319,7 @@ type msgUsysv struct {
 	key      int
 	removed  bool
 	pooled   *pooledQueue
-	wq       *msgq.Queue // the receivers' handle (FINDINGS.md F10), closed with h
-	keepOpen bool        // a receiver may still be blocked: never close h or wq
+	keepOpen bool // a receiver may still be blocked: never close h
 }
 
 func (u *msgUsysv) name() string { return "usysv" }
@@ -479,12 +478,8 @@ func newFreshQueue(t *testing.T, key int, mode uint32, handle bool) *msgUsysv {
 				t.Errorf("removing queue %d: %v", id, err)
 			}
 		}
-		if !u.keepOpen {
-			for _, q := range []*msgq.Queue{u.h, u.wq} {
-				if q != nil {
-					_ = q.Close()
-				}
-			}
+		if u.h != nil && !u.keepOpen {
+			_ = u.h.Close()
 		}
 	})
 	return u
@@ -613,20 +608,8 @@ func spawnMsgWaiter(t *testing.T, st *msgStep, k *msgKernel, u *msgUsysv, seg *s
 	w.started[0] = waitQueued(w.done[0], func() bool { return sleepsIn(task, sysMsgrcv) })
 
 	before := receivers(seg)
-	// Receivers use a handle of their own, not msgq.Recv: one blocked in
-	// msgq.Recv is often not woken by a matching send (FINDINGS.md F10).
-	q := u.h
-	if q == nil {
-		if u.wq == nil {
-			var err error
-			if u.wq, err = msgq.OpenID(u.id); err != nil {
-				t.Fatalf("msgq.OpenID for receivers: %v", err)
-			}
-		}
-		q = u.wq
-	}
 	go func() {
-		w.done[1] <- recv(func(buf []byte) (int, int64, error) { return q.Recv(context.Background(), buf, st.msgtyp, st.flags) })
+		w.done[1] <- recv(func(buf []byte) (int, int64, error) { return msgq.Recv(u.id, buf, st.msgtyp, st.flags) })
 	}()
 	w.started[1] = waitQueued(w.done[1], func() bool { return receivers(seg) == before+1 })
 	return w

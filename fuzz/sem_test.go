@@ -224,27 +224,14 @@ func spawnSemWaiter(t *testing.T, st *semStep, k *semKernel, u *semUsysv) *semWa
 	// Until every waiter has returned, closing the handle would unmap
 	// memory under them: if the program fails before, the handle is leaked.
 	u.keepOpen = true
-	// Waiters use a handle of their own, not the contract functions: a
-	// waiter in sem.TimedOp or sem.Op returns nil, not EIDRM, when the set
-	// is removed (FINDINGS.md F9).
-	h := u.h
-	if h == nil {
-		if u.wh == nil {
-			var err error
-			if u.wh, err = sem.OpenID(u.id); err != nil {
-				t.Fatalf("sem.OpenID for waiters: %v", err)
-			}
-		}
-		h = u.wh
-	}
 	runs := [2]func() error{
 		func() error { return kernel.Semtimedop(k.id, st.ops, waiterTimeout) },
-		func() error { return h.TimedOp(waiterTimeout, st.ops...) },
+		func() error { return sem.TimedOp(u.id, st.ops, waiterTimeout) },
 	}
 	if st.call == callTry {
 		// No timeout at all: only a wake-up or the removal ends it.
 		runs[0] = func() error { return kernel.Semop(k.id, st.ops) }
-		runs[1] = func() error { return h.Op(context.Background(), st.ops...) }
+		runs[1] = func() error { return sem.Op(u.id, st.ops) }
 	}
 	counts := [2]func() (int, error){k.waiting, u.waiting}
 	for i := range runs {
@@ -545,8 +532,7 @@ type semUsysv struct {
 	key      int
 	removed  bool
 	pooled   *pooledSemSet
-	wh       *sem.Array // the waiters' handle (FINDINGS.md F9), closed with h
-	keepOpen bool       // a call on h or wh never returned: never close them
+	keepOpen bool // a call on h never returned: never close it
 }
 
 func (u *semUsysv) name() string { return "usysv" }
@@ -735,12 +721,8 @@ func newFreshSem(t *testing.T, key, nsems int, mode uint32, handle bool) *semUsy
 				t.Errorf("removing set %d: %v", id, err)
 			}
 		}
-		if !u.keepOpen {
-			for _, h := range []*sem.Array{u.h, u.wh} {
-				if h != nil {
-					_ = h.Close()
-				}
-			}
+		if u.h != nil && !u.keepOpen {
+			_ = u.h.Close()
 		}
 	})
 	return u
