@@ -116,19 +116,34 @@ func TestCrashInsidePost(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.step, func(t *testing.T) {
-			id := usysvImpl.create(t, 3, 0o600)
+			var id int
 			var ws []*testutil.Proc
-			for n := 1; n <= 2; n++ {
-				w := client(t, usysvImpl, id)
-				w.Send("op 0:-1")
-				waitCount(t, usysvImpl, id, 0, n, false)
-				ws = append(ws, w)
+			for attempt := 1; ; attempt++ {
+				id = usysvImpl.create(t, 3, 0o600)
+				ws = ws[:0]
+				for n := 1; n <= 2; n++ {
+					w := client(t, usysvImpl, id)
+					w.Send("op 0:-1")
+					waitCount(t, usysvImpl, id, 0, n, false)
+					ws = append(ws, w)
+				}
+				p := crashClient(t, "noreg", id, c.step)
+				p.Send("op 2:0") // (opens the helper's gate: its post takes the post path)
+				p.Expect("ok", lineWait)
+				p.Send("op 0:2")
+				line, alive := p.Next(lineWait)
+				if !alive {
+					assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
+					break
+				}
+				// The post went the general way, which has no post-*
+				// steps: a death reported meanwhile (an earlier subtest's
+				// helpers, on a loaded machine) shut the helper's gate.
+				// Again, on a fresh set.
+				require.Equal(t, "ok", line)
+				require.Less(t, attempt, 5, "the post never took the post path")
+				t.Logf("attempt %d: the post took the general path; again", attempt)
 			}
-			p := crashClient(t, "noreg", id, c.step)
-			p.Send("op 2:0") // (opens the helper's gate: its post takes the post path)
-			p.Expect("ok", lineWait)
-			p.Send("op 0:2")
-			assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
 			h, err := handle(id)
 			require.NoError(t, err)
 			require.NoError(t, h.TimedOp(lineWait, b(2, 1, 0))) // takes the lock over

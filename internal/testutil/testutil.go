@@ -346,6 +346,19 @@ func (p *Proc) Line(timeout time.Duration) string {
 	return ""
 }
 
+// Next is Line for a helper that may exit instead of answering: ok is
+// false if it exited first. It fails the test on timeout.
+func (p *Proc) Next(timeout time.Duration) (line string, ok bool) {
+	p.t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		return l, ok
+	case <-time.After(timeout):
+		p.t.Fatalf("testutil: neither a line nor an exit from helper %d within %v", p.Pid(), timeout)
+	}
+	return "", false
+}
+
 // Expect waits for the next line and fails the test unless it equals want.
 func (p *Proc) Expect(want string, timeout time.Duration) {
 	p.t.Helper()
