@@ -832,6 +832,12 @@ func (q *Queue) sleep(ctx context.Context, w *waiter, seen uint32) {
 	if w.slot == nil {
 		deadline = time.Now().Add(shm.LivenessInterval)
 	}
+	// Bounded by the context's deadline too, not only by the wake-up its
+	// expiry sends: a process that can write the segment could otherwise
+	// swallow that wake-up (fuzz FINDINGS U3, seen in sem).
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
 	// A dropped cached handle's segment is retired (forget) as soon as
 	// nobody sleeps on it; once it is, its words may read zeros, and the
 	// caller's next look finds the queue removed.

@@ -641,6 +641,10 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 			}
 		}()
 	}
+	// The sleep is bounded by the context's deadline too, not only by the
+	// wake-up its expiry sends: a process that can write the segment could
+	// otherwise swallow that wake-up (fuzz FINDINGS U3).
+	ctxEnd, _ := ctx.Deadline()
 	for {
 		// A waker sets State, then adds to Futex: if f has its add, the
 		// check below sees State; if not, FutexWait(f) returns at once.
@@ -652,6 +656,9 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 			return s.abandon(idx, kernel.EIDRM)
 		}
 		until := deadline
+		if !ctxEnd.IsZero() && (until.IsZero() || ctxEnd.Before(until)) {
+			until = ctxEnd
+		}
 		if s.deadGen.Load() != s.seenGen.Load() {
 			if s.tryRepair(false) {
 				continue
