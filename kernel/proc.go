@@ -215,9 +215,10 @@ func PeerCred(conn *net.UnixConn) (pid int, uid, gid uint32, err error) {
 }
 
 // PeerHungUp reports whether the process at the other end of a unix
-// socket connection has closed it (or shut down its writing side), even if
-// bytes it sent before are still unread: poll(2) with POLLRDHUP and no
-// wait.
+// socket connection has closed it, even if bytes it sent before are still
+// unread: poll(2) with no wait sees POLLHUP. A peer that only shut down its
+// writing side (shutdown(SHUT_WR): POLLRDHUP alone) can still read, so it
+// has not hung up.
 func PeerHungUp(conn *net.UnixConn) bool {
 	rc, err := conn.SyscallConn()
 	if err != nil {
@@ -225,9 +226,9 @@ func PeerHungUp(conn *net.UnixConn) bool {
 	}
 	hup := false
 	_ = rc.Control(func(fd uintptr) {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		n, err := unix.Poll(pfd, 0)
-		hup = err == nil && n > 0 && pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+		hup = err == nil && n > 0 && pfd[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0
 	})
 	return hup
 }

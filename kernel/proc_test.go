@@ -295,3 +295,28 @@ func TestChildAttr(t *testing.T) {
 	assert.Equal(t, uint32(2), a.Credential.Gid)
 	assert.Equal(t, []uint32{3}, a.Credential.Groups)
 }
+
+// PeerHungUp: a peer that closed its end has hung up, one that only shut
+// down its writing side (and may still read the answers) has not.
+func TestPeerHungUp(t *testing.T) {
+	pair := func() (*net.UnixConn, *net.UnixConn) {
+		dir := t.TempDir()
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: dir + "/s", Net: "unix"})
+		require.NoError(t, err)
+		defer l.Close()
+		c, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
+		require.NoError(t, err)
+		s, err := l.AcceptUnix()
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close(); s.Close() })
+		return c, s
+	}
+	c, s := pair()
+	_, err := c.Write([]byte("request"))
+	require.NoError(t, err)
+	assert.False(t, kernel.PeerHungUp(s), "connected, a request unread")
+	require.NoError(t, c.CloseWrite())
+	assert.False(t, kernel.PeerHungUp(s), "half-closed: it can still read")
+	require.NoError(t, c.Close())
+	assert.True(t, kernel.PeerHungUp(s), "closed, the request still unread")
+}

@@ -478,7 +478,8 @@ func (s *Server) dropConn(nc *net.UnixConn, uid uint32) {
 // handle decodes one request frame and returns the response frame. ok is
 // false for a malformed frame: the connection is then closed.
 //
-// gone reports whether the client has closed its end. A request that
+// gone reports whether the client has closed its connection (a client
+// that only shut down its writing side still reads its answers). A request that
 // changes something (a Get that may create, IPC_SET, IPC_RMID) is not
 // applied for a client that is gone, and the connection is closed: the
 // client gave up waiting (the registry's host was stopped, see
