@@ -540,12 +540,18 @@ func (q *Queue) take(m *Msg, mode int, typ int64, flags int, now int64, w *wakeL
 	crashPoint(stepRecvUnlinked)
 	v.freeChain(ref-1, last)
 	crashPoint(stepRecvFreed)
-	c := v.ctl
+	q.received(l, w)
+	return true, nil
+}
+
+// received counts a message of l bytes taken out of the store (qnum,
+// cbytes, lrpid, rtime) and tells those waiting for room. Lock held.
+func (q *Queue) received(l uint32, w *wakeList) {
+	c := q.v.ctl
 	c.qnum--
 	c.cbytes -= uint64(l)
 	q.stampRecv()
 	q.afterRecv(w)
-	return true, nil
 }
 
 // takeOutside is take's commit of a message whose text is copied out
@@ -561,11 +567,7 @@ func (q *Queue) takeOutside(s *shm.WaiterSlot, m *Msg, ref, prev uint32, mtype i
 	}
 	s.State.Store(slotTaken)
 	crashPoint(stepRecvUnlinked)
-	c := v.ctl
-	c.qnum--
-	c.cbytes -= uint64(l)
-	q.stampRecv()
-	q.afterRecv(w)
+	q.received(l, w)
 	if l > slotText {
 		w.big = true
 	}
