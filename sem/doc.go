@@ -145,6 +145,16 @@
 //   - SetAll requires exactly one value per semaphore (EINVAL otherwise);
 //     TimedOp with a negative timeout is EINVAL, as an invalid timespec.
 //   - sem_otime is one set-wide time (what IPC_STAT reports on Linux).
+//   - After every change, every queued waiter is re-evaluated, in FIFO
+//     order (txn.go: updateQueue). Linux re-evaluates only the waiters its
+//     queue heuristics pick (do_smart_update: per-semaphore lists of
+//     semaphores raised, wait-for-zero lists only when a semaphore reached
+//     0). Both complete a waiter as soon as its array can proceed; they
+//     differ only for a queued array that *fails* on re-evaluation — an
+//     op with IPC_NOWAIT that would now block (EAGAIN) or one that would
+//     now overflow (ERANGE): usysv fails it at the first change, Linux
+//     when its heuristics next look at it, which may be never. (Found by
+//     FuzzSemDiff; fuzz/FINDINGS.md F11.)
 //
 // # What a process that can map the segment can still do
 //
