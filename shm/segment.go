@@ -86,7 +86,8 @@ type Segment struct {
 	closed    atomic.Bool
 	detach    bool // mem came from Shmat
 	// Retirement and sleepers (BeginSleep): a segment is not replaced by
-	// zeros while a goroutine of this process sleeps on one of its words.
+	// zeros while a goroutine of this process sleeps on its words or is
+	// about to read what a waker left there.
 	sleepers atomic.Int32
 	retiring atomic.Bool // Retire was called
 	retired  atomic.Bool // the attach is replaced (once)
@@ -400,10 +401,11 @@ const RetireGrace = time.Minute
 // segments other goroutines may still touch; Close for ones nobody else
 // uses. Retire and Close are idempotent, and each makes the other a no-op.
 //
-// A goroutine asleep on one of the segment's words (between BeginSleep and
-// EndSleep) would sleep for ever on a zero page that nobody wakes: while
-// there is one, the detach waits for the last of them to wake up (the
-// object is removed, so its removal has woken or will wake them).
+// A goroutine asleep on one of the segment's words would sleep for ever on
+// a zero page that nobody wakes, and one just woken would read its outcome
+// as zeros: while any is between BeginSleep and EndSleep, the detach waits
+// for the last of them (the object is removed, so its removal has woken or
+// will wake them).
 func (s *Segment) Retire() error {
 	if !s.closed.CompareAndSwap(false, true) || !s.detach {
 		return nil
@@ -427,10 +429,14 @@ func (s *Segment) retireNow() error {
 	return nil
 }
 
-// BeginSleep must come before every futex wait on a word of the segment,
-// and EndSleep after it. It reports false if the segment is being retired:
-// the caller must not sleep then (the object is removed; its words may
-// read as zeros at any moment) but call EndSleep and give up.
+// BeginSleep and EndSleep bracket a section in which a goroutine may sleep
+// on the segment's words, or must read them after waking (its waiter
+// slot's outcome): a futex wait at least, and better the whole of a call
+// from queuing its waiter slot to reading its result. Retire leaves the
+// attach in place until the last such section ends. BeginSleep reports
+// false if the segment is being retired already: the caller must not
+// sleep then (the object is removed; its words may read as zeros at any
+// moment), only call EndSleep and give up.
 func (s *Segment) BeginSleep() bool {
 	s.sleepers.Add(1)
 	return !s.retiring.Load()
