@@ -410,8 +410,8 @@ func (s *Array) opLocked(ctx context.Context, ops []Buf, deadline time.Time) err
 	}
 	// From enqueue until its result is read the waiter uses its slot: a
 	// dropped cached handle's segment is not retired (forget; its words
-	// would read zeros) before it is done. Not removed yet (checked above,
-	// under the lock), so not retiring either.
+	// would read zeros) before it is done. (Removed and retired since the
+	// check above, the wait finds the set removed: EIDRM.)
 	s.seg.BeginSleep()
 	spin := waiterSpin > 0 && s.spin.credit.Load() > 0
 	idx, err := s.enqueue(ops, rec, blockAt, !spin)
