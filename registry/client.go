@@ -379,13 +379,32 @@ func dial(socket string) (*conn, hello, error) {
 	return &conn{nc: nc, spid: spid, pending: make(map[uint32]chan []byte), dead: make(chan struct{})}, h, nil
 }
 
-// stopWatch reads the hello response until deadline, but fails with ErrHostStopped once the serving process pid has been
-// stopped for stoppedGrace.
+// stopWatch reads the hello response until deadline, but fails with
+// ErrHostStopped once the serving process pid has been stopped for
+// stoppedGrace.
 type stopWatch struct {
-	nc           *net.UnixConn
-	pid          int
-	deadline     time.Time
-	stoppedSince time.Time
+	nc       *net.UnixConn
+	pid      int
+	deadline time.Time
+	stop     hostStop
+}
+
+// hostStop tells, from looks every stoppedPoll, when the serving process
+// has been stopped for stoppedGrace.
+type hostStop struct{ since time.Time }
+
+// givenUp looks at process pid now and reports whether it has been stopped
+// for stoppedGrace.
+func (h *hostStop) givenUp(pid int, now time.Time) bool {
+	switch {
+	case !kernel.ProcessStopped(pid):
+		h.since = time.Time{}
+	case h.since.IsZero():
+		h.since = now
+	default:
+		return now.Sub(h.since) >= stoppedGrace
+	}
+	return false
 }
 
 func (w *stopWatch) Read(p []byte) (int, error) {
@@ -401,12 +420,7 @@ func (w *stopWatch) Read(p []byte) (int, error) {
 			return n, err
 		}
 		now := time.Now()
-		switch {
-		case !kernel.ProcessStopped(w.pid):
-			w.stoppedSince = time.Time{}
-		case w.stoppedSince.IsZero():
-			w.stoppedSince = now
-		case now.Sub(w.stoppedSince) >= stoppedGrace:
+		if w.stop.givenUp(w.pid, now) {
 			return 0, ErrHostStopped
 		}
 		if now.After(deadline) {
@@ -489,7 +503,7 @@ func (cn *conn) roundTrip(frame []byte, tag uint32) (body []byte, sent bool, err
 	// then nothing will come until someone continues it, which may be
 	// never (Ctrl-Z on whichever process hosts an embedded registry).
 	giveUp := time.Now().Add(responseTimeout)
-	var stoppedSince time.Time
+	var stop hostStop
 	t := time.NewTimer(stoppedPoll)
 	defer t.Stop()
 	for {
@@ -506,12 +520,7 @@ func (cn *conn) roundTrip(frame []byte, tag uint32) (body []byte, sent bool, err
 		case <-t.C:
 		}
 		now := time.Now()
-		switch {
-		case !kernel.ProcessStopped(cn.spid):
-			stoppedSince = time.Time{}
-		case stoppedSince.IsZero():
-			stoppedSince = now
-		case now.Sub(stoppedSince) >= stoppedGrace:
+		if stop.givenUp(cn.spid, now) {
 			cn.abandon(tag)
 			return nil, true, ErrHostStopped
 		}
