@@ -95,7 +95,10 @@
 // the store's counts, which are zero while the ring is open). A sender
 // reads the receivers' head word only when the copy it saw last says the
 // queue is full; a receiver reads the senders' tail word only when the
-// copy it saw last says the ring is empty. lspid, stime, lrpid and rtime
+// copy it saw last and the pub hint (a word of its own line where each
+// sender stores the tail's position after its commit, without a CAS) both
+// say the ring is empty, and it spins on the hint, not the tail, while the
+// ring is empty: so the tail's line stays with the senders. lspid, stime, lrpid and rtime
 // are stored only when they change. Stat reads the head twice around the
 // tail, so qnum and cbytes are a pair that held at one instant.
 //

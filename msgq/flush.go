@@ -47,6 +47,7 @@ func (v *view) setClosed() {
 	}
 	closeWord(&v.rc.tail)
 	closeWord(&v.rc.head)
+	v.flipPub() // (receivers spinning on the hint see the close)
 }
 
 // noteClose judges the open period that a close ends: if messages went

@@ -76,7 +76,8 @@ import (
 // # The ring
 //
 // ring control (atomics). The first line is the senders', the second the
-// receivers': each is written by its side, and otherwise only by a lock
+// receivers', the third the senders' hint to receivers: each is written by
+// its side, and otherwise only by a lock
 // holder (closing and opening the ring, a flush moving the head, repair)
 // and, for sendWake, by senders going to sleep or being woken, under the
 // lock:
@@ -91,6 +92,9 @@ import (
 //	                        a receive through the ring that sees it non-zero
 //	                        takes the lock to wake them
 //	   208     8  rtime     time of the last msgrcv
+//	   256     8  pub       a hint for receivers: a position the tail had
+//	                        passed (stored, not CASed, by each sender after
+//	                        its commit; its bit 63 flips when the ring closes)
 //
 // Positions are 31-bit counters (wrapping); bytes are 32-bit counters
 // (wrapping) of the text that went past that end. So the ring holds
@@ -121,7 +125,7 @@ const (
 	hdrSize   = 24 // message header at the start of a chain's stream
 	ctlSize   = 128
 
-	ringCtlSize = 128
+	ringCtlSize = 192
 	slotSize    = 128
 	slotText    = 104 // the largest message the ring carries
 
@@ -181,6 +185,9 @@ type ringCtl struct {
 	sendWake atomic.Uint32
 	rtime    atomic.Int64
 	_        [40]byte
+
+	pub atomic.Uint64
+	_   [56]byte
 }
 
 // slot is one slot of the ring. mtype, len and text are plain memory: the

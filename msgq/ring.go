@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/usysv/usysv/internal/clock"
 	"github.com/usysv/usysv/kernel"
@@ -169,15 +170,59 @@ func (q *Queue) roomSlow(t uint64, n uint32, qb uint64) int {
 // committedSlow is the second half of ringTake's check that position p
 // (at the head) is before the tail: ringTake first compares with the tail
 // this handle's receivers saw last, for the same reason; when that says
-// no, this reads the tail.
+// no, this reads the pub hint, and the tail only if the hint says no.
 func (q *Queue) committedSlow(p uint32) bool {
 	ns := q.v.nslots
-	t := rpos(q.v.rc.tail.Load())
+	t := uint32(q.v.rc.pub.Load()) & posMask // the hint first (see pub)
+	if (t-p-1)&posMask >= ns {
+		t = rpos(q.v.rc.tail.Load())
+	}
 	if (t-p-2)&posMask < ns {
 		// More than this one message: worth keeping for the next calls.
 		q.tailSeen.Store(uint64(t)<<32 | uint64(p))
 	}
 	return (t-p-1)&posMask < ns
+}
+
+// The pub hint (ringCtl.pub): after its commit, a sender stores the
+// position the tail moved to in a word of its own line. Receivers that
+// keep up with the senders look there instead of at the tail, and spin on
+// it while the ring is empty, so that the tail's line stays with the
+// senders: a receiver's load of the tail between two commits would make
+// the next commit's CAS wait for the line (it was half a 1P→1C stream's
+// sending time).
+//
+// pub is only a hint, stored without a CAS, and may go back (a sender
+// that stores late): what it promises is that the tail was past
+// uint32(pub) at some time. Positions only grow, and a committed message
+// stays until the head passes it (taken, or flushed with the ring
+// closed, which a receiver's CAS on the head sees), so a head position p
+// within nslots below uint32(pub) holds a committed message. A stale or
+// wrong value only sends the receiver to the tail. Closing the ring flips
+// bit 62, so that receivers spinning on pub see the close (not bit 63:
+// ringSpin reads that as a closed ring word).
+const pubClosedFlip = 1 << 62
+
+// flipPub marks a close in the pub hint (lock held).
+func (v *view) flipPub() {
+	for {
+		o := v.rc.pub.Load()
+		if v.rc.pub.CompareAndSwap(o, o^pubClosedFlip) {
+			return
+		}
+	}
+}
+
+// storeHint stores v in *w with a plain store on amd64 (atomic for an
+// aligned word; Go's atomic Store is a locked XCHG there, which would
+// wait for the line like a CAS), an atomic store elsewhere. For hints
+// only: concurrent stores may land in any order.
+func storeHint(w *atomic.Uint64, v uint64) {
+	if runtime.GOARCH == "amd64" {
+		*(*uint64)(unsafe.Pointer(w)) = v
+	} else {
+		w.Store(v)
+	}
 }
 
 // ringPut sends one message of at most slotText bytes through the ring.
@@ -239,6 +284,7 @@ func (q *Queue) ringPut(mtype int64, data []byte, qb uint64) (int, *slot, uint64
 			s.seq.Store(sv)
 			return putFallback, nil, 0
 		}
+		storeHint(&rc.pub, uint64((p+1)&posMask))
 		crashPoint(stepSendLinked)
 		return putDone, nil, 0
 	}
@@ -463,8 +509,8 @@ func (st *spinner) finish(q *Queue) {
 	}
 }
 
-// ringSpin waits for the ring's word w to change (tail: a message sent or
-// the ring closed, for receivers; head: a message taken or the ring
+// ringSpin waits for word w to change (the pub hint: a message sent or
+// the ring closed, for receivers; the head: a message taken or the ring
 // closed, for senders) for at most spinBudget in all, counted from the
 // call's first spin, and reports whether it changed. Watching only the
 // word that matters keeps the other side's cache line out of the spin.
@@ -488,7 +534,7 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 		return false
 	}
 	old := st.seen
-	if old&ringClosed != 0 {
+	if old&ringClosed != 0 && w != &q.v.rc.pub { // (pub's bit 63 means nothing)
 		// Closed: whatever the caller waits for now happens under the
 		// lock, without touching w; its next look sees the closed bit,
 		// or the ring open again.
@@ -722,7 +768,7 @@ func (q *Queue) ringRecvSlow(ctx context.Context, m *Msg, mode int, typ int64, f
 				return true, false, ErrEmpty
 			}
 		}
-		if !q.ringSpin(&st, &q.v.rc.tail) {
+		if !q.ringSpin(&st, &q.v.rc.pub) {
 			return false, true, nil
 		}
 	}
