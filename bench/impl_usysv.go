@@ -152,8 +152,11 @@ func (q *usysvQueue) Close() error {
 
 func (q *usysvQueue) Remove() error { return errors.Join(q.remove(), q.q.Close()) }
 
-// NewLookup makes a queue under a fresh key; Get asks the registry for
-// that key, as msgget(key, 0) asks the kernel.
+// NewLookup makes a queue under a fresh key; Get looks that key up, as
+// msgget(key, 0) asks the kernel: from the third time on the client's get
+// cache answers (registry/getcache.go), so the case measures a repeated
+// lookup; the first one of a key is a registry round trip (registry's
+// BenchmarkGetExisting).
 func (usysvMsg) NewLookup() (Lookup, error) {
 	c, err := registry.Default()
 	if err != nil {

@@ -49,6 +49,8 @@ type Client struct {
 	lim   Limits
 	spid  int // pid of the registry last connected to
 	conns atomic.Uint64
+
+	gets getCache // answers to repeated gets (getcache.go)
 }
 
 // conn is one connection; a Client replaces it when it breaks.
@@ -190,6 +192,7 @@ func (c *Client) shutdown() {
 	c.cn = nil
 	c.signal()
 	c.mu.Unlock()
+	c.gets.clear()
 	if cn != nil {
 		cn.nc.Close()
 	}
@@ -599,8 +602,21 @@ func (c *Client) call(op byte, policy retry, put func(e *enc)) (dec, error) {
 // Get is semget/msgget: it looks req.Key up, or creates the object. The
 // id returned is the kernel shmid of the object's segment. Errors are the
 // kernel's errnos for the same call (ENOENT, EEXIST, EINVAL, EACCES,
-// ENOSPC); see SEMANTICS A1, A2, A7.
+// ENOSPC); see SEMANTICS A1, A2, A7. A get the registry has answered twice
+// for an existing object is answered in the process while the object and
+// its permissions stay as they were (getcache.go).
 func (c *Client) Get(req GetRequest) (int, error) {
+	if k, ok := cacheKey(req); ok {
+		if id, hit := c.gets.lookup(c, k); hit {
+			return id, nil
+		}
+		return c.gets.ask(c, k, req)
+	}
+	return c.get(req)
+}
+
+// get is Get through the registry.
+func (c *Client) get(req GetRequest) (int, error) {
 	policy := retrySafe
 	if req.Key == kernel.IPC_PRIVATE || req.Flags&(kernel.IPC_CREAT|kernel.IPC_EXCL) == kernel.IPC_CREAT|kernel.IPC_EXCL {
 		policy = retryNever
