@@ -713,6 +713,7 @@ func (c *Client) Remove(kind shm.Kind, id int) error {
 		e.u32(uint32(kind))
 		e.i32(clampID(id))
 	})
+	c.gets.sweep() // (detach at once what this removal leaves cached)
 	return err
 }
 

@@ -31,8 +31,9 @@ import (
 //
 // Memory: at most getCacheMax entries, each a small struct and an attach
 // of the object's segment. An entry whose object was removed is dropped
-// (and detached, so that the kernel can free the segment) when its key is
-// next looked up, and at every get that asks the registry.
+// (and detached, so that the kernel can free the segment) at every get
+// that asks the registry and every Remove through this client; one
+// removed by another process stays attached until then.
 const getCacheMax = 64
 
 type getKey struct {
