@@ -22,7 +22,45 @@
 // the segment headers, which carry kind, key, creator, permissions and the
 // registry namespace (shm.Namespace of the socket path, so two registries,
 // say two test binaries, never adopt each other's objects). A registry
-// killed with SIGKILL loses nothing.
+// killed with SIGKILL loses nothing, and leaks nothing:
+//
+//   - A creation is shmget, then attach and header, then the table and
+//     the answer. Until the header is written nothing in the segment says
+//     it is usysv's, so the host keeps a journal next to the socket
+//     (<socket>.journal.*, one small file per host, removed when it stops
+//     cleanly) saying which creation it is in the middle of: the size and
+//     time before shmget, the id as soon as shmget returns, "done" once
+//     the object is complete and in the table, before the answer is sent.
+//     The next registry undoes a creation its dead host left unfinished:
+//     it removes the segment, header or not (nobody was told the id; a
+//     client's creating Get saw ErrConnLost or is retried). A finished
+//     creation whose answer was lost is kept, as the kernel keeps an
+//     object whose creator was killed on its way out of semget.
+//   - The journal names the segment by id, and the registry removes it
+//     only if the kernel's own record agrees (IPC_PRIVATE, created by the
+//     journal's host pid and uid, of its size, between the journal's
+//     intent and its last write) and the journal is of this boot and IPC
+//     namespace (a socket directory may outlive both). A host killed
+//     inside shmget, before it could write the id, is the one case where
+//     the segment is found by those facts alone; it is removed only if,
+//     besides, nobody ever attached it (it holds only zeros), exactly one
+//     segment matches, and no process has that pid now. A foreign segment
+//     would be taken for it only if the host process itself made one of
+//     exactly that size through another library in the same instant and
+//     never attached it. Nothing else is ever removed: other programs'
+//     segments, other namespaces' and other users' are left alone, and a
+//     journal is read only if it is a regular file of the registry's own
+//     uid, not writable by others (it is as trusted as the socket
+//     directory, which clients trust already).
+//   - An IPC_RMID whose host was killed after marking the header removed
+//     but before removing the kernel segment is finished by the next
+//     registry's rebuild.
+//
+// A creating Get whose client dies before reading the answer (after the
+// registry has checked that it is still connected) still creates the
+// object, as semget does for a process killed on its way out of the
+// system call: an IPC_PRIVATE object made so belongs to nobody and stays
+// until someone removes it (ipcs lists it).
 //
 // # Finding and starting the registry
 //

@@ -40,6 +40,7 @@ type Server struct {
 	ln     *net.UnixListener
 	lock   *os.File
 	euid   uint32
+	jr     *journal // creations in progress (journal.go); under mu
 
 	mu     sync.RWMutex
 	byID   map[int]*entry
@@ -132,7 +133,9 @@ var errBusy = fmt.Errorf("registry: another registry serves this socket: %w", ke
 // replaces a stale socket file, listens (mode 0666, so that other users
 // reach it; permission decisions are the registry's) and rebuilds the table
 // from the kernel's segment list: every live usysv segment of this socket's
-// namespace. Zero fields of lim take Linux's defaults. Serve starts serving.
+// namespace, after undoing the creations that dead hosts left unfinished
+// (journal.go). Zero fields of lim take Linux's defaults. Serve starts
+// serving.
 func NewServer(socket string, lim Limits) (*Server, error) {
 	path, err := absSocket(socket)
 	if err != nil {
@@ -188,6 +191,11 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 		s.abort()
 		return nil, err
 	}
+	if s.jr, err = newJournal(path); err != nil {
+		s.abort()
+		return nil, err
+	}
+	s.recoverJournals(s.jr.path)
 	if err := s.rebuild(); err != nil {
 		s.abort()
 		return nil, err
@@ -206,6 +214,9 @@ func (s *Server) abort() {
 	for _, e := range s.byID {
 		e.seg.Close()
 	}
+	if s.jr != nil {
+		s.jr.close()
+	}
 	s.lock.Close()
 }
 
@@ -218,7 +229,9 @@ func (s *Server) Namespace() uint64 { return s.ns }
 // rebuild adopts every live segment of the namespace. Segments of other
 // namespaces, foreign segments and segments the registry cannot map are
 // skipped. A segment whose kernel segment was removed behind the registry's
-// back (SHM_DEST) is treated as removed.
+// back (SHM_DEST) is treated as removed; one whose header says removed but
+// whose kernel segment is not (an IPC_RMID whose host was killed between
+// the two) is removed now.
 func (s *Server) rebuild() error {
 	segs, err := kernel.ShmList()
 	if err != nil {
@@ -235,17 +248,24 @@ func (s *Server) rebuild() error {
 			continue
 		}
 		var seg *shm.Segment
+		removed := false
 		err := s.withAccess(ks, func() error {
 			p, st, err := shm.Peek(ks.ID)
-			if err != nil {
+			if err != nil || p.Namespace != s.ns {
 				return err
 			}
-			if p.Namespace != s.ns || st != shm.StateLive {
-				return nil
+			switch st {
+			case shm.StateLive:
+				seg, err = shm.Map(ks.ID, p.Kind, s.ns)
+			case shm.StateRemoved:
+				removed = true
 			}
-			seg, err = shm.Map(ks.ID, p.Kind, s.ns)
 			return err
 		})
+		if err == nil && removed && ks.DS.Perm.Mode&kernel.SHM_DEST == 0 {
+			_ = kernel.ShmctlRemove(ks.ID)
+			continue
+		}
 		if err != nil || seg == nil {
 			continue
 		}
@@ -374,6 +394,7 @@ func (s *Server) Close() error {
 	s.cmu.Unlock()
 	s.ep.Close()
 	kernel.Close(s.evfd)
+	s.jr.close() // no creation is in progress: the connections are done
 	s.mu.Lock()
 	for _, e := range s.byID {
 		// A repair pass still running keeps its segments mapped until done.
@@ -666,19 +687,48 @@ func (s *Server) create(c Creds, r GetRequest) (int, error) {
 			p.Size(), p.Waiters, p.BodySize, kernel.EINVAL)
 	}
 	mode := uint32(r.Flags) & 0o777
-	id, err := shm.Create(p, c.UID, c.GID, mode, time.Now().Unix())
-	if err != nil {
+	// The journal says what is being created until the object is complete
+	// and in the table, so that the next registry can undo a creation
+	// whose host was killed half-way (journal.go).
+	if err := s.jr.intent(p.Size(), time.Now().UnixNano()); err != nil {
 		return -1, err
 	}
+	id, err := shm.CreateWith(p, c.UID, c.GID, mode, time.Now().Unix(), s.jr.made)
+	if err != nil {
+		s.journalDone()
+		return -1, err
+	}
+	crashPoint(stepCreateMade)
 	seg, err := shm.Map(id, r.Kind, s.ns)
 	if err != nil {
 		_ = kernel.ShmctlRemove(id)
+		s.journalDone()
 		return -1, err
 	}
 	seg.SetParam(r.Param)
 	s.setKernelPerm(id, c.UID, c.GID, mode)
-	s.add(&entry{id: id, seg: seg, p: seg.Params(), uid: c.UID, gid: c.GID, mode: mode})
+	e := &entry{id: id, seg: seg, p: seg.Params(), uid: c.UID, gid: c.GID, mode: mode}
+	s.add(e)
+	crashPoint(stepCreateAdded)
+	if err := s.jr.done(); err != nil {
+		// The journal still names the object, and the next registry
+		// would remove it: do it now, before anyone has learnt of it.
+		seg.MarkRemoved()
+		_ = kernel.ShmctlRemove(id)
+		s.forget(e)
+		return -1, err
+	}
+	crashPoint(stepCreateDone)
 	return id, nil
+}
+
+// journalDone records, after a failed creation whose segment is gone, that
+// none is in progress. If it cannot, the journal names a segment that no
+// longer exists, which the next registry finds gone.
+func (s *Server) journalDone() {
+	if err := s.jr.done(); err != nil {
+		log.Print(err)
+	}
 }
 
 // KernelMode is the mode the registry gives an object's kernel segment: a
@@ -798,6 +848,7 @@ func (s *Server) remove(c Creds, kind shm.Kind, id int) error {
 	}
 	e.seg.MarkRemoved()
 	e.seg.WakeAll()
+	crashPoint(stepRemoveMarked)
 	_ = kernel.ShmctlRemove(id)
 	s.forget(e)
 	return nil

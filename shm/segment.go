@@ -3,7 +3,10 @@ package shm
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -362,31 +365,119 @@ func Peek(id int) (Params, State, error) {
 	return s.p, s.State(), nil
 }
 
+// CreateMode is the kernel mode Create gives a new segment; the registry
+// changes it afterwards to the one derived from the object's (see
+// registry).
+const CreateMode = 0o600
+
 // Create makes a new kernel segment for p (IPC_PRIVATE: usysv objects are
 // found by the registry, not by kernel key), formats its header with the
 // given owner, mode and ctime, and returns its id. The kernel segment's own
 // permissions are left to the caller (the registry derives them from the
 // object's; see registry). It is detached again before returning.
 func Create(p Params, uid, gid, mode uint32, ctime int64) (int, error) {
+	return CreateWith(p, uid, gid, mode, ctime, nil)
+}
+
+// CreateWith is Create that calls made (if not nil) with the new segment's
+// id as soon as shmget has returned it, before the segment is attached or
+// formatted: until Format has written the header, nothing in the segment
+// says it is usysv's, and a creator killed meanwhile leaves a segment that
+// only a record kept by made can name (the registry's creation journal).
+// If made fails, the segment is removed and its error returned.
+func CreateWith(p Params, uid, gid, mode uint32, ctime int64, made func(id int) error) (int, error) {
 	if err := p.validate(p.Size()); err != nil {
 		return -1, err
 	}
-	id, err := kernel.Shmget(kernel.IPC_PRIVATE, int(p.Size()), 0o600)
+	id, err := kernel.Shmget(kernel.IPC_PRIVATE, int(p.Size()), CreateMode)
 	if err != nil {
 		return -1, err
 	}
+	crashPoint(stepCreateGot)
+	if made != nil {
+		if err := made(id); err != nil {
+			_ = kernel.ShmctlRemove(id)
+			return -1, err
+		}
+	}
+	crashPoint(stepCreateNoted)
 	mem, err := kernel.Shmat(id, 0)
 	if err != nil {
 		_ = kernel.ShmctlRemove(id)
 		return -1, err
 	}
+	crashPoint(stepCreateAttached)
 	err = Format(mem, p, uid, gid, mode, ctime)
+	crashPoint(stepCreateFormatted)
 	_ = kernel.Shmdt(mem)
 	if err != nil {
 		_ = kernel.ShmctlRemove(id)
 		return -1, err
 	}
 	return id, nil
+}
+
+// KillAtEnv names the test-only crash hook of Create: when the environment
+// variable holds "step" or "step:n", the process SIGKILLs itself the n-th
+// time (default 1) it reaches that step. It is read once, at start-up;
+// unset, each step costs one load and compare. The registry's crash tests
+// use it to kill a registry host inside a creation. Steps, in order:
+//
+//	create-got        shmget returned the id; made not called yet
+//	create-noted      made returned; the segment is not attached yet
+//	create-attached   attached, nothing written (all zeros)
+//	create-formatted  header written, not detached yet
+const KillAtEnv = "USYSV_SHM_KILLAT"
+
+type step uint8
+
+const (
+	stepNone step = iota
+	stepCreateGot
+	stepCreateNoted
+	stepCreateAttached
+	stepCreateFormatted
+)
+
+var stepNames = map[string]step{
+	"create-got": stepCreateGot, "create-noted": stepCreateNoted,
+	"create-attached": stepCreateAttached, "create-formatted": stepCreateFormatted,
+}
+
+var (
+	killAt   step // written once by init, read-only afterwards
+	killLeft atomic.Int64
+)
+
+func init() {
+	v := os.Getenv(KillAtEnv)
+	if v == "" {
+		return
+	}
+	name, count, _ := strings.Cut(v, ":")
+	s, ok := stepNames[name]
+	n := int64(1)
+	if count != "" {
+		var err error
+		if n, err = strconv.ParseInt(count, 10, 64); err != nil || n < 1 {
+			ok = false
+		}
+	}
+	if !ok {
+		fmt.Fprintf(os.Stderr, "shm: ignoring %s=%q: want step[:n], step one of %v\n", KillAtEnv, v, stepNames)
+		return
+	}
+	killAt = s
+	killLeft.Store(n)
+}
+
+// crashPoint is a labelled step of Create (see KillAtEnv).
+func crashPoint(s step) {
+	if killAt == s && killLeft.Add(-1) == 0 {
+		pid, _ := kernel.Self()
+		_ = kernel.Kill(pid, kernel.SIGKILL)
+		select {} // the signal is on its way
+	}
 }
 
 // RetireGrace is how long Retire keeps a retired segment's addresses

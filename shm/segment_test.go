@@ -2,6 +2,7 @@ package shm_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -389,6 +390,44 @@ func TestCreateMapPeek(t *testing.T) {
 	ds, err = kernel.ShmctlStat(id)
 	require.NoError(t, err)
 	assert.Zero(t, ds.Nattch)
+}
+
+// CreateWith hands the id to made as soon as shmget returned it: the
+// segment is not attached yet and has no header (so only what made records
+// can name it); a failing made removes the segment.
+func TestCreateWith(t *testing.T) {
+	p := testParams()
+	var got int
+	id, err := shm.CreateWith(p, 1, 2, 0o640, 0, func(id int) error {
+		got = id
+		testutil.Track(t, "shm", id)
+		ds, err := kernel.ShmctlStat(id)
+		require.NoError(t, err)
+		assert.Zero(t, ds.Atime, "never attached yet")
+		assert.Zero(t, ds.Lpid)
+		assert.Equal(t, uint32(shm.CreateMode), ds.Perm.Mode&0o777)
+		assert.Equal(t, p.Size(), ds.Segsz)
+		_, _, err = shm.Peek(id)
+		assert.ErrorIs(t, err, shm.ErrForeign, "no header yet")
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, got, id)
+	gotP, st, err := shm.Peek(id)
+	require.NoError(t, err)
+	assert.Equal(t, p, gotP)
+	assert.Equal(t, shm.StateLive, st)
+
+	boom := errors.New("journal full")
+	id, err = shm.CreateWith(p, 1, 2, 0o640, 0, func(id int) error {
+		got = id
+		testutil.Track(t, "shm", id)
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	assert.Equal(t, -1, id)
+	_, err = kernel.ShmctlStat(got)
+	assert.Error(t, err, "the segment is removed")
 }
 
 func TestMapRejects(t *testing.T) {

@@ -1,0 +1,80 @@
+package registry
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/usysv/usysv/kernel"
+)
+
+// KillAtEnv names the registry's test-only crash hook: when the environment
+// variable holds "step" or "step:n", the process SIGKILLs itself the n-th
+// time (default 1) it reaches that step while serving. It is read once, at
+// start-up; unset, each step costs one load and compare. Crash tests use
+// it, with shm.KillAtEnv for the steps inside shm.CreateWith, to kill a
+// registry host in the middle of a creation or a removal. Steps:
+//
+//	create-made     the segment is created and formatted (shm.CreateWith
+//	                returned), not yet in the table; the journal says
+//	                "made"
+//	create-added    in the table, kernel permissions set; the journal
+//	                still says "made"
+//	create-done     the journal says the creation is done; the answer is
+//	                not sent yet
+//	remove-marked   IPC_RMID: the header says removed, the kernel segment
+//	                is not removed yet
+const KillAtEnv = "USYSV_REGISTRY_KILLAT"
+
+type step uint8
+
+const (
+	stepNone step = iota
+	stepCreateMade
+	stepCreateAdded
+	stepCreateDone
+	stepRemoveMarked
+)
+
+var stepNames = map[string]step{
+	"create-made": stepCreateMade, "create-added": stepCreateAdded,
+	"create-done": stepCreateDone, "remove-marked": stepRemoveMarked,
+}
+
+var (
+	killAt   step // written once by init, read-only afterwards
+	killLeft atomic.Int64
+)
+
+func init() {
+	v := os.Getenv(KillAtEnv)
+	if v == "" {
+		return
+	}
+	name, count, _ := strings.Cut(v, ":")
+	s, ok := stepNames[name]
+	n := int64(1)
+	if count != "" {
+		var err error
+		if n, err = strconv.ParseInt(count, 10, 64); err != nil || n < 1 {
+			ok = false
+		}
+	}
+	if !ok {
+		fmt.Fprintf(os.Stderr, "registry: ignoring %s=%q: want step[:n], step one of %v\n", KillAtEnv, v, stepNames)
+		return
+	}
+	killAt = s
+	killLeft.Store(n)
+}
+
+// crashPoint is a labelled step (see KillAtEnv).
+func crashPoint(s step) {
+	if killAt == s && killLeft.Add(-1) == 0 {
+		pid, _ := kernel.Self()
+		_ = kernel.Kill(pid, kernel.SIGKILL)
+		select {} // the signal is on its way
+	}
+}

@@ -1,0 +1,379 @@
+package registry
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+// The creation journal.
+//
+// shm.CreateWith makes an object's segment with shmget(IPC_PRIVATE), then
+// attaches it and writes its header. A host killed (SIGKILL) before the
+// header is complete leaves a segment that nothing marks as usysv's: no
+// rebuild would adopt it and nobody would ever remove it. And a host
+// killed after the header but before the object is in its table and
+// answered leaves an object that nobody asked for (IPC_PRIVATE: nobody has
+// its id), or one whose queue size (qbytes) was not set yet.
+//
+// So every host keeps a journal: one small file next to the socket,
+// <socket>.journal.<random>, that says which creation it is in the middle
+// of. Before shmget it writes "creating Z bytes at time T" (intent); as
+// soon as shmget has returned, the id (made); once the object is in the
+// table, with its kernel permissions and parameter set, "done", before the
+// answer goes out. A registry that takes over reads the journals that dead
+// hosts left (recoverJournals, before rebuild) and undoes an unfinished
+// creation: the creation had not happened, as far as anyone could know.
+//
+// Nothing is removed unless the kernel's own record of the segment agrees
+// with the journal: created by the journal's host pid, by the journal
+// owner's uid, IPC_PRIVATE, of the journal's size, not before its time nor
+// after the journal file was last written (with "made", written after
+// shmget returned). A journal written in another boot or another IPC
+// namespace (a socket directory on a disk, or a container restarted with
+// the same volume: ids and pids start over there) is not acted on. With
+// the id recorded (made) that identifies the segment beyond doubt.
+// With only the intent (the host was killed during shmget or just after
+// it, before the id was written), the segment is found by those facts
+// alone, and is removed only if, besides, it was never attached by anyone
+// (shm_atime and shm_lprid 0: it holds nothing but zeros), it still has
+// CreateMode, exactly one segment matches, and no process with the host's
+// pid exists any more (a reused pid could have made one). A segment that
+// would match all that and not be usysv's would have to be made by the
+// host process itself, through some other library, of exactly the same
+// size, in the same instant, and never attached: we accept that.
+//
+// The journal is trusted as the socket directory is: a file is read only
+// if it is a regular file owned by the registry's own uid and not
+// writable by others; another user who can write the directory could
+// replace the socket itself anyway. Journals of other users are left alone
+// (their segments are not ours to remove).
+
+const (
+	journalMagic = 0x6a767375 // "usvj"
+	journalSize  = 72
+
+	jrOffMagic    = 0
+	jrOffState    = 4
+	jrOffPid      = 8
+	jrOffStart    = 16
+	jrOffSegSize  = 24
+	jrOffTime     = 32
+	jrOffID       = 40
+	jrOffBoot     = 48
+	jrOffIPCNS    = 56
+	jrOffChecksum = 64
+
+	jrDone   = 1 // no creation in progress
+	jrIntent = 2 // about to shmget: segsize and time are set
+	jrMade   = 3 // shmget returned: id is set too
+)
+
+// journalRec is one journal record.
+type journalRec struct {
+	state   uint32
+	pid     int
+	start   uint64
+	segSize uint64
+	time    int64 // Unix nanoseconds, read before shmget
+	id      int
+	boot    uint64 // the host's bootID
+	ipcns   uint64 // and ipcNamespace
+}
+
+// intentSlack is how long after the intent was written a host killed
+// inside shmget can have made its segment, for journalMatch: a host delayed
+// longer (stopped, say) leaves its segment to leak rather than let a later
+// one be taken for it.
+const intentSlack = 2 // seconds
+
+// bootID and ipcNamespace identify the boot and the IPC namespace that
+// segment ids and pids in a journal refer to (0 if /proc does not say).
+func bootID() uint64 {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return 0
+	}
+	return xxhash.Sum64(b)
+}
+
+func ipcNamespace() uint64 {
+	l, err := os.Readlink("/proc/self/ns/ipc")
+	if err != nil {
+		return 0
+	}
+	return xxhash.Sum64String(l)
+}
+
+func (r journalRec) encode(b []byte) {
+	le := binary.LittleEndian
+	clear(b[:journalSize])
+	le.PutUint32(b[jrOffMagic:], journalMagic)
+	le.PutUint32(b[jrOffState:], r.state)
+	le.PutUint32(b[jrOffPid:], uint32(r.pid))
+	le.PutUint64(b[jrOffStart:], r.start)
+	le.PutUint64(b[jrOffSegSize:], r.segSize)
+	le.PutUint64(b[jrOffTime:], uint64(r.time))
+	le.PutUint32(b[jrOffID:], uint32(int32(r.id)))
+	le.PutUint64(b[jrOffBoot:], r.boot)
+	le.PutUint64(b[jrOffIPCNS:], r.ipcns)
+	le.PutUint64(b[jrOffChecksum:], xxhash.Sum64(b[:jrOffChecksum]))
+}
+
+func decodeJournal(b []byte) (journalRec, error) {
+	le := binary.LittleEndian
+	if len(b) < journalSize || le.Uint32(b[jrOffMagic:]) != journalMagic ||
+		le.Uint64(b[jrOffChecksum:]) != xxhash.Sum64(b[:jrOffChecksum]) {
+		return journalRec{}, errors.New("not a valid journal record")
+	}
+	r := journalRec{
+		state:   le.Uint32(b[jrOffState:]),
+		pid:     int(le.Uint32(b[jrOffPid:])),
+		start:   le.Uint64(b[jrOffStart:]),
+		segSize: le.Uint64(b[jrOffSegSize:]),
+		time:    int64(le.Uint64(b[jrOffTime:])),
+		id:      int(int32(le.Uint32(b[jrOffID:]))),
+		boot:    le.Uint64(b[jrOffBoot:]),
+		ipcns:   le.Uint64(b[jrOffIPCNS:]),
+	}
+	if r.state < jrDone || r.state > jrMade {
+		return journalRec{}, fmt.Errorf("journal state %d", r.state)
+	}
+	return r, nil
+}
+
+// journal is a host's own journal file. Its methods are called with the
+// server's table lock held for writing (creations are serialised).
+type journal struct {
+	f    *os.File
+	rec  journalRec
+	buf  [journalSize]byte
+	path string
+}
+
+// journalPrefix is the name journals of socket start with.
+func journalPrefix(socket string) string { return filepath.Base(socket) + ".journal." }
+
+// newJournal creates this host's journal file (a fresh name, O_EXCL, mode
+// 0600) and writes "done" into it.
+func newJournal(socket string) (*journal, error) {
+	f, err := os.CreateTemp(filepath.Dir(socket), journalPrefix(socket)+"*")
+	if err != nil {
+		return nil, fmt.Errorf("registry: creation journal: %w", err)
+	}
+	pid, start := kernel.Self()
+	j := &journal{f: f, path: f.Name(), rec: journalRec{state: jrDone, pid: pid, start: start,
+		boot: bootID(), ipcns: ipcNamespace()}}
+	if err := j.write(); err != nil {
+		j.close()
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *journal) write() error {
+	j.rec.encode(j.buf[:])
+	if _, err := j.f.WriteAt(j.buf[:], 0); err != nil {
+		return fmt.Errorf("registry: write the creation journal: %w", err)
+	}
+	return nil
+}
+
+// intent records that a segment of size bytes is about to be created.
+func (j *journal) intent(size uint64, now int64) error {
+	j.rec.state, j.rec.segSize, j.rec.time, j.rec.id = jrIntent, size, now, -1
+	return j.write()
+}
+
+// made records the new segment's id (shm.CreateWith's made).
+func (j *journal) made(id int) error {
+	j.rec.state, j.rec.id = jrMade, id
+	return j.write()
+}
+
+// done records that no creation is in progress.
+func (j *journal) done() error {
+	j.rec.state = jrDone
+	return j.write()
+}
+
+// close closes and removes the journal file; a clean stop leaves none.
+func (j *journal) close() {
+	_ = j.f.Close()
+	_ = os.Remove(j.path)
+}
+
+// recoverJournals finishes what dead hosts of this socket left: for each
+// journal of theirs it can trust (see above), it removes the segment of an
+// unfinished creation, then the journal file. own is this host's journal
+// file, skipped. It runs before rebuild, while no registry serves.
+func (s *Server) recoverJournals(own string) {
+	dir := filepath.Dir(s.socket)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		log.Printf("registry: journals: %v", err)
+		return
+	}
+	prefix := journalPrefix(s.socket)
+	boot, ipcns := bootID(), ipcNamespace()
+	for _, de := range ents {
+		path := filepath.Join(dir, de.Name())
+		if !strings.HasPrefix(de.Name(), prefix) || path == own {
+			continue
+		}
+		rec, mtime, err := readJournal(path, s.euid)
+		switch {
+		case errors.Is(err, errNotOurs):
+			continue // another user's: not ours to judge or remove
+		case err != nil:
+			// Empty (a host killed before its first write), torn or
+			// garbage: nothing to act on.
+			log.Printf("registry: journal %s: %v; removed", path, err)
+			_ = os.Remove(path)
+			continue
+		}
+		if rec.boot != boot {
+			// An earlier boot: its segments went with it.
+			_ = os.Remove(path)
+			continue
+		}
+		if rec.ipcns != ipcns {
+			// Another IPC namespace (a registry of another container on
+			// the same socket directory, say): its ids are not ours.
+			continue
+		}
+		if kernel.ProcessAlive(rec.pid, rec.start) {
+			// Its host lives (a registry that closed cleanly removes
+			// its journal; this one did not): leave it.
+			continue
+		}
+		switch rec.state {
+		case jrMade:
+			s.undoMade(rec, mtime)
+		case jrIntent:
+			segs, err := kernel.ShmList()
+			if err != nil {
+				log.Printf("registry: journal %s: list kernel segments: %v", path, err)
+				continue // try again at the next take-over
+			}
+			s.undoIntent(rec, mtime+intentSlack, segs)
+		}
+		_ = os.Remove(path)
+	}
+}
+
+// errNotOurs: a journal file this registry must not trust.
+var errNotOurs = errors.New("not our journal")
+
+// readJournal reads the record of journal path, and the time it was last
+// written (Unix seconds), if it is a regular file owned by uid and not
+// writable by group or others.
+func readJournal(path string, uid uint32) (journalRec, int64, error) {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return journalRec{}, 0, errNotOurs
+	}
+	owner, mode, err := kernel.StatOwner(path)
+	if err != nil || owner != uid || mode&0o022 != 0 {
+		return journalRec{}, 0, errNotOurs
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return journalRec{}, 0, errNotOurs
+	}
+	defer f.Close()
+	fo, err := f.Stat()
+	if err != nil || !os.SameFile(fi, fo) {
+		return journalRec{}, 0, errNotOurs // replaced meanwhile
+	}
+	var b [journalSize]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil {
+		return journalRec{}, 0, fmt.Errorf("short journal: %w", err)
+	}
+	rec, err := decodeJournal(b[:])
+	return rec, fo.ModTime().Unix(), err
+}
+
+// journalMatch reports whether the kernel's record of a segment agrees
+// with what rec says about the segment its host was creating, made no
+// later than latest (Unix seconds). The kernel stamps shm_ctime from its
+// coarse clock, which may be a tick behind the time.Now read before
+// shmget: hence the second of slack below.
+func journalMatch(rec journalRec, uid uint32, latest int64, ds kernel.ShmidDS) bool {
+	return ds.Perm.Key == kernel.IPC_PRIVATE && ds.Cpid == rec.pid &&
+		ds.Perm.CUID == uid && ds.Segsz == rec.segSize &&
+		ds.Ctime >= rec.time/1e9-1 && ds.Ctime <= latest && ds.Perm.Mode&kernel.SHM_DEST == 0
+}
+
+// undoMade removes the segment of a creation that got as far as its id;
+// the journal was last written at mtime, after shmget.
+func (s *Server) undoMade(rec journalRec, mtime int64) {
+	ds, err := kernel.ShmctlStat(rec.id)
+	if err != nil {
+		return // gone already
+	}
+	if !journalMatch(rec, s.euid, mtime, ds) {
+		log.Printf("registry: segment %d, named by a creation journal, is not what the journal says; left alone", rec.id)
+		return
+	}
+	// No one was told its id, but one may have attached it by id (it shows
+	// in ipcs): if it has a header, say it is removed.
+	_ = s.withAccess(kernel.ShmSegment{ID: rec.id, DS: ds}, func() error {
+		p, st, err := shm.Peek(rec.id)
+		if err != nil || p.Namespace != s.ns || st != shm.StateLive {
+			return err
+		}
+		seg, err := shm.Map(rec.id, p.Kind, s.ns)
+		if err != nil {
+			return err
+		}
+		if seg.MarkRemoved() {
+			seg.WakeAll()
+		}
+		return seg.Close()
+	})
+	if err := kernel.ShmctlRemove(rec.id); err != nil {
+		log.Printf("registry: remove segment %d of an unfinished creation: %v", rec.id, err)
+	}
+}
+
+// undoIntent removes the segment of a creation whose host died before it
+// could write the id down, if it can be told apart beyond reasonable doubt
+// (intentOrphan); otherwise it leaves everything as it is.
+func (s *Server) undoIntent(rec journalRec, latest int64, segs []kernel.ShmSegment) {
+	if kernel.ProcessAlive(rec.pid, 0) {
+		return // the pid is someone else's now: its segments could match
+	}
+	id, ok := intentOrphan(rec, s.euid, latest, segs)
+	if !ok {
+		return
+	}
+	if err := kernel.ShmctlRemove(id); err != nil {
+		log.Printf("registry: remove segment %d of an unfinished creation: %v", id, err)
+	}
+}
+
+// intentOrphan picks, from the kernel's segment list, the segment that the
+// creation recorded by rec (intent only) made, if exactly one can be it:
+// one that journalMatch accepts, that nobody ever attached (so it holds
+// only zeros), and that still has the mode shm.CreateWith gave it.
+func intentOrphan(rec journalRec, uid uint32, latest int64, segs []kernel.ShmSegment) (int, bool) {
+	id, n := -1, 0
+	for _, sg := range segs {
+		ds := sg.DS
+		if journalMatch(rec, uid, latest, ds) && ds.Nattch == 0 && ds.Atime == 0 && ds.Lpid == 0 &&
+			ds.Perm.UID == uid && ds.Perm.Mode&0o777 == shm.CreateMode {
+			id, n = sg.ID, n+1
+		}
+	}
+	return id, n == 1
+}

@@ -1,0 +1,464 @@
+package registry
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+func init() {
+	// shmget SIZE: create a plain IPC_PRIVATE kernel segment of SIZE bytes
+	// (mode 0600, never attached, as shm.CreateWith makes one), print its
+	// id and exit: a foreign segment whose creator is dead.
+	testutil.RegisterHelper("shmget", func(args []string) int {
+		size, _ := strconv.Atoi(args[0])
+		id, err := kernel.Shmget(kernel.IPC_PRIVATE, size, 0o600)
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		fmt.Println(id)
+		return 0
+	})
+	// serve-foreign SOCKET SIZE WAIT: "serve", in a process that first makes
+	// a plain segment of SIZE bytes of its own (printed: "foreign ID") and,
+	// if WAIT is "wait", waits until the segment is too old to be taken for
+	// one the registry makes (journalMatch: the kernel's ctime is in whole
+	// seconds, with a second of slack).
+	testutil.RegisterHelper("serve-foreign", func(args []string) int {
+		size, _ := strconv.Atoi(args[1])
+		id, err := kernel.Shmget(kernel.IPC_PRIVATE, size, 0o600)
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		fmt.Println("foreign", id)
+		ds, err := kernel.ShmctlStat(id)
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		for args[2] == "wait" && time.Now().Unix() < ds.Ctime+2 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		s, err := NewServer(args[0], Limits{})
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		go func() { _ = s.Serve() }()
+		fmt.Println("serving")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		_ = s.Close()
+		return 0
+	})
+}
+
+// createdBy lists the kernel segments that process pid created at or after
+// since (whole seconds, as the kernel keeps ctime, from a clock that may
+// be a tick behind: a second of slack), SHM_DEST ones left out.
+func createdBy(t testing.TB, pid int, since time.Time) []kernel.ShmSegment {
+	t.Helper()
+	segs, err := kernel.ShmList()
+	require.NoError(t, err)
+	var out []kernel.ShmSegment
+	for _, s := range segs {
+		if s.DS.Cpid == pid && s.DS.Ctime >= since.Unix()-1 && s.DS.Perm.Mode&kernel.SHM_DEST == 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// removeCreatedBy removes, when the test ends, every segment that the
+// test's helper pid created since the test began (the helper is dead by
+// then; the start time guards against a reused pid).
+func removeCreatedBy(t testing.TB, pid int, since time.Time) {
+	t.Cleanup(func() {
+		for _, s := range createdBy(t, pid, since) {
+			_ = kernel.ShmctlRemove(s.ID)
+		}
+	})
+}
+
+// killedHost starts a registry host on a fresh socket with the crash hook
+// env=step, sends it one creating Get (req), which kills it, and returns
+// the socket, the host's pid and what the host had created.
+func killedHost(t *testing.T, env, step string, req GetRequest) (sock string, pid int, segs []kernel.ShmSegment) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "reg.sock")
+	since := time.Now()
+	p := testutil.Start(t, "serve", []string{sock}, testutil.Env(env+"="+step))
+	p.Expect("serving", 10*time.Second)
+	removeCreatedBy(t, p.Pid(), since)
+	c, err := Dial(sock)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Get(req)
+	require.ErrorIs(t, err, ErrConnLost, "the host dies inside the creation")
+	require.Equal(t, -1, p.Wait(10*time.Second), "killed by its crash hook")
+	return sock, p.Pid(), createdBy(t, p.Pid(), since)
+}
+
+// A registry host killed at any point of a creation leaves no segment
+// behind once the next registry has taken over: before the journal says
+// the creation is done, the next registry removes what it made, header or
+// not; after, the object is kept (as the kernel keeps an object whose
+// creator was killed on its way out of semget). TestForeignSegmentsSurvive
+// checks that nothing else is removed.
+func TestHostKilledInCreate(t *testing.T) {
+	for _, tc := range []struct {
+		env, step string
+		kept      bool
+	}{
+		{shm.KillAtEnv, "create-got", false},
+		{shm.KillAtEnv, "create-noted", false},
+		{shm.KillAtEnv, "create-attached", false},
+		{shm.KillAtEnv, "create-formatted", false},
+		{KillAtEnv, "create-made", false},
+		{KillAtEnv, "create-added", false},
+		{KillAtEnv, "create-done", true},
+	} {
+		for _, private := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/private=%v", tc.step, private), func(t *testing.T) {
+				key := kernel.IPC_PRIVATE
+				if !private {
+					key = testutil.Key(t)
+				}
+				sock, pid, segs := killedHost(t, tc.env, tc.step, msgReq(key, creat|excl|0o600))
+				require.Len(t, segs, 1, "the killed host left its segment")
+
+				s, err := NewServer(sock, Limits{}) // the take-over
+				require.NoError(t, err)
+				defer s.Close()
+				left := createdBy(t, pid, time.Unix(segs[0].DS.Ctime, 0))
+				if !tc.kept {
+					assert.Empty(t, left, "the next registry removed the unfinished creation's segment")
+					assert.Empty(t, s.byID)
+					return
+				}
+				require.Len(t, left, 1)
+				e := s.byID[left[0].ID]
+				require.NotNil(t, e, "a finished creation is adopted")
+				if !private {
+					assert.Equal(t, e, s.byKey[tableKey{shm.KindMsg, int32(key)}])
+				}
+				assert.Equal(t, KernelMode(0o600), left[0].DS.Perm.Mode&0o777)
+				assert.Equal(t, uint64(kernel.MSGMNB), e.seg.Param())
+			})
+		}
+	}
+}
+
+// msgSize is the size of the segment msgReq makes.
+var msgSize = int(msgReq(0, 0).Layout.Size())
+
+// foreignSegments makes plain kernel segments and usysv segments of
+// another namespace that look as much as possible like a registry's
+// unfinished creation, and returns their ids; they are removed when the
+// test ends.
+func foreignSegments(t *testing.T) []int {
+	t.Helper()
+	var ids []int
+	add := func(id int, err error) int {
+		t.Helper()
+		require.NoError(t, err)
+		testutil.Track(t, "shm", id)
+		ids = append(ids, id)
+		return id
+	}
+	// Never attached, of a usysv size, made by this process (alive).
+	add(kernel.Shmget(kernel.IPC_PRIVATE, msgSize, 0o600))
+	// The same, made by a process that has exited.
+	p := testutil.Start(t, "shmget", []string{strconv.Itoa(msgSize)})
+	id, err := strconv.Atoi(p.Line(10 * time.Second))
+	require.Equal(t, 0, p.Wait(10*time.Second))
+	add(id, err)
+	// Keyed.
+	add(kernel.Shmget(testutil.Key(t), msgSize, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600))
+	// Written to.
+	id = add(kernel.Shmget(kernel.IPC_PRIVATE, msgSize, 0o600))
+	mem, err := kernel.Shmat(id, 0)
+	require.NoError(t, err)
+	copy(mem, "not usysv's")
+	require.NoError(t, kernel.Shmdt(mem))
+	// usysv segments of another namespace: live, and removed in the header
+	// only (that namespace's registry finishes the removal, not ours).
+	other := msgReq(0, 0).Layout
+	other.Kind, other.Namespace = shm.KindMsg, 0x5eed
+	add(shm.Create(other, 0, 0, 0o600, 0))
+	id = add(shm.Create(other, 0, 0, 0o600, 0))
+	seg, err := shm.Map(id, shm.KindMsg, other.Namespace)
+	require.NoError(t, err)
+	require.True(t, seg.MarkRemoved())
+	require.NoError(t, seg.Close())
+	return ids
+}
+
+func requireAlive(t *testing.T, ids []int) {
+	t.Helper()
+	for _, id := range ids {
+		ds, err := kernel.ShmctlStat(id)
+		require.NoError(t, err, "segment %d survives", id)
+		require.Zero(t, ds.Perm.Mode&kernel.SHM_DEST, "segment %d is not removed", id)
+	}
+}
+
+// The registry never removes a segment that is not its own: foreign
+// segments made to look like an unfinished creation survive a take-over
+// after a host was killed in a creation, whether the journal names the
+// segment (create-noted, create-attached) or only the intent (create-got),
+// and one made by the killed host itself, of the same size, never attached
+// (serve-foreign), survives too: with create-got only its age tells it
+// apart (had it been made in the same second as the orphan, neither would
+// be removed: TestIntentOrphan). The host's own unfinished segment is
+// removed.
+func TestForeignSegmentsSurvive(t *testing.T) {
+	foreign := foreignSegments(t)
+	for _, step := range []string{"create-got", "create-noted", "create-attached"} {
+		t.Run(step, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "reg.sock")
+			since := time.Now()
+			wait := "no"
+			if step == "create-got" {
+				wait = "wait"
+			}
+			p := testutil.Start(t, "serve-foreign", []string{sock, strconv.Itoa(msgSize), wait},
+				testutil.Env(shm.KillAtEnv+"="+step))
+			removeCreatedBy(t, p.Pid(), since)
+			var own int
+			_, err := fmt.Sscanf(p.Line(10*time.Second), "foreign %d", &own)
+			require.NoError(t, err)
+			p.Expect("serving", 10*time.Second)
+			c, err := Dial(sock)
+			require.NoError(t, err)
+			defer c.Close()
+			_, err = c.Get(msgReq(kernel.IPC_PRIVATE, 0o600))
+			require.ErrorIs(t, err, ErrConnLost)
+			require.Equal(t, -1, p.Wait(10*time.Second))
+			require.Len(t, createdBy(t, p.Pid(), since), 2, "the host's own plain segment and its orphan")
+
+			s, err := NewServer(sock, Limits{})
+			require.NoError(t, err)
+			defer s.Close()
+			requireAlive(t, append(foreign, own))
+			left := createdBy(t, p.Pid(), since)
+			require.Len(t, left, 1, "the orphan was removed")
+			assert.Equal(t, own, left[0].ID)
+		})
+	}
+	// A take-over with no creation in progress removes nothing either.
+	s, err := NewServer(filepath.Join(t.TempDir(), "reg.sock"), Limits{})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	requireAlive(t, foreign)
+}
+
+// An IPC_RMID whose host was killed after marking the header removed but
+// before removing the kernel segment is finished by the next registry.
+func TestHostKilledInRemove(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	since := time.Now()
+	p := testutil.Start(t, "serve", []string{sock}, testutil.Env(KillAtEnv+"=remove-marked"))
+	p.Expect("serving", 10*time.Second)
+	removeCreatedBy(t, p.Pid(), since)
+	c, err := Dial(sock)
+	require.NoError(t, err)
+	defer c.Close()
+	id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o600))
+	require.NoError(t, err)
+	require.Error(t, c.Remove(shm.KindMsg, id), "the host dies inside the removal")
+	require.Equal(t, -1, p.Wait(10*time.Second))
+	_, st, err := shm.Peek(id)
+	require.NoError(t, err)
+	require.Equal(t, shm.StateRemoved, st, "killed between the header and the kernel segment")
+
+	s, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	go func() { _ = s.Serve() }()
+	defer s.Close()
+	_, err = kernel.ShmctlStat(id)
+	require.Error(t, err, "the kernel segment is removed")
+	require.ErrorIs(t, c.Remove(shm.KindMsg, id), kernel.EINVAL, "the object is gone")
+}
+
+// intentOrphan takes a segment only when exactly one can be the one the
+// intent was about, and it was never attached.
+func TestIntentOrphan(t *testing.T) {
+	const uid = 1000
+	rec := journalRec{state: jrIntent, pid: 4242, segSize: 8192, time: 1_700_000_000_500_000_000}
+	orphan := kernel.ShmSegment{ID: 7, DS: kernel.ShmidDS{
+		Perm:  kernel.IpcPerm{UID: uid, GID: 5, CUID: uid, CGID: 5, Mode: shm.CreateMode},
+		Segsz: 8192, Ctime: 1_700_000_000, Cpid: 4242,
+	}}
+	const latest = 1_700_000_002
+	id, ok := intentOrphan(rec, uid, latest, []kernel.ShmSegment{orphan})
+	require.True(t, ok)
+	assert.Equal(t, 7, id)
+	behind := orphan
+	behind.DS.Ctime-- // the kernel's coarse clock a tick behind time.Now
+	_, ok = intentOrphan(rec, uid, latest, []kernel.ShmSegment{behind})
+	assert.True(t, ok, "a second of slack")
+
+	for name, change := range map[string]func(ds *kernel.ShmidDS){
+		"keyed":             func(ds *kernel.ShmidDS) { ds.Perm.Key = 99 },
+		"other creator":     func(ds *kernel.ShmidDS) { ds.Cpid = 4243 },
+		"other user":        func(ds *kernel.ShmidDS) { ds.Perm.CUID, ds.Perm.UID = uid+1, uid+1 },
+		"owner changed":     func(ds *kernel.ShmidDS) { ds.Perm.UID = uid + 1 },
+		"other size":        func(ds *kernel.ShmidDS) { ds.Segsz = 8200 },
+		"older":             func(ds *kernel.ShmidDS) { ds.Ctime = 1_699_999_998 },
+		"later":             func(ds *kernel.ShmidDS) { ds.Ctime = latest + 1 },
+		"attached":          func(ds *kernel.ShmidDS) { ds.Nattch = 1 },
+		"attached once":     func(ds *kernel.ShmidDS) { ds.Atime = 1_700_000_001 },
+		"detached once":     func(ds *kernel.ShmidDS) { ds.Lpid = 99 },
+		"mode changed":      func(ds *kernel.ShmidDS) { ds.Perm.Mode = 0o644 },
+		"removed":           func(ds *kernel.ShmidDS) { ds.Perm.Mode |= kernel.SHM_DEST },
+		"created same time": nil,
+	} {
+		other := orphan
+		other.ID = 8
+		segs := []kernel.ShmSegment{other}
+		if change != nil {
+			change(&other.DS)
+			segs = []kernel.ShmSegment{other}
+		} else {
+			segs = []kernel.ShmSegment{orphan, other} // two candidates
+		}
+		_, ok := intentOrphan(rec, uid, latest, segs)
+		assert.False(t, ok, name)
+	}
+}
+
+func TestJournalRecord(t *testing.T) {
+	r := journalRec{state: jrMade, pid: 12345, start: 987654321, segSize: 3196096, time: -5, id: 1 << 30,
+		boot: bootID(), ipcns: ipcNamespace()}
+	var b [journalSize]byte
+	r.encode(b[:])
+	got, err := decodeJournal(b[:])
+	require.NoError(t, err)
+	assert.Equal(t, r, got)
+	for i := range b {
+		c := b
+		c[i] ^= 1
+		_, err := decodeJournal(c[:])
+		assert.Error(t, err, "byte %d flipped", i)
+	}
+	_, err = decodeJournal(b[:journalSize-1])
+	assert.Error(t, err)
+}
+
+// A registry reads only journals it can trust, of dead hosts: another
+// user's journal, a symlink, and the journal of a live process are left
+// alone (and not removed); an unreadable one of its own is removed.
+func TestJournalTrust(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "reg.sock")
+	pre := filepath.Join(dir, journalPrefix(sock))
+	pid, start := kernel.Self()
+	write := func(name string, r journalRec) string {
+		r.boot, r.ipcns = bootID(), ipcNamespace()
+		var b [journalSize]byte
+		r.encode(b[:])
+		require.NoError(t, os.WriteFile(pre+name, b[:], 0o600))
+		return pre + name
+	}
+	live := write("live", journalRec{state: jrIntent, pid: pid, start: start, segSize: 4096})
+	garbage := pre + "garbage"
+	require.NoError(t, os.WriteFile(garbage, []byte("torn"), 0o600))
+	empty := pre + "empty"
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	writable := write("writable", journalRec{state: jrDone, pid: 1 << 22})
+	require.NoError(t, os.Chmod(writable, 0o666))
+	link := pre + "link"
+	require.NoError(t, os.Symlink(garbage, link))
+	var theirs string
+	if kernel.Geteuid() == 0 {
+		theirs = write("theirs", journalRec{state: jrDone, pid: 1 << 22})
+		require.NoError(t, os.Chown(theirs, testutil.Nobody, testutil.Nobody))
+	}
+
+	s, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	_, err = os.Stat(s.jr.path)
+	require.NoError(t, err, "the host's own journal")
+	for _, f := range []string{live, writable, link, theirs} {
+		if f != "" {
+			_, err := os.Lstat(f)
+			assert.NoError(t, err, "%s left alone", filepath.Base(f))
+		}
+	}
+	for _, f := range []string{garbage, empty} {
+		_, err := os.Lstat(f)
+		assert.ErrorIs(t, err, os.ErrNotExist, "%s removed", filepath.Base(f))
+	}
+	require.NoError(t, s.Close())
+	_, err = os.Stat(s.jr.path)
+	assert.ErrorIs(t, err, os.ErrNotExist, "a clean stop leaves no journal")
+}
+
+// A journal acts only on a segment made in its own boot and IPC namespace,
+// between its intent and its last write: a segment of a later process (a
+// socket directory that outlived a reboot or a container, where ids and
+// pids start over) that happens to have the id, creator pid, uid and size
+// the journal names is left alone. The last case is the control: with a
+// fitting time, the same segment would be taken for the orphan.
+func TestJournalBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		change      func(r *journalRec, mtime *time.Time)
+		removed     bool // the segment
+		journalLeft bool
+	}{
+		{"written before the segment was made", func(r *journalRec, mtime *time.Time) {
+			r.time -= int64(time.Hour)
+			*mtime = mtime.Add(-50 * time.Minute)
+		}, false, false},
+		{"another boot", func(r *journalRec, _ *time.Time) { r.boot++ }, false, false},
+		{"another IPC namespace", func(r *journalRec, _ *time.Time) { r.ipcns++ }, false, true},
+		{"control", func(*journalRec, *time.Time) {}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testutil.Start(t, "shmget", []string{strconv.Itoa(msgSize)})
+			id, err := strconv.Atoi(p.Line(10 * time.Second))
+			require.NoError(t, err)
+			testutil.Track(t, "shm", id)
+			require.Equal(t, 0, p.Wait(10*time.Second))
+			ds, err := kernel.ShmctlStat(id)
+			require.NoError(t, err)
+
+			dir := t.TempDir()
+			sock := filepath.Join(dir, "reg.sock")
+			rec := journalRec{state: jrMade, pid: p.Pid(), start: 1, segSize: uint64(msgSize),
+				time: ds.Ctime * int64(time.Second), id: id, boot: bootID(), ipcns: ipcNamespace()}
+			mtime := time.Unix(ds.Ctime, 0)
+			tc.change(&rec, &mtime)
+			var b [journalSize]byte
+			rec.encode(b[:])
+			path := filepath.Join(dir, journalPrefix(sock)+"test")
+			require.NoError(t, os.WriteFile(path, b[:], 0o600))
+			require.NoError(t, os.Chtimes(path, mtime, mtime))
+
+			s, err := NewServer(sock, Limits{})
+			require.NoError(t, err)
+			require.NoError(t, s.Close())
+			_, err = kernel.ShmctlStat(id)
+			if tc.removed {
+				assert.Error(t, err, "the segment is taken for the orphan")
+			} else {
+				assert.NoError(t, err, "the segment survives")
+			}
+			_, err = os.Stat(path)
+			assert.Equal(t, tc.journalLeft, err == nil, "journal left: %v", err)
+		})
+	}
+}
