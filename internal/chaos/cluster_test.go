@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/registry"
 	"github.com/usysv/usysv/shm"
 )
@@ -24,10 +25,11 @@ import (
 type cluster struct {
 	t testing.TB
 	starter
-	sock string
-	ns   uint64
-	host *proc // the registry host it started with (embedded: also the ctl)
-	ctl  *proc // a client answering ctl commands
+	sock  string
+	ns    uint64
+	host  *proc // the registry host it started with (embedded: also the ctl)
+	since time.Time
+	ctl   *proc // a client answering ctl commands
 
 	mu   sync.Mutex
 	objs map[obj]bool
@@ -62,7 +64,7 @@ func newClusterEnv(t testing.TB, mode string, hostEnv ...string) *cluster {
 	require.NoError(t, os.Chmod(dir, 0o755))
 	sock := filepath.Join(dir, "reg.sock")
 	c := &cluster{t: t, starter: starter{t: t, env: []string{"USYSV_SOCKET=" + sock}}, sock: sock,
-		ns: shm.Namespace(sock), objs: map[obj]bool{}, segs: map[obj]*shm.Segment{}}
+		ns: shm.Namespace(sock), objs: map[obj]bool{}, segs: map[obj]*shm.Segment{}, since: time.Now()}
 	t.Cleanup(c.cleanup)
 	c.host = c.start("chaos-host", []string{mode}, nil, hostEnv...)
 	if l, err := c.host.next(20 * time.Second); err != nil || l != "ready" {
@@ -188,7 +190,46 @@ func (c *cluster) cleanup() {
 	if leaks := testutil.Leaks(c.ns); len(leaks) > 0 {
 		c.t.Errorf("chaos: objects left in the cluster's namespace (removed now):\n  %s", strings.Join(leaks, "\n  "))
 	}
+	if orphans := c.orphans(); len(orphans) > 0 {
+		c.t.Errorf("chaos: segments without a usysv header left by the cluster's processes (removed now):\n  %s", strings.Join(orphans, "\n  "))
+	}
 	_ = os.RemoveAll(filepath.Dir(c.sock))
+}
+
+// orphans lists, and removes, the kernel segments that the cluster's
+// processes (all dead by now) made and that are not live usysv objects of
+// its namespace: what a registry host killed in the middle of a creation
+// or a removal would leak if the next registry did not finish or undo it. It first takes the
+// registry over once more, as the next client would, in case the last host
+// was killed inside a creation.
+func (c *cluster) orphans() []string {
+	if s, err := registry.NewServer(c.sock, registry.Limits{}); err == nil {
+		_ = s.Close()
+	}
+	pids := map[int]bool{}
+	c.starter.mu.Lock()
+	for _, p := range c.starter.pids {
+		pids[p] = true
+	}
+	c.starter.mu.Unlock()
+	segs, err := kernel.ShmList()
+	if err != nil {
+		return []string{fmt.Sprintf("list kernel segments: %v", err)}
+	}
+	var out []string
+	for _, sg := range segs {
+		// The creation time excludes segments of a later process that
+		// reused one of the pids.
+		if !pids[sg.DS.Cpid] || sg.DS.Ctime < c.since.Unix() || sg.DS.Perm.Mode&kernel.SHM_DEST != 0 {
+			continue
+		}
+		if p, st, err := shm.Peek(sg.ID); err == nil && p.Namespace == c.ns && st == shm.StateLive {
+			continue // a usysv object of the cluster: testutil.Leaks' business
+		}
+		out = append(out, fmt.Sprintf("segment %d, %d bytes, made by pid %d, %d attaches", sg.ID, sg.DS.Segsz, sg.DS.Cpid, sg.DS.Nattch))
+		_ = kernel.ShmctlRemove(sg.ID)
+	}
+	return out
 }
 
 // serverPid asks a client which process serves the registry now.

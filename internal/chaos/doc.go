@@ -18,7 +18,10 @@
 // only starts, stops, kills and inspects them — it maps the objects'
 // segments to see who holds the lock and the waiter slots — and is no
 // client of the registries it tests. Objects are removed and the namespace
-// checked for leftovers at the end of each test.
+// checked for leftovers at the end of each test, and so is the kernel's
+// segment list for segments made by the test's processes that are not live
+// objects of the namespace (a registry host killed inside a creation or a
+// removal must not leak its segment: FINDINGS.md F6).
 //
 // The message-queue workers record what they did in a ledger (ledger_test.go):
 // a plain SysV shared-memory segment where a producer stores, right after

@@ -48,6 +48,9 @@ type proc struct {
 type starter struct {
 	t   testing.TB
 	env []string
+
+	mu   sync.Mutex
+	pids []int // of every process started
 }
 
 // start runs helper name with args. With onLine non-nil every stdout line
@@ -78,6 +81,9 @@ func (st *starter) try(name string, args []string, onLine func(p *proc, l line),
 		return nil, err
 	}
 	p := &proc{name: name, cmd: cmd, pid: cmd.Process.Pid, in: in, done: make(chan struct{})}
+	st.mu.Lock()
+	st.pids = append(st.pids, p.pid)
+	st.mu.Unlock()
 	if onLine == nil {
 		p.lines = make(chan line, 1<<14)
 	}
