@@ -403,12 +403,19 @@ func (q *Queue) ringTakeMany(ms []Msg, noerror bool) int {
 	rc := v.rc
 	for try := 0; try < ringTries; try++ {
 		h := rc.head.Load()
-		t := rc.tail.Load()
-		if (h|t)&ringClosed != 0 {
+		if h&ringClosed != 0 {
 			return 0
 		}
 		hp := rpos(h)
-		avail := (rpos(t) - hp) & posMask
+		// Committed up to the pub hint, if it is ahead; else the tail.
+		avail := (uint32(rc.pub.Load()) - hp) & posMask
+		if avail == 0 || avail > v.nslots {
+			t := rc.tail.Load()
+			if t&ringClosed != 0 {
+				return 0
+			}
+			avail = (rpos(t) - hp) & posMask
+		}
 		if avail > v.nslots {
 			return 0
 		}

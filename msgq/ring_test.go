@@ -715,8 +715,33 @@ func TestRingPubHint(t *testing.T) {
 		assert.ErrorIs(t, err, ErrEmpty, "hint %#x", hint)
 	}
 
+	// Batches: a hint behind the head or ahead of the tail takes what is
+	// there, in order, and nothing else.
+	for _, hint := range []uint64{0, uint64(rpos(rc.head.Load()) + 2), uint64(rpos(rc.head.Load()) + 9)} {
+		for i := 0; i < 5; i++ {
+			require.NoError(t, q.Send(ctx, 1, []byte(fmt.Sprintf("b%d", i))))
+		}
+		rc.pub.Store(hint)
+		msgs := make([]Msg, 8)
+		for i := range msgs {
+			msgs[i].Data = make([]byte, 16)
+		}
+		got := 0
+		for got < 5 {
+			n, err := q.RecvBatch(ctx, msgs[got:], 0, IPC_NOWAIT)
+			require.NoError(t, err, "hint %#x", hint)
+			got += n
+		}
+		for i := 0; i < 5; i++ {
+			assert.Equal(t, fmt.Sprintf("b%d", i), string(msgs[i].Data[:msgs[i].N]), "hint %#x", hint)
+		}
+		_, err := q.RecvBatch(ctx, msgs, 0, IPC_NOWAIT)
+		assert.ErrorIs(t, err, ErrEmpty, "hint %#x", hint)
+	}
+
 	// A spin on a hint with bit 63 set (garbage) waits as any other,
 	// and ends when the ring closes.
+	rc.pub.Store(^uint64(0))
 	var st spinner
 	defer st.finish(q)
 	require.True(t, q.ringSpin(&st, &rc.pub), "the first call only takes the value")
