@@ -1,13 +1,9 @@
 package msgq
 
 import (
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"sync/atomic"
 
-	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/internal/killat"
 )
 
 // KillAtEnv names the test-only crash hook: when the environment variable
@@ -90,38 +86,14 @@ var (
 )
 
 func init() {
-	v := os.Getenv(KillAtEnv)
-	if v == "" {
-		return
-	}
-	name, count, _ := strings.Cut(v, ":")
-	s, ok := stepNames[name]
-	n := int64(1)
-	if count != "" {
-		var err error
-		if n, err = strconv.ParseInt(count, 10, 64); err != nil || n < 1 {
-			ok = false
-		}
-	}
-	if !ok {
-		fmt.Fprintf(os.Stderr, "msgq: ignoring %s=%q: want step[:n], step one of %v\n", KillAtEnv, v, stepNames)
-		return
-	}
-	killAt = s
+	var n int64
+	killAt, n = killat.Parse("msgq", KillAtEnv, stepNames)
 	killLeft.Store(n)
 }
 
 // crashPoint is a labelled step of Send or Recv (see KillAtEnv).
 func crashPoint(s step) {
 	if killAt == s {
-		crashHit()
-	}
-}
-
-func crashHit() {
-	if killLeft.Add(-1) == 0 {
-		pid, _ := kernel.Self()
-		_ = kernel.Kill(pid, kernel.SIGKILL)
-		select {} // the signal is on its way
+		killat.Hit(&killLeft)
 	}
 }

@@ -1,13 +1,9 @@
 package registry
 
 import (
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"sync/atomic"
 
-	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/internal/killat"
 )
 
 // KillAtEnv names the registry's test-only crash hook: when the environment
@@ -49,32 +45,14 @@ var (
 )
 
 func init() {
-	v := os.Getenv(KillAtEnv)
-	if v == "" {
-		return
-	}
-	name, count, _ := strings.Cut(v, ":")
-	s, ok := stepNames[name]
-	n := int64(1)
-	if count != "" {
-		var err error
-		if n, err = strconv.ParseInt(count, 10, 64); err != nil || n < 1 {
-			ok = false
-		}
-	}
-	if !ok {
-		fmt.Fprintf(os.Stderr, "registry: ignoring %s=%q: want step[:n], step one of %v\n", KillAtEnv, v, stepNames)
-		return
-	}
-	killAt = s
+	var n int64
+	killAt, n = killat.Parse("registry", KillAtEnv, stepNames)
 	killLeft.Store(n)
 }
 
 // crashPoint is a labelled step (see KillAtEnv).
 func crashPoint(s step) {
-	if killAt == s && killLeft.Add(-1) == 0 {
-		pid, _ := kernel.Self()
-		_ = kernel.Kill(pid, kernel.SIGKILL)
-		select {} // the signal is on its way
+	if killAt == s {
+		killat.Hit(&killLeft)
 	}
 }

@@ -3,14 +3,12 @@ package shm
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/usysv/usysv/internal/killat"
 	"github.com/usysv/usysv/kernel"
 )
 
@@ -450,33 +448,15 @@ var (
 )
 
 func init() {
-	v := os.Getenv(KillAtEnv)
-	if v == "" {
-		return
-	}
-	name, count, _ := strings.Cut(v, ":")
-	s, ok := stepNames[name]
-	n := int64(1)
-	if count != "" {
-		var err error
-		if n, err = strconv.ParseInt(count, 10, 64); err != nil || n < 1 {
-			ok = false
-		}
-	}
-	if !ok {
-		fmt.Fprintf(os.Stderr, "shm: ignoring %s=%q: want step[:n], step one of %v\n", KillAtEnv, v, stepNames)
-		return
-	}
-	killAt = s
+	var n int64
+	killAt, n = killat.Parse("shm", KillAtEnv, stepNames)
 	killLeft.Store(n)
 }
 
 // crashPoint is a labelled step of Create (see KillAtEnv).
 func crashPoint(s step) {
-	if killAt == s && killLeft.Add(-1) == 0 {
-		pid, _ := kernel.Self()
-		_ = kernel.Kill(pid, kernel.SIGKILL)
-		select {} // the signal is on its way
+	if killAt == s {
+		killat.Hit(&killLeft)
 	}
 }
 

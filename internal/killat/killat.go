@@ -1,0 +1,57 @@
+// Package killat is the test-only crash hook that msgq, shm and registry
+// share: an environment variable holding "step" or "step:n" makes the
+// process SIGKILL itself the n-th time (default 1) it reaches that labelled
+// step. Each package names its own variable and steps and keeps the check
+// inline (one load and compare per step when the variable is unset); this
+// package parses the variable and does the killing.
+package killat
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/usysv/usysv/kernel"
+)
+
+// Parse reads env once: the step it names (zero if unset or invalid,
+// with a warning on stderr naming pkg) and the count n.
+func Parse[S comparable](pkg, env string, steps map[string]S) (S, int64) {
+	var none S
+	v := os.Getenv(env)
+	if v == "" {
+		return none, 0
+	}
+	name, count, _ := strings.Cut(v, ":")
+	s, ok := steps[name]
+	n := int64(1)
+	if count != "" {
+		var err error
+		if n, err = strconv.ParseInt(count, 10, 64); err != nil || n < 1 {
+			ok = false
+		}
+	}
+	if !ok {
+		names := make([]string, 0, len(steps))
+		for k := range steps {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		fmt.Fprintf(os.Stderr, "%s: ignoring %s=%q: want step[:n], step one of %v\n", pkg, env, v, names)
+		return none, 0
+	}
+	return s, n
+}
+
+// Hit counts one arrival at the armed step and kills the process at the
+// n-th (left holds what Parse returned as n).
+func Hit(left *atomic.Int64) {
+	if left.Add(-1) == 0 {
+		pid, _ := kernel.Self()
+		_ = kernel.Kill(pid, kernel.SIGKILL)
+		select {} // the signal is on its way
+	}
+}
