@@ -30,6 +30,7 @@ const (
 	StepEnqueued      = "enqueued"       // queued as a waiter, lock still held
 	StepWaiting       = "waiting"        // queued, lock released, about to sleep
 	StepUndoCommitted = "undo-committed" // repair: a dead process's undo committed, not applied
+	StepFreezeLook    = "freeze-look"    // lock holder: a word's SEM_UNDO intent looked complete, the word not yet frozen
 
 	// A post on a semaphore waiters name (op.go: post).
 	StepPostFrozen    = "post-frozen"    // word frozen, nothing applied

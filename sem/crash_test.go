@@ -34,6 +34,10 @@ func TestCrashInsideOp(t *testing.T) {
 		// Killed holding the semadj claim, before the value CAS: nothing
 		// of the op is applied; the earlier op's undo is.
 		{StepUndoRead, []string{"op 0:1:u"}, "op 0:2:u", "vals[0 0 1],ok", false},
+		// A locked SEM_UNDO array killed as it is about to freeze a word
+		// with a completed intent (left by the second op: the first takes
+		// the record, on the locked path): nothing of it is applied.
+		{StepFreezeLook, []string{"op 0:1:u", "op 0:1:u"}, "op 0:2:u,1:1", "vals[0 0 1],ok", false},
 		{StepLocked, nil, "op 0:1,1:1", "vals[0 0 1],ok", false},
 		{StepEvaluated, nil, "op 0:1,1:1", "vals[0 0 1],ok", false},
 		{StepCommitted, nil, "op 0:1,1:1", "vals[1 1 1],ok", true},

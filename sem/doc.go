@@ -41,7 +41,8 @@
 //   - A single op without SEM_UNDO on a word that no transaction or waiter
 //     holds is one CAS that sets value and sempid together (plus, once a
 //     second, a store of sem_otime): about 13 ns here, of which the CAS
-//     is 11.
+//     is 11. (On a word a SEM_UNDO op left its completed intent on, one
+//     load more, of that op's semadj parity; the CAS keeps the intent.)
 //   - A single SEM_UNDO op, once the process has an undo record, is a
 //     CAS claiming the process's semadj word of that semaphore (one
 //     goroutine of a process at a time: this keeps goroutines that mix
@@ -49,7 +50,14 @@
 //     an intent naming the record, then a plain store of the semadj that
 //     completes the op and releases the claim; a process killed between
 //     the CAS and the store leaves an intent that whoever next needs the
-//     word completes.
+//     word completes. The completed intent stays on the word until the
+//     next SEM_UNDO op replaces it or a lock holder freezes the word, and
+//     whoever takes it off decides on a word that cannot change under the
+//     decision (the lock holder's frozen word; the op's own record under
+//     its claim; another record's, checked again once the op's own intent
+//     guards the word): whether an intent is complete is one parity bit,
+//     and a look at it followed by a CAS could take off a later, identical
+//     intent still in flight (op.go: fastUndo; txn.go: freeze).
 //   - A short array (up to 8 ops) without SEM_UNDO whose semaphores no
 //     waiter names runs lean: the segment lock taken with one CAS, each
 //     word frozen with one CAS as the array is evaluated, the journal and

@@ -81,8 +81,9 @@ func (s *Array) refreshGate() {
 }
 
 // quick is one op without SEM_UNDO on a word no transaction or waiter
-// holds and with no SEM_UNDO intent on it: one CAS that sets semval and
-// sempid together. Once the gate has let the op through, quick also
+// holds and with no SEM_UNDO intent in flight on it: one CAS that sets
+// semval and sempid together (keeping a completed intent's fields, as
+// fastSingle does). Once the gate has let the op through, quick also
 // decides where an op it cannot finish goes, so that the call does not
 // check again what the gate stands for (op.go: run):
 //
@@ -91,7 +92,8 @@ func (s *Array) refreshGate() {
 //   - fastLocked: any other op on such a word: the general locked path;
 //   - fastBlock: an op that must wait (no IPC_NOWAIT): spin, then queue;
 //   - fastSlow: everything else (semaphore out of range, gate shut, an
-//     intent on the word, a lost race): the general path from the start.
+//     intent in flight on the word, a lost race): the general path from
+//     the start.
 //
 // (touchOtime is written out here: one call less per op.)
 func (s *Array) quick(b Buf) (fastResult, error) {
@@ -112,11 +114,16 @@ func (s *Array) quick(b Buf) (fastResult, error) {
 	if old&(slowMask|flagPending) != 0 {
 		switch {
 		case old&slowMask == 0:
-			return fastSlow, nil // (an intent, maybe in flight: fastSingle decides)
+			if s.inFlight(old, num) {
+				return fastSlow, nil
+			}
+			// A completed SEM_UNDO intent: the op goes on, and the
+			// intent's fields stay (fastSingle).
 		case b.Op > 0:
 			return fastPost, nil
+		default:
+			return fastLocked, nil
 		}
-		return fastLocked, nil
 	}
 	nv := int(old&valueMask) + int(b.Op)
 	switch {
@@ -129,13 +136,13 @@ func (s *Array) quick(b Buf) (fastResult, error) {
 			return fastDone, kernel.EAGAIN
 		}
 		return fastBlock, nil
-	case b.Op == 0 && old&^valueMask == s.pid:
+	case b.Op == 0 && old&pidMask == s.pid:
 		if now := clock.Now(); s.otime.Load() < now {
 			s.bumpOtime(now)
 		}
 		return fastDone, nil
 	}
-	if !w.CompareAndSwap(old, uint64(nv)|s.pid) {
+	if !w.CompareAndSwap(old, uint64(nv)|s.pid|old&intentMask) {
 		return fastSlow, nil
 	}
 	if now := clock.Now(); s.otime.Load() < now {
@@ -253,11 +260,18 @@ func (s *Array) lean(ops []Buf) (bool, error) {
 			w := &words[b.Num]
 			o := w.Load()
 			if o&slowMask != 0 || o&flagPending != 0 && s.inFlight(o, int(b.Num)) ||
-				!w.CompareAndSwap(o, o&dataMask|flagFrozen) {
+				!w.CompareAndSwap(o, o|flagFrozen) {
 				s.leanAbort(nums[:n])
 				return false, nil
 			}
-			// (A completed SEM_UNDO intent is dropped, as freeze does.)
+			// A completed SEM_UNDO intent is dropped (by the release or
+			// leanAbort), once judged again on the frozen word, as freeze
+			// does: it may be a later identical one, in flight.
+			if o&flagPending != 0 && s.inFlight(o, int(b.Num)) {
+				putWord(w, o)
+				s.leanAbort(nums[:n])
+				return false, nil
+			}
 			nums[n], work[n] = b.Num, o&dataMask
 			n++
 			if armed {

@@ -55,8 +55,11 @@ import (
 // change of the value is one CAS that also writes sempid, so sempid is
 // always the pid of the last change. A PENDING op is complete when the
 // parity bit of its record's semadj word equals the word's parity bit;
-// completed PENDING fields are stale and ignored (and dropped by the next
-// change of the word).
+// completed PENDING fields are stale and ignored. Plain ops keep them;
+// they go when a lock holder freezes the word or a SEM_UNDO op replaces
+// them with its own, each deciding that they are complete on a word that
+// cannot change under the decision (parity is one bit: a look and then a
+// CAS could take off a later, identical intent in flight; fastUndo).
 const (
 	valueMask   = 0xFFFF
 	pidShift    = 16

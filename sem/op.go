@@ -204,6 +204,13 @@ const (
 
 // fastSingle is one op without SEM_UNDO on a word no transaction or waiter
 // holds: one CAS that sets semval and sempid together.
+//
+// A completed SEM_UNDO intent on the word keeps its fields: the CAS could
+// not tell it from a later, identical intent of the same record that is in
+// flight (parity is one bit: see fastUndo), and taking that one off the
+// word would let a lock holder read and write the record's semadj before
+// its op stores it. The fields go when a lock holder freezes the word, or
+// with the next SEM_UNDO op's intent.
 func (s *Array) fastSingle(b Buf) (fastResult, error) {
 	w := &s.v.words[b.Num]
 	for try := 0; try < 16; try++ {
@@ -221,7 +228,7 @@ func (s *Array) fastSingle(b Buf) (fastResult, error) {
 			if val != 0 {
 				return s.blocked(b)
 			}
-			if old&(pidMask|intentMask) == s.pid {
+			if old&pidMask == s.pid {
 				s.touchOtime()
 				return fastDone, nil
 			}
@@ -230,7 +237,7 @@ func (s *Array) fastSingle(b Buf) (fastResult, error) {
 		case nv > SEMVMX:
 			return fastDone, kernel.ERANGE
 		}
-		if w.CompareAndSwap(old, uint64(nv)|s.pid) {
+		if w.CompareAndSwap(old, uint64(nv)|s.pid|old&intentMask) {
 			s.touchOtime()
 			return fastDone, nil
 		}
@@ -265,6 +272,15 @@ func (s *Array) blocked(b Buf) (fastResult, error) {
 // claim, the parity read is the current one: only the claim's holder
 // flips it (the lock holder's semadj writes keep parity and claim), and
 // the store that completes the op releases the claim.
+//
+// The same ABA threatens whoever takes a completed intent off the word
+// (parity is one bit: two ops of the record can leave the word exactly as
+// it was, the second in flight). So an intent leaves the word only on a
+// decision that cannot be overtaken: the lock holder's, made on the word
+// frozen (freeze); ours, replacing an intent of our own record under its
+// claim; or ours replacing another record's intent, checked again once our
+// own intent guards the word (below). Plain ops keep the intent fields
+// (fastSingle).
 func (s *Array) fastUndo(b Buf) (fastResult, error) {
 	r := int(s.rec.Load())
 	if r < 0 {
@@ -283,6 +299,7 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 		if old&slowMask != 0 {
 			break
 		}
+		foreign := false
 		if old&flagPending != 0 {
 			// (An intent of our record in flight while we hold the claim
 			// is forged: the lock holder drops it.)
@@ -292,6 +309,8 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 				}
 			} else if s.inFlight(old, num) {
 				break
+			} else {
+				foreign = true
 			}
 		}
 		val := int(old & valueMask)
@@ -315,14 +334,26 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 		if !w.CompareAndSwap(old, nw) {
 			continue
 		}
-		// Our intent is in flight: nobody else writes this semadj word
-		// until we do. Its value may have changed between our read and our
+		// Our intent is in flight: until we complete it, nobody else
+		// writes this semadj word, and no lock holder changes any semadj
+		// of this semaphore (it waits for us in freeze).
+		if foreign && s.inFlight(old, num) {
+			// The intent we replaced looked complete, but that record's
+			// parity has moved since: the word held a later op of that
+			// record, identical and in flight, when we replaced it. Put it
+			// back and take the lock, which waits for it.
+			if giveBack(w, nw, old) {
+				unclaim(aw)
+				return fastSlow, nil
+			}
+		}
+		// Our semadj's value may have changed between our read and our
 		// CAS on the word (a SETVAL that cleared it, keeping its parity,
 		// and left the word as it was): then adjust the value there now.
 		if a2 := aw.Load(); a2 != a {
 			na = int(int16(uint16(a2))) - int(b.Op)
 			if na < -(SEMAEM+1) || na > SEMAEM {
-				w.CompareAndSwap(nw, old)
+				giveBack(w, nw, old)
 				unclaim(aw)
 				return fastDone, kernel.ERANGE
 			}
@@ -336,6 +367,28 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 	}
 	unclaim(aw)
 	return fastSlow, nil
+}
+
+// giveBack undoes fastUndo's CAS of word w from old to nw while its intent
+// is in flight: nobody else changes such a word, but a lock holder may
+// have it frozen for a moment (freeze judges intents on the word frozen,
+// and gives an in-flight one back at once). It reports false if the word
+// is no longer as we left it (our intent dropped after intentBound, which
+// loses the op's semadj change; see settleIntent).
+func giveBack(w *atomic.Uint64, nw, old uint64) bool {
+	var since time.Time
+	for !w.CompareAndSwap(nw, old) {
+		if w.Load() != nw|flagFrozen {
+			return false
+		}
+		if since.IsZero() {
+			since = time.Now()
+		} else if time.Since(since) > intentBound {
+			return false // (its holder died there; the repair gives it back)
+		}
+		runtime.Gosched()
+	}
+	return true
 }
 
 // unclaim releases a semadj word's claim without having changed it (the

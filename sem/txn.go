@@ -126,18 +126,44 @@ func wakeSlot(slot *waiterSlot) {
 }
 
 // freeze makes word i the lock holder's for this critical section.
+//
+// A word with a SEM_UNDO intent is frozen only once the intent is
+// complete, and that is judged again after the word is frozen: a look at
+// the record's semadj parity and then a CAS on the word is not enough, since
+// parity is one bit. Between the look and the CAS, the record's process can
+// complete one op and start another that leaves the word exactly as it was
+// (same value, sempid, record, delta and parity: two ops of the same size
+// from the same value), and that one is in flight. The CAS would then
+// succeed and take the intent off the word, and the lock holder would read
+// and write the semadj while that op's own semadj store is still to come:
+// one of the two changes lost (TestFreezeIntentABA). Frozen, the word
+// cannot change, so the intent on it is the one judged: if it is complete,
+// its fields are cleared; if it is in flight, the word is given back as it
+// was and waited for.
 func (s *Array) freeze(i int) {
 	sc := &s.sc
 	if has(sc.frozenMark, i) {
 		return
 	}
 	w := &s.v.words[i]
-	var since time.Time // when we started waiting for an in-flight intent
+	var (
+		since time.Time // when we started waiting for the intent now on the word
+		seen  uint64    // that word
+	)
 	for spins := 0; ; spins++ {
 		o := w.Load()
-		if o&flagFrozen == 0 && o&flagPending != 0 && s.inFlight(o, i) {
+		if o&flagPending != 0 && s.inFlight(o, i) {
+			if o&flagFrozen != 0 {
+				// Frozen by a dead holder to judge the intent (below):
+				// give it back as it was.
+				putWord(w, o&^flagFrozen)
+				continue
+			}
 			// A lock-free SEM_UNDO op is between its CAS and its store,
 			// or its owner died there, or the intent is forged.
+			if o != seen {
+				seen, since, spins = o, time.Time{}, 0
+			}
 			if spins == 0 || spins&127 == 127 {
 				if since.IsZero() {
 					since = time.Now()
@@ -155,12 +181,25 @@ func (s *Array) freeze(i int) {
 		}
 		d := o & dataMask
 		putWord(&s.v.shadow[i], d)
-		if o&flagFrozen != 0 || w.CompareAndSwap(o, d|o&flagWaited|flagFrozen) {
-			// (FROZEN already: left by a dead holder whose journal the
-			// repair has dealt with; we own it now.)
-			sc.work[i] = d
-			break
+		// (FROZEN already: left by a dead holder whose journal the repair
+		// has dealt with; we own it now.)
+		if o&flagFrozen == 0 {
+			if o&flagPending != 0 {
+				crashpoint(StepFreezeLook)
+			}
+			if !w.CompareAndSwap(o, o|flagFrozen) {
+				continue
+			}
+			if o&flagPending != 0 && s.inFlight(o, i) {
+				putWord(w, o) // an identical later intent, in flight: wait for it
+				continue
+			}
 		}
+		if o&intentMask != 0 {
+			putWord(w, d|o&flagWaited|flagFrozen) // the completed intent's fields go
+		}
+		sc.work[i] = d
+		break
 	}
 	set(sc.frozenMark, i)
 	sc.frozen = append(sc.frozen, int32(i))
@@ -169,7 +208,9 @@ func (s *Array) freeze(i int) {
 // intentBound is how long the lock holder waits for an in-flight SEM_UNDO
 // op of a live process (its owner's two steps are nanoseconds apart, but
 // the owner may be preempted, or stopped, between them) before it drops
-// the intent.
+// the intent. It is timed from when freeze first saw the word as it is:
+// ops that follow one another on the word, each in flight when it looks,
+// do not add up to it.
 const intentBound = time.Second
 
 // settleIntent deals with the in-flight SEM_UNDO intent w on word i, seen
@@ -209,7 +250,19 @@ func (s *Array) settleIntent(i int, w uint64, look bool, waited time.Duration) b
 		s.completePending(i)
 		return true
 	}
-	s.v.words[i].CompareAndSwap(w, w&^intentMask)
+	// Dropped on the word frozen, and judged again there: by now the word
+	// may hold a later, identical intent, in flight under its claim (see
+	// freeze), which must not go.
+	word := &s.v.words[i]
+	if !word.CompareAndSwap(w, w|flagFrozen) {
+		return true
+	}
+	a = s.v.recs[r].adj[i].Load()
+	if uint64(a&adjParity>>16) != (w&parityBit)>>parityShift && (a&adjBusy == 0 || waited >= intentBound) {
+		putWord(word, w&^intentMask)
+	} else {
+		putWord(word, w)
+	}
 	return true
 }
 
@@ -838,7 +891,14 @@ func (s *Array) repairLocked(full bool) {
 	if full || v.hdr.jcommit.Load() != 0 {
 		committed := v.hdr.jcommit.Load() != 0
 		for i := range v.words {
-			if w := v.words[i].Load(); w&flagFrozen != 0 && !has(sc.frozenMark, i) {
+			w := v.words[i].Load()
+			if w&flagFrozen != 0 && w&flagPending != 0 && !committed && s.inFlight(w, i) {
+				// Frozen by the dead holder to judge an intent (freeze,
+				// settleIntent) that is in flight: give it back as it was.
+				putWord(&v.words[i], w&^flagFrozen)
+				continue
+			}
+			if w&flagFrozen != 0 && !has(sc.frozenMark, i) {
 				set(sc.frozenMark, i)
 				sc.frozen = append(sc.frozen, int32(i))
 				if !committed {
