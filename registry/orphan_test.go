@@ -327,7 +327,7 @@ func TestIntentOrphan(t *testing.T) {
 	} {
 		other := orphan
 		other.ID = 8
-		segs := []kernel.ShmSegment{other}
+		var segs []kernel.ShmSegment
 		if change != nil {
 			change(&other.DS)
 			segs = []kernel.ShmSegment{other}
