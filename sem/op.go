@@ -299,7 +299,6 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 		if old&slowMask != 0 {
 			break
 		}
-		foreign := false
 		if old&flagPending != 0 {
 			// (An intent of our record in flight while we hold the claim
 			// is forged: the lock holder drops it.)
@@ -309,8 +308,6 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 				}
 			} else if s.inFlight(old, num) {
 				break
-			} else {
-				foreign = true
 			}
 		}
 		val := int(old & valueMask)
@@ -337,7 +334,7 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 		// Our intent is in flight: until we complete it, nobody else
 		// writes this semadj word, and no lock holder changes any semadj
 		// of this semaphore (it waits for us in freeze).
-		if foreign && s.inFlight(old, num) {
+		if old&flagPending != 0 && int((old&recMask)>>recShift) != r && s.inFlight(old, num) {
 			// The intent we replaced looked complete, but that record's
 			// parity has moved since: the word held a later op of that
 			// record, identical and in flight, when we replaced it. Put it
