@@ -29,12 +29,16 @@ import (
 // checks the requested mode only against an existing object), and most
 // keys are looked up once, which should not cost a mapping.
 //
-// Memory: at most getCacheMax entries, each a small struct and an attach
-// of the object's segment. An entry whose object was removed is dropped
+// Memory: at most getCacheMax entries with an attach of the object's
+// segment, and getKeysMax small ones in all. An entry whose object was removed is dropped
 // (and detached, so that the kernel can free the segment) at every get
 // that asks the registry and every Remove through this client; one
 // removed by another process stays attached until then.
 const getCacheMax = 64
+
+// getKeysMax bounds the entries without a segment (requests answered
+// once); past it, new requests are not remembered.
+const getKeysMax = 1024
 
 type getKey struct {
 	kind              shm.Kind
@@ -51,9 +55,10 @@ type getEntry struct {
 }
 
 type getCache struct {
-	m  sync.Map // getKey → *getEntry
-	mu sync.Mutex
-	n  atomic.Int32 // entries with a segment
+	m    sync.Map // getKey → *getEntry
+	mu   sync.Mutex
+	n    atomic.Int32 // entries with a segment
+	keys atomic.Int32 // entries
 }
 
 func cacheKey(req GetRequest) (getKey, bool) {
@@ -111,11 +116,17 @@ func (g *getCache) ask(c *Client, k getKey, req GetRequest) (int, error) {
 	case err == nil && oe != nil && oe.id == id && seg != nil && seg.ID() == id && !seg.Removed():
 		ne = &getEntry{id: id, seg: seg, permSeq: seq, conn: conn}
 		g.m.Store(k, ne)
-	case err == nil:
+	case err == nil && (oe != nil || g.keys.Load() < getKeysMax):
 		ne = &getEntry{id: id, noMap: noMap && oe != nil && oe.id == id}
 		g.m.Store(k, ne)
-	default:
+	case oe != nil:
 		g.m.Delete(k)
+	}
+	switch {
+	case oe == nil && ne != nil:
+		g.keys.Add(1)
+	case oe != nil && ne == nil:
+		g.keys.Add(-1)
 	}
 	if oe != nil && oe.seg != nil {
 		g.n.Add(-1)
@@ -145,6 +156,7 @@ func (g *getCache) clear() {
 	defer g.mu.Unlock()
 	g.m.Range(func(k, v any) bool {
 		g.m.Delete(k)
+		g.keys.Add(-1)
 		if e := v.(*getEntry); e.seg != nil {
 			g.n.Add(-1)
 			drop(e.seg)
@@ -163,6 +175,7 @@ func (g *getCache) sweep() {
 	g.m.Range(func(k, v any) bool {
 		if e := v.(*getEntry); e.seg != nil && e.seg.Removed() {
 			g.m.Delete(k)
+			g.keys.Add(-1)
 			g.n.Add(-1)
 			drop(e.seg)
 		}

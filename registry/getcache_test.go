@@ -123,3 +123,21 @@ func TestDiffGetCache(t *testing.T) {
 		}
 	}
 }
+
+// Requests answered once are remembered up to getKeysMax, no further.
+func TestGetCacheBounded(t *testing.T) {
+	c := defaultClient(t)
+	var g getCache
+	key := testutil.Key(t)
+	mustGet(t, c, msgReq(key, kernel.IPC_CREAT|0o600))
+	for i := 0; i < getKeysMax+10; i++ {
+		req := msgReq(key, 0o600|i%0o100)
+		req.Count = i // (part of the key; a queue ignores it)
+		k, _ := cacheKey(req)
+		_, err := g.ask(c, k, req)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, int32(getKeysMax), g.keys.Load())
+	g.clear()
+	assert.Zero(t, g.keys.Load())
+}
