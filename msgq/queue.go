@@ -73,16 +73,17 @@ type Msg struct {
 // methods are safe for concurrent use by goroutines; any number of
 // processes may have handles on the same queue.
 type Queue struct {
-	id     int
-	seg    *shm.Segment
-	v      *view
-	mu     *shm.Mutex
-	pid    uint32
-	start  uint64
-	maxMsg int
-	cap    uint64
-	cuid   uint32
-	cgid   uint32
+	id       int
+	seg      *shm.Segment
+	v        *view
+	mu       *shm.Mutex
+	lockWord uint64 // shm.LockWord, for mu.LockAs
+	pid      uint32
+	start    uint64
+	maxMsg   int
+	cap      uint64
+	cuid     uint32
+	cgid     uint32
 
 	deadGen atomic.Uint32
 	perm    atomic.Uint64 // permSeq<<32 | permValid | permWrite | permRead
@@ -178,7 +179,7 @@ func OpenID(id int) (*Queue, error) {
 	}
 	p := seg.Params()
 	pid, start := kernel.Self()
-	q := &Queue{id: id, seg: seg, v: v, mu: seg.Lock(), pid: uint32(pid), start: start,
+	q := &Queue{id: id, seg: seg, v: v, mu: seg.Lock(), lockWord: shm.LockWord(), pid: uint32(pid), start: start,
 		maxMsg: int(p.MaxMsg), cap: p.Capacity, cuid: p.CUID, cgid: p.CGID,
 		ring: v.nslots != 0 && v.me != 0}
 	q.deadGen.Store(seg.DeadGen())
@@ -265,7 +266,7 @@ func (q *Queue) lock() {
 func (q *Queue) acquire() (ownerDied bool) {
 	for i := 0; i < lockSpin && q.mu.Holder() != 0; i++ {
 	}
-	return q.mu.LockCached()
+	return q.mu.LockAs(q.lockWord)
 }
 
 // lockSpin bounds acquire's watch: about 5 µs of loads.

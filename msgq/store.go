@@ -55,11 +55,14 @@ func matches(mtype int64, mode int, typ int64) bool {
 
 // first checks a message reference (block index+1) read from the segment.
 func (v *view) first(m uint32) (*msgHdr, error) {
-	if m == 0 || m > v.nblocks {
-		return nil, corrupt("message reference %d outside %d blocks", m, v.nblocks)
+	if i := uint(m) - 1; i < uint(len(v.blocks)) { // (len(blocks) = nblocks; m == 0 wraps)
+		return &v.blocks[i].h, nil
 	}
-	return v.hdr(m - 1), nil
+	return nil, errBadRef
 }
+
+// errBadRef is first's error: a constant, so that first inlines.
+var errBadRef = corrupt("a message reference outside the blocks")
 
 // find returns the message msgrcv would take (block index+1, 0 if none)
 // and the one before it in the queue (0 if it is the head). Cost: it walks
@@ -266,9 +269,16 @@ func (v *view) copyOut(b uint32, k uint32, dst []byte) (uint32, error) {
 func (v *view) msgLen(h *msgHdr) (uint32, error) {
 	l := h.len
 	if l > v.maxMsg {
-		return 0, corrupt("message length %d above the queue's maximum %d", l, v.maxMsg)
+		return 0, badLen(l, v.maxMsg)
 	}
 	return l, nil
+}
+
+// badLen is msgLen's error, out of line so that msgLen inlines.
+//
+//go:noinline
+func badLen(l, max uint32) error {
+	return corrupt("message length %d above the queue's maximum %d", l, max)
 }
 
 // read copies the text of message m (block index+1) into dst (truncating)

@@ -82,7 +82,7 @@ func (s *Array) lock() {
 		return
 	}
 	s.local.Lock()
-	died := s.mu.LockCached()
+	died := s.mu.LockAs(s.me)
 	s.localHeld = true
 	if died {
 		s.repairLocked(true)

@@ -166,9 +166,14 @@ func holderDead(w uint64) bool {
 func (m *Mutex) Unlock() {
 	raceRelease(m.futex)
 	if m.word.Swap(0)&lockWaiters != 0 {
-		_, _ = kernel.FutexWake(m.futex, 1)
+		m.wakeOne()
 	}
 }
+
+// wakeOne is Unlock's wake-up, out of line so that Unlock inlines.
+//
+//go:noinline
+func (m *Mutex) wakeOne() { _, _ = kernel.FutexWake(m.futex, 1) }
 
 // Holder returns the pid holding the lock, or 0.
 func (m *Mutex) Holder() int { return int(uint32(m.word.Load()) & lockPidMask) }
