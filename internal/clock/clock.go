@@ -24,8 +24,15 @@ var (
 	cached atomic.Int64
 )
 
-// Now returns the current Unix time in seconds.
+// Now returns the current Unix time in seconds. Its common case inlines.
 func Now() int64 {
+	if state.Load() == used {
+		return cached.Load()
+	}
+	return nowSlow()
+}
+
+func nowSlow() int64 {
 	switch state.Load() {
 	case used:
 		return cached.Load()
