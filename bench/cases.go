@@ -21,13 +21,19 @@ const (
 	// Throughput cases stream messages between processes and report
 	// messages per second; higher is better.
 	Throughput Kind = "throughput"
+	// Idle cases block a helper process in a call that waits (a P on a
+	// semaphore at 0, a receive on an empty queue) until the driver lets
+	// it go, and report the CPU time that process used per second it was
+	// blocked, in µs/s; lower is better. A run's operations are the
+	// milliseconds it blocks.
+	Idle Kind = "idle"
 )
 
 // Case is one benchmark, run the same way on every implementation it names.
 type Case struct {
 	Name  string   // "group/case": JSON id, benchmark name, -case filter
 	Title string   // one line for the table
-	Kind  Kind     // Latency or Throughput
+	Kind  Kind     // Latency, Throughput or Idle
 	Impls []string // implementations it runs on, usysv and kernel first
 
 	batch  bool // a latency sample may average several operations
@@ -52,6 +58,7 @@ type measurement struct {
 	wall      time.Duration // wall time the run's timed part occupied
 	samples   []float64     // latency: per-operation samples, ns
 	sampleOps int           // latency: operations averaged in one sample
+	cpu       time.Duration // idle: CPU time the blocked process used
 }
 
 // Sizes and shapes the cases use.
@@ -92,6 +99,8 @@ func Cases() []Case {
 			pilot: 300, minOps: 200, maxOps: 300_000, run: semPingPong(0, true)},
 		{Name: "sem/pingpong-asleep", Title: "sem ping-pong, 2 procs, waiter asleep", Kind: Latency, Impls: sysvImpls,
 			pilot: 10, minOps: 20, maxOps: 20_000, run: semPingPong(asleepGap, false)},
+		{Name: "sem/idle-waiter", Title: "sem waiter blocked: CPU it uses", Kind: Idle, Impls: sysvImpls,
+			pilot: 20, minOps: 100, maxOps: 2000, run: semIdle},
 		{Name: "msg/sendrecv", Title: "msg send+recv 64 B, 1 proc", Kind: Latency, Impls: allImpls,
 			batch: true, pilot: 2000, minOps: 1000, maxOps: 50_000_000, run: msgSendRecv},
 		{Name: "msg/stream", Title: "msg stream 64 B, 1P→1C procs", Kind: Throughput, Impls: allImpls,
@@ -108,6 +117,8 @@ func Cases() []Case {
 			pilot: 300, minOps: 200, maxOps: 300_000, run: msgPingPong(false)},
 		{Name: "msg/pingpong-pinned", Title: "msg ping-pong 64 B, 2 procs on own CPUs", Kind: Latency, Impls: sysvImpls,
 			pilot: 300, minOps: 200, maxOps: 300_000, run: msgPingPong(true)},
+		{Name: "msg/idle-receiver", Title: "msg receiver blocked: CPU it uses", Kind: Idle, Impls: sysvImpls,
+			pilot: 20, minOps: 100, maxOps: 2000, run: msgIdle},
 		{Name: "registry/get", Title: "get existing key (msgget)", Kind: Latency, Impls: sysvImpls,
 			pilot: 200, minOps: 100, maxOps: 1_000_000, run: registryGet},
 	}
@@ -454,6 +465,92 @@ func msgStream(size, producers, consumers, batch int) func(e *env, impl string, 
 		}
 		return measurement{ops: n, elapsed: elapsed, wall: elapsed}, nil
 	}
+}
+
+// semIdle blocks a helper process in a P on a semaphore at 0 for n
+// milliseconds and reports the CPU time the helper used meanwhile, once
+// the call was asleep (idleResult); then it posts the semaphore.
+func semIdle(e *env, impl string, n, k int) (measurement, error) {
+	si, err := semImpl(impl)
+	if err != nil {
+		return measurement{}, err
+	}
+	s, err := si.Create(1)
+	if err != nil {
+		return measurement{}, err
+	}
+	defer s.Remove()
+	g := e.newGroup(e.timeout)
+	defer g.stop()
+	p, err := g.start(e, job{Role: roleSemIdle, Impl: impl, Ref: s.Ref()}, nil)
+	if err != nil {
+		return measurement{}, err
+	}
+	return idleResult(e, g, p, n, func() error { return s.Op([]Buf{{Num: 0, Op: 1}}) })
+}
+
+// msgIdle is semIdle for a receiver on an empty queue: the driver sends
+// it one message after n milliseconds.
+func msgIdle(e *env, impl string, n, k int) (measurement, error) {
+	mi, err := msgImpl(impl)
+	if err != nil {
+		return measurement{}, err
+	}
+	ch, err := mi.Create(ChanOpts{MsgSize: smallMsg})
+	if err != nil {
+		return measurement{}, err
+	}
+	defer ch.Remove()
+	ep, err := mi.Open(ch.Ref(), 0, ch.Files(0))
+	if err != nil {
+		return measurement{}, err
+	}
+	defer ep.Close()
+	g := e.newGroup(e.timeout)
+	defer g.stop()
+	p, err := g.start(e, job{Role: roleMsgIdle, Impl: impl, Ref: ch.Ref(), Side: 1, Size: smallMsg}, ch.Files(1))
+	if err != nil {
+		return measurement{}, err
+	}
+	msg := make([]byte, smallMsg)
+	return idleResult(e, g, p, n, func() error { return ep.Send(1, msg) })
+}
+
+// idleResult waits until helper p is about to block, lets it sleep in the
+// call for n milliseconds while it measures (blockIdle), then releases it
+// with release and returns the measurement.
+func idleResult(e *env, g *group, p *proc, n int, release func() error) (measurement, error) {
+	if err := g.ready(p); err != nil {
+		return measurement{}, err
+	}
+	e.timer.StartTimer()
+	select {
+	case <-time.After(idleSettle + time.Duration(n)*time.Millisecond):
+	case <-e.ctx.Done():
+		return measurement{}, e.ctx.Err()
+	}
+	if err := g.goAll(p); err != nil {
+		return measurement{}, err
+	}
+	r, err := g.next(p)
+	e.timer.StopTimer()
+	if err != nil {
+		return measurement{}, err
+	}
+	if err := release(); err != nil {
+		return measurement{}, fmt.Errorf("release the blocked helper: %w", err)
+	}
+	if _, err := g.next(p); err != nil {
+		return measurement{}, err
+	}
+	if err := g.finish(); err != nil {
+		return measurement{}, err
+	}
+	wall := time.Duration(r.Elapsed)
+	if wall <= 0 {
+		return measurement{}, fmt.Errorf("helper measured %v", wall)
+	}
+	return measurement{ops: n, elapsed: wall, wall: wall, cpu: time.Duration(r.CPUTime)}, nil
 }
 
 // supports reports whether c runs on impl.

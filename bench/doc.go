@@ -14,7 +14,7 @@
 // There are two ways in. `usysv bench` (and `make bench`) calls Run and
 // prints a table (Report.WriteTable) or JSON; `go test -bench . ./bench`
 // runs the same cases as benchmarks named CASE/impl=NAME, with the custom
-// metrics p50-ns, p99-ns, msgs/s and, on usysv, x-kernel (the speed-up over
+// metrics p50-ns, p99-ns, msgs/s, cpu-us/s and, on usysv, x-kernel (the speed-up over
 // the kernel sub-benchmark just before it), in the format benchstat reads.
 //
 // # Cases
@@ -32,6 +32,16 @@
 //	sem/pingpong-asleep   the same, but each side pauses 200 µs before it posts, so
 //	                      its partner sleeps in the kernel; the pauses are taken
 //	                      off the round trips (each side measures its own)
+//	sem/idle-waiter       a process blocked in a P on a semaphore at 0, then
+//	                      posted: the CPU time that process used per second
+//	                      while the call slept (getrusage, from 200 ms after
+//	                      the call began, for 0.8 s a round, 0.15 s with
+//	                      -quick). Both implementations sleep in the kernel and
+//	                      make no system call while blocked; what shows is the
+//	                      process's own upkeep. For usysv that includes, in
+//	                      the first second or two after the call, the last
+//	                      ticks of the seconds clock that stamps otime
+//	                      (internal/clock; a few hundred µs once), then nothing
 //	msg/sendrecv          send 64 B then receive it, one process
 //	msg/stream            1 producer process → 1 consumer process, 64 B, msgs/s
 //	msg/stream-batch      the same, usysv sending and receiving 32 messages per call
@@ -45,6 +55,8 @@
 //	msg/pingpong          64 B round trip between two processes (types 1 and 2 on
 //	                      one queue; the socket's two ends; two pipes)
 //	msg/pingpong-pinned   the same, usysv and kernel only, pinned as above
+//	msg/idle-receiver     sem/idle-waiter for a receiver on an empty queue, sent
+//	                      one 64 B message at the end
 //	registry/get          look up an existing key: usysv's registry Get against
 //	                      msgget(key, 0). usysv bench runs a private registry
 //	                      embedded in its own process (a unix-socket round trip to
@@ -86,8 +98,10 @@
 // The table marks a speed-up with ~ when the rounds disagree on it by more
 // than a factor of 1.5 (Steady): the machine was too busy for that row.
 //
-// Speed-up is kernel p50 / usysv p50 for latency and usysv rate / kernel
-// rate for streams: above 1 usysv is faster. It compares numbers from the
+// Speed-up is kernel p50 / usysv p50 for latency, usysv rate / kernel
+// rate for streams and kernel CPU / usysv CPU for blocked processes: above
+// 1 usysv is faster (or, blocked, cheaper); null when usysv used no CPU
+// measurable at all. It compares numbers from the
 // same run, never stored ones.
 //
 // Every object a run creates is removed before Run returns, also after an
@@ -115,8 +129,8 @@
 //	"results"   one object per case, in table order:
 //	    "case"     id, "group/name", as listed above
 //	    "title"    the table's row label
-//	    "kind"     "latency" or "throughput"
-//	    "unit"     "ns" (latency) or "msgs/s" (throughput)
+//	    "kind"     "latency", "throughput" or "idle"
+//	    "unit"     "ns" (latency), "msgs/s" (throughput) or "us/s" (idle)
 //	    "speedup"  usysv against the kernel (see Method), or null if either
 //	               has no number
 //	    "impls"    by implementation name ("usysv", "kernel", "unix", "pipe"),
@@ -126,6 +140,9 @@
 //	                     "ops" (operations timed), "seconds" (their time)
 //	        throughput:  "msgs_per_s", "per_round" (msgs/s of each round),
 //	                     "ops" (messages), "seconds"
+//	        idle:        "cpu_us_per_s" (CPU µs the blocked process used per
+//	                     second blocked), "per_round" (the same, per round),
+//	                     "ops" (milliseconds blocked), "seconds"
 //	        or failed:   "error" (text), with "ops" and "seconds" 0
 //
 // No other fields appear. A later incompatible change gets a new schema id.

@@ -53,6 +53,7 @@ type reply struct {
 	Samples []int64 `json:"samples,omitempty"` // ns, one per timed iteration
 	Gaps    []int64 `json:"gaps,omitempty"`    // ns spent pausing, per timed iteration
 	Elapsed int64   `json:"elapsed,omitempty"` // ns of the timed part
+	CPUTime int64   `json:"cpu,omitempty"`     // ns of CPU the process used in it (idle roles)
 	Err     string  `json:"err,omitempty"`
 }
 
@@ -64,6 +65,8 @@ const (
 	roleMsgPong  = "msg-pong"
 	roleProduce  = "msg-produce"
 	roleConsume  = "msg-consume"
+	roleSemIdle  = "sem-idle"
+	roleMsgIdle  = "msg-idle"
 	helperMarker = "usysv-bench-helper"
 )
 
@@ -106,7 +109,7 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 		return nil
 	}
 	switch j.Role {
-	case roleSemPing, roleSemPong:
+	case roleSemPing, roleSemPong, roleSemIdle:
 		si, err := semImpl(j.Impl)
 		if err != nil {
 			return err
@@ -117,6 +120,9 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 		}
 		defer s.Close()
 		var r reply
+		if j.Role == roleSemIdle {
+			return blockIdle(out, in, func() error { return s.Op([]Buf{{Num: 0, Op: -1}}) })
+		}
 		if j.Role == roleSemPing {
 			r.Samples, err = semPing(s, j)
 		} else {
@@ -148,6 +154,14 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 		r.Samples, err = msgPing(ep, j, msg, buf)
 	case roleMsgPong:
 		err = msgPong(ep, j, msg, buf)
+	case roleMsgIdle:
+		return blockIdle(out, in, func() error {
+			n, err := ep.Recv(buf, 1)
+			if err == nil && n != j.Size {
+				err = fmt.Errorf("recv: %d bytes, want %d", n, j.Size)
+			}
+			return err
+		})
 	case roleProduce:
 		send := sender(ep, j, msg)
 		if err := send(j.Warm); err != nil {
@@ -182,6 +196,57 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 	}
 	return out.Encode(r)
 }
+
+// blockIdle tells the driver that it is about to block, calls block
+// (which waits until the driver releases it) in a goroutine, and measures
+// this process's CPU time while that call sleeps: from idleSettle after
+// the telling (the call has long finished any spinning and gone to sleep)
+// until the driver says "go", which it does before it releases the call.
+// The first reply is that measurement; the second says the call returned.
+// What the process uses meanwhile is the blocked call's cost plus the Go
+// runtime's upkeep of an otherwise idle process, the same for every
+// implementation.
+func blockIdle(out *json.Encoder, in *bufio.Reader, block func() error) error {
+	if err := out.Encode(reply{Ready: true}); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- block() }()
+	time.Sleep(idleSettle)
+	cpu0, err := kernel.ProcessCPUTime()
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	line, err := in.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("waiting for go: %w", err)
+	}
+	wall := time.Since(t0)
+	cpu1, err := kernel.ProcessCPUTime()
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "go" {
+		return fmt.Errorf("driver said %q, want go", line)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("the blocked call returned before its release: %v", err)
+	default:
+	}
+	if err := out.Encode(reply{Elapsed: int64(wall), CPUTime: int64(cpu1 - cpu0)}); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil {
+		return fmt.Errorf("blocked call: %w", err)
+	}
+	return out.Encode(reply{})
+}
+
+// idleSettle is how long an idle helper waits after it said it would
+// block before it starts measuring.
+const idleSettle = 200 * time.Millisecond
 
 // sender returns a function that sends n messages: in batches of j.Batch
 // through a Batcher, else one by one, with types cycling 1..j.Types.

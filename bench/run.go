@@ -77,11 +77,12 @@ type Result struct {
 	Case  string                 `json:"case"`
 	Title string                 `json:"title"`
 	Kind  Kind                   `json:"kind"`
-	Unit  string                 `json:"unit"` // "ns" (latency) or "msgs/s" (throughput)
+	Unit  string                 `json:"unit"` // "ns" (latency), "msgs/s" (throughput) or "us/s" (idle)
 	Impls map[string]*ImplResult `json:"impls"`
 	// Speedup is how many times better usysv did than the kernel in this
 	// run: kernel p50 / usysv p50 for latency, usysv rate / kernel rate
-	// for throughput. Null when either side has no result.
+	// for throughput, kernel CPU / usysv CPU for idle. Null when either
+	// side has no result (or, idle, used no measurable CPU).
 	Speedup *float64 `json:"speedup"`
 }
 
@@ -92,6 +93,7 @@ type ImplResult struct {
 	Samples      int       `json:"samples,omitempty"`        // latency
 	OpsPerSample int       `json:"ops_per_sample,omitempty"` // latency
 	MsgsPerS     *float64  `json:"msgs_per_s,omitempty"`     // throughput
+	CPUUsPerS    *float64  `json:"cpu_us_per_s,omitempty"`   // idle
 	PerRound     []float64 `json:"per_round,omitempty"`      // the headline value of each round
 	Ops          int64     `json:"ops"`                      // operations timed
 	Seconds      float64   `json:"seconds"`                  // time they took
@@ -129,6 +131,8 @@ func (r *ImplResult) Value() (float64, bool) {
 		return *r.P50NS, true
 	case r.MsgsPerS != nil:
 		return *r.MsgsPerS, true
+	case r.CPUUsPerS != nil:
+		return *r.CPUUsPerS, true
 	}
 	return 0, false
 }
@@ -245,8 +249,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 // that fails gets its error in the result.
 func runCase(e *env, c Case, budget time.Duration, rounds int, progress func(Case, string, int)) (*Result, error) {
 	res := &Result{Case: c.Name, Title: c.Title, Kind: c.Kind, Unit: "ns", Impls: map[string]*ImplResult{}}
-	if c.Kind == Throughput {
+	switch c.Kind {
+	case Throughput:
 		res.Unit = "msgs/s"
+	case Idle:
+		res.Unit = "us/s"
 	}
 	type plan struct{ n, k int }
 	plans := map[string]plan{}
@@ -321,16 +328,20 @@ func runCase(e *env, c Case, budget time.Duration, rounds int, progress func(Cas
 func condense(kind Kind, list []measurement) *ImplResult {
 	r := &ImplResult{}
 	var samples []float64
-	var elapsed time.Duration
+	var elapsed, cpu time.Duration
 	for _, m := range list {
 		r.Ops += int64(m.ops)
 		elapsed += m.elapsed
+		cpu += m.cpu
 		samples = append(samples, m.samples...)
 		r.OpsPerSample = max(r.OpsPerSample, m.sampleOps)
-		if kind == Latency {
+		switch kind {
+		case Latency:
 			p50, _ := percentiles(m.samples)
 			r.PerRound = append(r.PerRound, round3(p50))
-		} else {
+		case Idle:
+			r.PerRound = append(r.PerRound, usPerS(m.cpu, m.elapsed))
+		default:
 			r.PerRound = append(r.PerRound, math.Round(float64(m.ops)/max(m.elapsed.Seconds(), 1e-9)))
 		}
 	}
@@ -343,8 +354,16 @@ func condense(kind Kind, list []measurement) *ImplResult {
 	case Throughput:
 		v := math.Round(float64(r.Ops) / max(elapsed.Seconds(), 1e-9))
 		r.MsgsPerS = &v
+	case Idle:
+		v := usPerS(cpu, elapsed)
+		r.CPUUsPerS = &v
 	}
 	return r
+}
+
+// usPerS is CPU time cpu per second of wall time, in µs, to 0.1 µs.
+func usPerS(cpu, wall time.Duration) float64 {
+	return math.Round(float64(cpu.Microseconds())/max(wall.Seconds(), 1e-9)*10) / 10
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

@@ -11,7 +11,7 @@ import (
 )
 
 // sampleReport is a small report as Run would make it, with every kind of
-// row: latency, throughput, an error, and a row with no usysv number.
+// row: latency, throughput, idle, an error, and a row with no usysv number.
 func sampleReport() *Report {
 	f := func(v float64) *float64 { return &v }
 	return &Report{
@@ -29,6 +29,11 @@ func sampleReport() *Report {
 					Usysv:  {MsgsPerS: f(4e6), PerRound: []float64{4e6}, Ops: 4000, Seconds: 0.001},
 					Kernel: {MsgsPerS: f(1e6), PerRound: []float64{1e6}, Ops: 1000, Seconds: 0.001},
 					Pipe:   {Error: "broken pipe"},
+				}},
+			{Case: "sem/idle-waiter", Title: "blocked", Kind: Idle, Unit: "us/s", Speedup: f(1.25),
+				Impls: map[string]*ImplResult{
+					Usysv:  {CPUUsPerS: f(1600), PerRound: []float64{1500, 1700}, Ops: 1600, Seconds: 1.6},
+					Kernel: {CPUUsPerS: f(2000), PerRound: []float64{2000, 2000}, Ops: 1600, Seconds: 1.6},
 				}},
 			{Case: "msg/pingpong", Title: "ping-pong", Kind: Latency, Unit: "ns",
 				Impls: map[string]*ImplResult{Kernel: {P50NS: f(3000), P99NS: f(9000), Samples: 10, OpsPerSample: 1, PerRound: []float64{3000}, Ops: 10, Seconds: 0.00003}}},
@@ -54,7 +59,7 @@ func TestValidateRejects(t *testing.T) {
 		"case name malformed":   func(m map[string]any) { result(m, 0)["case"] = "Sem Uncontended" },
 		"kind/unit mismatch":    func(m map[string]any) { result(m, 0)["unit"] = "msgs/s" },
 		"unknown impl":          func(m map[string]any) { implsOf(m, 0)["shm"] = implsOf(m, 0)["kernel"] },
-		"no impls":              func(m map[string]any) { result(m, 2)["impls"] = map[string]any{} },
+		"no impls":              func(m map[string]any) { result(m, 3)["impls"] = map[string]any{} },
 		"latency without p99":   func(m map[string]any) { delete(impl(m, 0, "usysv"), "p99_ns") },
 		"latency with rate":     func(m map[string]any) { impl(m, 0, "usysv")["msgs_per_s"] = 5 },
 		"negative p50":          func(m map[string]any) { impl(m, 0, "kernel")["p50_ns"] = -1 },
@@ -65,7 +70,12 @@ func TestValidateRejects(t *testing.T) {
 		"speedup not a number":  func(m map[string]any) { result(m, 0)["speedup"] = "10x" },
 		"speedup missing":       func(m map[string]any) { delete(result(m, 0), "speedup") },
 		"speedup wrong":         func(m map[string]any) { result(m, 0)["speedup"] = 2 },
-		"speedup invented":      func(m map[string]any) { result(m, 2)["speedup"] = 1 },
+		"speedup invented":      func(m map[string]any) { result(m, 3)["speedup"] = 1 },
+		"idle speedup wrong":    func(m map[string]any) { result(m, 2)["speedup"] = 0.8 },
+		"idle with p50":         func(m map[string]any) { impl(m, 2, "usysv")["p50_ns"] = 1 },
+		"idle without cpu":      func(m map[string]any) { delete(impl(m, 2, "usysv"), "cpu_us_per_s") },
+		"negative cpu":          func(m map[string]any) { impl(m, 2, "kernel")["cpu_us_per_s"] = -1 },
+		"idle/unit mismatch":    func(m map[string]any) { result(m, 2)["unit"] = "ns" },
 		"speedup dropped":       func(m map[string]any) { result(m, 1)["speedup"] = nil },
 		"p99 below p50":         func(m map[string]any) { impl(m, 0, "usysv")["p99_ns"] = 10 },
 		"no per_round":          func(m map[string]any) { delete(impl(m, 1, "kernel"), "per_round") },

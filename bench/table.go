@@ -36,6 +36,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 				return fmtNS(*ir.P50NS)
 			case ir.MsgsPerS != nil:
 				return fmtRate(*ir.MsgsPerS)
+			case ir.CPUUsPerS != nil:
+				return fmtCPU(*ir.CPUUsPerS)
 			}
 			return "?"
 		}
@@ -83,7 +85,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 	}
-	b.WriteString("\nlatency rows: p50 per operation or round trip (lower is better); stream rows: messages/s (higher is better).\n")
+	b.WriteString("\nlatency rows: p50 per operation or round trip (lower is better); stream rows: messages/s (higher is better);\n")
+	b.WriteString("blocked rows: CPU time the blocked process used per second, µs/s (lower is better).\n")
 	b.WriteString("speed-up: usysv against the kernel's own SysV IPC, measured in this run; above 1× usysv is faster.\n")
 	if unsteady {
 		b.WriteString("~: the rounds disagreed on this ratio by more than 1.5× (a busy machine); see per_round in -json.\n")
@@ -126,6 +129,14 @@ func fmtRate(v float64) string {
 		return sig3(v/1e3) + " k/s"
 	}
 	return sig3(v) + " /s"
+}
+
+// fmtCPU writes CPU time per second in µs/s with three significant digits.
+func fmtCPU(v float64) string {
+	if v >= 1e3 {
+		return sig3(v/1e3) + " ms/s"
+	}
+	return sig3(v) + " µs/s"
 }
 
 func fmtSpeedup(s float64) string {
