@@ -38,10 +38,8 @@
 //	                      the call began, for 0.8 s a round, 0.15 s with
 //	                      -quick). Both implementations sleep in the kernel and
 //	                      make no system call while blocked; what shows is the
-//	                      process's own upkeep. For usysv that includes, in
-//	                      the first second or two after the call, the last
-//	                      ticks of the seconds clock that stamps otime
-//	                      (internal/clock; a few hundred µs once), then nothing
+//	                      Go runtime's upkeep of an idle process, the same for
+//	                      both (tens to hundreds of µs/s here, and noisy)
 //	msg/sendrecv          send 64 B then receive it, one process
 //	msg/stream            1 producer process → 1 consumer process, 64 B, msgs/s
 //	msg/stream-batch      the same, usysv sending and receiving 32 messages per call

@@ -848,6 +848,7 @@ func (q *Queue) sleep(ctx context.Context, w *waiter, seen uint32) {
 		q.seg.EndSleep()
 		return
 	}
+	clock.Park()
 	_ = kernel.FutexWait(addr, seen, deadline)
 	q.seg.EndSleep()
 }

@@ -726,6 +726,7 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			return s.abandon(idx, kernel.EAGAIN)
 		}
+		clock.Park()
 		_ = kernel.FutexWait(&slot.Futex, f, until)
 		if slot.State.Load() == stDone { // the usual wake-up: straight out
 			return s.finish(idx)

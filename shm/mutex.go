@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/usysv/usysv/internal/clock"
 	"github.com/usysv/usysv/kernel"
 )
 
@@ -134,6 +135,7 @@ func (m *Mutex) lockSlow() bool {
 			}
 			continue
 		}
+		clock.Park()
 		err := kernel.FutexWait(m.futex, uint32(w), time.Now().Add(LivenessInterval))
 		if err == nil && m.word.Load() != w {
 			continue

@@ -1,27 +1,36 @@
 // Package clock is a coarse wall clock in whole seconds, cheap enough for
 // every semop and msgsnd to stamp otime / stime with it.
 //
-// Now costs two atomic loads while the clock is in use. A goroutine keeps the
-// cached second current by sleeping until each second boundary; it stops
-// when a whole second passes with no call to Now, so an idle process has no
-// timer at all. The value may lag the true second by the timer's latency,
-// as the kernel's own ktime_get_real_seconds lags by up to a tick.
+// Now costs one atomic load while the clock is in use. A timer keeps the
+// cached second current by firing at each second boundary; it stops when
+// a whole second passes with no call to Now, so an idle process has no
+// timer at all, and at once when a caller is about to sleep in the kernel
+// (Park): on this kind of machine every wake-up of an otherwise idle Go
+// process costs it about half a millisecond of CPU (the runtime's monitor
+// thread wakes with it), which the last ticks of a blocked waiter's clock
+// would otherwise spend. The value may lag the true second by the timer's
+// latency, as the kernel's own ktime_get_real_seconds lags by up to a
+// tick.
 package clock
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 const (
-	stopped = iota // no ticker; cached value stale
-	running        // ticker running, nobody called Now since its last tick
-	used           // ticker running and Now was called since its last tick
+	stopped = iota // no timer; cached value stale
+	running        // timer armed, nobody called Now since it last fired
+	used           // timer armed and Now was called since it last fired
 )
 
 var (
 	state  atomic.Uint32
 	cached atomic.Int64
+
+	mu  sync.Mutex  // arms and stops tmr
+	tmr *time.Timer // fires tick at the next second boundary; nil until first used
 )
 
 // Now returns the current Unix time in seconds. Its common case inlines.
@@ -41,25 +50,72 @@ func nowSlow() int64 {
 			return cached.Load()
 		}
 	}
-	now := time.Now().Unix()
-	cached.Store(now)
+	now := time.Now()
+	advance(now.Unix())
 	if state.CompareAndSwap(stopped, used) {
-		go tick()
+		mu.Lock()
+		arm(now)
+		mu.Unlock()
 	}
-	return now
+	return now.Unix()
 }
 
-func tick() {
+// arm sets the timer for the second boundary after now. mu held.
+func arm(now time.Time) {
+	d := now.Truncate(time.Second).Add(time.Second).Sub(now)
+	if tmr == nil {
+		tmr = time.AfterFunc(d, tick)
+	} else {
+		tmr.Reset(d)
+	}
+}
+
+// advance sets the cached second to sec unless it is already later (a
+// caller that read the clock before a boundary and stores after one that
+// read it after must not put it back).
+func advance(sec int64) {
 	for {
-		now := time.Now()
-		next := now.Truncate(time.Second).Add(time.Second)
-		time.Sleep(next.Sub(now))
-		cached.Store(time.Now().Unix())
-		if state.CompareAndSwap(used, running) {
-			continue
-		}
-		if state.CompareAndSwap(running, stopped) {
+		c := cached.Load()
+		if c >= sec || cached.CompareAndSwap(c, sec) {
 			return
 		}
 	}
+}
+
+// tick updates the cached second at a boundary, and arms the timer for the
+// next one if Now was called since the last, else stops.
+func tick() {
+	now := time.Now()
+	advance(now.Unix())
+	mu.Lock()
+	defer mu.Unlock()
+	for {
+		switch state.Load() {
+		case used:
+			if state.CompareAndSwap(used, running) {
+				arm(now)
+				return
+			}
+		case running:
+			if state.CompareAndSwap(running, stopped) {
+				return
+			}
+		default: // stopped by Park, and perhaps not yet restarted
+			return
+		}
+	}
+}
+
+// Park tells the clock that its caller is about to sleep in the kernel:
+// the timer stops now rather than at the next boundaries, and the next
+// call to Now (from any goroutine) starts it again, paying one time.Now.
+func Park() {
+	if state.Load() == stopped {
+		return
+	}
+	mu.Lock()
+	if tmr != nil && tmr.Stop() {
+		state.Store(stopped)
+	}
+	mu.Unlock()
 }

@@ -27,3 +27,56 @@ func TestTickerStopsWhenIdle(t *testing.T) {
 		t.Fatalf("Now() after restart = %d, want %d", got, want)
 	}
 }
+
+// Park stops the timer at once; the next Now starts it again, with the
+// current second.
+func TestParkStopsTimer(t *testing.T) {
+	Now()
+	if s := state.Load(); s != used {
+		t.Fatalf("state after Now = %d, want used", s)
+	}
+	Park()
+	if s := state.Load(); s != stopped {
+		t.Fatalf("state after Park = %d, want stopped", s)
+	}
+	time.Sleep(1200 * time.Millisecond) // a boundary passes with no timer
+	if got, want := Now(), time.Now().Unix(); got < want-1 || got > want {
+		t.Fatalf("Now() after Park = %d, want %d", got, want)
+	}
+	if s := state.Load(); s != used {
+		t.Fatalf("state after Now restarted the clock = %d, want used", s)
+	}
+	Park()
+	Park() // twice: nothing more to stop
+	if s := state.Load(); s != stopped {
+		t.Fatalf("state after two Parks = %d, want stopped", s)
+	}
+}
+
+// Goroutines that call Now while others Park and the timer fires always
+// read a value within a second of the wall clock (go test -race checks
+// the synchronisation).
+func TestParkRacesNow(t *testing.T) {
+	stop := time.Now().Add(2500 * time.Millisecond)
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			defer func() { done <- struct{}{} }()
+			for time.Now().Before(stop) {
+				before := time.Now().Unix()
+				got := Now()
+				after := time.Now().Unix()
+				if got < before-1 || got > after {
+					t.Errorf("Now() = %d, wall clock in [%d, %d]", got, before, after)
+					return
+				}
+				if g == 0 {
+					Park()
+				}
+			}
+		}(g)
+	}
+	for range 4 {
+		<-done
+	}
+}
