@@ -37,6 +37,11 @@
 // from a process with CAP_SYS_RESOURCE. The queue-full test is Linux's:
 // a message fits iff cbytes+len ≤ qbytes and qnum+1 ≤ qbytes.
 //
+// Other differences from Linux: lspid and lrpid are process ids. Linux
+// records the receiving thread's id as lrpid when msgsnd hands a message
+// straight to a sleeping receiver (pipelined_send), and the process id
+// otherwise; usysv records the process id in both cases.
+//
 // # Layout (details in layout.go)
 //
 // One kernel segment per queue: the common header (package shm), a table
