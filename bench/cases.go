@@ -300,17 +300,11 @@ func pingWarm(n int, gap time.Duration) int {
 // are active at once (neither can take the other's CPU).
 func semPingPong(gap time.Duration, pinned bool) func(e *env, impl string, n, k int) (measurement, error) {
 	return func(e *env, impl string, n, k int) (measurement, error) {
-		si, err := semImpl(impl)
+		s, g, done, err := semRun(e, impl, 2)
 		if err != nil {
 			return measurement{}, err
 		}
-		s, err := si.Create(2)
-		if err != nil {
-			return measurement{}, err
-		}
-		defer s.Remove()
-		g := e.newGroup(e.timeout)
-		defer g.stop()
+		defer done()
 		j := job{Impl: impl, Ref: s.Ref(), N: n, Warm: pingWarm(n, gap), Gap: gap}
 		j.Role, j.CPU = roleSemPong, pinCPU(pinned, 1)
 		pong, err := g.start(e, j, nil)
@@ -345,17 +339,11 @@ func pinCPU(pinned bool, cpu int) int {
 }
 
 func msgPingPongRun(e *env, impl string, n int, pinned bool) (measurement, error) {
-	mi, err := msgImpl(impl)
+	_, ch, g, done, err := chanRun(e, impl, smallMsg)
 	if err != nil {
 		return measurement{}, err
 	}
-	ch, err := mi.Create(ChanOpts{MsgSize: smallMsg})
-	if err != nil {
-		return measurement{}, err
-	}
-	defer ch.Remove()
-	g := e.newGroup(e.timeout)
-	defer g.stop()
+	defer done()
 	j := job{Impl: impl, Ref: ch.Ref(), N: n, Warm: pingWarm(n, 0), Size: smallMsg}
 	j.Role, j.Side, j.CPU = roleMsgPong, 1, pinCPU(pinned, 1)
 	pong, err := g.start(e, j, ch.Files(1))
@@ -409,20 +397,14 @@ func pingResult(e *env, g *group, ping, pong *proc, n int, gaps bool) (measureme
 // telling them to go until the last consumer has its share.
 func msgStream(size, producers, consumers, batch int) func(e *env, impl string, n, k int) (measurement, error) {
 	return func(e *env, impl string, n, k int) (measurement, error) {
-		mi, err := msgImpl(impl)
+		_, ch, g, done, err := chanRun(e, impl, size)
 		if err != nil {
 			return measurement{}, err
 		}
-		ch, err := mi.Create(ChanOpts{MsgSize: size})
-		if err != nil {
-			return measurement{}, err
-		}
-		defer ch.Remove()
+		defer done()
 		unit := producers * consumers
 		n = (n + unit - 1) / unit * unit
 		warm := (min(max(n/10, 1000), 20000) + unit - 1) / unit * unit
-		g := e.newGroup(e.timeout)
-		defer g.stop()
 		var cons, prods []*proc
 		for range consumers {
 			p, err := g.start(e, job{Role: roleConsume, Impl: impl, Ref: ch.Ref(), Side: 1,
@@ -467,21 +449,46 @@ func msgStream(size, producers, consumers, batch int) func(e *env, impl string, 
 	}
 }
 
+// semRun makes what a cross-process semaphore case needs: a set of nsems
+// semaphores on impl and a group for its helpers. done stops the helpers,
+// then removes the set.
+func semRun(e *env, impl string, nsems int) (SemSet, *group, func(), error) {
+	si, err := semImpl(impl)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, err := si.Create(nsems)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	g := e.newGroup(e.timeout)
+	return s, g, func() { g.stop(); _ = s.Remove() }, nil
+}
+
+// chanRun is semRun for a message case: a channel on impl for messages of
+// up to size bytes.
+func chanRun(e *env, impl string, size int) (MsgImpl, Chan, *group, func(), error) {
+	mi, err := msgImpl(impl)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	ch, err := mi.Create(ChanOpts{MsgSize: size})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	g := e.newGroup(e.timeout)
+	return mi, ch, g, func() { g.stop(); _ = ch.Remove() }, nil
+}
+
 // semIdle blocks a helper process in a P on a semaphore at 0 for n
 // milliseconds and reports the CPU time the helper used meanwhile, once
 // the call was asleep (idleResult); then it posts the semaphore.
 func semIdle(e *env, impl string, n, k int) (measurement, error) {
-	si, err := semImpl(impl)
+	s, g, done, err := semRun(e, impl, 1)
 	if err != nil {
 		return measurement{}, err
 	}
-	s, err := si.Create(1)
-	if err != nil {
-		return measurement{}, err
-	}
-	defer s.Remove()
-	g := e.newGroup(e.timeout)
-	defer g.stop()
+	defer done()
 	p, err := g.start(e, job{Role: roleSemIdle, Impl: impl, Ref: s.Ref()}, nil)
 	if err != nil {
 		return measurement{}, err
@@ -492,22 +499,16 @@ func semIdle(e *env, impl string, n, k int) (measurement, error) {
 // msgIdle is semIdle for a receiver on an empty queue: the driver sends
 // it one message after n milliseconds.
 func msgIdle(e *env, impl string, n, k int) (measurement, error) {
-	mi, err := msgImpl(impl)
+	mi, ch, g, done, err := chanRun(e, impl, smallMsg)
 	if err != nil {
 		return measurement{}, err
 	}
-	ch, err := mi.Create(ChanOpts{MsgSize: smallMsg})
-	if err != nil {
-		return measurement{}, err
-	}
-	defer ch.Remove()
+	defer done()
 	ep, err := mi.Open(ch.Ref(), 0, ch.Files(0))
 	if err != nil {
 		return measurement{}, err
 	}
 	defer ep.Close()
-	g := e.newGroup(e.timeout)
-	defer g.stop()
 	p, err := g.start(e, job{Role: roleMsgIdle, Impl: impl, Ref: ch.Ref(), Side: 1, Size: smallMsg}, ch.Files(1))
 	if err != nil {
 		return measurement{}, err
