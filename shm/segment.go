@@ -2,6 +2,7 @@ package shm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -197,13 +198,22 @@ func FromBytes(mem []byte) (*Segment, error) {
 
 // Map maps the kernel segment id read-write and validates it as a usysv
 // segment of kind k in namespace ns. An id that is not such a segment gives
-// an error matching kernel.EINVAL; a segment the caller may not map gives
-// the kernel's EACCES.
+// an error matching kernel.EINVAL, also one whose kernel segment is being
+// destroyed; a segment the caller may not map gives the kernel's EACCES.
 func Map(id int, k Kind, ns uint64) (*Segment, error) {
 	if id < 0 {
 		return nil, kernel.EINVAL
 	}
 	mem, err := kernel.Shmat(id, 0)
+	if errors.Is(err, kernel.EIDRM) {
+		// shmat found the removed segment while its last detach was
+		// destroying it (Linux's do_shmat: !ipc_valid_object). A moment
+		// later the id names nothing: EINVAL, as it is then. Passing
+		// EIDRM on would make a call on a removed object's id say EIDRM,
+		// which the kernel gives only to callers blocked at the removal
+		// (fuzz/FINDINGS.md F12).
+		return nil, kernel.EINVAL
+	}
 	if err != nil {
 		return nil, err
 	}

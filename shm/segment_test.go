@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/stretchr/testify/assert"
@@ -479,6 +480,47 @@ func TestMapRejects(t *testing.T) {
 	require.ErrorIs(t, err, kernel.EINVAL)
 	_, _, err = shm.Peek(plain)
 	require.ErrorIs(t, err, kernel.EINVAL)
+}
+
+// TestMapWhileLastDetach maps a removed segment while its attaches go
+// away, the last of which destroys it: a shmat that finds the segment as it
+// is destroyed fails with EIDRM in the kernel, and Map must still say
+// EINVAL, as for any id that names nothing (fuzz/FINDINGS.md F12: a
+// semctl on a removed set's id said EIDRM). A goroutine attaches and
+// detaches the segment in a loop (another process's, or a retired
+// handle's, last detach) while Map is called in another. The race is
+// narrow (Map met it about 5 times a second here): it runs for 2 s.
+func TestMapWhileLastDetach(t *testing.T) {
+	p := testParams()
+	end := time.Now().Add(2 * time.Second)
+	for round := 0; time.Now().Before(end); round++ {
+		id, err := shm.Create(p, 0, 0, 0o600, 0)
+		require.NoError(t, err)
+		s, err := shm.Map(id, p.Kind, p.Namespace)
+		require.NoError(t, err)
+		require.NoError(t, kernel.ShmctlRemove(id)) // SHM_DEST: lives while attached
+		churned := make(chan struct{})
+		go func() {
+			defer close(churned)
+			for {
+				mem, err := kernel.Shmat(id, 0)
+				if err != nil {
+					return
+				}
+				_ = kernel.Shmdt(mem)
+			}
+		}()
+		require.NoError(t, s.Close())
+		for {
+			s2, err := shm.Map(id, p.Kind, p.Namespace)
+			if err != nil {
+				require.ErrorIs(t, err, kernel.EINVAL, "round %d: map while the last attach goes", round)
+				break
+			}
+			require.NoError(t, s2.Close())
+		}
+		<-churned
+	}
 }
 
 func TestMapAsNobody(t *testing.T) {
