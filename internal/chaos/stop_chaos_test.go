@@ -130,6 +130,18 @@ func chaosStop(t *testing.T, rep *report) {
 		s := newSemLoad(t, c, 3, []string{"bigmover", "mover", "holder", "holder", "holder", "solo", "solo", "checker"}, false)
 		soloOps := func() uint64 { return s.l.ops(5).Load() + s.l.ops(6).Load() }
 		time.Sleep(100 * time.Millisecond)
+		// A solo worker's first op takes the lock (it claims the process's
+		// undo record); its ops are lock-free only after that. Under load
+		// (-race, a busy machine) a worker can still be starting after the
+		// sleep above: catching the mover with the lock then blocks it
+		// there, and the check below counts 0 for a reason that is not
+		// the one it looks for. Wait until each has completed an op.
+		for deadline := time.Now().Add(hangAfter); s.l.ops(5).Load() == 0 || s.l.ops(6).Load() == 0; {
+			if time.Now().After(deadline) {
+				t.Fatalf("chaos: a solo worker completed no op in %v (ops %d, %d)", hangAfter, s.l.ops(5).Load(), s.l.ops(6).Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
 		for round := 0; round < rounds; round++ {
 			// A mover holding the lock (its array's words frozen): the solo
 			// workers' single SEM_UNDO ops on M, other words, go on

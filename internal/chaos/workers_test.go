@@ -213,7 +213,9 @@ func b(num int, op int, flg int16) sem.Buf { return sem.Buf{Num: uint16(num), Op
 //	         on a violation
 //
 // Each completed operation is counted in the ledger (ops of SLOT), and a
-// holder or solo records there whether it holds a token (holding of SLOT).
+// holder or solo records there whether it holds a token (holding of SLOT:
+// 1 from its P's return until just before its V, when it holds one for
+// sure; 2 during the V, when it may have given it back already; else 0).
 // Stops when stdin ends ("X"); a holder that holds a token then exits
 // holding it, so that its undo gives it back.
 func semMain(args []string) int {
@@ -311,6 +313,7 @@ func semMain(args []string) int {
 			if ctx.Err() != nil {
 				break // exit holding: the undo gives the token back
 			}
+			holding.Store(2) // giving it back: from here it may be gone
 			if err := s.Op(context.Background(), v...); err != nil {
 				return fail("V", err)
 			}
