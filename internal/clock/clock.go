@@ -109,6 +109,9 @@ func tick() {
 // Park tells the clock that its caller is about to sleep in the kernel:
 // the timer stops now rather than at the next boundaries, and the next
 // call to Now (from any goroutine) starts it again, paying one time.Now.
+// If the timer has just fired (its tick waits for mu), or Now is arming it
+// (likewise), the state goes back to running: that tick, unless Now is
+// called meanwhile, is the last.
 func Park() {
 	if state.Load() == stopped {
 		return
@@ -116,6 +119,8 @@ func Park() {
 	mu.Lock()
 	if tmr != nil && tmr.Stop() {
 		state.Store(stopped)
+	} else {
+		state.CompareAndSwap(used, running)
 	}
 	mu.Unlock()
 }
