@@ -761,8 +761,12 @@ func (s *Server) lookup(kind shm.Kind, id int) (*entry, error) {
 	if id < 0 || !validKind(kind) {
 		return nil, kernel.EINVAL
 	}
+	// Whether the object lives is the registry's own record (forget
+	// deletes it), not the segment's state word: a process that can map
+	// the segment can write that word, and an object it marked removed
+	// must still be removable, or its segment stays mapped here for ever.
 	e := s.byID[id]
-	if e == nil || e.p.Kind != kind || e.seg.Removed() {
+	if e == nil || e.p.Kind != kind {
 		return nil, kernel.EINVAL
 	}
 	return e, nil
@@ -861,7 +865,7 @@ func (s *Server) list(kind shm.Kind, after int) ([]Object, bool) {
 	defer s.mu.RUnlock()
 	var ids []int
 	for id, e := range s.byID {
-		if e.p.Kind == kind && id > after && !e.seg.Removed() {
+		if e.p.Kind == kind && id > after {
 			ids = append(ids, id)
 		}
 	}

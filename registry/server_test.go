@@ -312,6 +312,38 @@ func TestRebuildSkipsKernelRemoved(t *testing.T) {
 	assert.True(t, seg.Removed(), "mappers see the object removed")
 }
 
+// A process that can map an object's segment can write its state word.
+// One it marked removed behind the registry's back is still the registry's
+// to stat, list and remove: before, the registry took the word's word for
+// it, refused IPC_RMID with EINVAL and kept the segment mapped for ever
+// (a fuzz worker attacking such words filled the host's SHMMNI).
+func TestForgedRemovedStateStillRemovable(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	_, c := startServer2(t, sock)
+	id, err := c.Get(semReq(testutil.Key(t), 1, creat|excl|0o600))
+	require.NoError(t, err)
+	seg, err := shm.Map(id, shm.KindSem, c.Namespace())
+	require.NoError(t, err)
+	require.True(t, seg.MarkRemoved(), "the forged write")
+	require.NoError(t, seg.Close())
+
+	_, err = c.Stat(shm.KindSem, id)
+	require.NoError(t, err, "IPC_STAT of an object the registry holds live")
+	objs, err := c.List(shm.KindSem)
+	require.NoError(t, err)
+	found := false
+	for _, o := range objs {
+		found = found || o.ID == id
+	}
+	assert.True(t, found, "ipcs lists it")
+	require.NoError(t, c.Remove(shm.KindSem, id))
+	// The registry detached it: with no mapping left, the kernel segment
+	// is gone.
+	_, err = kernel.ShmctlStat(id)
+	require.ErrorIs(t, err, kernel.EINVAL)
+	require.ErrorIs(t, c.Remove(shm.KindSem, id), kernel.EINVAL)
+}
+
 func startServer2(t *testing.T, sock string) (*Server, *Client) {
 	t.Helper()
 	s, err := NewServer(sock, Limits{})
