@@ -8,9 +8,15 @@
 // (Park): on this kind of machine every wake-up of an otherwise idle Go
 // process costs it about half a millisecond of CPU (the runtime's monitor
 // thread wakes with it), which the last ticks of a blocked waiter's clock
-// would otherwise spend. The value may lag the true second by the timer's
-// latency, as the kernel's own ktime_get_real_seconds lags by up to a
-// tick.
+// would otherwise spend. While the timer is stopped, Now reads the wall
+// clock (time.Now, tens of ns), and only the armAfter-th such call arms
+// the timer again: a process that sleeps between every few calls (a
+// ping-pong whose partner sleeps) would otherwise arm it after each
+// wake-up, and arming a timer that is now the runtime's earliest wakes
+// its network poller (a write(2) and an epoll_pwait(2) on the path of the
+// call that woke up, measured: a few µs added to each post). The value
+// may lag the true second by the timer's latency, as the kernel's own
+// ktime_get_real_seconds lags by up to a tick.
 package clock
 
 import (
@@ -25,9 +31,13 @@ const (
 	used           // timer armed and Now was called since it last fired
 )
 
+// armAfter is how many calls of Now while the timer is stopped arm it.
+const armAfter = 64
+
 var (
 	state  atomic.Uint32
 	cached atomic.Int64
+	cold   atomic.Uint32 // calls of Now since the timer stopped
 
 	mu  sync.Mutex  // arms and stops tmr
 	tmr *time.Timer // fires tick at the next second boundary; nil until first used
@@ -52,7 +62,8 @@ func nowSlow() int64 {
 	}
 	now := time.Now()
 	advance(now.Unix())
-	if state.CompareAndSwap(stopped, used) {
+	if cold.Add(1) >= armAfter && state.CompareAndSwap(stopped, used) {
+		cold.Store(0)
 		mu.Lock()
 		arm(now)
 		mu.Unlock()
@@ -108,11 +119,13 @@ func tick() {
 
 // Park tells the clock that its caller is about to sleep in the kernel:
 // the timer stops now rather than at the next boundaries, and the next
-// call to Now (from any goroutine) starts it again, paying one time.Now.
+// calls to Now (from any goroutine) read the wall clock until one of them
+// arms it again (armAfter).
 // If the timer has just fired (its tick waits for mu), or Now is arming it
 // (likewise), the state goes back to running: that tick, unless Now is
 // called meanwhile, is the last.
 func Park() {
+	cold.Store(0)
 	if state.Load() == stopped {
 		return
 	}

@@ -18,7 +18,7 @@ func TestNowTracksWallClock(t *testing.T) {
 }
 
 func TestTickerStopsWhenIdle(t *testing.T) {
-	Now()
+	warm(t)
 	time.Sleep(2500 * time.Millisecond)
 	if s := state.Load(); s != stopped {
 		t.Fatalf("state after 2.5 s idle = %d, want stopped", s)
@@ -28,25 +28,49 @@ func TestTickerStopsWhenIdle(t *testing.T) {
 	}
 }
 
-// Park stops the timer at once; the next Now starts it again, with the
-// current second.
+// Park stops the timer at once; after it, Now reads the wall clock, and
+// the armAfter-th call arms the timer again.
 func TestParkStopsTimer(t *testing.T) {
-	Now()
-	if s := state.Load(); s != used {
-		t.Fatalf("state after Now = %d, want used", s)
-	}
+	warm(t)
 	Park()
 	waitStopped(t, "Park")
 	time.Sleep(1200 * time.Millisecond) // a boundary passes with no timer
-	if got, want := Now(), time.Now().Unix(); got < want-1 || got > want {
-		t.Fatalf("Now() after Park = %d, want %d", got, want)
+	for i := 0; i < armAfter-1; i++ {
+		if got, want := Now(), time.Now().Unix(); got < want-1 || got > want {
+			t.Fatalf("Now() after Park = %d, want %d", got, want)
+		}
 	}
+	if s := state.Load(); s != stopped {
+		t.Fatalf("state after %d calls = %d: armed before armAfter", armAfter-1, s)
+	}
+	Now()
 	if s := state.Load(); s != used {
-		t.Fatalf("state after Now restarted the clock = %d, want used", s)
+		t.Fatalf("state after armAfter calls = %d, want used", s)
 	}
 	Park()
 	Park() // twice: nothing more to stop
 	waitStopped(t, "two Parks")
+	// A call between two Parks does not arm it: the count starts again.
+	for i := 0; i < 3; i++ {
+		for j := 0; j < armAfter-1; j++ {
+			Now()
+		}
+		Park()
+	}
+	if s := state.Load(); s != stopped {
+		t.Fatalf("state after rounds of fewer than armAfter calls between Parks = %d, want stopped", s)
+	}
+}
+
+// warm calls Now until the timer is armed.
+func warm(t *testing.T) {
+	t.Helper()
+	for i := 0; i <= armAfter; i++ {
+		Now()
+	}
+	if s := state.Load(); s != used {
+		t.Fatalf("state after %d calls of Now = %d, want used", armAfter+1, s)
+	}
 }
 
 // waitStopped waits for the clock to be stopped: at once, unless Park
