@@ -1,8 +1,6 @@
 package msgq
 
 import (
-	"sync/atomic"
-
 	"github.com/usysv/usysv/internal/killat"
 )
 
@@ -80,20 +78,9 @@ var stepNames = map[string]step{
 	"ring-taken": stepRingTaken, "ring-flushed": stepRingFlushed,
 }
 
-var (
-	killAt   step // written once by init, read-only afterwards
-	killLeft atomic.Int64
-)
+var crash killat.Points[step]
 
-func init() {
-	var n int64
-	killAt, n = killat.Parse("msgq", KillAtEnv, stepNames)
-	killLeft.Store(n)
-}
+func init() { crash.Arm("msgq", KillAtEnv, stepNames) }
 
 // crashPoint is a labelled step of Send or Recv (see KillAtEnv).
-func crashPoint(s step) {
-	if killAt == s {
-		killat.Hit(&killLeft)
-	}
-}
+func crashPoint(s step) { crash.At(s) }

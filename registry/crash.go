@@ -1,8 +1,6 @@
 package registry
 
 import (
-	"sync/atomic"
-
 	"github.com/usysv/usysv/internal/killat"
 )
 
@@ -39,20 +37,9 @@ var stepNames = map[string]step{
 	"create-done": stepCreateDone, "remove-marked": stepRemoveMarked,
 }
 
-var (
-	killAt   step // written once by init, read-only afterwards
-	killLeft atomic.Int64
-)
+var crash killat.Points[step]
 
-func init() {
-	var n int64
-	killAt, n = killat.Parse("registry", KillAtEnv, stepNames)
-	killLeft.Store(n)
-}
+func init() { crash.Arm("registry", KillAtEnv, stepNames) }
 
 // crashPoint is a labelled step (see KillAtEnv).
-func crashPoint(s step) {
-	if killAt == s {
-		killat.Hit(&killLeft)
-	}
-}
+func crashPoint(s step) { crash.At(s) }

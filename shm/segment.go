@@ -452,23 +452,12 @@ var stepNames = map[string]step{
 	"create-attached": stepCreateAttached, "create-formatted": stepCreateFormatted,
 }
 
-var (
-	killAt   step // written once by init, read-only afterwards
-	killLeft atomic.Int64
-)
+var crash killat.Points[step]
 
-func init() {
-	var n int64
-	killAt, n = killat.Parse("shm", KillAtEnv, stepNames)
-	killLeft.Store(n)
-}
+func init() { crash.Arm("shm", KillAtEnv, stepNames) }
 
 // crashPoint is a labelled step of Create (see KillAtEnv).
-func crashPoint(s step) {
-	if killAt == s {
-		killat.Hit(&killLeft)
-	}
-}
+func crashPoint(s step) { crash.At(s) }
 
 // RetireGrace is how long Retire keeps a retired segment's addresses
 // readable (as zeros) before unmapping them.

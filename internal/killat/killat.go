@@ -1,9 +1,9 @@
 // Package killat is the test-only crash hook that msgq, shm and registry
 // share: an environment variable holding "step" or "step:n" makes the
 // process SIGKILL itself the n-th time (default 1) it reaches that labelled
-// step. Each package names its own variable and steps and keeps the check
-// inline (one load and compare per step when the variable is unset); this
-// package parses the variable and does the killing.
+// step. Each package names its own variable and steps and keeps a Points,
+// whose check inlines (one load and compare per step when the variable is
+// unset); this package parses the variable and does the killing.
 package killat
 
 import (
@@ -44,6 +44,28 @@ func Parse[S comparable](pkg, env string, steps map[string]S) (S, int64) {
 		return none, 0
 	}
 	return s, n
+}
+
+// Points is a package's labelled steps: Arm it once from init, then call
+// At at each step (an inlined load and compare when nothing is armed).
+type Points[S comparable] struct {
+	at   S // written once by Arm, read-only afterwards
+	left atomic.Int64
+}
+
+// Arm reads env (Parse) and arms the step it names.
+func (p *Points[S]) Arm(pkg, env string, steps map[string]S) {
+	var n int64
+	p.at, n = Parse(pkg, env, steps)
+	p.left.Store(n)
+}
+
+// At is the labelled step s: the n-th arrival at the armed one kills the
+// process.
+func (p *Points[S]) At(s S) {
+	if p.at == s {
+		Hit(&p.left)
+	}
 }
 
 // Hit counts one arrival at the armed step and kills the process at the

@@ -22,3 +22,28 @@ func TestParse(t *testing.T) {
 		assert.Equal(t, want, [2]int64{int64(s), n}, "%q", v)
 	}
 }
+
+// Arm takes what Parse reads; At on another step, or with nothing armed,
+// does nothing. (The kill itself is exercised by the crash tests of msgq,
+// shm and registry in internal/chaos.)
+func TestPointsArm(t *testing.T) {
+	steps := map[string]uint8{"a": 1, "b": 2}
+	const env = "USYSV_KILLAT_TEST"
+	var p Points[uint8]
+	t.Setenv(env, "b:3")
+	p.Arm("test", env, steps)
+	assert.Equal(t, uint8(2), p.at)
+	assert.Equal(t, int64(3), p.left.Load())
+	p.At(1) // another step: not counted
+	assert.Equal(t, int64(3), p.left.Load())
+	p.At(2)
+	p.At(2) // counted down, not yet the n-th
+	assert.Equal(t, int64(1), p.left.Load())
+
+	var q Points[uint8]
+	t.Setenv(env, "")
+	q.Arm("test", env, steps)
+	q.At(1)
+	q.At(2)
+	assert.Equal(t, int64(0), q.left.Load())
+}
