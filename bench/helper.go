@@ -99,14 +99,7 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 		if err := out.Encode(reply{Ready: true}); err != nil {
 			return err
 		}
-		line, err := in.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("waiting for go: %w", err)
-		}
-		if strings.TrimSpace(line) != "go" {
-			return fmt.Errorf("driver said %q, want go", line)
-		}
-		return nil
+		return readGo(in)
 	}
 	switch j.Role {
 	case roleSemPing, roleSemPong, roleSemIdle:
@@ -218,17 +211,14 @@ func blockIdle(out *json.Encoder, in *bufio.Reader, block func() error) error {
 		return err
 	}
 	t0 := time.Now()
-	line, err := in.ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("waiting for go: %w", err)
-	}
+	goErr := readGo(in)
 	wall := time.Since(t0)
 	cpu1, err := kernel.ProcessCPUTime()
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "go" {
-		return fmt.Errorf("driver said %q, want go", line)
+	if goErr != nil {
+		return goErr
 	}
 	select {
 	case err := <-errc:
@@ -242,6 +232,18 @@ func blockIdle(out *json.Encoder, in *bufio.Reader, block func() error) error {
 		return fmt.Errorf("blocked call: %w", err)
 	}
 	return out.Encode(reply{})
+}
+
+// readGo waits for the driver's "go" line.
+func readGo(in *bufio.Reader) error {
+	line, err := in.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("waiting for go: %w", err)
+	}
+	if strings.TrimSpace(line) != "go" {
+		return fmt.Errorf("driver said %q, want go", line)
+	}
+	return nil
 }
 
 // idleSettle is how long an idle helper waits after it said it would
