@@ -162,6 +162,18 @@
 // every call after a wake-up watches (n is 1) until one sees nothing, since
 // on an idle machine the two would otherwise keep waking each other.
 //
+// A receiver that keeps up with a stream finds the ring empty after almost
+// every message, and each message is then handed over alone: the
+// receiver's looks pull the hint's and the slot's lines to its CPU while
+// the sender writes them. After two watches in a row that saw the next
+// message within their first 128 looks, a handle's receivers look only
+// every 4 µs (stream mode), so that the sender fills slots undisturbed and
+// the receives that follow find a run of messages. A look that finds fewer
+// than 4 (a peer that answers, as in ping-pong), or a watch that sees
+// nothing, ends stream mode; 4 µs is what it adds to a message's latency,
+// at most. A 1P→1C stream of single sends went from 4.4–4.8× the kernel
+// to 5–8× in the same runs.
+//
 // Wakers look at waiter counts in shared memory and issue FUTEX_WAKE only
 // when someone sleeps. A sender that waits for room sleeps with the ring
 // open: receivers through the ring check one word on their own cache line

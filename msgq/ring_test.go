@@ -753,3 +753,63 @@ func TestRingPubHint(t *testing.T) {
 	assert.Zero(t, q.spinFails.Load(), "the spin saw the close")
 	require.NoError(t, q.Check())
 }
+
+// Stream mode (ring.go): streamQuick quick receive spins in a row turn it
+// on; a look that finds a run of streamRun messages keeps it on; a shorter
+// run (a reply), a slow answer, or a spin that sees nothing turns it off.
+// No message is missed either way.
+func TestStreamMode(t *testing.T) {
+	q := newQueue(t)
+	rc := q.v.rc
+	buf := make([]byte, 8)
+	// spin looks, has send sent (by another goroutine after delay), and
+	// spins for them as a receiver would; then it receives what came.
+	spin := func(send int, delay time.Duration) bool {
+		var st spinner
+		defer st.finish(q)
+		require.True(t, q.ringSpin(&st, &rc.pub), "the first call only takes the value")
+		done := make(chan error, 1)
+		go func() {
+			time.Sleep(delay)
+			for range send {
+				if err := q.TrySend(1, []byte("x")); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		if delay == 0 {
+			require.NoError(t, <-done)
+		}
+		ok := q.ringSpin(&st, &rc.pub)
+		if delay != 0 {
+			require.NoError(t, <-done)
+		}
+		for range send {
+			_, _, err := q.TryRecv(buf, 0, 0)
+			require.NoError(t, err)
+		}
+		return ok
+	}
+
+	for i := 1; i <= streamQuick; i++ {
+		require.True(t, spin(1, 0))
+		require.EqualValues(t, i, q.streamy.Load(), "quick spins count")
+	}
+	require.True(t, spin(streamRun, 0))
+	assert.EqualValues(t, streamQuick, q.streamy.Load(), "a run keeps stream mode")
+	require.True(t, spin(1, 0))
+	assert.Zero(t, q.streamy.Load(), "a reply ends stream mode")
+
+	q.streamy.Store(streamQuick)
+	t0 := time.Now()
+	assert.False(t, spin(0, 0))
+	assert.GreaterOrEqual(t, time.Since(t0), streamGap, "it looked more than once")
+	assert.Zero(t, q.streamy.Load(), "a spin that sees nothing ends stream mode")
+
+	q.streamy.Store(streamQuick - 1)
+	spin(1, 200*time.Microsecond) // past the budget, or at least 128 looks
+	assert.Zero(t, q.streamy.Load(), "a slow answer ends the count")
+	require.NoError(t, q.Check())
+}
