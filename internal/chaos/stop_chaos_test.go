@@ -49,6 +49,17 @@ type stopCase struct {
 	progress string
 }
 
+// orMissed returns cases with a "not caught" case called name added if
+// the search that began when it had n cases added none: no worker was
+// caught in that state (catch gave up on each), and the report says so
+// rather than leave the case out.
+func orMissed(cases []stopCase, n int, name string) []stopCase {
+	if len(cases) > n {
+		return cases
+	}
+	return append(cases, stopCase{name, false, "not caught: no worker was stopped in that state within its tries"})
+}
+
 // chaosStop: a process is SIGSTOPped inside an operation — holding the
 // segment lock, asleep in a waiter slot, or holding a SEM_UNDO token —
 // and kept stopped while the others run and while another client dies
@@ -73,6 +84,7 @@ func chaosStop(t *testing.T, rep *report) {
 		for round := 0; round < rounds; round++ {
 			// Holding the queue's lock: nobody can use the queue meanwhile,
 			// and nobody may take the lock over, even after a death.
+			n := len(cases)
 			for _, r := range m.roles {
 				p := r.cur
 				if !catch(p, 3000, func() bool { l, _ := holds(m.seg, p.pid); return l }) {
@@ -87,8 +99,10 @@ func chaosStop(t *testing.T, rep *report) {
 				cases = append(cases, stopCase{"msgq lock holder " + p.name, true, "lock kept"})
 				break
 			}
+			cases = orMissed(cases, n, "msgq lock holder")
 			// Asleep in a waiter slot (a consumer waiting for a message):
 			// the others keep going; a message handed to it stays its own.
+			n = len(cases)
 			for _, r := range m.roles {
 				p := r.cur
 				if r.producer || !catch(p, 3000, func() bool { l, n := holds(m.seg, p.pid); return n > 0 && !l }) {
@@ -119,6 +133,7 @@ func chaosStop(t *testing.T, rep *report) {
 				}
 				break
 			}
+			cases = orMissed(cases, n, "msgq sleeping consumer")
 		}
 		for _, p := range m.finish() {
 			t.Error(p)
@@ -146,6 +161,7 @@ func chaosStop(t *testing.T, rep *report) {
 			// A mover holding the lock (its array's words frozen): the solo
 			// workers' single SEM_UNDO ops on M, other words, go on
 			// without the lock; the lock is not taken over.
+			n := len(cases)
 			for _, r := range s.roles[:1] {
 				p := r.cur
 				if !catch(p, 3000, func() bool { l, _ := holds(s.seg, p.pid); return l }) {
@@ -172,8 +188,10 @@ func chaosStop(t *testing.T, rep *report) {
 					fmt.Sprintf("lock kept; lock-free ops by others in %v: %d, and in %v after another client died: %d", hold/2, n1, hold/2, n2)})
 				break
 			}
+			cases = orMissed(cases, n, "sem lock holder")
 			// A holder holding a SEM_UNDO token (not the lock): its undo is
 			// not applied, however many repairs run; the others go on.
+			n = len(cases)
 			for _, r := range s.roles[2:5] {
 				p := r.cur
 				if !catch(p, 3000, func() bool {
@@ -195,8 +213,10 @@ func chaosStop(t *testing.T, rep *report) {
 				cases = append(cases, stopCase{"sem SEM_UNDO holder", true, fmt.Sprintf("token kept; others progressed in %d of %d ms", moved, to.Sub(from).Milliseconds())})
 				break
 			}
+			cases = orMissed(cases, n, "sem SEM_UNDO holder")
 			// A holder asleep in a waiter slot (L is 0): its slot is not
 			// freed; a V by another may complete its P while it is stopped.
+			n = len(cases)
 			for _, r := range s.roles[2:5] {
 				p := r.cur
 				if !catch(p, 3000, func() bool { l, n := holds(s.seg, p.pid); return n > 0 && !l }) {
@@ -225,6 +245,7 @@ func chaosStop(t *testing.T, rep *report) {
 				}
 				break
 			}
+			cases = orMissed(cases, n, "sem sleeping waiter")
 		}
 		for _, p := range s.finish() {
 			t.Error(p)
@@ -232,10 +253,14 @@ func chaosStop(t *testing.T, rep *report) {
 		t.Log(s.summary())
 	})
 	var lines []string
+	caught := 0
 	for _, c := range cases {
 		lines = append(lines, c.name+": "+c.progress)
+		if c.caught {
+			caught++
+		}
 	}
-	rep.add("stop (%v stopped each time, %d rounds): %s", hold, rounds, strings.Join(lines, "; "))
+	rep.add("stop (%v stopped each time, %d rounds, %d of %d cases caught): %s", hold, rounds, caught, len(cases), strings.Join(lines, "; "))
 }
 
 // killOther kills another worker of the load (not r): a client death,
