@@ -2,7 +2,9 @@
 // helper processes (the test binary re-executed), running them as another
 // uid, IPC keys that never collide between parallel test binaries, a
 // private registry socket per test binary, and a leak check that fails the
-// run when IPC objects it created remain.
+// run when IPC objects it created remain. What a test binary that was
+// killed could not clean up (its directory, its namespace's objects), the
+// next one removes (sweepStale).
 //
 // A package uses it from TestMain:
 //
@@ -75,8 +77,13 @@ func Main(m *testing.M) {
 		}
 		os.Exit(f(os.Args[1:]))
 	}
-	dir, err := os.MkdirTemp("", "usysv-test-")
+	sweepStale(os.TempDir())
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "testutil:", err)
+		os.Exit(2)
+	}
+	if err := writeOwner(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "testutil:", err)
 		os.Exit(2)
 	}
@@ -101,9 +108,54 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Leaks lists, and removes, the live usysv objects of namespace ns and the
-// tracked kernel objects that still exist.
-func Leaks(ns uint64) []string {
+// A test binary's directory (its registry socket, helper binaries) is
+// dirPrefix + random in the temporary directory, with an owner file
+// naming the binary's process (pid and start time). Main removes it at the
+// end, but a binary that is killed (a -timeout, an interrupted run, a fuzz
+// worker stopped hard) cannot: the next test binary's Main removes the
+// directories, and the usysv objects of the namespaces, of processes that
+// are gone (sweepStale).
+const (
+	dirPrefix = "usysv-test-"
+	ownerFile = "owner"
+)
+
+func writeOwner(dir string) error {
+	pid, start := kernel.Self()
+	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %d\n", pid, start)), 0o644)
+}
+
+// sweepStale removes the directories under tmp of test binaries that are
+// gone, with the usysv objects left in their namespaces, and says so on
+// stderr. A directory without a readable owner file is left alone (it may
+// be one being made right now).
+func sweepStale(tmp string) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		var pid int
+		var start uint64
+		if n, _ := fmt.Sscan(string(b), &pid, &start); n != 2 || pid <= 0 || kernel.ProcessAlive(pid, start) {
+			continue
+		}
+		left := removeNamespace(shm.Namespace(filepath.Join(dir, "registry.sock")))
+		if err := os.RemoveAll(dir); err != nil {
+			continue
+		}
+		msg := fmt.Sprintf("testutil: removed %s, left by test binary pid %d, which is gone", dir, pid)
+		if len(left) > 0 {
+			msg += fmt.Sprintf(", and its IPC objects:\n  %s", strings.Join(left, "\n  "))
+		}
+		fmt.Fprintln(os.Stderr, msg)
+	}
+}
+
+// removeNamespace lists, and removes, the live usysv objects of
+// namespace ns.
+func removeNamespace(ns uint64) []string {
 	var out []string
 	segs, _ := kernel.ShmList()
 	for _, s := range segs {
@@ -114,6 +166,13 @@ func Leaks(ns uint64) []string {
 		out = append(out, fmt.Sprintf("usysv %s id %d key %#x", p.Kind, s.ID, uint32(p.Key)))
 		_ = kernel.ShmctlRemove(s.ID)
 	}
+	return out
+}
+
+// Leaks lists, and removes, the live usysv objects of namespace ns and the
+// tracked kernel objects that still exist.
+func Leaks(ns uint64) []string {
+	out := removeNamespace(ns)
 	tracked.Lock()
 	defer tracked.Unlock()
 	for o, test := range tracked.objs {
