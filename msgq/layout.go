@@ -171,6 +171,12 @@ type control struct {
 	_        [12]byte
 }
 
+// receiversAsleep reports whether receivers hold waiter slots, read
+// without the lock: a hint (recvWait changes under the lock).
+func (c *control) receiversAsleep() bool {
+	return (*atomic.Uint32)(unsafe.Pointer(&c.recvWait)).Load() != 0
+}
+
 // ringCtl is the mapped view of the ring's two control lines: the
 // producers' and the consumers'.
 type ringCtl struct {

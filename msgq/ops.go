@@ -648,6 +648,9 @@ func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, er
 			if r == putBusy && q.waitSender(ctx, s, sv) {
 				continue
 			}
+			if r == putFallback && !nowait && q.waitOpen(&st) {
+				continue
+			}
 			if r != putFull || nowait {
 				break
 			}

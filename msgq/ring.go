@@ -577,6 +577,52 @@ func (q *Queue) streamSpin(st *spinner) bool {
 	}
 }
 
+// waitOpen is the spin of a batch sender that found the ring closed while
+// no receiver sleeps: receivers are taking the store's messages, and the
+// one that empties it opens the ring again (unlock). It waits for that,
+// within the spin's budget, and reports whether the ring opened. Without
+// it a batch sender hands the rest of its batch to the lock path, which
+// closes the ring again each time it takes the lock; as long as the
+// senders keep up, the store is then never empty when a receiver
+// unlocks, and the ring stays closed: a 1P→1C stream of 64-message
+// batches sent 92% of its messages through the lock, no faster than
+// single sends.
+func (q *Queue) waitOpen(st *spinner) bool {
+	rc := q.v.rc
+	if !st.on {
+		if q.enter() != nil {
+			return false
+		}
+		st.on = true
+		st.budget = q.spinBudget()
+		st.polite = -1
+	}
+	if st.budget == 0 || q.v.ctl.receiversAsleep() {
+		return false
+	}
+	for i := 1; ; i++ {
+		if rc.tail.Load()&ringClosed == 0 {
+			return q.spinDone(true, st.budget)
+		}
+		if i&127 == 0 {
+			now := time.Now()
+			if st.polite < 0 {
+				st.polite = q.politeFor()
+			}
+			if st.start.IsZero() {
+				st.start = now
+			} else if d := now.Sub(st.start); d > st.budget {
+				return q.spinDone(false, st.budget)
+			} else if d > st.polite {
+				kernel.SchedYield()
+			}
+			if q.closed.Load() || q.v.ctl.receiversAsleep() {
+				return false
+			}
+		}
+	}
+}
+
 // ringSpin waits for word w to change (the pub hint: a message sent or
 // the ring closed, for receivers; the head: a message taken or the ring
 // closed, for senders) for at most spinBudget in all, counted from the
