@@ -171,10 +171,16 @@ type control struct {
 	_        [12]byte
 }
 
-// receiversAsleep reports whether receivers hold waiter slots, read
-// without the lock: a hint (recvWait changes under the lock).
-func (c *control) receiversAsleep() bool {
-	return (*atomic.Uint32)(unsafe.Pointer(&c.recvWait)).Load() != 0
+// opensWhenEmpty reports whether the locked call that empties the store
+// will open the ring: the conditions of unlock and maybeOpen other than
+// the store's being empty. No receiver sleeps in a waiter slot or as an
+// overflow sleeper, no flush is under way, no opening is to be skipped,
+// and the last message sent through the lock fitted the ring. Read
+// without the lock (they change under it): a hint.
+func (c *control) opensWhenEmpty() bool {
+	load := func(p *uint32) uint32 { return (*atomic.Uint32)(unsafe.Pointer(p)).Load() }
+	return load(&c.recvWait) == 0 && c.ovfWait.Load() == 0 && load(&c.flushOn) == 0 &&
+		load(&c.openSkip) == 0 && load(&c.bigLast) == 0
 }
 
 // ringCtl is the mapped view of the ring's two control lines: the

@@ -579,7 +579,8 @@ func (q *Queue) streamSpin(st *spinner) bool {
 
 // waitOpen is the spin of a batch sender that found the ring closed while
 // no receiver sleeps: receivers are taking the store's messages, and the
-// one that empties it opens the ring again (unlock). It waits for that,
+// one that empties it opens the ring again (unlock), unless something
+// else keeps it closed (opensWhenEmpty). It waits for that,
 // within the spin's budget, and reports whether the ring opened. Without
 // it a batch sender hands the rest of its batch to the lock path, which
 // closes the ring again each time it takes the lock; as long as the
@@ -597,7 +598,7 @@ func (q *Queue) waitOpen(st *spinner) bool {
 		st.budget = q.spinBudget()
 		st.polite = -1
 	}
-	if st.budget == 0 || q.v.ctl.receiversAsleep() {
+	if st.budget == 0 || !q.v.ctl.opensWhenEmpty() {
 		return false
 	}
 	for i := 1; ; i++ {
@@ -616,7 +617,7 @@ func (q *Queue) waitOpen(st *spinner) bool {
 			} else if d > st.polite {
 				kernel.SchedYield()
 			}
-			if q.closed.Load() || q.v.ctl.receiversAsleep() {
+			if q.closed.Load() || !q.v.ctl.opensWhenEmpty() {
 				return false
 			}
 		}

@@ -813,3 +813,81 @@ func TestStreamMode(t *testing.T) {
 	assert.Zero(t, q.streamy.Load(), "a slow answer ends the count")
 	require.NoError(t, q.Check())
 }
+
+// waitOpen (ring.go): a batch sender that finds the ring closed while the
+// store holds messages and no receiver sleeps waits for the receive that
+// empties the store to open the ring, and then sends through it. With a
+// receiver asleep (which keeps the ring closed until a send wakes it) it
+// does not wait.
+func TestWaitOpen(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	buf := make([]byte, 256)
+	// A big message closes the ring and keeps it closed (bigLast) until a
+	// small one is sent through the lock: nothing to wait for.
+	require.NoError(t, q.Send(ctx, 1, make([]byte, slotText+1)))
+	open, _, _, store := ringState(q)
+	require.False(t, open)
+	require.NotZero(t, store)
+	var st spinner
+	require.NoError(t, q.enter())
+	st.on, st.budget, st.polite = true, 2*time.Second, -1
+	assert.False(t, q.waitOpen(&st))
+	st.finish(q)
+	// After a small one through the lock the receive that empties the
+	// store opens it.
+	require.NoError(t, q.Send(ctx, 1, []byte("small")))
+	open, _, _, _ = ringState(q)
+	require.False(t, open)
+	_, _, err := q.TryRecv(buf, 0, 0)
+	require.NoError(t, err)
+
+	spin := func() (bool, time.Duration) {
+		var st spinner
+		require.NoError(t, q.enter())
+		st.on, st.budget, st.polite = true, 2*time.Second, -1
+		defer st.finish(q)
+		t0 := time.Now()
+		ok := q.waitOpen(&st)
+		return ok, time.Since(t0)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		_, _, err := q.TryRecv(buf, 0, 0)
+		errc <- err
+	}()
+	ok, d := spin()
+	require.NoError(t, <-errc)
+	require.True(t, ok, "the ring opened")
+	assert.GreaterOrEqual(t, d, 5*time.Millisecond, "it waited for the receive")
+	_, _, tail0, _ := ringState(q)
+	msgs := []Msg{{Type: 1, Data: []byte("a")}, {Type: 1, Data: []byte("b")}, {Type: 1, Data: []byte("c")}}
+	n, err := q.TrySendBatch(msgs)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	_, _, tail1, store := ringState(q)
+	assert.Equal(t, tail0+3, tail1, "the batch went through the ring")
+	assert.Zero(t, store)
+
+	rctx, cancel := context.WithCancel(ctx)
+	go func() {
+		_, _, err := q.Recv(rctx, buf, 9, 0) // nothing of type 9: it sleeps
+		errc <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); q.v.ctl.opensWhenEmpty(); {
+		require.True(t, time.Now().Before(deadline), "the receiver never slept")
+		time.Sleep(time.Millisecond)
+	}
+	ok, d = spin()
+	assert.False(t, ok)
+	assert.Less(t, d, time.Second, "it did not wait for a sleeping receiver")
+	cancel()
+	assert.ErrorIs(t, <-errc, context.Canceled)
+	for _, want := range []string{"a", "b", "c"} {
+		n, _, err := q.TryRecv(buf, 0, 0)
+		require.NoError(t, err)
+		assert.Equal(t, want, string(buf[:n]))
+	}
+	require.NoError(t, q.Check())
+}
