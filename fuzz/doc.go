@@ -84,8 +84,8 @@
 //
 //	msgq.Get        as sem.Get without nsems                               ENOENT EEXIST EACCES
 //	msgq.Send       mtype 1-6, 0, -1, 2^32, 2^62, MaxInt64, MinInt64;      EINVAL EAGAIN EACCES,
-//	                sizes 0-23, 24, 104-256 (usysv's blocks), 1000, 4096,  lspid, stime, qnum, cbytes,
-//	                MSGMAX-1, MSGMAX, MSGMAX+1, 16384; IPC_NOWAIT, none    hand-over to a blocked
+//	                sizes 0-23, 24, 96-97 (a ring slot), 104-256 (blocks), lspid, stime, qnum, cbytes,
+//	                1000, 4096, MSGMAX-1..+1, 16384; IPC_NOWAIT, none      hand-over to a blocked
 //	                (when it fits), MSG_NOERROR|MSG_EXCEPT|MSG_COPY        receiver (pipelined_send)
 //	                (ignored); full queue (bytes and count vs qbytes)
 //	msgq.Recv       msgtyp -7..7, ±2^32, ±2^40, ±100, MaxInt64, -MaxInt64, n, type, text, lrpid, rtime;

@@ -453,7 +453,7 @@ func msgFlagString(f int) string {
 
 // Fuzz byte tables.
 var (
-	msgSizes = [16]int{0, 1, 104, 105, 128, 232, 233, 256, 1000, 4096, 8191, 8192, 8193, 16384, 24, 127}
+	msgSizes = [16]int{0, 96, 104, 105, 128, 232, 233, 256, 1000, 4096, 8191, 8192, 8193, 16384, 24, 97}
 	msgTypes = [16]int64{0, -1, 1 << 62, math.MaxInt64, math.MinInt64, 100, 7, 8, 1 << 32, -100, 2, 3, 1, 1, 1, 5}
 	msgTyps  = [16]int64{math.MinInt64, math.MaxInt64, -math.MaxInt64, 1 << 40, -(1 << 40), 100, -100, 1 << 32,
 		-(1 << 32), 8, -8, 6, -6, 0, 1, -1}
@@ -461,7 +461,8 @@ var (
 )
 
 // msgSize decodes a text or buffer size: small ones mostly, else sizes
-// around block boundaries (128-byte blocks, a 24-byte header) and limits.
+// around the ring's limit (96 bytes in a slot), block boundaries (128-byte
+// blocks, a 24-byte header) and limits.
 func msgSize(s byte) int {
 	if s < 0xC0 {
 		return int(s % 24)

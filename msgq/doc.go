@@ -61,7 +61,7 @@
 //
 // # The two lanes
 //
-// The ring carries messages of up to 104 bytes between senders and FIFO
+// The ring carries messages of up to 96 bytes between senders and FIFO
 // receivers without the lock. It is open only while the store is empty,
 // no receiver sleeps, and no locked operation is halfway through closing
 // it; then the whole queue is the ring. A call that needs the store — a
@@ -84,12 +84,15 @@
 // than every message in the ring, and FIFO order, hand-over order, E2BIG to
 // sleepers and typed selection are exactly the locked store's.
 //
-// A ring slot holds a state word, the type, the length and up to 104
-// bytes of text. A send claims the slot at the tail position with a CAS on
-// its word that records its pid and start time, writes the message into
-// it, and commits with a CAS on the tail word (position and byte count;
-// it fails if the ring closed, and the sender then gives the slot back and
-// takes the lock path). The commit is the send's linearization point, so
+// A ring slot (two cache lines) holds a state word, the type, the length
+// and up to 96 bytes of text. A send claims the slot at the tail position
+// with a CAS on its word that records its pid and start time, writes the
+// message into it, and commits with a CAS on the tail word (position and
+// byte count; it fails if the ring closed, and the sender then gives the
+// slot back and takes the lock path). After its commit it warms the slot
+// four positions ahead: a plain store into a word of each of its lines
+// that nobody reads, so that the claim of that slot does not wait for its
+// lines to come back from the receiver's CPU one after the other. The commit is the send's linearization point, so
 // every position before the tail holds a whole message. A receive copies
 // the head's message speculatively and takes it with one CAS on the head
 // word, which fails if another receiver took it first or the ring closed.

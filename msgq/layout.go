@@ -108,8 +108,9 @@ import (
 //	     0     8  seq    state word (below)
 //	     8     8  mtype  message type (0: a skip record a repair left, dropped)
 //	    16     4  len    text length (≤ slotText)
-//	    20     4  -
-//	    24   104  text
+//	    20     4  warm1  written, never read (see ringWarm)
+//	    24    96  text
+//	   120     8  warm2  written, never read
 //
 // seq is lap(p) (p with its low log2(nslots) bits cleared: free, never
 // used or given back) or a claim word (see ring.go): 1<<63, the sender's
@@ -127,7 +128,7 @@ const (
 
 	ringCtlSize = 192
 	slotSize    = 128
-	slotText    = 104 // the largest message the ring carries
+	slotText    = 96 // the largest message the ring carries
 
 	offCtl     = 0
 	offRingCtl = ctlSize
@@ -210,8 +211,9 @@ type slot struct {
 	seq   atomic.Uint64
 	mtype int64
 	len   uint32
-	_     uint32
+	warm1 uint32
 	text  [slotText]byte
+	warm2 uint64
 }
 
 // msgHdr is the header at the start of a message's first block.
