@@ -613,15 +613,7 @@ func (q *Queue) streamSpin(st *spinner) bool {
 // single sends.
 func (q *Queue) waitOpen(st *spinner) bool {
 	rc := q.v.rc
-	if !st.on {
-		if q.enter() != nil {
-			return false
-		}
-		st.on = true
-		st.budget = q.spinBudget()
-		st.polite = -1
-	}
-	if st.budget == 0 || !q.v.ctl.opensWhenEmpty() {
+	if !st.on && !st.begin(q) || st.budget == 0 || !q.v.ctl.opensWhenEmpty() {
 		return false
 	}
 	for i := 1; ; i++ {
@@ -629,22 +621,46 @@ func (q *Queue) waitOpen(st *spinner) bool {
 			return q.spinDone(true, st.budget)
 		}
 		if i&127 == 0 {
-			now := time.Now()
-			if st.polite < 0 {
-				st.polite = q.politeFor()
-			}
-			if st.start.IsZero() {
-				st.start = now
-			} else if d := now.Sub(st.start); d > st.budget {
+			if st.pace(q) {
 				return q.spinDone(false, st.budget)
-			} else if d > st.polite {
-				kernel.SchedYield()
 			}
 			if q.closed.Load() || !q.v.ctl.opensWhenEmpty() {
 				return false
 			}
 		}
 	}
+}
+
+// begin starts a spin: the call is now in its slow path (enter), with
+// spinBudget to spend. It reports false if the handle is closed.
+func (st *spinner) begin(q *Queue) bool {
+	if q.enter() != nil {
+		return false
+	}
+	st.on = true
+	st.budget = q.spinBudget()
+	st.polite = -1 // decided at the first look at the clock
+	return true
+}
+
+// pace is a spin's look at the clock, every 128 looks: it starts the
+// spin's clock at the first, yields the CPU once the spin has gone on for
+// longer than its polite phase (politeFor), and reports whether the
+// budget is spent.
+func (st *spinner) pace(q *Queue) (spent bool) {
+	now := time.Now()
+	if st.polite < 0 {
+		st.polite = q.politeFor()
+	}
+	switch d := now.Sub(st.start); {
+	case st.start.IsZero():
+		st.start = now
+	case d > st.budget:
+		return true
+	case d > st.polite:
+		kernel.SchedYield()
+	}
+	return false
 }
 
 // ringSpin waits for word w to change (the pub hint: a message sent or
@@ -654,15 +670,9 @@ func (q *Queue) waitOpen(st *spinner) bool {
 // word that matters keeps the other side's cache line out of the spin.
 func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 	if !st.on {
-		if q.enter() != nil {
+		if !st.begin(q) || st.budget == 0 {
 			return false
 		}
-		st.on = true
-		st.budget = q.spinBudget()
-		if st.budget == 0 {
-			return false
-		}
-		st.polite = -1 // decided at the first look at the clock
 		// The value to watch is taken before the caller looks again,
 		// so that a change right after its last look is not missed.
 		st.seen = w.Load()
@@ -691,19 +701,11 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 			return q.spinDone(true, st.budget)
 		}
 		if i&127 == 0 {
-			now := time.Now()
-			if st.polite < 0 {
-				st.polite = q.politeFor()
-			}
-			if st.start.IsZero() {
-				st.start = now
-			} else if d := now.Sub(st.start); d > st.budget {
+			if st.pace(q) {
 				if w == &q.v.rc.pub {
 					q.noteQuick(false)
 				}
 				return q.spinDone(false, st.budget)
-			} else if d > st.polite {
-				kernel.SchedYield()
 			}
 			if q.closed.Load() {
 				return false
