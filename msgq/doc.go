@@ -113,10 +113,11 @@
 // # Concurrency and cost
 //
 // Through the ring (the common case: 64-byte messages, FIFO receive, nobody
-// asleep), a send is two CAS (claim, commit) and a copy into the slot; a
-// receive is one CAS (the head) and a copy out; neither takes a lock or
-// makes a syscall, and each touches, besides the slot, only its own side's
-// cache line (the other side's only when the queue looks full or empty).
+// asleep), a send is two CAS (claim, commit), a copy into the slot and two
+// plain stores that warm a slot ahead; a receive is one CAS (the head) and
+// a copy out; neither takes a lock or makes a syscall, and each touches,
+// besides the slots, only its own side's cache line (the other side's only
+// when the queue looks full or empty).
 // A receive by type whose type the first message has is the same; one
 // whose first message does not match reads the ring (ENOMSG without the
 // lock if nothing in it matches). A batch send takes each message the
