@@ -545,13 +545,13 @@ func (st *spinner) finish(q *Queue) {
 // handed over alone, the receiver pulling the pub line and the slot's
 // lines to its CPU while the sender claims, writes and publishes, and the
 // sender waiting for them back each time. A 1P→1C stream of single sends
-// ran at the speed of those transfers: 3.3–3.7× the kernel here.
+// ran at the speed of those transfers: 4.4–4.8× the kernel here.
 //
 // So after streamQuick spins in a row that ended quickly (within the
 // first 128 looks) the handle's receivers look at the pub hint only every
 // streamGap. The senders meanwhile fill slots undisturbed, and the next
-// receives find a run of messages and take them without waiting (same
-// runs: 6.3–7.2×). A look after a gap that finds fewer than streamRun
+// receives find a run of messages and take them without waiting (5–8×
+// in the same runs, before warming). A look after a gap that finds fewer than streamRun
 // messages ends the mode: a peer that answers (ping-pong) rather than
 // streams would otherwise wait a gap for each message. The gap is what
 // stream mode adds to a message's latency, at most.
@@ -600,8 +600,8 @@ func (q *Queue) streamSpin(st *spinner) bool {
 	}
 }
 
-// waitOpen is the spin of a batch sender that found the ring closed while
-// no receiver sleeps: receivers are taking the store's messages, and the
+// waitOpen is the spin of a batch sender that found the ring closed (it
+// returns false at once if the ring is open) while no receiver sleeps: receivers are taking the store's messages, and the
 // one that empties it opens the ring again (unlock), unless something
 // else keeps it closed (opensWhenEmpty). It waits for that,
 // within the spin's budget, and reports whether the ring opened. Without
@@ -613,6 +613,9 @@ func (q *Queue) streamSpin(st *spinner) bool {
 // single sends.
 func (q *Queue) waitOpen(st *spinner) bool {
 	rc := q.v.rc
+	if rc.tail.Load()&ringClosed == 0 {
+		return false // open: the sender fell back for another reason (all slots in use)
+	}
 	if !st.on && !st.begin(q) || st.budget == 0 || !q.v.ctl.opensWhenEmpty() {
 		return false
 	}

@@ -921,3 +921,35 @@ func TestRingWarmKeepsMessages(t *testing.T) {
 		require.NoError(t, q.Check())
 	}
 }
+
+// A batch that fills the ring's slots while the queue still has room goes
+// on through the store (the ring is open, nothing to wait for).
+func TestBatchPastFullRing(t *testing.T) {
+	q := newQueueConfig(t, Config{Capacity: 512}) // a ring of minRing slots
+	ns := int(q.v.nslots)
+	msgs := make([]Msg, ns+8)
+	for i := range msgs {
+		msgs[i] = Msg{Type: 1, Data: []byte{byte(i)}}
+	}
+	done := make(chan error, 1)
+	go func() {
+		n, err := q.SendBatch(context.Background(), msgs)
+		if err == nil && n != len(msgs) {
+			err = fmt.Errorf("sent %d of %d", n, len(msgs))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("SendBatch past a full ring did not return")
+	}
+	buf := make([]byte, 8)
+	for i := range msgs {
+		n, _, err := q.TryRecv(buf, 0, 0)
+		require.NoError(t, err)
+		require.Equal(t, []byte{byte(i)}, buf[:n])
+	}
+	require.NoError(t, q.Check())
+}
