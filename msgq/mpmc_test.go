@@ -27,7 +27,10 @@ const stopType = 2
 
 func fillMsg(buf []byte, producer, seq, extra int) []byte {
 	n := 5 + (seq*7+producer*13)%300
-	if seq%2 == 1 {
+	switch {
+	case extra < 0:
+		n = 5 + (seq*7+producer*13)%-extra // all small
+	case seq%2 == 1:
 		n += extra // odd ones big: copied outside the lock (bigCopy)
 	}
 	b := buf[:n+8]
@@ -181,8 +184,21 @@ func TestMultiProducerMultiConsumerBig(t *testing.T) {
 	testMPMC(t, 2, 3, count, 3000)
 }
 
-func testMPMC(t *testing.T, producers, consumers, count, extra int) {
-	q := newQueue(t, 0o600)
+// The same with small messages on a small queue: its ring's slots fill up
+// while the queue still has room (the rest go through the store), and it
+// is often full, so senders sleep, batch senders among them.
+func TestMultiProducerMultiConsumerSmallRing(t *testing.T) {
+	count := 20000
+	if testing.Short() {
+		count = 3000
+	}
+	testMPMC(t, 3, 2, count, -16, Config{Capacity: 2048})
+}
+
+// testMPMC runs the producers and consumers on a queue made with cfg;
+// extra is fillMsg's.
+func testMPMC(t *testing.T, producers, consumers, count, extra int, cfg ...Config) {
+	q := newQueueConfig(t, append(cfg, Config{})[0], 0o600)
 	defer debugWatch(q, 8*time.Second)()
 	var cs []*testutil.Proc
 	for c := 0; c < consumers; c++ {
