@@ -234,7 +234,7 @@ func storeHint(w *atomic.Uint64, v uint64) {
 // which the CPU sends off together without waiting: by the time a sender
 // claims that slot, its lines are here. A 1P→1C stream of single sends
 // went from 5.4–6.1× the kernel to 8.2–9.5× in the same runs, 2P→2C from
-// 6.2–6.7× to 10–12×. The stores change nothing anyone reads: a message
+// 6.2–6.7× to 10–11×. The stores change nothing anyone reads: a message
 // still in that slot (a full queue) keeps its words, and senders that
 // warm the same slot at once only race on the warm words. (Receivers that
 // warmed the slot ahead of the head, with loads, made it slower: the
