@@ -163,18 +163,16 @@ func chaosStop(t *testing.T, rep *report) {
 			n := len(cases)
 			for _, r := range s.roles[:1] {
 				p := r.cur
-				// First with no death: the lock-free ops go on. But an op
-				// that found its word frozen (the checker's GETALL
-				// freezes every word under the lock; solo ops found M
-				// frozen thousands of times in ten runs) has gone to the
-				// lock path and waits for the lock; if the mover took the
-				// lock before it and is caught there, neither solo worker
-				// completes an op in that catch (most likely what was
-				// seen: once in some 30 runs
-				// of the package on an idle machine, once in 5 beside a
-				// CPU hog, both solo workers in their V). So such a catch
-				// is logged, with what the solo workers held, and tried
-				// again, up to three catches in all.
+				// First with no death: the lock-free ops go on. But an op that found
+				// its word frozen (the checker's GETALL freezes every word under the
+				// lock; solo ops found M frozen thousands of times in ten runs) has
+				// gone to the lock path and waits for the lock; if the mover took
+				// the lock before it and is caught there, neither solo worker
+				// completes an op in that catch. That is most likely what was seen
+				// once in some 30 runs of the package on an idle machine and once in
+				// 5 beside a CPU hog, both solo workers in their V. So such a catch
+				// is logged, with what the solo workers held, and tried again, up to
+				// three catches in all.
 				var n1 uint64
 				held := false // p is stopped holding the lock
 				for try := 0; try < 3; try++ {
