@@ -13,8 +13,9 @@ import (
 // right when it decides, and may give up whenever anything is unusual.
 //
 //   - quick: one op, no SEM_UNDO: the gate, one CAS on the word.
-//   - quickUndo: one SEM_UNDO op, once this process has an undo record:
-//     the gate, the word's CAS with an intent, the semadj store.
+//   - fastUndo (op.go) behind the gate: one SEM_UNDO op, once this
+//     process has an undo record: the semadj word's claim, the word's CAS
+//     with an intent, the semadj store.
 //   - lean: a short array with no SEM_UNDO whose semaphores no waiter
 //     names: a transaction under the segment lock without the general
 //     machinery (see lean).
@@ -102,11 +103,7 @@ func (s *Array) quick(b Buf) (fastResult, error) {
 	if num >= len(words) {
 		return fastSlow, nil
 	}
-	need := uint64(gateAlter)
-	if b.Op == 0 {
-		need = gateRead
-	}
-	if !s.open(need) {
+	if !s.open(gateFor(b)) {
 		return fastSlow, nil
 	}
 	w := &words[num]
@@ -151,23 +148,12 @@ func (s *Array) quick(b Buf) (fastResult, error) {
 	return fastDone, nil
 }
 
-// quickUndo is fastUndo (op.go) behind the gate, for a process that has
-// its undo record already.
-func (s *Array) quickUndo(b Buf) (bool, error) {
-	num := int(b.Num)
-	r := int(s.rec.Load())
-	if num >= len(s.words) || r < 0 {
-		return false, nil
-	}
-	need := uint64(gateAlter)
+// gateFor is the gate bit an op needs: read for wait-for-zero, else alter.
+func gateFor(b Buf) uint64 {
 	if b.Op == 0 {
-		need = gateRead
+		return gateRead
 	}
-	if !s.open(need) {
-		return false, nil
-	}
-	res, err := s.fastUndo(b)
-	return res == fastDone, err
+	return gateAlter
 }
 
 // touchOtime records that an op succeeded now (semop's sem_otime); it

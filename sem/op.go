@@ -15,7 +15,11 @@ import (
 // blocking until all can be. A blocked Op ends when ctx does, with nothing
 // applied and an error matching both ctx.Err() and kernel.EINTR.
 func (s *Array) Op(ctx context.Context, ops ...Buf) error {
-	return s.run(ctx, ops, time.Time{})
+	r, err := s.fast(ops)
+	if r == fastDone {
+		return err
+	}
+	return s.afterFast(ctx, ops, time.Time{}, r)
 }
 
 // TryOp is Op that never blocks: as if every op had IPC_NOWAIT.
@@ -52,28 +56,42 @@ func (s *Array) TimedOp(timeout time.Duration, ops ...Buf) error {
 // run is the path of every Op: a fast path (fast.go) when one can decide,
 // else the general one. The zero deadline means none.
 func (s *Array) run(ctx context.Context, ops []Buf, deadline time.Time) error {
-	var ok bool
-	var err error
+	r, err := s.fast(ops)
+	if r == fastDone {
+		return err
+	}
+	return s.afterFast(ctx, ops, deadline, r)
+}
+
+// fast runs ops on the fast path that fits them (fast.go), which decides
+// the call (fastDone, with its result) or says where it goes instead.
+// (It takes no more than it needs: what is live across its call is
+// stored before its locked instructions, and each store delays them.)
+func (s *Array) fast(ops []Buf) (fastResult, error) {
 	switch {
 	case len(ops) != 1:
-		ok, err = s.lean(ops)
-	case ops[0].Flg&SEM_UNDO == 0:
-		var r fastResult
-		switch r, err = s.quick(ops[0]); r {
-		case fastDone:
-			return err
-		case fastPost:
-			return s.post(ops)
-		case fastLocked:
-			return s.slowOp(ctx, ops, deadline)
-		case fastBlock:
-			return s.block(ctx, ops, deadline)
+		if ok, err := s.lean(ops); ok {
+			return fastDone, err
 		}
-	default:
-		ok, err = s.quickUndo(ops[0])
+	case ops[0].Flg&SEM_UNDO == 0:
+		return s.quick(ops[0])
+	case s.open(gateFor(ops[0])):
+		if r, err := s.fastUndo(ops[0]); r == fastDone {
+			return fastDone, err
+		}
 	}
-	if ok {
-		return err
+	return fastSlow, nil
+}
+
+// afterFast runs what fast did not decide, as fast's result r says.
+func (s *Array) afterFast(ctx context.Context, ops []Buf, deadline time.Time, r fastResult) error {
+	switch r {
+	case fastPost:
+		return s.post(ops)
+	case fastLocked:
+		return s.slowOp(ctx, ops, deadline)
+	case fastBlock:
+		return s.block(ctx, ops, deadline)
 	}
 	return s.slow(ctx, ops, deadline)
 }
@@ -282,18 +300,49 @@ func (s *Array) blocked(b Buf) (fastResult, error) {
 // own intent guards the word (below). Plain ops keep the intent fields
 // (fastSingle).
 func (s *Array) fastUndo(b Buf) (fastResult, error) {
-	r := int(s.rec.Load())
-	if r < 0 {
+	u, num := s.undo.Load(), int(b.Num)
+	if u == nil || num >= len(u.adj) || num >= len(s.words) {
 		return fastSlow, nil
 	}
-	num := int(b.Num)
-	w := &s.v.words[num]
-	aw := &s.v.recs[r].adj[num]
+	w, aw := &s.words[num], &u.adj[num]
 	a := aw.Load()
 	if a&adjBusy != 0 || !aw.CompareAndSwap(a, a|adjBusy) {
 		return fastSlow, nil // another goroutine of ours is at it: take the lock
 	}
-	a |= adjBusy // (its value may change under the lock holder: see below; its parity not)
+	a |= adjBusy // (its value may change under the lock holder: see undoDone; its parity not)
+	// The usual case, straight through: a word with no intent or with our
+	// own completed one, an op that neither waits nor overflows, a CAS
+	// that wins. Anything else: undoLoop, from the word's load on. (Few
+	// stores before the CAS: each one delays it.)
+	old := w.Load()
+	parity := uint64(a&adjParity>>16) ^ 1
+	if old&(slowMask|flagPending) == 0 ||
+		old&(slowMask|flagPending|recMask) == flagPending|u.bits && (old&parityBit)>>parityShift != parity {
+		val, na := int(old&valueMask), int(int16(uint16(a)))-int(b.Op)
+		nv := val + int(b.Op)
+		if nv >= 0 && nv <= SEMVMX && (b.Op != 0 || val == 0) && na >= -(SEMAEM+1) && na <= SEMAEM {
+			nw := uint64(nv) | s.pid | flagPending | parity<<parityShift | u.bits | uint64(uint16(-b.Op))<<deltaShift
+			crashpoint(StepUndoRead)
+			if w.CompareAndSwap(old, nw) {
+				return s.undoDone(b, w, aw, a, old, nw)
+			}
+		}
+	}
+	return s.undoLoop(b, u, w, aw, a)
+}
+
+// undoLoop is fastUndo's general case, once it holds the claim on aw
+// (whose value was a): it judges the word as it finds it, and retries a
+// lost CAS.
+func (s *Array) undoLoop(b Buf, u *undoRec, w *atomic.Uint64, aw *atomic.Uint32, a uint32) (fastResult, error) {
+	na := int(int16(uint16(a))) - int(b.Op)
+	if na < -(SEMAEM+1) || na > SEMAEM {
+		unclaim(aw)
+		return fastSlow, nil // let the locked path decide, on a stable semadj
+	}
+	num := int(b.Num)
+	parity := uint64(a&adjParity>>16) ^ 1
+	intent := s.pid | flagPending | parity<<parityShift | u.bits | uint64(uint16(-b.Op))<<deltaShift
 	for try := 0; try < 16; try++ {
 		old := w.Load()
 		if old&slowMask != 0 {
@@ -302,8 +351,8 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 		if old&flagPending != 0 {
 			// (An intent of our record in flight while we hold the claim
 			// is forged: the lock holder drops it.)
-			if int((old&recMask)>>recShift) == r {
-				if uint64(a&adjParity>>16) != (old&parityBit)>>parityShift {
+			if old&recMask == u.bits {
+				if parity == (old&parityBit)>>parityShift {
 					break
 				}
 			} else if s.inFlight(old, num) {
@@ -320,13 +369,7 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 			unclaim(aw)
 			return fastDone, kernel.ERANGE
 		}
-		na := int(int16(uint16(a))) - int(b.Op)
-		if na < -(SEMAEM+1) || na > SEMAEM {
-			break // let the locked path decide, on a stable semadj
-		}
-		parity := uint64(a&adjParity>>16) ^ 1
-		nw := uint64(nv) | s.pid | flagPending | parity<<parityShift | uint64(r)<<recShift |
-			uint64(uint16(-b.Op))<<deltaShift
+		nw := uint64(nv) | intent
 		crashpoint(StepUndoRead)
 		if !w.CompareAndSwap(old, nw) {
 			continue
@@ -334,7 +377,7 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 		// Our intent is in flight: until we complete it, nobody else
 		// writes this semadj word, and no lock holder changes any semadj
 		// of this semaphore (it waits for us in freeze).
-		if old&flagPending != 0 && int((old&recMask)>>recShift) != r && s.inFlight(old, num) {
+		if old&flagPending != 0 && old&recMask != u.bits && s.inFlight(old, num) {
 			// The intent we replaced looked complete, but that record's
 			// parity has moved since: the word held a later op of that
 			// record, identical and in flight, when we replaced it. Put it
@@ -344,26 +387,34 @@ func (s *Array) fastUndo(b Buf) (fastResult, error) {
 				return fastSlow, nil
 			}
 		}
-		// Our semadj's value may have changed between our read and our
-		// CAS on the word (a SETVAL that cleared it, keeping its parity,
-		// and left the word as it was): then adjust the value there now.
-		if a2 := aw.Load(); a2 != a {
-			na = int(int16(uint16(a2))) - int(b.Op)
-			if na < -(SEMAEM+1) || na > SEMAEM {
-				giveBack(w, nw, old)
-				unclaim(aw)
-				return fastDone, kernel.ERANGE
-			}
-		}
-		crashpoint(StepUndoCAS)
-		put32(aw, uint32(uint16(int16(na)))|uint32(parity)<<16) // (releases the claim)
-		if now := clock.Now(); s.otime.Load() < now {           // (touchOtime)
-			s.bumpOtime(now)
-		}
-		return fastDone, nil
+		return s.undoDone(b, w, aw, a, old, nw)
 	}
 	unclaim(aw)
 	return fastSlow, nil
+}
+
+// undoDone completes a fastUndo op whose CAS put its intent on the word
+// (nw, replacing old): the store of the semadj claimed with value a,
+// which releases the claim.
+func (s *Array) undoDone(b Buf, w *atomic.Uint64, aw *atomic.Uint32, a uint32, old, nw uint64) (fastResult, error) {
+	// Our semadj's value may have changed between our read and our CAS
+	// on the word (a SETVAL that cleared it, keeping its parity, and left
+	// the word as it was): then adjust the value there now.
+	if a2 := aw.Load(); a2 != a {
+		a = a2
+		if na := int(int16(uint16(a))) - int(b.Op); na < -(SEMAEM+1) || na > SEMAEM {
+			giveBack(w, nw, old)
+			unclaim(aw)
+			return fastDone, kernel.ERANGE
+		}
+	}
+	na := int(int16(uint16(a))) - int(b.Op)
+	crashpoint(StepUndoCAS)
+	put32(aw, uint32(uint16(int16(na)))|uint32(nw&parityBit>>parityShift)<<16) // (releases the claim)
+	if now := clock.Now(); s.otime.Load() < now {                              // (touchOtime)
+		s.bumpOtime(now)
+	}
+	return fastDone, nil
 }
 
 // giveBack undoes fastUndo's CAS of word w from old to nw while its intent

@@ -48,9 +48,9 @@ const (
 // Close, which must not run concurrently with other calls on the same
 // handle (the memory they use is unmapped).
 type Array struct {
-	// Read by every fast-path op (op.go: quick, quickUndo, lean).
+	// Read by every fast-path op (fast.go: quick, lean; op.go: fastUndo).
 	words   []atomic.Uint64 // v.words
-	gate    atomic.Uint64   // see gateFor; 0 once closed
+	gate    atomic.Uint64   // see fast.go; 0 once closed
 	state   *atomic.Uint32  // the segment's header words (shm.HotWords)
 	permSeq *atomic.Uint32
 	deadGen *atomic.Uint32 // seg.DeadGen()
@@ -73,7 +73,8 @@ type Array struct {
 	// liveSeen (Unix ns).
 	liveHolder atomic.Int32
 	liveSeen   atomic.Int64
-	rec        atomic.Int32 // this process's undo record, -1 if none yet
+	rec        atomic.Int32            // this process's undo record, -1 if none yet
+	undo       atomic.Pointer[undoRec] // the same record for fastUndo; nil if none yet
 
 	local     sync.Mutex // queued on by this handle's goroutines for a held segment lock
 	localHeld bool       // the segment lock holder holds local too (only it reads this)
@@ -153,6 +154,22 @@ func makeSet(id int, seg *shm.Segment, v *view) *Array {
 	s.spin.credit.Store(spinCredit / 2)
 	s.sc.init(v.nsems, len(v.slots))
 	return s
+}
+
+// undoRec is what fastUndo needs of this process's undo record, set with
+// rec (a live process keeps its record, so in practice once).
+type undoRec struct {
+	r    int
+	bits uint64 // r in an intent's record position
+	adj  []atomic.Uint32
+}
+
+// setRec records that r is this process's undo record.
+func (s *Array) setRec(r int) {
+	if u := s.undo.Load(); u == nil || u.r != r {
+		s.undo.Store(&undoRec{r: r, bits: uint64(r) << recShift, adj: s.v.recs[r].adj})
+	}
+	s.rec.Store(int32(r))
 }
 
 // ID is the set's id (semid).

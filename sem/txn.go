@@ -776,7 +776,7 @@ func (s *Array) claimRecord() (int, error) {
 		for r := range s.v.recs {
 			h := s.v.recs[r].hdr
 			if h.pid.Load() == uint64(pid) && h.start.Load() == start {
-				s.rec.Store(int32(r))
+				s.setRec(r)
 				return r, nil
 			}
 		}
@@ -785,7 +785,7 @@ func (s *Array) claimRecord() (int, error) {
 			if h.pid.Load() == 0 {
 				h.start.Store(start)
 				h.pid.Store(uint64(pid))
-				s.rec.Store(int32(r))
+				s.setRec(r)
 				return r, nil
 			}
 		}
