@@ -15,11 +15,7 @@ import (
 // blocking until all can be. A blocked Op ends when ctx does, with nothing
 // applied and an error matching both ctx.Err() and kernel.EINTR.
 func (s *Array) Op(ctx context.Context, ops ...Buf) error {
-	r, err := s.fast(ops)
-	if r == fastDone {
-		return err
-	}
-	return s.afterFast(ctx, ops, time.Time{}, r)
+	return s.run(ctx, ops, nil)
 }
 
 // TryOp is Op that never blocks: as if every op had IPC_NOWAIT.
@@ -31,14 +27,14 @@ func (s *Array) TryOp(ops ...Buf) error {
 	if len(ops) == 1 {
 		b := ops[0]
 		b.Flg |= IPC_NOWAIT
-		return s.run(context.Background(), []Buf{b}, time.Time{})
+		return s.run(context.Background(), []Buf{b}, nil)
 	}
 	cp := make([]Buf, len(ops))
 	for i, b := range ops {
 		b.Flg |= IPC_NOWAIT
 		cp[i] = b
 	}
-	return s.run(context.Background(), cp, time.Time{})
+	return s.run(context.Background(), cp, nil)
 }
 
 // TimedOp is semtimedop(2): Op giving up with EAGAIN, nothing applied, once
@@ -50,40 +46,40 @@ func (s *Array) TimedOp(timeout time.Duration, ops ...Buf) error {
 	if timeout < 0 {
 		return kernel.EINVAL
 	}
-	return s.run(context.Background(), ops, time.Now().Add(timeout))
+	deadline := time.Now().Add(timeout)
+	return s.run(context.Background(), ops, &deadline)
 }
 
 // run is the path of every Op: a fast path (fast.go) when one can decide,
-// else the general one. The zero deadline means none.
-func (s *Array) run(ctx context.Context, ops []Buf, deadline time.Time) error {
-	r, err := s.fast(ops)
-	if r == fastDone {
-		return err
-	}
-	return s.afterFast(ctx, ops, deadline, r)
-}
-
-// fast runs ops on the fast path that fits them (fast.go), which decides
-// the call (fastDone, with its result) or says where it goes instead.
-// (It takes no more than it needs: what is live across its call is
-// stored before its locked instructions, and each store delays them.)
-func (s *Array) fast(ops []Buf) (fastResult, error) {
+// else the general one, until deadline if not nil. (It takes the deadline
+// by pointer, and calls the fast paths itself, so that little is live
+// across their calls: what is gets stored before their locked
+// instructions, and each store delays them.)
+func (s *Array) run(ctx context.Context, ops []Buf, deadline *time.Time) error {
+	r := fastSlow
 	switch {
 	case len(ops) != 1:
 		if ok, err := s.lean(ops); ok {
-			return fastDone, err
+			return err
 		}
 	case ops[0].Flg&SEM_UNDO == 0:
-		return s.quick(ops[0])
+		var err error
+		if r, err = s.quick(ops[0]); r == fastDone {
+			return err
+		}
 	case s.open(gateFor(ops[0])):
 		if r, err := s.fastUndo(ops[0]); r == fastDone {
-			return fastDone, err
+			return err
 		}
 	}
-	return fastSlow, nil
+	var dl time.Time
+	if deadline != nil {
+		dl = *deadline
+	}
+	return s.afterFast(ctx, ops, dl, r)
 }
 
-// afterFast runs what fast did not decide, as fast's result r says.
+// afterFast runs what the fast paths did not decide, as r says.
 func (s *Array) afterFast(ctx context.Context, ops []Buf, deadline time.Time, r fastResult) error {
 	switch r {
 	case fastPost:

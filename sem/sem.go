@@ -341,7 +341,7 @@ func Op(id int, ops []Buf) error {
 			return err
 		}
 	}
-	if err := h.run(context.Background(), ops, time.Time{}); err != nil {
+	if err := h.run(context.Background(), ops, nil); err != nil {
 		return settle(h, err)
 	}
 	return nil
@@ -362,7 +362,7 @@ func TimedOp(id int, ops []Buf, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	return h.run(context.Background(), ops, deadline)
+	return h.run(context.Background(), ops, &deadline)
 }
 
 // GetVal is semctl(GETVAL).
