@@ -152,7 +152,11 @@
 // very CPU (peers handing messages back and forth are often put on one CPU
 // by the scheduler, and neither ever sleeps), the watch yields the CPU
 // (sched_yield) every 128 looks, since the answer can only come after a
-// yield; otherwise it only looks for 5 µs and yields after that. The watch
+// yield; otherwise it only looks for 5 µs and yields after that. A yield
+// that kept the caller off its CPU for 200 µs or more (other threads want
+// it: the scheduler then keeps a yielder away for milliseconds) turns the
+// handle's yields off for its next 64 (doubling while they stay slow), as
+// for package sem (shm.CoLocation). The watch
 // adapts per handle. After four in a row saw nothing (the peer is idle, or
 // not running), a call watches only 2 µs, enough for a round trip to a peer
 // running on another CPU, and only one call in n does (n doubles, up to 64,

@@ -44,48 +44,16 @@ const (
 // when the peer it waits for runs on another CPU; after it, it also yields
 // the CPU between looks (sched_yield), in case the peer moved to this one.
 // A spin whose peer last began to spin on this very CPU yields from the
-// start: peers that hand messages back and forth are often put on one CPU
-// by the scheduler (they wake each other, and neither ever sleeps), and
-// then every look without a yield only delays the answer. On separate
-// CPUs a yield costs a system call per 128 looks, which delays the answer
-// as much.
+// start (shm.CoLocation).
 const spinPolite = 5 * time.Microsecond
 
 // politeFor is the spinPolite of a spin that has looked 128 times
-// without seeing a change: 0 if it is coLocated. It is not asked at the
-// start of every spin, and only one such spin in coLocEvery asks again
-// (the others take the handle's last answer): getcpu(2) is a real system
-// call here (several hundred nanoseconds on this VM, under mitigations),
-// and the peer's answer, which often comes during it, waits for it. Asked
-// at the start of every spin it took a quarter of a 1P→1C stream's
-// receiving time; asked by every ping-pong spin (they all look 128 times),
-// a third of the round trip.
+// without seeing a change: 0 if the peer is on this CPU.
 func (q *Queue) politeFor() time.Duration {
-	if q.colocAsk.Add(1)%coLocEvery == 1 {
-		if co, known := q.coLocated(); known {
-			q.coloc.Store(co)
-		}
-	}
-	if q.coloc.Load() {
+	if q.coloc.Same(&q.v.ctl.spinCPU, q.pid) {
 		return 0
 	}
 	return spinPolite
-}
-
-// coLocEvery: one spin in coLocEvery that gets to politeFor asks getcpu.
-const coLocEvery = 16
-
-// coLocated reports whether the process that last asked (in ping-pong:
-// the peer, spinning for this call's answer) did so on the CPU this one
-// runs on, and records this call as the latest: one getcpu(2) and one
-// swap. known is false when this process asked last: no news of the peer.
-func (q *Queue) coLocated() (co, known bool) {
-	me := uint64(q.pid)<<32 | uint64(kernel.Getcpu()+1)
-	prev := q.v.ctl.spinCPU.Swap(me)
-	if prev>>32 == me>>32 || prev == 0 {
-		return false, false
-	}
-	return uint32(prev) == uint32(me), true
 }
 
 // spinBudget is how long this call may spin: spinFor, or after
@@ -182,7 +150,7 @@ func (q *Queue) spin(gen *atomic.Uint32, g uint32, h, t uint64) {
 				q.spinDone(false, budget)
 				return
 			} else if d > polite {
-				kernel.SchedYield()
+				q.coloc.Yield()
 			}
 			if i&4095 == 0 {
 				runtime.Gosched()

@@ -90,9 +90,8 @@ type Queue struct {
 	closed  atomic.Bool
 	slow    atomic.Int32 // calls in their slow path (spinning or sleeping)
 
-	coloc      atomic.Bool // the peer last spun on this one's CPU (see politeFor)
-	colocAsk   atomic.Int32
-	spinFails  atomic.Int32 // spins in a row that saw nothing (see spin)
+	coloc      shm.CoLocation // whether the peer spins on this one's CPU (see politeFor)
+	spinFails  atomic.Int32   // spins in a row that saw nothing (see spin)
 	spinProbe  atomic.Int32
 	wokePeer   atomic.Bool  // the last locked call woke a sleeper (see spinBudget)
 	wakeProbe  atomic.Int32 // one call in wakeProbe spins after waking a sleeper

@@ -662,7 +662,7 @@ func (st *spinner) pace(q *Queue) (spent bool) {
 	case d > st.budget:
 		return true
 	case d > st.polite:
-		kernel.SchedYield()
+		q.coloc.Yield()
 	}
 	return false
 }

@@ -122,10 +122,11 @@
 // at once but for probes (streaks of 8 blocking calls, at a random point
 // of a period that doubles while probes fail, spin up to 20 µs: spinning
 // pays only when both partners spin, so the two sides' probes must meet).
-// So waiters spin while the partner runs on another CPU, and stop when it
-// shares theirs or waits for one, instead of burning the CPU it needs.
-// Spinners never yield (sched_yield costs a yielder a whole time slice
-// when CPUs are busy). A sleeping waiter costs what the kernel's semop
+// A spinner whose peer began its spin on the same CPU yields that CPU
+// between looks (sched_yield), unless a recent yield was slow (a busy
+// machine: shm.CoLocation). So waiters spin while the partner runs, on
+// another CPU or, yielding to it, on theirs, and stop when it waits for a
+// CPU, instead of burning the CPU it needs. A sleeping waiter costs what the kernel's semop
 // sleep does: one FUTEX_WAIT, and for the waker one FUTEX_WAKE after its
 // locked path, which it makes only if the waiter said it may be asleep. A
 // blocked waiter uses no CPU. Each goroutine blocked in Op holds an OS

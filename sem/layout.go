@@ -23,7 +23,9 @@ import (
 //	24                 8               jcommit  journal: 0 idle, else a committed txn
 //	32                 8               jarg     journal argument (kind-specific)
 //	40                 8               slotsHi  waiter slots in use are all below this (hint)
-//	48                 80              reserved (the header is one 128-byte block)
+//	48                 16              reserved
+//	64                 8               spinCPU  pid<<32 | cpu+1 of the latest spin to ask (shm.CoLocation)
+//	72                 56              reserved (the header is one 128-byte block)
 //	128                8 × nsems       words    one state word per semaphore
 //	+                  8 × nsems       shadow   new word values of the open txn
 //	+                  8 × J           jadj     journal: new semadj values, J = min(SEMOPM, nsems)
@@ -174,7 +176,9 @@ type bodyHdr struct {
 	jcommit atomic.Uint64
 	jarg    atomic.Uint64
 	slotsHi atomic.Uint64
-	_       [80]byte
+	_       [16]byte
+	spinCPU atomic.Uint64 // (on the line the fast paths do not read)
+	_       [56]byte
 }
 
 type recHdr struct {

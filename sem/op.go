@@ -188,7 +188,7 @@ func (s *Array) spinOne(b Buf) (fastResult, error) {
 		return fastBlock, nil
 	}
 	r, err := fastBlock, error(nil)
-	sp := newSpinner(tight, budget)
+	sp := s.newSpinner(tight, budget)
 	for r == fastBlock && sp.next() {
 		r, err = s.fastOne(b)
 	}
@@ -704,7 +704,7 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 	if spin {
 		// Queued: re-check for a while before sleeping (spin.go). A waker
 		// that completes us meanwhile makes no system call.
-		for sp := newSpinner(waiterSpin, waiterSpin); ; {
+		for sp := s.newSpinner(waiterSpin, waiterSpin); ; {
 			if slot.State.Load() == stDone {
 				s.spin.ended(false, true, sp.paid())
 				return s.finish(idx)

@@ -57,6 +57,7 @@ type Array struct {
 	otime   *atomic.Int64  // v.hdr.otime
 	pid     uint64         // this process's pid in sempid position
 	spin    spinPolicy     // whether would-block ops spin (spin.go)
+	coloc   shm.CoLocation // whether the peer spins on this CPU (spin.go)
 	me      uint64         // shm.LockWord(): this process in the segment lock
 
 	id    int

@@ -395,14 +395,16 @@ func TestSpinPolicy(t *testing.T) {
 	assert.Equal(t, spinStreak, probes(2*spinProbe))
 
 	// A spin pays only if it succeeds within its tight phase.
-	sp := newSpinner(spinTight, time.Hour)
+	s, err := handle(usysvImpl.create(t, 1, 0o600))
+	require.NoError(t, err)
+	sp := s.newSpinner(spinTight, time.Hour)
 	assert.True(t, sp.paid())
 	time.Sleep(2 * spinTight)
 	for i := 0; i < spinEvery; i++ {
 		sp.next()
 	}
 	assert.False(t, sp.paid(), "past the tight phase")
-	sp = newSpinner(0, 0)
+	sp = s.newSpinner(0, 0)
 	for i := 0; i < spinEvery-1; i++ {
 		require.True(t, sp.next())
 	}
