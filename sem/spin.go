@@ -44,8 +44,13 @@ import (
 // milliseconds) turns the handle's yields off for a while
 // (shm.CoLocation.Yield). Measured with make bench on two CPUs, a
 // ping-pong's round trip went from 3.0 µs (the kernel's 2.85) to 0.33-0.43
-// µs; with two CPU-bound processes besides, from about 3.2 µs to 0.37 µs,
-// with a lower p99 (25-60 µs against 44-90).
+// µs: the two stay runnable, and the scheduler soon moves one to the other
+// CPU. With two CPU-bound processes besides, it went from about 3.2 µs to
+// 0.37 µs, with a lower p99 (25-60 µs against 44-90). With one, it went
+// from 3.0 µs to 4.3 µs: the two then stay on one CPU, and a post handed
+// over by yields comes later there than one handed over by a FUTEX_WAKE
+// (a handle that stopped yielding after a while of that did no better
+// overall: some runs took 7.5 µs, spinning without yielding first).
 //
 // The budgets are variables only so that benchmarks can measure the
 // sleeping path (0: never spin).
