@@ -20,6 +20,12 @@
 // process blocked in an operation; the registry can wake them all without
 // knowing the kind. The kind-specific body follows.
 //
+// CoLocation is for the spinning waiters of packages sem and msgq: whether
+// the process a waiter waits for began its spin on the same CPU (a word in
+// the kind's body records which process last did, on which CPU), so that
+// the waiter yields that CPU between looks; and a yield that backs off when
+// yields turn out slow.
+//
 // # Kernel SysV shm
 //
 // Get, Attach, Detach, Stat, Set and Remove are shmget, shmat, shmdt and
