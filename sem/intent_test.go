@@ -53,7 +53,7 @@ func TestForgedIntentOwnRecord(t *testing.T) {
 	require.NoError(t, err)
 	defer h.Close()
 	require.NoError(t, h.TryOp(b(0, 1, SEM_UNDO))) // this process takes undo record 0
-	require.Equal(t, int32(0), h.rec.Load())
+	require.Equal(t, 0, h.recIndex())
 	// PENDING, parity 1 (record 0's is 0), record 0, delta 512, value 257.
 	h.v.words[0].Store(0x0100030100030101)
 	require.NoError(t, within(t, "SetVal over a forged intent", func() error { return h.SetVal(0, 5) }, clearIntents(h)))
@@ -152,7 +152,7 @@ func TestUndoMixedGoroutines(t *testing.T) {
 		require.NoError(t, err)
 	}
 	h := hs[0]
-	r := int(h.rec.Load())
+	r := h.recIndex()
 	require.GreaterOrEqual(t, r, 0)
 	v, err := h.GetVal(0)
 	require.NoError(t, err)
@@ -214,7 +214,7 @@ func TestFreezeIntentABA(t *testing.T) {
 	defer h.Close()
 	require.NoError(t, h.SetVal(0, 10))
 	require.NoError(t, h.TryOp(b(1, 1, SEM_UNDO))) // takes the record
-	r := int(h.rec.Load())
+	r := h.recIndex()
 	require.GreaterOrEqual(t, r, 0)
 	require.NoError(t, h.TryOp(b(0, 1, SEM_UNDO))) // 1
 	first := h.v.words[0].Load()
@@ -277,7 +277,7 @@ func TestForeignIntentABA(t *testing.T) {
 	defer h.Close()
 	require.NoError(t, h.SetVal(0, 10))
 	require.NoError(t, h.TryOp(b(1, 1, SEM_UNDO))) // takes the record
-	r := int(h.rec.Load())
+	r := h.recIndex()
 	require.GreaterOrEqual(t, r, 0)
 	o := r + 1 // the other record: same process (so alive), never used by it
 	oh, mine := h.v.recs[o].hdr, h.v.recs[r].hdr

@@ -396,15 +396,16 @@ func (s *Array) undoDone(b Buf, w *atomic.Uint64, aw *atomic.Uint32, a uint32, o
 	// Our semadj's value may have changed between our read and our CAS
 	// on the word (a SETVAL that cleared it, keeping its parity, and left
 	// the word as it was): then adjust the value there now.
+	// (Both callers checked the range on the value claimed.)
 	if a2 := aw.Load(); a2 != a {
 		a = a2
-		if na := int(int16(uint16(a))) - int(b.Op); na < -(SEMAEM+1) || na > SEMAEM {
-			giveBack(w, nw, old)
-			unclaim(aw)
-			return fastDone, kernel.ERANGE
-		}
 	}
 	na := int(int16(uint16(a))) - int(b.Op)
+	if na < -(SEMAEM+1) || na > SEMAEM {
+		giveBack(w, nw, old)
+		unclaim(aw)
+		return fastDone, kernel.ERANGE
+	}
 	crashpoint(StepUndoCAS)
 	put32(aw, uint32(uint16(int16(na)))|uint32(nw&parityBit>>parityShift)<<16) // (releases the claim)
 	if now := clock.Now(); s.otime.Load() < now {                              // (touchOtime)

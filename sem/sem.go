@@ -74,8 +74,7 @@ type Array struct {
 	// liveSeen (Unix ns).
 	liveHolder atomic.Int32
 	liveSeen   atomic.Int64
-	rec        atomic.Int32            // this process's undo record, -1 if none yet
-	undo       atomic.Pointer[undoRec] // the same record for fastUndo; nil if none yet
+	undo       atomic.Pointer[undoRec] // this process's undo record; nil if none yet
 
 	local     sync.Mutex // queued on by this handle's goroutines for a held segment lock
 	localHeld bool       // the segment lock holder holds local too (only it reads this)
@@ -151,14 +150,13 @@ func makeSet(id int, seg *shm.Segment, v *view) *Array {
 	s := &Array{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
 	s.words, s.otime, s.me = v.words, &v.hdr.otime, shm.LockWord()
 	s.state, s.permSeq, s.deadGen = seg.HotWords()
-	s.rec.Store(-1)
 	s.spin.credit.Store(spinCredit / 2)
 	s.sc.init(v.nsems, len(v.slots))
 	return s
 }
 
-// undoRec is what fastUndo needs of this process's undo record, set with
-// rec (a live process keeps its record, so in practice once).
+// undoRec is this process's undo record, as fastUndo needs it (a live
+// process keeps its record, so it is set once in practice).
 type undoRec struct {
 	r    int
 	bits uint64 // r in an intent's record position
@@ -170,7 +168,14 @@ func (s *Array) setRec(r int) {
 	if u := s.undo.Load(); u == nil || u.r != r {
 		s.undo.Store(&undoRec{r: r, bits: uint64(r) << recShift, adj: s.v.recs[r].adj})
 	}
-	s.rec.Store(int32(r))
+}
+
+// recIndex is this process's undo record, -1 if it has none yet.
+func (s *Array) recIndex() int {
+	if u := s.undo.Load(); u != nil {
+		return u.r
+	}
+	return -1
 }
 
 // ID is the set's id (semid).

@@ -167,7 +167,7 @@ func TestUndoRecordLimit(t *testing.T) {
 	assert.ErrorIs(t, err, kernel.ENOSPC)
 	s.v.recs[7].hdr.start.Store(start1 + 1) // now names a dead process
 	require.NoError(t, s.Op(context.Background(), b(0, 1, SEM_UNDO)))
-	assert.Equal(t, int32(7), s.rec.Load())
+	assert.Equal(t, 7, s.recIndex())
 	for r := range s.v.recs {
 		if r != 7 {
 			s.v.recs[r].hdr.pid.Store(0)

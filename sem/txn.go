@@ -769,7 +769,7 @@ func (s *Array) dequeue(idx int) {
 // claimRecord returns this process's undo record, taking a free one.
 func (s *Array) claimRecord() (int, error) {
 	pid, start := kernel.Self()
-	if r := int(s.rec.Load()); r >= 0 && s.v.recs[r].hdr.pid.Load() == uint64(pid) && s.v.recs[r].hdr.start.Load() == start {
+	if r := s.recIndex(); r >= 0 && s.v.recs[r].hdr.pid.Load() == uint64(pid) && s.v.recs[r].hdr.start.Load() == start {
 		return r, nil
 	}
 	for pass := 0; pass < 2; pass++ {

@@ -22,7 +22,8 @@ import (
 // nanoseconds on this VM, under mitigations), and the peer's answer, which
 // often comes during it, waits for it. Asked at the start of every spin it
 // took a quarter of a 1P→1C stream's receiving time; asked by every
-// ping-pong spin, a third of the round trip.
+// ping-pong spin, a third of the round trip (both measured in package msgq,
+// where this began).
 //
 // A handle yields through its CoLocation too (Yield), which stops
 // yielding for a while when a yield turns out slow.
