@@ -3,6 +3,8 @@ package sem
 import (
 	"context"
 	"errors"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -409,6 +411,27 @@ func TestSpinPolicy(t *testing.T) {
 		require.True(t, sp.next())
 	}
 	assert.False(t, sp.next(), "the budget ends the spin")
+}
+
+// A spin that has looked spinYield times asks where its peer began its
+// spin (shm.CoLocation) and records where it runs itself: after a
+// ping-pong with another process, the set's word names one of the two,
+// and a CPU.
+func TestSpinnersRecordTheirCPU(t *testing.T) {
+	s := newSet(t, 2)
+	const rounds = 2000
+	p := testutil.Start(t, "sem-pong", []string{"usysv", strconv.Itoa(s.ID()), "active", strconv.Itoa(rounds)})
+	p.Expect("ready", lineWait)
+	ctx := context.Background()
+	for i := 0; i < rounds; i++ {
+		require.NoError(t, s.Op(ctx, Buf{Num: 0, Op: 1}))
+		require.NoError(t, s.Op(ctx, Buf{Num: 1, Op: -1}))
+	}
+	p.Line(lineWait) // the helper is done
+	p.Kill()
+	w := s.v.hdr.spinCPU.Load()
+	assert.Contains(t, []uint64{uint64(os.Getpid()), uint64(p.Pid())}, w>>32, "a process of the ping-pong")
+	assert.NotZero(t, uint32(w), "and its CPU (+1)")
 }
 
 // Goroutines of one process, on two handles of one set, mixing every path
