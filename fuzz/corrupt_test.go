@@ -199,6 +199,7 @@ func runChecked(op corruptOp) (msg, res string) {
 	defer func() {
 		if r := recover(); r != nil {
 			msg = fmt.Sprintf("%s panicked: %v\n%s", op.name, r, debug.Stack())
+			keepPanic(msg)
 		}
 	}()
 	start := time.Now()
@@ -240,6 +241,17 @@ func waitWorkers(t *testing.T, wg *sync.WaitGroup, data []byte) bool {
 		t.Logf("stacks of the stuck workers: %s", path)
 		return false
 	}
+}
+
+// keepPanic writes the report of a panic that runChecked recovered under
+// /tmp/fuzz-findings/, at once: a panic inside a critical section leaves
+// the segment lock held by this process, so the other workers then hang,
+// and the fuzzing engine drops the whole execution without a report while
+// it minimizes an input (FINDINGS.md U2, U3).
+func keepPanic(msg string) {
+	path := filepath.Join("/tmp/fuzz-findings", fmt.Sprintf("panic-%d-%d.txt", os.Getpid(), time.Now().UnixNano()))
+	_ = os.MkdirAll(filepath.Dir(path), 0o755)
+	_ = os.WriteFile(path, []byte(msg), 0o644)
 }
 
 func opNames(ops []corruptOp) string {

@@ -47,16 +47,33 @@ func repairSegment(seg *shm.Segment) {
 		return
 	}
 	mu := seg.Lock()
+	var full bool
 	switch {
 	case mu.TryLock():
-		v.repair(false)
 	case mu.RecoverIfDead():
-		v.repair(true)
+		full = true
 	default:
 		return
 	}
-	v.maybeOpen()
+	repairGuarded(v, mu, full)
 	mu.Unlock()
+}
+
+// repairGuarded repairs and opens the ring for the registry's eager
+// repair, which recovers a panic of its hooks and goes on: if the repair
+// panics (a segment corrupted beyond what it handles), the lock is
+// abandoned (shm.Mutex.Abandon) before the panic goes on, so that the next
+// taker repairs from the start as after a death here, instead of every
+// process waiting for ever on a lock held by the registry's live host.
+func repairGuarded(v *view, mu *shm.Mutex, full bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			mu.Abandon()
+			panic(r)
+		}
+	}()
+	v.repair(full)
+	v.maybeOpen()
 }
 
 // Stat is IPC_STAT: the queue's permissions and counters. It needs read

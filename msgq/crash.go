@@ -84,3 +84,6 @@ func init() { crash.Arm("msgq", KillAtEnv, stepNames) }
 
 // crashPoint is a labelled step of Send or Recv (see KillAtEnv).
 func crashPoint(s step) { crash.At(s) }
+
+// repairHook, if set (by tests), runs at the start of every repair.
+var repairHook func()

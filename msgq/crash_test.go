@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -298,4 +299,30 @@ func TestRebuildKeepsOutsideChains(t *testing.T) {
 		}()
 	}
 	assert.Equal(t, []string{"queued"}, drain(t, q))
+}
+
+// The registry's eager repair recovers a panic of its hook and goes on
+// (registry runHook): a repair that panics on a corrupted queue abandons
+// the lock, and the next locked call repairs from the start, as after a
+// death, instead of waiting for ever on a lock held by a live process
+// (which it did before).
+func TestPanicInsideEagerRepair(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	require.NoError(t, q.Send(ctx, 1, []byte("kept")))
+	repairHook = func() { panic("corrupt beyond repair") }
+	func() {
+		defer func() { assert.Equal(t, "corrupt beyond repair", recover(), "the panic goes on") }()
+		repairSegment(q.seg)
+	}()
+	repairHook = nil
+	done := make(chan error, 1)
+	go func() { done <- q.Check() }() // (takes the lock)
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(2 * lineWait):
+		t.Fatal("the call waits for ever for the lock the panicked repair held") // (and leaks its goroutine)
+	}
+	assert.Equal(t, []string{"kept"}, drain(t, q))
 }

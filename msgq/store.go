@@ -133,9 +133,9 @@ func (v *view) alloc(k uint32) (uint32, error) {
 			}
 			b = f - 1
 			c.free = v.links[b]
-		} else if c.bump < v.nblocks {
-			b = c.bump
-			c.bump++
+		} else if bump := c.bump; bump < v.nblocks { // (read once: another process may write it)
+			b = bump
+			c.bump = bump + 1
 		} else {
 			return 0, v.allocFail(i, first, prev, corrupt("out of blocks"))
 		}
@@ -488,6 +488,9 @@ func (v *view) check() error {
 // at its place in send order, so it is not lost. Live waiters are woken to
 // re-check.
 func (v *view) repair(full bool) {
+	if repairHook != nil {
+		repairHook()
+	}
 	c := v.ctl
 	if c.bump > v.nblocks {
 		c.bump = v.nblocks

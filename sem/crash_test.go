@@ -189,6 +189,43 @@ func TestCrashInsideRepair(t *testing.T) {
 	require.NoError(t, h.check())
 }
 
+// The registry's eager repair recovers a panic of its hook and goes on
+// (registry runHook): a repair that panics on a corrupted set abandons
+// the lock, and the next op repairs from the start, as after a repairer
+// that died (TestCrashInsideRepair), instead of waiting for ever on a lock
+// held by a live process (before, the op below waited for ever).
+func TestPanicInsideEagerRepair(t *testing.T) {
+	id := usysvImpl.create(t, 2, 0o600)
+	a := testutil.Start(t, "sem-client", []string{"noreg", itoa(id)})
+	a.Send("op 0:3:u,1:1:u")
+	a.Expect("ok", lineWait)
+	a.Kill()
+	h, err := handle(id)
+	require.NoError(t, err)
+	crash.on, stepHook = true, func(step string) {
+		if step == StepUndoCommitted {
+			panic("corrupt beyond repair")
+		}
+	}
+	func() {
+		defer func() { assert.Equal(t, "corrupt beyond repair", recover(), "the panic goes on") }()
+		eagerRepair(h.seg)
+	}()
+	crash.on, stepHook = false, nil
+	done := make(chan error, 1)
+	go func() { done <- h.TimedOp(lineWait, b(1, 5, 0)) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(2 * lineWait):
+		t.Fatal("the op waits for ever for the lock the panicked repair held") // (and leaks its goroutine)
+	}
+	assert.Equal(t, "vals[0 5],ok", vals(usysvImpl, id))
+	pid, _ := h.GetPid(0)
+	assert.Equal(t, a.Pid(), pid, "undo sets sempid to the dead process")
+	require.NoError(t, h.check())
+}
+
 // A lock holder that is merely stopped is not taken over; it finishes when
 // continued.
 func TestStoppedHolder(t *testing.T) {

@@ -81,8 +81,8 @@ func (s *Array) count(num int, zero bool) (int, error) {
 			continue
 		}
 		ops, _, ok := s.waiterOps(slot)
-		bi := int(slot.Arg[argBlock].Load())
-		if !ok || bi >= len(ops) {
+		bi := slot.Arg[argBlock].Load() // (any value: the segment may be corrupt)
+		if !ok || bi >= uint64(len(ops)) {
 			continue
 		}
 		b := ops[bi]

@@ -207,6 +207,47 @@ func TestCorruptSlot(t *testing.T) {
 	assert.ErrorIs(t, err, shm.ErrCorrupt)
 }
 
+// Garbage in a waiter slot's blocking index or in the journal's argument,
+// above 2^63 (a negative int), is ignored: GETNCNT and a repair that
+// applies the journal used them as indexes and panicked (found by
+// FuzzCorruptSem), inside the critical section, which left the lock held
+// by the (live) process whose panic was recovered.
+func TestCorruptIndexes(t *testing.T) {
+	s := newSet(t, 2)
+	slot := &s.v.slots[0]
+	slot.PID.Store(uint32(kernel.Getpid()))
+	_, start := kernel.Self()
+	slot.Start.Store(start)
+	off := 0
+	s.v.arena[off].Store(packOp(b(0, -1, 0)))
+	slot.Arg[argOps].Store(packSlotOps(off, 1, 0))
+	slot.Arg[argBlock].Store(1 << 63)
+	slot.State.Store(stWaiting)
+	s.v.hdr.slotsHi.Store(1)
+	for _, zero := range []bool{false, true} {
+		n, err := s.count(0, zero)
+		require.NoError(t, err)
+		assert.Zero(t, n, "a waiter whose blocking index is garbage is not counted")
+	}
+	slot.Arg[argBlock].Store(0)
+	n, err := s.GetNcnt(0)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "and is, once it is not")
+	slot.State.Store(0)
+
+	for _, kind := range []int{jkOps, jkSetVal, jkUndo} {
+		s.lock()
+		s.v.hdr.jarg.Store(1 << 63)
+		s.v.hdr.jcommit.Store(packCommit(kind, -1, 0, 1))
+		s.v.jadj[0].Store(1 << 63)
+		s.repairLocked(true)
+		assert.Zero(t, s.v.hdr.jcommit.Load(), "kind %d: applied", kind)
+		s.unlock()
+	}
+	require.NoError(t, s.TryOp(b(0, 1, 0)), "the lock is free")
+	require.NoError(t, s.check())
+}
+
 func TestCheckFindsBreakage(t *testing.T) {
 	s := newSet(t, 2)
 	require.NoError(t, s.check())

@@ -450,19 +450,19 @@ func (s *Array) apply(dirty []int32, final bool) {
 	c := v.hdr.jcommit.Load()
 	kind, slot, errno, nadj := unpackCommit(c)
 	frozen := func(i int) bool { return v.words[i].Load()&flagFrozen != 0 }
-	arg := int(v.hdr.jarg.Load())
+	arg := v.hdr.jarg.Load() // (any value: the segment may be corrupt)
 	switch kind {
 	case jkOps:
-		if r := arg - 1; r >= 0 && r < len(v.recs) {
+		if r := arg - 1; arg >= 1 && r < uint64(len(v.recs)) {
 			for k := 0; k < nadj && k < len(v.jadj); k++ {
 				e := v.jadj[k].Load()
-				if i := int(e >> 32); i < s.nsems && frozen(i) {
+				if i := e >> 32; i < uint64(s.nsems) && frozen(int(i)) {
 					setAdj(&v.recs[r].adj[i], uint32(e))
 				}
 			}
 		}
 	case jkSetVal:
-		if arg < s.nsems && frozen(arg) {
+		if arg < uint64(s.nsems) && frozen(int(arg)) {
 			for r := range v.recs {
 				clearAdj(&v.recs[r].adj[arg])
 			}
@@ -480,14 +480,14 @@ func (s *Array) apply(dirty []int32, final bool) {
 		}
 	case jkUndo:
 		// Nobody touches a dead process's record but the lock holder.
-		if r := arg; r < len(v.recs) {
+		if r := arg; r < uint64(len(v.recs)) {
 			rc := &v.recs[r]
 			for i := range rc.adj {
 				if rc.adj[i].Load() != 0 {
 					put32(&rc.adj[i], 0)
 				}
 			}
-			s.stripIntents(r)
+			s.stripIntents(int(r))
 			rc.hdr.start.Store(0)
 			rc.hdr.pid.Store(0)
 		}
@@ -815,15 +815,32 @@ func eagerRepair(seg *shm.Segment) {
 	switch {
 	case s.mu.TryLock():
 		s.localHeld = true
-		s.repairLocked(false)
+		s.repairGuarded(false)
 	case s.mu.RecoverIfDead():
 		s.localHeld = true
-		s.repairLocked(true)
+		s.repairGuarded(true)
 	default:
 		s.local.Unlock()
 		return
 	}
 	s.unlock()
+}
+
+// repairGuarded is repairLocked for the registry's eager repair, which
+// recovers a panic of its hooks and goes on: if the repair panics (a
+// segment corrupted beyond what it handles), the lock is abandoned
+// (shm.Mutex.Abandon) before the panic goes on, so that the next taker
+// repairs from the start as after a death here, instead of every process
+// waiting for ever on a lock held by the registry's live host.
+func (s *Array) repairGuarded(full bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.mu.Abandon()
+			s.local.Unlock()
+			panic(r)
+		}
+	}()
+	s.repairLocked(full)
 }
 
 // repair runs the repair pass for the deaths the registry reported so far,

@@ -60,6 +60,8 @@ func shmHelper([]string) int {
 			res = strconv.FormatBool(seg.Lock().TryLock())
 		case "unlock":
 			seg.Lock().Unlock()
+		case "abandon":
+			seg.Lock().Abandon()
 		case "count": // count n: n locked read-modify-writes of the body's first word
 			c, e := shm.At[uint64](seg, seg.Params().BodyOffset())
 			if e != nil {

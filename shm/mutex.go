@@ -137,7 +137,10 @@ func (m *Mutex) lockSlow() bool {
 		}
 		clock.Park()
 		err := kernel.FutexWait(m.futex, uint32(w), time.Now().Add(LivenessInterval))
-		if err == nil && m.word.Load() != w {
+		if w2 := m.word.Load(); err == nil && w2 != w {
+			if uint32(w2) == uint32(w) {
+				checked = false // the same holder, another start time: abandoned (Abandon)
+			}
 			continue
 		}
 		if m.word.Load() == w && holderDead(w) && m.word.CompareAndSwap(w, mine|lockWaiters) {
@@ -154,8 +157,10 @@ func holderDead(w uint64) bool {
 	if pid == 0 {
 		return false
 	}
-	if self, _ := kernel.Self(); int(pid) == self {
-		return false // another goroutine of ours
+	if self, start := kernel.Self(); int(pid) == self {
+		// Another goroutine of ours, unless the word names a start time
+		// that is not ours: a lock we abandoned (Abandon).
+		return uint32(w>>32) != uint32(start)
 	}
 	st, err := kernel.ProcessStartTime(int(pid))
 	if err != nil {
@@ -176,6 +181,30 @@ func (m *Mutex) Unlock() {
 //
 //go:noinline
 func (m *Mutex) wakeOne() { _, _ = kernel.FutexWake(m.futex, 1) }
+
+// Abandon gives up the lock, held by the calling goroutine, as if this
+// process had died holding it, for a critical section that a panic cuts
+// short (a segment corrupted beyond what the code expects). A plain
+// Unlock would publish whatever the section left half done; a lock left
+// held would stop every process for good, since this one lives on (a
+// recovered panic). So the lock word keeps this pid but takes a start
+// time that is not this process's, which no live holder's word has: the
+// next process or goroutine that wants the lock finds its holder dead,
+// takes it over and repairs (Lock returns true), as after a kill -9 at
+// the same instruction. Sleepers are woken to look.
+func (m *Mutex) Abandon() {
+	for {
+		w := m.word.Load()
+		if m.word.CompareAndSwap(w, w^abandonFlip) {
+			break
+		}
+	}
+	raceRelease(m.futex)
+	_, _ = kernel.FutexWake(m.futex, 1<<30)
+}
+
+// abandonFlip turns a holder's start time into one that is not its own.
+const abandonFlip = 0xffffffff << 32
 
 // Holder returns the pid holding the lock, or 0.
 func (m *Mutex) Holder() int { return int(uint32(m.word.Load()) & lockPidMask) }

@@ -162,6 +162,49 @@ func TestMutexStoppedOwner(t *testing.T) {
 	m.Unlock()
 }
 
+// TestMutexAbandoned: a lock abandoned by its holder (a critical section
+// cut short by a panic that was recovered) is taken over, with ownerDied,
+// by the next taker in another process and in the holder's own, asleep
+// or not, although the holder lives; after the repair it is an ordinary
+// lock again.
+func TestMutexAbandoned(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	p := lockHelper(t, s)
+
+	// Another process abandons; one of our goroutines is already asleep.
+	require.Equal(t, []string{"false"}, mustCall(t, p, "lock"))
+	c := lockAsync(m)
+	require.True(t, p.Quiet(2*shm.LivenessInterval), "the helper got a lock we hold")
+	select {
+	case <-c:
+		t.Fatal("Lock returned while the helper held the lock")
+	default:
+	}
+	mustCall(t, p, "abandon")
+	require.True(t, <-c, "a sleeper takes an abandoned lock over and is told to repair")
+	assert.Equal(t, kernel.Getpid(), m.Holder())
+	assert.False(t, m.RecoverIfDead(), "now we hold it")
+
+	// This process abandons: the helper takes it over although we live.
+	m.Abandon()
+	assert.Equal(t, kernel.Getpid(), m.Holder(), "the word still names us")
+	assert.Equal(t, []string{"true"}, mustCall(t, p, "lock"))
+	mustCall(t, p, "unlock")
+
+	// And a goroutine of ours: an abandoned lock is not "another goroutine
+	// of ours" to wait for.
+	require.False(t, m.Lock())
+	m.Abandon()
+	assert.False(t, m.TryLock())
+	require.True(t, m.RecoverIfDead())
+	m.Unlock()
+	require.False(t, m.Lock(), "recovered once, then an ordinary lock")
+	m.Unlock()
+	assert.Equal(t, []string{"false"}, mustCall(t, p, "lock"), "and for others too")
+	mustCall(t, p, "unlock")
+}
+
 // TestMutexReusedPid: the lock word names a live process, but with another
 // start time: the holder died and its pid was reused. The lock is taken over.
 func TestMutexReusedPid(t *testing.T) {
