@@ -126,10 +126,16 @@ func (v *view) flush() error {
 	if n > v.nslots {
 		return corrupt("ring holds %d messages in %d slots", n, v.nslots)
 	}
-	if c.tail != 0 {
-		if _, err := v.first(c.tail); err != nil {
+	// The store's tail, read once: the words are plain memory that another
+	// process may write (corrupt), and what was checked must be what is
+	// used.
+	var tailHdr *msgHdr
+	if ct := c.tail; ct != 0 {
+		h, err := v.first(ct)
+		if err != nil {
 			return err
 		}
+		tailHdr = h
 	}
 	var first, last uint32
 	var k, msgBytes uint64
@@ -161,10 +167,10 @@ func (v *view) flush() error {
 	}
 	c.flushFirst, c.flushTo, c.flushOn = first, tp, 1
 	if first != 0 {
-		if c.tail == 0 {
+		if tailHdr == nil {
 			c.head = first
 		} else {
-			v.hdr(c.tail - 1).next = first
+			tailHdr.next = first
 		}
 		c.tail = last
 		crashPoint(stepRingFlushed)
