@@ -326,3 +326,22 @@ func TestPanicInsideEagerRepair(t *testing.T) {
 	}
 	assert.Equal(t, []string{"kept"}, drain(t, q))
 }
+
+// rebuild reads bump once, and bounds it itself: repair clamps the word
+// before it, but another process may write it in between (rebuild read it
+// again as its walk's bound: index out of range with the lock held).
+func TestRebuildBumpWritten(t *testing.T) {
+	q := newQueue(t)
+	require.NoError(t, q.TrySend(1, padded("kept", 200))) // too big for the ring: in the store
+	v := q.v
+	func() {
+		q.lock()
+		var wl wakeList
+		defer q.unlock(&wl)
+		v.ctl.bump = 0xFFFFFFFE
+		v.rebuild() // as if written after repair's clamp
+		v.repair(true)
+		require.NoError(t, v.check())
+	}()
+	assert.Equal(t, []string{"kept"}, drain(t, q))
+}

@@ -186,9 +186,9 @@ func (v *view) flush() error {
 func (v *view) unflush(first uint32, err error) error {
 	for m, n := first, uint32(0); m != 0 && m <= v.nblocks && n < v.nblocks; n++ {
 		h := v.hdr(m - 1)
-		next := h.next
-		if h.len <= v.maxMsg {
-			if last, err := v.chainLast(m-1, uint32(chainBlocks(uint64(h.len)))); err == nil {
+		next, l := h.next, h.len // (read once: another process may write them)
+		if l <= v.maxMsg {
+			if last, err := v.chainLast(m-1, uint32(chainBlocks(uint64(l)))); err == nil {
 				v.freeChain(m-1, last)
 			}
 		}

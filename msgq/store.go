@@ -372,13 +372,14 @@ func (v *view) walkChain(b, k uint32, fn func(b uint32) error) error {
 // slots. The lock must be held (or the queue quiescent).
 func (v *view) check() error {
 	c := v.ctl
-	if c.bump > v.nblocks {
-		return corrupt("bump %d above %d blocks", c.bump, v.nblocks)
+	bump := c.bump // (read once: another process may write it; it bounds the walk of used below)
+	if bump > v.nblocks {
+		return corrupt("bump %d above %d blocks", bump, v.nblocks)
 	}
 	used := make([]bool, v.nblocks)
 	mark := func(b uint32) error {
-		if b >= c.bump {
-			return corrupt("block %d in use but never allocated (bump %d)", b, c.bump)
+		if b >= bump {
+			return corrupt("block %d in use but never allocated (bump %d)", b, bump)
 		}
 		if used[b] {
 			return corrupt("block %d in two chains", b)
@@ -465,7 +466,7 @@ func (v *view) check() error {
 		}
 		f = v.links[f-1]
 	}
-	for b := uint32(0); b < c.bump; b++ {
+	for b := uint32(0); b < bump; b++ {
 		if !used[b] {
 			return corrupt("block %d stranded: in no chain and not free", b)
 		}
@@ -570,11 +571,11 @@ func (v *view) freeHeld(s *shm.WaiterSlot) {
 	if b == 0 || b > uint64(v.nblocks) {
 		return
 	}
-	h := v.hdr(uint32(b) - 1)
-	if h.len > v.maxMsg {
+	l := v.hdr(uint32(b) - 1).len // (read once: another process may write it)
+	if l > v.maxMsg {
 		return
 	}
-	if last, err := v.chainLast(uint32(b)-1, uint32(chainBlocks(uint64(h.len)))); err == nil {
+	if last, err := v.chainLast(uint32(b)-1, uint32(chainBlocks(uint64(l)))); err == nil {
 		v.freeChain(uint32(b)-1, last)
 	}
 }
@@ -583,18 +584,22 @@ func (v *view) freeHeld(s *shm.WaiterSlot) {
 // list from every block that is neither queued nor held by a waiter slot.
 func (v *view) rebuild() {
 	c := v.ctl
+	// Read once, and clamped again: repair clamped it, but another process
+	// may write it since, and it bounds the walk of used below.
+	bump := min(c.bump, v.nblocks)
 	used := make([]bool, v.nblocks)
 	claim := func(m uint32) bool { // marks m's chain if it is whole and unclaimed
 		if m == 0 || m > v.nblocks {
 			return false
 		}
 		h := v.hdr(m - 1)
-		if h.len > v.maxMsg || h.mtype < 1 {
+		l := h.len // (read once: another process may write it)
+		if l > v.maxMsg || h.mtype < 1 {
 			return false
 		}
 		var chain []uint32
-		err := v.walkChain(m-1, uint32(chainBlocks(uint64(h.len))), func(b uint32) error {
-			if b >= c.bump || used[b] {
+		err := v.walkChain(m-1, uint32(chainBlocks(uint64(l))), func(b uint32) error {
+			if b >= bump || used[b] {
 				return corrupt("block %d reused", b)
 			}
 			used[b] = true
@@ -645,7 +650,7 @@ func (v *view) rebuild() {
 		}
 	}
 	c.free = 0
-	for b := c.bump; b > 0; b-- { // ascending order from the head
+	for b := bump; b > 0; b-- { // ascending order from the head
 		if !used[b-1] {
 			v.links[b-1] = c.free
 			c.free = b
