@@ -186,8 +186,11 @@ func (v *view) store(mtype int64, seq uint64, text []byte, sender bool) (uint32,
 		crashPoint(stepSendAlloc)
 	}
 	if err := v.copyIn(b, text); err != nil {
-		last, _ := v.chainLast(b, uint32(chainBlocks(uint64(len(text)))))
-		v.freeChain(b, last)
+		// (A chain broken since alloc linked it is left to the repair:
+		// freeing up to a wrong last block would free others' blocks.)
+		if last, lerr := v.chainLast(b, uint32(chainBlocks(uint64(len(text))))); lerr == nil {
+			v.freeChain(b, last)
+		}
 		return 0, err
 	}
 	return b, nil
