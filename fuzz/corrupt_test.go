@@ -224,7 +224,7 @@ func runChecked(op corruptOp) (msg, res string) {
 // writes every goroutine's stack, and the input, under /tmp/fuzz-findings/
 // and reports false. The input is kept because the fuzzing engine drops a
 // failure that happens while it minimizes an input for coverage, and that
-// is where stuck workers were seen (FINDINGS.md U3).
+// is where stuck workers were seen (FINDINGS.md F14, formerly U3).
 func waitWorkers(t *testing.T, wg *sync.WaitGroup, data []byte) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -247,7 +247,7 @@ func waitWorkers(t *testing.T, wg *sync.WaitGroup, data []byte) bool {
 // /tmp/fuzz-findings/, at once: a panic inside a critical section leaves
 // the segment lock held by this process, so the other workers then hang,
 // and the fuzzing engine drops the whole execution without a report while
-// it minimizes an input (FINDINGS.md U2, U3).
+// it minimizes an input (FINDINGS.md F14, F15: formerly U3, U2).
 func keepPanic(msg string) {
 	path := filepath.Join("/tmp/fuzz-findings", fmt.Sprintf("panic-%d-%d.txt", os.Getpid(), time.Now().UnixNano()))
 	_ = os.MkdirAll(filepath.Dir(path), 0o755)

@@ -133,5 +133,8 @@
 // target's f.Cleanup. Every call is bounded (callTimeout) and every
 // execution too (iterationLimit, under the fuzzing engine's own 10 s), with
 // goroutine stacks written under /tmp/fuzz-findings/; a fuzz worker that
-// dies leaves its crash report in /tmp/fuzz-findings/workers/.
+// dies leaves its crash report in /tmp/fuzz-findings/workers/, and a panic
+// that the corruption targets recover is written at once to
+// /tmp/fuzz-findings/panic-*.txt (the engine drops the report of an
+// execution that fails while it minimizes an input).
 package fuzz
