@@ -169,14 +169,22 @@ func TestCrashInsidePost(t *testing.T) {
 	}
 }
 
-// The repairer itself is killed after committing a dead process's undo:
-// the next lock holder finishes it, once.
-func TestCrashInsideRepair(t *testing.T) {
+// undoOwedByDead makes a set of two whose semaphores a process raised
+// with SEM_UNDO (0 by 3, 1 by 1) and then died, unknown to the registry:
+// the repair that applies its undo is still to be done.
+func undoOwedByDead(t *testing.T) (int, *testutil.Proc) {
 	id := usysvImpl.create(t, 2, 0o600)
 	a := testutil.Start(t, "sem-client", []string{"noreg", itoa(id)})
 	a.Send("op 0:3:u,1:1:u")
 	a.Expect("ok", lineWait)
 	a.Kill()
+	return id, a
+}
+
+// The repairer itself is killed after committing a dead process's undo:
+// the next lock holder finishes it, once.
+func TestCrashInsideRepair(t *testing.T) {
+	id, a := undoOwedByDead(t)
 	r := crashClient(t, "noreg", id, StepUndoCommitted)
 	r.Send("repair")
 	assert.Equal(t, -1, r.Wait(lineWait), "the repairer must die at the crash point")
@@ -195,11 +203,7 @@ func TestCrashInsideRepair(t *testing.T) {
 // that died (TestCrashInsideRepair), instead of waiting for ever on a lock
 // held by a live process (before, the op below waited for ever).
 func TestPanicInsideEagerRepair(t *testing.T) {
-	id := usysvImpl.create(t, 2, 0o600)
-	a := testutil.Start(t, "sem-client", []string{"noreg", itoa(id)})
-	a.Send("op 0:3:u,1:1:u")
-	a.Expect("ok", lineWait)
-	a.Kill()
+	id, a := undoOwedByDead(t)
 	h, err := handle(id)
 	require.NoError(t, err)
 	crash.on, stepHook = true, func(step string) {

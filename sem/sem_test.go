@@ -177,16 +177,23 @@ func TestUndoRecordLimit(t *testing.T) {
 	}
 }
 
+// forgeWaiter makes waiter slot idx of s a waiting one of this process,
+// with the array packed in ops (packSlotOps).
+func forgeWaiter(s *Array, idx int, ops uint64) *waiterSlot {
+	slot := &s.v.slots[idx]
+	slot.PID.Store(uint32(kernel.Getpid()))
+	_, start := kernel.Self()
+	slot.Start.Store(start)
+	slot.Arg[argOps].Store(ops)
+	slot.State.Store(stWaiting)
+	return slot
+}
+
 // The segment is hostile input: garbage in a waiter slot or the journal
 // gives errors, never a panic or a hang.
 func TestCorruptSlot(t *testing.T) {
 	s := newSet(t, 2)
-	slot := &s.v.slots[3]
-	slot.PID.Store(uint32(kernel.Getpid()))
-	_, start := kernel.Self()
-	slot.Start.Store(start)
-	slot.Arg[argOps].Store(packSlotOps(len(s.v.arena)-1, 400, 5))
-	slot.State.Store(stWaiting)
+	slot := forgeWaiter(s, 3, packSlotOps(len(s.v.arena)-1, 400, 5))
 	s.v.hdr.nwait.Add(1)
 	assert.Error(t, s.check(), "a slot in use above slotsHi")
 	s.v.hdr.slotsHi.Store(4)
@@ -214,15 +221,9 @@ func TestCorruptSlot(t *testing.T) {
 // by the (live) process whose panic was recovered.
 func TestCorruptIndexes(t *testing.T) {
 	s := newSet(t, 2)
-	slot := &s.v.slots[0]
-	slot.PID.Store(uint32(kernel.Getpid()))
-	_, start := kernel.Self()
-	slot.Start.Store(start)
-	off := 0
-	s.v.arena[off].Store(packOp(b(0, -1, 0)))
-	slot.Arg[argOps].Store(packSlotOps(off, 1, 0))
+	s.v.arena[0].Store(packOp(b(0, -1, 0)))
+	slot := forgeWaiter(s, 0, packSlotOps(0, 1, 0))
 	slot.Arg[argBlock].Store(1 << 63)
-	slot.State.Store(stWaiting)
 	s.v.hdr.slotsHi.Store(1)
 	for _, zero := range []bool{false, true} {
 		n, err := s.count(0, zero)
