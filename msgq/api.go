@@ -66,12 +66,7 @@ func repairSegment(seg *shm.Segment) {
 // taker repairs from the start as after a death here, instead of every
 // process waiting for ever on a lock held by the registry's live host.
 func repairGuarded(v *view, mu *shm.Mutex, full bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			mu.Abandon()
-			panic(r)
-		}
-	}()
+	defer mu.AbandonOnPanic()
 	v.repair(full)
 	v.maybeOpen()
 }

@@ -831,15 +831,11 @@ func eagerRepair(seg *shm.Segment) {
 // segment corrupted beyond what it handles), the lock is abandoned
 // (shm.Mutex.Abandon) before the panic goes on, so that the next taker
 // repairs from the start as after a death here, instead of every process
-// waiting for ever on a lock held by the registry's live host.
+// waiting for ever on a lock held by the registry's live host. (The
+// handle's own local mutex stays locked: the handle is eagerRepair's
+// alone, and dropped.)
 func (s *Array) repairGuarded(full bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.mu.Abandon()
-			s.local.Unlock()
-			panic(r)
-		}
-	}()
+	defer s.mu.AbandonOnPanic()
 	s.repairLocked(full)
 }
 

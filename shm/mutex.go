@@ -203,6 +203,16 @@ func (m *Mutex) Abandon() {
 	_, _ = kernel.FutexWake(m.futex, 1<<30)
 }
 
+// AbandonOnPanic, deferred by a goroutine that holds the lock, abandons
+// it if a panic unwinds the goroutine's stack through the deferring call,
+// and lets the panic go on.
+func (m *Mutex) AbandonOnPanic() {
+	if r := recover(); r != nil {
+		m.Abandon()
+		panic(r)
+	}
+}
+
 // abandonFlip turns a holder's start time into one that is not its own.
 const abandonFlip = 0xffffffff << 32
 
