@@ -11,7 +11,7 @@ import (
 )
 
 // A blocked Recv returns once its context's deadline passes, even if the
-// wake-up for the expiry never comes (fuzz FINDINGS U3).
+// wake-up for the expiry never comes (fuzz FINDINGS F14, formerly U3).
 func TestRecvDeadlineWithoutWakeup(t *testing.T) {
 	q := newQueue(t)
 	ctx := testutil.LostWakeupContext(20 * time.Millisecond)

@@ -837,7 +837,7 @@ func (q *Queue) sleep(ctx context.Context, w *waiter, seen uint32) {
 	}
 	// Bounded by the context's deadline too, not only by the wake-up its
 	// expiry sends: a process that can write the segment could otherwise
-	// swallow that wake-up (fuzz FINDINGS U3, seen in sem).
+	// swallow that wake-up (fuzz FINDINGS F14, formerly U3, seen in sem).
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // A blocked Op returns once its context's deadline passes, even if the
-// wake-up for the expiry never comes (fuzz FINDINGS U3).
+// wake-up for the expiry never comes (fuzz FINDINGS F14, formerly U3).
 func TestOpDeadlineWithoutWakeup(t *testing.T) {
 	s := newSet(t, 1)
 	ctx := testutil.LostWakeupContext(20 * time.Millisecond)

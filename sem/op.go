@@ -741,7 +741,7 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 	}
 	// The sleep is bounded by the context's deadline too, not only by the
 	// wake-up its expiry sends: a process that can write the segment could
-	// otherwise swallow that wake-up (fuzz FINDINGS U3).
+	// otherwise swallow that wake-up (fuzz FINDINGS F14, formerly U3).
 	ctxEnd, _ := ctx.Deadline()
 	for {
 		// A waker sets State, then adds to Futex: if f has its add, the
