@@ -55,20 +55,11 @@ func repairSegment(seg *shm.Segment) {
 	default:
 		return
 	}
-	repairGuarded(v, mu, full)
-	mu.Unlock()
-}
-
-// repairGuarded repairs and opens the ring for the registry's eager
-// repair, which recovers a panic of its hooks and goes on: if the repair
-// panics (a segment corrupted beyond what it handles), the lock is
-// abandoned (shm.Mutex.Abandon) before the panic goes on, so that the next
-// taker repairs from the start as after a death here, instead of every
-// process waiting for ever on a lock held by the registry's live host.
-func repairGuarded(v *view, mu *shm.Mutex, full bool) {
-	defer mu.AbandonOnPanic()
+	wl := wakeList{section: mu.Enter()}
+	defer v.guard(mu, &wl, nil) // (the registry's host recovers a panic of its hooks and goes on)
 	v.repair(full)
 	v.maybeOpen()
+	mu.Unlock()
 }
 
 // Stat is IPC_STAT: the queue's permissions and counters. It needs read
@@ -86,12 +77,13 @@ func (q *Queue) Stat() (DS, error) {
 	if err != nil {
 		return DS{}, err
 	}
-	q.lock()
+	var wl wakeList
+	defer q.v.guard(q.mu, &wl, nil)
+	q.lock(&wl)
 	rc := q.v.rc
 	qnum, cbytes := q.v.counts()
 	ds := DS{Perm: o.Perm, Stime: rc.stime.Load(), Rtime: rc.rtime.Load(), Ctime: o.Ctime,
 		Cbytes: cbytes, Qnum: qnum, Qbytes: o.Param, Lspid: int(rc.lspid.Load()), Lrpid: int(rc.lrpid.Load())}
-	var wl wakeList
 	q.unlock(&wl)
 	return ds, nil
 }
@@ -137,13 +129,14 @@ func (q *Queue) Check() error {
 		return err
 	}
 	defer q.leave()
-	q.lock()
+	var wl wakeList
+	defer q.v.guard(q.mu, &wl, nil)
+	q.lock(&wl)
 	// Closed, the ring holds still: senders that claimed the tail's slot
 	// can only give it back.
 	q.v.setClosed()
 	q.v.settleTail()
 	err := q.v.check()
-	var wl wakeList
 	q.unlock(&wl)
 	return err
 }

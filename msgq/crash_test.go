@@ -240,7 +240,7 @@ func TestRequeueFromDeadReceiver(t *testing.T) {
 	p := testutil.Start(t, "crasher", []string{"-1", "send", "0"})
 	assert.Equal(t, 1, p.Wait(lineWait)) // OpenID(-1) fails: a pid that is now dead
 	require.NoError(t, q.Send(ctx, 1, []byte("m1")))
-	q.lock()
+	q.lock(&wakeList{})
 	var w waiter
 	q.claim(&w, slotRecv, 2, uint64(searchEqual)|1000<<32)
 	w.slot.PID.Store(uint32(p.Pid()))
@@ -273,8 +273,8 @@ func TestRebuildKeepsOutsideChains(t *testing.T) {
 		{slotWriting, uint32(p.Pid()), false}, {slotTaken, uint32(p.Pid()), false},
 	} {
 		func() {
-			q.lock()
 			var wl wakeList
+			q.lock(&wl)
 			defer q.unlock(&wl) // also when an assertion fails
 			s := q.freeSlot()
 			require.NotNil(t, s)
@@ -335,8 +335,8 @@ func TestRebuildBumpWritten(t *testing.T) {
 	require.NoError(t, q.TrySend(1, padded("kept", 200))) // too big for the ring: in the store
 	v := q.v
 	func() {
-		q.lock()
 		var wl wakeList
+		q.lock(&wl)
 		defer q.unlock(&wl)
 		v.ctl.bump = 0xFFFFFFFE
 		v.rebuild() // as if written after repair's clamp

@@ -195,10 +195,11 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 	var w waiter
 	defer w.done()
 	var wl wakeList
+	defer q.v.guard(q.mu, &wl, &w)
 	c := q.v.ctl
 	sent := 0
 	for {
-		q.lock()
+		q.lock(&wl)
 		// Linux's order: EACCES, EIDRM, then whether it fits.
 		if q.access()&permWrite == 0 {
 			return q.fail(&w, &wl, sent, kernel.EACCES)
@@ -286,9 +287,10 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 	var w waiter
 	defer w.done()
 	var wl wakeList
+	defer q.v.guard(q.mu, &wl, &w)
 	c := q.v.ctl
 	for {
-		q.lock()
+		q.lock(&wl)
 		now := clock.Now()
 		// A message handed to our slot wins over everything else.
 		if s := w.slot; s != nil {
@@ -397,10 +399,11 @@ func (q *Queue) closeRing() error {
 // nothing, when the call needs the general path (to wait, to repair, or
 // for an error in Linux's order).
 func (q *Queue) sendLocked(mtype int64, data []byte, ring bool) (bool, error) {
-	if q.acquire() {
+	var wl wakeList
+	defer q.v.guard(q.mu, &wl, nil)
+	if q.acquire(&wl) {
 		q.v.repair(true)
 	}
-	var wl wakeList
 	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permWrite == 0 || q.seg.Removed() {
 		q.unlock(&wl)
 		return false, nil
@@ -442,10 +445,11 @@ func (q *Queue) sendLocked(mtype int64, data []byte, ring bool) (bool, error) {
 // reports false, having taken nothing, when the call needs the general
 // path.
 func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int, ring bool) (bool, error) {
-	if q.acquire() {
+	var wl wakeList
+	defer q.v.guard(q.mu, &wl, nil)
+	if q.acquire(&wl) {
 		q.v.repair(true)
 	}
-	var wl wakeList
 	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permRead == 0 || q.seg.Removed() {
 		q.unlock(&wl)
 		return false, nil
@@ -522,11 +526,12 @@ func (q *Queue) tryRepair() bool {
 	if q.mu.Holder() != 0 || !q.mu.TryLock() {
 		return true
 	}
+	wl := wakeList{section: q.mu.Enter()}
+	defer q.v.guard(q.mu, &wl, nil)
 	if g := q.seg.DeadGen(); g != q.deadGen.Load() {
 		q.v.repair(false)
 		q.deadGen.Store(g)
 	}
-	var wl wakeList
 	q.unlock(&wl)
 	return true
 }

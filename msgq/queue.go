@@ -246,11 +246,12 @@ func (q *Queue) Close() error {
 	return q.seg.Close()
 }
 
-// lock takes the segment lock and repairs first if a process died: the
-// lock's previous holder (full rebuild), or any client since this handle
-// last looked (waiter slots).
-func (q *Queue) lock() {
-	if q.acquire() {
+// lock takes the segment lock, opens the call's critical section in w
+// (for guard), and repairs first if a process died: the lock's previous
+// holder (full rebuild), or any client since this handle last looked
+// (waiter slots).
+func (q *Queue) lock(w *wakeList) {
+	if q.acquire(w) {
 		q.v.repair(true)
 	}
 	if g := q.seg.DeadGen(); g != q.deadGen.Load() {
@@ -259,14 +260,64 @@ func (q *Queue) lock() {
 	}
 }
 
-// acquire takes the segment lock. While another holds it, it first
-// watches the lock word for a few microseconds (critical sections are
-// short, a batch is a few microseconds) rather than going to sleep on it
-// at once, which would cost both sides a syscall.
-func (q *Queue) acquire() (ownerDied bool) {
+// acquire takes the segment lock and opens the call's section in w. While
+// another holds the lock, it first watches the lock word for a few
+// microseconds (critical sections are short, a batch is a few
+// microseconds) rather than going to sleep on it at once, which would
+// cost both sides a syscall.
+func (q *Queue) acquire(w *wakeList) (ownerDied bool) {
 	for i := 0; i < lockSpin && q.mu.Holder() != 0; i++ {
 	}
-	return q.mu.LockAs(q.lockWord)
+	died := q.mu.LockAs(q.lockWord)
+	w.section = q.mu.Enter()
+	return died
+}
+
+// guard, deferred by every call that takes the segment lock mu, with the
+// wakeList its sections use and its waiter (or nil), is what keeps a
+// panic inside a section (a segment corrupted beyond what the code
+// handles; FINDINGS F15) from stopping every process: if the panic unwinds
+// through the call while its section is open, the queue is handled as if
+// this process had died at that instruction, and then the panic goes on,
+// for the caller to recover or not. The waiter slots the call holds are
+// given up as a dead process's (the repair frees them, with the chain one
+// holds, or requeues the message handed to one), and salvage repairs. A section that the call has
+// ended is left alone: another goroutine may hold the lock by then.
+func (v *view) guard(mu *shm.Mutex, wl *wakeList, w *waiter) {
+	if wl.section == 0 || !mu.Open(wl.section) {
+		return
+	}
+	if r := recover(); r != nil {
+		if w != nil && w.slot != nil {
+			w.slot.Abandon()
+		}
+		if wl.held != nil {
+			wl.held.Abandon()
+		}
+		v.salvage(mu, wl.section)
+		panic(r)
+	}
+}
+
+// salvage repairs what section t, cut short by a panic, left half done, at
+// once and in place (the lock is still held), and unlocks; then it wakes
+// every sleeper: what the registry does after a death (its eager repair,
+// then shm.Segment.WakeAll), for a sleeper the section should have woken.
+// If the repair panics too (the same corruption), the lock is given up as
+// if this process had died holding it (shm.Mutex.Abandon), so that the
+// next taker, here or in another process, repairs again instead of
+// waiting for ever on a live process; that second panic is dropped, and
+// the first goes on.
+func (v *view) salvage(mu *shm.Mutex, t uint64) {
+	defer func() {
+		if recover() != nil && mu.Open(t) {
+			mu.Abandon()
+		}
+	}()
+	v.repair(true)
+	v.maybeOpen()
+	mu.Unlock()
+	v.seg.WakeAll()
 }
 
 // lockSpin bounds acquire's watch: about 5 µs of loads.
@@ -302,6 +353,9 @@ func (q *Queue) qbytes() uint64 { return min(q.seg.Param(), q.cap) }
 // FUTEX_WAKE calls happen after the lock is released. The futex words
 // themselves are bumped under the lock.
 type wakeList struct {
+	section uint64          // the call's latest critical section (shm.Mutex.Enter; 0: none yet)
+	held    *shm.WaiterSlot // a slot holding a chain for the call in this section (guard), or nil
+
 	n     int
 	s     [8]*shm.WaiterSlot
 	all   bool
@@ -351,6 +405,7 @@ func (q *Queue) unlock(w *wakeList) {
 			q.wakeSenders(w)
 		}
 	}
+	w.held = nil
 	q.mu.Unlock()
 	w.sent, w.recvd, w.big = false, false, false
 	if w.n == 0 && !w.all && !w.ovf {
@@ -567,6 +622,7 @@ func (q *Queue) takeOutside(s *shm.WaiterSlot, m *Msg, ref, prev uint32, mtype i
 		return err
 	}
 	s.State.Store(slotTaken)
+	w.held = s
 	crashPoint(stepRecvUnlinked)
 	q.received(l, w)
 	if l > slotText {
@@ -585,8 +641,10 @@ func (q *Queue) finishTake(out *outside, m *Msg) error {
 	m.N = n
 	crashPoint(stepRecvCopied)
 	var wl wakeList
-	q.lock()
+	defer q.v.guard(q.mu, &wl, nil)
+	q.lock(&wl)
 	s := out.s
+	wl.held = s
 	if s.State.Load() != slotTaken || s.PID.Load() != q.pid || s.Arg[argBlock].Load() != uint64(out.ref) {
 		q.unlock(&wl)
 		return corrupt("waiter slot of a message being received changed")
@@ -645,7 +703,8 @@ func (q *Queue) enqueueBig(mtype int64, data []byte, w *wakeList) (bool, error) 
 	crashPoint(stepSendAlloc)
 	err = v.copyIn(b, data)
 	crashPoint(stepSendWritten)
-	q.lock()
+	q.lock(w)
+	w.held = s
 	if s.State.Load() != slotWriting || s.PID.Load() != q.pid || s.Arg[argBlock].Load() != uint64(b)+1 {
 		return false, corrupt("waiter slot of a message being written changed")
 	}

@@ -792,10 +792,19 @@ func (q *Queue) sleepForRoom(ctx context.Context, size uint32) (retry bool, err 
 	var w waiter
 	defer w.done()
 	var wl wakeList
+	defer q.v.guard(q.mu, &wl, &w)
+	q.lock(&wl)
+	retry, err = q.sleepForRoomLocked(ctx, size, &w, &wl)
+	q.release(&w)
+	q.unlock(&wl)
+	return retry, err
+}
+
+// sleepForRoomLocked is sleepForRoom between its lock and its unlock; it
+// releases the lock to sleep and takes it again.
+func (q *Queue) sleepForRoomLocked(ctx context.Context, size uint32, w *waiter, wl *wakeList) (bool, error) {
 	v := q.v
 	rc := v.rc
-	q.lock()
-	defer q.unlock(&wl)
 	// Linux's order: EACCES, EIDRM, then whether it fits.
 	if q.access()&permWrite == 0 {
 		return false, kernel.EACCES
@@ -806,8 +815,7 @@ func (q *Queue) sleepForRoom(ctx context.Context, size uint32) (retry bool, err 
 	if !v.isOpen() {
 		return false, nil
 	}
-	q.claim(&w, slotSend, uint64(size), 0)
-	defer q.release(&w)
+	q.claim(w, slotSend, uint64(size), 0)
 	if w.slot == nil {
 		return false, nil // no free slot: the overflow sleepers need the lock path
 	}
@@ -822,11 +830,11 @@ func (q *Queue) sleepForRoom(ctx context.Context, size uint32) (retry bool, err 
 	if err := q.stopped(ctx, permWrite); err != nil {
 		return false, err
 	}
-	q.unlock(&wl)
+	q.unlock(wl)
 	if q.seg.DeadGen() == q.deadGen.Load() {
-		q.sleep(ctx, &w, seen)
+		q.sleep(ctx, w, seen)
 	}
-	q.lock()
+	q.lock(wl)
 	// Woken: for room (retry), or by what ends the wait.
 	if err := q.stopped(ctx, permWrite); err != nil {
 		return false, err
@@ -838,7 +846,8 @@ func (q *Queue) sleepForRoom(ctx context.Context, size uint32) (retry bool, err 
 // receive through the ring calls it when sendWake says there are any.
 func (q *Queue) wakeRoom() {
 	var wl wakeList
-	q.lock()
+	defer q.v.guard(q.mu, &wl, nil)
+	q.lock(&wl)
 	if q.v.ctl.sendWait > 0 {
 		q.wakeSenders(&wl)
 	}

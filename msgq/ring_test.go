@@ -747,9 +747,10 @@ func TestRingPubHint(t *testing.T) {
 	defer st.finish(q)
 	require.True(t, q.ringSpin(&st, &rc.pub), "the first call only takes the value")
 	assert.Equal(t, ^uint64(0), st.seen)
-	q.lock()
+	var wl wakeList
+	q.lock(&wl)
 	q.v.setClosed()
-	q.unlock(&wakeList{})
+	q.unlock(&wl)
 	require.True(t, q.ringSpin(&st, &rc.pub))
 	assert.Zero(t, q.spinFails.Load(), "the spin saw the close")
 	require.NoError(t, q.Check())
@@ -953,3 +954,4 @@ func TestBatchPastFullRing(t *testing.T) {
 	}
 	require.NoError(t, q.Check())
 }
+

@@ -24,10 +24,10 @@ func lockHolderHelper(args []string) int {
 		fmt.Println("err", err)
 		return 1
 	}
-	q.lock()
+	var wl wakeList
+	q.lock(&wl)
 	fmt.Println("held")
 	bufio.NewScanner(os.Stdin).Scan()
-	var wl wakeList
 	q.unlock(&wl)
 	fmt.Println("released")
 	return 0

@@ -13,8 +13,7 @@ func (s *Array) check() error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	s.lock()
-	defer s.unlock()
+	defer s.guard(s.lock())
 	v := s.v
 	var errs []error
 	bad := func(format string, a ...any) {
@@ -103,5 +102,6 @@ func (s *Array) check() error {
 			}
 		}
 	}
+	s.unlock()
 	return errors.Join(errs...)
 }

@@ -73,7 +73,7 @@ func (s *Array) count(num int, zero bool) (int, error) {
 		return -1, kernel.EINVAL
 	}
 	n := 0
-	s.lock()
+	defer s.guard(s.lock())
 	slots := s.v.slotsInUse()
 	for idx := range slots {
 		slot := &slots[idx]
@@ -107,7 +107,7 @@ func (s *Array) GetAll() ([]uint16, error) {
 		vals[0] = uint16(s.v.words[0].Load() & valueMask)
 		return vals, nil
 	}
-	s.lock()
+	defer s.guard(s.lock())
 	for i := range vals {
 		s.freeze(i)
 		vals[i] = uint16(s.sc.work[i] & valueMask)
@@ -133,7 +133,7 @@ func (s *Array) SetVal(num, val int) error {
 	if !s.permitted(true) {
 		return kernel.EACCES
 	}
-	s.lock()
+	defer s.guard(s.lock())
 	if s.seg.Removed() {
 		s.unlock()
 		return kernel.EIDRM
@@ -172,7 +172,7 @@ func (s *Array) SetAll(vals []uint16) error {
 			return kernel.ERANGE
 		}
 	}
-	s.lock()
+	defer s.guard(s.lock())
 	if s.seg.Removed() {
 		s.unlock()
 		return kernel.EIDRM

@@ -218,6 +218,8 @@ func (s *Array) lean(ops []Buf) (bool, error) {
 	if !s.open(need) || !s.mu.TryLockAs(s.me) {
 		return false, nil
 	}
+	s.localHeld = false
+	defer s.guard(s.mu.Enter())
 	armed := crash.on // (crashpoint, read once)
 	if armed {
 		crashHit(StepLeanLocked)

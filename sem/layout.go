@@ -2,7 +2,6 @@ package sem
 
 import (
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -264,34 +263,11 @@ func newView(seg *shm.Segment) (*view, error) {
 	return v, nil
 }
 
-// Exclusive stores. Go's atomic Store is a locked XCHG on amd64 (a full
-// barrier, ~20 cycles); a word that nobody else may write at that moment —
-// the journal under the segment lock, a word the lock holder froze, the
-// semadj word of a SEM_UNDO op whose intent is in flight — needs only a
-// store that is atomic and ordered after the writer's earlier stores. On
-// amd64 a plain aligned MOV is both (x86-TSO keeps stores in program
-// order; the Go compiler keeps memory operations in program order too, and
-// removes a store only when the same address is stored again later in the
-// same basic block, which these callers never do). Readers still load with
-// atomics. Elsewhere (386 could tear a plain 64-bit store; weaker memory
-// models reorder), these are atomic stores.
-const plainStores = runtime.GOARCH == "amd64"
-
-func putWord(p *atomic.Uint64, v uint64) {
-	if plainStores {
-		*(*uint64)(unsafe.Pointer(p)) = v
-	} else {
-		p.Store(v)
-	}
-}
-
-func put32(p *atomic.Uint32, v uint32) {
-	if plainStores {
-		*(*uint32)(unsafe.Pointer(p)) = v
-	} else {
-		p.Store(v)
-	}
-}
+// Exclusive stores (shm.StoreOwned): to the journal under the segment
+// lock, a word the lock holder froze, the semadj word of a SEM_UNDO op
+// whose intent is in flight.
+func putWord(p *atomic.Uint64, v uint64) { shm.StoreOwned(p, v) }
+func put32(p *atomic.Uint32, v uint32)   { shm.StoreOwned32(p, v) }
 
 // Waiter slots in use. Every slot that is not free has an index below
 // slotsHi, so that the lock holder's scans of the table (the wake-up

@@ -464,7 +464,7 @@ func (s *Array) block(ctx context.Context, ops []Buf, deadline time.Time) error 
 // journaled transaction, then the waiter queue is re-scanned; or, if they
 // must block, queued in the waiter table, and waited for.
 func (s *Array) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
-	s.lock()
+	defer s.guard(s.lock())
 	crashpoint(StepLocked)
 	return s.opLocked(ctx, ops, deadline)
 }
@@ -511,6 +511,7 @@ func (s *Array) opLocked(ctx context.Context, ops []Buf, deadline time.Time) err
 	// would read zeros) before it is done. (Removed and retired since the
 	// check above, the wait finds the set removed: EIDRM.)
 	s.seg.BeginSleep()
+	defer s.seg.EndSleep()
 	spin := waiterSpin > 0 && s.spin.credit.Load() > 0
 	idx, err := s.enqueue(ops, rec, blockAt, !spin)
 	crashpoint(StepEnqueued)
@@ -518,7 +519,6 @@ func (s *Array) opLocked(ctx context.Context, ops []Buf, deadline time.Time) err
 		s.releaseQueued(ops)
 	}
 	s.unlock()
-	defer s.seg.EndSleep()
 	if err != nil {
 		return err
 	}
@@ -585,7 +585,7 @@ const postMax = 8
 //  4. release the word, WAITED if a candidate still waits, and unlock,
 //     which wakes the completed.
 func (s *Array) post(ops []Buf) error {
-	s.lock()
+	defer s.guard(s.lock())
 	crashpoint(StepLocked)
 	v, sc := s.v, &s.sc
 	i := int(ops[0].Num)
@@ -812,7 +812,7 @@ func (s *Array) abandon(idx int, err error) error {
 		}
 		return s.finish(idx)
 	}
-	s.lock()
+	defer s.guard(s.lock())
 	if slot.State.Load() == stDone {
 		s.unlock()
 		return s.finish(idx)

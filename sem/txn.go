@@ -50,6 +50,7 @@ type scratch struct {
 	ops        []Buf    // a waiter's ops, read from the arena
 	wake       []int32  // slots completed in this critical section
 	dirty      []int32
+	queued     int32 // the slot this critical section queued its caller in, or -1 (guard)
 }
 
 func (sc *scratch) init(nsems, slots int) {
@@ -63,30 +64,99 @@ func (sc *scratch) init(nsems, slots int) {
 	sc.order = make([]int32, 0, slots)
 	sc.ops = make([]Buf, 0, SEMOPM)
 	sc.wake = make([]int32, 0, 8)
+	sc.queued = -1
 }
 
 func has(bits []uint64, i int) bool { return bits[i>>6]&(1<<(uint(i)&63)) != 0 }
 func set(bits []uint64, i int)      { bits[i>>6] |= 1 << (uint(i) & 63) }
 func clr(bits []uint64, i int)      { bits[i>>6] &^= 1 << (uint(i) & 63) }
 
-// lock takes the segment lock; if its holder died, it repairs first.
+// lock takes the segment lock and opens this goroutine's critical section
+// (shm.Mutex.Enter), whose number it returns for guard: every caller
+// writes defer s.guard(s.lock()). If the holder died, it repairs first.
 //
 // A free lock is taken with one CAS. Otherwise goroutines of this process
 // first queue on a Go mutex, so that they park in the scheduler instead of
 // holding OS threads in FUTEX_WAIT. (The race detector, blind to
 // synchronisation through mapped memory, sees the handle's scratch memory
 // handed over through the segment lock's own annotations.)
-func (s *Array) lock() {
+func (s *Array) lock() uint64 {
 	if s.mu.TryLockAs(s.me) {
 		s.localHeld = false
-		return
+		return s.mu.Enter()
 	}
 	s.local.Lock()
 	died := s.mu.LockAs(s.me)
 	s.localHeld = true
+	t := s.mu.Enter()
 	if died {
-		s.repairLocked(true)
+		s.repairGuarded(t, true)
 	}
+	return t
+}
+
+// guard, deferred by every goroutine that takes the segment lock, with its
+// section's number t, is what keeps a panic inside the section (a segment
+// corrupted beyond what the code handles; FINDINGS F14) from stopping
+// every process: if the panic unwinds through the deferring call while
+// section t is open, the set is handled as if this process had died at
+// that instruction, and then the panic goes on, for the caller to recover
+// or not. The waiter slot the section queued its caller in is given up as
+// a dead process's (the repair dequeues it), the handle's scratch is
+// reset (as another process's would be clean), and salvage repairs. A
+// section that its goroutine has ended is left alone: another goroutine
+// may hold the lock by then.
+func (s *Array) guard(t uint64) {
+	if !s.mu.Open(t) {
+		return
+	}
+	if r := recover(); r != nil {
+		if q := s.sc.queued; q >= 0 {
+			s.v.slots[q].Abandon()
+		}
+		s.sc.reset()
+		s.salvage(t)
+		panic(r)
+	}
+}
+
+// salvage repairs what section t, cut short by a panic, left half done, at
+// once and in place (the lock is still held), and unlocks; then it wakes
+// every sleeper, as the registry does after a death (its eager repair and
+// shm.Segment.WakeAll): a waiter the section completed but did not wake
+// would sleep on. If the repair panics too (the same corruption), the lock
+// is given up as if this process had died holding it (shm.Mutex.Abandon),
+// so that the next taker, here or in another process, repairs again
+// instead of waiting for ever on a live process; that second panic is
+// dropped, and the first goes on.
+func (s *Array) salvage(t uint64) {
+	defer func() {
+		if recover() != nil && s.mu.Open(t) {
+			s.sc.reset()
+			held := s.localHeld
+			s.mu.Abandon()
+			if held {
+				s.local.Unlock()
+			}
+		}
+	}()
+	s.repairLocked(true)
+	s.unlock()
+	s.seg.WakeAll()
+}
+
+// reset empties the scratch as a section begins with it: nothing frozen or
+// marked, no lists.
+func (sc *scratch) reset() {
+	clear(sc.frozenMark)
+	clear(sc.adjMark)
+	sc.frozen = sc.frozen[:0]
+	sc.adjTouched = sc.adjTouched[:0]
+	sc.order = sc.order[:0]
+	sc.ops = sc.ops[:0]
+	sc.wake = sc.wake[:0]
+	sc.dirty = sc.dirty[:0]
+	sc.queued = -1
 }
 
 // unlock unfreezes, wakes the waiters completed in this critical section
@@ -108,6 +178,7 @@ func (s *Array) unlock() {
 		s.wakeCompleted()
 	}
 	s.sc.wake = s.sc.wake[:0]
+	s.sc.queued = -1
 	held := s.localHeld
 	s.mu.Unlock()
 	if held {
@@ -722,6 +793,7 @@ func (s *Array) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
 	}
 	putWord(&slot.Arg[argSleep], sleep) // (the owner's, outside the lock, from now on)
 	put32(&slot.State, stWaiting)       // (wakers look under the lock)
+	s.sc.queued = int32(idx)
 	putWord(&v.hdr.nwait, v.hdr.nwait.Load()+1)
 	return idx, nil
 }
@@ -803,7 +875,8 @@ func init() {
 // eagerRepair is the registry's repair hook (it runs in the process that
 // hosts the registry, after a client died): the same repair every handle
 // runs lazily, done at once. It never waits for a live lock holder; that
-// holder, or the next operation, repairs instead.
+// holder, or the next operation, repairs instead. (The registry's host
+// recovers a panic of its hooks and goes on: guard matters here too.)
 func eagerRepair(seg *shm.Segment) {
 	v, err := newView(seg)
 	if err != nil || seg.Removed() {
@@ -815,10 +888,10 @@ func eagerRepair(seg *shm.Segment) {
 	switch {
 	case s.mu.TryLock():
 		s.localHeld = true
-		s.repairGuarded(false)
+		s.repairGuarded(s.mu.Enter(), false)
 	case s.mu.RecoverIfDead():
 		s.localHeld = true
-		s.repairGuarded(true)
+		s.repairGuarded(s.mu.Enter(), true)
 	default:
 		s.local.Unlock()
 		return
@@ -826,16 +899,11 @@ func eagerRepair(seg *shm.Segment) {
 	s.unlock()
 }
 
-// repairGuarded is repairLocked for the registry's eager repair, which
-// recovers a panic of its hooks and goes on: if the repair panics (a
-// segment corrupted beyond what it handles), the lock is abandoned
-// (shm.Mutex.Abandon) before the panic goes on, so that the next taker
-// repairs from the start as after a death here, instead of every process
-// waiting for ever on a lock held by the registry's live host. (The
-// handle's own local mutex stays locked: the handle is eagerRepair's
-// alone, and dropped.)
-func (s *Array) repairGuarded(full bool) {
-	defer s.mu.AbandonOnPanic()
+// repairGuarded is repairLocked in section t, guarded there: for the
+// repairs that run before their section's caller has deferred its own
+// guard, or that have no such caller.
+func (s *Array) repairGuarded(t uint64, full bool) {
+	defer s.guard(t)
 	s.repairLocked(full)
 }
 
@@ -843,7 +911,7 @@ func (s *Array) repairGuarded(full bool) {
 // waiting for the lock as long as it takes.
 func (s *Array) repair() {
 	gen := s.seg.DeadGen()
-	s.lock()
+	defer s.guard(s.lock())
 	s.repairLocked(false)
 	s.seenGen.Store(gen)
 	s.unlock()
@@ -888,6 +956,7 @@ func (s *Array) tryRepair(full bool) bool {
 		died = true
 	}
 	s.localHeld = false
+	defer s.guard(s.mu.Enter())
 	s.repairLocked(full || died)
 	s.seenGen.Store(gen)
 	s.unlock()

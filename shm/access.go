@@ -3,7 +3,9 @@ package shm
 import (
 	"fmt"
 	"reflect"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -119,3 +121,32 @@ func walkType(t reflect.Type) error {
 	}
 	return fmt.Errorf("%w: %v cannot live in shared memory", ErrType, t)
 }
+
+// StoreOwned stores v in a word of mapped memory that nobody else may
+// write at that moment (the lock holder's own words, a word it has
+// frozen): a store that is atomic and ordered after the writer's earlier
+// stores is enough, and on amd64 a plain aligned MOV is both, where Go's
+// atomic Store is a locked XCHG (a full barrier, ~20 cycles). (x86-TSO
+// keeps stores in program order; the Go compiler keeps memory operations
+// in program order too, and removes a store only when the same address is
+// stored again later in the same basic block, which callers never do.)
+// Readers still load with atomics. Elsewhere (386 could tear a plain
+// 64-bit store; weaker memory models reorder) it is an atomic Store.
+func StoreOwned(p *atomic.Uint64, v uint64) {
+	if plainStores {
+		*(*uint64)(unsafe.Pointer(p)) = v
+	} else {
+		p.Store(v)
+	}
+}
+
+// StoreOwned32 is StoreOwned for a 32-bit word.
+func StoreOwned32(p *atomic.Uint32, v uint32) {
+	if plainStores {
+		*(*uint32)(unsafe.Pointer(p)) = v
+	} else {
+		p.Store(v)
+	}
+}
+
+const plainStores = runtime.GOARCH == "amd64"

@@ -10,5 +10,5 @@ var HeaderOffsets = map[string]int{
 	"immutableEnd": immutableEnd,
 	"state":        offState, "permSeq": offPermSeq, "uid": offUID, "gid": offGID, "mode": offMode,
 	"deadGen": offDeadGen, "ctime": offCtime, "param": offParam,
-	"lock": offLock,
+	"lock": offLock, "section": offSection,
 }

@@ -35,6 +35,7 @@ import (
 //	 160      8   param            registry          msg: qbytes (atomic)
 //	 192      8   lock             anyone            robust mutex: start<<32 | lockWaiters | pid
 //	                                                  (the futex is its low 32 bits)
+//	 200      8   section          the lock holder   critical-section counter (Mutex.Enter)
 //	 256          waiter table     kinds             waiters × WaiterSize bytes
 //	 ...          body             kinds             bodySize bytes
 //
@@ -72,6 +73,7 @@ const (
 	offCtime   = 152
 	offParam   = 160
 	offLock    = 192
+	offSection = 200
 )
 
 // header is the mapped view of the mutable part of the common header.
@@ -86,6 +88,7 @@ type header struct {
 	param   atomic.Uint64
 	_       [24]byte
 	lock    atomic.Uint64
+	section atomic.Uint64
 }
 
 // WaiterSlot is one entry of the waiter table: a process blocked in an
@@ -109,5 +112,7 @@ var (
 	_ [offParam - offState - int(unsafe.Offsetof(header{}.param))]struct{}
 	_ [WaiterSize - int(unsafe.Sizeof(WaiterSlot{}))]struct{}
 	_ [int(unsafe.Sizeof(WaiterSlot{})) - WaiterSize]struct{}
-	_ [HeaderSize - offLock - 8]struct{}
+	_ [offSection - offState - int(unsafe.Offsetof(header{}.section))]struct{}
+	_ [int(unsafe.Offsetof(header{}.section)) - (offSection - offState)]struct{}
+	_ [HeaderSize - offSection - 8]struct{}
 )

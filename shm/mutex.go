@@ -34,6 +34,7 @@ import (
 type Mutex struct {
 	word    *atomic.Uint64
 	futex   *atomic.Uint32 // the low half of word
+	section *atomic.Uint64 // the holder's critical-section counter (Enter)
 	deadGen *atomic.Uint32 // the segment's dead generation
 	// The last holder a waiter found alive (its lock word without the
 	// waiters bit) and the dead generation before it looked: until the
@@ -54,7 +55,7 @@ const LivenessInterval = 100 * time.Millisecond
 
 // Lock returns the segment's mutex.
 func (s *Segment) Lock() *Mutex {
-	return &Mutex{word: &s.h.lock, futex: s.lockFutex, deadGen: &s.h.deadGen}
+	return &Mutex{word: &s.h.lock, futex: s.lockFutex, section: &s.h.section, deadGen: &s.h.deadGen}
 }
 
 // me is this process's lock word.
@@ -169,8 +170,10 @@ func holderDead(w uint64) bool {
 	return uint32(st) != uint32(w>>32)
 }
 
-// Unlock releases the lock and wakes one sleeper if there may be any.
+// Unlock releases the lock and wakes one sleeper if there may be any. It
+// ends the holder's section (Enter), if it opened one.
 func (m *Mutex) Unlock() {
+	StoreOwned(m.section, m.section.Load()+1)
 	raceRelease(m.futex)
 	if m.word.Swap(0)&lockWaiters != 0 {
 		m.wakeOne()
@@ -193,6 +196,7 @@ func (m *Mutex) wakeOne() { _, _ = kernel.FutexWake(m.futex, 1) }
 // takes it over and repairs (Lock returns true), as after a kill -9 at
 // the same instruction. Sleepers are woken to look.
 func (m *Mutex) Abandon() {
+	StoreOwned(m.section, m.section.Load()+1)
 	for {
 		w := m.word.Load()
 		if m.word.CompareAndSwap(w, w^abandonFlip) {
@@ -203,14 +207,40 @@ func (m *Mutex) Abandon() {
 	_, _ = kernel.FutexWake(m.futex, 1<<30)
 }
 
-// AbandonOnPanic, deferred by a goroutine that holds the lock, abandons
-// it if a panic unwinds the goroutine's stack through the deferring call,
-// and lets the panic go on.
-func (m *Mutex) AbandonOnPanic() {
-	if r := recover(); r != nil {
-		m.Abandon()
-		panic(r)
-	}
+// Critical sections. A goroutine that has taken the lock calls Enter and
+// defers a guard (each kind has its own: sem and msgq) that, if a panic
+// unwinds its stack while Open says its section is still open, abandons
+// the lock (Abandon) before the panic goes on.
+// The guard must know that this goroutine, and not another of the same
+// process, holds the lock: a panic may come after the section's Unlock,
+// while another goroutine holds the lock. The section counter in the
+// header says so: the holder alone writes it, Enter and Unlock each add
+// one, so a section's number is the counter's value from its Enter until
+// its Unlock, and never again.
+//
+// The counter shares the lock word's cache line, which the holder has
+// just written: Enter, Unlock's increment and a guard that finds its
+// section closed cost a few plain loads and stores.
+
+// Enter opens a critical section of the calling goroutine, which holds the
+// lock, and returns its number, for Open.
+func (m *Mutex) Enter() uint64 {
+	t := m.section.Load() + 1
+	StoreOwned(m.section, t)
+	return t
+}
+
+// Open reports whether section t (Enter) is still open: its goroutine
+// holds the lock and has not unlocked since.
+func (m *Mutex) Open(t uint64) bool { return m.section.Load() == t }
+
+// Abandon marks waiter slot w, held by the calling process, as if
+// this process had died holding it: its start time becomes one that is
+// not this process's, so that the next repair frees it (or does what its
+// kind does with a dead process's slot), as after a kill -9. For a call
+// whose panic Abandon handles, and that held a slot in the section.
+func (w *WaiterSlot) Abandon() {
+	w.Start.Store(w.Start.Load() ^ abandonFlip)
 }
 
 // abandonFlip turns a holder's start time into one that is not its own.

@@ -205,6 +205,48 @@ func TestMutexAbandoned(t *testing.T) {
 	mustCall(t, p, "unlock")
 }
 
+// A section (Enter) is open from Enter until its Unlock or Abandon, and
+// its number is never open again: a guard can tell its own section from
+// one another goroutine opened since, through another Mutex value too.
+func TestMutexSections(t *testing.T) {
+	s := newSegment(t, testParams())
+	m, other := s.Lock(), s.Lock()
+	require.False(t, m.Lock())
+	a := m.Enter()
+	assert.True(t, m.Open(a))
+	assert.True(t, other.Open(a), "the number is in the segment")
+	m.Unlock()
+	assert.False(t, m.Open(a), "ended by Unlock")
+
+	require.False(t, other.Lock())
+	b := other.Enter()
+	assert.NotEqual(t, a, b)
+	assert.False(t, m.Open(a), "a later section is not an earlier one")
+	assert.True(t, m.Open(b))
+	other.Abandon()
+	assert.False(t, m.Open(b), "ended by Abandon")
+
+	require.True(t, m.Lock(), "abandoned: taken over")
+	c := m.Enter()
+	assert.False(t, m.Open(a))
+	assert.False(t, m.Open(b))
+	assert.True(t, m.Open(c))
+	m.Unlock()
+}
+
+// An abandoned waiter slot names this process with a start time that is
+// not its own: a repair finds its owner dead.
+func TestWaiterSlotAbandon(t *testing.T) {
+	var w shm.WaiterSlot
+	pid, start := kernel.Self()
+	w.PID.Store(uint32(pid))
+	w.Start.Store(start)
+	require.True(t, kernel.ProcessAlive(pid, w.Start.Load()))
+	w.Abandon()
+	assert.Equal(t, uint32(pid), w.PID.Load())
+	assert.False(t, kernel.ProcessAlive(pid, w.Start.Load()))
+}
+
 // TestMutexReusedPid: the lock word names a live process, but with another
 // start time: the holder died and its pid was reused. The lock is taken over.
 func TestMutexReusedPid(t *testing.T) {

@@ -32,7 +32,7 @@ func TestHeaderGolden(t *testing.T) {
 		"key": 32, "count": 36, "capacity": 40, "cuid": 48, "cgid": 52, "waiters": 56,
 		"maxMsg": 60, "bodySize": 64, "checksum": 72, "immutableEnd": 72,
 		"state": 128, "permSeq": 132, "uid": 136, "gid": 140, "mode": 144, "deadGen": 148,
-		"ctime": 152, "param": 160, "lock": 192,
+		"ctime": 152, "param": 160, "lock": 192, "section": 200,
 	}
 	assert.Equal(t, want, shm.HeaderOffsets)
 	assert.Equal(t, uint32(0x31767375), uint32(shm.Magic))

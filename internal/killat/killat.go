@@ -49,8 +49,9 @@ func Parse[S comparable](pkg, env string, steps map[string]S) (S, int64) {
 // Points is a package's labelled steps: Arm it once from init, then call
 // At at each step (an inlined load and compare when nothing is armed).
 type Points[S comparable] struct {
-	at   S // written once by Arm, read-only afterwards
-	left atomic.Int64
+	at     S   // written by Arm (or a test's PanicAt), read-only while steps run
+	panics any // PanicAt's value, or nil: the n-th arrival kills the process
+	left   atomic.Int64
 }
 
 // Arm reads env (Parse) and arms the step it names.
@@ -60,20 +61,38 @@ func (p *Points[S]) Arm(pkg, env string, steps map[string]S) {
 	p.left.Store(n)
 }
 
+// PanicAt arms step s for a test in this process: its n-th arrival panics
+// with v (a panic inside an operation, which the caller recovers) instead
+// of killing the process. Call it, and Disarm, while no step runs.
+func (p *Points[S]) PanicAt(s S, n int64, v any) {
+	p.at, p.panics = s, v
+	p.left.Store(n)
+}
+
+// Disarm undoes PanicAt.
+func (p *Points[S]) Disarm() {
+	var none S
+	p.at, p.panics = none, nil
+	p.left.Store(0)
+}
+
 // At is the labelled step s: the n-th arrival at the armed one kills the
-// process.
+// process (or panics: PanicAt).
 func (p *Points[S]) At(s S) {
 	if p.at == s {
-		Hit(&p.left)
+		p.hit()
 	}
 }
 
-// Hit counts one arrival at the armed step and kills the process at the
-// n-th (left holds what Parse returned as n).
-func Hit(left *atomic.Int64) {
-	if left.Add(-1) == 0 {
-		pid, _ := kernel.Self()
-		_ = kernel.Kill(pid, kernel.SIGKILL)
-		select {} // the signal is on its way
+// hit counts one arrival at the armed step and acts at the n-th.
+func (p *Points[S]) hit() {
+	if p.left.Add(-1) != 0 {
+		return
 	}
+	if p.panics != nil {
+		panic(p.panics)
+	}
+	pid, _ := kernel.Self()
+	_ = kernel.Kill(pid, kernel.SIGKILL)
+	select {} // the signal is on its way
 }

@@ -47,3 +47,15 @@ func TestPointsArm(t *testing.T) {
 	q.At(2)
 	assert.Equal(t, int64(0), q.left.Load())
 }
+
+// PanicAt makes the n-th arrival at its step panic with its value, in
+// this process; Disarm leaves nothing armed.
+func TestPanicAt(t *testing.T) {
+	var p Points[uint8]
+	p.PanicAt(2, 2, "injected")
+	p.At(1)
+	p.At(2) // the first arrival: counted
+	assert.PanicsWithValue(t, "injected", func() { p.At(2) })
+	p.Disarm()
+	assert.NotPanics(t, func() { p.At(2); p.At(0) })
+}

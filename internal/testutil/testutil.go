@@ -486,6 +486,24 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 	}
 }
 
+// Returns runs f and fails the test if f has not returned within timeout,
+// or returned an error: for a call that would otherwise wait for ever (on
+// a lock that a live process holds, say), so that the test fails with
+// what instead of hanging. On a timeout f's goroutine is left behind.
+func Returns(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("%s did not return within %v", what, timeout)
+	}
+}
+
 // ProcState returns the one-letter state of process pid from /proc (R, S,
 // D, T, Z...), or "" if it is gone. "S" is how a test knows a helper sleeps.
 func ProcState(pid int) string {
