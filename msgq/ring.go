@@ -532,6 +532,7 @@ type spinner struct {
 	budget time.Duration
 	polite time.Duration // spinPolite, or 0 when the peer shares this CPU; -1: not decided yet
 	seen   uint64        // the watched word as of before the caller's last look
+	closed bool          // ringSpin returned at once for a closed word already
 }
 
 func (st *spinner) finish(q *Queue) {
@@ -689,9 +690,14 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 	if old&ringClosed != 0 && w != &q.v.rc.pub { // (pub's bit 63 means nothing)
 		// Closed: whatever the caller waits for now happens under the
 		// lock, without touching w; its next look sees the closed bit,
-		// or the ring open again.
-		st.seen = w.Load()
-		return true
+		// or the ring open again. Once: a caller back with the word
+		// unchanged did not see the ring closed where it looked (the head
+		// closed and the tail open is a corrupt segment), and would come
+		// back for ever; it waits for a change, within the budget.
+		if v := w.Load(); v != old || !st.closed {
+			st.seen, st.closed = v, true
+			return true
+		}
 	}
 	if w == &q.v.rc.pub && q.streamy.Load() >= streamQuick {
 		return q.streamSpin(st)

@@ -955,3 +955,25 @@ func TestBatchPastFullRing(t *testing.T) {
 	require.NoError(t, q.Check())
 }
 
+// A head word closed while the tail is open (a corrupt segment) does not
+// keep a sender that finds the queue full spinning for ever: ringSpin's
+// shortcut for a closed ring ("the caller's next look sees it closed") is
+// taken once, and then the spin waits within its budget. The sender spun
+// on, ignoring its context (FuzzCorruptMsg/155aa928908a7bff).
+func TestSpinOnCorruptClosedHead(t *testing.T) {
+	q := newQueue(t)
+	require.NoError(t, q.Set(DS{Perm: statPerm(t, q), Qbytes: 1}))
+	require.NoError(t, q.Send(context.Background(), 1, []byte("x"))) // (through the ring: full)
+	rc := q.v.rc
+	rc.head.Store(rc.head.Load() | ringClosed)
+	q.wokePeer.Store(false) // (so that the sender spins: spinBudget)
+	q.spinFails.Store(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	testutil.Returns(t, lineWait, "Send on a full queue whose head says closed", func() error {
+		_ = q.Send(ctx, 1, []byte("y")) // (what it returns: the segment is corrupt)
+		return nil
+	})
+	// The lock path closed the ring whole, and moved its message.
+	assert.Equal(t, []string{"x"}, drain(t, q))
+}
