@@ -150,3 +150,7 @@ func StoreOwned32(p *atomic.Uint32, v uint32) {
 }
 
 const plainStores = runtime.GOARCH == "amd64"
+
+// plainWord is p for StoreOwned's plain stores written out, where a call
+// would not inline.
+func plainWord(p *atomic.Uint64) *uint64 { return (*uint64)(unsafe.Pointer(p)) }

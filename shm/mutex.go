@@ -32,10 +32,11 @@ import (
 //
 // Goroutines of one process share the pid; the lock is not reentrant.
 type Mutex struct {
-	word    *atomic.Uint64
-	futex   *atomic.Uint32 // the low half of word
-	section *atomic.Uint64 // the holder's critical-section counter (Enter)
-	deadGen *atomic.Uint32 // the segment's dead generation
+	word         *atomic.Uint64
+	futex        *atomic.Uint32 // the low half of word
+	section      *atomic.Uint64 // the holder's critical-section counter (Enter)
+	sectionPlain *uint64        // the same word, for Unlock's plain increment
+	deadGen      *atomic.Uint32 // the segment's dead generation
 	// The last holder a waiter found alive (its lock word without the
 	// waiters bit) and the dead generation before it looked: until the
 	// generation moves, that holder is not looked up in /proc again (a
@@ -55,7 +56,8 @@ const LivenessInterval = 100 * time.Millisecond
 
 // Lock returns the segment's mutex.
 func (s *Segment) Lock() *Mutex {
-	return &Mutex{word: &s.h.lock, futex: s.lockFutex, section: &s.h.section, deadGen: &s.h.deadGen}
+	return &Mutex{word: &s.h.lock, futex: s.lockFutex, section: &s.h.section,
+		sectionPlain: plainWord(&s.h.section), deadGen: &s.h.deadGen}
 }
 
 // me is this process's lock word.
@@ -173,8 +175,18 @@ func holderDead(w uint64) bool {
 // Unlock releases the lock and wakes one sleeper if there may be any. It
 // ends the holder's section (Enter), if it opened one.
 func (m *Mutex) Unlock() {
-	StoreOwned(m.section, m.section.Load()+1)
-	raceRelease(m.futex)
+	// StoreOwned(m.section, m.section.Load()+1), written so that Unlock
+	// stays within the inliner's budget on amd64 (with raceRelease only in
+	// race builds): as a call, Unlock cost the lean path of short arrays
+	// about 5 ns.
+	if plainStores {
+		*m.sectionPlain++
+	} else {
+		StoreOwned(m.section, m.section.Load()+1)
+	}
+	if raceOn {
+		raceRelease(m.futex)
+	}
 	if m.word.Swap(0)&lockWaiters != 0 {
 		m.wakeOne()
 	}

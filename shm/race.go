@@ -25,5 +25,7 @@ func raceObj(w *atomic.Uint32) unsafe.Pointer {
 	return unsafe.Pointer(v.(*uint64))
 }
 
+const raceOn = true
+
 func raceAcquire(w *atomic.Uint32) { runtime.RaceAcquire(raceObj(w)) }
 func raceRelease(w *atomic.Uint32) { runtime.RaceReleaseMerge(raceObj(w)) }
