@@ -254,7 +254,12 @@
 // The segment is hostile input: every index and length read from it is
 // checked; a bad one gives ErrCorrupt, never a panic or an access outside
 // the segment. (*Queue).Check walks every invariant of the store and the
-// ring.
+// ring. Should a panic come all the same while a call holds the lock, it
+// is handled as the caller's death at that point: the queue is repaired at
+// once, the waiter slots the call held given up, sleepers woken, and the
+// panic goes on to the caller, who may recover it; nobody waits on the
+// lock of a live process. (A panic outside the lock, on the ring or while
+// asleep, is not caught this way.)
 //
 // KillAtEnv is a test-only hook that makes a process SIGKILL itself at a
 // named step inside Send or Recv.

@@ -102,6 +102,13 @@
 //     dead process), by the registry at once or by the next operation that
 //     could observe them. A waiter killed before its death is known may
 //     still be completed by a waker, which is as if it died just after.
+//   - A panic inside an operation while it holds the set's lock (a set
+//     corrupted beyond what the code handles) is handled as a death at
+//     that point: the set is repaired at once, the caller's queued waiter
+//     dropped, sleepers woken, and the panic goes on to the caller, who
+//     may recover it; nobody waits on the lock of a live process. (A
+//     panic outside the lock, on a lock-free path or while asleep, is not
+//     caught this way.)
 //   - A stopped (SIGSTOP) lock holder is never taken over: the calls that
 //     need the lock wait. The others go on, also after a death: while a
 //     live process holds the lock, the repair of a death is left to the
