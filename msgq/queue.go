@@ -281,8 +281,9 @@ func (q *Queue) acquire(w *wakeList) (ownerDied bool) {
 // this process had died at that instruction, and then the panic goes on,
 // for the caller to recover or not. The waiter slots the call holds are
 // given up as a dead process's (the repair frees them, with the chain one
-// holds, or requeues the message handed to one), and salvage repairs. A section that the call has
-// ended is left alone: another goroutine may hold the lock by then.
+// holds, or requeues the message handed to one), and salvage repairs. A
+// section that the call has ended is left alone: another goroutine may
+// hold the lock by then.
 func (v *view) guard(mu *shm.Mutex, wl *wakeList, w *waiter) {
 	if wl.section == 0 || !mu.Open(wl.section) {
 		return
@@ -644,11 +645,11 @@ func (q *Queue) finishTake(out *outside, m *Msg) error {
 	defer q.v.guard(q.mu, &wl, nil)
 	q.lock(&wl)
 	s := out.s
-	wl.held = s
 	if s.State.Load() != slotTaken || s.PID.Load() != q.pid || s.Arg[argBlock].Load() != uint64(out.ref) {
 		q.unlock(&wl)
 		return corrupt("waiter slot of a message being received changed")
 	}
+	wl.held = s
 	if err == nil {
 		v.freeChain(out.ref-1, last)
 	} else {
@@ -704,10 +705,10 @@ func (q *Queue) enqueueBig(mtype int64, data []byte, w *wakeList) (bool, error) 
 	err = v.copyIn(b, data)
 	crashPoint(stepSendWritten)
 	q.lock(w)
-	w.held = s
 	if s.State.Load() != slotWriting || s.PID.Load() != q.pid || s.Arg[argBlock].Load() != uint64(b)+1 {
 		return false, corrupt("waiter slot of a message being written changed")
 	}
+	w.held = s
 	if err == nil && q.seg.Removed() {
 		err = kernel.EIDRM
 	}

@@ -221,14 +221,15 @@ func (m *Mutex) Abandon() {
 
 // Critical sections. A goroutine that has taken the lock calls Enter and
 // defers a guard (each kind has its own: sem and msgq) that, if a panic
-// unwinds its stack while Open says its section is still open, abandons
-// the lock (Abandon) before the panic goes on.
-// The guard must know that this goroutine, and not another of the same
-// process, holds the lock: a panic may come after the section's Unlock,
-// while another goroutine holds the lock. The section counter in the
-// header says so: the holder alone writes it, Enter and Unlock each add
-// one, so a section's number is the counter's value from its Enter until
-// its Unlock, and never again.
+// unwinds its stack while Open says its section is still open, handles it
+// as a death at that point (the kind repairs at once, or, if that panics
+// too, abandons the lock: Abandon) before the panic goes on. The guard
+// must know that this goroutine, and not another of the same process,
+// holds the lock: a panic may come after the section's Unlock, while
+// another goroutine holds the lock. The section counter in the header
+// says so: the holder alone writes it, Enter and Unlock (and Abandon) each
+// add one, so a section's number is the counter's value from its Enter
+// until its Unlock, and never again.
 //
 // The counter shares the lock word's cache line, which the holder has
 // just written: Enter, Unlock's increment and a guard that finds its
@@ -246,11 +247,11 @@ func (m *Mutex) Enter() uint64 {
 // holds the lock and has not unlocked since.
 func (m *Mutex) Open(t uint64) bool { return m.section.Load() == t }
 
-// Abandon marks waiter slot w, held by the calling process, as if
-// this process had died holding it: its start time becomes one that is
-// not this process's, so that the next repair frees it (or does what its
-// kind does with a dead process's slot), as after a kill -9. For a call
-// whose panic Abandon handles, and that held a slot in the section.
+// Abandon marks waiter slot w, held by the calling process, as if this
+// process had died holding it: its start time becomes one that is not
+// this process's, so that the next repair frees it (or does what its kind
+// does with a dead process's slot), as after a kill -9. The kinds' guards
+// use it for the slots a call held when a panic cut its section short.
 func (w *WaiterSlot) Abandon() {
 	w.Start.Store(w.Start.Load() ^ abandonFlip)
 }
