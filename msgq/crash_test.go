@@ -345,3 +345,40 @@ func TestRebuildBumpWritten(t *testing.T) {
 	}()
 	assert.Equal(t, []string{"kept"}, drain(t, q))
 }
+
+// A full repair renumbers sequence numbers that a corrupt segment left out
+// of order along the list, not below the next one to give, or so high that
+// the next sends would wrap, so that the queue passes Check again and
+// keeps its order; later sends come after.
+func TestRebuildRenumbers(t *testing.T) {
+	for name, corrupt := range map[string]func(v *view, hs []*msgHdr){
+		"out of order":  func(v *view, hs []*msgHdr) { hs[1].seq = hs[0].seq },
+		"next too low":  func(v *view, hs []*msgHdr) { v.ctl.seq = hs[1].seq },
+		"first too big": func(v *view, hs []*msgHdr) { hs[0].seq = ^uint64(0) },
+		"next too big":  func(v *view, hs []*msgHdr) { v.ctl.seq = ^uint64(0) }, // (Check fails after the next send)
+	} {
+		t.Run(name, func(t *testing.T) {
+			q := newQueue(t)
+			for i := range 3 {
+				require.NoError(t, q.TrySend(1, padded(fmt.Sprintf("m%d", i), 200))) // (too big for the ring: the store)
+			}
+			v := q.v
+			func() {
+				var wl wakeList
+				q.lock(&wl)
+				defer q.unlock(&wl)
+				var hs []*msgHdr
+				for m := v.ctl.head; m != 0; m = v.hdr(m - 1).next {
+					hs = append(hs, v.hdr(m-1))
+				}
+				require.Len(t, hs, 3)
+				corrupt(v, hs)
+				v.repair(true)
+				require.NoError(t, v.check())
+			}()
+			require.NoError(t, q.TrySend(1, padded("after", 200)))
+			require.NoError(t, q.Check())
+			assert.Equal(t, []string{"m0", "m1", "m2", "after"}, drain(t, q))
+		})
+	}
+}

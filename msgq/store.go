@@ -585,6 +585,10 @@ func (v *view) freeHeld(s *shm.WaiterSlot) {
 
 // rebuild cuts the list at its first bad message and rebuilds the free
 // list from every block that is neither queued nor held by a waiter slot.
+// Sequence numbers that do not increase along the list, the next one to
+// give if it is not above them, and any at seqMax or more (corrupt words:
+// nothing else makes them so) are renumbered, so that the list's order
+// stands and later sends come after it.
 func (v *view) rebuild() {
 	c := v.ctl
 	// Read once, and clamped again: repair clamped it, but another process
@@ -627,6 +631,7 @@ func (v *view) rebuild() {
 		}
 	}
 	var prev uint32
+	var seq uint64 // the last message's sequence number
 	for m := c.head; m != 0; {
 		if !claim(m) {
 			if prev == 0 {
@@ -636,9 +641,19 @@ func (v *view) rebuild() {
 			}
 			break
 		}
-		prev, m = m, v.hdr(m-1).next
+		h := v.hdr(m - 1)
+		if s := h.seq; (prev == 0 || s > seq) && s < seqMax { // (read once)
+			seq = s
+		} else {
+			seq++
+			h.seq = seq
+		}
+		prev, m = m, h.next
 	}
 	c.tail = prev
+	if c.seq <= seq || c.seq >= seqMax {
+		c.seq = seq + 1
+	}
 	// Chains being written or copied out outside the lock stay their
 	// live process's; those of dead ones are freed with everything
 	// unused (their slots are freed here, so the repair that follows does
@@ -661,6 +676,10 @@ func (v *view) rebuild() {
 	}
 	v.recount()
 }
+
+// seqMax bounds sequence numbers: above any count of messages a queue can
+// have been sent (2^62, at a billion a second, is 146 years).
+const seqMax = 1 << 62
 
 // recount recomputes tail, qnum and cbytes from a list known to be sound.
 func (v *view) recount() {
