@@ -5,10 +5,10 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/usysv/usysv/internal/clock"
 	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
 )
 
 // The ring: the lock-free FIFO lane in front of the store (layout.go has
@@ -213,17 +213,10 @@ func (v *view) flipPub() {
 	}
 }
 
-// storeHint stores v in *w with a plain store on amd64 (atomic for an
-// aligned word; Go's atomic Store is a locked XCHG there, which would
-// wait for the line like a CAS), an atomic store elsewhere. For hints
-// only: concurrent stores may land in any order.
-func storeHint(w *atomic.Uint64, v uint64) {
-	if runtime.GOARCH == "amd64" {
-		*(*uint64)(unsafe.Pointer(w)) = v
-	} else {
-		w.Store(v)
-	}
-}
+// storeHint stores v in *w without a barrier (shm.StoreOwned: Go's atomic
+// Store is a locked XCHG on amd64, which would wait for the line like a
+// CAS). For hints only: concurrent stores may land in any order.
+func storeHint(w *atomic.Uint64, v uint64) { shm.StoreOwned(w, v) }
 
 // Warming. The lines of a slot were last read by a receiver, so a sender
 // waits for each to come back from the receiver's CPU: for the first at

@@ -124,9 +124,10 @@ func walkType(t reflect.Type) error {
 
 // StoreOwned stores v in a word of mapped memory that nobody else may
 // write at that moment (the lock holder's own words, a word it has
-// frozen): a store that is atomic and ordered after the writer's earlier
-// stores is enough, and on amd64 a plain aligned MOV is both, where Go's
-// atomic Store is a locked XCHG (a full barrier, ~20 cycles). (x86-TSO
+// frozen), or in a hint whose concurrent stores may land in any order: a
+// store that is atomic and ordered after the writer's earlier stores is
+// enough, and on amd64 a plain aligned MOV is both, where Go's atomic
+// Store is a locked XCHG (a full barrier, ~20 cycles). (x86-TSO
 // keeps stores in program order; the Go compiler keeps memory operations
 // in program order too, and removes a store only when the same address is
 // stored again later in the same basic block, which callers never do.)
