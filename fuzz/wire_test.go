@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usysv/usysv/internal/testutil"
 	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/registry"
 	"github.com/usysv/usysv/shm"
@@ -370,16 +371,7 @@ func cleanupRegistry(t *testing.T, sock string) {
 // callTimeout.
 func bounded(t *testing.T, what string, fn func() error) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	case <-time.After(callTimeout):
-		t.Fatalf("%s: no answer within %v", what, callTimeout)
-	}
+	testutil.Returns(t, callTimeout, what, fn)
 }
 
 type wireSeed struct {
