@@ -106,3 +106,27 @@ func TestPanicInsideFlush(t *testing.T) {
 	require.NoError(t, q.Send(ctx, 1, []byte("after")))
 	assert.Equal(t, []string{"after"}, drain(t, q))
 }
+
+// A receiver asleep in a waiter slot, handed a message by a send, panics
+// as it takes the message from its slot (recv-handed, the lock held): the
+// slot is given up as a dead receiver's and the message goes back into
+// the queue, as after that receiver's death (TestCrashSleepingReceiver).
+func TestPanicInsideWokenReceiver(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	crash.PanicAt(stepRecvHanded, 1, injected) // (before the receiver starts: it reads it)
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		_, _, _ = q.Recv(ctx, make([]byte, 64), 0, 0)
+	}()
+	waitSlots(t, q, 1)
+	require.NoError(t, q.Send(ctx, 1, []byte("m0"))) // (handed to the sleeper)
+	assert.Equal(t, injected, <-done, "the panic goes on to the caller")
+	crash.Disarm()
+	other, err := OpenID(q.ID())
+	require.NoError(t, err)
+	defer other.Close()
+	testutil.Returns(t, 2*lineWait, "Check through another handle (it takes the lock)", other.Check)
+	assert.Equal(t, []string{"m0"}, drain(t, other))
+}
