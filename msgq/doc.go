@@ -258,8 +258,9 @@
 // is handled as the caller's death at that point: the queue is repaired at
 // once, the waiter slots the call held given up, sleepers woken, and the
 // panic goes on to the caller, who may recover it; nobody waits on the
-// lock of a live process. (A panic outside the lock, on the ring or while
-// asleep, is not caught this way.)
+// lock of a live process. A panic while the caller sleeps in a waiter slot
+// gives the slot up the same way. (A panic on the ring is not caught:
+// those are a few stores on checked indexes.)
 //
 // KillAtEnv is a test-only hook that makes a process SIGKILL itself at a
 // named step inside Send or Recv.

@@ -130,3 +130,35 @@ func TestPanicInsideWokenReceiver(t *testing.T) {
 	testutil.Returns(t, 2*lineWait, "Check through another handle (it takes the lock)", other.Check)
 	assert.Equal(t, []string{"m0"}, drain(t, other))
 }
+
+// A panic while a call sleeps in its waiter slot, outside the lock (at
+// "sleep"), gives the slot up as a dead process's and repairs: a receiver's
+// slot is not handed the next message (which would be lost to it), and a
+// sender's is not counted among those to wake.
+func TestPanicWhileAsleep(t *testing.T) {
+	ctx := context.Background()
+	t.Run("receiver", func(t *testing.T) {
+		q := newQueue(t)
+		crash.PanicAt(stepSleep, 1, injected)
+		assert.PanicsWithValue(t, injected, func() { _, _, _ = q.Recv(ctx, make([]byte, 64), 0, 0) })
+		crash.Disarm()
+		for i := range q.v.slots {
+			assert.Equal(t, uint32(slotFree), q.v.slots[i].State.Load(), "slot %d", i)
+		}
+		require.NoError(t, q.Send(ctx, 1, []byte("m0")))
+		assert.Equal(t, []string{"m0"}, drain(t, q))
+	})
+	t.Run("sender", func(t *testing.T) {
+		q := newQueue(t)
+		require.NoError(t, q.Set(DS{Perm: statPerm(t, q), Qbytes: 1}))
+		require.NoError(t, q.Send(ctx, 1, []byte("x"))) // (full)
+		crash.PanicAt(stepSleep, 1, injected)
+		assert.PanicsWithValue(t, injected, func() { _ = q.Send(ctx, 1, []byte("y")) })
+		crash.Disarm()
+		for i := range q.v.slots {
+			assert.Equal(t, uint32(slotFree), q.v.slots[i].State.Load(), "slot %d", i)
+		}
+		require.NoError(t, q.Check())
+		assert.Equal(t, []string{"x"}, drain(t, q))
+	})
+}

@@ -283,9 +283,23 @@ func (q *Queue) acquire(w *wakeList) (ownerDied bool) {
 // given up as a dead process's (the repair frees them, with the chain one
 // holds, or requeues the message handed to one), and salvage repairs. A
 // section that the call has ended is left alone: another goroutine may
-// hold the lock by then.
+// hold the lock by then. Outside its sections a call may hold its waiter
+// slot still (asleep): a panic there gives the slot up as well, and the
+// repair runs at once if the lock is free (else the next repair frees the
+// slot; until then a send may hand it a message, which that repair puts
+// back).
 func (v *view) guard(mu *shm.Mutex, wl *wakeList, w *waiter) {
 	if wl.section == 0 || !mu.Open(wl.section) {
+		if w == nil || w.slot == nil {
+			return
+		}
+		if r := recover(); r != nil {
+			w.slot.Abandon()
+			if mu.TryLock() {
+				v.salvage(mu, mu.Enter())
+			}
+			panic(r)
+		}
 		return
 	}
 	if r := recover(); r != nil {

@@ -106,9 +106,10 @@
 //     corrupted beyond what the code handles) is handled as a death at
 //     that point: the set is repaired at once, the caller's queued waiter
 //     dropped, sleepers woken, and the panic goes on to the caller, who
-//     may recover it; nobody waits on the lock of a live process. (A
-//     panic outside the lock, on a lock-free path or while asleep, is not
-//     caught this way.)
+//     may recover it; nobody waits on the lock of a live process. A panic
+//     while the caller waits queued gives its waiter slot up the same way.
+//     (A panic on a lock-free path is not caught: those are a few stores
+//     on checked indexes.)
 //   - A stopped (SIGSTOP) lock holder is never taken over: the calls that
 //     need the lock wait. The others go on, also after a death: while a
 //     live process holds the lock, the repair of a death is left to the

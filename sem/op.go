@@ -701,6 +701,17 @@ func (s *Array) post(ops []Buf) error {
 // With spin, the waiter re-checks for a while first, and tells wakers that
 // it may be asleep only then (argSleep); without, enqueue told them.
 func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool) error {
+	if done, err := s.sleep(ctx, idx, deadline, spin); !done {
+		return s.abandon(idx, err)
+	}
+	return s.finish(idx)
+}
+
+// sleep is wait until the waiter is completed (done) or must give up with
+// err. The slot is the call's throughout, outside the lock: a panic here
+// is the waiter's death (sleepGuard).
+func (s *Array) sleep(ctx context.Context, idx int, deadline time.Time, spin bool) (done bool, err error) {
+	defer s.sleepGuard(idx)
 	slot := &s.v.slots[idx]
 	if spin {
 		// Queued: re-check for a while before sleeping (spin.go). A waker
@@ -708,7 +719,7 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 		for sp := s.newSpinner(waiterSpin, waiterSpin); ; {
 			if slot.State.Load() == stDone {
 				s.spin.ended(false, true, sp.paid())
-				return s.finish(idx)
+				return true, nil
 			}
 			if !sp.next() {
 				s.spin.ended(false, false, false)
@@ -748,10 +759,10 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 		// check below sees State; if not, FutexWait(f) returns at once.
 		f := slot.Futex.Load()
 		if slot.State.Load() == stDone {
-			return s.finish(idx)
+			return true, nil
 		}
 		if s.seg.Removed() {
-			return s.abandon(idx, kernel.EIDRM)
+			return false, kernel.EIDRM
 		}
 		until := deadline
 		if !ctxEnd.IsZero() && (until.IsZero() || ctxEnd.Before(until)) {
@@ -769,16 +780,30 @@ func (s *Array) wait(ctx context.Context, idx int, deadline time.Time, spin bool
 			}
 		}
 		if ctx.Err() != nil {
-			return s.abandon(idx, canceled(ctx))
+			return false, canceled(ctx)
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			return s.abandon(idx, kernel.EAGAIN)
+			return false, kernel.EAGAIN
 		}
 		clock.Park()
 		_ = kernel.FutexWait(&slot.Futex, f, until)
 		if slot.State.Load() == stDone { // the usual wake-up: straight out
-			return s.finish(idx)
+			return true, nil
 		}
+	}
+}
+
+// sleepGuard, deferred by sleep, handles a panic while the call is queued
+// outside the lock as the waiter's death there: its slot is given up as a
+// dead process's, and the repair that dequeues it runs at once if the
+// lock is free (else the next repair does; until then a waker may still
+// complete it, as if the waiter had died just after). Then the panic goes
+// on. (A panic under the lock is guard's.)
+func (s *Array) sleepGuard(idx int) {
+	if r := recover(); r != nil {
+		s.v.slots[idx].Abandon()
+		s.tryRepair(true)
+		panic(r)
 	}
 }
 
@@ -817,6 +842,7 @@ func (s *Array) abandon(idx int, err error) error {
 		s.unlock()
 		return s.finish(idx)
 	}
+	s.sc.queued = int32(idx) // (the section's guard gives it up on a panic)
 	s.dequeue(idx)
 	s.unlock()
 	return err

@@ -170,3 +170,22 @@ func mustOps(t *testing.T, s string) []Buf {
 	require.NoError(t, err)
 	return ops
 }
+
+// A panic while an op waits queued, outside the lock ("waiting"), gives
+// its waiter slot up as a dead process's and dequeues it: the next post is
+// not consumed by a waiter nobody will report to.
+func TestPanicWhileQueued(t *testing.T) {
+	id := usysvImpl.create(t, 3, 0o600)
+	h, err := OpenID(id)
+	require.NoError(t, err)
+	defer h.Close()
+	disarm := panicAt(StepWaiting, 1)
+	assert.PanicsWithValue(t, injected, func() { _ = h.Op(context.Background(), b(2, -1, 0)) }, "the panic goes on to the caller")
+	disarm()
+	n, err := h.GetNcnt(2)
+	require.NoError(t, err)
+	assert.Zero(t, n, "the panicked waiter is gone")
+	require.NoError(t, h.TryOp(b(2, 1, 0)))
+	assert.Equal(t, "vals[0 0 1],ok", vals(handleImpl(h), id))
+	require.NoError(t, h.check())
+}
