@@ -289,29 +289,27 @@ func (q *Queue) acquire(w *wakeList) (ownerDied bool) {
 // slot; until then a send may hand it a message, which that repair puts
 // back).
 func (v *view) guard(mu *shm.Mutex, wl *wakeList, w *waiter) {
-	if wl.section == 0 || !mu.Open(wl.section) {
-		if w == nil || w.slot == nil {
-			return
-		}
-		if r := recover(); r != nil {
-			w.slot.Abandon()
-			if mu.TryLock() {
-				v.salvage(mu, mu.Enter())
-			}
-			panic(r)
-		}
+	open := wl.section != 0 && mu.Open(wl.section)
+	if !open && (w == nil || w.slot == nil) {
 		return
 	}
-	if r := recover(); r != nil {
-		if w != nil && w.slot != nil {
-			w.slot.Abandon()
-		}
-		if wl.held != nil {
-			wl.held.Abandon()
-		}
-		v.salvage(mu, wl.section)
-		panic(r)
+	r := recover()
+	if r == nil {
+		return
 	}
+	if w != nil && w.slot != nil {
+		w.slot.Abandon()
+	}
+	if wl.held != nil { // (only while a section is open: unlock clears it)
+		wl.held.Abandon()
+	}
+	switch {
+	case open:
+		v.salvage(mu, wl.section)
+	case mu.TryLock():
+		v.salvage(mu, mu.Enter())
+	}
+	panic(r)
 }
 
 // salvage repairs what section t, cut short by a panic, left half done, at
