@@ -16,9 +16,11 @@
 // shares: the object's state (live or removed), its permissions (written by
 // the registry under a seqlock), ctime, a generation bumped by the registry
 // when a client process dies, and a robust Mutex that survives the death of
-// its holder. After the header comes a table of WaiterSlots, one per
-// process blocked in an operation; the registry can wake them all without
-// knowing the kind. The kind-specific body follows.
+// its holder (and whose critical sections, numbered by Enter, let a kind
+// tell its own section from another goroutine's when a panic cuts one
+// short: Open, Abandon). After the header comes a table of WaiterSlots,
+// one per process blocked in an operation; the registry can wake them all
+// without knowing the kind. The kind-specific body follows.
 //
 // CoLocation is for the spinning waiters of packages sem and msgq: whether
 // the process a waiter waits for began its spin on the same CPU (a word in
