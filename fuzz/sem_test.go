@@ -86,7 +86,6 @@ func runSem(t *testing.T, data []byte, diff bool) {
 
 	var tr trace
 	var waiters []*semWaiter
-	staleZ := false // GETZCNT compared as a sum over the set (zeroWaitOnMany)
 	var nobody nobodyProc
 	for n := 0; n < maxSteps && p.more(); n++ {
 		st := decodeSemStep(p, nsems)
@@ -115,15 +114,6 @@ func runSem(t *testing.T, data []byte, diff bool) {
 			len(st.ops) >= 1 && len(st.ops) <= 16) {
 			st.wait = false // an ordinary semop
 		}
-		// A waiter's array carries no IPC_NOWAIT: re-evaluated after a
-		// change, such an array can fail with EAGAIN, which usysv reports
-		// at the first change and Linux only when its queue heuristics
-		// look (sem/doc.go, "Differences from Linux"; FINDINGS.md F11).
-		if st.wait {
-			for i := range st.ops {
-				st.ops[i].Flg &^= sem.IPC_NOWAIT
-			}
-		}
 		targets := impls
 		if len(waiters) > 0 {
 			// Wakers apply waiters' arrays, which the model does not know:
@@ -141,12 +131,7 @@ func runSem(t *testing.T, data []byte, diff bool) {
 					st, w.started[0], w.started[1], nsems, fresh, &tr)
 			}
 			waiters = append(waiters, w)
-			staleZ = staleZ || w.started[0] == "queued" && zeroWaitOnMany(st.ops)
-			checkSemState(t, &tr, impls[0], impls[1], nsems, staleZ)
-			continue
-		}
-		if staleZ && st.kind == sGetZcnt {
-			tr.add("%s: not compared (see zeroWaitOnMany)", st)
+			checkSemState(t, &tr, impls[0], impls[1], nsems)
 			continue
 		}
 		if st.kind == sOp && st.call == callOp && model.sleeps(st) {
@@ -188,10 +173,10 @@ func runSem(t *testing.T, data []byte, diff bool) {
 			}
 		}
 		if !diff && changes(st, res[0]) {
-			checkSemState(t, &tr, model, u, nsems, false)
+			checkSemState(t, &tr, model, u, nsems)
 		}
 		if len(waiters) > 0 {
-			checkSemState(t, &tr, impls[0], impls[1], nsems, staleZ)
+			checkSemState(t, &tr, impls[0], impls[1], nsems)
 		}
 	}
 	if len(waiters) > 0 {
@@ -200,9 +185,9 @@ func runSem(t *testing.T, data []byte, diff bool) {
 	if testing.Verbose() && os.Getenv("USYSV_FUZZ_TRACE") == "1" {
 		t.Logf("program:\n%s", &tr)
 	}
-	checkSemState(t, &tr, impls[0], impls[1], nsems, staleZ)
+	checkSemState(t, &tr, impls[0], impls[1], nsems)
 	if diff && len(waiters) == 0 {
-		checkSemState(t, &tr, impls[0], impls[2], nsems, false)
+		checkSemState(t, &tr, impls[0], impls[2], nsems)
 	}
 }
 
@@ -337,16 +322,12 @@ func changes(st *semStep, res string) bool {
 }
 
 // checkSemState compares everything observable of the set: values,
-// sempids (of the first 8), counts and IPC_STAT; with zSum, the sum of
-// GETZCNT over the set instead of each.
-func checkSemState(t *testing.T, tr *trace, a, b semImpl, nsems int, zSum bool) {
+// sempids and counts (of the first 8 semaphores) and IPC_STAT.
+func checkSemState(t *testing.T, tr *trace, a, b semImpl, nsems int) {
 	t.Helper()
 	steps := []*semStep{{kind: sGetAll}, {kind: sStat}}
 	for i := 0; i < nsems && i < 8; i++ {
-		steps = append(steps, &semStep{kind: sGetPid, num: i}, &semStep{kind: sGetNcnt, num: i})
-		if !zSum {
-			steps = append(steps, &semStep{kind: sGetZcnt, num: i})
-		}
+		steps = append(steps, &semStep{kind: sGetPid, num: i}, &semStep{kind: sGetNcnt, num: i}, &semStep{kind: sGetZcnt, num: i})
 	}
 	for _, st := range steps {
 		ra, rb := a.step(st), b.step(st)
@@ -354,46 +335,6 @@ func checkSemState(t *testing.T, tr *trace, a, b semImpl, nsems int, zSum bool) 
 			t.Fatalf("state check %s: %s says %q, %s says %q\nprogram:\n%s", st, a.name(), ra, b.name(), rb, tr)
 		}
 	}
-	if zSum {
-		if ra, rb := zcntSum(a, nsems), zcntSum(b, nsems); ra != rb {
-			t.Fatalf("state check: GETZCNT summed over the set: %s says %q, %s says %q\nprogram:\n%s", a.name(), ra, b.name(), rb, tr)
-		}
-	}
-}
-
-func zcntSum(im semImpl, nsems int) string {
-	sum, other := 0, ""
-	for i := 0; i < nsems; i++ {
-		r := im.step(&semStep{kind: sGetZcnt, num: i})
-		var n int
-		if _, err := fmt.Sscanf(r, "ok %d", &n); err != nil {
-			other += " " + r
-		}
-		sum += n
-	}
-	return fmt.Sprintf("%d%s", sum, other)
-}
-
-// zeroWaitOnMany reports whether ops only wait for zero, on more than one
-// semaphore. Linux counts such a blocked array in GETZCNT of the
-// semaphore it last blocked on, and re-examines it only when one of the
-// set's values becomes 0 (wake_const_ops); so after another semaphore of
-// the array leaves 0, Linux still counts it on the old one, where usysv
-// (and SEMANTICS 8.7: the first operation that cannot proceed) counts it
-// on the new one. Once such a waiter has blocked, a program compares
-// GETZCNT summed over the set only (FINDINGS.md, kernel behaviour).
-func zeroWaitOnMany(ops []sem.Buf) bool {
-	for _, o := range ops {
-		if o.Op != 0 {
-			return false
-		}
-	}
-	for _, o := range ops {
-		if o.Num != ops[0].Num {
-			return true
-		}
-	}
-	return false
 }
 
 func requireRoot(t *testing.T) {

@@ -148,7 +148,7 @@ func (s *Array) SetVal(num, val int) error {
 	s.sc.dirty = append(s.sc.dirty[:0], int32(num))
 	s.apply(s.sc.dirty, s.v.hdr.nwait.Load() == 0)
 	s.seg.SetCtime(clock.Now())
-	s.updateQueue()
+	s.smartUpdate(nil)
 	s.unlock()
 	return nil
 }
@@ -189,7 +189,7 @@ func (s *Array) SetAll(vals []uint16) error {
 	crashpoint(StepCommitted)
 	s.apply(s.sc.dirty, s.v.hdr.nwait.Load() == 0)
 	s.seg.SetCtime(clock.Now())
-	s.updateQueue()
+	s.smartUpdate(nil)
 	s.unlock()
 	return nil
 }

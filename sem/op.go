@@ -491,7 +491,9 @@ func (s *Array) opLocked(ctx context.Context, ops []Buf, deadline time.Time) err
 	switch {
 	case res == 0:
 		s.commit(ops, rec, -1, 0, s.v.hdr.nwait.Load() == 0)
-		s.updateQueue()
+		if alters(ops) {
+			s.smartUpdate(ops)
+		}
 		s.unlock()
 		return nil
 	case res < 0:
@@ -564,24 +566,25 @@ const postMax = 8
 
 // post is a single op > 0 without SEM_UNDO (V) on a word that a waiter
 // names or a transaction holds, once quick's gate has let it through. It
-// is the general locked path (eval, commit, updateQueue) cut down to what
-// a post on one semaphore can do: it can only let waiters on that
-// semaphore proceed, and when they are all single ops without SEM_UNDO,
-// completing one changes only that semaphore too. So, under the lock:
+// is the general locked path (eval, commit, smartUpdate) cut down to what
+// a post does while no complex waiter is queued (queue.go): Linux then
+// scans only this semaphore's alter list, in order, stopping at 0, and
+// after each completion that leaves the semaphore at 0, its zero list. So,
+// under the lock:
 //
-//  1. scan the waiter table once (as updateQueue's sort does, lowering
+//  1. scan the waiter table once (as collectWaiters does, lowering
 //     slotsHi): the single-op waiters on the semaphore, by ticket, are the
-//     candidates; any other waiter naming it (an array, SEM_UNDO), more
-//     than postMax candidates, a removed set, anything unusual: the
-//     general path, from the lock on (opLocked);
+//     candidates; a complex waiter anywhere (the queues are merged), a
+//     SEM_UNDO candidate, more than postMax, a removed set, anything
+//     unusual: the general path, from the lock on (opLocked);
 //  2. freeze the word and store the post's new value in it, still frozen:
 //     one word, so that store is the post's commit point (a death before
 //     it leaves the old value, which repair unfreezes; after it, the new);
-//  3. complete the candidates that can now proceed, in ticket order, in
-//     passes while one completes (as updateQueue: one that can proceed is
-//     never held behind one that cannot), each as a journaled
-//     transaction in the general format (shadow, jcommit naming the slot,
-//     then the word, the outcome, jcommit ← 0), which repair redoes;
+//  3. complete the decrements that can now proceed, in ticket order, until
+//     the value is 0, and when it is, every zero waiter, in ticket order;
+//     each as a journaled transaction in the general format (shadow,
+//     jcommit naming the slot, then the word, the outcome, jcommit ← 0),
+//     which repair redoes;
 //  4. release the word, WAITED if a candidate still waits, and unlock,
 //     which wakes the completed.
 func (s *Array) post(ops []Buf) error {
@@ -612,16 +615,8 @@ func (s *Array) post(ops []Buf) error {
 		}
 		hi = idx + 1
 		off, m, _ := unpackSlotOps(slot.Arg[argOps].Load())
-		if off < 0 || m < 1 || m > SEMOPM || off+m > len(v.arena) {
+		if m != 1 || off < 0 || off >= len(v.arena) {
 			return s.opLocked(context.Background(), ops, time.Time{})
-		}
-		if m > 1 {
-			for k := off; k < off+m; k++ {
-				if int(uint16(v.arena[k].Load())) == i {
-					return s.opLocked(context.Background(), ops, time.Time{})
-				}
-			}
-			continue
 		}
 		e := unpackOp(v.arena[off].Load())
 		if int(e.Num) != i {
@@ -653,32 +648,38 @@ func (s *Array) post(ops []Buf) error {
 	s.touchOtime()
 	crashpoint(StepPostApplied)
 	left := n
-	for progress := true; progress && left > 0; {
-		progress = false
-		for k := 0; k < n; k++ {
-			idx := cand[k]
-			if idx < 0 || op[k] == 0 && val != 0 || val+int(op[k]) < 0 {
-				continue
+	complete := func(k int) {
+		idx := cand[k]
+		cand[k] = -1
+		left--
+		slot := &v.slots[idx]
+		if slot.State.Load() != stWaiting {
+			return // (gone: the set was removed meanwhile)
+		}
+		val += int(op[k])
+		d = uint64(val) | uint64(slot.PID.Load())<<pidShift&pidMask
+		putWord(&v.shadow[i], d)
+		putWord(&v.hdr.jcommit, packCommit(jkOps, int(idx), 0, 0))
+		crashpoint(StepPostCommitted)
+		putWord(w, d|flagFrozen)
+		putWord(&slot.Arg[argResult], 0)
+		put32(&slot.State, stDone)
+		putWord(&v.hdr.nwait, v.hdr.nwait.Load()-1)
+		sc.wake = append(sc.wake, idx)
+		putWord(&v.hdr.jcommit, 0)
+		crashpoint(StepPostCompleted)
+	}
+	for k := 0; k < n && val != 0; k++ {
+		if cand[k] < 0 || op[k] == 0 || val+int(op[k]) < 0 {
+			continue
+		}
+		complete(k)
+		if val == 0 {
+			for z := 0; z < n; z++ {
+				if cand[z] >= 0 && op[z] == 0 {
+					complete(z)
+				}
 			}
-			cand[k] = -1
-			left--
-			slot := &v.slots[idx]
-			if slot.State.Load() != stWaiting {
-				continue // (gone: the set was removed meanwhile)
-			}
-			val += int(op[k])
-			d = uint64(val) | uint64(slot.PID.Load())<<pidShift&pidMask
-			putWord(&v.shadow[i], d)
-			putWord(&v.hdr.jcommit, packCommit(jkOps, int(idx), 0, 0))
-			crashpoint(StepPostCommitted)
-			putWord(w, d|flagFrozen)
-			putWord(&slot.Arg[argResult], 0)
-			put32(&slot.State, stDone)
-			putWord(&v.hdr.nwait, v.hdr.nwait.Load()-1)
-			sc.wake = append(sc.wake, idx)
-			putWord(&v.hdr.jcommit, 0)
-			crashpoint(StepPostCompleted)
-			progress = true
 		}
 	}
 	if left > 0 {

@@ -46,7 +46,10 @@ type scratch struct {
 	adjMark    []uint64
 	adjTouched []int32
 	ref        []uint64 // unfreeze: semaphores named by queued waiters
-	order      []int32  // waiting slots by ticket
+	wq         []qent   // queue.go: the queued waiters, by ticket
+	merged     bool     // queue.go: a complex waiter is queued
+	nums       []uint16 // queue.go: semaphores with a waiter of theirs
+	zeroNums   []uint16 // queue.go: semaphores to look at for zero
 	ops        []Buf    // a waiter's ops, read from the arena
 	wake       []int32  // slots completed in this critical section
 	dirty      []int32
@@ -61,7 +64,7 @@ func (sc *scratch) init(nsems, slots int) {
 	sc.adj = make([]int32, nsems)
 	sc.adjMark = make([]uint64, words)
 	sc.ref = make([]uint64, words)
-	sc.order = make([]int32, 0, slots)
+	sc.wq = make([]qent, 0, slots)
 	sc.ops = make([]Buf, 0, SEMOPM)
 	sc.wake = make([]int32, 0, 8)
 	sc.queued = -1
@@ -152,7 +155,7 @@ func (sc *scratch) reset() {
 	clear(sc.adjMark)
 	sc.frozen = sc.frozen[:0]
 	sc.adjTouched = sc.adjTouched[:0]
-	sc.order = sc.order[:0]
+	sc.wq = sc.wq[:0]
 	sc.ops = sc.ops[:0]
 	sc.wake = sc.wake[:0]
 	sc.dirty = sc.dirty[:0]
@@ -353,7 +356,8 @@ func (s *Array) completePending(i int) {
 }
 
 // unfreezeAll releases every frozen word, with WAITED set exactly where a
-// queued waiter names the semaphore.
+// queued waiter names the semaphore (everywhere while an array that only
+// waits for zero on several is queued: queue.go).
 func (s *Array) unfreezeAll() {
 	sc := &s.sc
 	if len(sc.frozen) == 0 {
@@ -372,9 +376,17 @@ func (s *Array) unfreezeAll() {
 			if off < 0 || n < 1 || n > SEMOPM || off+n > len(s.v.arena) {
 				continue
 			}
+			zero := n > 1
 			for k := 0; k < n; k++ {
-				if num := int(uint16(s.v.arena[off+k].Load())); num < s.nsems {
+				e := s.v.arena[off+k].Load()
+				if num := int(uint16(e)); num < s.nsems {
 					set(sc.ref, num)
+				}
+				zero = zero && unpackOp(e).Op == 0
+			}
+			if zero { // (enqueue: every word)
+				for i := range sc.ref {
+					sc.ref[i] = ^uint64(0)
 				}
 			}
 		}
@@ -654,74 +666,6 @@ func (s *Array) stripIntents(r int) {
 	}
 }
 
-// updateQueue is the kernel's update_queue: scan the queued waiters in
-// FIFO order, complete every one whose whole array now succeeds (or fails
-// with an error), and start over while that changed something. A waiter
-// that cannot proceed never holds back a later one that can.
-func (s *Array) updateQueue() {
-	v := s.v
-	for v.hdr.nwait.Load() != 0 {
-		s.sortWaiting()
-		progress := false
-		for _, idx32 := range s.sc.order {
-			idx := int(idx32)
-			slot := &v.slots[idx]
-			ops, rec, ok := s.waiterOps(slot)
-			if !ok {
-				s.commit(nil, -1, idx, int(kernel.EINVAL), false)
-				continue
-			}
-			pid := (uint64(slot.PID.Load()) << pidShift) & pidMask
-			res, blockAt := s.eval(ops, uint64(pid), rec)
-			if res == 1 {
-				if uint64(blockAt) != slot.Arg[argBlock].Load() {
-					putWord(&slot.Arg[argBlock], uint64(blockAt))
-				}
-				continue
-			}
-			if res == 0 {
-				s.commit(ops, rec, idx, 0, false)
-				progress = true
-			} else {
-				s.commit(nil, -1, idx, -res, false)
-			}
-		}
-		if !progress {
-			return
-		}
-	}
-}
-
-// sortWaiting fills sc.order with the queued waiters' slots in ticket
-// order, and lowers slotsHi to just past the last slot in use.
-func (s *Array) sortWaiting() {
-	o := s.sc.order[:0]
-	slots := s.v.slotsInUse()
-	hi := 0
-	for idx := range slots {
-		switch slots[idx].State.Load() {
-		case 0:
-			continue
-		case stWaiting:
-			o = append(o, int32(idx))
-		}
-		hi = idx + 1
-	}
-	if hi < len(slots) {
-		putWord(&s.v.hdr.slotsHi, uint64(hi))
-	}
-	for i := 1; i < len(o); i++ {
-		x := o[i]
-		t := s.v.slots[x].Arg[argTicket].Load()
-		j := i
-		for ; j > 0 && s.v.slots[o[j-1]].Arg[argTicket].Load() > t; j-- {
-			o[j] = o[j-1]
-		}
-		o[j] = x
-	}
-	s.sc.order = o
-}
-
 // waiterOps reads a queued waiter's op array from the arena into sc.ops,
 // checking everything (the segment is shared with other processes).
 func (s *Array) waiterOps(slot *waiterSlot) ([]Buf, int, bool) {
@@ -749,8 +693,9 @@ func (s *Array) waiterOps(slot *waiterSlot) ([]Buf, int, bool) {
 }
 
 // enqueue queues the caller as a waiter for ops: a free slot, its array in
-// the arena, a ticket. Every semaphore the array names is frozen so that
-// unlock marks it WAITED.
+// the arena, a ticket (the tail of its list; queue.go). Every semaphore the
+// array names is frozen so that unlock marks it WAITED (every semaphore,
+// for an array that only waits for zero on several).
 //
 // With asleep, the waiter will not spin first: wakers are told at once
 // that it may be asleep (argSleep), which saves it that store later.
@@ -773,6 +718,17 @@ func (s *Array) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
 	for k, b := range ops {
 		putWord(&v.arena[off+k], packOp(b))
 		s.freeze(int(b.Num))
+	}
+	switch waiterKind(ops) {
+	case kZeroN:
+		// Looked at after any change that leaves a semaphore at 0
+		// (queue.go): every op on the set must take the lock meanwhile.
+		for i := range v.words {
+			s.freeze(i)
+		}
+		fallthrough
+	case kAlterN:
+		s.rekeyForMerge()
 	}
 	slot := &v.slots[idx]
 	if uint64(idx) >= v.hdr.slotsHi.Load() {
@@ -970,8 +926,8 @@ func (s *Array) tryRepair(full bool) bool {
 func (s *Array) repairLocked(full bool) {
 	v := s.v
 	sc := &s.sc
-	if full || v.hdr.jcommit.Load() != 0 {
-		committed := v.hdr.jcommit.Load() != 0
+	committed := v.hdr.jcommit.Load() != 0
+	if full || committed {
 		for i := range v.words {
 			w := v.words[i].Load()
 			if w&flagFrozen != 0 && w&flagPending != 0 && !committed && s.inFlight(w, i) {
@@ -1032,8 +988,13 @@ func (s *Array) repairLocked(full bool) {
 			continue
 		}
 		s.applyUndo(r, pid)
+		s.smartUpdate(nil) // (exit_sem)
 	}
-	s.updateQueue()
+	if full || committed {
+		// A dead lock holder's change, redone or applied, whose waiters
+		// it may not have looked at.
+		s.smartUpdate(nil)
+	}
 }
 
 // applyUndo applies dead record r's adjustments as exit_sem does, in one
