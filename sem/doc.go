@@ -92,8 +92,13 @@
 //   - An op array is applied atomically, in array order; IPC_NOWAIT is
 //     honoured per op; a blocked array is applied, whole, by the process
 //     that makes it possible, and its caller returns without racing.
-//   - Waiters are served in FIFO order among those that can proceed: one
-//     that can proceed is never held behind one that cannot.
+//   - Queued waiters are looked at exactly when Linux's queues look at
+//     them (queue.go): after a change, the ones it can let proceed are
+//     completed in Linux's order (FIFO on each list, one that can proceed
+//     never held behind one that cannot), and one whose array now fails
+//     (an IPC_NOWAIT op that would block: EAGAIN; ERANGE) fails when
+//     Linux fails it; GETNCNT and GETZCNT count each waiter on the op it
+//     blocked on when Linux last looked at it.
 //   - A process killed at any instruction inside an operation leaves the
 //     set as if the operation were applied whole or not at all (a test
 //     hook, CrashEnv, kills a process at named steps to check this), and
@@ -162,16 +167,6 @@
 //   - SetAll requires exactly one value per semaphore (EINVAL otherwise);
 //     TimedOp with a negative timeout is EINVAL, as an invalid timespec.
 //   - sem_otime is one set-wide time (what IPC_STAT reports on Linux).
-//   - After every change, every queued waiter is re-evaluated, in FIFO
-//     order (txn.go: updateQueue). Linux re-evaluates only the waiters its
-//     queue heuristics pick (do_smart_update: per-semaphore lists of
-//     semaphores raised, wait-for-zero lists only when a semaphore reached
-//     0). Both complete a waiter as soon as its array can proceed; they
-//     differ only for a queued array that *fails* on re-evaluation — an
-//     op with IPC_NOWAIT that would now block (EAGAIN) or one that would
-//     now overflow (ERANGE): usysv fails it at the first change, Linux
-//     when its heuristics next look at it, which may be never. (Found by
-//     FuzzSemDiff; fuzz/FINDINGS.md F11.)
 //
 // # What a process that can map the segment can still do
 //

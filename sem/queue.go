@@ -47,19 +47,21 @@ import (
 // when that semaphore is 0. An op array that only waits for zero changes
 // nothing and looks at no queue.
 //
-// So a waiter is looked at only when something it names may have changed,
-// except the complex wait-for-zero ones: those are looked at whenever a
-// semaphore that a change named is 0 afterwards, whatever semaphores they
-// name; one may then fail (an IPC_NOWAIT op) or block on another op. So
-// while one is queued every word is kept WAITED (enqueue freezes them all,
-// unfreezeAll marks them), which sends every op on the set to the lock,
-// where smartUpdate sees it.
+// The lock-free paths (fast.go) change only words that no queued waiter
+// names (not WAITED), and run no scan. That skips nothing: a waiter whose
+// semaphores did not change since Linux last looked at it would block
+// again, on the same op, and every change to a semaphore it names takes
+// the lock and runs smartUpdate. Except for the complex wait-for-zero
+// waiters: Linux looks at those whenever a change leaves any semaphore it
+// named at 0, whatever semaphores they name, and one may then fail (an
+// IPC_NOWAIT op on a semaphore that left 0 unseen) or block on another
+// op. So while one is queued every word is kept WAITED (enqueue freezes
+// them all, unfreezeAll marks them), which sends every op on the set to
+// the lock.
 //
-// (One case Linux decides differently: a single altering op with SEM_UNDO
-// can fail on re-evaluation with ERANGE when another goroutine of its
-// process changed its semadj meanwhile; Linux looks at it only when its
-// semaphore is raised, and so does this code, but usysv's fast SEM_UNDO
-// path does not queue behind it. Both fail it at the next look.)
+// After a repair that took the lock over from a dead holder, every list
+// is looked at (smartUpdate(nil)): the holder may have died between its
+// change and its look.
 
 // Waiter kinds: which list a queued waiter is on.
 const (
