@@ -35,7 +35,8 @@ func (s *Array) check() error {
 		}
 	}
 	// Waiters: well-formed, disjoint arena ranges, counted, their
-	// semaphores marked WAITED, and none that could proceed (a lost wake-up).
+	// semaphores marked WAITED, and none that could proceed (a lost wake-up)
+	// or fail where Linux would have looked at it.
 	n := uint64(0)
 	type span struct{ off, n int }
 	var spans []span
@@ -83,8 +84,18 @@ func (s *Array) check() error {
 			}
 			s.sc.adjTouched = s.sc.adjTouched[:0]
 		}
-		if res != 1 {
+		// One that now fails waits for Linux's next look, if it only waits
+		// for zero on several semaphores (queue.go); and meanwhile every
+		// word is WAITED.
+		if res == 0 || res < 0 && waiterKind(cp) != kZeroN {
 			bad("waiter %d (%v) could complete (%d) but is still queued", idx, cp, res)
+		}
+		if waiterKind(cp) == kZeroN {
+			for i := range v.words {
+				if v.words[i].Load()&flagWaited == 0 {
+					bad("semaphore %d is not marked WAITED while waiter %d waits for zero on several", i, idx)
+				}
+			}
 		}
 	}
 	if got := v.hdr.nwait.Load(); got != n {

@@ -376,11 +376,13 @@ func (s *Array) rekeyForMerge() {
 		}
 		return 0
 	})
+	// The tickets are taken first: a death halfway leaves some singles
+	// in merge order and some not, but no two waiters with one ticket.
 	t := v.hdr.ticket.Load()
+	putWord(&v.hdr.ticket, t+uint64(len(q)))
 	for _, e := range q {
 		t++
 		putWord(&v.slots[e.idx].Arg[argTicket], t)
 	}
-	putWord(&v.hdr.ticket, t)
 	s.sc.wq = q[:0]
 }

@@ -109,6 +109,11 @@ func runQueue(t *testing.T, im impl, nsems int, steps []qstep) []string {
 			line += errName(im.setAll(id, st.setall))
 		}
 		settle()
+		if im.name == usysvImpl.name {
+			h, err := handle(id)
+			require.NoError(t, err)
+			require.NoError(t, h.check(), "after %s", st)
+		}
 		var n, z []int
 		for i := 0; i < nsems; i++ {
 			a, _ := im.getNcnt(id, i)
