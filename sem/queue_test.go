@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
 )
 
 // qstep is one step of a queue script: queue a waiter (it must block, or
@@ -226,4 +228,45 @@ func TestQueueOrder(t *testing.T) {
 			require.Equal(t, strings.Join(out[0], "\n"), strings.Join(out[1], "\n"), "kernel vs usysv")
 		})
 	}
+}
+
+// TestQueueSempid checks, with real processes, the order in which a change
+// completes waiters, through sempid (the last one's pid): Linux's zero
+// list of a semaphore runs after the decrement that brings it to 0, and
+// the per-semaphore zero list before the global one.
+func TestQueueSempid(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		start := func(cmd string, num, n int, zero bool) *testutil.Proc {
+			p := client(t, im, id)
+			p.Send(cmd)
+			waitCount(t, im, id, num, n, zero)
+			return p
+		}
+		sempid := func(num int) int {
+			p, err := im.getPid(id, num)
+			require.NoError(t, err)
+			return p
+		}
+		// A post: the decrement, then the zero waiters in their order.
+		require.NoError(t, im.setVal(id, 0, 1))
+		z1 := start("op 0:0", 0, 1, true)
+		d := start("op 0:-2", 0, 1, false)
+		z2 := start("op 0:0", 0, 2, true)
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		for _, p := range []*testutil.Proc{z1, d, z2} {
+			p.Expect("ok", lineWait)
+		}
+		assert.Equal(t, z2.Pid(), sempid(0), "the later zero waiter completes last")
+
+		// A decrement to 0: the semaphore's zero list, then the arrays.
+		require.NoError(t, im.setVal(id, 0, 1))
+		za := start("op 0:0,1:0", 0, 1, true)
+		z := start("op 0:0", 0, 2, true)
+		require.NoError(t, im.op(id, []Buf{b(0, -1, 0)}))
+		za.Expect("ok", lineWait)
+		z.Expect("ok", lineWait)
+		assert.Equal(t, za.Pid(), sempid(0), "the array completes after the single zero waiter")
+		assert.Equal(t, za.Pid(), sempid(1))
+	})
 }
