@@ -17,7 +17,7 @@ import (
 //	offset             size            field
 //	------------------ --------------- ----------------------------------------
 //	0                  8               otime    set-wide last semop time (max)
-//	8                  8               ticket   FIFO counter for waiters
+//	8                  8               ticket   last ticket given to a waiter (queue.go)
 //	16                 8               nwait    waiters queued (hint; repair recounts)
 //	24                 8               jcommit  journal: 0 idle, else a committed txn
 //	32                 8               jarg     journal argument (kind-specific)
@@ -285,7 +285,7 @@ func (v *view) slotsInUse() []shm.WaiterSlot {
 //
 //	State   0 free, stWaiting queued, stDone completed by a waker
 //	PID     owner pid, Start its start time
-//	Arg[0]  ticket (FIFO order)
+//	Arg[0]  ticket: its place in its wait list (queue.go)
 //	Arg[1]  op array: arena offset (bits 0..31) | count (32..47) | undo record+1 (48..63)
 //	Arg[2]  outcome: errno, 0 for success (written before State = stDone)
 //	Arg[3]  index in the array of the op it blocks on (GETNCNT/GETZCNT)

@@ -65,6 +65,8 @@ func (sc *scratch) init(nsems, slots int) {
 	sc.adjMark = make([]uint64, words)
 	sc.ref = make([]uint64, words)
 	sc.wq = make([]qent, 0, slots)
+	sc.nums = make([]uint16, 0, slots)
+	sc.zeroNums = make([]uint16, 0, SEMOPM)
 	sc.ops = make([]Buf, 0, SEMOPM)
 	sc.wake = make([]int32, 0, 8)
 	sc.queued = -1
