@@ -67,19 +67,20 @@
 //     transactions. A three-op array costs 5 (~45 ns here; ~70 ns in all).
 //   - A single post (op > 0, no SEM_UNDO) on a semaphore that waiters name
 //     goes from the gate straight to the lock, and when those waiters are
-//     all single ops without SEM_UNDO completes them itself (op.go: post):
-//     one scan of the waiter table, the word frozen, the post stored in
-//     it (one word: its own commit point), each waiter that can now
-//     proceed completed, in FIFO passes, as a journaled transaction of the
-//     general format, the word released and the completed woken. This is
-//     what wakes a sleeping partner, so it is kept short.
+//     all single ops without SEM_UNDO (and no array waits anywhere)
+//     completes them itself (op.go: post): one scan of the waiter table,
+//     the word frozen, the post stored in it (one word: its own commit
+//     point), the decrements that can now proceed completed in queue
+//     order, then, at 0, the zero waiters, each as a journaled transaction
+//     of the general format, the word released and the completed woken.
+//     This is what wakes a sleeping partner, so it is kept short.
 //   - Everything else (arrays with SEM_UNDO, operations that must block or
 //     wake a waiter, SETVAL, SETALL, GETALL, GETNCNT/GETZCNT) runs under
 //     the segment's robust lock as a journaled transaction (txn.go): the
 //     words it touches are frozen, the array is evaluated as the kernel's
-//     perform_atomic_semop does, committed, applied, and then the waiter
-//     queue is scanned as the kernel's update_queue does, the waker
-//     applying each waiter's whole array (including its SEM_UNDO
+//     perform_atomic_semop does, committed, applied, and then the wait
+//     queues are scanned as the kernel's do_smart_update does (queue.go),
+//     the waker applying each waiter's whole array (including its SEM_UNDO
 //     bookkeeping) and handing it its result.
 //
 // Words that only the lock holder may write at that moment (the journal,
