@@ -572,11 +572,11 @@ const postMax = 8
 // after each completion that leaves the semaphore at 0, its zero list. So,
 // under the lock:
 //
-//  1. scan the waiter table once (as collectWaiters does, lowering
-//     slotsHi): the single-op waiters on the semaphore, by ticket, are the
-//     candidates; a complex waiter anywhere (the queues are merged), a
-//     SEM_UNDO candidate, more than postMax, a removed set, anything
-//     unusual: the general path, from the lock on (opLocked);
+//  1. scan the waiter table once (waiting, which lowers slotsHi): the
+//     single-op waiters on the semaphore, by ticket, are the candidates;
+//     a complex waiter anywhere (the queues are merged), a SEM_UNDO
+//     candidate, more than postMax, a removed set, anything unusual: the
+//     general path, from the lock on (opLocked);
 //  2. freeze the word and store the post's new value in it, still frozen:
 //     one word, so that store is the post's commit point (a death before
 //     it leaves the old value, which repair unfreezes; after it, the new);
@@ -600,20 +600,9 @@ func (s *Array) post(ops []Buf) error {
 		tick [postMax]uint64
 		op   [postMax]int16
 		n    int
-		hi   int
 	)
-	slots := v.slotsInUse()
-	for idx := range slots {
-		slot := &slots[idx]
-		switch slot.State.Load() {
-		case 0:
-			continue
-		case stWaiting:
-		default:
-			hi = idx + 1
-			continue
-		}
-		hi = idx + 1
+	for _, idx := range s.waiting() {
+		slot := &v.slots[idx]
 		off, m, _ := unpackSlotOps(slot.Arg[argOps].Load())
 		if m != 1 || off < 0 || off >= len(v.arena) {
 			return s.opLocked(context.Background(), ops, time.Time{})
@@ -630,11 +619,8 @@ func (s *Array) post(ops []Buf) error {
 		for ; j > 0 && tick[j-1] > t; j-- {
 			cand[j], tick[j], op[j] = cand[j-1], tick[j-1], op[j-1]
 		}
-		cand[j], tick[j], op[j] = int32(idx), t, e.Op
+		cand[j], tick[j], op[j] = idx, t, e.Op
 		n++
-	}
-	if hi < len(slots) {
-		putWord(&v.hdr.slotsHi, uint64(hi))
 	}
 	s.freeze(i)
 	val := int(sc.work[i]&valueMask) + int(ops[0].Op)

@@ -1,6 +1,7 @@
 package sem
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/usysv/usysv/kernel"
@@ -105,45 +106,21 @@ func waiterKind(ops []Buf) uint8 {
 	return kZeroN
 }
 
-// collectWaiters fills sc.wq with the queued waiters in ticket order, and
-// lowers slotsHi to just past the last slot in use. A waiter whose array
-// cannot be read back (a corrupted segment) is failed with EINVAL.
+// collectWaiters fills sc.wq with the queued waiters in ticket order. A
+// waiter whose array cannot be read back (a corrupted segment) is failed
+// with EINVAL.
 func (s *Array) collectWaiters() {
 	sc := &s.sc
-	v := s.v
 	q := sc.wq[:0]
-	slots := v.slotsInUse()
-	hi := 0
-	for idx := range slots {
-		slot := &slots[idx]
-		switch slot.State.Load() {
-		case 0:
-			continue
-		case stWaiting:
-		default:
-			hi = idx + 1
-			continue
-		}
-		hi = idx + 1
-		ops, _, ok := s.waiterOps(slot)
+	for _, idx := range s.waiting() {
+		ops, _, ok := s.waiterOps(&s.v.slots[idx])
 		if !ok {
-			s.commit(nil, -1, idx, int(kernel.EINVAL), false)
+			s.commit(nil, -1, int(idx), int(kernel.EINVAL), false)
 			continue
 		}
-		q = append(q, qent{ticket: slot.Arg[argTicket].Load(), idx: int32(idx), num: ops[0].Num, kind: waiterKind(ops)})
+		q = append(q, qent{ticket: s.v.slots[idx].Arg[argTicket].Load(), idx: idx, num: ops[0].Num, kind: waiterKind(ops)})
 	}
-	if hi < len(slots) {
-		putWord(&v.hdr.slotsHi, uint64(hi))
-	}
-	slices.SortStableFunc(q, func(a, b qent) int {
-		switch {
-		case a.ticket < b.ticket:
-			return -1
-		case a.ticket > b.ticket:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(q, byTicket)
 	sc.wq = q
 	sc.merged = false
 	for i := range q {
@@ -151,6 +128,30 @@ func (s *Array) collectWaiters() {
 			sc.merged = true
 		}
 	}
+}
+
+func byTicket(a, b qent) int { return cmp.Compare(a.ticket, b.ticket) }
+
+// waiting lists the slots of the queued waiters, in slot order (in
+// sc.slotList), and lowers slotsHi to just past the last slot in use.
+func (s *Array) waiting() []int32 {
+	list := s.sc.slotList[:0]
+	slots := s.v.slotsInUse()
+	hi := 0
+	for idx := range slots {
+		switch slots[idx].State.Load() {
+		case 0:
+			continue
+		case stWaiting:
+			list = append(list, int32(idx))
+		}
+		hi = idx + 1
+	}
+	if hi < len(slots) {
+		putWord(&s.v.hdr.slotsHi, uint64(hi))
+	}
+	s.sc.slotList = list
+	return list
 }
 
 // smartUpdate is the kernel's do_smart_update after a change: ops is the
@@ -347,12 +348,8 @@ func (s *Array) value(i int) int {
 func (s *Array) rekeyForMerge() {
 	v := s.v
 	q := s.sc.wq[:0]
-	slots := v.slotsInUse()
-	for idx := range slots {
-		slot := &slots[idx]
-		if slot.State.Load() != stWaiting {
-			continue
-		}
+	for _, idx := range s.waiting() {
+		slot := &v.slots[idx]
 		ops, _, ok := s.waiterOps(slot)
 		if !ok {
 			continue
@@ -361,20 +358,14 @@ func (s *Array) rekeyForMerge() {
 		case kAlterN, kZeroN:
 			return // merged already
 		case kAlter1:
-			q = append(q, qent{ticket: slot.Arg[argTicket].Load(), idx: int32(idx), num: ops[0].Num})
+			q = append(q, qent{ticket: slot.Arg[argTicket].Load(), idx: idx, num: ops[0].Num})
 		}
 	}
 	slices.SortStableFunc(q, func(a, b qent) int {
 		if a.num != b.num {
-			return int(b.num) - int(a.num)
+			return cmp.Compare(b.num, a.num)
 		}
-		switch {
-		case a.ticket < b.ticket:
-			return -1
-		case a.ticket > b.ticket:
-			return 1
-		}
-		return 0
+		return byTicket(a, b)
 	})
 	// The tickets are taken first: a death halfway leaves some singles
 	// in merge order and some not, but no two waiters with one ticket.

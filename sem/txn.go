@@ -46,6 +46,7 @@ type scratch struct {
 	adjMark    []uint64
 	adjTouched []int32
 	ref        []uint64 // unfreeze: semaphores named by queued waiters
+	slotList   []int32  // queue.go: the queued waiters' slots
 	wq         []qent   // queue.go: the queued waiters, by ticket
 	merged     bool     // queue.go: a complex waiter is queued
 	nums       []uint16 // queue.go: semaphores with a waiter of theirs
@@ -64,6 +65,7 @@ func (sc *scratch) init(nsems, slots int) {
 	sc.adj = make([]int32, nsems)
 	sc.adjMark = make([]uint64, words)
 	sc.ref = make([]uint64, words)
+	sc.slotList = make([]int32, 0, slots)
 	sc.wq = make([]qent, 0, slots)
 	sc.nums = make([]uint16, 0, slots)
 	sc.zeroNums = make([]uint16, 0, SEMOPM)
