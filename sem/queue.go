@@ -190,7 +190,7 @@ func (s *Array) smartUpdate(ops []Buf) {
 	}
 }
 
-// onList reports whether e is on the alter list scanned for num (-1: the
+// onAlterList reports whether e is on the alter list scanned for num (-1: the
 // global list, which holds every altering waiter while the set is merged).
 func onAlterList(e *qent, num int) bool {
 	if e.gone {
