@@ -153,10 +153,12 @@
 // for each of UndoRecords (32) processes that may hold SEM_UNDO
 // adjustments at once, and a table of waiter slots: 64 bytes each,
 // 2 × nsems of them but at least 64 and at most 1024, sharing an arena of
-// max(500, 4 × slots) sembufs for their op arrays. About 150 bytes per
-// semaphore in all plus ~9 KiB; a 32000-semaphore set takes 4.5 MiB. More
-// blocked operations than slots (or arena) give ErrNoWaiterSlot, more
-// concurrent SEM_UNDO processes ErrNoUndoRecord; both match ENOSPC.
+// SEMOPM + 4 × slots sembufs for their op arrays (so an array of SEMOPM
+// ops can block while the other blocked arrays hold 4 ops each on
+// average). About 150 bytes per semaphore in all plus ~11 KiB; a
+// 32000-semaphore set takes 4.5 MiB. More blocked operations than slots
+// (or arena) give ErrNoWaiterSlot, more concurrent SEM_UNDO processes
+// ErrNoUndoRecord; both match ENOSPC.
 // sempid holds 22 bits (Linux pids are below 2^22).
 //
 // # Differences from Linux

@@ -28,7 +28,7 @@ import (
 //	128                8 × nsems       words    one state word per semaphore
 //	+                  8 × nsems       shadow   new word values of the open txn
 //	+                  8 × J           jadj     journal: new semadj values, J = min(SEMOPM, nsems)
-//	+                  8 × A           arena    op arrays of queued waiters, A = max(SEMOPM, 4 × waiters)
+//	+                  8 × A           arena    op arrays of queued waiters, A = SEMOPM + 4 × waiters
 //	+                  R × recSize     undo     R = UndoRecords records:
 //	                                              pid (8), start time (8),
 //	                                              semadj word × nsems (4 each, padded to 8)
@@ -107,12 +107,12 @@ const UndoRecords = 32
 
 // Waiter-table and arena sizing: the number of concurrently blocked
 // operations (goroutines, across all processes) a set accepts, and the
-// sembufs their arrays may hold in total. Beyond either, a blocking Op
-// returns ENOSPC.
+// sembufs their arrays may hold in total: SEMOPM + arenaPer per slot, so
+// that an array of any length can queue while the others hold arenaPer
+// sembufs each on average. Beyond either, a blocking Op returns ENOSPC.
 const (
 	minWaiters = 64
 	maxWaiters = 1024
-	arenaMin   = SEMOPM
 	arenaPer   = 4
 )
 
@@ -127,13 +127,7 @@ func waitersFor(nsems int) int {
 	return w
 }
 
-func arenaLen(waiters int) int {
-	a := arenaPer * waiters
-	if a < arenaMin {
-		a = arenaMin
-	}
-	return a
-}
+func arenaLen(waiters int) int { return SEMOPM + arenaPer*waiters }
 
 func journalLen(nsems int) int {
 	if nsems < SEMOPM {

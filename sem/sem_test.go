@@ -155,6 +155,26 @@ func TestArena(t *testing.T) {
 	assert.Zero(t, v)
 }
 
+// An array of SEMOPM ops can block while other waiters are queued, as on
+// Linux (fuzz FINDINGS F17: it got ENOSPC when the arena was SEMOPM).
+func TestFullArrayQueues(t *testing.T) {
+	s := newSet(t, 1)
+	done := make(chan error, 1)
+	go func() { done <- s.Op(context.Background(), b(0, -1, 0)) }()
+	testutil.Eventually(t, lineWait, "queued", func() bool {
+		n, _ := s.GetNcnt(0)
+		return n == 1
+	})
+	big := make([]Buf, SEMOPM)
+	for i := range big {
+		big[i] = b(0, -4, 0)
+	}
+	assert.ErrorIs(t, s.TimedOp(20*time.Millisecond, big...), kernel.EAGAIN)
+	require.NoError(t, s.check())
+	require.NoError(t, s.SetVal(0, 1))
+	require.NoError(t, <-done)
+}
+
 // More processes with SEM_UNDO than records: ENOSPC, until one dies.
 func TestUndoRecordLimit(t *testing.T) {
 	s := newSet(t, 1)
@@ -284,9 +304,9 @@ func TestLayoutGolden(t *testing.T) {
 		waiters uint32
 		body    uint64
 	}{
-		{1, 64, 128 + 16 + 8 + 4000 + 32*24},
-		{3, 64, 128 + 48 + 24 + 4000 + 32*32},
-		{1000, 1024, 128 + 16000 + 4000 + 8*4096 + 32*4016},
+		{1, 64, 128 + 16 + 8 + 8*(500+4*64) + 32*24},
+		{3, 64, 128 + 48 + 24 + 8*(500+4*64) + 32*32},
+		{1000, 1024, 128 + 16000 + 4000 + 8*(500+4*1024) + 32*4016},
 	} {
 		p := layoutFor(c.nsems)
 		assert.Equal(t, c.waiters, p.Waiters, c.nsems)
