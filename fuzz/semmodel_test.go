@@ -20,6 +20,7 @@ type semModel struct {
 	vals    []int
 	pids    []int
 	adj     []int // this process's semadj
+	adjGone bool  // adj no longer followed (waiters; syncValues)
 	perm    kernel.IpcPerm
 	otime   bool // a semop has succeeded
 	removed bool
@@ -68,6 +69,12 @@ func (m *semModel) syncValues(t *testing.T, k *semKernel) {
 	for i, v := range vals {
 		m.vals[i] = int(v)
 	}
+	// The model is not stepped while waiters exist, so its semadj goes
+	// stale (SETVAL clears it, semops change it): eval then skips the
+	// semadj range check. That can only turn an ERANGE into a predicted
+	// sleep, and a call predicted to sleep is issued with a zero timeout,
+	// which answers ERANGE just the same.
+	m.adjGone = true
 }
 
 // sleeps reports whether ops, issued without a timeout, would put the
@@ -112,7 +119,7 @@ func (m *semModel) eval(ops []sem.Buf, nowait bool) (res int, vals, adj []int) {
 		if cur+int(o.Op) > sem.SEMVMX {
 			return evalRange, nil, nil
 		}
-		if o.Flg&sem.SEM_UNDO != 0 {
+		if o.Flg&sem.SEM_UNDO != 0 && !m.adjGone {
 			u := adj[o.Num] - int(o.Op)
 			if u < -sem.SEMAEM-1 || u > sem.SEMAEM {
 				return evalRange, nil, nil
