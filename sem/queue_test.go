@@ -89,7 +89,9 @@ func runQueue(t *testing.T, im impl, nsems int, steps []qstep) []string {
 				results <- done{k, err}
 			}(st.wait)
 			for deadline := time.Now().Add(10 * time.Second); ; {
-				if queued() == before+1 {
+				// (Twice: the sum is read a call at a time, and the new
+				// call may move a waiter from GETNCNT to GETZCNT meanwhile.)
+				if queued() == before+1 && queued() == before+1 {
 					break
 				}
 				select {
