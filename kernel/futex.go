@@ -64,3 +64,39 @@ func FutexWake(addr *atomic.Uint32, n int) (int, error) {
 	}
 	return int(r), nil
 }
+
+// Robust futex list (set_robust_list(2), include/uapi/linux/futex.h):
+// when a thread that registered a list exits, by any means, the kernel
+// walks the list and, in every listed 32-bit word whose low bits hold the
+// thread's id, replaces the id with FutexOwnerDied. It does so early in
+// the exit, before the process can be seen to have died (wait, pidfd,
+// /proc): shm.Life is built on it.
+const (
+	FutexOwnerDied = 0x40000000 // FUTEX_OWNER_DIED
+	FutexTIDMask   = 0x3fffffff // FUTEX_TID_MASK
+)
+
+// RobustListHead is the kernel's struct robust_list_head. Next is the
+// address of the first entry (an entry is a pointer-sized word holding the
+// address of the next one; the last points back at the head);
+// FutexOffset is the distance from an entry to its futex word; Pending is
+// an entry being added or removed, also marked if the thread dies then.
+type RobustListHead struct {
+	Next        uintptr
+	FutexOffset int
+	Pending     uintptr
+}
+
+// SetRobustList registers head as the calling thread's robust list.
+// Only the calling OS thread is affected: the caller must be locked to it
+// (runtime.LockOSThread), and head must stay where it is.
+func SetRobustList(head *RobustListHead) error {
+	_, _, e := unix.Syscall(unix.SYS_SET_ROBUST_LIST, uintptr(unsafe.Pointer(head)), unsafe.Sizeof(*head), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// Gettid is the calling thread's id.
+func Gettid() int { return unix.Gettid() }

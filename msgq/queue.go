@@ -505,8 +505,8 @@ func (q *Queue) pipeline(mtype int64, data []byte, pre uint32, seq uint64, now i
 		var bestTicket uint64
 		for i := range v.slots {
 			s := &v.slots[i]
-			if s.State.Load() != slotRecv {
-				continue
+			if s.State.Load() != slotRecv || s.Life.Dead() {
+				continue // (a dead receiver: Linux drops it as it exits)
 			}
 			if !matches(mtype, int(s.Arg[argMode].Load()&0xff), int64(s.Arg[argType].Load())) {
 				continue
@@ -667,24 +667,34 @@ func (q *Queue) finishTake(out *outside, m *Msg) error {
 	} else {
 		v.freeHeld(s)
 	}
-	s.State.Store(slotFree)
+	freeOwn(s)
 	crashPoint(stepRecvFreed)
 	q.unlock(&wl)
 	return err
 }
 
 // freeSlot returns a free waiter slot, made this process's (its state is
-// still free: the caller sets it), or nil. The lock is held.
+// still free: the caller sets it, or gives it back with freeOwn), or nil.
+// The lock is held.
 func (q *Queue) freeSlot() *shm.WaiterSlot {
 	for i := range q.v.slots {
 		s := &q.v.slots[i]
 		if s.State.Load() == slotFree {
 			s.PID.Store(q.pid)
 			s.Start.Store(q.start)
+			s.Life.Hold()
 			return s
 		}
 	}
 	return nil
+}
+
+// freeOwn frees a waiter slot this process holds (lock held). Every slot
+// a live process frees goes through here: its Life is released first, as
+// shm.Life requires (the repair frees dead processes' slots directly).
+func freeOwn(s *shm.WaiterSlot) {
+	s.Life.Release()
+	s.State.Store(slotFree)
 }
 
 // enqueueBig is enqueue for a message of bigCopy bytes or more: its text
@@ -706,6 +716,7 @@ func (q *Queue) enqueueBig(mtype int64, data []byte, w *wakeList) (bool, error) 
 	k := uint32(chainBlocks(uint64(len(data))))
 	b, err := v.alloc(k)
 	if err != nil {
+		s.Life.Release() // (the slot is still free)
 		return false, err
 	}
 	h := v.hdr(b)
@@ -731,7 +742,7 @@ func (q *Queue) enqueueBig(mtype int64, data []byte, w *wakeList) (bool, error) 
 	}
 	if err != nil || !v.fits(len(data), q.qbytes()) {
 		v.freeHeld(s)
-		s.State.Store(slotFree)
+		freeOwn(s)
 		return false, err
 	}
 	c := v.ctl
@@ -747,17 +758,17 @@ func (q *Queue) enqueueBig(mtype int64, data []byte, w *wakeList) (bool, error) 
 			if err != nil {
 				v.freeHeld(s)
 			}
-			s.State.Store(slotFree)
+			freeOwn(s)
 			return done, err
 		}
 	}
 	if err := v.link(b); err != nil {
 		v.freeHeld(s)
-		s.State.Store(slotFree)
+		freeOwn(s)
 		return false, err
 	}
 	crashPoint(stepSendLinked)
-	s.State.Store(slotFree)
+	freeOwn(s)
 	c.qnum++
 	c.cbytes += uint64(len(data))
 	w.sent = true
@@ -842,6 +853,7 @@ func (q *Queue) claim(w *waiter, state uint32, typ, mode uint64) {
 		s.Arg[argType].Store(typ)
 		s.Arg[argMode].Store(mode)
 		s.Arg[argBlock].Store(0)
+		s.Life.Hold() // (released by release)
 		s.State.Store(state)
 		if state == slotRecv {
 			c.recvWait++
@@ -873,7 +885,7 @@ func (q *Queue) release(w *waiter) {
 				q.v.rc.sendWake.Add(^uint32(0))
 			}
 		}
-		s.State.Store(slotFree)
+		freeOwn(s)
 		w.slot = nil
 	}
 	w.ovf = false

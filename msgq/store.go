@@ -513,7 +513,7 @@ func (v *view) repair(full bool) {
 		if st == slotFree {
 			continue
 		}
-		if !kernel.ProcessAlive(int(s.PID.Load()), s.Start.Load()) {
+		if s.Life.Dead() || !kernel.ProcessAlive(int(s.PID.Load()), s.Start.Load()) {
 			if (st == slotWriting || st == slotTaken) && !full {
 				// Not yet sent, or received already: its blocks are free.
 				v.freeHeld(s)
@@ -662,7 +662,7 @@ func (v *view) rebuild() {
 		s := &v.slots[i]
 		if st := s.State.Load(); st == slotWriting || st == slotTaken {
 			b := s.Arg[argBlock].Load()
-			if !kernel.ProcessAlive(int(s.PID.Load()), s.Start.Load()) || b > uint64(v.nblocks) || !claim(uint32(b)) {
+			if s.Life.Dead() || !kernel.ProcessAlive(int(s.PID.Load()), s.Start.Load()) || b > uint64(v.nblocks) || !claim(uint32(b)) {
 				s.State.Store(slotFree)
 			}
 		}

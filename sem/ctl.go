@@ -77,7 +77,7 @@ func (s *Array) count(num int, zero bool) (int, error) {
 	slots := s.v.slotsInUse()
 	for idx := range slots {
 		slot := &slots[idx]
-		if slot.State.Load() != stWaiting {
+		if slot.State.Load() != stWaiting || slot.Life.Dead() {
 			continue
 		}
 		ops, _, ok := s.waiterOps(slot)

@@ -802,6 +802,7 @@ const repairPoll = 10 * time.Millisecond
 func (s *Array) finish(idx int) error {
 	slot := &s.v.slots[idx]
 	e := slot.Arg[argResult].Load()
+	slot.Life.Release()
 	put32(&slot.State, 0) // the slot is ours to free: no one else writes it now
 	if e != 0 {
 		return kernel.Errno(e)
@@ -813,6 +814,7 @@ func (s *Array) finish(idx int) error {
 // the meantime (then its outcome stands: the ops were applied).
 func (s *Array) abandon(idx int, err error) error {
 	slot := &s.v.slots[idx]
+	slot.Life.Release() // before anything may free the slot
 	if slot.State.Load() == stDone {
 		return s.finish(idx)
 	}

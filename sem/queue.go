@@ -134,6 +134,8 @@ func byTicket(a, b qent) int { return cmp.Compare(a.ticket, b.ticket) }
 
 // waiting lists the slots of the queued waiters, in slot order (in
 // sc.slotList), and lowers slotsHi to just past the last slot in use.
+// A waiter whose process has died is not listed (shm.Life: Linux drops it
+// in the exit itself); its slot stays queued until the repair frees it.
 func (s *Array) waiting() []int32 {
 	list := s.sc.slotList[:0]
 	slots := s.v.slotsInUse()
@@ -143,7 +145,9 @@ func (s *Array) waiting() []int32 {
 		case 0:
 			continue
 		case stWaiting:
-			list = append(list, int32(idx))
+			if !slots[idx].Life.Dead() {
+				list = append(list, int32(idx))
+			}
 		}
 		hi = idx + 1
 	}

@@ -752,6 +752,7 @@ func (s *Array) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
 		sleep = 1
 	}
 	putWord(&slot.Arg[argSleep], sleep) // (the owner's, outside the lock, from now on)
+	slot.Life.Hold()                    // (released by finish or abandon)
 	put32(&slot.State, stWaiting)       // (wakers look under the lock)
 	s.sc.queued = int32(idx)
 	putWord(&v.hdr.nwait, v.hdr.nwait.Load()+1)
@@ -963,7 +964,7 @@ func (s *Array) repairLocked(full bool) {
 		if st == 0 {
 			continue
 		}
-		if !s.alive(int(slot.PID.Load()), slot.Start.Load()) {
+		if slot.Life.Dead() || !s.alive(int(slot.PID.Load()), slot.Start.Load()) {
 			if st == stWaiting {
 				s.dequeue(idx)
 			} else {

@@ -11,7 +11,7 @@ import (
 	"github.com/usysv/usysv/shm"
 )
 
-// accessSegment is an in-memory segment of 448 bytes: header, 2 waiter
+// accessSegment is an in-memory segment of 576 bytes: header, 2 waiter
 // slots, a 64-byte body.
 func accessSegment(t *testing.T) *shm.Segment {
 	t.Helper()
@@ -19,7 +19,7 @@ func accessSegment(t *testing.T) *shm.Segment {
 	p.Waiters = 2
 	s, err := shm.FromBytes(formatted(t, p))
 	require.NoError(t, err)
-	require.Equal(t, 448, s.Len())
+	require.Equal(t, 576, s.Len())
 	return s
 }
 
@@ -81,7 +81,7 @@ func TestAtOutOfBounds(t *testing.T) {
 		require.ErrorIs(t, err, shm.ErrBounds, "At[uint64](%d)", off)
 		require.ErrorIs(t, err, shm.ErrCorrupt, "bounds errors are corruption")
 	}
-	_, err := shm.At[[512]byte](s, 0)
+	_, err := shm.At[[1024]byte](s, 0)
 	require.ErrorIs(t, err, shm.ErrBounds, "a type bigger than the segment")
 	_, err = shm.At[uint8](s, size)
 	require.ErrorIs(t, err, shm.ErrBounds)

@@ -43,9 +43,9 @@ import (
 // cache lines, away from the immutable part and from the lock.
 const (
 	Magic         = 0x31767375 // "usv1"
-	LayoutVersion = 1
+	LayoutVersion = 2
 	HeaderSize    = 256
-	WaiterSize    = 64
+	WaiterSize    = 128
 
 	offMagic     = 0
 	offVersion   = 4
@@ -95,6 +95,11 @@ type header struct {
 // operation sleeps on Futex. The common part is generic so that the registry
 // can wake every waiter (on IPC_RMID, or after a client died) without
 // knowing the kind; Arg holds kind-specific parameters.
+//
+// Life tells others at once when the holder has died (life.go): the holder
+// takes it (Hold) before it publishes the slot in State and gives it back
+// (Release) before it frees the slot. The second cache line is Life's and
+// spare.
 type WaiterSlot struct {
 	Futex atomic.Uint32 // wakers add 1, then FUTEX_WAKE
 	State atomic.Uint32 // 0: free; kinds define the rest
@@ -102,6 +107,8 @@ type WaiterSlot struct {
 	_     uint32
 	Start atomic.Uint64 // start time of PID (kernel.ProcessStartTime)
 	Arg   [5]atomic.Uint64
+	Life  Life
+	_     [WaiterSize - 64 - lifeSize]byte
 }
 
 // Compile-time checks that the Go structs match the table above.

@@ -82,6 +82,10 @@ func shmHelper([]string) int {
 				err = kernel.FutexWait(&w.Futex, 0, time.Time{})
 			}
 			w.State.Store(0)
+		case "hold": // hold slot: this process holds the waiter slot's Life
+			seg.Waiters()[n(1)].Life.Hold()
+		case "release": // release slot
+			seg.Waiters()[n(1)].Life.Release()
 		case "get": // get key size flags
 			var id int
 			id, err = shm.Get(n(1), n(2), n(3))

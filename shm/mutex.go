@@ -248,11 +248,13 @@ func (m *Mutex) Enter() uint64 {
 func (m *Mutex) Open(t uint64) bool { return m.section.Load() == t }
 
 // Abandon marks waiter slot w, held by the calling process, as if this
-// process had died holding it: its start time becomes one that is not
-// this process's, so that the next repair frees it (or does what its kind
-// does with a dead process's slot), as after a kill -9. The kinds' guards
-// use it for the slots a call held when a panic cut its section short.
+// process had died holding it: its Life is marked dead and its start time
+// becomes one that is not this process's, so that wakers skip it and the
+// next repair frees it (or does what its kind does with a dead process's
+// slot), as after a kill -9. The kinds' guards use it for the slots a call
+// held when a panic cut its section short.
 func (w *WaiterSlot) Abandon() {
+	w.Life.Abandon()
 	w.Start.Store(w.Start.Load() ^ abandonFlip)
 }
 

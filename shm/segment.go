@@ -232,7 +232,11 @@ func Map(id int, k Kind, ns uint64) (*Segment, error) {
 // Close unmaps the segment. It is idempotent. Slices and pointers obtained
 // from the segment must not be used afterwards.
 func (s *Segment) Close() error {
-	if !s.closed.CompareAndSwap(false, true) || !s.detach {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	forgetLives(s.mem)
+	if !s.detach {
 		return nil
 	}
 	return kernel.Shmdt(s.mem)

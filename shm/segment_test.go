@@ -37,9 +37,9 @@ func TestHeaderGolden(t *testing.T) {
 	assert.Equal(t, want, shm.HeaderOffsets)
 	assert.Equal(t, uint32(0x31767375), uint32(shm.Magic))
 	assert.Equal(t, "usv1", string(le.AppendUint32(nil, shm.Magic)))
-	assert.Equal(t, 1, shm.LayoutVersion)
+	assert.Equal(t, 2, shm.LayoutVersion)
 	assert.Equal(t, 256, shm.HeaderSize)
-	assert.Equal(t, 64, shm.WaiterSize)
+	assert.Equal(t, 128, shm.WaiterSize)
 
 	p := shm.Params{
 		Kind: shm.KindMsg, Namespace: 0x0102030405060708, Key: -2, Count: 0x11,
@@ -50,10 +50,10 @@ func TestHeaderGolden(t *testing.T) {
 
 	exp := make([]byte, p.Size())
 	le.PutUint32(exp[0:], 0x31767375)
-	le.PutUint32(exp[4:], 1)
+	le.PutUint32(exp[4:], 2)
 	le.PutUint32(exp[8:], 2)
 	le.PutUint32(exp[12:], 256)
-	le.PutUint64(exp[16:], 256+2*64+0x40)
+	le.PutUint64(exp[16:], 256+2*128+0x40)
 	le.PutUint64(exp[24:], 0x0102030405060708)
 	le.PutUint32(exp[32:], 0xfffffffe)
 	le.PutUint32(exp[36:], 0x11)
@@ -101,7 +101,7 @@ func TestHeaderGolden(t *testing.T) {
 	w[1].PID.Store(0x33)
 	w[1].Start.Store(0x44)
 	w[1].Arg[4].Store(0x55)
-	slot := 256 + 64
+	slot := 256 + 128
 	assert.Equal(t, uint32(0x11), le.Uint32(mem[slot:]))
 	assert.Equal(t, uint32(0x22), le.Uint32(mem[slot+4:]))
 	assert.Equal(t, uint32(0x33), le.Uint32(mem[slot+8:]))
@@ -171,7 +171,7 @@ func TestFromBytesRejects(t *testing.T) {
 		isForeign(t, err)
 	})
 	t.Run("version", func(t *testing.T) {
-		for _, v := range []uint32{0, 2, 0xffffffff} {
+		for _, v := range []uint32{0, 1, 3, 0xffffffff} {
 			mem := fresh()
 			le.PutUint32(mem[4:], v)
 			reseal(mem)

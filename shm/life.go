@@ -1,0 +1,162 @@
+package shm
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/usysv/usysv/kernel"
+)
+
+// Life is a word in a segment that says, from the instant its holder dies,
+// that it has died: no registry round trip, no system call to look.
+//
+// Linux applies a dead process's SEM_UNDO and drops its queued semop and
+// msgrcv calls inside the exit itself, before anyone can see that the
+// process has died (wait, a pidfd, /proc). The registry learns of a death
+// only after that, so a process that reaps a child and then posts a
+// semaphore or sends a message could hand it to the dead child's waiter
+// slot, where it is lost until the repair: Linux would keep it for the
+// living. A waker that finds its waiter's Life dead skips that waiter.
+//
+// How: the kernel's robust futex list (set_robust_list(2)). Each process
+// has one sentinel thread, which registers a list and then blocks for the
+// life of the process. Hold writes the sentinel's thread id into the word
+// and links the Life into that list; when the process dies (or execs) the
+// kernel, still inside the exit, replaces the id with FUTEX_OWNER_DIED in
+// every listed word that holds it. Release unlinks it. The list's links
+// are in the segments, next to the words (the kernel needs a fixed
+// distance between a link and its word), and hold this process's
+// addresses; the process keeps its own copy of the list and never reads
+// the links back, so a process that rewrites them in a segment can only
+// misdirect the kernel's walk of the list at its owner's death (which then
+// sets FUTEX_OWNER_DIED in, at worst, another word that holds the owner's
+// sentinel id).
+//
+// A Life is held by one process at a time, and must not be reused by
+// another process before its holder Releases it (or has died): the link
+// would then belong to two lists. Without robust lists (the system call
+// failing) Hold only clears the word, and a death is known when the
+// registry reports it, as before.
+type Life struct {
+	word atomic.Uint32 // the holder's sentinel thread id, or FUTEX_OWNER_DIED
+	_    uint32
+	link atomic.Uint64 // robust_list entry: the holder's next entry (its address)
+}
+
+const (
+	lifeSize = int(unsafe.Sizeof(Life{}))
+	// lifeOffset is the robust list's futex_offset: from link to word.
+	lifeOffset = int(unsafe.Offsetof(Life{}.word)) - int(unsafe.Offsetof(Life{}.link))
+)
+
+// Dead reports whether the process that held l has died (or exec'd)
+// while it held it.
+func (l *Life) Dead() bool { return l.word.Load()&kernel.FutexOwnerDied != 0 }
+
+// Hold makes l this process's: from now until Release, l is Dead once the
+// process dies. Call it before the slot that holds l is published to
+// others. It is idempotent.
+func (l *Life) Hold() {
+	lives.start.Do(startSentinel)
+	lives.mu.Lock()
+	defer lives.mu.Unlock()
+	l.word.Store(lives.tid) // also clears an earlier holder's mark
+	if lives.tid == 0 || slices.Contains(lives.held, l) {
+		return
+	}
+	h := &lives.head
+	e := l.entry()
+	atomic.StoreUintptr(&h.Pending, e) // (a death from here on marks l)
+	l.link.Store(uint64(atomic.LoadUintptr(&h.Next)))
+	atomic.StoreUintptr(&h.Next, e)
+	atomic.StoreUintptr(&h.Pending, 0)
+	lives.held = slices.Insert(lives.held, 0, l)
+}
+
+// Release ends Hold: l no longer follows this process. Call it before the
+// slot that holds l may be freed. Releasing a Life not held does nothing.
+func (l *Life) Release() {
+	lives.mu.Lock()
+	defer lives.mu.Unlock()
+	if i := slices.Index(lives.held, l); i >= 0 {
+		unlinkLocked(i)
+	}
+}
+
+// Abandon gives l up as if its holder had died: it is released and then
+// marked Dead. The kinds' panic guards use it with WaiterSlot.Abandon.
+func (l *Life) Abandon() {
+	l.Release()
+	l.word.Store(kernel.FutexOwnerDied)
+}
+
+func (l *Life) entry() uintptr { return uintptr(unsafe.Pointer(&l.link)) }
+
+// lives is this process's robust list: the kernel's head, registered by
+// the sentinel thread, and the Lives it links, in list order.
+var lives struct {
+	start sync.Once
+	tid   uint32 // the sentinel thread's id; 0 without robust lists
+	mu    sync.Mutex
+	head  kernel.RobustListHead
+	held  []*Life
+}
+
+// unlinkLocked takes lives.held[i] out of the list (lives.mu held).
+func unlinkLocked(i int) {
+	h := &lives.head
+	next := uintptr(unsafe.Pointer(h))
+	if i+1 < len(lives.held) {
+		next = lives.held[i+1].entry()
+	}
+	if i == 0 {
+		atomic.StoreUintptr(&h.Next, next)
+	} else {
+		lives.held[i-1].link.Store(uint64(next))
+	}
+	lives.held = slices.Delete(lives.held, i, i+1)
+}
+
+// forgetLives unlinks every Life held in mem, which is about to be
+// unmapped: the kernel must never walk into memory that is gone, or that
+// something else has been mapped over since.
+func forgetLives(mem []byte) {
+	if len(mem) == 0 {
+		return
+	}
+	lo := uintptr(unsafe.Pointer(&mem[0]))
+	hi := lo + uintptr(len(mem))
+	lives.mu.Lock()
+	defer lives.mu.Unlock()
+	for i := 0; i < len(lives.held); {
+		if e := lives.held[i].entry(); lo <= e && e < hi {
+			unlinkLocked(i)
+			continue
+		}
+		i++
+	}
+}
+
+// startSentinel starts the thread whose death marks this process's Lives.
+// It stays locked to its goroutine, which never returns, so the thread
+// lives as long as the process.
+func startSentinel() {
+	ready := make(chan uint32)
+	go func() {
+		runtime.LockOSThread()
+		h := &lives.head
+		h.Next = uintptr(unsafe.Pointer(h))
+		h.FutexOffset = lifeOffset
+		if err := kernel.SetRobustList(h); err != nil {
+			ready <- 0
+			runtime.UnlockOSThread()
+			return
+		}
+		ready <- uint32(kernel.Gettid())
+		select {}
+	}()
+	lives.tid = <-ready
+}
