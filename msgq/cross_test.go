@@ -118,6 +118,37 @@ func TestBlockedSenderResumes(t *testing.T) {
 	})
 }
 
+// A receiver whose death can be seen (here: it has been reaped) is gone,
+// as on Linux, where the exit itself drops it: messages sent after stay
+// queued for the living, in order. Several rounds: before shm.Life, usysv
+// could hand the first to the dead receiver, and it came back only when
+// the registry's repair requeued it.
+func TestReapedReceiver(t *testing.T) {
+	forEach(t, func(t *testing.T, im impl) {
+		id := im.create(t, 0o600)
+		for round := 0; round < 16; round++ {
+			typ := []int{0, -2}[round%2] // any type, or the lowest up to 2
+			p := testutil.Start(t, "ipc", nil)
+			p.Send("rcv %s %d 64 %d 0", im.name, id, typ)
+			waitBlocked(t, im, id, p)
+			p.Kill()
+			require.NoError(t, im.send(id, 2, []byte("a"), 0))
+			require.NoError(t, im.send(id, 1, []byte("b"), 0))
+			var got []string
+			for {
+				buf := make([]byte, 64)
+				n, _, err := im.recv(id, buf, 0, IPC_NOWAIT)
+				if err != nil {
+					require.ErrorIs(t, err, kernel.ENOMSG)
+					break
+				}
+				got = append(got, string(buf[:n]))
+			}
+			require.Equal(t, []string{"a", "b"}, got, "round %d: what the reaped receiver left", round)
+		}
+	})
+}
+
 // A4.5, A5.8, A6.8: removal wakes every blocked sender and receiver with
 // EIDRM.
 func TestRemoveWakesWithEIDRM(t *testing.T) {

@@ -34,9 +34,10 @@ func (s *Array) check() error {
 			bad("semaphore %d has an unfinished SEM_UNDO op", i)
 		}
 	}
-	// Waiters: well-formed, disjoint arena ranges, counted, their
-	// semaphores marked WAITED, and none that could proceed (a lost wake-up)
-	// or fail where Linux would have looked at it.
+	// Waiters: well-formed, disjoint arena ranges, counted, and those of
+	// live processes with their semaphores marked WAITED, and none that
+	// could proceed (a lost wake-up) or fail where Linux would have looked
+	// at it.
 	n := uint64(0)
 	type span struct{ off, n int }
 	var spans []span
@@ -68,6 +69,9 @@ func (s *Array) check() error {
 			}
 		}
 		spans = append(spans, span{off, cnt})
+		if slot.Life.Dead() {
+			continue // gone, as on Linux: only its slot waits for the repair
+		}
 		for _, b := range ops {
 			if v.words[b.Num].Load()&flagWaited == 0 {
 				bad("semaphore %d named by waiter %d is not marked WAITED", b.Num, idx)

@@ -313,6 +313,41 @@ func TestKilledWaiter(t *testing.T) {
 	})
 }
 
+// A waiter whose death can be seen (here: it has been reaped) is gone, as
+// on Linux, where the exit itself drops it: it is not counted, and a post
+// made after is not handed to it. (TestKilledWaiter waits for the count
+// to drop instead.) Several rounds: before shm.Life, usysv completed the
+// dead waiter with the post about half the time, and the unit was lost.
+func TestReapedWaiter(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		for round := 0; round < 12; round++ {
+			require.NoError(t, im.setVal(id, 1, 1))
+			dec, zero := client(t, im, id), client(t, im, id)
+			dec.Send("op 0:-1")
+			zero.Send("op 1:0")
+			waitCount(t, im, id, 0, 1, false)
+			waitCount(t, im, id, 1, 1, true)
+			killBoth(dec, zero)
+			n, err := im.getNcnt(id, 0)
+			require.NoError(t, err)
+			z, err := im.getZcnt(id, 1)
+			require.NoError(t, err)
+			require.Equal(t, [2]int{0, 0}, [2]int{n, z}, "round %d: GETNCNT, GETZCNT after the waiters were reaped", round)
+			require.NoError(t, im.op(id, []Buf{b(0, 1, 0), b(1, -1, 0)}))
+			require.NoError(t, im.op(id, []Buf{b(0, -1, IPC_NOWAIT)}), "round %d: the post went to the dead waiter", round)
+		}
+	})
+}
+
+// killBoth kills two helpers at once and reaps them.
+func killBoth(p, q *testutil.Proc) {
+	_ = kernel.Kill(p.Pid(), kernel.SIGKILL)
+	_ = kernel.Kill(q.Pid(), kernel.SIGKILL)
+	p.Wait(lineWait)
+	q.Wait(lineWait)
+}
+
 var stressProcs, stressIters = envInt("STRESS_PROCS", 4), envInt("STRESS_ITERS", 3000)
 
 func envInt(k string, d int) int {
