@@ -19,6 +19,7 @@ func (s *Array) live() error {
 	if s.deadGen.Load() != s.seenGen.Load() {
 		s.tryRepair(false)
 	}
+	s.settle()
 	return nil
 }
 

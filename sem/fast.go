@@ -103,7 +103,7 @@ func (s *Array) quick(b Buf) (fastResult, error) {
 	if num >= len(words) {
 		return fastSlow, nil
 	}
-	if !s.open(gateFor(b)) {
+	if !s.open(gateFor(b)) || s.undoerDied() {
 		return fastSlow, nil
 	}
 	w := &words[num]
@@ -215,7 +215,7 @@ func (s *Array) lean(ops []Buf) (bool, error) {
 			need = gateAlter
 		}
 	}
-	if !s.open(need) || !s.mu.TryLockAs(s.me) {
+	if !s.open(need) || s.undoerDied() || !s.mu.TryLockAs(s.me) {
 		return false, nil
 	}
 	s.localHeld = false

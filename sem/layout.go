@@ -22,7 +22,8 @@ import (
 //	24                 8               jcommit  journal: 0 idle, else a committed txn
 //	32                 8               jarg     journal argument (kind-specific)
 //	40                 8               slotsHi  waiter slots in use are all below this (hint)
-//	48                 16              reserved
+//	48                 8               undoers  bit r: record r's Life can tell of its holder's death
+//	56                 8               reserved
 //	64                 8               spinCPU  pid<<32 | cpu+1 of the latest spin to ask (shm.CoLocation)
 //	72                 56              reserved (the header is one 128-byte block)
 //	128                8 × nsems       words    one state word per semaphore
@@ -30,7 +31,7 @@ import (
 //	+                  8 × J           jadj     journal: new semadj values, J = min(SEMOPM, nsems)
 //	+                  8 × A           arena    op arrays of queued waiters, A = SEMOPM + 4 × waiters
 //	+                  R × recSize     undo     R = UndoRecords records:
-//	                                              pid (8), start time (8),
+//	                                              pid (8), start time (8), Life (16),
 //	                                              semadj word × nsems (4 each, padded to 8)
 //
 // An all-zero body is a valid set: every semval 0, sempid 0, otime 0, no
@@ -38,7 +39,8 @@ import (
 //
 // Bytes per semaphore: 8 (word) + 8 (shadow) + 4 × UndoRecords (semadj) +
 // at most 8 (journal) = 152 with 32 undo records; plus a fixed part of
-// 128 bytes, 64 bytes per waiter slot and 8 bytes per arena entry.
+// 128 + 32 × 32 (record heads) bytes, 128 bytes per waiter slot
+// (shm.WaiterSize) and 8 bytes per arena entry.
 
 // State word of one semaphore (64 bits):
 //
@@ -137,7 +139,7 @@ func journalLen(nsems int) int {
 }
 
 func recSize(nsems int) uint64 {
-	return 16 + uint64((4*nsems+7)&^7)
+	return uint64(recHdrSize) + uint64((4*nsems+7)&^7)
 }
 
 // Body offsets.
@@ -169,15 +171,22 @@ type bodyHdr struct {
 	jcommit atomic.Uint64
 	jarg    atomic.Uint64
 	slotsHi atomic.Uint64
-	_       [16]byte
+	undoers atomic.Uint64 // (on otime's line, which the fast paths read)
+	_       [8]byte
 	spinCPU atomic.Uint64 // (on the line the fast paths do not read)
 	_       [56]byte
 }
 
+// recHdr heads an undo record. Life is held by the process that took the
+// record, through the mapping it took it with (shm.Life: one mapping per
+// Life), so that its death is known at once (undoerDied).
 type recHdr struct {
 	pid   atomic.Uint64
 	start atomic.Uint64
+	life  shm.Life
 }
+
+const recHdrSize = int(unsafe.Sizeof(recHdr{}))
 
 type record struct {
 	hdr *recHdr
@@ -199,7 +208,8 @@ type view struct {
 var (
 	_ [hdrSize - int(unsafe.Sizeof(bodyHdr{}))]struct{}
 	_ [int(unsafe.Sizeof(bodyHdr{})) - hdrSize]struct{}
-	_ [16 - int(unsafe.Sizeof(recHdr{}))]struct{}
+	_ [32 - recHdrSize]struct{}
+	_ [recHdrSize - 32]struct{}
 	_ [int(unsafe.Offsetof(bodyHdr{}.jcommit)) - 24]struct{}
 	_ [24 - int(unsafe.Offsetof(bodyHdr{}.jcommit))]struct{}
 	_ [int(unsafe.Offsetof(bodyHdr{}.slotsHi)) - 40]struct{}
@@ -246,7 +256,7 @@ func newView(seg *shm.Segment) (*view, error) {
 		if v.recs[r].hdr, err = shm.At[recHdr](seg, off); err != nil {
 			return nil, err
 		}
-		if v.recs[r].adj, err = shm.Slice[atomic.Uint32](seg, off+16, n); err != nil {
+		if v.recs[r].adj, err = shm.Slice[atomic.Uint32](seg, off+uint64(recHdrSize), n); err != nil {
 			return nil, err
 		}
 		off += recSize(n)

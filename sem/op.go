@@ -113,6 +113,7 @@ func (s *Array) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 	if s.deadGen.Load() != s.seenGen.Load() {
 		s.tryRepair(false)
 	}
+	s.settle()
 	if len(ops) == 1 {
 		b := ops[0]
 		if int(b.Num) >= s.nsems {
@@ -297,7 +298,7 @@ func (s *Array) blocked(b Buf) (fastResult, error) {
 // (fastSingle).
 func (s *Array) fastUndo(b Buf) (fastResult, error) {
 	u, num := s.undo.Load(), int(b.Num)
-	if u == nil || num >= len(u.adj) || num >= len(s.words) {
+	if u == nil || num >= len(u.adj) || num >= len(s.words) || s.undoerDied() {
 		return fastSlow, nil
 	}
 	w, aw := &s.words[num], &u.adj[num]

@@ -340,6 +340,30 @@ func TestReapedWaiter(t *testing.T) {
 	})
 }
 
+// 10.1: the undo of a process is applied by the time its death can be
+// seen (here: it has been reaped), as Linux applies it in the exit itself:
+// a read, and a lock-free op, right after see it. Several rounds: before
+// undo records had a shm.Life, usysv applied it only when the registry
+// had seen the death, about half the time too late.
+func TestUndoAfterReap(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		for round := 0; round < 12; round++ {
+			require.NoError(t, im.setAll(id, []uint16{0, 1}))
+			p := client(t, im, id)
+			p.Send("op 0:1:u,1:-1:u")
+			p.Expect("ok", lineWait)
+			p.Kill()
+			if round%2 == 0 {
+				require.Equal(t, "vals[0 1],ok", vals(im, id), "round %d: GETALL after the reap", round)
+			} else {
+				require.NoError(t, im.op(id, []Buf{b(1, -1, IPC_NOWAIT)}), "round %d: P after the reap", round)
+				require.ErrorIs(t, im.op(id, []Buf{b(0, -1, IPC_NOWAIT)}), kernel.EAGAIN, "round %d: P after the reap", round)
+			}
+		}
+	})
+}
+
 // killBoth kills two helpers at once and reaps them.
 func killBoth(p, q *testutil.Proc) {
 	_ = kernel.Kill(p.Pid(), kernel.SIGKILL)

@@ -74,7 +74,9 @@ type Array struct {
 	// liveSeen (Unix ns).
 	liveHolder atomic.Int32
 	liveSeen   atomic.Int64
-	undo       atomic.Pointer[undoRec] // this process's undo record; nil if none yet
+	// settle's: when it last gave up waiting for the lock (Unix ns).
+	settleGaveUp atomic.Int64
+	undo         atomic.Pointer[undoRec] // this process's undo record; nil if none yet
 
 	local     sync.Mutex // queued on by this handle's goroutines for a held segment lock
 	localHeld bool       // the segment lock holder holds local too (only it reads this)
@@ -223,6 +225,7 @@ func (s *Array) Stat() (DS, error) {
 	if err != nil {
 		return DS{}, err
 	}
+	s.settle() // (an exit-time undo sets otime)
 	return DS{Perm: o.Perm, Otime: s.v.hdr.otime.Load(), Ctime: o.Ctime, Nsems: s.nsems}, nil
 }
 

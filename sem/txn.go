@@ -1,6 +1,7 @@
 package sem
 
 import (
+	"math/bits"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -174,6 +175,8 @@ func (s *Array) unlock() {
 		// held left its repair to us (tryRepair).
 		s.repairLocked(false)
 		s.seenGen.Store(gen)
+	} else if s.undoerDied() {
+		s.repairLocked(false) // (the same, for a death not reported yet: settle)
 	}
 	s.unfreezeAll()
 	// Wake after releasing the lock (the woken often wants it next); the
@@ -816,8 +819,10 @@ func (s *Array) claimRecord() (int, error) {
 		for r := range s.v.recs {
 			h := s.v.recs[r].hdr
 			if h.pid.Load() == 0 {
+				h.life.Hold() // (first: it clears a dead holder's mark)
 				h.start.Store(start)
 				h.pid.Store(uint64(pid))
+				putWord(&s.v.hdr.undoers, s.v.hdr.undoers.Load()|1<<r)
 				s.setRec(r)
 				return r, nil
 			}
@@ -986,14 +991,27 @@ func (s *Array) repairLocked(full bool) {
 	putWord(&v.hdr.nwait, nwait)
 	putWord(&v.hdr.slotsHi, uint64(hi))
 	// Undo records of dead processes.
+	undoers := uint64(0)
 	for r := range v.recs {
 		h := v.recs[r].hdr
 		pid := h.pid.Load()
-		if pid == 0 || s.alive(int(pid), h.start.Load()) {
+		if pid == 0 {
+			continue
+		}
+		if s.alive(int(pid), h.start.Load()) {
+			// A Life marked for a live process: it exec'd (which keeps
+			// semadj), or it is dying but not dead yet, which nobody can
+			// have seen; its death is then the registry's to report.
+			if !h.life.Dead() {
+				undoers |= 1 << r
+			}
 			continue
 		}
 		s.applyUndo(r, pid)
 		s.smartUpdate(nil) // (exit_sem)
+	}
+	if undoers != v.hdr.undoers.Load() {
+		putWord(&v.hdr.undoers, undoers)
 	}
 	if full || committed {
 		// A dead lock holder's change, redone or applied, whose waiters
@@ -1031,6 +1049,47 @@ func (s *Array) applyUndo(r int, pid uint64) {
 	crashpoint(StepUndoCommitted)
 	s.apply(sc.dirty, false)
 }
+
+// undoerDied reports whether a process holding an undo record of the set
+// has died (its record's Life says so) and its adjustments wait to be
+// applied: the calls that see it repair first (settle), so that an undo is
+// applied once the death can be seen, as Linux applies it in the exit.
+// One load of undoers, on otime's line, when no record has a holder.
+func (s *Array) undoerDied() bool {
+	for m := s.v.hdr.undoers.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
+		if s.v.recs[bits.TrailingZeros64(m)].hdr.life.Dead() {
+			return true
+		}
+	}
+	return false
+}
+
+// settle repairs if undoerDied. It waits for the lock up to settleWait,
+// long enough for a running holder's section; a holder that keeps it
+// longer (stopped, preempted) repairs before it unlocks (unlock), and
+// meanwhile the calls go on as if the death came later, as with tryRepair
+// (a stopped holder must not stop lock-free calls): settle does not wait
+// again for shm.LivenessInterval.
+func (s *Array) settle() {
+	if !s.undoerDied() {
+		return
+	}
+	start := time.Now().UnixNano()
+	if start-s.settleGaveUp.Load() < int64(shm.LivenessInterval) {
+		s.tryRepair(false)
+		return
+	}
+	for !s.tryRepair(false) {
+		if time.Now().UnixNano()-start > int64(settleWait) {
+			s.settleGaveUp.Store(time.Now().UnixNano())
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// settleWait is how long settle waits for the lock.
+const settleWait = 200 * time.Microsecond
 
 // alive reports whether the process pid that started at start still runs.
 func (s *Array) alive(pid int, start uint64) bool {
