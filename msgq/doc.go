@@ -223,10 +223,14 @@
 //   - a receiver killed mid-receive loses at most the message it was
 //     taking, and only if it died after its commit; through the ring it
 //     leaves nothing else behind;
-//   - a receiver that dies asleep, or after a message was handed to it but
-//     before it took it, loses nothing: the message goes back into the
-//     queue at its place in send order (receivers may by then have taken
-//     later messages, so they see it late);
+//   - a receiver that dies asleep is passed by from the moment it dies, as
+//     Linux drops it in the exit, before anyone can see the death (a reaped
+//     child, a pidfd): the kernel marks its waiter slot as it exits
+//     (shm.Life), and senders do not hand messages to a marked slot;
+//   - a receiver that dies after a message was handed to it but before it
+//     took it loses nothing: the message goes back into the queue at its
+//     place in send order (receivers may by then have taken later
+//     messages, so they see it late);
 //   - a lock holder that dies while moving the ring into the store leaves
 //     either the ring as it was or the batch in the store (its record says
 //     which); the next lock holder finishes;

@@ -106,8 +106,19 @@
 //     blocks nobody: its lock is taken over, its waiter slot dropped, its
 //     SEM_UNDO adjustments applied (clamped to [0, SEMVMX], sempid = the
 //     dead process), by the registry at once or by the next operation that
-//     could observe them. A waiter killed before its death is known may
-//     still be completed by a waker, which is as if it died just after.
+//     could observe them.
+//   - As on Linux, where the exit itself drops a process's queued semops
+//     and applies its undo, a death is final before anyone can see it (a
+//     reaped child, a pidfd): the kernel marks the process's waiter slots
+//     and undo record as it exits (shm.Life, a robust futex list), wakers
+//     pass its waiters by and GETNCNT/GETZCNT do not count them, and every
+//     call that finds a marked undo record applies it first (settle; the
+//     fast paths: one load while no record has a holder). Exceptions, in
+//     which the undo comes with the registry's report instead, as if the
+//     death came a moment later: the lock held for more than 200 µs by
+//     another process (stopped, say) at that moment; a record whose holder
+//     took it through a handle since closed; more than 2048 calls of one
+//     process blocked at once (the kernel walks that many).
 //   - A panic inside an operation while it holds the set's lock (a set
 //     corrupted beyond what the code handles) is handled as a death at
 //     that point: the set is repaired at once, the caller's queued waiter
@@ -151,12 +162,13 @@
 // A set has up to SEMMSL (32000) semaphores. Its segment holds 8 bytes of
 // state and 8 of journal per semaphore, 4 bytes of semadj per semaphore
 // for each of UndoRecords (32) processes that may hold SEM_UNDO
-// adjustments at once, and a table of waiter slots: 64 bytes each,
+// adjustments at once, and a table of waiter slots: 128 bytes each,
 // 2 × nsems of them but at least 64 and at most 1024, sharing an arena of
 // SEMOPM + 4 × slots sembufs for their op arrays (so an array of SEMOPM
 // ops can block while the other blocked arrays hold 4 ops each on
-// average). About 150 bytes per semaphore in all plus ~11 KiB; a
-// 32000-semaphore set takes 4.5 MiB. More blocked operations than slots
+// average). About 150 bytes per semaphore plus 256 for its two waiter
+// slots (up to 512 semaphores), and ~16 KiB; a one-semaphore set takes
+// 15.6 KiB, a 32000-semaphore set 4.6 MiB. More blocked operations than slots
 // (or arena) give ErrNoWaiterSlot, more concurrent SEM_UNDO processes
 // ErrNoUndoRecord; both match ENOSPC.
 // sempid holds 22 bits (Linux pids are below 2^22).

@@ -22,6 +22,12 @@
 // one per process blocked in an operation; the registry can wake them all
 // without knowing the kind. The kind-specific body follows.
 //
+// A Life, in a waiter slot or anywhere in a segment, says at once that the
+// process holding it has died: the kernel marks it inside the exit (a
+// robust futex list registered by one sentinel thread per process),
+// before a wait or a pidfd can report the death, as Linux's own SysV IPC
+// drops a dead process's waiters and applies its undo inside the exit.
+//
 // CoLocation is for the spinning waiters of packages sem and msgq: whether
 // the process a waiter waits for began its spin on the same CPU (a word in
 // the kind's body records which process last did, on which CPU), so that
