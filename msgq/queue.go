@@ -658,6 +658,7 @@ func (q *Queue) finishTake(out *outside, m *Msg) error {
 	q.lock(&wl)
 	s := out.s
 	if s.State.Load() != slotTaken || s.PID.Load() != q.pid || s.Arg[argBlock].Load() != uint64(out.ref) {
+		s.Life.Release() // (someone else's now, or nobody's)
 		q.unlock(&wl)
 		return corrupt("waiter slot of a message being received changed")
 	}
@@ -729,6 +730,7 @@ func (q *Queue) enqueueBig(mtype int64, data []byte, w *wakeList) (bool, error) 
 	crashPoint(stepSendWritten)
 	q.lock(w)
 	if s.State.Load() != slotWriting || s.PID.Load() != q.pid || s.Arg[argBlock].Load() != uint64(b)+1 {
+		s.Life.Release() // (someone else's now, or nobody's)
 		return false, corrupt("waiter slot of a message being written changed")
 	}
 	w.held = s
