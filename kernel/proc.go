@@ -324,5 +324,10 @@ func ChildAttr(asUser bool, uid, gid uint32, groups []uint32) *syscall.SysProcAt
 	return a
 }
 
+// Exec replaces the calling process's image (execve(2)) and returns only
+// on failure. The process keeps its pid and start time, and (SysV) its
+// semadj values; its other threads end.
+func Exec(path string, argv, env []string) error { return unix.Exec(path, argv, env) }
+
 // Geteuid is geteuid(2).
 func Geteuid() int { return unix.Geteuid() }

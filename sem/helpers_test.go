@@ -168,6 +168,7 @@ func init() {
 	//   ctxop MS SPEC      (usysv) Op with a context cancelled after MS
 	//   getval N / getpid N / setval N V
 	//   pid                → the helper's pid
+	//   exec               → ok, then the helper execs itself afresh
 	//   exit
 	testutil.RegisterHelper("sem-client", func(args []string) int {
 		id, _ := strconv.Atoi(args[1])
@@ -245,6 +246,13 @@ func init() {
 				return errName(im.remove(id))
 			case "pid":
 				return strconv.Itoa(kernel.Getpid())
+			case "exec":
+				exe, err := os.Executable()
+				if err != nil {
+					return err.Error()
+				}
+				fmt.Println("ok")
+				return kernel.Exec(exe, os.Args, os.Environ()).Error()
 			case "repair":
 				if h == nil {
 					var err error

@@ -364,6 +364,29 @@ func TestUndoAfterReap(t *testing.T) {
 	})
 }
 
+// 10.5: execve keeps semadj: the undo of a process that exec'd is applied
+// when it dies, not at the exec (which, for usysv, marks the Lives the
+// process held: the repair finds it alive and keeps its record).
+func TestUndoKeptAcrossExec(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 1, 0o600)
+		p := client(t, im, id)
+		p.Send("op 0:2:u")
+		p.Expect("ok", lineWait)
+		p.Send("exec")
+		p.Expect("ok", lineWait)
+		p.Send("pid")
+		p.Expect(strconv.Itoa(p.Pid()), lineWait) // (the new image answers)
+		p.Send("op 0:-1:u")
+		p.Expect("ok", lineWait)
+		require.Equal(t, "vals[1],ok", vals(im, id), "nothing undone at the exec")
+		p.Kill()
+		testutil.Eventually(t, lineWait, "the undo at the death", func() bool {
+			return vals(im, id) == "vals[0],ok"
+		})
+	})
+}
+
 // killBoth kills two helpers at once and reaps them.
 func killBoth(p, q *testutil.Proc) {
 	_ = kernel.Kill(p.Pid(), kernel.SIGKILL)
