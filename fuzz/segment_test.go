@@ -262,7 +262,7 @@ func segmentHeaderSeeds() []seed {
 		{"short", semB[:100], false},
 		{"zeros", make([]byte, 512), false},
 		{"truncated", semB[:len(semB)-8], false},
-		{"version-2", reseal(edit(semB, func(m []byte) { le.PutUint32(m[4:], 2) })), false},
+		{"version-next", reseal(edit(semB, func(m []byte) { le.PutUint32(m[4:], shm.LayoutVersion+1) })), false},
 		{"bad-checksum", edit(semB, func(m []byte) { m[36] ^= 1 }), false},
 		{"header-size", reseal(edit(semB, func(m []byte) { le.PutUint32(m[12:], 128) })), false},
 		{"huge-waiters", reseal(edit(semB, func(m []byte) { le.PutUint32(m[56:], math.MaxUint32) })), false},
