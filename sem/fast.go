@@ -92,9 +92,9 @@ func (s *Array) refreshGate() {
 //     holds: the lock, and the post's own locked path (post);
 //   - fastLocked: any other op on such a word: the general locked path;
 //   - fastBlock: an op that must wait (no IPC_NOWAIT): spin, then queue;
-//   - fastSlow: everything else (semaphore out of range, gate shut, an
-//     intent in flight on the word, a lost race): the general path from
-//     the start.
+//   - fastSlow: everything else (semaphore out of range, gate shut, a
+//     dead process's undo to apply first (undoerDied), an intent in
+//     flight on the word, a lost race): the general path from the start.
 //
 // (touchOtime is written out here: one call less per op.)
 func (s *Array) quick(b Buf) (fastResult, error) {
@@ -200,7 +200,8 @@ const leanMax = 8
 // jcommit is set, or just unfreezes them if not: all or nothing.
 //
 // An array that would block without IPC_NOWAIT, a word that is frozen,
-// WAITED or has an in-flight SEM_UNDO op, a held lock: the general path.
+// WAITED or has an in-flight SEM_UNDO op, a held lock, a dead process's
+// undo to apply first (undoerDied): the general path.
 func (s *Array) lean(ops []Buf) (bool, error) {
 	if len(ops) < 2 || len(ops) > leanMax {
 		return false, nil

@@ -55,6 +55,7 @@ type Array struct {
 	permSeq *atomic.Uint32
 	deadGen *atomic.Uint32 // seg.DeadGen()
 	otime   *atomic.Int64  // v.hdr.otime
+	undoers *atomic.Uint64 // v.hdr.undoers (undoerDied)
 	pid     uint64         // this process's pid in sempid position
 	spin    spinPolicy     // whether would-block ops spin (spin.go)
 	coloc   shm.CoLocation // whether the peer spins on this CPU (spin.go)
@@ -150,7 +151,7 @@ func openMapped(id int, seg *shm.Segment) (*Array, error) {
 func makeSet(id int, seg *shm.Segment, v *view) *Array {
 	pid, _ := kernel.Self()
 	s := &Array{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
-	s.words, s.otime, s.me = v.words, &v.hdr.otime, shm.LockWord()
+	s.words, s.otime, s.undoers, s.me = v.words, &v.hdr.otime, &v.hdr.undoers, shm.LockWord()
 	s.state, s.permSeq, s.deadGen = seg.HotWords()
 	s.spin.credit.Store(spinCredit / 2)
 	s.sc.init(v.nsems, len(v.slots))

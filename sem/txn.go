@@ -1056,7 +1056,7 @@ func (s *Array) applyUndo(r int, pid uint64) {
 // applied once the death can be seen, as Linux applies it in the exit.
 // One load of undoers, on otime's line, when no record has a holder.
 func (s *Array) undoerDied() bool {
-	for m := s.v.hdr.undoers.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
+	for m := s.undoers.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
 		if s.v.recs[bits.TrailingZeros64(m)].hdr.life.Dead() {
 			return true
 		}
