@@ -67,7 +67,7 @@ func (s *Array) run(ctx context.Context, ops []Buf, deadline *time.Time) error {
 		if r, err = s.quick(ops[0]); r == fastDone {
 			return err
 		}
-	case s.open(gateFor(ops[0])):
+	case s.open(gateFor(ops[0])) && !s.undoerDied():
 		if r, err := s.fastUndo(ops[0]); r == fastDone {
 			return err
 		}
@@ -298,7 +298,7 @@ func (s *Array) blocked(b Buf) (fastResult, error) {
 // (fastSingle).
 func (s *Array) fastUndo(b Buf) (fastResult, error) {
 	u, num := s.undo.Load(), int(b.Num)
-	if u == nil || num >= len(u.adj) || num >= len(s.words) || s.undoerDied() {
+	if u == nil || num >= len(u.adj) || num >= len(s.words) {
 		return fastSlow, nil
 	}
 	w, aw := &s.words[num], &u.adj[num]

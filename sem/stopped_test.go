@@ -21,6 +21,9 @@ func TestStoppedHolderAndDeath(t *testing.T) {
 	pb := client(t, usysvImpl, id)
 	pb.Send("op 2:1:u")
 	pb.Expect("ok", lineWait)
+	// C has an undo record too (taking one needs the lock).
+	require.NoError(t, h.TryOp(Buf{Num: 0, Op: 1, Flg: SEM_UNDO}))
+	require.NoError(t, h.TryOp(Buf{Num: 0, Op: -1, Flg: SEM_UNDO}))
 	// A stops itself holding the lock, inside an array.
 	pa := testutil.Start(t, "sem-client", []string{"usysv", itoa(id)}, testutil.Env(CrashEnv+"=stop:"+StepLocked))
 	pa.Send("op 0:1,1:1")
@@ -34,6 +37,9 @@ func TestStoppedHolderAndDeath(t *testing.T) {
 	testutil.Eventually(t, lineWait, "B's death reported", func() bool { return h.seg.DeadGen() != gen })
 
 	require.NoError(t, within(t, "C's TryOp", func() error { return h.TryOp(b(2, 1, 0)) }, cont))
+	// Nor do SEM_UNDO ops, though B's record says it died (shm.Life).
+	require.NoError(t, within(t, "C's SEM_UNDO TryOp", func() error { return h.TryOp(Buf{Num: 2, Op: 1, Flg: SEM_UNDO}) }, cont))
+	require.NoError(t, within(t, "C's SEM_UNDO TryOp", func() error { return h.TryOp(Buf{Num: 2, Op: -1, Flg: SEM_UNDO}) }, cont))
 	v, err := h.GetVal(2)
 	require.NoError(t, err)
 	assert.Equal(t, 2, v, "B's undo is not applied while A holds the lock")
