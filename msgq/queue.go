@@ -634,6 +634,7 @@ func (q *Queue) takeOutside(s *shm.WaiterSlot, m *Msg, ref, prev uint32, mtype i
 	if err := v.unlink(ref, prev); err != nil {
 		return err
 	}
+	s.Life.Hold()
 	s.State.Store(slotTaken)
 	w.held = s
 	crashPoint(stepRecvUnlinked)
@@ -674,16 +675,16 @@ func (q *Queue) finishTake(out *outside, m *Msg) error {
 	return err
 }
 
-// freeSlot returns a free waiter slot, made this process's (its state is
-// still free: the caller sets it, or gives it back with freeOwn), or nil.
-// The lock is held.
+// freeSlot returns a free waiter slot, made this process's, or nil. Its
+// state is still free: the caller Holds its Life right before it sets the
+// state (nothing before can fail), and frees it with freeOwn. The lock is
+// held.
 func (q *Queue) freeSlot() *shm.WaiterSlot {
 	for i := range q.v.slots {
 		s := &q.v.slots[i]
 		if s.State.Load() == slotFree {
 			s.PID.Store(q.pid)
 			s.Start.Store(q.start)
-			s.Life.Hold()
 			return s
 		}
 	}
@@ -717,12 +718,12 @@ func (q *Queue) enqueueBig(mtype int64, data []byte, w *wakeList) (bool, error) 
 	k := uint32(chainBlocks(uint64(len(data))))
 	b, err := v.alloc(k)
 	if err != nil {
-		s.Life.Release() // (the slot is still free)
 		return false, err
 	}
 	h := v.hdr(b)
 	h.mtype, h.len, h.next, h.seq = mtype, uint32(len(data)), 0, 0
 	s.Arg[argBlock].Store(uint64(b) + 1)
+	s.Life.Hold()
 	s.State.Store(slotWriting)
 	q.unlock(w)
 	crashPoint(stepSendAlloc)

@@ -117,8 +117,13 @@
 //     which the undo comes with the registry's report instead, as if the
 //     death came a moment later: the lock held for more than 200 µs by
 //     another process (stopped, say) at that moment; a record whose holder
-//     took it through a handle since closed; more than 2048 calls of one
-//     process blocked at once (the kernel walks that many).
+//     took it through a handle since closed; more than 2048 Lives held by
+//     one process at once, its blocked calls and undo records on all sets
+//     and queues (the kernel's walk stops there, newest first). A process
+//     that is marked but found alive is looked at again 10 ms later: it
+//     exec'd (execve keeps semadj, and the new image takes its record
+//     back), or it is still dying (microseconds after a kill, longer while
+//     a core is dumped).
 //   - A panic inside an operation while it holds the set's lock (a set
 //     corrupted beyond what the code handles) is handled as a death at
 //     that point: the set is repaired at once, the caller's queued waiter
@@ -167,8 +172,8 @@
 // SEMOPM + 4 × slots sembufs for their op arrays (so an array of SEMOPM
 // ops can block while the other blocked arrays hold 4 ops each on
 // average). About 150 bytes per semaphore plus 256 for its two waiter
-// slots (up to 512 semaphores), and ~16 KiB; a one-semaphore set takes
-// 15.6 KiB, a 32000-semaphore set 4.6 MiB. More blocked operations than slots
+// slots (up to 512 semaphores), and ~17 KiB; a one-semaphore set takes
+// 16.6 KiB, a 32000-semaphore set 4.6 MiB. More blocked operations than slots
 // (or arena) give ErrNoWaiterSlot, more concurrent SEM_UNDO processes
 // ErrNoUndoRecord; both match ENOSPC.
 // sempid holds 22 bits (Linux pids are below 2^22).

@@ -31,7 +31,9 @@ import (
 //	+                  8 × J           jadj     journal: new semadj values, J = min(SEMOPM, nsems)
 //	+                  8 × A           arena    op arrays of queued waiters, A = SEMOPM + 4 × waiters
 //	+                  R × recSize     undo     R = UndoRecords records:
-//	                                              pid (8), start time (8), Life (16),
+//	                                              pid (8), start time (8), Life (16), 32 spare
+//	                                              (a cache line: undoerDied reads it while
+//	                                              fastUndo writes semadj words),
 //	                                              semadj word × nsems (4 each, padded to 8)
 //
 // An all-zero body is a valid set: every semval 0, sempid 0, otime 0, no
@@ -39,7 +41,7 @@ import (
 //
 // Bytes per semaphore: 8 (word) + 8 (shadow) + 4 × UndoRecords (semadj) +
 // at most 8 (journal) = 152 with 32 undo records; plus a fixed part of
-// 128 + 32 × 32 (record heads) bytes, 128 bytes per waiter slot
+// 128 + 32 × 64 (record heads) bytes, 128 bytes per waiter slot
 // (shm.WaiterSize) and 8 bytes per arena entry.
 
 // State word of one semaphore (64 bits):
@@ -184,6 +186,7 @@ type recHdr struct {
 	pid   atomic.Uint64
 	start atomic.Uint64
 	life  shm.Life
+	_     [32]byte
 }
 
 const recHdrSize = int(unsafe.Sizeof(recHdr{}))
@@ -208,8 +211,8 @@ type view struct {
 var (
 	_ [hdrSize - int(unsafe.Sizeof(bodyHdr{}))]struct{}
 	_ [int(unsafe.Sizeof(bodyHdr{})) - hdrSize]struct{}
-	_ [32 - recHdrSize]struct{}
-	_ [recHdrSize - 32]struct{}
+	_ [64 - recHdrSize]struct{}
+	_ [recHdrSize - 64]struct{}
 	_ [int(unsafe.Offsetof(bodyHdr{}.jcommit)) - 24]struct{}
 	_ [24 - int(unsafe.Offsetof(bodyHdr{}.jcommit))]struct{}
 	_ [int(unsafe.Offsetof(bodyHdr{}.slotsHi)) - 40]struct{}
@@ -285,7 +288,7 @@ func (v *view) slotsInUse() []shm.WaiterSlot {
 	return v.slots[:min(v.hdr.slotsHi.Load(), uint64(len(v.slots)))]
 }
 
-// Waiter slot use (shm.WaiterSlot, 64 bytes each):
+// Waiter slot use (shm.WaiterSlot, 128 bytes each):
 //
 //	State   0 free, stWaiting queued, stDone completed by a waker
 //	PID     owner pid, Start its start time

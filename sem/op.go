@@ -815,13 +815,13 @@ func (s *Array) finish(idx int) error {
 // the meantime (then its outcome stands: the ops were applied).
 func (s *Array) abandon(idx int, err error) error {
 	slot := &s.v.slots[idx]
-	slot.Life.Release() // before anything may free the slot
 	if slot.State.Load() == stDone {
 		return s.finish(idx)
 	}
 	if s.seg.Removed() && err == kernel.EIDRM {
 		// Nobody will scan this set again; the lock may belong to a
 		// process that will never return to it.
+		slot.Life.Release()
 		if slot.State.CompareAndSwap(stWaiting, 0) {
 			return err
 		}
@@ -833,6 +833,7 @@ func (s *Array) abandon(idx int, err error) error {
 		return s.finish(idx)
 	}
 	s.sc.queued = int32(idx) // (the section's guard gives it up on a panic)
+	slot.Life.Release()      // (under the lock: a death until now is seen by wakers)
 	s.dequeue(idx)
 	s.unlock()
 	return err

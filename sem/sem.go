@@ -75,8 +75,10 @@ type Array struct {
 	// liveSeen (Unix ns).
 	liveHolder atomic.Int32
 	liveSeen   atomic.Int64
-	// settle's: when it last gave up waiting for the lock (Unix ns).
+	// settle's: when it last gave up waiting for the lock, and when it
+	// found each marked undo record's process alive (undoerDied; Unix ns).
 	settleGaveUp atomic.Int64
+	aliveAt      [UndoRecords]atomic.Int64
 	undo         atomic.Pointer[undoRec] // this process's undo record; nil if none yet
 
 	local     sync.Mutex // queued on by this handle's goroutines for a held segment lock

@@ -812,6 +812,11 @@ func (s *Array) claimRecord() (int, error) {
 		for r := range s.v.recs {
 			h := s.v.recs[r].hdr
 			if h.pid.Load() == uint64(pid) && h.start.Load() == start {
+				if h.life.Dead() {
+					// Ours from before an exec: this image's list now.
+					h.life.Hold()
+					putWord(&s.v.hdr.undoers, s.v.hdr.undoers.Load()|1<<r)
+				}
 				s.setRec(r)
 				return r, nil
 			}
@@ -999,11 +1004,10 @@ func (s *Array) repairLocked(full bool) {
 			continue
 		}
 		if s.alive(int(pid), h.start.Load()) {
-			// A Life marked for a live process: it exec'd (which keeps
-			// semadj), or it is dying but not dead yet, which nobody can
-			// have seen; its death is then the registry's to report.
-			if !h.life.Dead() {
-				undoers |= 1 << r
+			undoers |= 1 << r
+			if h.life.Dead() {
+				// It exec'd, or is dying: undoerDied.
+				s.aliveAt[r].Store(time.Now().UnixNano())
 			}
 			continue
 		}
@@ -1055,14 +1059,32 @@ func (s *Array) applyUndo(r int, pid uint64) {
 // applied: the calls that see it repair first (settle), so that an undo is
 // applied once the death can be seen, as Linux applies it in the exit.
 // One load of undoers, on otime's line, when no record has a holder.
+//
+// A marked record whose process this handle found alive in the last
+// aliveRecheck does not count: the process exec'd (execve keeps semadj;
+// the new image Holds the record again when it next uses it, claimRecord)
+// or is dying and not dead yet (for microseconds after a kill, seconds
+// while a core is dumped); settle and the repair look again after that.
 func (s *Array) undoerDied() bool {
 	for m := s.undoers.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
-		if s.v.recs[bits.TrailingZeros64(m)].hdr.life.Dead() {
+		r := bits.TrailingZeros64(m)
+		if s.v.recs[r].hdr.life.Dead() && !s.seenAlive(r) {
 			return true
 		}
 	}
 	return false
 }
+
+// seenAlive reports whether this handle found record r's process alive
+// in the last aliveRecheck although its Life is marked.
+func (s *Array) seenAlive(r int) bool {
+	t := s.aliveAt[r].Load()
+	return t != 0 && time.Now().UnixNano()-t < int64(aliveRecheck)
+}
+
+// aliveRecheck is how long a marked record of a live process is not looked
+// at again (one /proc read each time).
+const aliveRecheck = 10 * time.Millisecond
 
 // settle repairs if undoerDied. It waits for the lock up to settleWait,
 // long enough for a running holder's section; a holder that keeps it
@@ -1072,6 +1094,23 @@ func (s *Array) undoerDied() bool {
 // again for shm.LivenessInterval.
 func (s *Array) settle() {
 	if !s.undoerDied() {
+		return
+	}
+	// The marked records of live processes first: nothing to repair.
+	dead := false
+	for m := s.undoers.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
+		r := bits.TrailingZeros64(m)
+		h := s.v.recs[r].hdr
+		if !h.life.Dead() || s.seenAlive(r) {
+			continue
+		}
+		if pid := h.pid.Load(); pid != 0 && s.alive(int(pid), h.start.Load()) {
+			s.aliveAt[r].Store(time.Now().UnixNano())
+			continue
+		}
+		dead = true
+	}
+	if !dead {
 		return
 	}
 	start := time.Now().UnixNano()

@@ -122,4 +122,6 @@ var (
 	_ [offSection - offState - int(unsafe.Offsetof(header{}.section))]struct{}
 	_ [int(unsafe.Offsetof(header{}.section)) - (offSection - offState)]struct{}
 	_ [HeaderSize - offSection - 8]struct{}
+	_ [lifeSize - 16]struct{}
+	_ [16 - lifeSize]struct{}
 )

@@ -43,7 +43,7 @@ import (
 type Life struct {
 	word atomic.Uint32 // the holder's sentinel thread id, or FUTEX_OWNER_DIED
 	_    uint32
-	link atomic.Uint64 // robust_list entry: the holder's next entry (its address)
+	link atomic.Uint64 // robust_list entry: the holder's next entry (its address; setLink)
 }
 
 const (
@@ -70,7 +70,7 @@ func (l *Life) Hold() {
 	h := &lives.head
 	e := l.entry()
 	atomic.StoreUintptr(&h.Pending, e) // (a death from here on marks l)
-	l.link.Store(uint64(atomic.LoadUintptr(&h.Next)))
+	l.setLink(atomic.LoadUintptr(&h.Next))
 	atomic.StoreUintptr(&h.Next, e)
 	atomic.StoreUintptr(&h.Pending, 0)
 	lives.held = slices.Insert(lives.held, 0, l)
@@ -93,7 +93,15 @@ func (l *Life) Abandon() {
 	l.word.Store(kernel.FutexOwnerDied)
 }
 
-func (l *Life) entry() uintptr { return uintptr(unsafe.Pointer(&l.link)) }
+// setLink stores the next entry's address in l's link, pointer-sized at
+// its start, where the kernel reads a pointer (on any byte order).
+func (l *Life) setLink(next uintptr) {
+	(*atomic.Uintptr)(unsafe.Pointer(&l.link)).Store(next)
+}
+
+// entry is l's address in the kernel's list (that of its link). It does
+// not touch l: the list may still hold a Life whose memory is gone.
+func (l *Life) entry() uintptr { return uintptr(unsafe.Pointer(l)) + unsafe.Offsetof(l.link) }
 
 // lives is this process's robust list: the kernel's head, registered by
 // the sentinel thread, and the Lives it links, in list order.
@@ -115,7 +123,7 @@ func unlinkLocked(i int) {
 	if i == 0 {
 		atomic.StoreUintptr(&h.Next, next)
 	} else {
-		lives.held[i-1].link.Store(uint64(next))
+		lives.held[i-1].setLink(next)
 	}
 	lives.held = slices.Delete(lives.held, i, i+1)
 }

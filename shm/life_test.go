@@ -36,15 +36,21 @@ func TestLifeMarksDeath(t *testing.T) {
 		t.Run(fmt.Sprintf("kill=%v", kill), func(t *testing.T) {
 			s := newSegment(t, lifeParams())
 			other := newSegment(t, lifeParams())
+			third := newSegment(t, lifeParams())
 			p := lockHelper(t, s)
 			for _, c := range []string{"hold 0", "hold 1", "hold 2", "hold 5", "release 1", "hold 2", "release 7"} {
 				mustCall(t, p, "%s", c)
 			}
-			// A second segment, held and then closed: its Lives are
-			// unlinked before it is unmapped.
+			// A second segment, held and then closed, and a third, held
+			// and then retired: their Lives are unlinked before their
+			// pages go (else the kernel's walk, newest first, would stop
+			// there and miss the first segment's).
 			mustCall(t, p, "map %d %d", other.ID(), other.Params().Kind)
 			mustCall(t, p, "hold 3")
 			mustCall(t, p, "close")
+			mustCall(t, p, "map %d %d", third.ID(), third.Params().Kind)
+			mustCall(t, p, "hold 4")
+			mustCall(t, p, "retire")
 			assert.Empty(t, dead(s), "nobody has died yet")
 			if kill {
 				p.Kill()
@@ -54,6 +60,7 @@ func TestLifeMarksDeath(t *testing.T) {
 			}
 			assert.Equal(t, "025", dead(s), "the held Lives, at once")
 			assert.Empty(t, dead(other), "a closed segment's Lives")
+			assert.Empty(t, dead(third), "a retired segment's Lives")
 		})
 	}
 }

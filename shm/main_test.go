@@ -54,6 +54,8 @@ func shmHelper([]string) int {
 			seg, err = shm.Map(n(1), shm.Kind(n(2)), testNS())
 		case "close":
 			err = seg.Close()
+		case "retire":
+			err = seg.Retire()
 		case "lock":
 			res = strconv.FormatBool(seg.Lock().Lock())
 		case "trylock":

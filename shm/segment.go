@@ -495,11 +495,17 @@ func (s *Segment) retireNow() error {
 	if !s.retired.CompareAndSwap(false, true) {
 		return nil
 	}
+	// Lives held in the segment leave the kernel's list before its pages
+	// change, and again before they go (a late Hold on the zeros).
+	forgetLives(s.mem)
 	if err := kernel.ShmReplaceWithZeros(s.mem); err != nil {
 		return err
 	}
 	mem := s.mem
-	time.AfterFunc(RetireGrace, func() { _ = kernel.MunmapBytes(mem) })
+	time.AfterFunc(RetireGrace, func() {
+		forgetLives(mem)
+		_ = kernel.MunmapBytes(mem)
+	})
 	return nil
 }
 
