@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"os"
 	"strconv"
@@ -95,8 +96,11 @@ func ProcessStopped(pid int) bool {
 // procStat returns the fields of /proc/pid/stat from field 3 (state) on.
 func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	switch {
+	case errors.Is(err, ENOENT), errors.Is(err, ESRCH):
 		return nil, ESRCH
+	case err != nil:
+		return nil, err // (out of file descriptors, say: the process may live)
 	}
 	// The command name (field 2) is in parentheses and may hold spaces.
 	i := bytes.LastIndexByte(b, ')')
@@ -108,14 +112,19 @@ func procStat(pid int) ([]string, error) {
 
 // ProcessAlive reports whether the process pid that started at start (as
 // ProcessStartTime reports it; 0 means "any") is still running. Zombies
-// count as dead.
+// count as dead. A process whose /proc entry cannot be read for another
+// reason than its absence (this process out of file descriptors, say)
+// counts as alive: callers free what a dead process held.
 func ProcessAlive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
 	st, err := ProcessStartTime(pid)
-	if err != nil {
+	switch {
+	case errors.Is(err, ESRCH):
 		return false
+	case err != nil:
+		return true
 	}
 	return start == 0 || st == start
 }
