@@ -32,14 +32,17 @@ import (
 // addresses; the process keeps its own copy of the list and never reads
 // the links back, so a process that rewrites them in a segment can only
 // misdirect the kernel's walk of the list at its owner's death (which then
-// sets FUTEX_OWNER_DIED in, at worst, another word that holds the owner's
-// sentinel id).
+// stops, or sets FUTEX_OWNER_DIED in another 32-bit word, of a mapping of
+// the dying process, whose low 30 bits equal its sentinel's id).
 //
-// A Life is held by one process at a time, and must not be reused by
-// another process before its holder Releases it (or has died): the link
-// would then belong to two lists. Without robust lists (the system call
-// failing) Hold only clears the word, and a death is known when the
-// registry reports it, as before.
+// A Life is held by one process at a time, through one mapping (the list
+// knows it by its address), and must not be reused by another process
+// before its holder Releases it (or has died): the link would then belong
+// to two lists. Segment.Close and Retire unlink the Lives of the segment
+// first. The kernel walks at most 2048 entries (ROBUST_LIST_LIMIT), newest
+// first. Without robust lists (the system call failing) Hold only clears
+// the word, and a death is known when the registry reports it, as before.
+// The sentinel is one more OS thread, started by the first Hold.
 type Life struct {
 	word atomic.Uint32 // the holder's sentinel thread id, or FUTEX_OWNER_DIED
 	_    uint32
