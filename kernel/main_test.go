@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
 	"github.com/usysv/usysv/kernel"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -65,6 +66,8 @@ func sysvHelper([]string) int {
 		case "self":
 			pid, start := kernel.Self()
 			res = fmt.Sprintf("%d %d", pid, start)
+		case "alive-nofd": // alive-nofd pid start: ProcessAlive with every file descriptor in use
+			res, err = aliveWithoutFDs(n(1), uint64(n(2)))
 		case "shmget":
 			var id int
 			id, err = kernel.Shmget(n(1), n(2), n(3))
@@ -207,4 +210,36 @@ func attach(t *testing.T, id, flags int) []byte {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = kernel.Shmdt(b) })
 	return b
+}
+
+// aliveWithoutFDs runs ProcessAlive(pid, start) while this process can
+// open no file (EMFILE).
+func aliveWithoutFDs(pid int, start uint64) (string, error) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return "", err
+	}
+	low := lim
+	low.Cur = 64
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		return "", err
+	}
+	defer func() { _ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim) }()
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			_ = unix.Close(fd)
+		}
+	}()
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == unix.EMFILE {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		fds = append(fds, fd)
+	}
+	return strconv.FormatBool(kernel.ProcessAlive(pid, start)), nil
 }

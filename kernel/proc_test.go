@@ -58,6 +58,16 @@ func TestProcessAlive(t *testing.T) {
 	assert.False(t, kernel.ProcessAlive(hpid, 0))
 }
 
+// A process whose /proc entry cannot be read for want of a file
+// descriptor is not taken for dead: callers free what a dead one held.
+func TestProcessAliveWithoutFDs(t *testing.T) {
+	pid, start := kernel.Self()
+	p := testutil.Start(t, "sysv", nil)
+	v, err := call(t, p, "alive-nofd %d %d", pid, start)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"true"}, v)
+}
+
 func TestPidfd(t *testing.T) {
 	p := testutil.Start(t, "sysv", nil)
 	fd, err := kernel.PidfdOpen(p.Pid())
