@@ -56,6 +56,7 @@ type Array struct {
 	deadGen *atomic.Uint32 // seg.DeadGen()
 	otime   *atomic.Int64  // v.hdr.otime
 	undoers *atomic.Uint64 // v.hdr.undoers (undoerDied)
+	ownUndo atomic.Uint64  // 1<<r for this process's undo record r
 	pid     uint64         // this process's pid in sempid position
 	spin    spinPolicy     // whether would-block ops spin (spin.go)
 	coloc   shm.CoLocation // whether the peer spins on this CPU (spin.go)
@@ -172,6 +173,7 @@ type undoRec struct {
 func (s *Array) setRec(r int) {
 	if u := s.undo.Load(); u == nil || u.r != r {
 		s.undo.Store(&undoRec{r: r, bits: uint64(r) << recShift, adj: s.v.recs[r].adj})
+		s.ownUndo.Store(1 << r)
 	}
 }
 

@@ -1058,15 +1058,21 @@ func (s *Array) applyUndo(r int, pid uint64) {
 // has died (its record's Life says so) and its adjustments wait to be
 // applied: the calls that see it repair first (settle), so that an undo is
 // applied once the death can be seen, as Linux applies it in the exit.
-// One load of undoers, on otime's line, when no record has a holder.
+// This process's own record does not count: it lives.
 //
 // A marked record whose process this handle found alive in the last
 // aliveRecheck does not count: the process exec'd (execve keeps semadj;
 // the new image Holds the record again when it next uses it, claimRecord)
 // or is dying and not dead yet (for microseconds after a kill, seconds
 // while a core is dumped); settle and the repair look again after that.
-func (s *Array) undoerDied() bool {
-	for m := s.undoers.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
+//
+// (Inlined: the fast paths pay two loads and a test while no record but
+// this process's own has a holder.)
+func (s *Array) undoerDied() bool { return s.undoers.Load()&^s.ownUndo.Load() != 0 && s.markedUndoer() }
+
+// markedUndoer is undoerDied once some record has a holder.
+func (s *Array) markedUndoer() bool {
+	for m := s.undoers.Load() &^ s.ownUndo.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
 		r := bits.TrailingZeros64(m)
 		if s.v.recs[r].hdr.life.Dead() && !s.seenAlive(r) {
 			return true
