@@ -854,12 +854,14 @@ func TestWaitOpen(t *testing.T) {
 		return ok, time.Since(t0)
 	}
 	errc := make(chan error, 1)
+	t0 := time.Now() // (before the receiver's sleep starts: the wait covers it)
 	go func() {
 		time.Sleep(5 * time.Millisecond)
 		_, _, err := q.TryRecv(buf, 0, 0)
 		errc <- err
 	}()
-	ok, d := spin()
+	ok, _ := spin()
+	d := time.Since(t0)
 	require.NoError(t, <-errc)
 	require.True(t, ok, "the ring opened")
 	assert.GreaterOrEqual(t, d, 5*time.Millisecond, "it waited for the receive")
