@@ -91,7 +91,7 @@ func runQueue(t *testing.T, im impl, nsems int, steps []qstep) []string {
 			for deadline := time.Now().Add(10 * time.Second); ; {
 				// (Twice: the sum is read a call at a time, and the new
 				// call may move a waiter from GETNCNT to GETZCNT meanwhile.)
-				if queued() == before+1 && queued() == before+1 {
+				if n1, n2 := queued(), queued(); n1 == before+1 && n2 == before+1 {
 					break
 				}
 				select {
