@@ -1068,17 +1068,26 @@ func (s *Array) applyUndo(r int, pid uint64) {
 //
 // (Inlined: the fast paths pay two loads and a test while no record but
 // this process's own has a holder.)
-func (s *Array) undoerDied() bool { return s.undoers.Load()&^s.ownUndo.Load() != 0 && s.markedUndoer() }
+func (s *Array) undoerDied() bool {
+	return s.undoers.Load()&^s.ownUndo.Load() != 0 && s.anyMarkedUndoer()
+}
 
-// markedUndoer is undoerDied once some record has a holder.
-func (s *Array) markedUndoer() bool {
+// anyMarkedUndoer is undoerDied's look at the records, out of line so that
+// undoerDied inlines.
+//
+//go:noinline
+func (s *Array) anyMarkedUndoer() bool { return s.markedUndoer() >= 0 }
+
+// markedUndoer returns a record of another process whose Life is marked
+// and that counts for undoerDied, or -1.
+func (s *Array) markedUndoer() int {
 	for m := s.undoers.Load() &^ s.ownUndo.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
 		r := bits.TrailingZeros64(m)
 		if s.v.recs[r].hdr.life.Dead() && !s.seenAlive(r) {
-			return true
+			return r
 		}
 	}
-	return false
+	return -1
 }
 
 // seenAlive reports whether this handle found record r's process alive
@@ -1103,20 +1112,16 @@ func (s *Array) settle() {
 		return
 	}
 	// The marked records of live processes first: nothing to repair.
-	dead := false
-	for m := s.undoers.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
-		r := bits.TrailingZeros64(m)
+	r := s.markedUndoer()
+	for ; r >= 0; r = s.markedUndoer() {
 		h := s.v.recs[r].hdr
-		if !h.life.Dead() || s.seenAlive(r) {
-			continue
+		pid := h.pid.Load()
+		if pid == 0 || !s.alive(int(pid), h.start.Load()) {
+			break
 		}
-		if pid := h.pid.Load(); pid != 0 && s.alive(int(pid), h.start.Load()) {
-			s.aliveAt[r].Store(time.Now().UnixNano())
-			continue
-		}
-		dead = true
+		s.aliveAt[r].Store(time.Now().UnixNano()) // (markedUndoer skips it now)
 	}
-	if !dead {
+	if r < 0 {
 		return
 	}
 	start := time.Now().UnixNano()
