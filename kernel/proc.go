@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -313,11 +314,19 @@ var self struct {
 }
 
 // Self returns the calling process's pid and start time (ProcessStartTime),
-// read once. Go programs do not fork without exec, so neither changes.
+// read once. Go programs do not fork without exec, so neither changes. A
+// read that fails (out of file descriptors, say) is tried again for up to
+// a tenth of a second: others take a start time of 0 for "any".
 func Self() (pid int, start uint64) {
 	self.once.Do(func() {
 		self.pid = unix.Getpid()
-		self.start, _ = ProcessStartTime(self.pid)
+		for try := 0; try < 50; try++ {
+			var err error
+			if self.start, err = ProcessStartTime(self.pid); err == nil {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
 	})
 	return self.pid, self.start
 }

@@ -2,6 +2,7 @@ package msgq
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -123,7 +124,10 @@ func claimAlive(c uint64) bool {
 		return false
 	}
 	st, err := kernel.ProcessStartTime(pid)
-	return err == nil && uint8(st) == uint8(c>>startShift)
+	if err != nil {
+		return !errors.Is(err, kernel.ESRCH) // (out of file descriptors, say: it may live)
+	}
+	return uint8(st) == uint8(c>>startShift)
 }
 
 // ringTries bounds the retries of one lock-free attempt (CAS lost to

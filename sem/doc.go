@@ -115,11 +115,12 @@
 //     call that finds a marked undo record applies it first (settle; the
 //     fast paths: one load while no record has a holder). Exceptions, in
 //     which the undo comes with the registry's report instead, as if the
-//     death came a moment later: the lock held for more than 200 µs by
-//     another process (stopped, say) at that moment; a record whose holder
-//     took it through a handle since closed; more than 2048 Lives held by
-//     one process at once, its blocked calls and undo records on all sets
-//     and queues (the kernel's walk stops there, newest first). A process
+//     death came a moment later: the lock held at that moment by another
+//     process that is stopped (SIGSTOP), or running but for more than
+//     20 ms; a record whose holder took it through a handle since closed;
+//     more than 2048 Lives held by one process at once, its blocked calls
+//     and undo records on all sets and queues (the kernel's walk stops
+//     there, newest first). A process
 //     that is marked but found alive is looked at again 10 ms later: it
 //     exec'd (execve keeps semadj, and the new image takes its record
 //     back), or it is still dying (microseconds after a kill, longer while
@@ -172,8 +173,8 @@
 // SEMOPM + 4 × slots sembufs for their op arrays (so an array of SEMOPM
 // ops can block while the other blocked arrays hold 4 ops each on
 // average). About 150 bytes per semaphore plus 256 for its two waiter
-// slots (up to 512 semaphores), and ~17 KiB; a one-semaphore set takes
-// 16.6 KiB, a 32000-semaphore set 4.6 MiB. More blocked operations than slots
+// slots (up to 512 semaphores), and ~18 KiB; a one-semaphore set takes
+// 18.3 KiB, a 32000-semaphore set 4.6 MiB. More blocked operations than slots
 // (or arena) give ErrNoWaiterSlot, more concurrent SEM_UNDO processes
 // ErrNoUndoRecord; both match ENOSPC.
 // sempid holds 22 bits (Linux pids are below 2^22).

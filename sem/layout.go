@@ -34,15 +34,16 @@ import (
 //	                                              pid (8), start time (8), Life (16), 32 spare
 //	                                              (a cache line: undoerDied reads it while
 //	                                              fastUndo writes semadj words),
-//	                                              semadj word × nsems (4 each, padded to 8)
+//	                                              semadj word × nsems (4 each); the record
+//	                                              padded to a multiple of 64 bytes
 //
 // An all-zero body is a valid set: every semval 0, sempid 0, otime 0, no
 // journal, no waiter, no undo record.
 //
 // Bytes per semaphore: 8 (word) + 8 (shadow) + 4 × UndoRecords (semadj) +
 // at most 8 (journal) = 152 with 32 undo records; plus a fixed part of
-// 128 + 32 × 64 (record heads) bytes, 128 bytes per waiter slot
-// (shm.WaiterSize) and 8 bytes per arena entry.
+// 128 + 32 × 64 (record heads, and up to 63 bytes of padding each) bytes,
+// 128 bytes per waiter slot (shm.WaiterSize) and 8 bytes per arena entry.
 
 // State word of one semaphore (64 bits):
 //
@@ -140,8 +141,9 @@ func journalLen(nsems int) int {
 	return SEMOPM
 }
 
+// recSize keeps every record's head on a cache line of its own.
 func recSize(nsems int) uint64 {
-	return uint64(recHdrSize) + uint64((4*nsems+7)&^7)
+	return (uint64(recHdrSize) + 4*uint64(nsems) + 63) &^ 63
 }
 
 // Body offsets.

@@ -1007,7 +1007,7 @@ func (s *Array) repairLocked(full bool) {
 			undoers |= 1 << r
 			if h.life.Dead() {
 				// It exec'd, or is dying: undoerDied.
-				s.aliveAt[r].Store(time.Now().UnixNano())
+				s.sawAlive(r, h)
 			}
 			continue
 		}
@@ -1080,66 +1080,102 @@ func (s *Array) anyMarkedUndoer() bool { return s.markedUndoer() >= 0 }
 
 // markedUndoer returns a record of another process whose Life is marked
 // and that counts for undoerDied, or -1.
-func (s *Array) markedUndoer() int {
-	for m := s.undoers.Load() &^ s.ownUndo.Load() & (1<<UndoRecords - 1); m != 0; m &= m - 1 {
+func (s *Array) markedUndoer() int { return s.markedUndoerIn(s.undoers.Load() &^ s.ownUndo.Load()) }
+
+// markedUndoerIn is markedUndoer among the records in m.
+func (s *Array) markedUndoerIn(m uint64) int {
+	for m &= 1<<UndoRecords - 1; m != 0; m &= m - 1 {
 		r := bits.TrailingZeros64(m)
-		if s.v.recs[r].hdr.life.Dead() && !s.seenAlive(r) {
+		if h := s.v.recs[r].hdr; h.life.Dead() && !s.seenAlive(r, h) {
 			return r
 		}
 	}
 	return -1
 }
 
-// seenAlive reports whether this handle found record r's process alive
-// in the last aliveRecheck although its Life is marked.
-func (s *Array) seenAlive(r int) bool {
-	t := s.aliveAt[r].Load()
-	return t != 0 && time.Now().UnixNano()-t < int64(aliveRecheck)
+// seenAlive reports whether this handle found the process now holding
+// record r (head h) alive in the last aliveRecheck although the record's
+// Life is marked. (The record may have passed to another process since:
+// the stamp names the process, pid and start time.)
+func (s *Array) seenAlive(r int, h *recHdr) bool {
+	a := &s.aliveAt[r]
+	t := a.at.Load()
+	return t != 0 && time.Now().UnixNano()-t < int64(aliveRecheck) &&
+		a.who.Load() == aliveKey(h.pid.Load(), h.start.Load())
+}
+
+// sawAlive stamps record r (head h) as held by a live process, now.
+func (s *Array) sawAlive(r int, h *recHdr) {
+	s.aliveAt[r].who.Store(aliveKey(h.pid.Load(), h.start.Load()))
+	s.aliveAt[r].at.Store(time.Now().UnixNano())
+}
+
+// aliveKey names a process by pid (22 bits) and start time (the rest).
+func aliveKey(pid, start uint64) uint64 { return pid&(1<<22-1) | start<<22 }
+
+// aliveStamp is one record's seenAlive stamp.
+type aliveStamp struct {
+	at  atomic.Int64  // Unix ns; 0 none
+	who atomic.Uint64 // aliveKey of the process found alive
 }
 
 // aliveRecheck is how long a marked record of a live process is not looked
 // at again (one /proc read each time).
 const aliveRecheck = 10 * time.Millisecond
 
-// settle repairs if undoerDied. It waits for the lock up to settleWait,
-// long enough for a running holder's section; a holder that keeps it
-// longer (stopped, preempted) repairs before it unlocks (unlock), and
-// meanwhile the calls go on as if the death came later, as with tryRepair
-// (a stopped holder must not stop lock-free calls): settle does not wait
-// again for shm.LivenessInterval.
+// settle repairs if undoerDied, waiting for the lock while its holder
+// runs (its sections are short), for up to settleMax. A holder that is
+// stopped (SIGSTOP) is not waited for: it repairs before it unlocks
+// (unlock), and meanwhile the calls go on as if the death came later, as
+// with tryRepair (a stopped holder must not stop lock-free calls); while
+// that holder keeps the lock, settle does not wait again.
 func (s *Array) settle() {
 	if !s.undoerDied() {
 		return
 	}
-	// The marked records of live processes first: nothing to repair.
-	r := s.markedUndoer()
-	for ; r >= 0; r = s.markedUndoer() {
+	// The marked records of live processes first (each looked at once):
+	// nothing to repair.
+	m := s.undoers.Load() &^ s.ownUndo.Load()
+	r := s.markedUndoerIn(m)
+	for ; r >= 0; r = s.markedUndoerIn(m) {
+		m &^= 1 << r
 		h := s.v.recs[r].hdr
 		pid := h.pid.Load()
 		if pid == 0 || !s.alive(int(pid), h.start.Load()) {
 			break
 		}
-		s.aliveAt[r].Store(time.Now().UnixNano()) // (markedUndoer skips it now)
+		s.sawAlive(r, h)
 	}
 	if r < 0 {
 		return
 	}
-	start := time.Now().UnixNano()
-	if start-s.settleGaveUp.Load() < int64(shm.LivenessInterval) {
-		s.tryRepair(false)
-		return
-	}
+	start := time.Now()
+	looked := false
 	for !s.tryRepair(false) {
-		if time.Now().UnixNano()-start > int64(settleWait) {
-			s.settleGaveUp.Store(time.Now().UnixNano())
+		h := s.mu.Holder()
+		if h != 0 && int32(h) == s.stoppedHolder.Load() {
+			return // (tryRepair found it alive: stopped still, or at the lock again)
+		}
+		if d := time.Since(start); d > settleLook && !looked {
+			looked = true
+			if h != 0 && kernel.ProcessStopped(h) {
+				s.stoppedHolder.Store(int32(h))
+				return
+			}
+		} else if d > settleMax {
 			return
 		}
 		runtime.Gosched()
 	}
+	s.stoppedHolder.Store(0)
 }
 
-// settleWait is how long settle waits for the lock.
-const settleWait = 200 * time.Microsecond
+// settle's waits for the lock: when it looks whether the holder is
+// stopped, and when it gives up on a running one.
+const (
+	settleLook = 200 * time.Microsecond
+	settleMax  = 20 * time.Millisecond
+)
 
 // alive reports whether the process pid that started at start still runs.
 func (s *Array) alive(pid int, start uint64) bool {

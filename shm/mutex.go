@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"errors"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -167,7 +168,10 @@ func holderDead(w uint64) bool {
 	}
 	st, err := kernel.ProcessStartTime(int(pid))
 	if err != nil {
-		return true
+		// Gone (or a zombie); any other error (this process out of file
+		// descriptors, say) says nothing, and a live holder's lock must
+		// not be taken: the caller looks again later.
+		return errors.Is(err, kernel.ESRCH)
 	}
 	return uint32(st) != uint32(w>>32)
 }
