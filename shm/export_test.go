@@ -12,3 +12,10 @@ var HeaderOffsets = map[string]int{
 	"deadGen": offDeadGen, "ctime": offCtime, "param": offParam,
 	"lock": offLock, "section": offSection,
 }
+
+// LivesHeld is how many Lives this process's robust list links.
+func LivesHeld() int {
+	lives.mu.Lock()
+	defer lives.mu.Unlock()
+	return len(lives.held)
+}

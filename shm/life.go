@@ -67,11 +67,11 @@ func (l *Life) Hold() {
 	lives.mu.Lock()
 	defer lives.mu.Unlock()
 	l.word.Store(lives.tid) // also clears an earlier holder's mark
-	if lives.tid == 0 || slices.Contains(lives.held, l) {
+	e := l.entry()
+	if lives.tid == 0 || slices.Contains(lives.held, l) || lives.inGone(e) {
 		return
 	}
 	h := &lives.head
-	e := l.entry()
 	atomic.StoreUintptr(&h.Pending, e) // (a death from here on marks l)
 	l.setLink(atomic.LoadUintptr(&h.Next))
 	atomic.StoreUintptr(&h.Next, e)
@@ -108,12 +108,36 @@ func (l *Life) entry() uintptr { return uintptr(unsafe.Pointer(l)) + unsafe.Offs
 
 // lives is this process's robust list: the kernel's head, registered by
 // the sentinel thread, and the Lives it links, in list order.
-var lives struct {
+// livesT is lives' type.
+type livesT struct {
 	start sync.Once
 	tid   uint32 // the sentinel thread's id; 0 without robust lists
 	mu    sync.Mutex
 	head  kernel.RobustListHead
 	held  []*Life
+	gone  []span // retired segments' memory (zeros, then unmapped): never linked
+}
+
+var lives livesT
+
+// span is the memory [lo, hi).
+type span struct{ lo, hi uintptr }
+
+func memSpan(mem []byte) span {
+	lo := uintptr(unsafe.Pointer(&mem[0]))
+	return span{lo, lo + uintptr(len(mem))}
+}
+
+func (sp span) has(a uintptr) bool { return sp.lo <= a && a < sp.hi }
+
+// inGone reports whether a is in a retired segment (lives.mu held).
+func (l *livesT) inGone(a uintptr) bool {
+	for _, sp := range l.gone {
+		if sp.has(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // unlinkLocked takes lives.held[i] out of the list (lives.mu held).
@@ -131,24 +155,32 @@ func unlinkLocked(i int) {
 	lives.held = slices.Delete(lives.held, i, i+1)
 }
 
-// forgetLives unlinks every Life held in mem, which is about to be
-// unmapped: the kernel must never walk into memory that is gone, or that
-// something else has been mapped over since.
-func forgetLives(mem []byte) {
+// unlinkAround unlinks every Life held in mem and then runs change, which
+// replaces or unmaps mem's pages, with the list locked: the kernel must
+// never walk into memory that is gone, or that something else has been
+// mapped over since, and no Hold may link a Life in mem in between. With
+// retiring, mem's pages become zeros that goroutines may still touch: a
+// Hold there only sets the word until unlinkAround runs again without it
+// (when they are unmapped).
+func unlinkAround(mem []byte, retiring bool, change func() error) error {
 	if len(mem) == 0 {
-		return
+		return change()
 	}
-	lo := uintptr(unsafe.Pointer(&mem[0]))
-	hi := lo + uintptr(len(mem))
+	sp := memSpan(mem)
 	lives.mu.Lock()
 	defer lives.mu.Unlock()
 	for i := 0; i < len(lives.held); {
-		if e := lives.held[i].entry(); lo <= e && e < hi {
+		if sp.has(lives.held[i].entry()) {
 			unlinkLocked(i)
 			continue
 		}
 		i++
 	}
+	lives.gone = slices.DeleteFunc(lives.gone, func(g span) bool { return g == sp })
+	if retiring {
+		lives.gone = append(lives.gone, sp)
+	}
+	return change()
 }
 
 // startSentinel starts the thread whose death marks this process's Lives.

@@ -59,8 +59,6 @@ func TestLifeMarksDeath(t *testing.T) {
 				p.Wait(10 * time.Second)
 			}
 			assert.Equal(t, "025", dead(s), "the held Lives, at once")
-			assert.Empty(t, dead(other), "a closed segment's Lives")
-			assert.Empty(t, dead(third), "a retired segment's Lives")
 		})
 	}
 }
@@ -93,8 +91,11 @@ func TestLifeListOrder(t *testing.T) {
 	}
 }
 
-// In this process: Hold clears an earlier holder's mark; Abandon marks.
+// In this process: Hold clears an earlier holder's mark and is
+// idempotent; Abandon marks; Close and Retire unlink the segment's Lives,
+// and a retired segment's zeros take none.
 func TestLifeInProcess(t *testing.T) {
+	n0 := shm.LivesHeld()
 	s, err := shm.FromBytes(formatted(t, lifeParams()))
 	require.NoError(t, err)
 	l := &s.Waiters()[0].Life
@@ -103,10 +104,20 @@ func TestLifeInProcess(t *testing.T) {
 	l.Hold()
 	l.Hold()
 	assert.False(t, l.Dead(), "held again: the mark is gone")
+	assert.Equal(t, n0+1, shm.LivesHeld(), "linked once")
 	l.Release()
 	l.Release()
-	assert.False(t, l.Dead())
+	assert.Equal(t, n0, shm.LivesHeld())
 	l.Hold()
-	require.NoError(t, s.Close()) // unlinks it
-	assert.False(t, l.Dead())
+	s.Waiters()[1].Life.Hold()
+	require.NoError(t, s.Close())
+	assert.Equal(t, n0, shm.LivesHeld(), "Close unlinks them")
+
+	r := newSegment(t, lifeParams())
+	r.Waiters()[0].Life.Hold()
+	require.Equal(t, n0+1, shm.LivesHeld())
+	require.NoError(t, r.Retire())
+	assert.Equal(t, n0, shm.LivesHeld(), "Retire unlinks them")
+	r.Waiters()[1].Life.Hold() // (on the zeros a goroutine may still touch)
+	assert.Equal(t, n0, shm.LivesHeld(), "nor links one on its zeros")
 }

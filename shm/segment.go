@@ -235,11 +235,12 @@ func (s *Segment) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	forgetLives(s.mem)
-	if !s.detach {
-		return nil
-	}
-	return kernel.Shmdt(s.mem)
+	return unlinkAround(s.mem, false, func() error {
+		if !s.detach {
+			return nil
+		}
+		return kernel.Shmdt(s.mem)
+	})
 }
 
 // ID is the kernel shmid of the segment (-1 for one made by FromBytes).
@@ -495,16 +496,14 @@ func (s *Segment) retireNow() error {
 	if !s.retired.CompareAndSwap(false, true) {
 		return nil
 	}
-	// Lives held in the segment leave the kernel's list before its pages
-	// change, and again before they go (a late Hold on the zeros).
-	forgetLives(s.mem)
-	if err := kernel.ShmReplaceWithZeros(s.mem); err != nil {
+	// Lives held in the segment leave the kernel's list as its pages
+	// change, and none joins it until they go (unlinkAround).
+	mem := s.mem
+	if err := unlinkAround(mem, true, func() error { return kernel.ShmReplaceWithZeros(mem) }); err != nil {
 		return err
 	}
-	mem := s.mem
 	time.AfterFunc(RetireGrace, func() {
-		forgetLives(mem)
-		_ = kernel.MunmapBytes(mem)
+		_ = unlinkAround(mem, false, func() error { return kernel.MunmapBytes(mem) })
 	})
 	return nil
 }
