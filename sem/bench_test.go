@@ -60,6 +60,35 @@ func BenchmarkPVUndo(b *testing.B) {
 	benchPair(b, 1, []Buf{{Num: 0, Op: -1, Flg: SEM_UNDO}}, []Buf{{Num: 0, Op: 1, Flg: SEM_UNDO}})
 }
 
+// Uncontended P then V while another process that made a SEM_UNDO op on
+// the set has exec'd and lives on without using it (its record's Life is
+// marked: undoerDied looks at it on every op; TestUndoKeptAcrossExecUntouched).
+// Compare with BenchmarkPV/usysv.
+func BenchmarkPVAfterExec(b *testing.B) {
+	for _, im := range impls {
+		b.Run(im.name, func(b *testing.B) {
+			id, hi := benchSet(b, im, 2)
+			p := testutil.Start(b, "sem-client", []string{im.name, strconv.Itoa(id)})
+			p.Send("op 1:1:u")
+			p.Expect("ok", lineWait)
+			p.Send("exec")
+			p.Expect("ok", lineWait)
+			require.NoError(b, hi.setVal(id, 0, 1))
+			pv := [2][]Buf{{{Num: 0, Op: -1}}, {{Num: 0, Op: 1}}}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, ops := range pv {
+					if err := hi.op(id, ops); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.StopTimer()
+			p.Kill()
+		})
+	}
+}
+
 // Three-op atomic arrays: take three semaphores, give them back.
 func BenchmarkThreeOps(b *testing.B) {
 	benchPair(b, 3,

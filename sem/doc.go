@@ -121,10 +121,12 @@
 //     more than 2048 Lives held by one process at once, its blocked calls
 //     and undo records on all sets and queues (the kernel's walk stops
 //     there, newest first). A process
-//     that is marked but found alive is looked at again 10 ms later: it
-//     exec'd (execve keeps semadj, and the new image takes its record
-//     back), or it is still dying (microseconds after a kill, longer while
-//     a core is dumped).
+//     that is marked but found alive is looked at again once the registry
+//     reports a death (any process's) or the second ends: it exec'd
+//     (execve keeps semadj, and the new image takes its record back if it
+//     uses the set; until then its death comes with the registry's report),
+//     or it is still dying (microseconds after a kill, longer while a core
+//     is dumped).
 //   - A panic inside an operation while it holds the set's lock (a set
 //     corrupted beyond what the code handles) is handled as a death at
 //     that point: the set is repaired at once, the caller's queued waiter

@@ -387,6 +387,52 @@ func TestUndoKeptAcrossExec(t *testing.T) {
 	})
 }
 
+// A process that exec'd after a SEM_UNDO op and never uses the set again
+// keeps its adjustment (SEMANTICS 10.5) for as long as it lives, however
+// many deaths are reported and seconds pass meanwhile; it is applied once
+// the process dies (usysv: with the registry's report, as the Life that
+// would have told it sooner was marked by the exec). Other processes' ops
+// go on meanwhile (with usysv on the fast path: BenchmarkPVAfterExec).
+func TestUndoKeptAcrossExecUntouched(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		p := client(t, im, id)
+		p.Send("op 0:2:u")
+		p.Expect("ok", lineWait)
+		p.Send("exec")
+		p.Expect("ok", lineWait)
+		p.Send("pid")
+		p.Expect(strconv.Itoa(p.Pid()), lineWait) // (the new image answers)
+		pv := func() {
+			for range 100 {
+				require.NoError(t, im.op(id, []Buf{{Num: 0, Op: -1}}))
+				require.NoError(t, im.op(id, []Buf{{Num: 0, Op: 1}}))
+				require.NoError(t, im.op(id, []Buf{{Num: 1, Op: 1, Flg: SEM_UNDO}, {Num: 1, Op: -1, Flg: SEM_UNDO}}))
+			}
+		}
+		pv()
+		require.Equal(t, "vals[2 0],ok", vals(im, id), "nothing undone at the exec")
+		if im.name == "usysv" {
+			// A death reported (any process's), then a new second: each
+			// makes the handle look at the process again.
+			h, err := handle(id)
+			require.NoError(t, err)
+			h.seg.BumpDeadGen()
+			pv()
+			require.Equal(t, "vals[2 0],ok", vals(im, id), "nothing undone at another death")
+			for s := time.Now().Unix(); time.Now().Unix() == s; {
+				time.Sleep(10 * time.Millisecond)
+			}
+			pv()
+			require.Equal(t, "vals[2 0],ok", vals(im, id), "nothing undone a second later")
+		}
+		p.Kill()
+		testutil.Eventually(t, lineWait, "the undo after the death", func() bool {
+			return vals(im, id) == "vals[0 0],ok"
+		})
+	})
+}
+
 // killBoth kills two helpers at once and reaps them.
 func killBoth(p, q *testutil.Proc) {
 	_ = kernel.Kill(p.Pid(), kernel.SIGKILL)
