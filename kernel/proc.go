@@ -94,6 +94,40 @@ func ProcessStopped(pid int) bool {
 	return err == nil && len(f) > 0 && (f[0] == "T" || f[0] == "t")
 }
 
+// ProcessExiting reports whether process pid has begun to exit (or to
+// dump core), as far as its /proc entry shows: its main thread has a
+// SIGKILL pending (the kernel queues one on every thread of a process
+// that is to die, before any of them starts to exit: a fatal signal, or
+// another thread's exit_group) or is exiting or dumping core
+// (PF_EXITING, PF_DUMPCORE), or it is a zombie already. A process that
+// exec'd shows none of these. (Not seen: the moments between the main
+// thread's own exit_group and its PF_EXITING, if another thread finishes
+// exiting first.) An unreadable entry counts as exiting only if the
+// process is gone.
+func ProcessExiting(pid int) bool {
+	f, err := procStat(pid)
+	if err != nil {
+		return errors.Is(err, ESRCH)
+	}
+	// f[0] is field 3 (state), f[6] field 9 (flags), f[28] field 31
+	// (the main thread's pending signals, low 31).
+	switch {
+	case len(f) > 0 && (f[0] == "Z" || f[0] == "X"):
+		return true
+	case len(f) < 29:
+		return false
+	}
+	flags, _ := strconv.ParseUint(f[6], 10, 64)
+	sigs, _ := strconv.ParseUint(f[28], 10, 64)
+	return flags&(pfExiting|pfDumpcore) != 0 || sigs&(1<<(SIGKILL-1)) != 0
+}
+
+// Task flags (include/linux/sched.h) that /proc/pid/stat shows.
+const (
+	pfExiting  = 0x00000004
+	pfDumpcore = 0x00000200
+)
+
 // procStat returns the fields of /proc/pid/stat from field 3 (state) on.
 func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")

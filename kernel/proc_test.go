@@ -1,6 +1,7 @@
 package kernel_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -56,6 +57,25 @@ func TestProcessAlive(t *testing.T) {
 	require.Equal(t, 0, p.Wait(lineTimeout))
 	assert.False(t, kernel.ProcessAlive(hpid, hstart), "an exited process")
 	assert.False(t, kernel.ProcessAlive(hpid, 0))
+}
+
+// ProcessExiting: false for a live process, true from its kill on (a
+// pending SIGKILL, exiting, a zombie not yet reaped) and once it is gone.
+func TestProcessExiting(t *testing.T) {
+	pid, _ := kernel.Self()
+	assert.False(t, kernel.ProcessExiting(pid))
+	p := testutil.Start(t, "sysv", nil)
+	mustCall(t, p, "self")
+	assert.False(t, kernel.ProcessExiting(p.Pid()))
+	require.NoError(t, kernel.Kill(p.Pid(), kernel.SIGKILL))
+	testutil.Eventually(t, lineTimeout, "exiting once killed", func() bool { return kernel.ProcessExiting(p.Pid()) })
+	testutil.Eventually(t, lineTimeout, "a zombie", func() bool {
+		_, err := kernel.ProcessStartTime(p.Pid())
+		return errors.Is(err, kernel.ESRCH)
+	})
+	assert.True(t, kernel.ProcessExiting(p.Pid()), "a zombie, not reaped")
+	p.Wait(lineTimeout)
+	assert.True(t, kernel.ProcessExiting(p.Pid()), "gone")
 }
 
 // A process whose /proc entry cannot be read for want of a file

@@ -120,13 +120,16 @@
 //     20 ms; a record whose holder took it through a handle since closed;
 //     more than 2048 Lives held by one process at once, its blocked calls
 //     and undo records on all sets and queues (the kernel's walk stops
-//     there, newest first). A process
-//     that is marked but found alive is looked at again once the registry
-//     reports a death (any process's) or the second ends: it exec'd
-//     (execve keeps semadj, and the new image takes its record back if it
-//     uses the set; until then its death comes with the registry's report),
-//     or it is still dying (microseconds after a kill, longer while a core
-//     is dumped).
+//     there, newest first); a process that exec'd (below). A marked
+//     process found alive and exiting (its memory still torn down, a core
+//     dumped: kernel.ProcessExiting) is looked at again by every call
+//     until it is gone, as Linux applies the undo at the end of the exit.
+//     One found alive and not exiting exec'd (execve keeps semadj, and the
+//     new image takes its record back, and any op its old image left in
+//     flight, if it uses the set): it is looked at again once the registry
+//     reports a death (any process's) or the second ends, so that its own
+//     death comes with the registry's report (within a second if no
+//     registry watches it).
 //   - A panic inside an operation while it holds the set's lock (a set
 //     corrupted beyond what the code handles) is handled as a death at
 //     that point: the set is repaired at once, the caller's queued waiter

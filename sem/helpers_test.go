@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,6 +170,12 @@ func init() {
 	//   getval N / getpid N / setval N V
 	//   pid                → the helper's pid
 	//   exec               → ok, then the helper execs itself afresh
+	//   touch MB           → ok, with MB megabytes touched (a slow exit:
+	//                        the kernel tears them down after it marks
+	//                        the process's Lives)
+	//   undoloop N         → ok once a goroutine has made 100000 pairs of
+	//                        N:-1:u, N:1:u; it goes on until the process
+	//                        ends or execs
 	//   exit
 	testutil.RegisterHelper("sem-client", func(args []string) int {
 		id, _ := strconv.Atoi(args[1])
@@ -253,6 +260,26 @@ func init() {
 				}
 				fmt.Println("ok")
 				return kernel.Exec(exe, os.Args, os.Environ()).Error()
+			case "touch":
+				mb, _ := strconv.Atoi(f[0])
+				ballast = make([]byte, mb<<20)
+				for i := 0; i < len(ballast); i += 4096 {
+					ballast[i] = 1
+				}
+				return "ok"
+			case "undoloop":
+				n, _ := strconv.Atoi(f[0])
+				var pairs atomic.Int64
+				go func() {
+					p, v := []Buf{{Num: uint16(n), Op: -1, Flg: SEM_UNDO}}, []Buf{{Num: uint16(n), Op: 1, Flg: SEM_UNDO}}
+					for im.op(id, p) == nil && im.op(id, v) == nil {
+						pairs.Add(1)
+					}
+				}()
+				for pairs.Load() < 100000 {
+					time.Sleep(time.Millisecond)
+				}
+				return "ok"
 			case "repair":
 				if h == nil {
 					var err error
@@ -269,6 +296,9 @@ func init() {
 		})
 	})
 }
+
+// ballast is sem-client's touched memory.
+var ballast []byte
 
 // serve runs a helper's command loop on stdin/stdout.
 func serve(do func(cmd string, f []string) string) int {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -430,6 +431,86 @@ func TestUndoKeptAcrossExecUntouched(t *testing.T) {
 		testutil.Eventually(t, lineWait, "the undo after the death", func() bool {
 			return vals(im, id) == "vals[0 0],ok"
 		})
+	})
+}
+
+// A process whose exit is slow (the kernel marks its Lives first, then
+// tears down its memory for tens of ms) dies while another goroutine of
+// its parent keeps reading the set: once the parent has reaped it, its
+// undo shows (Linux applies it at the end of the exit). Reads during the
+// exit find the process dying, not exec'd, and must not keep it from
+// being looked at again ("noreg": a process no registry watches, so that
+// only its Life tells). Before, about 1 round in 4 read the old value.
+func TestUndoAfterSlowDeath(t *testing.T) {
+	for _, name := range []string{"kernel", "usysv", "noreg"} {
+		t.Run(name, func(t *testing.T) {
+			im := implByName(name)
+			id := im.create(t, 2, 0o600)
+			var stop atomic.Bool
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for !stop.Load() {
+					_, _ = im.getVal(id, 1)
+				}
+			}()
+			defer func() { stop.Store(true); <-done }()
+			for round := range 5 {
+				require.NoError(t, im.setVal(id, 0, 0))
+				p := client(t, impl{name: name}, id)
+				p.Send("touch 300")
+				p.Expect("ok", lineWait)
+				p.Send("op 0:1:u")
+				p.Expect("ok", lineWait)
+				p.Kill()
+				v, err := im.getVal(id, 0)
+				require.NoError(t, err)
+				require.Equal(t, 0, v, "round %d: the reaped process's undo", round)
+			}
+		})
+	}
+}
+
+// A process execs while one of its goroutines is inside a SEM_UNDO op
+// (between its steps, anywhere): the exec ends that goroutine, and Linux
+// keeps value + semadj as they were. usysv completes an op left in flight
+// (its record's Life says the image is gone) and drops the claim it held,
+// at once rather than after waiting on it; the new image's SEM_UNDO ops
+// then run as before. Before, about 1 round in 3 lost or gained a unit.
+func TestExecInsideUndoOp(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		for round := range 6 {
+			require.NoError(t, im.setAll(id, []uint16{100, 0}))
+			p := client(t, im, id)
+			p.Send("undoloop 0")
+			p.Expect("ok", lineWait)
+			p.Send("exec")
+			p.Expect("ok", lineWait)
+			p.Send("pid")
+			p.Expect(strconv.Itoa(p.Pid()), lineWait)
+			v, err := im.getVal(id, 0)
+			require.NoError(t, err)
+			require.Contains(t, []int{99, 100}, v, "round %d: after the exec", round)
+			p.Send("op 0:-1:u")
+			p.Expect("ok", lineWait)
+			p.Send("op 0:1:u")
+			p.Expect("ok", lineWait)
+			if im.name == "usysv" {
+				h, err := handle(id)
+				require.NoError(t, err)
+				for r := range h.v.recs {
+					if h.v.recs[r].hdr.pid.Load() == uint64(p.Pid()) {
+						require.Zero(t, h.v.recs[r].adj[0].Load()&adjBusy, "round %d: a claim of the old image left", round)
+					}
+				}
+			}
+			p.Kill()
+			testutil.Eventually(t, lineWait, "the undo", func() bool {
+				v, err := im.getVal(id, 0)
+				return err == nil && v == 100
+			})
+		}
 	})
 }
 

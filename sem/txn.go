@@ -300,8 +300,10 @@ const intentBound = time.Second
 // reports whether it did (the word changed: look again). Whether the owner
 // lives is looked up (in /proc) only with look:
 //
-//   - its record's process is dead: the op is completed (its semadj
-//     updated), as the dead process's repair would;
+//   - its record's process is dead, or its record's Life is marked (the
+//     process exec'd, which ended the op's goroutine, or is dying): the op
+//     is completed (its semadj updated), as the dead process's repair
+//     would;
 //   - no goroutine of that process holds the semadj word's claim
 //     (adjBusy): every real intent is placed and completed under the
 //     claim, so this one was written by someone else into the segment
@@ -326,7 +328,7 @@ func (s *Array) settleIntent(i int, w uint64, look bool, waited time.Duration) b
 			return false
 		}
 		h := s.v.recs[r].hdr
-		if pid := h.pid.Load(); pid != 0 && s.alive(int(pid), h.start.Load()) {
+		if pid := h.pid.Load(); pid != 0 && !h.life.Dead() && s.alive(int(pid), h.start.Load()) {
 			return false
 		}
 		s.completePending(i)
@@ -815,6 +817,7 @@ func (s *Array) claimRecord() (int, error) {
 			if h.pid.Load() == uint64(pid) && h.start.Load() == start {
 				if h.life.Dead() {
 					// Ours from before an exec: this image's list now.
+					s.releaseClaims(r)
 					h.life.Hold()
 					putWord(&s.v.hdr.undoers, s.v.hdr.undoers.Load()|1<<r)
 				}
@@ -838,6 +841,27 @@ func (s *Array) claimRecord() (int, error) {
 		}
 	}
 	return -1, ErrNoUndoRecord
+}
+
+// releaseClaims finishes what record r's previous image left when it
+// exec'd (lock held): the exec ended its goroutines anywhere inside
+// fastUndo, holding the claim of a semadj word (adjBusy), perhaps with
+// the op in flight on the semaphore's word. The op is completed, as
+// settleIntent completes it, and the claim dropped, so that this image's
+// SEM_UNDO ops on that semaphore need not take the lock for ever.
+func (s *Array) releaseClaims(r int) {
+	rec := &s.v.recs[r]
+	for i := range rec.adj {
+		if rec.adj[i].Load()&adjBusy == 0 {
+			continue
+		}
+		if w := s.v.words[i].Load(); int((w&recMask)>>recShift) == r {
+			s.completePending(i) // (if an op of r is in flight there)
+		}
+		if a := rec.adj[i].Load(); a&adjBusy != 0 {
+			rec.adj[i].Store(a &^ adjBusy)
+		}
+	}
 }
 
 func init() {
@@ -1006,9 +1030,8 @@ func (s *Array) repairLocked(full bool) {
 		}
 		if s.alive(int(pid), h.start.Load()) {
 			undoers |= 1 << r
-			if h.life.Dead() {
-				// It exec'd, or is dying: undoerDied.
-				s.sawAlive(r, h)
+			if h.life.Dead() && !kernel.ProcessExiting(int(pid)) {
+				s.sawAlive(r, h) // it exec'd (undoerDied; a dying one: settle)
 			}
 			continue
 		}
@@ -1156,7 +1179,11 @@ func (s *Array) settle() {
 		if pid == 0 || !s.alive(int(pid), h.start.Load()) {
 			break
 		}
-		s.sawAlive(r, h)
+		if !kernel.ProcessExiting(int(pid)) {
+			s.sawAlive(r, h) // it exec'd
+		}
+		// (A dying one is not stamped: nothing to repair yet, as on Linux
+		// until the exit's end, and the next call looks again.)
 	}
 	if r < 0 {
 		return
