@@ -266,6 +266,42 @@ func TestRequeueFromDeadReceiver(t *testing.T) {
 	require.NoError(t, q.Check())
 }
 
+// White-box: a repair that put a dead receiver's message back into the
+// queue and died before it freed the receiver's slot leaves the message in
+// both; the full rebuild that follows (its lock is taken over) keeps it
+// queued once, and everything after it. (Before, the rebuild gave the
+// slot the message and cut the list there: m3 and m4 were lost, silently.)
+func TestRebuildAfterRequeue(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	p := testutil.Start(t, "crasher", []string{"-1", "send", "0"})
+	assert.Equal(t, 1, p.Wait(lineWait)) // OpenID(-1) fails: a pid that is now dead
+	require.NoError(t, q.Send(ctx, 1, []byte("m1")))
+	q.lock(&wakeList{})
+	var w waiter
+	q.claim(&w, slotRecv, 2, uint64(searchEqual)|1000<<32)
+	w.slot.PID.Store(uint32(p.Pid()))
+	w.slot.Life.Release() // (a process that died before it was marked)
+	q.mu.Unlock()
+	require.NoError(t, q.Send(ctx, 2, []byte("x"))) // handed to the dead receiver
+	require.NoError(t, q.Send(ctx, 1, []byte("m3")))
+	require.NoError(t, q.Send(ctx, 1, []byte("m4")))
+	var wl wakeList
+	q.lock(&wl)
+	// The dead repairer's part: the flush and the requeue, not the free.
+	q.v.setClosed()
+	require.NoError(t, q.v.flush())
+	q.v.requeue(uint32(w.slot.Arg[argBlock].Load()))
+	require.Equal(t, uint32(slotDelivered), w.slot.State.Load())
+	q.v.repair(true)
+	q.deadGen.Store(q.seg.DeadGen())
+	q.unlock(&wl)
+	assert.Equal(t, uint32(slotFree), w.slot.State.Load())
+	require.NoError(t, q.Check())
+	assert.Equal(t, []string{"m1", "x", "m3", "m4"}, drain(t, q))
+	require.NoError(t, q.Check())
+}
+
 // White-box: a full rebuild (a lock holder died) keeps the chain a live
 // process writes or copies out outside the lock, and frees a dead one's,
 // in both cases leaving every block accounted for.

@@ -621,15 +621,6 @@ func (v *view) rebuild() {
 		}
 		return true
 	}
-	// Messages held by waiter slots first: they were taken out of the queue.
-	for i := range v.slots {
-		s := &v.slots[i]
-		if s.State.Load() == slotDelivered {
-			if b := s.Arg[argBlock].Load(); b > uint64(v.nblocks) || !claim(uint32(b)) {
-				s.State.Store(slotRecv) // lost: the receiver waits again
-			}
-		}
-	}
 	var prev uint32
 	var seq uint64 // the last message's sequence number
 	for m := c.head; m != 0; {
@@ -653,6 +644,19 @@ func (v *view) rebuild() {
 	c.tail = prev
 	if c.seq <= seq || c.seq >= seqMax {
 		c.seq = seq + 1
+	}
+	// Messages handed to waiter slots, after the list: one that is in the
+	// list as well was put back there by a repair that died before it freed
+	// the slot (the list keeps it: it is queued, at its place); one whose
+	// chain is bad is lost. Either way the slot's receiver waits again (or
+	// the repair that follows frees the slot of a dead one).
+	for i := range v.slots {
+		s := &v.slots[i]
+		if s.State.Load() == slotDelivered {
+			if b := s.Arg[argBlock].Load(); b > uint64(v.nblocks) || !claim(uint32(b)) {
+				s.State.Store(slotRecv)
+			}
+		}
 	}
 	// Chains being written or copied out outside the lock stay their
 	// live process's; those of dead ones are freed with everything
