@@ -201,6 +201,23 @@ func settle(q *Queue, err error) error {
 	return err
 }
 
+// hold keeps cached handle q's segment from being retired (its words
+// turned to zeros) while a package-level call runs on it: a Remove or a
+// sweep by another goroutine of this process retires it once the call
+// ends, so that no call reads a message torn, a waiter slot changed or a
+// ring emptied under it. It reports false, for the call to answer EINVAL
+// (the id of a removed queue), if the handle was retired before the call
+// began. Calls end with release.
+func hold(q *Queue) bool {
+	if q.seg.BeginSleep() {
+		return true
+	}
+	q.seg.EndSleep()
+	return false
+}
+
+func release(q *Queue) { q.seg.EndSleep() }
+
 // Get is msgget(2): the id of the queue for key, created with IPC_CREAT
 // (IPC_PRIVATE always creates) with mode flags&0777, qbytes MSGMNB.
 func Get(key, flags int) (int, error) { return getConfig(key, flags, Config{}) }
@@ -217,6 +234,10 @@ func Send(id int, mtype int64, text []byte, flags int) error {
 		}
 		return err
 	}
+	if !hold(q) {
+		return kernel.EINVAL
+	}
+	defer release(q)
 	if flags&IPC_NOWAIT != 0 {
 		err = q.TrySend(mtype, text)
 	} else {
@@ -236,6 +257,10 @@ func Recv(id int, text []byte, mtype int64, flags int) (int, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	if !hold(q) {
+		return 0, 0, kernel.EINVAL
+	}
+	defer release(q)
 	n, t, err := q.Recv(context.Background(), text, mtype, flags)
 	return n, t, settle(q, err)
 }
@@ -254,6 +279,10 @@ func Stat(id int) (DS, error) {
 	if err != nil {
 		return DS{}, err
 	}
+	if !hold(q) {
+		return DS{}, kernel.EINVAL
+	}
+	defer release(q)
 	ds, err := q.Stat()
 	return ds, settle(q, err)
 }

@@ -1,6 +1,11 @@
 package msgq
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +61,58 @@ func TestRemovedElsewhereDetaches(t *testing.T) {
 	defer func() { require.NoError(t, Remove(id)) }()
 	require.NoError(t, Send(id, 1, []byte("x"), IPC_NOWAIT))
 	require.LessOrEqual(t, testutil.SysVMappings(t), base+2, "the %d removed queues are detached", n)
+}
+
+// TestRemoveDuringCalls: package-level calls of other goroutines racing
+// the package-level Remove, which retires the cached handle they share
+// (its words turn to zeros), get what Linux gives a call racing IPC_RMID:
+// their result, EIDRM or EINVAL; never "corrupt", and never a torn
+// message. (Before, a big message copied outside the lock found its waiter
+// slot zeroed, and the call said the queue was corrupt.)
+func TestRemoveDuringCalls(t *testing.T) {
+	gone := func(err error) bool { return errors.Is(err, kernel.EINVAL) || errors.Is(err, kernel.EIDRM) }
+	for i := 0; i < 40; i++ {
+		id, err := Get(IPC_PRIVATE, 0o600)
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		var sendErr, recvErr error
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				size := []int{MSGMAX, 100, 3000}[k%3]
+				err := Send(id, 1, bytes.Repeat([]byte{byte(size % 251)}, size), IPC_NOWAIT)
+				if err != nil && !errors.Is(err, ErrFull) {
+					if !gone(err) {
+						sendErr = err
+					}
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, MSGMAX)
+			for {
+				n, _, err := Recv(id, buf, 0, IPC_NOWAIT)
+				if err == nil && !bytes.Equal(buf[:n], bytes.Repeat([]byte{byte(n % 251)}, n)) {
+					recvErr = fmt.Errorf("a torn message of %d bytes", n)
+					return
+				}
+				if err != nil && !errors.Is(err, ErrEmpty) {
+					if !gone(err) {
+						recvErr = err
+					}
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(rand.IntN(1200)) * time.Microsecond)
+		require.NoError(t, Remove(id))
+		wg.Wait()
+		require.NoError(t, sendErr, "send, round %d", i)
+		require.NoError(t, recvErr, "receive, round %d", i)
+	}
 }
 
 // TestBlockedReceiverSeesHandOver: a receiver blocked in the package-level

@@ -1,6 +1,10 @@
 package sem
 
 import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +40,66 @@ func TestPackageLevelRemoveDetaches(t *testing.T) {
 	_, err := GetVal(last, 0)
 	require.ErrorIs(t, err, kernel.EINVAL)
 	require.LessOrEqual(t, testutil.SysVMappings(t), base+2)
+}
+
+// TestRemoveDuringCalls: package-level calls of other goroutines racing
+// the package-level Remove, which retires the cached handle they share
+// (its words turn to zeros), get what Linux gives a call racing IPC_RMID:
+// their result, EIDRM or EINVAL. Never a value the set did not have
+// (semaphore 0 is 7 until removed), nor EAGAIN for a P that semaphore 1,
+// at 7 but for that P, lets through.
+func TestRemoveDuringCalls(t *testing.T) {
+	gone := func(err error) bool { return errors.Is(err, kernel.EINVAL) || errors.Is(err, kernel.EIDRM) }
+	for i := 0; i < 40; i++ {
+		id, err := Get(IPC_PRIVATE, 2, 0o600)
+		require.NoError(t, err)
+		require.NoError(t, SetAll(id, []uint16{7, 7}))
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for {
+				v, err := GetVal(id, 0)
+				if err == nil && v != 7 {
+					err = fmt.Errorf("GETVAL %d", v)
+				}
+				if err == nil {
+					var vs []uint16
+					if vs, err = GetAll(id); err == nil && vs[0] != 7 {
+						err = fmt.Errorf("GETALL %v", vs)
+					}
+				}
+				if err != nil {
+					if !gone(err) {
+						errs[0] = err
+					}
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			p, v := []Buf{{Num: 1, Op: -1, Flg: IPC_NOWAIT}}, []Buf{{Num: 1, Op: 1}}
+			for {
+				err := Op(id, p)
+				if err == nil {
+					err = Op(id, v)
+				}
+				if err != nil {
+					if !gone(err) {
+						errs[1] = err
+					}
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(rand.IntN(1200)) * time.Microsecond)
+		require.NoError(t, Remove(id))
+		wg.Wait()
+		require.NoError(t, errs[0], "reads, round %d", i)
+		require.NoError(t, errs[1], "P/V, round %d", i)
+	}
 }
 
 // TestRemovedElsewhereDetaches: a cached set removed by someone else (here

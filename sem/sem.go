@@ -2,6 +2,7 @@ package sem
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -333,13 +334,36 @@ func sweep() {
 }
 
 // settle drops the cached handle h after a call on it failed because its
-// set is gone.
+// set is gone. An op that would have to wait (IPC_NOWAIT: EAGAIN) while
+// this process retired the handle (forget) says EIDRM: it may have read
+// zeros for the set's words (Op does not hold the handle; see hold).
 func settle(h *Array, err error) error {
 	if err != nil && h.seg.Removed() {
 		forget(h)
 	}
+	if errors.Is(err, kernel.EAGAIN) && h.seg.Retiring() {
+		return kernel.EIDRM
+	}
 	return err
 }
+
+// hold keeps cached handle h's segment from being retired (its words
+// turned to zeros) while a package-level semctl runs on it: a Remove or a
+// sweep by another goroutine of this process retires it once the call
+// ends, so that no call reads zeros for values. It reports false, for the
+// call to answer EINVAL (the id of a removed set), if the handle was
+// retired before the call began. Calls end with release. (Op does
+// without, for speed: its P then V would pay two more locked instructions
+// each; settle covers what a zero word could make it say.)
+func hold(h *Array) bool {
+	if h.seg.BeginSleep() {
+		return true
+	}
+	h.seg.EndSleep()
+	return false
+}
+
+func release(h *Array) { h.seg.EndSleep() }
 
 // Op is semop(2): the operations are applied atomically, in array order,
 // blocking until they all can be (unless one that cannot has IPC_NOWAIT:
@@ -376,7 +400,11 @@ func TimedOp(id int, ops []Buf, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	return h.run(context.Background(), ops, &deadline)
+	if !hold(h) {
+		return kernel.EINVAL
+	}
+	defer release(h)
+	return settle(h, h.run(context.Background(), ops, &deadline))
 }
 
 // GetVal is semctl(GETVAL).
@@ -385,6 +413,10 @@ func GetVal(id, num int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if !hold(h) {
+		return -1, kernel.EINVAL
+	}
+	defer release(h)
 	return h.GetVal(num)
 }
 
@@ -401,6 +433,10 @@ func SetVal(id, num, val int) error {
 	if err != nil {
 		return err
 	}
+	if !hold(h) {
+		return kernel.EINVAL
+	}
+	defer release(h)
 	return h.SetVal(num, val)
 }
 
@@ -410,6 +446,10 @@ func GetAll(id int) ([]uint16, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !hold(h) {
+		return nil, kernel.EINVAL
+	}
+	defer release(h)
 	return h.GetAll()
 }
 
@@ -420,6 +460,10 @@ func SetAll(id int, vals []uint16) error {
 	if err != nil {
 		return err
 	}
+	if !hold(h) {
+		return kernel.EINVAL
+	}
+	defer release(h)
 	return h.SetAll(vals)
 }
 
@@ -429,6 +473,10 @@ func GetPid(id, num int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if !hold(h) {
+		return -1, kernel.EINVAL
+	}
+	defer release(h)
 	return h.GetPid(num)
 }
 
@@ -438,6 +486,10 @@ func GetNcnt(id, num int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if !hold(h) {
+		return -1, kernel.EINVAL
+	}
+	defer release(h)
 	return h.GetNcnt(num)
 }
 
@@ -447,6 +499,10 @@ func GetZcnt(id, num int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if !hold(h) {
+		return -1, kernel.EINVAL
+	}
+	defer release(h)
 	return h.GetZcnt(num)
 }
 
@@ -456,6 +512,10 @@ func Stat(id int) (DS, error) {
 	if err != nil {
 		return DS{}, err
 	}
+	if !hold(h) {
+		return DS{}, kernel.EINVAL
+	}
+	defer release(h)
 	return h.Stat()
 }
 

@@ -508,6 +508,12 @@ func (s *Segment) retireNow() error {
 	return nil
 }
 
+// Retiring reports whether Retire was called: the mapping's words may turn
+// to zeros at any moment (once no BeginSleep section is open), so what a
+// call read from them since it began proves nothing. (Retire is called
+// only for an object already removed.)
+func (s *Segment) Retiring() bool { return s.retiring.Load() }
+
 // BeginSleep and EndSleep bracket a section in which a goroutine may sleep
 // on the segment's words, or must read them after waking (its waiter
 // slot's outcome): a futex wait at least, and better the whole of a call
