@@ -117,8 +117,9 @@ func claimFor(c uint64, p uint32) bool {
 // running (a process of that pid exists and its start time matches).
 func claimAlive(c uint64) bool {
 	pid := claimPid(c)
-	if self, _ := kernel.Self(); pid == self {
-		return true // one of our goroutines
+	if self, st := kernel.Self(); pid == self {
+		// One of our goroutines, or a dead process whose pid we reuse.
+		return uint8(st) == uint8(c>>startShift)
 	}
 	if pid == 0 {
 		return false
@@ -820,7 +821,12 @@ func (q *Queue) sleepForRoomLocked(ctx context.Context, size uint32, w *waiter, 
 	}
 	q.claim(w, slotSend, uint64(size), 0)
 	if w.slot == nil {
-		return false, nil // no free slot: the overflow sleepers need the lock path
+		// No free slot: the overflow sleepers need the lock path, which
+		// counts itself again. (Left counted, this call would keep the
+		// ring closed until the next change: maybeOpen.)
+		q.v.ctl.ovfWait.Add(^uint32(0))
+		w.ovf = false
+		return false, nil
 	}
 	seen := w.slot.Futex.Load()
 	// Look again now that sendWake counts this sender: a receive that

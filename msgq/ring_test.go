@@ -502,6 +502,17 @@ func TestCrashRingSender(t *testing.T) {
 	}
 }
 
+// claimAlive: a claim bearing this process's pid is its own only if it
+// bears its start time too; else a dead process whose pid was reused made
+// it, and it is given back like any dead process's.
+func TestClaimAliveReusedPid(t *testing.T) {
+	pid, start := kernel.Self()
+	own := claimBase(pid, start)
+	assert.True(t, claimAlive(claimed|own))
+	assert.False(t, claimAlive(claimed|own^1<<startShift), "our pid, another start time")
+	assert.False(t, claimAlive(claimed), "no pid")
+}
+
 // A receiver killed at each step of a receive through the ring loses at
 // most the message it was taking (none before the commit).
 func TestCrashRingReceiver(t *testing.T) {
