@@ -47,7 +47,8 @@ func TestPackageLevelRemoveDetaches(t *testing.T) {
 // (its words turn to zeros), get what Linux gives a call racing IPC_RMID:
 // their result, EIDRM or EINVAL. Never a value the set did not have
 // (semaphore 0 is 7 until removed), nor EAGAIN for a P that semaphore 1,
-// at 7 but for that P, lets through.
+// at 7 but for that P, lets through, nor a wait for zero passed on
+// semaphore 0.
 func TestRemoveDuringCalls(t *testing.T) {
 	gone := func(err error) bool { return errors.Is(err, kernel.EINVAL) || errors.Is(err, kernel.EIDRM) }
 	for i := 0; i < 40; i++ {
@@ -81,10 +82,19 @@ func TestRemoveDuringCalls(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			p, v := []Buf{{Num: 1, Op: -1, Flg: IPC_NOWAIT}}, []Buf{{Num: 1, Op: 1}}
+			z := []Buf{{Num: 0, Op: 0, Flg: IPC_NOWAIT}}
 			for {
 				err := Op(id, p)
 				if err == nil {
 					err = Op(id, v)
+				}
+				if err == nil {
+					switch err = Op(id, z); {
+					case err == nil:
+						err = errors.New("a wait for zero passed semaphore 0 at 7")
+					case errors.Is(err, kernel.EAGAIN):
+						err = nil
+					}
 				}
 				if err != nil {
 					if !gone(err) {

@@ -336,7 +336,10 @@ func sweep() {
 // settle drops the cached handle h after a call on it failed because its
 // set is gone. An op that would have to wait (IPC_NOWAIT: EAGAIN) while
 // this process retired the handle (forget) says EIDRM: it may have read
-// zeros for the set's words (Op does not hold the handle; see hold).
+// zeros for the set's words (Op does not hold the handle; see hold). So
+// does Op's success of an array that waits for zero (a zero word lets it
+// through); a P or a V that a zero word lets through changes nothing
+// anyone can see, as if it came before the removal.
 func settle(h *Array, err error) error {
 	if err != nil && h.seg.Removed() {
 		forget(h)
@@ -382,7 +385,20 @@ func Op(id int, ops []Buf) error {
 	if err := h.run(context.Background(), ops, nil); err != nil {
 		return settle(h, err)
 	}
+	if h.seg.Retiring() && waitsForZero(ops) {
+		return kernel.EIDRM // (see settle: a zero word, or the removal came first)
+	}
 	return nil
+}
+
+// waitsForZero reports whether ops has a wait-for-zero op.
+func waitsForZero(ops []Buf) bool {
+	for _, b := range ops {
+		if b.Op == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // TimedOp is semtimedop(2): Op, giving up with EAGAIN (nothing applied)
