@@ -156,11 +156,24 @@
 // read), which other processes' libraries believe. The registry keeps its
 // own copy of every object's permissions, decides on it, and writes it back
 // over a tampered header after every client death. It cannot change the
-// immutable header (kind, key, namespace, creator, sizes; checksummed), the
-// kernel segment's own permissions, or the registry's table. In short: the
-// kernel keeps out everyone with no right to an object; among those who may
-// use it, the SysV read/alter distinction holds for cooperating programs
-// only, as with any shared memory.
+// kernel segment's own permissions or the running registry's table. It can
+// rewrite the immutable header too (kind, key, namespace, creator, sizes:
+// the checksum catches accidents, it is no seal), which matters when a
+// registry takes over and rebuilds its table from the headers (Server):
+//   - the owner comes from the kernel segment, and the mode only as far as
+//     the kernel segment's mode grants each class: a tampered header makes
+//     no one the owner and gives no class access the object did not give
+//     it, but within a class that has some, read can become read-write;
+//   - a key claimed by two objects is given to neither: a forger cannot
+//     take over another object's key (it can squat a key nobody holds, as
+//     anyone can with SysV keys);
+//   - a header marked removed is taken as a removal the previous host did
+//     not finish: the mapper destroys the object, as it could by
+//     corrupting it.
+//
+// In short: the kernel keeps out everyone with no right to an object;
+// among those who may use it, the SysV read/alter distinction holds for
+// cooperating programs only, as with any shared memory.
 //
 // # Deaths
 //

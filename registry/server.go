@@ -243,6 +243,7 @@ func (s *Server) rebuild() error {
 		}
 		return segs[i].ID < segs[j].ID
 	})
+	dup := make(map[tableKey]bool) // keys more than one object claimed
 	for _, ks := range segs {
 		if ks.DS.Segsz < shm.HeaderSize {
 			continue
@@ -277,20 +278,67 @@ func (s *Server) rebuild() error {
 			seg.Close()
 			continue
 		}
+		uid, gid, mode := s.adoptPerm(ks, seg)
+		e := &entry{id: ks.ID, seg: seg, p: p, uid: uid, gid: gid, mode: mode}
 		tk := tableKey{p.Kind, p.Key}
-		if p.Key != 0 {
-			if old := s.byKey[tk]; old != nil {
-				// Two live objects claim one key (only possible if two
-				// registries once served one socket): keep the older.
-				log.Printf("registry: segment %d duplicates key %#x of segment %d; ignored", ks.ID, uint32(p.Key), old.id)
-				seg.Close()
-				continue
+		if old := s.byKey[tk]; p.Key != 0 && (old != nil || dup[tk]) {
+			// Two objects claim one key: a process that can map one of
+			// them wrote the key into its header (the checksum is no
+			// seal), or two registries once served one socket. Neither
+			// keeps the key, so that a get of it finds neither (a forger
+			// cannot take over another's key this way); both live on by
+			// id.
+			log.Printf("registry: segment %d claims key %#x as segment %d does; neither keeps it", ks.ID, uint32(p.Key), dupOf(old, ks.ID))
+			if old != nil {
+				delete(s.byKey, tk)
+				old.p.Key = 0
 			}
+			dup[tk] = true
+			e.p.Key = 0
 		}
-		uid, gid, mode, _ := seg.Perm()
-		s.add(&entry{id: ks.ID, seg: seg, p: p, uid: uid, gid: gid, mode: mode})
+		s.add(e)
 	}
 	return nil
+}
+
+// dupOf names the first claimant of a duplicated key in rebuild's log.
+func dupOf(old *entry, id int) int {
+	if old != nil {
+		return old.id
+	}
+	return id
+}
+
+// adoptPerm is the owner and mode rebuild gives an adopted object. The
+// header's copy is what any process that can map the segment can write;
+// the kernel segment's owner and mode only the registry (or the object's
+// owner) can set, to the object's owner and KernelMode of its mode
+// (setKernelPerm). So the kernel's owner stands, and the header's mode
+// only within what the kernel's grants each class: across a take-over, a
+// mapper cannot make itself (or anyone) the owner, nor give a class access
+// the object did not give it; within a class that has some, it can turn
+// read into read-write, which the kernel segment's mode (read-write for
+// either) cannot tell apart. Both copies are then made to agree. (A host
+// killed inside IPC_SET, between the header and the kernel segment, loses
+// that IPC_SET.)
+func (s *Server) adoptPerm(ks kernel.ShmSegment, seg *shm.Segment) (uid, gid, mode uint32) {
+	huid, hgid, hmode, _ := seg.Perm()
+	kp := ks.DS.Perm
+	uid, gid, mode = kp.UID, kp.GID, hmode
+	for shift := 0; shift <= 6; shift += 3 {
+		if (kp.Mode>>shift)&6 == 0 {
+			mode &^= 7 << shift
+		}
+	}
+	if uid != huid || gid != hgid || mode != hmode {
+		log.Printf("registry: segment %d: header owner %d:%d mode %#o, kernel's %d:%d %#o; adopted as %d:%d %#o",
+			ks.ID, huid, hgid, hmode, kp.UID, kp.GID, kp.Mode&0o777, uid, gid, mode)
+		seg.SetPerm(uid, gid, mode, seg.Ctime())
+	}
+	if KernelMode(mode) != kp.Mode&0o777 {
+		s.setKernelPerm(ks.ID, uid, gid, mode)
+	}
+	return uid, gid, mode
 }
 
 // withAccess runs fn; if fn fails with EACCES and this process created or

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -359,8 +360,19 @@ func (s *Segment) WakeAll() {
 
 // Namespace is the registry namespace of a registry socket path: segments
 // carry it so that two registries (two test runs) never adopt each other's
-// objects.
-func Namespace(socketPath string) uint64 { return xxhash.Sum64String(socketPath) }
+// objects. It is that of the path made absolute, with the symbolic links
+// of its directory resolved: two spellings of one socket (/var/run and
+// /run, say) are one registry, whose hosts take over each other's objects.
+func Namespace(socketPath string) uint64 {
+	p, err := filepath.Abs(socketPath)
+	if err != nil {
+		return xxhash.Sum64String(socketPath)
+	}
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+		p = filepath.Join(dir, filepath.Base(p))
+	}
+	return xxhash.Sum64String(p)
+}
 
 // Peek maps segment id read-only just long enough to read its header, and
 // returns its parameters and state. Tools and leak checks use it to list

@@ -1,0 +1,144 @@
+package registry
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+// What a process that can map a segment writes into its header does not
+// survive a take-over: the rebuild (each take-over's, here a restart's)
+// takes the owner from the kernel segment, which such a process cannot
+// change, and the mode only as far as the kernel segment's grants each
+// class: a class the object gave nothing gets nothing. (Before, the
+// tampered owner and mode were adopted: the mapper owned the object after
+// the next take-over. Within a class that has access, read can still
+// become read-write: the kernel segment's mode cannot tell them apart.)
+func TestRebuildDistrustsHeaderPerms(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	s, c := serveOn(t, sock)
+	id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o640))
+	require.NoError(t, err)
+	defer func() { _ = c.Remove(shm.KindMsg, id) }()
+	seg, err := shm.Map(id, shm.KindMsg, c.Namespace())
+	require.NoError(t, err)
+	defer seg.Close()
+	seg.SetPerm(65534, 65534, 0o646, seg.Ctime()) // the tampering: others get read-write
+	c.Close()
+	require.NoError(t, s.Close())
+
+	_, c = serveOn(t, sock)
+	o, err := c.Stat(shm.KindMsg, id)
+	require.NoError(t, err)
+	assert.Equal(t, [3]uint32{0, 0, 0o640}, [3]uint32{o.Perm.UID, o.Perm.GID, o.Perm.Mode}, "the object's permissions")
+	uid, gid, mode, _ := seg.Perm()
+	assert.Equal(t, [3]uint32{0, 0, 0o640}, [3]uint32{uid, gid, mode}, "the header's copy, put back")
+	ds, err := kernel.ShmctlStat(id)
+	require.NoError(t, err)
+	assert.Equal(t, KernelMode(0o640), ds.Perm.Mode&0o777, "the kernel segment's mode")
+}
+
+// A host killed inside IPC_SET after the header but before the kernel
+// segment: the rebuild makes the two agree again (here the kernel
+// segment's mode, left as before the IPC_SET, decides).
+func TestRebuildKernelModeAgrees(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	s, c := serveOn(t, sock)
+	id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o600))
+	require.NoError(t, err)
+	defer func() { _ = c.Remove(shm.KindMsg, id) }()
+	require.NoError(t, kernel.ShmctlSet(id, 0, 0, KernelMode(0o666))) // the kernel's half of an IPC_SET to 0666 only
+	c.Close()
+	require.NoError(t, s.Close())
+
+	_, c = serveOn(t, sock)
+	o, err := c.Stat(shm.KindMsg, id)
+	require.NoError(t, err)
+	ds, err := kernel.ShmctlStat(id)
+	require.NoError(t, err)
+	assert.Equal(t, KernelMode(o.Perm.Mode), ds.Perm.Mode&0o777, "the kernel segment's mode is the object's (%#o)", o.Perm.Mode)
+}
+
+// Two objects that claim one key after a take-over (a mapper wrote the
+// key of another into its own object's header, checksum and all): a get
+// of the key finds neither, so the forger does not get the other's
+// callers; both stay usable by id. (Before, the older kept the key, the
+// other was dropped from the table and leaked.)
+func TestRebuildDuplicateKey(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	s, c := serveOn(t, sock)
+	key := testutil.Key(t)
+	forger, err := c.Get(msgReq(kernel.IPC_PRIVATE, creat|0o600))
+	require.NoError(t, err)
+	victim, err := c.Get(msgReq(key, creat|excl|0o600))
+	require.NoError(t, err)
+	defer func() { _ = c.Remove(shm.KindMsg, forger); _ = c.Remove(shm.KindMsg, victim) }()
+	mem, err := kernel.Shmat(forger, 0)
+	require.NoError(t, err)
+	binary.LittleEndian.PutUint32(mem[32:], uint32(key))
+	binary.LittleEndian.PutUint64(mem[72:], xxhash.Sum64(mem[:72]))
+	require.NoError(t, kernel.Shmdt(mem))
+	c.Close()
+	require.NoError(t, s.Close())
+
+	_, c = serveOn(t, sock)
+	_, err = c.Get(msgReq(key, 0))
+	require.ErrorIs(t, err, kernel.ENOENT, "neither keeps the key")
+	for _, id := range []int{forger, victim} {
+		_, err := c.Stat(shm.KindMsg, id)
+		require.NoError(t, err, "segment %d is still in the table", id)
+	}
+	id, err := c.Get(msgReq(key, creat|0o600))
+	require.NoError(t, err)
+	assert.NotContains(t, []int{forger, victim}, id, "a get that creates makes a new one")
+	require.NoError(t, c.Remove(shm.KindMsg, id))
+}
+
+// Two spellings of one socket (a directory reached through a symbolic
+// link) are one registry: a host on one takes over the other's objects.
+// (Before, each had its own namespace: the second created a new object
+// for the same key, and the first leaked.)
+func TestSocketSpellings(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	require.NoError(t, os.Mkdir(real, 0o700))
+	require.NoError(t, os.Symlink(real, filepath.Join(dir, "alias")))
+	key := testutil.Key(t)
+	s, c := serveOn(t, filepath.Join(dir, "alias", "reg.sock"))
+	id, err := c.Get(msgReq(key, creat|excl|0o600))
+	require.NoError(t, err)
+	c.Close()
+	require.NoError(t, s.Close())
+
+	_, c = serveOn(t, filepath.Join(real, "reg.sock"))
+	got, err := c.Get(msgReq(key, 0))
+	require.NoError(t, err)
+	assert.Equal(t, id, got)
+	require.NoError(t, c.Remove(shm.KindMsg, id))
+}
+
+// serveOn starts a registry on sock and a client of it. Both are closed
+// when the test ends unless the test closes them first.
+func serveOn(t *testing.T, sock string) (*Server, *Client) {
+	t.Helper()
+	s, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	c, err := Dial(sock)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c.Close()
+		_ = s.Close()
+		<-done
+	})
+	return s, c
+}
