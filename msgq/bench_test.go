@@ -182,6 +182,26 @@ func BenchmarkSendRecv(b *testing.B) {
 	}
 }
 
+// BenchmarkPackageSendRecv: BenchmarkSendRecv's 64 bytes through the
+// package-level functions (msgsnd/msgrcv's shape: an id → handle cache in
+// front, and Recv holds the handle from retirement: api.go hold).
+func BenchmarkPackageSendRecv(b *testing.B) {
+	id, err := Get(IPC_PRIVATE, IPC_CREAT|0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = Remove(id) })
+	buf := make([]byte, 64)
+	for b.Loop() {
+		if err := Send(id, 1, buf, 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := Recv(id, buf, 0, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkSendRecvBatch: 64 sends then 64 receives, one process; usysv
 // with SendBatch/RecvBatch (one lock per batch). ns/op is per message.
 func BenchmarkSendRecvBatch(b *testing.B) {
