@@ -109,6 +109,12 @@ func ProcessExiting(pid int) bool {
 	if err != nil {
 		return errors.Is(err, ESRCH)
 	}
+	return statExiting(f)
+}
+
+// statExiting is ProcessExiting's reading of /proc/pid/stat's fields
+// from field 3 on (procStat).
+func statExiting(f []string) bool {
 	// f[0] is field 3 (state), f[6] field 9 (flags), f[28] field 31
 	// (the main thread's pending signals, low 31).
 	switch {

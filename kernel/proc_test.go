@@ -78,6 +78,28 @@ func TestProcessExiting(t *testing.T) {
 	assert.True(t, kernel.ProcessExiting(p.Pid()), "gone")
 }
 
+// ProcessExiting's reading of /proc/pid/stat, on lines as the kernel
+// writes them (the main thread's: state, flags, pending signals).
+func TestStatExiting(t *testing.T) {
+	line := func(state string, flags, sigs uint64) []string {
+		// Fields 3 on of "1234 (a b) S 1 ...": state, then 5 fields up
+		// to flags (field 9), then 21 up to the signal field (31).
+		f := []string{state, "1", "1", "1", "0", "-1", fmt.Sprint(flags)}
+		for len(f) < 28 {
+			f = append(f, "0")
+		}
+		return append(f, fmt.Sprint(sigs), "0", "0", "0")
+	}
+	const running = 0x00400040 // PF_FORKNOEXEC | PF_RANDOMIZE, say
+	assert.False(t, kernel.StatExiting(line("S", running, 0)), "alive")
+	assert.False(t, kernel.StatExiting(line("R", running, 1<<9 /* SIGUSR1 */)), "alive, a signal pending")
+	assert.True(t, kernel.StatExiting(line("R", running|0x4, 0)), "PF_EXITING")
+	assert.True(t, kernel.StatExiting(line("D", running|0x200, 0)), "PF_DUMPCORE")
+	assert.True(t, kernel.StatExiting(line("S", running, 1<<(kernel.SIGKILL-1))), "SIGKILL pending")
+	assert.True(t, kernel.StatExiting(line("Z", 0, 0)), "a zombie")
+	assert.False(t, kernel.StatExiting([]string{"S", "1"}), "a short line")
+}
+
 // A process whose /proc entry cannot be read for want of a file
 // descriptor is not taken for dead: callers free what a dead one held.
 func TestProcessAliveWithoutFDs(t *testing.T) {

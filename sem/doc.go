@@ -121,9 +121,12 @@
 //     more than 2048 Lives held by one process at once, its blocked calls
 //     and undo records on all sets and queues (the kernel's walk stops
 //     there, newest first); a process that exec'd (below). A marked
-//     process found alive and exiting (its memory still torn down, a core
-//     dumped: kernel.ProcessExiting) is looked at again by every call
-//     until it is gone, as Linux applies the undo at the end of the exit.
+//     process found alive and exiting (its memory still being torn down,
+//     say: kernel.ProcessExiting) is looked at again by every call until
+//     it is gone, as Linux applies the undo at the end of the exit; until
+//     then every call on the set takes the slow path and reads /proc (for
+//     tens of ms after a kill of a process with GBs of memory: calls of
+//     ~15 µs instead of tens of ns; longer if its exit is stuck).
 //     One found alive and not exiting exec'd (execve keeps semadj, and the
 //     new image takes its record back, and any op its old image left in
 //     flight, if it uses the set): it is looked at again once the registry

@@ -1,0 +1,4 @@
+package kernel
+
+// StatExiting is statExiting, for package kernel_test.
+var StatExiting = statExiting
