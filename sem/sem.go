@@ -334,17 +334,22 @@ func sweep() {
 }
 
 // settle drops the cached handle h after a call on it failed because its
-// set is gone. An op that would have to wait (IPC_NOWAIT: EAGAIN) while
-// this process retired the handle (forget) says EIDRM: it may have read
-// zeros for the set's words (Op does not hold the handle; see hold). So
-// does Op's success of an array that waits for zero (a zero word lets it
-// through); a P or a V that a zero word lets through changes nothing
-// anyone can see, as if it came before the removal.
+// set is gone.
 func settle(h *Array, err error) error {
 	if err != nil && h.seg.Removed() {
 		forget(h)
 	}
-	if errors.Is(err, kernel.EAGAIN) && h.seg.Retiring() {
+	return err
+}
+
+// unheld is the outcome of an Op that ran without hold: an op that would
+// have to wait (IPC_NOWAIT: EAGAIN) while this process retired the handle
+// (forget) says EIDRM, for it may have read zeros for the set's words; so
+// does the success of an array that waits for zero (a zero word lets it
+// through). A P or a V that a zero word lets through changes nothing
+// anyone can see, as if it came before the removal.
+func unheld(h *Array, ops []Buf, err error) error {
+	if h.seg.Retiring() && (errors.Is(err, kernel.EAGAIN) || err == nil && waitsForZero(ops)) {
 		return kernel.EIDRM
 	}
 	return err
@@ -357,7 +362,7 @@ func settle(h *Array, err error) error {
 // call to answer EINVAL (the id of a removed set), if the handle was
 // retired before the call began. Calls end with release. (Op does
 // without, for speed: its P then V would pay two more locked instructions
-// each; settle covers what a zero word could make it say.)
+// each; unheld covers what a zero word could make it say.)
 func hold(h *Array) bool {
 	if h.seg.BeginSleep() {
 		return true
@@ -383,10 +388,10 @@ func Op(id int, ops []Buf) error {
 		}
 	}
 	if err := h.run(context.Background(), ops, nil); err != nil {
-		return settle(h, err)
+		return unheld(h, ops, settle(h, err))
 	}
-	if h.seg.Retiring() && waitsForZero(ops) {
-		return kernel.EIDRM // (see settle: a zero word, or the removal came first)
+	if h.seg.Retiring() {
+		return unheld(h, ops, nil)
 	}
 	return nil
 }
