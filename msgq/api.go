@@ -209,8 +209,9 @@ func settle(q *Queue, err error) error {
 // (the id of a removed queue), if the handle was retired before the call
 // began. Calls end with release. (Send does without, for speed: two
 // locked instructions more per call. A send into zero words changes
-// nothing anyone can see, as if it came before the removal; an error one
-// finds there, a waiter slot "corrupt" under a big copy, say, is EIDRM.)
+// nothing anyone can see, as if it came before the removal; the errors
+// they can make it say, a waiter slot "corrupt" under a big copy or
+// permissions of zero (EACCES), are EIDRM.)
 func hold(q *Queue) bool {
 	if q.seg.BeginSleep() {
 		return true
@@ -242,8 +243,8 @@ func Send(id int, mtype int64, text []byte, flags int) error {
 	} else {
 		err = q.Send(context.Background(), mtype, text)
 	}
-	if err != nil && q.seg.Retiring() {
-		err = kernel.EIDRM // (see hold)
+	if q.seg.Retiring() && (errors.Is(err, shm.ErrCorrupt) || errors.Is(err, kernel.EACCES)) {
+		err = kernel.EIDRM // what zero words can make it say (see hold)
 	}
 	return settle(q, err)
 }

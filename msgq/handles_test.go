@@ -115,6 +115,43 @@ func TestRemoveDuringCalls(t *testing.T) {
 	}
 }
 
+// TestCallsAfterRemoval: package-level calls on a cached handle of a
+// queue removed before they began (by another handle, as by another
+// process) answer EINVAL, as Linux does, also while one of them retires
+// the handle under the others. (Before, a send that found it removed and
+// then saw the retirement said EIDRM.)
+func TestCallsAfterRemoval(t *testing.T) {
+	for i := 0; i < 100; i++ {
+		id, err := Get(IPC_PRIVATE, 0o600)
+		require.NoError(t, err)
+		require.NoError(t, Send(id, 1, []byte{1}, IPC_NOWAIT)) // cached
+		q, err := OpenID(id)
+		require.NoError(t, err)
+		require.NoError(t, q.Remove())
+		require.NoError(t, q.Close())
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		start := make(chan struct{})
+		for g := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if g == 0 {
+					_, _, errs[g] = Recv(id, make([]byte, 8), 0, IPC_NOWAIT)
+				} else {
+					errs[g] = Send(id, 1, []byte{1}, IPC_NOWAIT)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for g, err := range errs {
+			require.ErrorIs(t, err, kernel.EINVAL, "round %d, call %d", i, g)
+		}
+	}
+}
+
 // TestBlockedReceiverSeesHandOver: a receiver blocked in the package-level
 // Recv gets what a send handed to it (here E2BIG: its buffer is too small)
 // even when the queue is removed right after the send, although Remove

@@ -38,9 +38,10 @@ func TestRebuildDistrustsHeaderPerms(t *testing.T) {
 	_, c = serveOn(t, sock)
 	o, err := c.Stat(shm.KindMsg, id)
 	require.NoError(t, err)
-	assert.Equal(t, [3]uint32{0, 0, 0o640}, [3]uint32{o.Perm.UID, o.Perm.GID, o.Perm.Mode}, "the object's permissions")
+	want := [3]uint32{uint32(os.Geteuid()), uint32(os.Getegid()), 0o640}
+	assert.Equal(t, want, [3]uint32{o.Perm.UID, o.Perm.GID, o.Perm.Mode}, "the object's permissions")
 	uid, gid, mode, _ := seg.Perm()
-	assert.Equal(t, [3]uint32{0, 0, 0o640}, [3]uint32{uid, gid, mode}, "the header's copy, put back")
+	assert.Equal(t, want, [3]uint32{uid, gid, mode}, "the header's copy, put back")
 	ds, err := kernel.ShmctlStat(id)
 	require.NoError(t, err)
 	assert.Equal(t, KernelMode(0o640), ds.Perm.Mode&0o777, "the kernel segment's mode")
@@ -55,14 +56,16 @@ func TestRebuildKernelModeAgrees(t *testing.T) {
 	id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o600))
 	require.NoError(t, err)
 	defer func() { _ = c.Remove(shm.KindMsg, id) }()
-	require.NoError(t, kernel.ShmctlSet(id, 0, 0, KernelMode(0o666))) // the kernel's half of an IPC_SET to 0666 only
+	ds, err := kernel.ShmctlStat(id)
+	require.NoError(t, err)
+	require.NoError(t, kernel.ShmctlSet(id, ds.Perm.UID, ds.Perm.GID, KernelMode(0o666))) // the kernel's half of an IPC_SET to 0666 only
 	c.Close()
 	require.NoError(t, s.Close())
 
 	_, c = serveOn(t, sock)
 	o, err := c.Stat(shm.KindMsg, id)
 	require.NoError(t, err)
-	ds, err := kernel.ShmctlStat(id)
+	ds, err = kernel.ShmctlStat(id)
 	require.NoError(t, err)
 	assert.Equal(t, KernelMode(o.Perm.Mode), ds.Perm.Mode&0o777, "the kernel segment's mode is the object's (%#o)", o.Perm.Mode)
 }
@@ -89,7 +92,7 @@ func TestRebuildDuplicateKey(t *testing.T) {
 	c.Close()
 	require.NoError(t, s.Close())
 
-	_, c = serveOn(t, sock)
+	s2, c := serveOn(t, sock)
 	_, err = c.Get(msgReq(key, 0))
 	require.ErrorIs(t, err, kernel.ENOENT, "neither keeps the key")
 	for _, id := range []int{forger, victim} {
@@ -98,8 +101,17 @@ func TestRebuildDuplicateKey(t *testing.T) {
 	}
 	id, err := c.Get(msgReq(key, creat|0o600))
 	require.NoError(t, err)
+	defer func() { _ = c.Remove(shm.KindMsg, id) }()
 	assert.NotContains(t, []int{forger, victim}, id, "a get that creates makes a new one")
-	require.NoError(t, c.Remove(shm.KindMsg, id))
+
+	// The two headers were made keyless: at the next take-over the new
+	// object keeps the key.
+	c.Close()
+	require.NoError(t, s2.Close())
+	_, c = serveOn(t, sock)
+	got, err := c.Get(msgReq(key, 0))
+	require.NoError(t, err)
+	assert.Equal(t, id, got, "the object made for the key keeps it")
 }
 
 // Two spellings of one socket (a directory reached through a symbolic

@@ -286,27 +286,22 @@ func (s *Server) rebuild() error {
 			// them wrote the key into its header (the checksum is no
 			// seal), or two registries once served one socket. Neither
 			// keeps the key, so that a get of it finds neither (a forger
-			// cannot take over another's key this way); both live on by
-			// id.
-			log.Printf("registry: segment %d claims key %#x as segment %d does; neither keeps it", ks.ID, uint32(p.Key), dupOf(old, ks.ID))
+			// cannot take over another's key this way), and their headers
+			// say so, so that an object made for the key later keeps it
+			// across take-overs; both live on by id.
+			log.Printf("registry: segment %d claims key %#x, as another did; neither keeps it", ks.ID, uint32(p.Key))
 			if old != nil {
 				delete(s.byKey, tk)
+				old.seg.DropKey()
 				old.p.Key = 0
 			}
 			dup[tk] = true
+			seg.DropKey()
 			e.p.Key = 0
 		}
 		s.add(e)
 	}
 	return nil
-}
-
-// dupOf names the first claimant of a duplicated key in rebuild's log.
-func dupOf(old *entry, id int) int {
-	if old != nil {
-		return old.id
-	}
-	return id
 }
 
 // adoptPerm is the owner and mode rebuild gives an adopted object. The
@@ -320,10 +315,19 @@ func dupOf(old *entry, id int) int {
 // read into read-write, which the kernel segment's mode (read-write for
 // either) cannot tell apart. Both copies are then made to agree. (A host
 // killed inside IPC_SET, between the header and the kernel segment, loses
-// that IPC_SET.)
+// that IPC_SET; so does one served by a registry that could not set the
+// kernel segment, neither root nor its creator nor its owner: it logged
+// that.)
 func (s *Server) adoptPerm(ks kernel.ShmSegment, seg *shm.Segment) (uid, gid, mode uint32) {
 	huid, hgid, hmode, _ := seg.Perm()
 	kp := ks.DS.Perm
+	if kp.UID == kp.CUID && kp.GID == kp.CGID && kp.Mode&0o777 == shm.CreateMode&0o777 {
+		// The kernel segment's permissions were never set: its host died
+		// inside the creation (a host of another user, whose journal this
+		// registry does not judge). Only the header tells.
+		s.setKernelPerm(ks.ID, huid, hgid, hmode)
+		return huid, hgid, hmode
+	}
 	uid, gid, mode = kp.UID, kp.GID, hmode
 	for shift := 0; shift <= 6; shift += 3 {
 		if (kp.Mode>>shift)&6 == 0 {

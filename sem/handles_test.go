@@ -112,6 +112,31 @@ func TestRemoveDuringCalls(t *testing.T) {
 	}
 }
 
+// TestCompletedThenRemoved: a blocked Op whose array a post completed (its
+// effects seen) returns success although the set is removed, and its
+// cached handle retired, right after: Linux's waker sets the result. (An
+// array that waits for zero is held from retirement rather than its
+// success doubted: before, 36 runs in 50 said EIDRM.)
+func TestCompletedThenRemoved(t *testing.T) {
+	for i := 0; i < 30; i++ {
+		id, err := Get(IPC_PRIVATE, 2, 0o600)
+		require.NoError(t, err)
+		require.NoError(t, SetVal(id, 0, 1))
+		done := make(chan error, 1)
+		go func() { done <- Op(id, []Buf{{Num: 0, Op: 0}, {Num: 1, Op: 1}}) }()
+		testutil.Eventually(t, 10*time.Second, "the waiter queued", func() bool {
+			n, err := GetZcnt(id, 0)
+			return err == nil && n == 1
+		})
+		require.NoError(t, Op(id, []Buf{{Num: 0, Op: -1}})) // completes the waiter
+		v, err := GetVal(id, 1)
+		require.NoError(t, err)
+		require.Equal(t, 1, v, "the waiter's +1 is applied and seen")
+		require.NoError(t, Remove(id))
+		require.NoError(t, <-done, "round %d", i)
+	}
+}
+
 // TestRemovedElsewhereDetaches: a cached set removed by someone else (here
 // through the registry directly, as another process would) and never
 // touched again is detached when this process next opens another set.

@@ -2,7 +2,6 @@ package sem
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -342,17 +341,19 @@ func settle(h *Array, err error) error {
 	return err
 }
 
-// unheld is the outcome of an Op that ran without hold: an op that would
-// have to wait (IPC_NOWAIT: EAGAIN) while this process retired the handle
-// (forget) says EIDRM, for it may have read zeros for the set's words; so
-// does the success of an array that waits for zero (a zero word lets it
-// through). A P or a V that a zero word lets through changes nothing
-// anyone can see, as if it came before the removal.
-func unheld(h *Array, ops []Buf, err error) error {
-	if h.seg.Retiring() && (errors.Is(err, kernel.EAGAIN) || err == nil && waitsForZero(ops)) {
-		return kernel.EIDRM
+// needsHold reports whether Op must hold the handle for ops (see hold):
+// an array that waits for zero (a zero word would let it through) or has
+// an IPC_NOWAIT op (a zero word would make it fail with EAGAIN). Without
+// either, zero words let through only V ops, which change nothing anyone
+// can see (as if they came before the removal), and block any P, which
+// then finds the set removed.
+func needsHold(ops []Buf) bool {
+	for _, b := range ops {
+		if b.Op == 0 || b.Flg&IPC_NOWAIT != 0 {
+			return true
+		}
 	}
-	return err
+	return false
 }
 
 // hold keeps cached handle h's segment from being retired (its words
@@ -360,9 +361,9 @@ func unheld(h *Array, ops []Buf, err error) error {
 // sweep by another goroutine of this process retires it once the call
 // ends, so that no call reads zeros for values. It reports false, for the
 // call to answer EINVAL (the id of a removed set), if the handle was
-// retired before the call began. Calls end with release. (Op does
-// without, for speed: its P then V would pay two more locked instructions
-// each; unheld covers what a zero word could make it say.)
+// retired before the call began. Calls end with release. (Op holds only
+// for the arrays that need it, needsHold: a P then a V would pay two more
+// locked instructions each.)
 func hold(h *Array) bool {
 	if h.seg.BeginSleep() {
 		return true
@@ -387,23 +388,16 @@ func Op(id int, ops []Buf) error {
 			return err
 		}
 	}
-	if err := h.run(context.Background(), ops, nil); err != nil {
-		return unheld(h, ops, settle(h, err))
+	if needsHold(ops) {
+		if !hold(h) {
+			return kernel.EINVAL
+		}
+		defer release(h)
 	}
-	if h.seg.Retiring() {
-		return unheld(h, ops, nil)
+	if err := h.run(context.Background(), ops, nil); err != nil {
+		return settle(h, err)
 	}
 	return nil
-}
-
-// waitsForZero reports whether ops has a wait-for-zero op.
-func waitsForZero(ops []Buf) bool {
-	for _, b := range ops {
-		if b.Op == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // TimedOp is semtimedop(2): Op, giving up with EAGAIN (nothing applied)

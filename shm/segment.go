@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/usysv/usysv/internal/killat"
@@ -518,6 +519,21 @@ func (s *Segment) retireNow() error {
 		_ = unlinkAround(mem, false, func() error { return kernel.MunmapBytes(mem) })
 	})
 	return nil
+}
+
+// DropKey makes the object keyless in its header (the key IPC_PRIVATE,
+// the checksum made again): the registry's answer, for good, to two
+// objects that claim one key. A process that maps the segment meanwhile
+// may find the header corrupt for that moment.
+func (s *Segment) DropKey() {
+	le := binary.LittleEndian
+	var b [immutableEnd]byte
+	copy(b[:], s.mem[:immutableEnd])
+	le.PutUint32(b[offKey:], 0)
+	sum := xxhash.Sum64(b[:])
+	(*atomic.Uint32)(unsafe.Pointer(&s.mem[offKey])).Store(0)
+	(*atomic.Uint64)(unsafe.Pointer(&s.mem[offChecksum])).Store(sum)
+	s.p.Key = 0
 }
 
 // Retiring reports whether Retire was called: the mapping's words may turn
