@@ -242,22 +242,30 @@ func TestCrashSleepingReceiver(t *testing.T) {
 	}
 }
 
-// White-box: a message handed to a receiver whose process is dead goes
-// back into the queue at its place in send order once a death is known.
-func TestRequeueFromDeadReceiver(t *testing.T) {
+// deadReceiverHanded makes a queue with a receiver of type 2 queued in a
+// waiter slot for a process that is dead (and whose Life was never
+// marked), and sends m1, x (type 2: handed to that receiver), m3.
+func deadReceiverHanded(t *testing.T) (*Queue, *waiter) {
 	q := newQueue(t)
 	ctx := context.Background()
 	p := testutil.Start(t, "crasher", []string{"-1", "send", "0"})
 	assert.Equal(t, 1, p.Wait(lineWait)) // OpenID(-1) fails: a pid that is now dead
 	require.NoError(t, q.Send(ctx, 1, []byte("m1")))
 	q.lock(&wakeList{})
-	var w waiter
-	q.claim(&w, slotRecv, 2, uint64(searchEqual)|1000<<32)
+	w := new(waiter)
+	q.claim(w, slotRecv, 2, uint64(searchEqual)|1000<<32)
 	w.slot.PID.Store(uint32(p.Pid()))
 	w.slot.Life.Release() // (a process that died before it was marked)
 	q.mu.Unlock()
-	require.NoError(t, q.Send(ctx, 2, []byte("x"))) // handed to the dead receiver
+	require.NoError(t, q.Send(ctx, 2, []byte("x")))
 	require.NoError(t, q.Send(ctx, 1, []byte("m3")))
+	return q, w
+}
+
+// White-box: a message handed to a receiver whose process is dead goes
+// back into the queue at its place in send order once a death is known.
+func TestRequeueFromDeadReceiver(t *testing.T) {
+	q, w := deadReceiverHanded(t)
 	assert.Equal(t, uint32(slotDelivered), w.slot.State.Load())
 	require.NoError(t, q.Check())
 	q.seg.BumpDeadGen()
@@ -272,19 +280,8 @@ func TestRequeueFromDeadReceiver(t *testing.T) {
 // queued once, and everything after it. (Before, the rebuild gave the
 // slot the message and cut the list there: m3 and m4 were lost, silently.)
 func TestRebuildAfterRequeue(t *testing.T) {
-	q := newQueue(t)
+	q, w := deadReceiverHanded(t)
 	ctx := context.Background()
-	p := testutil.Start(t, "crasher", []string{"-1", "send", "0"})
-	assert.Equal(t, 1, p.Wait(lineWait)) // OpenID(-1) fails: a pid that is now dead
-	require.NoError(t, q.Send(ctx, 1, []byte("m1")))
-	q.lock(&wakeList{})
-	var w waiter
-	q.claim(&w, slotRecv, 2, uint64(searchEqual)|1000<<32)
-	w.slot.PID.Store(uint32(p.Pid()))
-	w.slot.Life.Release() // (a process that died before it was marked)
-	q.mu.Unlock()
-	require.NoError(t, q.Send(ctx, 2, []byte("x"))) // handed to the dead receiver
-	require.NoError(t, q.Send(ctx, 1, []byte("m3")))
 	require.NoError(t, q.Send(ctx, 1, []byte("m4")))
 	var wl wakeList
 	q.lock(&wl)

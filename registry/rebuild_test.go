@@ -24,7 +24,7 @@ import (
 // become read-write: the kernel segment's mode cannot tell them apart.)
 func TestRebuildDistrustsHeaderPerms(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "reg.sock")
-	s, c := serveOn(t, sock)
+	s, c := startServer2(t, sock)
 	id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o640))
 	require.NoError(t, err)
 	defer func() { _ = c.Remove(shm.KindMsg, id) }()
@@ -35,7 +35,7 @@ func TestRebuildDistrustsHeaderPerms(t *testing.T) {
 	c.Close()
 	require.NoError(t, s.Close())
 
-	_, c = serveOn(t, sock)
+	_, c = startServer2(t, sock)
 	o, err := c.Stat(shm.KindMsg, id)
 	require.NoError(t, err)
 	want := [3]uint32{uint32(os.Geteuid()), uint32(os.Getegid()), 0o640}
@@ -52,7 +52,7 @@ func TestRebuildDistrustsHeaderPerms(t *testing.T) {
 // segment's mode, left as before the IPC_SET, decides).
 func TestRebuildKernelModeAgrees(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "reg.sock")
-	s, c := serveOn(t, sock)
+	s, c := startServer2(t, sock)
 	id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o600))
 	require.NoError(t, err)
 	defer func() { _ = c.Remove(shm.KindMsg, id) }()
@@ -62,7 +62,7 @@ func TestRebuildKernelModeAgrees(t *testing.T) {
 	c.Close()
 	require.NoError(t, s.Close())
 
-	_, c = serveOn(t, sock)
+	_, c = startServer2(t, sock)
 	o, err := c.Stat(shm.KindMsg, id)
 	require.NoError(t, err)
 	ds, err = kernel.ShmctlStat(id)
@@ -77,7 +77,7 @@ func TestRebuildKernelModeAgrees(t *testing.T) {
 // other was dropped from the table and leaked.)
 func TestRebuildDuplicateKey(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "reg.sock")
-	s, c := serveOn(t, sock)
+	s, c := startServer2(t, sock)
 	key := testutil.Key(t)
 	forger, err := c.Get(msgReq(kernel.IPC_PRIVATE, creat|0o600))
 	require.NoError(t, err)
@@ -92,7 +92,7 @@ func TestRebuildDuplicateKey(t *testing.T) {
 	c.Close()
 	require.NoError(t, s.Close())
 
-	s2, c := serveOn(t, sock)
+	s2, c := startServer2(t, sock)
 	_, err = c.Get(msgReq(key, 0))
 	require.ErrorIs(t, err, kernel.ENOENT, "neither keeps the key")
 	for _, id := range []int{forger, victim} {
@@ -108,7 +108,7 @@ func TestRebuildDuplicateKey(t *testing.T) {
 	// object keeps the key.
 	c.Close()
 	require.NoError(t, s2.Close())
-	_, c = serveOn(t, sock)
+	_, c = startServer2(t, sock)
 	got, err := c.Get(msgReq(key, 0))
 	require.NoError(t, err)
 	assert.Equal(t, id, got, "the object made for the key keeps it")
@@ -124,33 +124,15 @@ func TestSocketSpellings(t *testing.T) {
 	require.NoError(t, os.Mkdir(real, 0o700))
 	require.NoError(t, os.Symlink(real, filepath.Join(dir, "alias")))
 	key := testutil.Key(t)
-	s, c := serveOn(t, filepath.Join(dir, "alias", "reg.sock"))
+	s, c := startServer2(t, filepath.Join(dir, "alias", "reg.sock"))
 	id, err := c.Get(msgReq(key, creat|excl|0o600))
 	require.NoError(t, err)
 	c.Close()
 	require.NoError(t, s.Close())
 
-	_, c = serveOn(t, filepath.Join(real, "reg.sock"))
+	_, c = startServer2(t, filepath.Join(real, "reg.sock"))
 	got, err := c.Get(msgReq(key, 0))
 	require.NoError(t, err)
 	assert.Equal(t, id, got)
 	require.NoError(t, c.Remove(shm.KindMsg, id))
-}
-
-// serveOn starts a registry on sock and a client of it. Both are closed
-// when the test ends unless the test closes them first.
-func serveOn(t *testing.T, sock string) (*Server, *Client) {
-	t.Helper()
-	s, err := NewServer(sock, Limits{})
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	c, err := Dial(sock)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		c.Close()
-		_ = s.Close()
-		<-done
-	})
-	return s, c
 }

@@ -365,6 +365,20 @@ func TestUndoAfterReap(t *testing.T) {
 	})
 }
 
+// execAfter starts a sem-client helper on set id, has it run cmd, then
+// exec itself afresh, and returns it once the new image answers.
+func execAfter(t *testing.T, im impl, id int, cmd string) *testutil.Proc {
+	t.Helper()
+	p := client(t, im, id)
+	p.Send(cmd)
+	p.Expect("ok", lineWait)
+	p.Send("exec")
+	p.Expect("ok", lineWait)
+	p.Send("pid")
+	p.Expect(strconv.Itoa(p.Pid()), lineWait)
+	return p
+}
+
 // 10.5: execve keeps semadj: the undo of a process that exec'd is applied
 // when it dies, not at the exec (which, for usysv, marks the Lives the
 // process held: the calls that see the mark find it alive and keep its
@@ -373,13 +387,7 @@ func TestUndoAfterReap(t *testing.T) {
 func TestUndoKeptAcrossExec(t *testing.T) {
 	forImpls(t, func(t *testing.T, im impl) {
 		id := im.create(t, 1, 0o600)
-		p := client(t, im, id)
-		p.Send("op 0:2:u")
-		p.Expect("ok", lineWait)
-		p.Send("exec")
-		p.Expect("ok", lineWait)
-		p.Send("pid")
-		p.Expect(strconv.Itoa(p.Pid()), lineWait) // (the new image answers)
+		p := execAfter(t, im, id, "op 0:2:u")
 		p.Send("op 0:-1:u")
 		p.Expect("ok", lineWait)
 		require.Equal(t, "vals[1],ok", vals(im, id), "nothing undone at the exec")
@@ -397,13 +405,7 @@ func TestUndoKeptAcrossExec(t *testing.T) {
 func TestUndoKeptAcrossExecUntouched(t *testing.T) {
 	forImpls(t, func(t *testing.T, im impl) {
 		id := im.create(t, 2, 0o600)
-		p := client(t, im, id)
-		p.Send("op 0:2:u")
-		p.Expect("ok", lineWait)
-		p.Send("exec")
-		p.Expect("ok", lineWait)
-		p.Send("pid")
-		p.Expect(strconv.Itoa(p.Pid()), lineWait) // (the new image answers)
+		p := execAfter(t, im, id, "op 0:2:u")
 		pv := func() {
 			for range 100 {
 				require.NoError(t, im.op(id, []Buf{{Num: 0, Op: -1}}))
@@ -483,13 +485,7 @@ func TestExecInsideUndoOp(t *testing.T) {
 		id := im.create(t, 2, 0o600)
 		for round := range 6 {
 			require.NoError(t, im.setAll(id, []uint16{100, 0}))
-			p := client(t, im, id)
-			p.Send("undoloop 0")
-			p.Expect("ok", lineWait)
-			p.Send("exec")
-			p.Expect("ok", lineWait)
-			p.Send("pid")
-			p.Expect(strconv.Itoa(p.Pid()), lineWait)
+			p := execAfter(t, im, id, "undoloop 0")
 			// An array of this process's meets the op left in flight
 			// before the new image uses the set (usysv: under the lock).
 			require.NoError(t, im.op(id, []Buf{{Num: 0, Op: 1}, {Num: 1, Op: 0}}))
