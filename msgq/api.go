@@ -201,26 +201,16 @@ func settle(q *Queue, err error) error {
 	return err
 }
 
-// hold keeps cached handle q's segment from being retired (its words
-// turned to zeros) while a package-level Recv or Stat runs on it: a Remove
-// or a sweep by another goroutine of this process retires it once the call
-// ends, so that no call reads a message torn, a waiter slot changed or a
-// ring emptied under it. It reports false, for the call to answer EINVAL
-// (the id of a removed queue), if the handle was retired before the call
-// began. Calls end with release. (Send does without, for speed: two
-// locked instructions more per call. A send into zero words changes
-// nothing anyone can see, as if it came before the removal; the errors
-// they can make it say, a waiter slot "corrupt" under a big copy or
-// permissions of zero (EACCES), are EIDRM.)
-func hold(q *Queue) bool {
-	if q.seg.BeginSleep() {
-		return true
-	}
-	q.seg.EndSleep()
-	return false
-}
-
-func release(q *Queue) { q.seg.EndSleep() }
+// Package-level Recv and Stat pin the cached handle's segment (shm
+// Segment.Pin) while they run: it is not retired (its words turned to
+// zeros) under them, so that a Remove or a sweep by another goroutine of
+// this process does not make one read a message torn, a waiter slot
+// changed or a ring emptied; it is retired once the call ends. A handle
+// retired before the call began is the id of a removed queue: EINVAL.
+// Send does without, for speed (two locked instructions more per call): a
+// send into zero words changes nothing anyone can see, as if it came
+// before the removal; the errors they can make it say, a waiter slot
+// "corrupt" under a big copy or permissions of zero (EACCES), are EIDRM.
 
 // Get is msgget(2): the id of the queue for key, created with IPC_CREAT
 // (IPC_PRIVATE always creates) with mode flags&0777, qbytes MSGMNB.
@@ -244,7 +234,7 @@ func Send(id int, mtype int64, text []byte, flags int) error {
 		err = q.Send(context.Background(), mtype, text)
 	}
 	if q.seg.Retiring() && (errors.Is(err, shm.ErrCorrupt) || errors.Is(err, kernel.EACCES)) {
-		err = kernel.EIDRM // what zero words can make it say (see hold)
+		err = kernel.EIDRM // what zero words can make it say (see "Package-level Recv and Stat pin")
 	}
 	return settle(q, err)
 }
@@ -260,10 +250,10 @@ func Recv(id int, text []byte, mtype int64, flags int) (int, int64, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	if !hold(q) {
+	if !q.seg.Pin() {
 		return 0, 0, kernel.EINVAL
 	}
-	defer release(q)
+	defer q.seg.Unpin()
 	n, t, err := q.Recv(context.Background(), text, mtype, flags)
 	return n, t, settle(q, err)
 }
@@ -282,10 +272,10 @@ func Stat(id int) (DS, error) {
 	if err != nil {
 		return DS{}, err
 	}
-	if !hold(q) {
+	if !q.seg.Pin() {
 		return DS{}, kernel.EINVAL
 	}
-	defer release(q)
+	defer q.seg.Unpin()
 	ds, err := q.Stat()
 	return ds, settle(q, err)
 }

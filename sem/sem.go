@@ -341,7 +341,7 @@ func settle(h *Array, err error) error {
 	return err
 }
 
-// needsHold reports whether Op must hold the handle for ops (see hold):
+// needsHold reports whether Op must pin the handle for ops (see held):
 // an array that waits for zero (a zero word would let it through) or has
 // an IPC_NOWAIT op (a zero word would make it fail with EAGAIN). Without
 // either, zero words let through only V ops, which change nothing anyone
@@ -356,23 +356,30 @@ func needsHold(ops []Buf) bool {
 	return false
 }
 
-// hold keeps cached handle h's segment from being retired (its words
-// turned to zeros) while a package-level semctl runs on it: a Remove or a
-// sweep by another goroutine of this process retires it once the call
-// ends, so that no call reads zeros for values. It reports false, for the
-// call to answer EINVAL (the id of a removed set), if the handle was
-// retired before the call began. Calls end with release. (Op holds only
-// for the arrays that need it, needsHold: a P then a V would pay two more
-// locked instructions each.)
-func hold(h *Array) bool {
-	if h.seg.BeginSleep() {
-		return true
+// held runs f on the cached handle of set id, pinned: its segment is not
+// retired (its words turned to zeros) while f runs, so that a Remove or a
+// sweep by another goroutine of this process does not make the call read
+// zeros for values; it is retired once the call ends. A handle retired
+// before the call began is the id of a removed set: EINVAL. zero is the
+// result with an error. (Op pins only for the arrays that need it,
+// needsHold: a P then a V would pay two more locked instructions each.)
+func held[T any](id int, zero T, f func(h *Array) (T, error)) (T, error) {
+	h, err := handle(id)
+	if err != nil {
+		return zero, err
 	}
-	h.seg.EndSleep()
-	return false
+	if !h.seg.Pin() {
+		return zero, kernel.EINVAL
+	}
+	defer h.seg.Unpin()
+	return f(h)
 }
 
-func release(h *Array) { h.seg.EndSleep() }
+// heldErr is held for a call with no result but its error.
+func heldErr(id int, f func(h *Array) error) error {
+	_, err := held(id, struct{}{}, func(h *Array) (struct{}, error) { return struct{}{}, f(h) })
+	return err
+}
 
 // Op is semop(2): the operations are applied atomically, in array order,
 // blocking until they all can be (unless one that cannot has IPC_NOWAIT:
@@ -389,10 +396,10 @@ func Op(id int, ops []Buf) error {
 		}
 	}
 	if needsHold(ops) {
-		if !hold(h) {
+		if !h.seg.Pin() {
 			return kernel.EINVAL
 		}
-		defer release(h)
+		defer h.seg.Unpin()
 	}
 	if err := h.run(context.Background(), ops, nil); err != nil {
 		return settle(h, err)
@@ -411,28 +418,12 @@ func TimedOp(id int, ops []Buf, timeout time.Duration) error {
 		return kernel.EINVAL
 	}
 	deadline := time.Now().Add(timeout)
-	h, err := handle(id)
-	if err != nil {
-		return err
-	}
-	if !hold(h) {
-		return kernel.EINVAL
-	}
-	defer release(h)
-	return settle(h, h.run(context.Background(), ops, &deadline))
+	return heldErr(id, func(h *Array) error { return settle(h, h.run(context.Background(), ops, &deadline)) })
 }
 
 // GetVal is semctl(GETVAL).
 func GetVal(id, num int) (int, error) {
-	h, err := handle(id)
-	if err != nil {
-		return -1, err
-	}
-	if !hold(h) {
-		return -1, kernel.EINVAL
-	}
-	defer release(h)
-	return h.GetVal(num)
+	return held(id, -1, func(h *Array) (int, error) { return h.GetVal(num) })
 }
 
 // SetVal is semctl(SETVAL). val outside [0, SEMVMX] is ERANGE, checked
@@ -444,94 +435,38 @@ func SetVal(id, num, val int) error {
 	if val < 0 || val > SEMVMX {
 		return kernel.ERANGE
 	}
-	h, err := handle(id)
-	if err != nil {
-		return err
-	}
-	if !hold(h) {
-		return kernel.EINVAL
-	}
-	defer release(h)
-	return h.SetVal(num, val)
+	return heldErr(id, func(h *Array) error { return h.SetVal(num, val) })
 }
 
 // GetAll is semctl(GETALL).
 func GetAll(id int) ([]uint16, error) {
-	h, err := handle(id)
-	if err != nil {
-		return nil, err
-	}
-	if !hold(h) {
-		return nil, kernel.EINVAL
-	}
-	defer release(h)
-	return h.GetAll()
+	return held(id, nil, func(h *Array) ([]uint16, error) { return h.GetAll() })
 }
 
 // SetAll is semctl(SETALL); vals must hold exactly one value per semaphore
 // (EINVAL otherwise).
 func SetAll(id int, vals []uint16) error {
-	h, err := handle(id)
-	if err != nil {
-		return err
-	}
-	if !hold(h) {
-		return kernel.EINVAL
-	}
-	defer release(h)
-	return h.SetAll(vals)
+	return heldErr(id, func(h *Array) error { return h.SetAll(vals) })
 }
 
 // GetPid is semctl(GETPID).
 func GetPid(id, num int) (int, error) {
-	h, err := handle(id)
-	if err != nil {
-		return -1, err
-	}
-	if !hold(h) {
-		return -1, kernel.EINVAL
-	}
-	defer release(h)
-	return h.GetPid(num)
+	return held(id, -1, func(h *Array) (int, error) { return h.GetPid(num) })
 }
 
 // GetNcnt is semctl(GETNCNT).
 func GetNcnt(id, num int) (int, error) {
-	h, err := handle(id)
-	if err != nil {
-		return -1, err
-	}
-	if !hold(h) {
-		return -1, kernel.EINVAL
-	}
-	defer release(h)
-	return h.GetNcnt(num)
+	return held(id, -1, func(h *Array) (int, error) { return h.GetNcnt(num) })
 }
 
 // GetZcnt is semctl(GETZCNT).
 func GetZcnt(id, num int) (int, error) {
-	h, err := handle(id)
-	if err != nil {
-		return -1, err
-	}
-	if !hold(h) {
-		return -1, kernel.EINVAL
-	}
-	defer release(h)
-	return h.GetZcnt(num)
+	return held(id, -1, func(h *Array) (int, error) { return h.GetZcnt(num) })
 }
 
 // Stat is semctl(IPC_STAT).
 func Stat(id int) (DS, error) {
-	h, err := handle(id)
-	if err != nil {
-		return DS{}, err
-	}
-	if !hold(h) {
-		return DS{}, kernel.EINVAL
-	}
-	defer release(h)
-	return h.Stat()
+	return held(id, DS{}, func(h *Array) (DS, error) { return h.Stat() })
 }
 
 // Set is semctl(IPC_SET): it copies Perm.UID, Perm.GID and

@@ -542,6 +542,20 @@ func (s *Segment) DropKey() {
 // only for an object already removed.)
 func (s *Segment) Retiring() bool { return s.retiring.Load() }
 
+// Pin keeps the segment from being retired until Unpin: a BeginSleep
+// section for a call that reads the segment throughout without sleeping.
+// It reports false, with nothing to unpin, if Retire was called already.
+func (s *Segment) Pin() bool {
+	if s.BeginSleep() {
+		return true
+	}
+	s.EndSleep()
+	return false
+}
+
+// Unpin ends what Pin began.
+func (s *Segment) Unpin() { s.EndSleep() }
+
 // BeginSleep and EndSleep bracket a section in which a goroutine may sleep
 // on the segment's words, or must read them after waking (its waiter
 // slot's outcome): a futex wait at least, and better the whole of a call
