@@ -201,16 +201,13 @@ func settle(q *Queue, err error) error {
 	return err
 }
 
-// Package-level Recv and Stat pin the cached handle's segment (shm
+// Package-level Send, Recv and Stat pin the cached handle's segment (shm
 // Segment.Pin) while they run: it is not retired (its words turned to
 // zeros) under them, so that a Remove or a sweep by another goroutine of
 // this process does not make one read a message torn, a waiter slot
-// changed or a ring emptied; it is retired once the call ends. A handle
-// retired before the call began is the id of a removed queue: EINVAL.
-// Send does without, for speed (two locked instructions more per call): a
-// send into zero words changes nothing anyone can see, as if it came
-// before the removal; the errors they can make it say, a waiter slot
-// "corrupt" under a big copy or permissions of zero (EACCES), are EIDRM.
+// changed, a ring emptied or a queue size of 0; it is retired once the
+// call ends. A handle retired before the call began is the id of a
+// removed queue: EINVAL.
 
 // Get is msgget(2): the id of the queue for key, created with IPC_CREAT
 // (IPC_PRIVATE always creates) with mode flags&0777, qbytes MSGMNB.
@@ -228,13 +225,14 @@ func Send(id int, mtype int64, text []byte, flags int) error {
 		}
 		return err
 	}
+	if !q.seg.Pin() {
+		return kernel.EINVAL
+	}
+	defer q.seg.Unpin()
 	if flags&IPC_NOWAIT != 0 {
 		err = q.TrySend(mtype, text)
 	} else {
 		err = q.Send(context.Background(), mtype, text)
-	}
-	if q.seg.Retiring() && (errors.Is(err, shm.ErrCorrupt) || errors.Is(err, kernel.EACCES)) {
-		err = kernel.EIDRM // what zero words can make it say (see "Package-level Recv and Stat pin")
 	}
 	return settle(q, err)
 }

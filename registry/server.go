@@ -271,6 +271,9 @@ func (s *Server) rebuild() error {
 			continue
 		}
 		p := seg.Params()
+		if seg.Keyless() {
+			p.Key = 0 // (a key once claimed twice: see below)
+		}
 		if ks.DS.Perm.Mode&kernel.SHM_DEST != 0 {
 			if seg.MarkRemoved() {
 				seg.WakeAll()

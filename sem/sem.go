@@ -341,28 +341,15 @@ func settle(h *Array, err error) error {
 	return err
 }
 
-// needsHold reports whether Op must pin the handle for ops (see held):
-// an array that waits for zero (a zero word would let it through) or has
-// an IPC_NOWAIT op (a zero word would make it fail with EAGAIN). Without
-// either, zero words let through only V ops, which change nothing anyone
-// can see (as if they came before the removal), and block any P, which
-// then finds the set removed.
-func needsHold(ops []Buf) bool {
-	for _, b := range ops {
-		if b.Op == 0 || b.Flg&IPC_NOWAIT != 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // held runs f on the cached handle of set id, pinned: its segment is not
 // retired (its words turned to zeros) while f runs, so that a Remove or a
 // sweep by another goroutine of this process does not make the call read
 // zeros for values; it is retired once the call ends. A handle retired
 // before the call began is the id of a removed set: EINVAL. zero is the
-// result with an error. (Op pins only for the arrays that need it,
-// needsHold: a P then a V would pay two more locked instructions each.)
+// result with an error. Op pins the same way, written out. (On zero
+// words, a call would see a removed set at best; at worst it would take
+// the zero page's lock while another goroutine of this process held the
+// real one, two goroutines in one handle's critical section.)
 func held[T any](id int, zero T, f func(h *Array) (T, error)) (T, error) {
 	h, err := handle(id)
 	if err != nil {
@@ -395,12 +382,10 @@ func Op(id int, ops []Buf) error {
 			return err
 		}
 	}
-	if needsHold(ops) {
-		if !h.seg.Pin() {
-			return kernel.EINVAL
-		}
-		defer h.seg.Unpin()
+	if !h.seg.Pin() {
+		return kernel.EINVAL
 	}
+	defer h.seg.Unpin()
 	if err := h.run(context.Background(), ops, nil); err != nil {
 		return settle(h, err)
 	}

@@ -33,6 +33,7 @@ import (
 //	 148      4   deadGen          registry          bumped when a client process dies
 //	 152      8   ctime            registry, kinds   Unix seconds (atomic)
 //	 160      8   param            registry          msg: qbytes (atomic)
+//	 168      4   keyless          registry          1: the key is dropped (DropKey)
 //	 192      8   lock             anyone            robust mutex: start<<32 | lockWaiters | pid
 //	                                                  (the futex is its low 32 bits)
 //	 200      8   section          the lock holder   critical-section counter (Mutex.Enter)
@@ -72,6 +73,7 @@ const (
 	offDeadGen = 148
 	offCtime   = 152
 	offParam   = 160
+	offKeyless = 168
 	offLock    = 192
 	offSection = 200
 )
@@ -86,7 +88,8 @@ type header struct {
 	deadGen atomic.Uint32
 	ctime   atomic.Int64
 	param   atomic.Uint64
-	_       [24]byte
+	keyless atomic.Uint32
+	_       [20]byte
 	lock    atomic.Uint64
 	section atomic.Uint64
 }
@@ -117,6 +120,8 @@ var (
 	_ [int(unsafe.Offsetof(header{}.lock)) - (offLock - offState)]struct{}
 	_ [offCtime - offState - int(unsafe.Offsetof(header{}.ctime))]struct{}
 	_ [offParam - offState - int(unsafe.Offsetof(header{}.param))]struct{}
+	_ [offKeyless - offState - int(unsafe.Offsetof(header{}.keyless))]struct{}
+	_ [int(unsafe.Offsetof(header{}.keyless)) - (offKeyless - offState)]struct{}
 	_ [WaiterSize - int(unsafe.Sizeof(WaiterSlot{}))]struct{}
 	_ [int(unsafe.Sizeof(WaiterSlot{})) - WaiterSize]struct{}
 	_ [offSection - offState - int(unsafe.Offsetof(header{}.section))]struct{}

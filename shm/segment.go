@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/usysv/usysv/internal/killat"
@@ -521,20 +520,14 @@ func (s *Segment) retireNow() error {
 	return nil
 }
 
-// DropKey makes the object keyless in its header (the key IPC_PRIVATE,
-// the checksum made again): the registry's answer, for good, to two
-// objects that claim one key. A process that maps the segment meanwhile
-// may find the header corrupt for that moment.
-func (s *Segment) DropKey() {
-	le := binary.LittleEndian
-	var b [immutableEnd]byte
-	copy(b[:], s.mem[:immutableEnd])
-	le.PutUint32(b[offKey:], 0)
-	sum := xxhash.Sum64(b[:])
-	(*atomic.Uint32)(unsafe.Pointer(&s.mem[offKey])).Store(0)
-	(*atomic.Uint64)(unsafe.Pointer(&s.mem[offChecksum])).Store(sum)
-	s.p.Key = 0
-}
+// DropKey marks the object keyless in its header (a mutable word: the
+// immutable part and its checksum stay), the registry's answer, for good,
+// to two objects that claim one key: a registry that rebuilds its table
+// from the headers gives the object no key (Keyless).
+func (s *Segment) DropKey() { s.h.keyless.Store(1) }
+
+// Keyless reports whether DropKey was called on the object.
+func (s *Segment) Keyless() bool { return s.h.keyless.Load() != 0 }
 
 // Retiring reports whether Retire was called: the mapping's words may turn
 // to zeros at any moment (once no BeginSleep section is open), so what a
