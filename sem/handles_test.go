@@ -137,6 +137,52 @@ func TestCompletedThenRemoved(t *testing.T) {
 	}
 }
 
+// TestRemoveDuringLockedOp: the package-level Remove of a set while
+// another goroutine's package-level Op holds its lock (here paused there)
+// and a third's waits for it: the detach waits for the calls, which end
+// with EIDRM or their result. (Before, the detach turned the lock word to
+// zero under the holder, the waiter took the zero page's lock, and the
+// holder's unlock then released the handle's local mutex a second time:
+// "fatal error: sync: unlock of unlocked mutex".)
+func TestRemoveDuringLockedOp(t *testing.T) {
+	id, err := Get(IPC_PRIVATE, 2, 0o600)
+	require.NoError(t, err)
+	require.NoError(t, Op(id, []Buf{{Num: 1, Op: 1}})) // (caches the handle)
+	var v []Buf // an array the lean path does not take: the locked path
+	for range leanMax + 1 {
+		v = append(v, Buf{Num: 1, Op: 1})
+	}
+	p := newPauser()
+	crash.on, stepHook = true, func(step string) {
+		if step == StepLocked {
+			p.hit()
+		}
+	}
+	defer func() { crash.on, stepHook = false, nil }()
+	p.armed.Store(true)
+	holder := make(chan error, 1)
+	go func() { holder <- Op(id, v) }()
+	p.reached(t, "the array's lock")
+	waiter := make(chan error, 1)
+	go func() { waiter <- Op(id, []Buf{{Num: 0, Op: -1}}) }()
+	require.NoError(t, Remove(id))
+	// The P may end while the array still holds the lock (it finds the
+	// set removed) or wait for the lock; either way the array then goes on.
+	var werr error
+	select {
+	case werr = <-waiter:
+	case <-time.After(time.Second):
+	}
+	close(p.cont)
+	if err := <-holder; err != nil {
+		require.ErrorIs(t, err, kernel.EIDRM, "the array")
+	}
+	if werr == nil {
+		werr = <-waiter
+	}
+	require.ErrorIs(t, werr, kernel.EIDRM, "the P, on the removed set")
+}
+
 // TestRemovedElsewhereDetaches: a cached set removed by someone else (here
 // through the registry directly, as another process would) and never
 // touched again is detached when this process next opens another set.
