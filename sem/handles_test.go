@@ -148,7 +148,8 @@ func TestRemoveDuringLockedOp(t *testing.T) {
 	id, err := Get(IPC_PRIVATE, 2, 0o600)
 	require.NoError(t, err)
 	require.NoError(t, Op(id, []Buf{{Num: 1, Op: 1}})) // (caches the handle)
-	var v []Buf // an array the lean path does not take: the locked path
+	// An array the lean path does not take: the locked path.
+	var v []Buf
 	for range leanMax + 1 {
 		v = append(v, Buf{Num: 1, Op: 1})
 	}
