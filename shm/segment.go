@@ -529,12 +529,6 @@ func (s *Segment) DropKey() { s.h.keyless.Store(1) }
 // Keyless reports whether DropKey was called on the object.
 func (s *Segment) Keyless() bool { return s.h.keyless.Load() != 0 }
 
-// Retiring reports whether Retire was called: the mapping's words may turn
-// to zeros at any moment (once no BeginSleep section is open), so what a
-// call read from them since it began proves nothing. (Retire is called
-// only for an object already removed.)
-func (s *Segment) Retiring() bool { return s.retiring.Load() }
-
 // Pin keeps the segment from being retired until Unpin: a BeginSleep
 // section for a call that reads the segment throughout without sleeping.
 // It reports false, with nothing to unpin, if Retire was called already.
