@@ -126,6 +126,7 @@ func checkSegmentHeader(t *testing.T, data []byte) {
 	_ = s.DeadGen()
 	_ = s.Ctime()
 	_ = s.Param()
+	_ = s.Keyless()
 	if s.PermSeq()%2 == 0 { // an odd one makes Perm wait (boundedly): too slow to fuzz
 		_, _, mode, _ := s.Perm()
 		if mode > 0o777 {

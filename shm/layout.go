@@ -33,7 +33,9 @@ import (
 //	 148      4   deadGen          registry          bumped when a client process dies
 //	 152      8   ctime            registry, kinds   Unix seconds (atomic)
 //	 160      8   param            registry          msg: qbytes (atomic)
-//	 168      4   keyless          registry          1: the key is dropped (DropKey)
+//	 168      4   keyless          registry          1: the key is dropped (DropKey; added
+//	                                                  within version 2: 0, as older
+//	                                                  segments have it, means keyed)
 //	 192      8   lock             anyone            robust mutex: start<<32 | lockWaiters | pid
 //	                                                  (the futex is its low 32 bits)
 //	 200      8   section          the lock holder   critical-section counter (Mutex.Enter)

@@ -530,8 +530,9 @@ func (s *Segment) DropKey() { s.h.keyless.Store(1) }
 func (s *Segment) Keyless() bool { return s.h.keyless.Load() != 0 }
 
 // Pin keeps the segment from being retired until Unpin: a BeginSleep
-// section for a call that reads the segment throughout without sleeping.
-// It reports false, with nothing to unpin, if Retire was called already.
+// section for the whole of a call, sleeping or not (the call's own
+// BeginSleep sections nest inside). It reports false, with nothing to
+// unpin, if Retire was called already.
 func (s *Segment) Pin() bool {
 	if s.BeginSleep() {
 		return true

@@ -84,6 +84,10 @@ func TestHeaderGolden(t *testing.T) {
 	assert.Equal(t, uint32(1), le.Uint32(mem[148:]))
 	s.SetParam(0xabcdef)
 	assert.Equal(t, uint64(0xabcdef), le.Uint64(mem[160:]))
+	assert.False(t, s.Keyless())
+	s.DropKey()
+	assert.Equal(t, uint32(1), le.Uint32(mem[168:]), "keyless")
+	assert.True(t, s.Keyless())
 	require.True(t, s.MarkRemoved())
 	assert.Equal(t, uint32(2), le.Uint32(mem[128:]), "StateRemoved")
 
