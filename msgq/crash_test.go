@@ -3,6 +3,8 @@ package msgq
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/killat"
 	"github.com/usysv/usysv/internal/testutil"
 )
 
@@ -19,6 +22,12 @@ func init() { testutil.RegisterHelper("crasher", crasherHelper) }
 // with dots to SIZE bytes), or receives COUNT messages (blocking), printing
 // each (without the dots); run with KillAtEnv set it dies inside.
 func crasherHelper(args []string) int {
+	if killat.Execed() {
+		// The new image of an "exec:" step: alive, and done with the queue.
+		fmt.Println("execed")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		return 0
+	}
 	id, _ := strconv.Atoi(args[0])
 	count, _ := strconv.Atoi(args[2])
 	size := 0
@@ -423,6 +432,83 @@ func TestRebuildRenumbers(t *testing.T) {
 			require.NoError(t, q.TrySend(1, padded("after", 200)))
 			require.NoError(t, q.Check())
 			assert.Equal(t, []string{"m0", "m1", "m2", "after"}, drain(t, q))
+		})
+	}
+}
+
+// A sender or receiver that execs at a step of its call is gone from the
+// call as if it had died there (its goroutine went with the old image),
+// while the process lives on: the message is sent whole or not at all,
+// received or still queued, nothing stranded, and the queue goes on at
+// once, locked calls included (before, a lock held at the exec stayed held
+// until the new program exited).
+func TestExecInsideCall(t *testing.T) {
+	for _, c := range []struct {
+		step string
+		size int
+		send bool
+		done bool // the third message was sent, or taken
+	}{
+		{"send-locked", 0, true, false}, {"send-alloc", 0, true, false},
+		{"send-written", 0, true, false}, {"send-linked", 0, true, true},
+		{"recv-locked", 0, false, false}, {"recv-copied", 0, false, false},
+		{"recv-unlinked", 0, false, true}, {"recv-freed", 0, false, true},
+		{"send-alloc", 3000, true, false}, {"send-written", 3000, true, false},
+		{"send-linked", 3000, true, true},
+		{"recv-locked", 3000, false, false}, {"recv-unlinked", 3000, false, true},
+		{"recv-copied", 3000, false, true}, {"recv-freed", 3000, false, true},
+		{"ring-claimed", 0, true, false}, {"ring-written", 0, true, false},
+		{"ring-taken", 0, false, false},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", c.step, c.size), func(t *testing.T) {
+			q := newQueueConfig(t, Config{Capacity: 8 * max(c.size, 64)})
+			verb, want := "send", []string{"m0", "m1"}
+			if !c.send {
+				verb, want = "recv", []string{"m2", "m3", "m4"}
+				for i := 0; i < 5; i++ {
+					require.NoError(t, q.Send(context.Background(), 1, padded(fmt.Sprintf("m%d", i), c.size)))
+				}
+			}
+			switch {
+			case c.send && c.done:
+				want = append(want, "m2")
+			case !c.send && c.done:
+				want = want[1:]
+			}
+			p := testutil.Start(t, "crasher", []string{fmt.Sprint(q.ID()), verb, "5", fmt.Sprint(c.size)},
+				testutil.Env(KillAtEnv+"=exec:"+c.step+":3"))
+			if !c.send {
+				p.Expect("m0", lineWait)
+				p.Expect("m1", lineWait)
+			}
+			p.Expect("execed", lineWait)
+			var got []string
+			testutil.Eventually(t, lineWait, "the old image's slot to be given up", func() bool {
+				got = append(got, drain(t, q)...)
+				for i := range q.v.slots {
+					if q.v.slots[i].State.Load() != slotFree {
+						return false
+					}
+				}
+				return true
+			})
+			require.NoError(t, q.Check())
+			assert.Equal(t, want, got)
+			// Locked calls too: a typed receive takes the lock.
+			require.NoError(t, q.Send(context.Background(), 2, padded("after", c.size)))
+			buf := make([]byte, MSGMAX)
+			n, _, err := q.TryRecv(buf, 2, 0)
+			require.NoError(t, err)
+			assert.Equal(t, "after", strings.TrimRight(string(buf[:n]), "."))
+			for _, m := range []string{"x1", "x2", "x3"} {
+				require.NoError(t, q.Send(context.Background(), 1, padded(m, c.size)))
+			}
+			assert.Equal(t, []string{"x1", "x2", "x3"}, drain(t, q), "FIFO receives go on")
+			if v := q.v; v.nslots != 0 {
+				tp := rpos(v.rc.tail.Load())
+				assert.False(t, claimFor(v.ring[tp&v.mask].seq.Load(), tp), "the old image's claim is given back")
+			}
+			require.NoError(t, q.Check())
 		})
 	}
 }

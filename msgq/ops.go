@@ -523,7 +523,7 @@ func (q *Queue) ringReadySlow(need uint64) bool {
 func (q *Queue) tryRepair() bool {
 	// A load first: a failed CAS would take the header's line from every
 	// other CPU on each call while the holder keeps the lock.
-	if q.mu.Holder() != 0 || !q.mu.TryLock() {
+	if q.mu.Held() || !q.mu.TryLock() {
 		return true
 	}
 	wl := wakeList{section: q.mu.Enter()}

@@ -266,7 +266,7 @@ func (q *Queue) lock(w *wakeList) {
 // microseconds) rather than going to sleep on it at once, which would
 // cost both sides a syscall.
 func (q *Queue) acquire(w *wakeList) (ownerDied bool) {
-	for i := 0; i < lockSpin && q.mu.Holder() != 0; i++ {
+	for i := 0; i < lockSpin && q.mu.Held(); i++ {
 	}
 	died := q.mu.LockAs(q.lockWord)
 	w.section = q.mu.Enter()

@@ -69,9 +69,10 @@ func (v *view) seqFree(p uint32) uint64 { return uint64(p &^ v.mask) }
 //
 //	bit  63      claimed
 //	bits 61..62  0 (reserved)
-//	bits 39..60  pid of the sender (22 bits: Linux pids are below 1<<22)
+//	bits 39..60  the sender's task (shm.Identity: a thread that lives as long
+//	             as its process image; 22 bits: Linux ids are below 1<<22)
 //	bits 32..38  text length of the message
-//	bits 24..31  low 8 bits of the sender's start time (against pid reuse)
+//	bits 24..31  low 8 bits of the task's start time (against id reuse)
 //	bits  0..23  low 24 bits of the position
 //
 // A slot of position p holds a message iff its word claims p and the tail
@@ -88,16 +89,18 @@ const (
 	cposMask   = 1<<24 - 1
 )
 
-// claimBase is the part of a process's claim words that names it; 0 if
-// its pid does not fit (it then never claims without the lock).
-func claimBase(pid int, start uint64) uint64 {
-	if pid <= 0 || pid >= 1<<pidBits {
+// claimBase is the part of a process image's claim words that names it;
+// 0 if its task id does not fit (it then never claims without the lock).
+// A task, not the pid: a sender that execs after its claim is gone as a
+// dead one is, and its claim is given back as a dead one's.
+func claimBase(task int, start uint32) uint64 {
+	if task <= 0 || task >= 1<<pidBits {
 		return 0
 	}
-	return uint64(pid)<<pidShift | (start&0xff)<<startShift
+	return uint64(task)<<pidShift | uint64(start&0xff)<<startShift
 }
 
-func selfClaim() uint64 { return claimBase(kernel.Self()) }
+func selfClaim() uint64 { return claimBase(shm.Identity()) }
 
 // claimWord is this process's claim of position p's slot for a message of
 // n bytes.
@@ -106,25 +109,25 @@ func (v *view) claimWord(n, p uint32) uint64 {
 }
 
 func claimLen(c uint64) uint32 { return uint32(c>>lenShift) & lenMask }
-func claimPid(c uint64) int    { return int(c >> pidShift & (1<<pidBits - 1)) }
+func claimTask(c uint64) int   { return int(c >> pidShift & (1<<pidBits - 1)) }
 
 // claimFor reports whether c is a claim of position p's slot.
 func claimFor(c uint64, p uint32) bool {
 	return c&(claimed|claimRsvd) == claimed && uint32(c)&cposMask == p&cposMask
 }
 
-// claimAlive reports whether the process that made claim c may still be
-// running (a process of that pid exists and its start time matches).
+// claimAlive reports whether the process image that made claim c may
+// still be running (a task of that id exists and its start time matches).
 func claimAlive(c uint64) bool {
-	pid := claimPid(c)
-	if self, st := kernel.Self(); pid == self {
-		// One of our goroutines, or a dead process whose pid we reuse.
+	task := claimTask(c)
+	if self, st := shm.Identity(); task == self {
+		// One of our goroutines, or a dead image whose task id we reuse.
 		return uint8(st) == uint8(c>>startShift)
 	}
-	if pid == 0 {
+	if task == 0 {
 		return false
 	}
-	st, err := kernel.ProcessStartTime(pid)
+	st, err := kernel.ProcessStartTime(task)
 	if err != nil {
 		return !errors.Is(err, kernel.ESRCH) // (out of file descriptors, say: it may live)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
 	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
 )
 
 // Tests of the lock-free ring and of its hand-over to the store.
@@ -502,12 +503,11 @@ func TestCrashRingSender(t *testing.T) {
 	}
 }
 
-// claimAlive: a claim bearing this process's pid is its own only if it
-// bears its start time too; else a dead process whose pid was reused made
+// claimAlive: a claim bearing this process's task id is its own only if
+// it bears its start time too; else a dead image whose id was reused made
 // it, and it is given back like any dead process's.
 func TestClaimAliveReusedPid(t *testing.T) {
-	pid, start := kernel.Self()
-	own := claimBase(pid, start)
+	own := claimBase(shm.Identity())
 	assert.True(t, claimAlive(claimed|own))
 	assert.False(t, claimAlive(claimed|own^1<<startShift), "our pid, another start time")
 	assert.False(t, claimAlive(claimed), "no pid")
@@ -577,7 +577,7 @@ func TestRingDeadClaim(t *testing.T) {
 	p := testutil.Start(t, "crasher", []string{"-1", "send", "0"})
 	assert.Equal(t, 1, p.Wait(lineWait)) // a pid that is now dead
 	st, _ := kernel.ProcessStartTime(kernel.Getpid())
-	dead := claimBase(p.Pid(), st)
+	dead := claimBase(p.Pid(), uint32(st))
 	v := q.v
 	tp := rpos(v.rc.tail.Load())
 	s := &v.ring[tp&v.mask]

@@ -61,6 +61,7 @@ type Server struct {
 	ep      *kernel.Epoll
 	evfd    int
 	repair  chan struct{}
+	exec    chan struct{} // a client's connection ended with its process alive (execLoop)
 	closed  atomic.Bool
 	done    chan struct{}
 	serving atomic.Bool
@@ -176,7 +177,7 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 		nobj: make(map[shm.Kind]int), nbytes: make(map[shm.Kind]uint64),
 		conns: make(map[*net.UnixConn]struct{}), perUID: make(map[uint32]int),
 		procs: make(map[procID]*proc), byToken: make(map[uint64]*proc),
-		repair: make(chan struct{}, 1), done: make(chan struct{}), evfd: -1,
+		repair: make(chan struct{}, 1), exec: make(chan struct{}, 1), done: make(chan struct{}), evfd: -1,
 		frameTimeout: frameTimeout, writeTimeout: writeTimeout,
 	}
 	if s.ep, err = kernel.EpollCreate(); err != nil {
@@ -405,6 +406,7 @@ func (s *Server) Serve() error {
 	s.wg.Add(1)
 	go s.watch()
 	go s.repairLoop()
+	go s.execLoop()
 	s.deathPass()
 	for {
 		nc, err := s.ln.AcceptUnix()
@@ -490,6 +492,7 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 	if err := s.track(procID{pid, start}); err != nil {
 		return
 	}
+	defer s.connEnded(pid, start)
 	gone := func() bool {
 		if !kernel.PeerHungUp(nc) {
 			return false
@@ -1007,6 +1010,47 @@ func (s *Server) watch() {
 		s.cmu.Unlock()
 		if died {
 			s.deathPass()
+		}
+	}
+}
+
+// connEnded follows the end of a client's connection: if its process
+// lives, it may have exec'd (the connection is close-on-exec), which ends
+// the old image as a death does, though the process lives on: a waiter
+// slot or a message copy it was in is left, marked by its Lives (shm.Life:
+// an exec marks them as a death does), for a repair pass to free (its
+// SEM_UNDO stays, its process living). execLoop runs that pass. (Locks
+// and ring claims the old image held need none: they name the image, not
+// the process.)
+func (s *Server) connEnded(pid int, start uint64) {
+	if s.closed.Load() || !kernel.ProcessAlive(pid, start) {
+		return // (a death: watch reports it)
+	}
+	select {
+	case s.exec <- struct{}{}:
+	default: // a pass is pending
+	}
+}
+
+// execPassInterval spaces the passes connEnded asks for, so that a
+// client that connects and hangs up in a loop cannot make every process
+// repair every object in a loop: a slot an exec left is freed within it.
+const execPassInterval = 100 * time.Millisecond
+
+// execLoop runs a death's pass (deathPass) for the connections that ended
+// with their processes alive, at most one per execPassInterval.
+func (s *Server) execLoop() {
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.exec:
+		}
+		s.deathPass()
+		select {
+		case <-s.done:
+			return
+		case <-time.After(execPassInterval):
 		}
 	}
 }

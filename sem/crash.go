@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/usysv/usysv/internal/killat"
 	"github.com/usysv/usysv/kernel"
 )
 
@@ -15,8 +16,10 @@ import (
 // set consistent. It is armed by the environment variable USYSV_SEM_CRASH,
 // read once at start-up, as "step" (the first time the step is reached) or
 // "step:N" (the N-th time); with the prefix "stop:" ("stop:step:N") the
-// process SIGSTOPs itself there instead, and goes on once continued. Unarmed, a crash point costs one load of a
-// package variable.
+// process SIGSTOPs itself there instead, and goes on once continued; with
+// "exec:" it execs itself there (killat.ExecSelf), the goroutine
+// inside the call gone with the old image as in a death, the process not.
+// Unarmed, a crash point costs one load of a package variable.
 const CrashEnv = "USYSV_SEM_CRASH"
 
 // The steps.
@@ -49,6 +52,7 @@ const (
 var crash struct {
 	on    bool
 	stop  bool // SIGSTOP instead of SIGKILL
+	exec  bool // exec instead of SIGKILL
 	step  string
 	n     int64
 	count atomic.Int64
@@ -61,6 +65,8 @@ func init() {
 	}
 	if rest, ok := strings.CutPrefix(v, "stop:"); ok {
 		crash.stop, v = true, rest
+	} else if rest, ok := strings.CutPrefix(v, "exec:"); ok {
+		crash.exec, v = true, rest
 	}
 	crash.step, crash.n = v, 1
 	if i := strings.LastIndexByte(v, ':'); i >= 0 {
@@ -97,6 +103,9 @@ func crashHit(step string) {
 		_ = kernel.StopThread()
 		runtime.UnlockOSThread()
 		return
+	}
+	if crash.exec {
+		killat.ExecSelf(CrashEnv)
 	}
 	_ = kernel.Kill(pid, kernel.SIGKILL)
 	select {}

@@ -246,3 +246,70 @@ func TestStoppedHolder(t *testing.T) {
 	v, _ := GetVal(id, 0)
 	assert.Equal(t, 3, v)
 }
+
+// A process that execs at a step inside Op is gone from the call as if it
+// had died there (its goroutine went with the old image), but lives on:
+// the set is left consistent, all of the array applied or none, nobody
+// blocked, the lock taken over at once by the next op (before, it stayed
+// held until the new program exited); and its SEM_UNDO adjustments are
+// kept (SEMANTICS 10.5), to be applied at its death.
+func TestExecInsideOp(t *testing.T) {
+	warm := []string{"op 2:0"}
+	cases := []struct {
+		step     string
+		pre      []string
+		cmd      string
+		want     string // values after the exec and the next op
+		applied  bool   // sempid of semaphore 1 is the exec'd process
+		wantDead string // values once the new image has died too
+	}{
+		{StepLocked, nil, "op 0:1,1:1", "vals[0 0 1],ok", false, "vals[0 0 1],ok"},
+		{StepEvaluated, nil, "op 0:1,1:1", "vals[0 0 1],ok", false, "vals[0 0 1],ok"},
+		{StepCommitted, nil, "op 0:1,1:1", "vals[1 1 1],ok", true, "vals[1 1 1],ok"},
+		{StepApplying, nil, "op 0:1,1:1", "vals[1 1 1],ok", true, "vals[1 1 1],ok"},
+		{StepCommitted, nil, "op 0:2:u,1:1", "vals[2 1 1],ok", true, "vals[0 1 1],ok"},
+		{StepApplying, nil, "op 0:2:u,1:1", "vals[2 1 1],ok", true, "vals[0 1 1],ok"},
+		{StepEnqueued, []string{"op 0:3:u"}, "op 2:-1:u", "vals[3 0 1],ok", false, "vals[0 0 1],ok"},
+		{StepLeanLocked, warm, "op 0:1,1:1", "vals[0 0 1],ok", false, "vals[0 0 1],ok"},
+		{StepLeanFrozen + ":2", warm, "op 0:1,1:1", "vals[0 0 1],ok", false, "vals[0 0 1],ok"},
+		{StepLeanCommitted, warm, "op 0:1,1:1", "vals[1 1 1],ok", true, "vals[1 1 1],ok"},
+		{StepLeanReleasing, warm, "op 0:1,1:1", "vals[1 1 1],ok", true, "vals[1 1 1],ok"},
+		{StepWaiting, nil, "op 2:-1", "vals[0 0 1],ok", false, "vals[0 0 1],ok"},
+	}
+	for _, c := range cases {
+		t.Run(c.step+" "+c.cmd, func(t *testing.T) {
+			id := usysvImpl.create(t, 3, 0o600)
+			p := crashClient(t, "noreg", id, "exec:"+c.step)
+			for _, pre := range c.pre {
+				p.Send(pre)
+				p.Expect("ok", lineWait)
+			}
+			p.Send(c.cmd)
+			// Once the helper has read cmd, it reads no more until the op
+			// returns, which it never does: the line is left to the new image.
+			time.Sleep(200 * time.Millisecond)
+			p.Send("pid")
+			p.Expect(itoa(p.Pid()), lineWait)
+			h, err := handle(id)
+			require.NoError(t, err)
+			require.NoError(t, h.TimedOp(lineWait, b(2, 1, 0)), "the next op goes through")
+			assert.Equal(t, c.want, vals(usysvImpl, id))
+			pid, err := h.GetPid(1)
+			require.NoError(t, err)
+			if c.applied {
+				assert.Equal(t, p.Pid(), pid)
+			} else {
+				assert.NotEqual(t, p.Pid(), pid)
+			}
+			n, _ := h.GetNcnt(2)
+			assert.Zero(t, n, "the old image's waiter is gone")
+			require.NoError(t, h.check())
+			p.Kill()
+			testutil.Eventually(t, lineWait, "the undo at the death", func() bool {
+				_ = h.TimedOp(lineWait, b(2, 0, IPC_NOWAIT|SEM_UNDO)) // (any op looks)
+				return vals(usysvImpl, id) == c.wantDead
+			})
+			require.NoError(t, h.check())
+		})
+	}
+}

@@ -145,7 +145,7 @@ func openMapped(id int, seg *shm.Segment) (*Array, error) {
 	// Repair what dead processes may have left before we rely on the
 	// state, unless a live process holds the lock: then the repair stays
 	// pending (seenGen 0), as for any call (tryRepair).
-	if gen := seg.DeadGen(); gen != 0 || v.hdr.jcommit.Load() != 0 || s.mu.Holder() != 0 {
+	if gen := seg.DeadGen(); gen != 0 || v.hdr.jcommit.Load() != 0 || s.mu.Held() {
 		s.tryRepair(true)
 	}
 	return s, nil

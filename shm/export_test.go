@@ -10,7 +10,7 @@ var HeaderOffsets = map[string]int{
 	"immutableEnd": immutableEnd,
 	"state":        offState, "permSeq": offPermSeq, "uid": offUID, "gid": offGID, "mode": offMode,
 	"deadGen": offDeadGen, "ctime": offCtime, "param": offParam,
-	"lock": offLock, "section": offSection,
+	"lock": offLock, "section": offSection, "holderPid": offHolder,
 }
 
 // LivesHeld is how many Lives this process's robust list links.

@@ -36,9 +36,12 @@ import (
 //	 168      4   keyless          registry          1: the key is dropped (DropKey; added
 //	                                                  within version 2: 0, as older
 //	                                                  segments have it, means keyed)
-//	 192      8   lock             anyone            robust mutex: start<<32 | lockWaiters | pid
+//	 192      8   lock             anyone            robust mutex: start<<32 | lockWaiters | tid
+//	                                                  of the holder's sentinel thread
 //	                                                  (the futex is its low 32 bits)
 //	 200      8   section          the lock holder   critical-section counter (Mutex.Enter)
+//	 208      4   holderPid        the lock holder   its pid, for Mutex.Holder (added
+//	                                                  within version 2)
 //	 256          waiter table     kinds             waiters × WaiterSize bytes
 //	 ...          body             kinds             bodySize bytes
 //
@@ -78,22 +81,24 @@ const (
 	offKeyless = 168
 	offLock    = 192
 	offSection = 200
+	offHolder  = 208
 )
 
 // header is the mapped view of the mutable part of the common header.
 type header struct {
-	state   atomic.Uint32
-	permSeq atomic.Uint32
-	uid     atomic.Uint32
-	gid     atomic.Uint32
-	mode    atomic.Uint32
-	deadGen atomic.Uint32
-	ctime   atomic.Int64
-	param   atomic.Uint64
-	keyless atomic.Uint32
-	_       [20]byte
-	lock    atomic.Uint64
-	section atomic.Uint64
+	state     atomic.Uint32
+	permSeq   atomic.Uint32
+	uid       atomic.Uint32
+	gid       atomic.Uint32
+	mode      atomic.Uint32
+	deadGen   atomic.Uint32
+	ctime     atomic.Int64
+	param     atomic.Uint64
+	keyless   atomic.Uint32
+	_         [20]byte
+	lock      atomic.Uint64
+	section   atomic.Uint64
+	holderPid atomic.Uint32
 }
 
 // WaiterSlot is one entry of the waiter table: a process blocked in an
@@ -128,7 +133,9 @@ var (
 	_ [int(unsafe.Sizeof(WaiterSlot{})) - WaiterSize]struct{}
 	_ [offSection - offState - int(unsafe.Offsetof(header{}.section))]struct{}
 	_ [int(unsafe.Offsetof(header{}.section)) - (offSection - offState)]struct{}
-	_ [HeaderSize - offSection - 8]struct{}
+	_ [offHolder - offState - int(unsafe.Offsetof(header{}.holderPid))]struct{}
+	_ [int(unsafe.Offsetof(header{}.holderPid)) - (offHolder - offState)]struct{}
+	_ [HeaderSize - offHolder - 4]struct{}
 	_ [lifeSize - 16]struct{}
 	_ [16 - lifeSize]struct{}
 )

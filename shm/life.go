@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/usysv/usysv/kernel"
@@ -42,7 +43,9 @@ import (
 // first. The kernel walks at most 2048 entries (ROBUST_LIST_LIMIT), newest
 // first. Without robust lists (the system call failing) Hold only clears
 // the word, and a death is known when the registry reports it, as before.
-// The sentinel is one more OS thread, started by the first Hold.
+// The sentinel is one more OS thread, started by the first Hold or lock;
+// its id and start time also name the process image in lock words (the
+// exec that ends the image ends it: mutex.go).
 type Life struct {
 	word atomic.Uint32 // the holder's sentinel thread id, or FUTEX_OWNER_DIED
 	_    uint32
@@ -112,6 +115,7 @@ func (l *Life) entry() uintptr { return uintptr(unsafe.Pointer(l)) + unsafe.Offs
 type livesT struct {
 	start sync.Once
 	tid   uint32 // the sentinel thread's id; 0 without robust lists
+	ident uint64 // this image's lock word (identity)
 	mu    sync.Mutex
 	head  kernel.RobustListHead
 	held  []*Life
@@ -183,23 +187,65 @@ func unlinkAround(mem []byte, retiring bool, change func() error) error {
 	return change()
 }
 
-// startSentinel starts the thread whose death marks this process's Lives.
-// It stays locked to its goroutine, which never returns, so the thread
-// lives as long as the process.
+// startSentinel starts the thread whose death marks this process's Lives
+// and whose id names this process image in lock words (mutex.go: me). It
+// stays locked to its goroutine, which never returns, so the thread lives
+// as long as the image: an exec ends it (the kernel ends every thread but
+// the one that execs), as a death does. It is never the main thread,
+// whose tid and start time an exec by another thread takes over.
 func startSentinel() {
-	ready := make(chan uint32)
-	go func() {
-		runtime.LockOSThread()
-		h := &lives.head
-		h.Next = uintptr(unsafe.Pointer(h))
-		h.FutexOffset = lifeOffset
-		if err := kernel.SetRobustList(h); err != nil {
-			ready <- 0
-			runtime.UnlockOSThread()
-			return
+	ready := make(chan sentinel)
+	go runSentinel(ready)
+	s := <-ready
+	lives.tid = s.robust
+	lives.ident = s.ident
+}
+
+// sentinel is what the sentinel thread reports once it runs: the tid its
+// robust list marks Lives with (0 without robust lists) and its lock
+// identity.
+type sentinel struct {
+	robust uint32
+	ident  uint64
+}
+
+func runSentinel(ready chan<- sentinel) {
+	runtime.LockOSThread()
+	tid := kernel.Gettid()
+	if tid == kernel.Getpid() {
+		// The main thread. Locked to it, this goroutine makes sure the
+		// one it starts runs on another thread.
+		inner := make(chan sentinel)
+		go runSentinel(inner)
+		s := <-inner
+		runtime.UnlockOSThread()
+		ready <- s
+		return
+	}
+	s := sentinel{ident: identity(tid)}
+	h := &lives.head
+	h.Next = uintptr(unsafe.Pointer(h))
+	h.FutexOffset = lifeOffset
+	if kernel.SetRobustList(h) == nil {
+		s.robust = uint32(tid)
+	}
+	ready <- s
+	select {}
+}
+
+// identity is this image's lock word (without lockWaiters): the sentinel
+// thread's tid and the low 32 bits of its start time, which name that
+// thread, and so this image, for ever. If the start time cannot be read
+// (out of file descriptors for a tenth of a second, say), the process's
+// pid and start time (kernel.Self) stand in: a holder then found alive
+// after an exec is taken for alive, as a stopped one is.
+func identity(tid int) uint64 {
+	for try := 0; try < 50; try++ {
+		if st, err := kernel.ProcessStartTime(tid); err == nil {
+			return uint64(uint32(st))<<32 | uint64(tid)
 		}
-		ready <- uint32(kernel.Gettid())
-		select {}
-	}()
-	lives.tid = <-ready
+		time.Sleep(2 * time.Millisecond)
+	}
+	pid, start := kernel.Self()
+	return uint64(uint32(start))<<32 | uint64(pid)
 }

@@ -14,22 +14,31 @@ import (
 //
 // Lock word (64 bits, one CAS takes it):
 //
-//	bits 32..63  low 32 bits of the holder's start time (kernel.Self)
+//	bits 32..63  low 32 bits of the task's start time (kernel.ProcessStartTime)
 //	bit  31      lockWaiters: someone may be sleeping in FUTEX_WAIT
-//	bits  0..29  pid of the holder (0: unlocked)
+//	bits  0..29  the holder's task: the tid of its sentinel thread (life.go)
+//	             (0: unlocked)
 //
-// The futex is the low 32 bits (the word is little-endian). Because pid and
+// The futex is the low 32 bits (the word is little-endian). Because tid and
 // start time are set by the same CAS, a waiter always sees a consistent
-// pair: it can tell a dead holder from a live one even after the pid is
+// pair: it can tell a dead holder from a live one even after the tid is
 // reused, without a second store on the fast path. Taking and releasing
 // the lock are one locked instruction each.
 //
-// A holder that dies leaves the lock held; the next process that wants it
-// finds the holder dead, takes the lock over, and is told so (Lock returns
-// true) so that it repairs what the holder left half done before going on.
-// Deaths are noticed at once when the registry wakes the lock's sleepers
-// after a client died, and otherwise within LivenessInterval. A stopped
-// (SIGSTOP) holder is alive and is never taken over.
+// The task is the sentinel thread rather than the process because an exec
+// ends a holder as surely as a death: the goroutine that held the lock is
+// gone with the old image, which the process's pid and start time outlive.
+// The sentinel thread does not. (A word that names a pid, from a process
+// that could not read its sentinel's start time, is looked up as a pid:
+// /proc has both.)
+//
+// A holder that dies (or execs) leaves the lock held; the next process that
+// wants it finds the holder dead, takes the lock over, and is told so (Lock
+// returns true) so that it repairs what the holder left half done before
+// going on. Deaths are noticed at once when the registry wakes the lock's
+// sleepers after a client died, and otherwise (and execs always) within
+// LivenessInterval. A stopped (SIGSTOP) holder is alive and is never taken
+// over.
 //
 // Goroutines of one process share the pid; the lock is not reentrant.
 type Mutex struct {
@@ -37,6 +46,7 @@ type Mutex struct {
 	futex        *atomic.Uint32 // the low half of word
 	section      *atomic.Uint64 // the holder's critical-section counter (Enter)
 	sectionPlain *uint64        // the same word, for Unlock's plain increment
+	holderPid    *atomic.Uint32 // the holder's pid (Holder), stored after taking the lock
 	deadGen      *atomic.Uint32 // the segment's dead generation
 	// The last holder a waiter found alive (its lock word without the
 	// waiters bit) and the dead generation before it looked: until the
@@ -58,22 +68,38 @@ const LivenessInterval = 100 * time.Millisecond
 // Lock returns the segment's mutex.
 func (s *Segment) Lock() *Mutex {
 	return &Mutex{word: &s.h.lock, futex: s.lockFutex, section: &s.h.section,
-		sectionPlain: plainWord(&s.h.section), deadGen: &s.h.deadGen}
+		sectionPlain: plainWord(&s.h.section), deadGen: &s.h.deadGen, holderPid: &s.h.holderPid}
 }
 
-// me is this process's lock word.
+// me is this process image's lock word (identity, in life.go).
 func me() uint64 {
-	pid, start := kernel.Self()
-	return uint64(uint32(start))<<32 | uint64(pid)
+	lives.start.Do(startSentinel)
+	return lives.ident
+}
+
+// Identity names this process image for as long as it runs, as the lock
+// word does: the task (a thread id, or the pid if the thread's start time
+// could not be read) and the low 32 bits of its start time. It changes at
+// an exec; /proc/<task>/stat has the start time while the image runs.
+// (msgq's ring claims name their senders so.)
+func Identity() (task int, start uint32) {
+	w := me()
+	return int(uint32(w) & lockPidMask), uint32(w >> 32)
 }
 
 // TryLock takes the lock if it is free, without waiting.
 func (m *Mutex) TryLock() bool {
 	if m.word.CompareAndSwap(0, me()) {
-		raceAcquire(m.futex)
+		m.taken()
 		return true
 	}
 	return false
+}
+
+// taken records the new holder's pid (Holder).
+func (m *Mutex) taken() {
+	raceAcquire(m.futex)
+	StoreOwned32(m.holderPid, selfPid())
 }
 
 // Lock takes the lock, waiting as long as it takes. It returns true when the
@@ -92,7 +118,7 @@ func (m *Mutex) lockSlow() bool {
 	// Spin briefly: critical sections are a few hundred nanoseconds.
 	for i := 0; i < 100; i++ {
 		if w := m.word.Load(); w == 0 && m.word.CompareAndSwap(0, mine) {
-			raceAcquire(m.futex)
+			m.taken()
 			return false
 		}
 		if i >= 90 {
@@ -105,7 +131,7 @@ func (m *Mutex) lockSlow() bool {
 			// Having slept, take it with the waiters bit set so that our
 			// Unlock wakes whoever else sleeps.
 			if m.word.CompareAndSwap(0, mine|lockWaiters) {
-				raceAcquire(m.futex)
+				m.taken()
 				return false
 			}
 			continue
@@ -130,7 +156,7 @@ func (m *Mutex) lockSlow() bool {
 			}
 			if holderDead(w) {
 				if m.word.CompareAndSwap(w, mine|lockWaiters) {
-					raceAcquire(m.futex)
+					m.taken()
 					return true
 				}
 			} else {
@@ -148,32 +174,34 @@ func (m *Mutex) lockSlow() bool {
 			continue
 		}
 		if m.word.Load() == w && holderDead(w) && m.word.CompareAndSwap(w, mine|lockWaiters) {
-			raceAcquire(m.futex)
+			m.taken()
 			return true
 		}
 	}
 }
 
 // holderDead reports whether the holder named by lock word w is gone: no
-// such process, a zombie, or a process with that pid but another start time.
+// such task (its process died or exec'd), a zombie, or a task with that id
+// but another start time.
 func holderDead(w uint64) bool {
-	pid := uint32(w) & lockPidMask
-	if pid == 0 {
+	id := uint32(w) & lockPidMask
+	if id == 0 {
 		return false
 	}
-	if self, start := kernel.Self(); int(pid) == self {
+	if mine := me(); id == uint32(mine) {
 		// Another goroutine of ours, unless the word names a start time
 		// that is not ours: a lock we abandoned (Abandon).
-		return uint32(w>>32) != uint32(start)
+		return uint32(w>>32) != uint32(mine>>32)
 	}
-	st, err := kernel.ProcessStartTime(int(pid))
+	st, err := kernel.ProcessStartTime(int(id))
 	if err != nil {
 		// Gone (or a zombie); any other error (this process out of file
 		// descriptors, say) says nothing, and a live holder's lock must
 		// not be taken: the caller looks again later.
 		return errors.Is(err, kernel.ESRCH)
 	}
-	return uint32(st) != uint32(w>>32)
+	// (A start time of 0 is a holder's that could not read its own.)
+	return uint32(st) != uint32(w>>32) && uint32(w>>32) != 0
 }
 
 // Unlock releases the lock and wakes one sleeper if there may be any. It
@@ -206,7 +234,7 @@ func (m *Mutex) wakeOne() { _, _ = kernel.FutexWake(m.futex, 1) }
 // short (a segment corrupted beyond what the code expects). A plain
 // Unlock would publish whatever the section left half done; a lock left
 // held would stop every process for good, since this one lives on (a
-// recovered panic). So the lock word keeps this pid but takes a start
+// recovered panic). So the lock word keeps this task id but takes a start
 // time that is not this process's, which no live holder's word has: the
 // next process or goroutine that wants the lock finds its holder dead,
 // takes it over and repairs (Lock returns true), as after a kill -9 at
@@ -240,10 +268,12 @@ func (m *Mutex) Abandon() {
 // section closed cost a few plain loads and stores.
 
 // Enter opens a critical section of the calling goroutine, which holds the
-// lock, and returns its number, for Open.
+// lock, and returns its number, for Open. It records the holder's pid
+// (Holder), which LockAs and TryLockAs leave to it.
 func (m *Mutex) Enter() uint64 {
 	t := m.section.Load() + 1
 	StoreOwned(m.section, t)
+	StoreOwned32(m.holderPid, selfPid())
 	return t
 }
 
@@ -265,8 +295,24 @@ func (w *WaiterSlot) Abandon() {
 // abandonFlip turns a holder's start time into one that is not its own.
 const abandonFlip = 0xffffffff << 32
 
-// Holder returns the pid holding the lock, or 0.
-func (m *Mutex) Holder() int { return int(uint32(m.word.Load()) & lockPidMask) }
+// Holder returns the pid of the process holding the lock, or 0. (The pid
+// is stored just after the lock is taken: just after, Holder may still
+// name the previous holder. Held says whether the lock is held.)
+func (m *Mutex) Holder() int {
+	if !m.Held() {
+		return 0
+	}
+	return int(m.holderPid.Load())
+}
+
+// Held reports whether the lock is held.
+func (m *Mutex) Held() bool { return uint32(m.word.Load())&lockPidMask != 0 }
+
+// selfPid is this process's pid (kernel.Self).
+func selfPid() uint32 {
+	pid, _ := kernel.Self()
+	return uint32(pid)
+}
 
 // RecoverIfDead takes the lock over if its holder is dead, and reports
 // whether it did: the caller then holds the lock, repairs and unlocks.
@@ -284,7 +330,7 @@ func (m *Mutex) RecoverIfDead() bool {
 		}
 		w = w2
 	}
-	raceAcquire(m.futex)
+	m.taken()
 	return true
 }
 

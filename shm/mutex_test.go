@@ -105,6 +105,50 @@ func TestMutexOwnerKilled(t *testing.T) {
 	m.Unlock()
 }
 
+// TestMutexOwnerExecd: a holder that execs inside its critical section
+// is gone as surely as a dead one (its goroutine is, with the old image),
+// though its pid and start time live on: the lock goes to the next taker,
+// who is told to repair. Before the lock word named the sentinel thread,
+// it stayed held until the new program exited.
+func TestMutexOwnerExecd(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	for _, asleep := range []bool{false, true} {
+		p := lockHelper(t, s)
+		require.Equal(t, []string{"false"}, mustCall(t, p, "lock"))
+		var c <-chan bool
+		if asleep {
+			c = lockAsync(m)
+			time.Sleep(shm.LivenessInterval / 2)
+			select {
+			case <-c:
+				t.Fatal("Lock returned while a live helper held the lock")
+			default:
+			}
+		}
+		p.Send("exec")
+		p.Expect("ok", lineTimeout)
+		mustCall(t, p, "pid") // the new image runs
+		assert.Equal(t, p.Pid(), m.Holder(), "the word still names the old image")
+		if !asleep {
+			c = lockAsync(m)
+		}
+		select {
+		case died := <-c:
+			require.True(t, died, "the taker learns that the owner is gone")
+		case <-time.After(lineTimeout):
+			t.Fatalf("the lock of an exec'd holder was not taken over (asleep %v)", asleep)
+		}
+		assert.Equal(t, kernel.Getpid(), m.Holder())
+		m.Unlock()
+		mustCall(t, p, "map %d %d", s.ID(), s.Params().Kind)
+		require.Equal(t, []string{"false"}, mustCall(t, p, "lock"), "the new image takes the lock as anyone")
+		assert.False(t, m.RecoverIfDead(), "the new image holds it, alive")
+		mustCall(t, p, "unlock")
+		p.Kill()
+	}
+}
+
 // TestMutexOwnerKilledWhileWaiting: the waiter is already asleep when the
 // holder dies.
 func TestMutexOwnerKilledWhileWaiting(t *testing.T) {

@@ -3,6 +3,7 @@ package shm_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestHeaderGolden(t *testing.T) {
 		"key": 32, "count": 36, "capacity": 40, "cuid": 48, "cgid": 52, "waiters": 56,
 		"maxMsg": 60, "bodySize": 64, "checksum": 72, "immutableEnd": 72,
 		"state": 128, "permSeq": 132, "uid": 136, "gid": 140, "mode": 144, "deadGen": 148,
-		"ctime": 152, "param": 160, "lock": 192, "section": 200,
+		"ctime": 152, "param": 160, "lock": 192, "section": 200, "holderPid": 208,
 	}
 	assert.Equal(t, want, shm.HeaderOffsets)
 	assert.Equal(t, uint32(0x31767375), uint32(shm.Magic))
@@ -92,9 +93,16 @@ func TestHeaderGolden(t *testing.T) {
 	assert.Equal(t, uint32(2), le.Uint32(mem[128:]), "StateRemoved")
 
 	require.True(t, s.Lock().TryLock())
-	pid, start := kernel.Self()
-	assert.Equal(t, uint32(pid), le.Uint32(mem[192:]), "lock word, low half (the futex): holder pid")
-	assert.Equal(t, uint64(uint32(start))<<32|uint64(pid), le.Uint64(mem[192:]), "lock word: start<<32 | pid")
+	// The holder is named by its sentinel thread, a thread of this process
+	// other than the main one, and that thread's start time.
+	pid, _ := kernel.Self()
+	tid := int(le.Uint32(mem[192:]))
+	assert.NotEqual(t, pid, tid, "lock word, low half (the futex): the sentinel's tid")
+	assert.FileExists(t, fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid), "a thread of ours")
+	start, err := kernel.ProcessStartTime(tid)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(uint32(start))<<32|uint64(tid), le.Uint64(mem[192:]), "lock word: start<<32 | tid")
+	assert.Equal(t, uint32(pid), le.Uint32(mem[208:]), "holderPid")
 	s.Lock().Unlock()
 	assert.Zero(t, le.Uint64(mem[192:]))
 

@@ -1,7 +1,9 @@
 // Package killat is the test-only crash hook that msgq, shm and registry
 // share: an environment variable holding "step" or "step:n" makes the
 // process SIGKILL itself the n-th time (default 1) it reaches that labelled
-// step. Each package names its own variable and steps and keeps a Points,
+// step; "exec:step[:n]" makes it exec itself there instead (the goroutine
+// inside the call is gone with the old image, as in a death, while the
+// process lives on), with the variable unset and ExecedEnv set. Each package names its own variable and steps and keeps a Points,
 // whose check inlines (one load and compare per step when the variable is
 // unset); this package parses the variable and does the killing.
 package killat
@@ -20,8 +22,11 @@ import (
 // Parse reads env once: the step it names (zero if unset or invalid,
 // with a warning on stderr naming pkg) and the count n.
 func Parse[S comparable](pkg, env string, steps map[string]S) (S, int64) {
+	return parse(pkg, env, os.Getenv(env), steps)
+}
+
+func parse[S comparable](pkg, env, v string, steps map[string]S) (S, int64) {
 	var none S
-	v := os.Getenv(env)
 	if v == "" {
 		return none, 0
 	}
@@ -49,15 +54,20 @@ func Parse[S comparable](pkg, env string, steps map[string]S) (S, int64) {
 // Points is a package's labelled steps: Arm it once from init, then call
 // At at each step (an inlined load and compare when nothing is armed).
 type Points[S comparable] struct {
-	at     S   // written by Arm (or a test's PanicAt), read-only while steps run
-	panics any // PanicAt's value, or nil: the n-th arrival kills the process
+	at     S      // written by Arm (or a test's PanicAt), read-only while steps run
+	panics any    // PanicAt's value, or nil: the n-th arrival kills the process
+	exec   string // Arm's variable, if it asked for an exec instead of a kill
 	left   atomic.Int64
 }
 
 // Arm reads env (Parse) and arms the step it names.
 func (p *Points[S]) Arm(pkg, env string, steps map[string]S) {
 	var n int64
-	p.at, n = Parse(pkg, env, steps)
+	v := os.Getenv(env)
+	if rest, ok := strings.CutPrefix(v, "exec:"); ok {
+		p.exec, v = env, rest
+	}
+	p.at, n = parse(pkg, env, v, steps)
 	p.left.Store(n)
 }
 
@@ -92,7 +102,29 @@ func (p *Points[S]) hit() {
 	if p.panics != nil {
 		panic(p.panics)
 	}
+	if p.exec != "" {
+		ExecSelf(p.exec)
+	}
 	pid, _ := kernel.Self()
 	_ = kernel.Kill(pid, kernel.SIGKILL)
 	select {} // the signal is on its way
+}
+
+// ExecedEnv is set (to "1") in the environment of a process that an
+// "exec:" step exec'd, so that a test helper can tell that it is the new
+// image and wait instead of doing its work again.
+const ExecedEnv = "USYSV_KILLAT_EXECED"
+
+// Execed reports whether this process is the new image of an "exec:" step.
+func Execed() bool { return os.Getenv(ExecedEnv) != "" }
+
+// ExecSelf execs this program with the same arguments, env unset and
+// ExecedEnv set. It returns only if the exec failed.
+func ExecSelf(env string) {
+	vars := slices.DeleteFunc(os.Environ(), func(e string) bool {
+		return strings.HasPrefix(e, env+"=") || strings.HasPrefix(e, ExecedEnv+"=")
+	})
+	if exe, err := os.Executable(); err == nil {
+		_ = kernel.Exec(exe, os.Args, append(vars, ExecedEnv+"=1"))
+	}
 }
