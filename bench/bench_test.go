@@ -224,6 +224,15 @@ func TestCommand(t *testing.T) {
 	if code := Command([]string{"-case", "nosuch"}, &out, &errb, testSpawn); code != 2 {
 		t.Errorf("unknown case: exit %d, want 2", code)
 	}
+	// What cannot be meant is refused, even beside what can (before, it
+	// was dropped without a word: -impl kernal,usysv measured usysv alone).
+	for _, bad := range [][]string{
+		{"-case", "sem/uncontended,nosuch"}, {"-impl", "kernal,kernel"}, {"-rounds", "-1"}, {"-budget", "-5s"},
+	} {
+		if code := Command(append(bad, "-list"), &out, &errb, testSpawn); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
+	}
 	out.Reset()
 	if code := Command([]string{"-schema"}, &out, &errb, testSpawn); code != 0 || out.String() != string(Schema) {
 		t.Errorf("-schema: exit %d", code)

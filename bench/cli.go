@@ -58,6 +58,10 @@ func Command(args []string, stdout, stderr io.Writer, spawn Spawner) int {
 	}
 	o := Options{Quick: *quick, Budget: *budget, Rounds: *rounds, Spawn: spawn,
 		Cases: splitList(*cases), Impls: splitList(*implList)}
+	if err := o.Check(); err != nil {
+		fmt.Fprintln(stderr, "usysv bench:", err)
+		return 2
+	}
 	if *list {
 		for _, c := range o.Selected() {
 			fmt.Fprintf(stdout, "%-22s %-10s %-34s %s\n", c.Name, c.Kind, c.Title, strings.Join(c.Impls, ","))
@@ -70,13 +74,15 @@ func Command(args []string, stdout, stderr io.Writer, spawn Spawner) int {
 		return 2
 	}
 
-	// A private registry unless told otherwise: helpers inherit the
-	// variable, and everything the run makes lives in a namespace of its
-	// own, which is swept at the end whatever happens.
+	// A private registry unless -socket names one (USYSV_SOCKET, which a
+	// host may set for everyone, does not: the run's objects would count
+	// against a shared registry's limits): helpers inherit the variable,
+	// and everything the run makes lives in a namespace of its own, which
+	// is swept at the end whatever happens.
 	private := ""
 	if *socket != "" {
 		os.Setenv("USYSV_SOCKET", *socket)
-	} else if os.Getenv("USYSV_SOCKET") == "" {
+	} else {
 		dir, err := os.MkdirTemp("", "usysv-bench-")
 		if err != nil {
 			fmt.Fprintln(stderr, "usysv bench:", err)
@@ -96,7 +102,7 @@ func Command(args []string, stdout, stderr io.Writer, spawn Spawner) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, kernel.StopSignals()...) // SIGINT, SIGTERM
+	signal.Notify(sigs, kernel.StopSignals()...) // SIGINT, SIGTERM, SIGHUP
 	defer signal.Stop(sigs)
 	stopped := make(chan struct{})
 	defer close(stopped)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -155,6 +156,31 @@ func (o Options) rounds() int {
 		return 2
 	}
 	return 3
+}
+
+// Check reports what in o cannot be meant: a negative budget or count of
+// rounds, a -case entry that names no case or group, an -impl entry that
+// names no implementation built in. (Selected alone would drop them
+// without a word: a typo in -impl kernal,usysv would measure usysv alone.)
+func (o Options) Check() error {
+	if o.Budget < 0 {
+		return fmt.Errorf("budget %v: must not be negative", o.Budget)
+	}
+	if o.Rounds < 0 {
+		return fmt.Errorf("rounds %d: must not be negative", o.Rounds)
+	}
+	for _, p := range o.Cases {
+		if !slices.ContainsFunc(Cases(), func(c Case) bool { return matchAny(c.Name, []string{p}) }) {
+			return fmt.Errorf("case %q: no such case or group (see -list)", p)
+		}
+	}
+	avail := Available()
+	for _, i := range o.Impls {
+		if !contains(avail, i) {
+			return fmt.Errorf("impl %q: no such implementation (built: %s)", i, strings.Join(avail, ","))
+		}
+	}
+	return nil
 }
 
 // Selected returns the cases o selects, with their implementations cut

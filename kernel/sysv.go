@@ -78,7 +78,7 @@ func SemctlGetZcnt(id, num int) (int, error) { return semctl(id, num, GETZCNT, 0
 
 // SemctlSetVal is semctl(SETVAL).
 func SemctlSetVal(id, num, val int) error {
-	_, err := semctl(id, num, SETVAL, uintptr(int32(val)))
+	_, err := semctl(id, num, SETVAL, cint(val)) // (out of int's range: ERANGE, not a truncated value)
 	return err
 }
 

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"encoding/binary"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -134,5 +135,57 @@ func TestSocketSpellings(t *testing.T) {
 	got, err := c.Get(msgReq(key, 0))
 	require.NoError(t, err)
 	assert.Equal(t, id, got)
+	require.NoError(t, c.Remove(shm.KindMsg, id))
+}
+
+// Only a stale socket is replaced at the socket's path: a regular file or
+// a directory there (a mistyped -socket, USYSV_SOCKET) is an error and
+// stays. (Before, either was removed and a socket put in its place.)
+func TestSocketPathNotASocket(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notes.txt")
+	require.NoError(t, os.WriteFile(file, []byte("precious"), 0o600))
+	empty := filepath.Join(dir, "empty")
+	require.NoError(t, os.Mkdir(empty, 0o700))
+	for _, path := range []string{file, empty} {
+		s, err := NewServer(path, Limits{})
+		if s != nil {
+			_ = s.Close()
+		}
+		require.ErrorIs(t, err, kernel.EEXIST, path)
+		fi, err := os.Lstat(path)
+		require.NoError(t, err, "%s is still there", path)
+		assert.NotEqual(t, os.ModeSocket, fi.Mode().Type())
+	}
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(b))
+
+	// A stale socket (its server gone without removing it) is replaced.
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	require.NoError(t, err)
+	ln.SetUnlinkOnClose(false)
+	require.NoError(t, ln.Close())
+	s, err := NewServer(stale, Limits{})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+}
+
+// A take-over keeps the execute bits of an object's mode, which the
+// kernel segment's mode cannot tell (it gives a class read-write or
+// nothing): Linux keeps them, and reports them in IPC_STAT. (Before, a
+// class with neither r nor w lost its x: 0751 became 0750.)
+func TestRebuildKeepsExecBits(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	s, c := startServer2(t, sock)
+	id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o751))
+	require.NoError(t, err)
+	c.Close()
+	require.NoError(t, s.Close())
+	_, c = startServer2(t, sock)
+	o, err := c.Stat(shm.KindMsg, id)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0o751), o.Perm.Mode, "mode after the take-over")
 	require.NoError(t, c.Remove(shm.KindMsg, id))
 }

@@ -131,7 +131,8 @@ var errBusy = fmt.Errorf("registry: another registry serves this socket: %w", ke
 
 // NewServer takes the socket's lock (<socket>.lock, an exclusive flock held
 // for the server's life, so that two registries never serve one socket),
-// replaces a stale socket file, listens (mode 0666, so that other users
+// replaces a stale socket file (anything else at the path is an error,
+// EEXIST, and stays), listens (mode 0666, so that other users
 // reach it; permission decisions are the registry's) and rebuilds the table
 // from the kernel's segment list: every live usysv segment of this socket's
 // namespace, after undoing the creations that dead hosts left unfinished
@@ -159,6 +160,11 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 			return nil, errBusy
 		}
 		return nil, fmt.Errorf("registry: lock %s: %w", path+".lock", err)
+	}
+	// Only a socket is replaced: a mistyped path must not cost a file.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != os.ModeSocket {
+		lock.Close()
+		return nil, fmt.Errorf("registry: %s exists and is not a socket: %w", path, kernel.EEXIST)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		lock.Close()
@@ -335,7 +341,7 @@ func (s *Server) adoptPerm(ks kernel.ShmSegment, seg *shm.Segment) (uid, gid, mo
 	uid, gid, mode = kp.UID, kp.GID, hmode
 	for shift := 0; shift <= 6; shift += 3 {
 		if (kp.Mode>>shift)&6 == 0 {
-			mode &^= 7 << shift
+			mode &^= 6 << shift // (x grants no mapping, nor anything else: the header's stands)
 		}
 	}
 	if uid != huid || gid != hgid || mode != hmode {

@@ -312,3 +312,17 @@ func TestBigSet(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("segment of a %d-semaphore set: %d bytes (%.0f per semaphore)", SEMMSL, h.seg.Len(), float64(h.seg.Len())/SEMMSL)
 }
+
+// SETVAL with values and ids outside C's int: the value is out of range
+// (ERANGE, never truncated into it), and an id outside int names no set
+// (EINVAL, before the value is looked at), for both implementations.
+func TestSetValOutOfInt(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 1, 0o600)
+		require.NoError(t, im.setVal(id, 0, 7))
+		assert.ErrorIs(t, im.setVal(id, 0, 1<<32+1), kernel.ERANGE)
+		assert.ErrorIs(t, im.setVal(id, 0, -1), kernel.ERANGE)
+		assert.ErrorIs(t, im.setVal(1<<33, 0, SEMVMX+1), kernel.EINVAL)
+		assert.Equal(t, "vals[7],ok", vals(im, id))
+	})
+}

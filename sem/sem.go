@@ -2,6 +2,7 @@ package sem
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -414,7 +415,7 @@ func GetVal(id, num int) (int, error) {
 // SetVal is semctl(SETVAL). val outside [0, SEMVMX] is ERANGE, checked
 // before the id, as Linux does.
 func SetVal(id, num, val int) error {
-	if id < 0 {
+	if id < 0 || id > math.MaxInt32 { // (the kernel's: no such id, before the value is looked at)
 		return kernel.EINVAL
 	}
 	if val < 0 || val > SEMVMX {

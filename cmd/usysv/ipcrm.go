@@ -35,7 +35,13 @@ type targets struct {
 func (t targets) String() string { return "" }
 
 func (t targets) Set(s string) error {
-	n, err := strconv.ParseInt(s, 0, 64)
+	// Ids are decimal, keys any base (util-linux: strtos32 and strtokey):
+	// read in base 0, an id 010 would remove the object whose id is 8.
+	base := 10
+	if t.byKey {
+		base = 0
+	}
+	n, err := strconv.ParseInt(s, base, 64)
 	if err != nil {
 		return fmt.Errorf("bad number %q", s)
 	}

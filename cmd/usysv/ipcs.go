@@ -39,7 +39,15 @@ func ipcs(args []string, stdout, stderr io.Writer) int {
 	q := fs.Bool("q", false, "message queues")
 	s := fs.Bool("s", false, "semaphore arrays")
 	fs.Bool("a", false, "all (the default)")
-	id := fs.Int("i", -1, "show the object with this id in detail (with -q or -s)")
+	id, idSet := 0, false
+	fs.Func("i", "show the object with this id (decimal) in detail (with -q or -s)", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 32) // (ids are decimal, as for util-linux: 010 is 10)
+		if err != nil {
+			return fmt.Errorf("bad id %q", v)
+		}
+		id, idSet = int(n), true
+		return nil
+	})
 	socket := fs.String("socket", "", "registry socket (default: $USYSV_SOCKET or the per-user default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -48,7 +56,7 @@ func ipcs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ipcs: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if *id >= 0 && *q == *s {
+	if idSet && *q == *s {
 		fmt.Fprintln(stderr, "ipcs: -i needs exactly one of -q and -s")
 		return 2
 	}
@@ -60,12 +68,12 @@ func ipcs(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ipcs:", err)
 		return 1
 	}
-	if *id >= 0 {
+	if idSet {
 		kind := shm.KindSem
 		if *q {
 			kind = shm.KindMsg
 		}
-		if err := detail(c, kind, *id, stdout); err != nil {
+		if err := detail(c, kind, id, stdout); err != nil {
 			fmt.Fprintln(stderr, "ipcs:", err)
 			return 1
 		}

@@ -146,3 +146,28 @@ func TestIpcmk(t *testing.T) {
 	assert.Equal(t, 1, ipcmk([]string{"-S", "-3"}, &out, &errb))
 	assert.True(t, strings.Contains(errb.String(), "invalid argument"), errb.String())
 }
+
+// Ids are decimal, as for util-linux's ipcrm and ipcs (keys take any
+// base): an id written with a leading 0 names the id of those decimal
+// digits, never the octal one (before, ipcrm -s 0<octal of an id> removed
+// that object), and a hex one is refused.
+func TestIdsAreDecimal(t *testing.T) {
+	id := create(t, shm.KindSem, testutil.Key(t), 0o600)
+	octal := fmt.Sprintf("0%o", id)
+	var errb bytes.Buffer
+	assert.Equal(t, 1, ipcrm([]string{"-s", octal}, &errb), "no object has id %s read as decimal", octal)
+	assert.Equal(t, 2, ipcrm([]string{"-s", fmt.Sprintf("%#x", id)}, &errb))
+	_, _, code := runIpcs(t, "-s", "-i", octal)
+	assert.Equal(t, 1, code, "ipcs -i %s", octal)
+	_, _, code = runIpcs(t, "-s", "-i", fmt.Sprintf("%#x", id))
+	assert.Equal(t, 2, code)
+	out, _, code := runIpcs(t, "-s", "-i", strconv.Itoa(id))
+	assert.Equal(t, 0, code, "the set is still there")
+	assert.Contains(t, out, strconv.Itoa(id))
+	// A negative id names no object (before, -i -5 was taken as no -i
+	// and listed everything).
+	_, _, code = runIpcs(t, "-s", "-i", "-5")
+	assert.Equal(t, 1, code)
+	_, _, code = runIpcs(t, "-i", "-5")
+	assert.Equal(t, 2, code, "-i needs -q or -s")
+}

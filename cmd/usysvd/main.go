@@ -43,6 +43,18 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "usysvd: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	// (A zero Limits field means Linux's default: a limit of 0 or less
+	// cannot be asked for, and is refused rather than turned into it.)
+	for name, v := range map[string]int{"semmsl": lim.SEMMSL, "semmni": lim.SEMMNI, "msgmni": lim.MSGMNI, "msgmnb": lim.MSGMNB} {
+		if v < 1 {
+			fmt.Fprintf(os.Stderr, "usysvd: -%s %d: must be at least 1\n", name, v)
+			return 2
+		}
+	}
+	if lim.SEMMNS < 0 {
+		fmt.Fprintf(os.Stderr, "usysvd: -semmns %d: must be at least 1 (or 0 for semmsl*semmni)\n", lim.SEMMNS)
+		return 2
+	}
 	s, err := registry.NewServer(*socket, lim)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "usysvd:", err)
@@ -50,14 +62,20 @@ func run(args []string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, kernel.StopSignals()...)
+	closed := make(chan struct{})
 	go func() {
 		<-sig
 		_ = s.Close()
+		close(closed)
 	}()
 	fmt.Fprintf(os.Stderr, "usysvd: serving %s (namespace %#x)\n", s.Socket(), s.Namespace())
 	if err := s.Serve(); err != nil {
 		fmt.Fprintln(os.Stderr, "usysvd:", err)
+		_ = s.Close()
 		return 1
 	}
+	// Serve returns once Close has closed the listener; the rest of the
+	// clean stop (connections, the journal, the lock) is not done yet.
+	<-closed
 	return 0
 }

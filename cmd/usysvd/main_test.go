@@ -51,6 +51,12 @@ func TestDaemonRestart(t *testing.T) {
 	require.Equal(t, 0, p.Wait(10*time.Second))
 	_, err = os.Stat(sock)
 	assert.ErrorIs(t, err, os.ErrNotExist, "socket removed on a clean stop")
+	// The whole clean stop ran before the exit (before, Serve's return
+	// ended the process while Close was still at work: its journal was
+	// left behind on every stop).
+	journals, err := filepath.Glob(sock + ".journal.*")
+	require.NoError(t, err)
+	assert.Empty(t, journals, "the journal removed on a clean stop")
 
 	p2 := start()
 	c2, err := registry.Dial(sock)
@@ -69,4 +75,8 @@ func TestDaemonRestart(t *testing.T) {
 func TestBadArgs(t *testing.T) {
 	assert.Equal(t, 2, run([]string{"extra"}))
 	assert.Equal(t, 2, run([]string{"-nosuchflag"}))
+	// A limit of 0 or less is refused, not taken as the default.
+	for _, a := range [][]string{{"-semmni", "0"}, {"-msgmni", "-1"}, {"-semmsl", "0"}, {"-msgmnb", "-5"}, {"-semmns", "-1"}} {
+		assert.Equal(t, 2, run(a), "%v", a)
+	}
 }
