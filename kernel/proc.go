@@ -389,3 +389,6 @@ func Exec(path string, argv, env []string) error { return unix.Exec(path, argv, 
 
 // Geteuid is geteuid(2).
 func Geteuid() int { return unix.Geteuid() }
+
+// Getegid is getegid(2).
+func Getegid() int { return unix.Getegid() }

@@ -1,10 +1,12 @@
 package msgq
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -511,4 +513,66 @@ func TestExecInsideCall(t *testing.T) {
 			require.NoError(t, q.Check())
 		})
 	}
+}
+
+func init() { testutil.RegisterHelper("ctl-client", ctlClient) }
+
+// ctlClient runs package-level calls on command, one per stdin line
+// ("get FLAGS", "send ID", "stat ID", "rm ID"), answering "ok N" or the
+// error.
+func ctlClient([]string) int {
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.Atoi(f[1])
+		var err error
+		id := 0
+		switch f[0] {
+		case "get":
+			id, err = Get(IPC_PRIVATE, n)
+		case "send":
+			err = Send(n, 1, []byte("x"), IPC_NOWAIT)
+		case "stat":
+			_, err = Stat(n)
+		case "rm":
+			err = Remove(n)
+		}
+		if err != nil {
+			fmt.Println(err)
+		} else {
+			fmt.Println("ok", id)
+		}
+	}
+	return 0
+}
+
+// With a registry hosted by an ordinary user (the embedded default), that
+// user's processes get from another user's queue what its mode grants
+// them, as on Linux: here "other" write (mode 0002). The kernel puts
+// the host's uid in the owner class of every segment the host creates,
+// so the registry gives that class read-write on the segment when the
+// object grants the host's user access (before, it got the object's owner
+// bits, none here, and every call failed with EACCES).
+func TestNonRootHostOtherClass(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir, err := os.MkdirTemp("", "usysv-nonroot-host") // (t.TempDir's parent is 0700)
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	require.NoError(t, os.Chmod(dir, 0o777))
+	env := testutil.Env("USYSV_SOCKET=" + filepath.Join(dir, "reg.sock"))
+	host := testutil.Start(t, "ctl-client", nil, testutil.AsNobody(), env)
+	host.Send("stat -1") // (a call that reaches the registry: nobody hosts it)
+	host.Line(lineWait)
+	owner := testutil.Start(t, "ctl-client", nil, testutil.AsUser(1000, 1000), env)
+	owner.Send("get %d", IPC_CREAT|0o002)
+	f := strings.Fields(owner.Line(lineWait))
+	require.Equal(t, "ok", f[0], "get: %v", f)
+	defer func() { owner.Send("rm %s", f[1]); owner.Line(lineWait) }()
+	host.Send("send %s", f[1])
+	assert.Equal(t, "ok 0", host.Line(lineWait), "msgsnd by the host's user, other class of mode 0002")
+	host.Send("stat %s", f[1])
+	assert.Equal(t, "permission denied", host.Line(lineWait), "no read: IPC_STAT is refused, as on Linux")
 }

@@ -140,7 +140,11 @@
 // mapping the object allows (that process gets EACCES from the kind), or
 // allow one the object refuses (the library still refuses its operations).
 // The registry's own uid, as the segments' creator, is in every segment's
-// owner class.
+// owner class: so that its processes get the access the object grants them
+// as group or other, that class also gets read-write when the object
+// grants the segment's creator read or write (which may let the object's
+// owner map a segment whose owner bits the object leaves empty; it could
+// give itself them by IPC_SET).
 //
 // The library enforces the finer rules: the registry decides get, stat,
 // set and remove; the kinds check read versus alter on every operation with

@@ -40,6 +40,7 @@ type Server struct {
 	ln     *net.UnixListener
 	lock   *os.File
 	euid   uint32
+	host   Creds    // this process's: the creator of the segments it makes (kernelMode)
 	jr     *journal // creations in progress (journal.go); under mu
 
 	mu     sync.RWMutex
@@ -86,6 +87,7 @@ type entry struct {
 	seg            *shm.Segment
 	p              shm.Params
 	uid, gid, mode uint32
+	kcuid, kcgid   uint32 // the kernel segment's creator: the registry host that made it
 	refs           int
 	removed        bool
 }
@@ -178,7 +180,7 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 	_ = os.Chmod(path, 0o666)
 	s := &Server{
 		socket: path, ns: shm.Namespace(path), lim: lim.withDefaults(), ln: ln, lock: lock,
-		euid: uint32(kernel.Geteuid()),
+		euid: uint32(kernel.Geteuid()), host: hostCreds(),
 		byID: make(map[int]*entry), byKey: make(map[tableKey]*entry),
 		nobj: make(map[shm.Kind]int), nbytes: make(map[shm.Kind]uint64),
 		conns: make(map[*net.UnixConn]struct{}), perUID: make(map[uint32]int),
@@ -289,7 +291,7 @@ func (s *Server) rebuild() error {
 			continue
 		}
 		uid, gid, mode := s.adoptPerm(ks, seg)
-		e := &entry{id: ks.ID, seg: seg, p: p, uid: uid, gid: gid, mode: mode}
+		e := &entry{id: ks.ID, seg: seg, p: p, uid: uid, gid: gid, mode: mode, kcuid: ks.DS.Perm.CUID, kcgid: ks.DS.Perm.CGID}
 		tk := tableKey{p.Kind, p.Key}
 		if old := s.byKey[tk]; p.Key != 0 && (old != nil || dup[tk]) {
 			// Two objects claim one key: a process that can map one of
@@ -335,7 +337,7 @@ func (s *Server) adoptPerm(ks kernel.ShmSegment, seg *shm.Segment) (uid, gid, mo
 		// The kernel segment's permissions were never set: its host died
 		// inside the creation (a host of another user, whose journal this
 		// registry does not judge). Only the header tells.
-		s.setKernelPerm(ks.ID, huid, hgid, hmode)
+		s.setKernelPerm(ks.ID, huid, hgid, s.kernelMode(kp.CUID, kp.CGID, huid, hgid, seg.Params().CUID, seg.Params().CGID, hmode))
 		return huid, hgid, hmode
 	}
 	uid, gid, mode = kp.UID, kp.GID, hmode
@@ -349,8 +351,8 @@ func (s *Server) adoptPerm(ks kernel.ShmSegment, seg *shm.Segment) (uid, gid, mo
 			ks.ID, huid, hgid, hmode, kp.UID, kp.GID, kp.Mode&0o777, uid, gid, mode)
 		seg.SetPerm(uid, gid, mode, seg.Ctime())
 	}
-	if KernelMode(mode) != kp.Mode&0o777 {
-		s.setKernelPerm(ks.ID, uid, gid, mode)
+	if km := s.kernelMode(kp.CUID, kp.CGID, uid, gid, seg.Params().CUID, seg.Params().CGID, mode); km != kp.Mode&0o777 {
+		s.setKernelPerm(ks.ID, uid, gid, km)
 	}
 	return uid, gid, mode
 }
@@ -770,8 +772,8 @@ func (s *Server) create(c Creds, r GetRequest) (int, error) {
 		return -1, err
 	}
 	seg.SetParam(r.Param)
-	s.setKernelPerm(id, c.UID, c.GID, mode)
-	e := &entry{id: id, seg: seg, p: seg.Params(), uid: c.UID, gid: c.GID, mode: mode}
+	s.setKernelPerm(id, c.UID, c.GID, s.kernelMode(s.host.UID, s.host.GID, c.UID, c.GID, c.UID, c.GID, mode))
+	e := &entry{id: id, seg: seg, p: seg.Params(), uid: c.UID, gid: c.GID, mode: mode, kcuid: s.host.UID, kcgid: s.host.GID}
 	s.add(e)
 	crashPoint(stepCreateAdded)
 	if err := s.jr.done(); err != nil {
@@ -808,12 +810,49 @@ func KernelMode(mode uint32) uint32 {
 	return k
 }
 
-// setKernelPerm gives the kernel segment the object's owner and derived
-// mode. It can fail only for a registry that is neither root nor the
+// kernelMode is the mode the registry gives the kernel segment of an
+// object (uid, gid, cuid, cgid, mode) whose segment kcuid:kcgid created:
+// KernelMode(mode), and read-write for the owner class also if the object
+// grants the segment's creator read or write. For the kernel puts the
+// creator's uid in the segment's owner class (cuid) whatever class the
+// object puts it in: a registry hosted by an ordinary user, serving
+// another user's object that grants the host's user access as group or
+// other only, could otherwise not map it for that user's processes, nor
+// could they. (The object's owner may then map a segment whose owner
+// bits the object leaves empty: it could give itself them by IPC_SET.) A
+// creator of uid 0 has CAP_IPC_OWNER, which maps whatever the mode.
+func (s *Server) kernelMode(kcuid, kcgid, uid, gid, cuid, cgid, mode uint32) uint32 {
+	k := KernelMode(mode)
+	if kcuid == 0 || kcuid == uid {
+		return k
+	}
+	c := Creds{UID: kcuid, GID: kcgid}
+	if kcuid == s.host.UID {
+		c.GID, c.Groups = s.host.GID, s.host.Groups
+	}
+	if Permitted(c, uid, gid, cuid, cgid, mode, Read) || Permitted(c, uid, gid, cuid, cgid, mode, Write) {
+		k |= 0o600
+	}
+	return k
+}
+
+// hostCreds is this process's credentials, for kernelMode (its ids alone
+// if /proc cannot tell its groups).
+func hostCreds() Creds {
+	c, err := kernel.SelfCreds()
+	if err != nil {
+		c = Creds{UID: uint32(kernel.Geteuid()), GID: uint32(kernel.Getegid())}
+	}
+	c.IPCOwner = false // (kernelMode asks what the mode grants, not what the host may)
+	return c
+}
+
+// setKernelPerm gives the kernel segment the object's owner and the mode
+// kernelMode derives. It can fail only for a registry that is neither root nor the
 // segment's creator (it took over from another user's embedded registry);
 // the object's own permissions, which the library enforces, still hold.
-func (s *Server) setKernelPerm(id int, uid, gid, mode uint32) {
-	if err := kernel.ShmctlSet(id, uid, gid, KernelMode(mode)); err != nil {
+func (s *Server) setKernelPerm(id int, uid, gid, kmode uint32) {
+	if err := kernel.ShmctlSet(id, uid, gid, kmode); err != nil {
 		s.logOnce.Do(func() {
 			log.Printf("registry: cannot set the kernel permissions of segment %d: %v (further failures not logged)", id, err)
 		})
@@ -894,7 +933,7 @@ func (s *Server) set(c Creds, kind shm.Kind, id int, uid, gid, mode uint32, para
 	if kind == shm.KindMsg {
 		e.seg.SetParam(param)
 	}
-	s.setKernelPerm(id, uid, gid, mode)
+	s.setKernelPerm(id, uid, gid, s.kernelMode(e.kcuid, e.kcgid, uid, gid, e.p.CUID, e.p.CGID, mode))
 	// Waiters re-check what changed (a receiver may have lost read
 	// permission, a sender may now fit).
 	e.seg.WakeAll()
