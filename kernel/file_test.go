@@ -74,5 +74,5 @@ func TestStopSignals(t *testing.T) {
 	for _, s := range kernel.StopSignals() {
 		names = append(names, s.String())
 	}
-	assert.ElementsMatch(t, []string{"terminated", "interrupt"}, names)
+	assert.ElementsMatch(t, []string{"terminated", "interrupt", "hangup"}, names)
 }
