@@ -80,6 +80,26 @@ func drain(t *testing.T, q *Queue) []string {
 	}
 }
 
+// drainRepaired drains q until every waiter slot is free: until the
+// registry's repair, or the next operation's, has freed the slot of a
+// helper gone from its call (dead or exec'd) and what it held, so that
+// every block is accounted for (Check). It returns the texts received.
+func drainRepaired(t *testing.T, q *Queue) []string {
+	t.Helper()
+	var got []string
+	testutil.Eventually(t, lineWait, "the slot of the call gone to be repaired", func() bool {
+		got = append(got, drain(t, q)...)
+		for i := range q.v.slots {
+			if q.v.slots[i].State.Load() != slotFree {
+				return false
+			}
+		}
+		return true
+	})
+	require.NoError(t, q.Check())
+	return got
+}
+
 // A sender killed at any step of its send leaves the whole message or
 // nothing, and no block stranded.
 func TestCrashSender(t *testing.T) {
@@ -153,17 +173,7 @@ func TestCrashBig(t *testing.T) {
 			// The registry's repair, or the next operation's, frees the
 			// dead process's slot and what it held; then every block is
 			// accounted for.
-			var got []string
-			testutil.Eventually(t, lineWait, "the dead process's slot to be repaired", func() bool {
-				got = append(got, drain(t, q)...)
-				for i := range q.v.slots {
-					if q.v.slots[i].State.Load() != slotFree {
-						return false
-					}
-				}
-				return true
-			})
-			require.NoError(t, q.Check())
+			got := drainRepaired(t, q)
 			assert.Equal(t, want, got)
 			require.NoError(t, q.Send(context.Background(), 1, padded("after", size)))
 			assert.Equal(t, []string{"after"}, drain(t, q))
@@ -484,17 +494,7 @@ func TestExecInsideCall(t *testing.T) {
 				p.Expect("m1", lineWait)
 			}
 			p.Expect("execed", lineWait)
-			var got []string
-			testutil.Eventually(t, lineWait, "the old image's slot to be given up", func() bool {
-				got = append(got, drain(t, q)...)
-				for i := range q.v.slots {
-					if q.v.slots[i].State.Load() != slotFree {
-						return false
-					}
-				}
-				return true
-			})
-			require.NoError(t, q.Check())
+			got := drainRepaired(t, q)
 			assert.Equal(t, want, got)
 			// Locked calls too: a typed receive takes the lock.
 			require.NoError(t, q.Send(context.Background(), 2, padded("after", c.size)))

@@ -17,6 +17,25 @@ func crashClient(t *testing.T, impl string, id int, step string) *testutil.Proc 
 
 func itoa(i int) string { return formatInt(i) }
 
+// checkAfter checks a 3-semaphore set after a crash test's helper pid
+// left an op (TestCrashInsideOp, TestExecInsideOp): the values want, the
+// op applied (sempid of semaphore 1 is pid) or not, no waiter left on
+// semaphore 2, every invariant holding.
+func checkAfter(t *testing.T, h *Array, pid int, want string, applied bool) {
+	t.Helper()
+	assert.Equal(t, want, vals(usysvImpl, h.ID()))
+	got, err := h.GetPid(1)
+	require.NoError(t, err)
+	if applied {
+		assert.Equal(t, pid, got)
+	} else {
+		assert.NotEqual(t, pid, got)
+	}
+	n, _ := h.GetNcnt(2)
+	assert.Zero(t, n, "the waiter that left is gone")
+	require.NoError(t, h.check())
+}
+
 // A process killed at any step inside Op leaves the set consistent: all of
 // its operations applied or none, nobody blocked, every invariant holding.
 func TestCrashInsideOp(t *testing.T) {
@@ -86,17 +105,7 @@ func TestCrashInsideOp(t *testing.T) {
 			}
 			require.NoError(t, h.TimedOp(lineWait, b(2, 1, 0)))
 			h.repair()
-			assert.Equal(t, c.want, vals(usysvImpl, id))
-			pid, err := h.GetPid(1)
-			require.NoError(t, err)
-			if c.applied {
-				assert.Equal(t, p.Pid(), pid)
-			} else {
-				assert.NotEqual(t, p.Pid(), pid)
-			}
-			n, _ := h.GetNcnt(2)
-			assert.Zero(t, n, "the dead waiter is gone")
-			require.NoError(t, h.check())
+			checkAfter(t, h, p.Pid(), c.want, c.applied)
 		})
 	}
 }
@@ -293,17 +302,7 @@ func TestExecInsideOp(t *testing.T) {
 			h, err := handle(id)
 			require.NoError(t, err)
 			require.NoError(t, h.TimedOp(lineWait, b(2, 1, 0)), "the next op goes through")
-			assert.Equal(t, c.want, vals(usysvImpl, id))
-			pid, err := h.GetPid(1)
-			require.NoError(t, err)
-			if c.applied {
-				assert.Equal(t, p.Pid(), pid)
-			} else {
-				assert.NotEqual(t, p.Pid(), pid)
-			}
-			n, _ := h.GetNcnt(2)
-			assert.Zero(t, n, "the old image's waiter is gone")
-			require.NoError(t, h.check())
+			checkAfter(t, h, p.Pid(), c.want, c.applied)
 			p.Kill()
 			testutil.Eventually(t, lineWait, "the undo at the death", func() bool {
 				_ = h.TimedOp(lineWait, b(2, 0, IPC_NOWAIT|SEM_UNDO)) // (any op looks)
