@@ -228,6 +228,21 @@ func ProcessCreds(pid int) (Creds, error) {
 	return c, nil
 }
 
+// ThreadGroup returns the pid of the process that thread tid belongs to
+// (the Tgid of /proc/tid/status), or ESRCH if there is no such thread.
+func ThreadGroup(tid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+	if err != nil {
+		return 0, ESRCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, EPROTO
+}
+
 func parseU32(s string) uint32 {
 	n, _ := strconv.ParseUint(s, 10, 32)
 	return uint32(n)

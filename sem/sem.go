@@ -73,7 +73,7 @@ type Array struct {
 	perm    atomic.Uint64 // permSeq<<32 | permValid | permRead | permAlter
 	seenGen atomic.Uint32 // seg.DeadGen() when this handle last repaired
 
-	// tryRepair's cache: the pid that held the lock, found alive at
+	// tryRepair's cache: the task that held the lock (HolderTask), found alive at
 	// liveSeen (Unix ns).
 	liveHolder atomic.Int32
 	liveSeen   atomic.Int64

@@ -937,13 +937,13 @@ func (s *Array) tryRepair(full bool) bool {
 	gen := s.seg.DeadGen()
 	died := false
 	if !s.mu.TryLockAs(s.me) {
-		h := s.mu.Holder()
+		h := s.mu.HolderTask()
 		if h != 0 && h == int(s.liveHolder.Load()) &&
 			time.Now().UnixNano()-s.liveSeen.Load() < int64(shm.LivenessInterval) {
 			return false
 		}
 		if !s.mu.RecoverIfDead() {
-			if h = s.mu.Holder(); h != 0 {
+			if h = s.mu.HolderTask(); h != 0 {
 				s.liveHolder.Store(int32(h))
 				s.liveSeen.Store(time.Now().UnixNano())
 			}
@@ -1191,7 +1191,7 @@ func (s *Array) settle() {
 	start := time.Now()
 	looked := false
 	for !s.tryRepair(false) {
-		h := s.mu.Holder()
+		h := s.mu.HolderTask()
 		if h != 0 && int32(h) == s.stoppedHolder.Load() {
 			return // (tryRepair found it alive: stopped still, or at the lock again)
 		}

@@ -19,3 +19,6 @@ func LivesHeld() int {
 	defer lives.mu.Unlock()
 	return len(lives.held)
 }
+
+// Abandoned is the lock word Abandon leaves.
+var Abandoned = abandoned

@@ -1,7 +1,7 @@
 package shm
 
 // LockWord is the value the lock word holds while this process holds the
-// lock (its pid and start time), for a hot path that keeps it: LockAs and
+// lock (its image's identity: sentinel tid and start time, mutex.go), for a hot path that keeps it: LockAs and
 // TryLockAs then take the lock with one inlined CAS, without looking the
 // caller's identity up.
 func LockWord() uint64 { return me() }

@@ -243,7 +243,7 @@ func (m *Mutex) Abandon() {
 	StoreOwned(m.section, m.section.Load()+1)
 	for {
 		w := m.word.Load()
-		if m.word.CompareAndSwap(w, w^abandonFlip) {
+		if m.word.CompareAndSwap(w, abandoned(w)) {
 			break
 		}
 	}
@@ -295,15 +295,34 @@ func (w *WaiterSlot) Abandon() {
 // abandonFlip turns a holder's start time into one that is not its own.
 const abandonFlip = 0xffffffff << 32
 
-// Holder returns the pid of the process holding the lock, or 0. (The pid
-// is stored just after the lock is taken: just after, Holder may still
-// name the previous holder. Held says whether the lock is held.)
+// abandoned is lock word w with a start time that is not its holder's,
+// and not 0 either (which holderDead takes for "unknown": alive).
+func abandoned(w uint64) uint64 {
+	if w ^= abandonFlip; w>>32 == 0 {
+		w |= 1 << 32
+	}
+	return w
+}
+
+// Holder returns the pid of the process holding the lock, or 0: the
+// process of the task the word names, or, if that task is gone (a dead
+// or exec'd holder), the pid its holder stored after taking the lock. It
+// reads /proc: for tests and diagnostics. (HolderTask is the word's.)
 func (m *Mutex) Holder() int {
-	if !m.Held() {
+	task := m.HolderTask()
+	if task == 0 {
 		return 0
+	}
+	if pid, err := kernel.ThreadGroup(task); err == nil {
+		return pid
 	}
 	return int(m.holderPid.Load())
 }
+
+// HolderTask returns the task the lock word names (a tid, or a pid:
+// identity), or 0 if the lock is free. A group stop (SIGSTOP) stops every
+// task of the process: kernel.ProcessStopped tells it of the task too.
+func (m *Mutex) HolderTask() int { return int(uint32(m.word.Load()) & lockPidMask) }
 
 // Held reports whether the lock is held.
 func (m *Mutex) Held() bool { return uint32(m.word.Load())&lockPidMask != 0 }

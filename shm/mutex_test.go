@@ -1,6 +1,7 @@
 package shm_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -116,6 +117,11 @@ func TestMutexOwnerExecd(t *testing.T) {
 	for _, asleep := range []bool{false, true} {
 		p := lockHelper(t, s)
 		require.Equal(t, []string{"false"}, mustCall(t, p, "lock"))
+		// The word names a thread of the helper's other than its main one.
+		task := m.HolderTask()
+		assert.NotEqual(t, p.Pid(), task)
+		assert.DirExists(t, fmt.Sprintf("/proc/%d/task/%d", p.Pid(), task))
+		assert.Equal(t, p.Pid(), m.Holder())
 		var c <-chan bool
 		if asleep {
 			c = lockAsync(m)
@@ -129,7 +135,7 @@ func TestMutexOwnerExecd(t *testing.T) {
 		p.Send("exec")
 		p.Expect("ok", lineTimeout)
 		mustCall(t, p, "pid") // the new image runs
-		assert.Equal(t, p.Pid(), m.Holder(), "the word still names the old image")
+		assert.NoDirExists(t, fmt.Sprintf("/proc/%d/task/%d", p.Pid(), task), "the exec ended the thread")
 		if !asleep {
 			c = lockAsync(m)
 		}
@@ -314,4 +320,29 @@ func TestMutexReusedPid(t *testing.T) {
 	*word = uint64(uint32(start))<<32 | uint64(p.Pid())
 	require.False(t, m.RecoverIfDead())
 	*word = 0
+}
+
+// Holder names the process whose task the word names, even before that
+// process has entered a section (LockAs and TryLockAs store no pid):
+// before, it named the previous holder there.
+func TestMutexHolderBeforeEnter(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	p := lockHelper(t, s)
+	mustCall(t, p, "lock")
+	mustCall(t, p, "unlock")
+	require.True(t, m.TryLockAs(shm.LockWord()))
+	assert.Equal(t, kernel.Getpid(), m.Holder())
+	m.Unlock()
+}
+
+// An abandoned word's start time is not its holder's, and never 0, which
+// holderDead reads as "unknown: alive if the task is".
+func TestAbandonedStart(t *testing.T) {
+	for _, w := range []uint64{0x1234_0000_0042, 0xffffffff_00000042, 0x00000000_00000042} {
+		a := shm.Abandoned(w)
+		assert.NotEqual(t, w>>32, a>>32, "%#x", w)
+		assert.NotZero(t, a>>32, "%#x", w)
+		assert.Equal(t, uint32(w), uint32(a), "%#x: the task stays", w)
+	}
 }
