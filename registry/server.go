@@ -1068,8 +1068,8 @@ func (s *Server) watch() {
 // and ring claims the old image held need none: they name the image, not
 // the process.)
 func (s *Server) connEnded(pid int, start uint64) {
-	if s.closed.Load() || !kernel.ProcessAlive(pid, start) {
-		return // (a death: watch reports it)
+	if s.closed.Load() || !kernel.ProcessAlive(pid, start) || kernel.ProcessExiting(pid) {
+		return // (a death: watch reports it. A process's connection closes in its exit, before it is a zombie.)
 	}
 	select {
 	case s.exec <- struct{}{}:

@@ -325,7 +325,7 @@ func (m *Mutex) Holder() int {
 func (m *Mutex) HolderTask() int { return int(uint32(m.word.Load()) & lockPidMask) }
 
 // Held reports whether the lock is held.
-func (m *Mutex) Held() bool { return uint32(m.word.Load())&lockPidMask != 0 }
+func (m *Mutex) Held() bool { return m.HolderTask() != 0 }
 
 // selfPid is this process's pid (kernel.Self).
 func selfPid() uint32 {
