@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/usysv/usysv/kernel"
 )
 
 // Kind says how a case is measured.
@@ -76,10 +79,36 @@ const (
 	asleepGap = 200 * time.Microsecond
 )
 
-// QueueBytes is the byte capacity both SysV implementations get for a
-// stream of msgSize-byte messages: the kernel's default msgmnb (16 KiB,
-// 256 messages of 64 bytes), and room for 8 messages of 8 KiB.
+// QueueBytes is the byte capacity both SysV implementations are meant to
+// get for a stream of msgSize-byte messages: the kernel's default msgmnb
+// (16 KiB, 256 messages of 64 bytes), and room for 8 messages of 8 KiB.
+// What they get is queueBytes.
 func QueueBytes(msgSize int) int { return max(16384, 8*msgSize) }
+
+// queueBytes is the byte capacity both SysV implementations get: QueueBytes,
+// or as much of it as this process may give a kernel queue (above msgmnb
+// needs CAP_SYS_RESOURCE, which even root may lack), so that both sides
+// of a stream case buffer the same number of messages. It asks the kernel
+// once per size, with a queue of its own.
+func queueBytes(msgSize int) int {
+	want := QueueBytes(msgSize)
+	if v, ok := kernelQbytes.Load(want); ok {
+		return v.(int)
+	}
+	got := want
+	if id, err := kernel.Msgget(kernel.IPC_PRIVATE, kernel.IPC_CREAT|0o600); err == nil {
+		if err := sizeKernelQueue(id, want); err == nil {
+			if ds, err := kernel.MsgctlStat(id); err == nil {
+				got = min(want, int(ds.Qbytes))
+			}
+		}
+		_ = kernel.MsgctlRemove(id)
+	}
+	kernelQbytes.Store(want, got)
+	return got
+}
+
+var kernelQbytes sync.Map // QueueBytes → what a kernel queue got
 
 var allImpls = []string{Usysv, Kernel, Unix, Pipe}
 var sysvImpls = []string{Usysv, Kernel}
@@ -517,23 +546,37 @@ func msgIdle(e *env, impl string, n, k int) (measurement, error) {
 	return idleResult(e, g, p, n, func() error { return ep.Send(1, msg) })
 }
 
-// idleResult waits until helper p is about to block, lets it sleep in the
-// call for n milliseconds while it measures (blockIdle), then releases it
-// with release and returns the measurement.
+// idleResult waits until helper p is about to block, then measures the CPU
+// time the helper's process uses while it sleeps in the call: its process
+// CPU clock, read from here idleSettle after the helper's word and again n
+// milliseconds later, so that the helper itself does nothing in between
+// (blockIdle). Then it asks the helper whether the call still blocks,
+// releases it with release and returns the measurement.
 func idleResult(e *env, g *group, p *proc, n int, release func() error) (measurement, error) {
 	if err := g.ready(p); err != nil {
 		return measurement{}, err
 	}
 	e.timer.StartTimer()
-	select {
-	case <-time.After(idleSettle + time.Duration(n)*time.Millisecond):
-	case <-e.ctx.Done():
-		return measurement{}, e.ctx.Err()
+	if err := g.sleep(idleSettle); err != nil {
+		return measurement{}, err
+	}
+	cpu0, err := helperCPU(g, p)
+	if err != nil {
+		return measurement{}, err
+	}
+	t0 := time.Now()
+	if err := g.sleep(time.Duration(n) * time.Millisecond); err != nil {
+		return measurement{}, err
+	}
+	cpu1, err := helperCPU(g, p)
+	wall := time.Since(t0)
+	if err != nil {
+		return measurement{}, err
 	}
 	if err := g.goAll(p); err != nil {
 		return measurement{}, err
 	}
-	r, err := g.next(p)
+	_, err = g.next(p) // the call still blocks
 	e.timer.StopTimer()
 	if err != nil {
 		return measurement{}, err
@@ -547,11 +590,28 @@ func idleResult(e *env, g *group, p *proc, n int, release func() error) (measure
 	if err := g.finish(); err != nil {
 		return measurement{}, err
 	}
-	wall := time.Duration(r.Elapsed)
-	if wall <= 0 {
-		return measurement{}, fmt.Errorf("helper measured %v", wall)
+	return measurement{ops: n, elapsed: wall, wall: wall, cpu: cpu1 - cpu0}, nil
+}
+
+// helperCPU reads helper p's process CPU clock. A helper that has exited
+// has no clock (and its pid may name another process once reaped): that is
+// its early exit, not the clock's error.
+func helperCPU(g *group, p *proc) (time.Duration, error) {
+	select {
+	case <-p.exited:
+		return 0, p.exitedEarly()
+	default:
 	}
-	return measurement{ops: n, elapsed: wall, wall: wall, cpu: time.Duration(r.CPUTime)}, nil
+	d, err := kernel.ProcessCPUTime(p.cmd.Process.Pid)
+	if err != nil {
+		select {
+		case <-p.exited:
+			return 0, p.exitedEarly()
+		case <-time.After(time.Second):
+		}
+		return 0, fmt.Errorf("CPU time of helper %s: %w", p.role, err)
+	}
+	return d, nil
 }
 
 // supports reports whether c runs on impl.

@@ -53,7 +53,6 @@ type reply struct {
 	Samples []int64 `json:"samples,omitempty"` // ns, one per timed iteration
 	Gaps    []int64 `json:"gaps,omitempty"`    // ns spent pausing, per timed iteration
 	Elapsed int64   `json:"elapsed,omitempty"` // ns of the timed part
-	CPUTime int64   `json:"cpu,omitempty"`     // ns of CPU the process used in it (idle roles)
 	Err     string  `json:"err,omitempty"`
 }
 
@@ -190,42 +189,30 @@ func helper(args []string, out *json.Encoder, in *bufio.Reader) error {
 	return out.Encode(r)
 }
 
-// blockIdle tells the driver that it is about to block, calls block
-// (which waits until the driver releases it) in a goroutine, and measures
-// this process's CPU time while that call sleeps: from idleSettle after
-// the telling (the call has long finished any spinning and gone to sleep)
-// until the driver says "go", which it does before it releases the call.
-// The first reply is that measurement; the second says the call returned.
-// What the process uses meanwhile is the blocked call's cost plus the Go
-// runtime's upkeep of an otherwise idle process, the same for every
-// implementation.
+// blockIdle calls block (which waits until the driver releases it) in a
+// goroutine, tells the driver that it is about to block, and then only
+// waits for the driver's "go". The driver measures this process's CPU time
+// from outside while the call sleeps (idleResult), so that nothing here
+// wakes inside the window: a timer of this process's own, or a system
+// call to read its clock, made the Go runtime spin up (sysmon's fast
+// polls, at times a new thread) at the window's start, which cost more
+// than the sleeping call (2-4 ms in one window in three). After "go" it
+// replies that the call still blocks; the second reply says it returned.
 func blockIdle(out *json.Encoder, in *bufio.Reader, block func() error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- block() }()
 	if err := out.Encode(reply{Ready: true}); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- block() }()
-	time.Sleep(idleSettle)
-	cpu0, err := kernel.ProcessCPUTime()
-	if err != nil {
+	if err := readGo(in); err != nil {
 		return err
-	}
-	t0 := time.Now()
-	goErr := readGo(in)
-	wall := time.Since(t0)
-	cpu1, err := kernel.ProcessCPUTime()
-	if err != nil {
-		return err
-	}
-	if goErr != nil {
-		return goErr
 	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("the blocked call returned before its release: %v", err)
 	default:
 	}
-	if err := out.Encode(reply{Elapsed: int64(wall), CPUTime: int64(cpu1 - cpu0)}); err != nil {
+	if err := out.Encode(reply{}); err != nil {
 		return err
 	}
 	if err := <-errc; err != nil {
@@ -246,8 +233,9 @@ func readGo(in *bufio.Reader) error {
 	return nil
 }
 
-// idleSettle is how long an idle helper waits after it said it would
-// block before it starts measuring.
+// idleSettle is how long the driver waits after an idle helper said it
+// would block before it starts measuring: the call has long finished any
+// spinning and gone to sleep, and the helper's runtime has settled.
 const idleSettle = 200 * time.Millisecond
 
 // sender returns a function that sends n messages: in batches of j.Batch
@@ -414,10 +402,26 @@ type group struct {
 	ctx      context.Context
 	deadline time.Time
 	procs    []*proc
+
+	// failed is closed when the first helper exits with an error (a
+	// crash, a kill), naming it in first: whatever the driver waits for,
+	// from that helper or from its partners, will not come.
+	failed   chan struct{}
+	failOnce sync.Once
+	first    *proc
 }
 
 func (e *env) newGroup(timeout time.Duration) *group {
-	return &group{ctx: e.ctx, deadline: time.Now().Add(timeout)}
+	return &group{ctx: e.ctx, deadline: time.Now().Add(timeout), failed: make(chan struct{})}
+}
+
+// failure is the error of the helper that failed first.
+func (g *group) failure() error { return g.first.exitedEarly() }
+
+// exitedEarly is the error of a helper that exited before the driver was
+// done with it; p.exited is closed.
+func (p *proc) exitedEarly() error {
+	return fmt.Errorf("helper %s exited (%v) early: %s", p.role, p.waitErr, p.stderr)
 }
 
 func (g *group) start(e *env, j job, files []*os.File) (*proc, error) {
@@ -459,20 +463,26 @@ func (g *group) start(e *env, j job, files []*os.File) (*proc, error) {
 		close(p.replies)
 		p.waitErr = cmd.Wait()
 		close(p.exited)
+		if p.waitErr != nil {
+			g.failOnce.Do(func() { g.first = p; close(g.failed) })
+		}
 	}()
 	return p, nil
 }
 
-// next waits for p's next reply. A helper's error, its exit, the run's
-// deadline or the context's end is an error.
+// next waits for p's next reply. A helper's error, its exit or the
+// failure of any helper of the group, the run's deadline or the context's
+// end is an error.
 func (g *group) next(p *proc) (reply, error) {
 	t := time.NewTimer(time.Until(g.deadline))
 	defer t.Stop()
 	select {
+	case <-g.failed:
+		return reply{}, g.failure()
 	case r, ok := <-p.replies:
 		if !ok {
 			<-p.exited
-			return r, fmt.Errorf("helper %s exited (%v) early: %s", p.role, p.waitErr, p.stderr)
+			return r, p.exitedEarly()
 		}
 		if r.Err != "" {
 			return r, fmt.Errorf("helper %s: %s", p.role, r.Err)
@@ -526,6 +536,21 @@ func (g *group) finish() error {
 		}
 	}
 	return nil
+}
+
+// sleep waits for d, or until a helper of the group fails or the context
+// ends.
+func (g *group) sleep(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-g.failed:
+		return g.failure()
+	case <-g.ctx.Done():
+		return g.ctx.Err()
+	}
 }
 
 // stop kills every helper still running and reaps them all.

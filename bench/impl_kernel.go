@@ -70,20 +70,19 @@ func (kernelMsg) Create(o ChanOpts) (Chan, error) {
 		return nil, fmt.Errorf("msgget: %w", err)
 	}
 	q := &kernelQueue{id: id, remove: track(func() error { return kernel.MsgctlRemove(id) })}
-	if err := sizeKernelQueue(id, o.MsgSize); err != nil {
+	if err := sizeKernelQueue(id, queueBytes(o.MsgSize)); err != nil {
 		_ = q.Remove()
 		return nil, err
 	}
 	return q, nil
 }
 
-// sizeKernelQueue gives a queue the same byte capacity a usysv queue gets
-// for messages of msgSize bytes (QueueBytes), so that both sides of a
-// stream case can buffer the same number of messages. Raising msg_qbytes
-// above msgmnb needs CAP_SYS_RESOURCE; without it the queue keeps the
-// largest capacity allowed, and the report says so (Host.KernelQbytes).
-func sizeKernelQueue(id, msgSize int) error {
-	want := uint64(QueueBytes(msgSize))
+// sizeKernelQueue sets a queue's msg_qbytes to want bytes. Raising it
+// above msgmnb needs CAP_SYS_RESOURCE; without it the queue keeps its
+// default, msgmnb, and so does the usysv queue of the same case
+// (queueBytes).
+func sizeKernelQueue(id, wantBytes int) error {
+	want := uint64(wantBytes)
 	ds, err := kernel.MsgctlStat(id)
 	if err != nil {
 		return fmt.Errorf("msgctl IPC_STAT: %w", err)

@@ -78,10 +78,10 @@ type usysvQueue struct {
 func (usysvMsg) Typed() bool { return true }
 
 // Create makes a queue with the byte capacity the kernel's queue gets in
-// the same case (QueueBytes).
+// the same case (queueBytes).
 func (usysvMsg) Create(o ChanOpts) (Chan, error) {
 	q, err := msgq.OpenConfig(kernel.IPC_PRIVATE, kernel.IPC_CREAT|0o600,
-		msgq.Config{Capacity: QueueBytes(o.MsgSize)})
+		msgq.Config{Capacity: queueBytes(o.MsgSize)})
 	if err != nil {
 		return nil, fmt.Errorf("msgq.Open: %w", err)
 	}

@@ -405,8 +405,14 @@ func speedup(kind Kind, u, k *ImplResult) *float64 {
 	if kind == Throughput {
 		s = uv / kv
 	}
-	s = math.Round(s*100) / 100
+	s = roundSig(s, 3) // (to hundredths, a ratio under 0.005 was 0)
 	return &s
+}
+
+// roundSig rounds v > 0 to n significant digits.
+func roundSig(v float64, n int) float64 {
+	scale := math.Pow(10, float64(n-1)-math.Floor(math.Log10(v)))
+	return math.Round(v*scale) / scale
 }
 
 func host() Host {

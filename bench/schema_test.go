@@ -158,3 +158,40 @@ func TestSteady(t *testing.T) {
 	assert.False(t, Steady(Throughput, r(2e6, 4e6), r(1e6, 1e6)))
 	assert.True(t, Steady(Latency, nil, r(1)))
 }
+
+// Ratios keep three significant digits, however small (to hundredths, a
+// usysv idle row 500 times the kernel's was 0, which the schema refuses),
+// and a row with a zero on one side says which.
+func TestSpeedupCells(t *testing.T) {
+	idle := func(v float64) *ImplResult { return &ImplResult{CPUUsPerS: &v} }
+	s := speedup(Idle, idle(500), idle(1))
+	require.NotNil(t, s)
+	assert.Equal(t, 0.002, *s)
+	f := func(v float64) *float64 { return &v }
+	s = speedup(Latency, &ImplResult{P50NS: f(27)}, &ImplResult{P50NS: f(508)})
+	require.NotNil(t, s)
+	assert.Equal(t, 18.8, *s)
+	s = speedup(Throughput, &ImplResult{MsgsPerS: f(1.07e7)}, &ImplResult{MsgsPerS: f(1.07e6)})
+	require.NotNil(t, s)
+	assert.Equal(t, 10.0, *s)
+
+	for _, c := range []struct {
+		u, k float64
+		want string
+	}{{0, 0, "same"}, {0, 5, "∞"}, {5, 0, "worse"}} {
+		assert.Nil(t, speedup(Idle, idle(c.u), idle(c.k)))
+		assert.Equal(t, c.want, oneSided(Idle, idle(c.u), idle(c.k)), "usysv %v, kernel %v", c.u, c.k)
+	}
+	assert.Equal(t, "-", oneSided(Idle, nil, idle(5)))
+	rate := func(v float64) *ImplResult { return &ImplResult{MsgsPerS: &v} }
+	assert.Equal(t, "-", oneSided(Throughput, rate(0), rate(1e6)), "a stream that moved nothing is no ∞")
+
+	rep := sampleReport()
+	row := rep.Results[2] // the idle row
+	row.Impls[Usysv].CPUUsPerS, row.Impls[Kernel].CPUUsPerS = f(500), f(1)
+	row.Impls[Usysv].PerRound, row.Impls[Kernel].PerRound = []float64{500}, []float64{1}
+	row.Speedup = speedup(Idle, row.Impls[Usysv], row.Impls[Kernel])
+	js, err := json.Marshal(rep)
+	require.NoError(t, err)
+	assert.NoError(t, Validate(js), "a tiny ratio validates")
+}

@@ -41,7 +41,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			return "?"
 		}
-		sp := "-"
+		sp := oneSided(res.Kind, res.Impls[Usysv], res.Impls[Kernel])
 		if res.Speedup != nil {
 			sp = fmtSpeedup(*res.Speedup)
 			if !Steady(res.Kind, res.Impls[Usysv], res.Impls[Kernel]) {
@@ -86,6 +86,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
 	}
 	b.WriteString("\nlatency rows: p50 per operation or round trip (lower is better); stream rows: messages/s (higher is better);\n")
+	b.WriteString("p99: of samples; operations of tens of ns are timed in groups (ops_per_sample in -json), which smooths their tail.\n")
 	b.WriteString("blocked rows: CPU time the blocked process used per second, µs/s (lower is better).\n")
 	b.WriteString("speed-up: usysv against the kernel's own SysV IPC, measured in this run; above 1× usysv is faster.\n")
 	if unsteady {
@@ -131,8 +132,31 @@ func fmtRate(v float64) string {
 	return sig3(v) + " /s"
 }
 
+// oneSided is the speed-up cell of a row with no ratio: for an idle row,
+// "same" when both measured 0, "∞" when only usysv did (the kernel's
+// waiter used CPU, usysv's none), "worse" when only the kernel did; else
+// "-" (a number missing, or a latency or rate of 0).
+func oneSided(kind Kind, u, k *ImplResult) string {
+	uv, ok1 := u.Value()
+	kv, ok2 := k.Value()
+	switch {
+	case kind != Idle || !ok1 || !ok2:
+		return "-"
+	case uv == 0 && kv == 0:
+		return "same"
+	case uv == 0:
+		return "∞"
+	case kv == 0:
+		return "worse"
+	}
+	return "-"
+}
+
 // fmtCPU writes CPU time per second in µs/s with three significant digits.
 func fmtCPU(v float64) string {
+	if v == 0 {
+		return "0 µs/s"
+	}
 	if v >= 1e3 {
 		return sig3(v/1e3) + " ms/s"
 	}

@@ -31,8 +31,10 @@
 //     (EINTR, nothing applied).
 //   - FuzzSemDiff, FuzzMsgDiff: the same programs through the contract
 //     functions and through the kernel's own SysV IPC (package kernel),
-//     compared call by call (times and ids excepted); the model is checked
-//     against the kernel too. On objects made by key (the program's first
+//     compared call by call (times and ids excepted), and FuzzSemDiff
+//     compares the set's whole state with the kernel's after every step
+//     that changed it; the model is checked against the kernel too. On
+//     objects made by key (the program's first
 //     bytes choose), calls are also left blocked in goroutines — semop
 //     arrays, msgrcv receivers — so that wake-up order, counts, hand-over
 //     and EIDRM are compared; steps marked "as nobody" run in a helper
@@ -111,14 +113,9 @@
 //     negative semtimedop timeout (no kernel answer: model only), qbytes
 //     above MSGMNB on a host where root has CAP_SYS_RESOURCE (usysv's
 //     documented capacity).
-//   - EFBIG and SETVAL's semnum EINVAL for a process with no right at all
-//     to a set: usysv's documented EACCES is accepted (FINDINGS.md).
 //   - Nobody's steps never carry SEM_UNDO (its adjustments would be applied
 //     when the helper exits, after the comparison) and never block: blocked
 //     waiters and receivers are this process's own.
-//   - GETZCNT per semaphore once a wait-for-zero array on several
-//     semaphores has blocked: Linux's count is stale there (FINDINGS.md,
-//     kernel behaviour); the sum over the set is compared instead.
 //   - A signal interrupting a call (EINTR): the Go runtime owns signals;
 //     the handle's context cancellation, which stands for it, is covered by
 //     FuzzSemModel and FuzzMsgModel.

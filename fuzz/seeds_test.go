@@ -114,6 +114,16 @@ func semSeeds() map[string][]byte {
 			e.ctl(scGetAll)
 		}),
 		// semtimedop: zero, tiny and negative timeouts; Op that would sleep.
+		// A single wait-for-zero op (the lock-free quick path, once the
+		// handle has made a call) sets sempid, also when the word holds
+		// another pid: 0 on a fresh set.
+		"zero-op-sempid": semProg(1, true, func(e *semEnc) {
+			e.op(3, sop(0, -1, 0)) // EAGAIN; the first op on a handle takes the slow path
+			e.op(0, sop(0, 0, 0))
+			e.ctl(scGetPid, 0).ctl(scGetPid, 1)
+			e.op(0, sop(1, 0, 0), sop(0, 0, 0))
+			e.ctl(scGetPid, 1)
+		}),
 		"timed": semProg(0, false, func(e *semEnc) {
 			e.op(4, sop(0, -1, 0))
 			e.op(5, sop(0, -1, 0))
@@ -303,12 +313,22 @@ func (e *msgEnc) setAs(op, uid, gid byte, mode uint16, qbytes byte) *msgEnc {
 func msgSeeds() map[string][]byte {
 	return map[string][]byte{
 		// msgrcv07: type selection, 0 / >0 / <0 / EXCEPT, FIFO among equals.
+		// msgtyp < 0 takes the FIRST message of the lowest type (here 2,
+		// not 1, where find stops at once), and MSG_EXCEPT is ignored for
+		// msgtyp < 0 while the queue's head is not the lowest type.
+		"types-lowest": msgProg(false, func(e *msgEnc) {
+			e.send(2, 5, 1).send(1, 5, 3).send(1, 6, 5).send(2, 7, 1) // types 3, 2(a), 2(b), 3
+			e.recv(20, typ(-3), 1)                                    // 2(a)
+			e.recv(20, typ(-2), 1|4)                                  // 2(b), not the head (type 3)
+			e.recv(20, typ(-7), 1|4)                                  // 3
+			e.ctl(mcStat)
+		}),
 		"types": msgProg(false, func(e *msgEnc) {
 			e.send(2, 5, 1).send(0, 3, 1).send(1, 4, 1).send(0, 6, 1).send(4, 7, 1)
 			e.recv(20, typ(-3), 1) // 1a
 			e.recv(20, typ(-3), 1) // 1b
 			e.recv(20, typ(2), 1|4)
-			e.recv(20, typ(-2), 1|4) // EXCEPT ignored for msgtyp <= 0
+			e.recv(20, typ(-2), 1|4) // EXCEPT ignored for msgtyp <= 0 (the head is the lowest here: types-lowest tells)
 			e.recv(20, typ(0), 1|4)
 			e.recv(20, typ(7), 1)
 			e.recv(20, typ(0), 1)

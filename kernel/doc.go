@@ -15,7 +15,7 @@
 //     absolute deadline, FutexWake.
 //   - Process liveness that survives pid reuse: PidfdOpen, ProcessStartTime,
 //     ProcessAlive, and an epoll set for watching pidfds.
-//   - Credentials: the caller's own (Creds), a unix-socket peer's (PeerCred),
+//   - Credentials: the caller's own (SelfCreds), a unix-socket peer's (PeerCred),
 //     and another process's groups and capabilities.
 //   - The kernel's own SysV semaphores and message queues (Semget, Semop,
 //     Semtimedop, Semctl*, Msgget, Msgsnd, Msgrcv, Msgctl*) with the same Go

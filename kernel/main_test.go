@@ -63,6 +63,9 @@ func sysvHelper([]string) int {
 		switch f[0] {
 		case "exit":
 			return n(1)
+		case "spin": // spin ms: use the CPU for ms milliseconds of wall time
+			for end := time.Now().Add(time.Duration(n(1)) * time.Millisecond); time.Now().Before(end); {
+			}
 		case "self":
 			pid, start := kernel.Self()
 			res = fmt.Sprintf("%d %d", pid, start)

@@ -397,6 +397,13 @@ func ChildAttr(asUser bool, uid, gid uint32, groups []uint32) *syscall.SysProcAt
 	return a
 }
 
+// NewIPCNamespace makes a child started with a (so attributes from
+// ChildAttr) start in an IPC namespace of its own (CLONE_NEWIPC; needs
+// CAP_SYS_ADMIN): its SysV objects and limits are its own, and its objects
+// go with its last process. Tests use it to fill a kernel table without
+// touching the host's.
+func NewIPCNamespace(a *syscall.SysProcAttr) { a.Cloneflags |= syscall.CLONE_NEWIPC }
+
 // Exec replaces the calling process's image (execve(2)) and returns only
 // on failure. The process keeps its pid and start time, and (SysV) its
 // semadj values; its other threads end.

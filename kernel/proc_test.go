@@ -40,6 +40,33 @@ func TestProcessStartTimeOfHelper(t *testing.T) {
 	require.ErrorIs(t, err, kernel.ESRCH)
 }
 
+// ProcessCPUTime reads another process's CPU time from outside it, and
+// its own: each grows by what the process runs. A pid that names no
+// process is an error.
+func TestProcessCPUTime(t *testing.T) {
+	p := testutil.Start(t, "sysv", nil)
+	mustCall(t, p, "self") // the helper is up and waits for its next line
+	c0, err := kernel.ProcessCPUTime(p.Pid())
+	require.NoError(t, err)
+	mustCall(t, p, "spin 100")
+	c1, err := kernel.ProcessCPUTime(p.Pid())
+	require.NoError(t, err)
+	assert.Greater(t, c1-c0, 10*time.Millisecond, "100 ms of spinning shows (ran at least a tenth of it)")
+
+	own0, err := kernel.ProcessCPUTime(os.Getpid())
+	require.NoError(t, err)
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	own1, err := kernel.ProcessCPUTime(os.Getpid())
+	require.NoError(t, err)
+	assert.Greater(t, own1, own0, "this process's own clock moves")
+
+	p.Send("exit 0")
+	require.Equal(t, 0, p.Wait(lineTimeout))
+	_, err = kernel.ProcessCPUTime(p.Pid())
+	require.ErrorIs(t, err, kernel.EINVAL, "a reaped process has no clock")
+}
+
 func TestProcessAlive(t *testing.T) {
 	pid, start := kernel.Self()
 	assert.True(t, kernel.ProcessAlive(pid, start))

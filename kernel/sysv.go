@@ -56,8 +56,23 @@ func semtimedop(id int, ops []Sembuf, deadline *time.Time) error {
 	}
 }
 
+// semctl is semctl(2) with a scalar argument.
 func semctl(id, num, cmd int, arg uintptr) (int, error) {
 	r, _, e := unix.Syscall6(unix.SYS_SEMCTL, cint(id), cint(num), uintptr(cmd|ipc64), arg, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+// semctlPtr is semctl(2) with a buffer. The pointer becomes a uintptr in
+// the system call's own argument list, the one place where the compiler
+// keeps what it points at alive and in place (unsafe.Pointer rule 4): a
+// uintptr made by the caller and passed down would still name the old
+// copy of a stack buffer after the stack moved (a grown goroutine stack),
+// and the kernel would fill, or read, that old copy instead.
+func semctlPtr(id, num, cmd int, p unsafe.Pointer) (int, error) {
+	r, _, e := unix.Syscall6(unix.SYS_SEMCTL, cint(id), cint(num), uintptr(cmd|ipc64), uintptr(p), 0, 0)
 	if e != 0 {
 		return -1, e
 	}
@@ -89,7 +104,7 @@ func SemctlGetAll(id int) ([]uint16, error) {
 		return nil, err
 	}
 	vals := make([]uint16, ds.Nsems+1) // never empty, so &vals[0] is valid
-	if _, err := semctl(id, 0, GETALL, uintptr(unsafe.Pointer(&vals[0]))); err != nil {
+	if _, err := semctlPtr(id, 0, GETALL, unsafe.Pointer(&vals[0])); err != nil {
 		return nil, err
 	}
 	return vals[:ds.Nsems], nil
@@ -100,24 +115,40 @@ func SemctlSetAll(id int, vals []uint16) error {
 	if len(vals) == 0 {
 		vals = []uint16{0}
 	}
-	_, err := semctl(id, 0, SETALL, uintptr(unsafe.Pointer(&vals[0])))
+	_, err := semctlPtr(id, 0, SETALL, unsafe.Pointer(&vals[0]))
 	return err
 }
 
 // SemctlStat is semctl(IPC_STAT).
 func SemctlStat(id int) (SemidDS, error) {
 	var raw rawSemidDS
-	if _, err := semctl(id, 0, IPC_STAT, uintptr(unsafe.Pointer(&raw))); err != nil {
+	if _, err := semctlPtr(id, 0, IPC_STAT, unsafe.Pointer(&raw)); err != nil {
 		return SemidDS{}, err
 	}
 	return raw.ds(), nil
 }
 
+// SemctlStatAny is semctl(SEM_STAT_ANY) on a kernel index (an id's index
+// is id & IndexMask): IPC_STAT without the read permission check. It
+// returns the full id of the set at that index.
+func SemctlStatAny(index int) (int, SemidDS, error) {
+	var raw rawSemidDS
+	id, err := semctlPtr(index, 0, SEM_STAT_ANY, unsafe.Pointer(&raw))
+	if err != nil {
+		return -1, SemidDS{}, err
+	}
+	return id, raw.ds(), nil
+}
+
+// IndexMask takes a SysV id to its kernel index, as SEM_STAT_ANY and
+// MSG_STAT_ANY want (ipcid_to_idx with the default IPCMNI of 32768).
+const IndexMask = 1<<15 - 1
+
 // SemctlSet is semctl(IPC_SET): uid, gid and mode&0777.
 func SemctlSet(id int, ds SemidDS) error {
 	var raw rawSemidDS
 	raw.Perm.set(ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode)
-	_, err := semctl(id, 0, IPC_SET, uintptr(unsafe.Pointer(&raw)))
+	_, err := semctlPtr(id, 0, IPC_SET, unsafe.Pointer(&raw))
 	return err
 }
 
@@ -130,7 +161,7 @@ func SemctlRemove(id int) error {
 // SemctlInfo is semctl(IPC_INFO or SEM_INFO); it returns the highest used index.
 func SemctlInfo(cmd int) (int, SemInfo, error) {
 	var info SemInfo
-	n, err := semctl(0, 0, cmd, uintptr(unsafe.Pointer(&info)))
+	n, err := semctlPtr(0, 0, cmd, unsafe.Pointer(&info))
 	return n, info, err
 }
 
@@ -206,8 +237,18 @@ func Msgrcv(id int, buf []byte, mtype int64, flags int) (int, int64, error) {
 	}
 }
 
+// msgctl is msgctl(2) with no buffer (arg 0, or a test's scalar).
 func msgctl(id, cmd int, arg uintptr) (int, error) {
 	r, _, e := unix.Syscall(unix.SYS_MSGCTL, cint(id), uintptr(cmd|ipc64), arg)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+// msgctlPtr is msgctl(2) with a buffer, converted as semctlPtr's.
+func msgctlPtr(id, cmd int, p unsafe.Pointer) (int, error) {
+	r, _, e := unix.Syscall(unix.SYS_MSGCTL, cint(id), uintptr(cmd|ipc64), uintptr(p))
 	if e != 0 {
 		return -1, e
 	}
@@ -217,10 +258,22 @@ func msgctl(id, cmd int, arg uintptr) (int, error) {
 // MsgctlStat is msgctl(IPC_STAT).
 func MsgctlStat(id int) (MsqidDS, error) {
 	var raw rawMsqidDS
-	if _, err := msgctl(id, IPC_STAT, uintptr(unsafe.Pointer(&raw))); err != nil {
+	if _, err := msgctlPtr(id, IPC_STAT, unsafe.Pointer(&raw)); err != nil {
 		return MsqidDS{}, err
 	}
 	return raw.ds(), nil
+}
+
+// MsgctlStatAny is msgctl(MSG_STAT_ANY) on a kernel index: IPC_STAT
+// without the read permission check. It returns the full id of the queue
+// at that index.
+func MsgctlStatAny(index int) (int, MsqidDS, error) {
+	var raw rawMsqidDS
+	id, err := msgctlPtr(index, MSG_STAT_ANY, unsafe.Pointer(&raw))
+	if err != nil {
+		return -1, MsqidDS{}, err
+	}
+	return id, raw.ds(), nil
 }
 
 // MsgctlSet is msgctl(IPC_SET): uid, gid, mode&0777 and qbytes.
@@ -228,7 +281,7 @@ func MsgctlSet(id int, ds MsqidDS) error {
 	var raw rawMsqidDS
 	raw.Perm.set(ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode)
 	raw.setQbytes(ds.Qbytes)
-	_, err := msgctl(id, IPC_SET, uintptr(unsafe.Pointer(&raw)))
+	_, err := msgctlPtr(id, IPC_SET, unsafe.Pointer(&raw))
 	return err
 }
 
@@ -241,7 +294,7 @@ func MsgctlRemove(id int) error {
 // MsgctlInfo is msgctl(IPC_INFO or MSG_INFO); it returns the highest used index.
 func MsgctlInfo(cmd int) (int, MsgInfo, error) {
 	var info MsgInfo
-	n, err := msgctl(0, cmd, uintptr(unsafe.Pointer(&info)))
+	n, err := msgctlPtr(0, cmd, unsafe.Pointer(&info))
 	return n, info, err
 }
 

@@ -442,3 +442,71 @@ func TestMsgInfo(t *testing.T) {
 	assert.GreaterOrEqual(t, info.Msgmap, int32(1), "MSG_INFO: messages queued")
 	assert.GreaterOrEqual(t, info.Msgtql, int32(3), "MSG_INFO: bytes queued")
 }
+
+// The control calls' buffers are often on the caller's stack. A call made
+// just where the goroutine's stack must grow moves that buffer: the kernel
+// must fill (or read) the moved one. Each call runs alone at each depth,
+// from a fresh goroutine with a different amount of its first stack used,
+// so that at one of them that very call grows the stack.
+func TestCtlBuffersSurviveStackGrowth(t *testing.T) {
+	sid := newSem(t, 3, 0o640)
+	require.NoError(t, kernel.SemctlSetAll(sid, []uint16{7, 8, 9}))
+	mid := newMsg(t, 0o604)
+	calls := []struct {
+		name string
+		bad  func() bool
+	}{
+		{"semctl IPC_STAT", func() bool {
+			ds, err := kernel.SemctlStat(sid)
+			return err != nil || ds.Perm.Mode != 0o640 || ds.Nsems != 3
+		}},
+		{"semctl GETALL", func() bool {
+			vals, err := kernel.SemctlGetAll(sid)
+			return err != nil || len(vals) != 3 || vals[2] != 9
+		}},
+		{"semctl SETALL", func() bool {
+			if kernel.SemctlSetAll(sid, []uint16{7, 8, 9}) != nil {
+				return true
+			}
+			v, err := kernel.SemctlGetVal(sid, 2)
+			return err != nil || v != 9
+		}},
+		{"semctl IPC_INFO", func() bool {
+			_, info, err := kernel.SemctlInfo(kernel.IPC_INFO)
+			return err != nil || info.Semmsl == 0
+		}},
+		{"msgctl IPC_STAT", func() bool {
+			ds, err := kernel.MsgctlStat(mid)
+			return err != nil || ds.Perm.Mode != 0o604
+		}},
+		{"msgctl IPC_INFO", func() bool {
+			_, info, err := kernel.MsgctlInfo(kernel.IPC_INFO)
+			return err != nil || info.Msgmax == 0
+		}},
+	}
+	for _, c := range calls {
+		for depth := 0; depth < 200; depth++ {
+			done := make(chan bool, 1)
+			go func() { done <- atDepth(depth, c.bad) }()
+			if <-done {
+				t.Fatalf("%s at depth %d: the kernel used a stale stack buffer", c.name, depth)
+			}
+		}
+	}
+}
+
+// atDepth calls f from depth frames of 64 bytes down.
+//
+//go:noinline
+func atDepth(depth int, f func() bool) bool {
+	var pad [64]byte
+	if depth > 0 {
+		pad[depth%64] = byte(depth)
+		r := atDepth(depth-1, f)
+		padSink += pad[depth%64] // (the frame keeps its 64 bytes)
+		return r
+	}
+	return f()
+}
+
+var padSink byte

@@ -92,7 +92,9 @@ func (q *Queue) Stat() (DS, error) {
 // ds.Qbytes (above MSGMNB needs CAP_SYS_RESOURCE: EPERM; above the queue's
 // Capacity: EINVAL). Only the owner or creator may (EPERM). Blocked
 // receivers that lose read permission fail with EACCES; blocked senders
-// re-check for space.
+// re-check for space, and sleep on while their message does not fit,
+// whatever the new permissions (they look at them once it fits, as
+// Linux's do).
 func (q *Queue) Set(ds DS) error {
 	if err := q.enter(); err != nil {
 		return err

@@ -1,7 +1,6 @@
 package msgq
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -515,40 +514,6 @@ func TestExecInsideCall(t *testing.T) {
 	}
 }
 
-func init() { testutil.RegisterHelper("ctl-client", ctlClient) }
-
-// ctlClient runs package-level calls on command, one per stdin line
-// ("get FLAGS", "send ID", "stat ID", "rm ID"), answering "ok N" or the
-// error.
-func ctlClient([]string) int {
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 {
-			continue
-		}
-		n, _ := strconv.Atoi(f[1])
-		var err error
-		id := 0
-		switch f[0] {
-		case "get":
-			id, err = Get(IPC_PRIVATE, n)
-		case "send":
-			err = Send(n, 1, []byte("x"), IPC_NOWAIT)
-		case "stat":
-			_, err = Stat(n)
-		case "rm":
-			err = Remove(n)
-		}
-		if err != nil {
-			fmt.Println(err)
-		} else {
-			fmt.Println("ok", id)
-		}
-	}
-	return 0
-}
-
 // With a registry hosted by an ordinary user (the embedded default), that
 // user's processes get from another user's queue what its mode grants
 // them, as on Linux: here "other" write (mode 0002). The kernel puts
@@ -563,16 +528,16 @@ func TestNonRootHostOtherClass(t *testing.T) {
 	defer os.RemoveAll(dir)
 	require.NoError(t, os.Chmod(dir, 0o777))
 	env := testutil.Env("USYSV_SOCKET=" + filepath.Join(dir, "reg.sock"))
-	host := testutil.Start(t, "ctl-client", nil, testutil.AsNobody(), env)
-	host.Send("stat -1") // (a call that reaches the registry: nobody hosts it)
+	host := testutil.Start(t, "ipc", nil, testutil.AsNobody(), env)
+	host.Send("stat usysv -1") // (a call that reaches the registry: nobody hosts it)
 	host.Line(lineWait)
-	owner := testutil.Start(t, "ctl-client", nil, testutil.AsUser(1000, 1000), env)
-	owner.Send("get %d", IPC_CREAT|0o002)
+	owner := testutil.Start(t, "ipc", nil, testutil.AsUser(1000, 1000), env)
+	owner.Send("get usysv %d %d", IPC_PRIVATE, IPC_CREAT|0o002)
 	f := strings.Fields(owner.Line(lineWait))
 	require.Equal(t, "ok", f[0], "get: %v", f)
-	defer func() { owner.Send("rm %s", f[1]); owner.Line(lineWait) }()
-	host.Send("send %s", f[1])
-	assert.Equal(t, "ok 0", host.Line(lineWait), "msgsnd by the host's user, other class of mode 0002")
-	host.Send("stat %s", f[1])
-	assert.Equal(t, "permission denied", host.Line(lineWait), "no read: IPC_STAT is refused, as on Linux")
+	defer func() { owner.Send("rm usysv %s", f[1]); owner.Line(lineWait) }()
+	host.Send("snd usysv %s 1 x %d", f[1], IPC_NOWAIT)
+	assert.Equal(t, "ok", host.Line(lineWait), "msgsnd by the host's user, other class of mode 0002")
+	host.Send("stat usysv %s", f[1])
+	assert.Equal(t, "err EACCES", host.Line(lineWait), "no read: IPC_STAT is refused, as on Linux")
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,16 +94,26 @@ func TestNobodyPermissions(t *testing.T) {
 	assert.Contains(t, logs[1], "rm root600: err EPERM")
 }
 
+// smallQueue makes a queue (mode 0666) whose qbytes is qbytes, holding the
+// messages of type 1 in fill; it returns the id and the queue's DS.
+func smallQueue(t *testing.T, im impl, qbytes uint64, fill ...string) (int, DS) {
+	t.Helper()
+	id := im.create(t, 0o666)
+	ds, err := im.stat(id)
+	require.NoError(t, err)
+	ds.Qbytes = qbytes
+	require.NoError(t, im.set(id, ds))
+	for _, m := range fill {
+		require.NoError(t, im.send(id, 1, []byte(m), 0))
+	}
+	return id, ds
+}
+
 // A5.6: a sender blocked on a full queue resumes when a receive makes
 // room; lspid is then the sender's.
 func TestBlockedSenderResumes(t *testing.T) {
 	forEach(t, func(t *testing.T, im impl) {
-		id := im.create(t, 0o666)
-		ds, err := im.stat(id)
-		require.NoError(t, err)
-		ds.Qbytes = 10
-		require.NoError(t, im.set(id, ds))
-		require.NoError(t, im.send(id, 1, []byte("0123456789"), 0))
+		id, _ := smallQueue(t, im, 10, "0123456789")
 		p := testutil.Start(t, "ipc", nil)
 		p.Send("snd %s %d 2 abcde 0", im.name, id)
 		waitBlocked(t, im, id, p)
@@ -111,10 +122,82 @@ func TestBlockedSenderResumes(t *testing.T) {
 		assert.Equal(t, 10, n)
 		assert.Equal(t, int64(1), typ)
 		p.Expect("ok", lineWait)
-		ds, err = im.stat(id)
+		ds, err := im.stat(id)
 		require.NoError(t, err)
 		assert.Equal(t, p.Pid(), ds.Lspid)
 		assert.Equal(t, uint64(1), ds.Qnum)
+	})
+}
+
+// An IPC_SET that raises qbytes so that a blocked sender's message fits
+// lets it send (Linux's ss_wakeup at IPC_SET), through either path.
+func TestSetQbytesWakesSender(t *testing.T) {
+	for _, size := range []int{1, 100} { // usysv's ring, its store
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			forEach(t, func(t *testing.T, im impl) {
+				id, ds := smallQueue(t, im, uint64(size)+2, "abc")
+				p := testutil.Start(t, "ipc", nil)
+				p.Send("snd %s %d 2 %s 0", im.name, id, strings.Repeat("x", size))
+				waitBlocked(t, im, id, p)
+				ds.Qbytes = uint64(size) + 3
+				require.NoError(t, im.set(id, ds))
+				p.Expect("ok", lineWait)
+				ds, err := im.stat(id)
+				require.NoError(t, err)
+				assert.Equal(t, uint64(2), ds.Qnum)
+			})
+		})
+	}
+}
+
+// A receiver blocked in msgrcv(-5) takes a later message of type exactly
+// 5, handed to it (the hand-over's own type match; a mutation review found
+// its boundary untested).
+func TestBlockedNegativeTypeBoundary(t *testing.T) {
+	forEach(t, func(t *testing.T, im impl) {
+		id := im.create(t, 0o600)
+		r := testutil.Start(t, "ipc", nil)
+		r.Send("rcv %s %d 64 %d 0", im.name, id, -5)
+		waitBlocked(t, im, id, r)
+		require.NoError(t, im.send(id, 6, []byte("m6"), 0))
+		require.True(t, r.Quiet(50*time.Millisecond), "type 6 is above 5")
+		require.NoError(t, im.send(id, 5, []byte("m5"), 0))
+		r.Expect("ok 2 5 m5", lineWait)
+	})
+}
+
+// Two senders asleep on a full queue, and a receive that makes room for
+// one: both are woken (both fit by bytes), one sends, and the other sleeps
+// on and sends at the next receive. (A sender back to sleep after such a
+// wake-up once stayed uncounted for the receivers, and slept for ever.)
+func TestTwoBlockedSendersOneRoom(t *testing.T) {
+	forEach(t, func(t *testing.T, im impl) {
+		id, _ := smallQueue(t, im, 4, "a", "a", "a", "a")
+		var ps []*testutil.Proc
+		for i := 0; i < 2; i++ {
+			p := testutil.Start(t, "ipc", nil)
+			p.Send("snd %s %d 2 b 0", im.name, id)
+			waitBlocked(t, im, id, p)
+			ps = append(ps, p)
+		}
+		for round := 0; round < 2; round++ {
+			_, _, err := im.recv(id, make([]byte, 8), 0, 0)
+			require.NoError(t, err)
+			// Exactly one more sender goes through each time.
+			deadline := time.Now().Add(lineWait)
+			for {
+				ds, err := im.stat(id)
+				require.NoError(t, err)
+				if ds.Qnum == 4 {
+					break
+				}
+				require.True(t, time.Now().Before(deadline), "round %d: no sender sent into the room (qnum %d)", round, ds.Qnum)
+				time.Sleep(time.Millisecond)
+			}
+		}
+		for _, p := range ps {
+			p.Expect("ok", lineWait)
+		}
 	})
 }
 
@@ -195,6 +278,47 @@ func TestSetRevokesBlockedReceiver(t *testing.T) {
 	})
 }
 
+// A blocked sender is not failed by an IPC_SET that takes its write
+// permission while its message still does not fit: Linux's IPC_SET wakes
+// only the senders whose message fits (ss_wakeup), and a sender looks at
+// its permission when it goes round its loop. So the sender sleeps on, and
+// sends once the permission is back and a receive made room; or, the
+// permission still gone, fails with EACCES only when room is made. (Found
+// by a differential review: usysv failed it at the IPC_SET.)
+func TestSetKeepsBlockedSender(t *testing.T) {
+	testutil.RequireRoot(t)
+	// A text of 1 byte takes usysv's ring, one of 100 its locked store.
+	for _, c := range []struct {
+		name    string
+		restore bool
+		size    int
+	}{{"restored", true, 1}, {"still-denied", false, 1}, {"restored-store", true, 100}, {"still-denied-store", false, 100}} {
+		restore := c.restore
+		t.Run(c.name, func(t *testing.T) {
+			forEach(t, func(t *testing.T, im impl) {
+				id, ds := smallQueue(t, im, uint64(c.size)+2, "abc")
+				p := testutil.Start(t, "ipc", nil, testutil.AsNobody())
+				p.Send("snd %s %d 2 %s 0", im.name, id, strings.Repeat("x", c.size))
+				waitBlocked(t, im, id, p)
+				ds.Perm.Mode = 0o444
+				require.NoError(t, im.set(id, ds))
+				assert.True(t, p.Quiet(300*time.Millisecond), "the sender sleeps on through the IPC_SET")
+				if restore {
+					ds.Perm.Mode = 0o666
+					require.NoError(t, im.set(id, ds))
+				}
+				_, _, err := im.recv(id, make([]byte, 8), 0, 0)
+				require.NoError(t, err)
+				if restore {
+					p.Expect("ok", lineWait)
+				} else {
+					p.Expect("err EACCES", lineWait)
+				}
+			})
+		})
+	}
+}
+
 // A6.6: a blocked receiver without MSG_NOERROR fails with E2BIG when a
 // matching message too big for it arrives; the message stays queued.
 func TestBlockedReceiverE2BIG(t *testing.T) {
@@ -248,5 +372,56 @@ func TestReceiversServedInOrder(t *testing.T) {
 		}
 		assert.Equal(t, rs[2].Pid(), lr, "lrpid is the last receiver handed a message")
 		assert.Equal(t, kernel.Getpid(), ds.Lspid)
+	})
+}
+
+// A sender asleep in the ring whose write permission an IPC_SET takes
+// while its message does not fit sleeps on also when a receiver that
+// blocks (type 99) closed the ring meanwhile: it then goes on through the
+// locked store, still a sender that waited. (From a review of the change
+// that keeps senders asleep through an IPC_SET.)
+func TestSetKeepsRingSenderRingClosed(t *testing.T) {
+	testutil.RequireRoot(t)
+	forEach(t, func(t *testing.T, im impl) {
+		id, ds := smallQueue(t, im, 3, "abc")
+		p := testutil.Start(t, "ipc", nil, testutil.AsNobody())
+		p.Send("snd %s %d 2 x 0", im.name, id)
+		waitBlocked(t, im, id, p)
+		r := testutil.Start(t, "ipc", nil)
+		r.Send("rcv %s %d 8 99 0", im.name, id)
+		waitBlocked(t, im, id, r)
+		ds.Perm.Mode = 0o444
+		require.NoError(t, im.set(id, ds))
+		assert.True(t, p.Quiet(300*time.Millisecond), "the sender sleeps on through the IPC_SET")
+		ds.Perm.Mode = 0o666
+		require.NoError(t, im.set(id, ds))
+		_, _, err := im.recv(id, make([]byte, 8), 0, 0)
+		require.NoError(t, err)
+		p.Expect("ok", lineWait)
+		require.NoError(t, im.send(id, 99, []byte("z"), 0))
+		r.Expect("ok 1 99 z", lineWait)
+	})
+}
+
+// Two senders asleep, root's and nobody's; an IPC_SET takes nobody's write
+// permission; one receive makes room for one. Linux wakes both for room,
+// and nobody's looks at its permission and fails with EACCES at once,
+// whichever took the room. (From the same review.)
+func TestWokenSenderLosesRoomAndPermission(t *testing.T) {
+	testutil.RequireRoot(t)
+	forEach(t, func(t *testing.T, im impl) {
+		id, ds := smallQueue(t, im, 3, "a", "b", "c")
+		a := testutil.Start(t, "ipc", nil)
+		a.Send("snd %s %d 2 x 0", im.name, id)
+		waitBlocked(t, im, id, a)
+		b := testutil.Start(t, "ipc", nil, testutil.AsNobody())
+		b.Send("snd %s %d 2 y 0", im.name, id)
+		waitBlocked(t, im, id, b)
+		ds.Perm.Mode = 0o444
+		require.NoError(t, im.set(id, ds))
+		_, _, err := im.recv(id, make([]byte, 8), 0, 0)
+		require.NoError(t, err)
+		a.Expect("ok", lineWait)
+		b.Expect("err EACCES", lineWait)
 	})
 }

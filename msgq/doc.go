@@ -86,14 +86,15 @@
 //
 // A ring slot (two cache lines) holds a state word, the type, the length
 // and up to 96 bytes of text. A send claims the slot at the tail position
-// with a CAS on its word that records its pid and start time, writes the
-// message into it, and commits with a CAS on the tail word (position and
-// byte count; it fails if the ring closed, and the sender then gives the
-// slot back and takes the lock path). After its commit it warms the slot
-// four positions ahead: a plain store into a word of each of its lines
-// that nobody reads, so that the claim of that slot does not wait for its
-// lines to come back from the receiver's CPU one after the other. The commit is the send's linearization point, so
-// every position before the tail holds a whole message. A receive copies
+// with a CAS on its word that records its process image (shm.Identity),
+// writes the message into it, and commits with a CAS on the tail word
+// (position and byte count; it fails if the ring closed, and the sender
+// then gives the slot back and takes the lock path). After its commit it
+// warms the slot four positions ahead: a plain store into a word of each
+// of its lines that nobody reads, so that the claim of that slot does not
+// wait for its lines to come back from the receiver's CPU one after the
+// other. The commit is the send's linearization point, so every position
+// before the tail holds a whole message. A receive copies
 // the head's message speculatively and takes it with one CAS on the head
 // word, which fails if another receiver took it first or the ring closed.
 // A slot behind the head is free for the next lap as it is.

@@ -17,8 +17,9 @@ import (
 //	body offset          size            what
 //	-----------          ----            ----
 //	0                    128             control (two cache lines, below)
-//	128                  128             ring control: the producers' line, the consumers' line
-//	256                  128 × nslots    ring: the lock-free FIFO lane (below)
+//	128                  192             ring control: the producers' line, the consumers' line,
+//	                                     the receivers' hint line (pub)
+//	320                  128 × nslots    ring: the lock-free FIFO lane (below)
 //	ringEnd              4 × nblocks     links: per block, the next block of the same
 //	                                     chain (a message, or the free list), index+1
 //	                                     (0: end of chain); padded to 64 bytes
@@ -114,7 +115,8 @@ import (
 //
 // seq is lap(p) (p with its low log2(nslots) bits cleared: free, never
 // used or given back) or a claim word (see ring.go): 1<<63, the sender's
-// pid (22 bits) and the low 8 bits of its start time, the text length, and
+// process image (shm.Identity: its sentinel task's id, 22 bits, and the
+// low 8 bits of that task's start time), the text length, and
 // the low 24 bits of the position, so that a claim by a process that died
 // is recognised exactly. The sender writes the message after its claim and
 // commits by moving the tail past the position; the claim word stays in
@@ -184,8 +186,8 @@ func (c *control) opensWhenEmpty() bool {
 		load(&c.openSkip) == 0 && load(&c.bigLast) == 0
 }
 
-// ringCtl is the mapped view of the ring's two control lines: the
-// producers' and the consumers'.
+// ringCtl is the mapped view of the ring's three control lines: the
+// producers', the consumers' and the receivers' hint (pub).
 type ringCtl struct {
 	tail  atomic.Uint64
 	lspid atomic.Uint32

@@ -184,7 +184,7 @@ func (q *Queue) fail(w *waiter, wl *wakeList, n int, err error) (int, error) {
 
 // sendMsgs sends msgs in order, blocking while the queue is full unless
 // nowait. The lock is taken once for as many messages as fit.
-func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (int, error) {
+func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun, waited bool) (int, error) {
 	if err := q.enter(); err != nil {
 		return 0, err
 	}
@@ -200,8 +200,14 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 	sent := 0
 	for {
 		q.lock(&wl)
-		// Linux's order: EACCES, EIDRM, then whether it fits.
-		if q.access()&permWrite == 0 {
+		// Linux's order: EACCES, EIDRM, then whether it fits. A sender
+		// that waited (waited: this message's send slept or spun for room,
+		// here or in the ring) looks at its permission only when it was
+		// woken for room (argWoken) or its message fits now: Linux wakes a
+		// sender only for room (an IPC_SET wakes no other), and its loop
+		// looks at the permission only then, after EIDRM.
+		woken := waited && w.slot != nil && w.slot.Arg[argWoken].Load() != 0
+		if !waited && q.access()&permWrite == 0 {
 			return q.fail(&w, &wl, sent, kernel.EACCES)
 		}
 		if q.seg.Removed() {
@@ -213,6 +219,10 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 			return q.fail(&w, &wl, sent, err)
 		}
 		qb := q.qbytes()
+		if waited && (woken || q.v.fits(len(msgs[sent].Data), qb)) && q.access()&permWrite == 0 {
+			return q.fail(&w, &wl, sent, kernel.EACCES)
+		}
+		waited = false
 		now := clock.Now()
 		for sent < len(msgs) && q.v.fits(len(msgs[sent].Data), qb) {
 			if len(msgs[sent].Data) >= bigCopy {
@@ -246,6 +256,7 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 			q.unlock(&wl)
 			h, t = q.v.reopened(h, t)
 			q.spin(&c.recvGen, g, h, t)
+			waited = true
 			continue
 		}
 		if w.slot == nil {
@@ -257,10 +268,11 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun bool) (in
 			}
 		}
 		seen := q.futex(&w).Load()
-		if err := q.stopped(ctx, permWrite); err != nil {
+		if err := q.stopped(ctx, 0); err != nil {
 			return q.fail(&w, &wl, sent, err)
 		}
 		q.unlock(&wl)
+		waited = true
 		if q.seg.DeadGen() != q.deadGen.Load() {
 			continue // repair first
 		}
@@ -558,7 +570,7 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	spun, tried := false, false
+	spun, tried, waited := false, false, false
 	if len(data) <= slotText && q.v.rc.tail.Load()&ringClosed == 0 && q.ringReady(permWrite) {
 		tried = true
 		r, s, sv := q.ringPut(mtype, data, q.qbytes())
@@ -568,7 +580,7 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 		}
 		var done bool
 		var err error
-		if done, spun, err = q.sendRing(ctx, mtype, data, nowait, r, s, sv); done {
+		if done, spun, waited, err = q.sendRing(ctx, mtype, data, nowait, r, s, sv); done {
 			return err
 		}
 	}
@@ -578,7 +590,7 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 		}
 	}
 	m := [1]Msg{{Type: mtype, Data: data}}
-	_, err := q.sendMsgs(ctx, m[:], nowait, spun)
+	_, err := q.sendMsgs(ctx, m[:], nowait, spun, waited)
 	return err
 }
 
@@ -609,13 +621,14 @@ func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, er
 		return 0, ErrClosed
 	}
 	sent := 0
-	spun := false
+	spun, waited := false, false // waited: msgs[sent]'s send slept for room
 	if q.ringReady(permWrite) {
 		var st spinner
 		for sent < len(msgs) && len(msgs[sent].Data) <= slotText {
 			r, s, sv := q.ringPut(msgs[sent].Type, msgs[sent].Data, q.qbytes())
 			if r == putDone {
 				sent++
+				waited = false
 				continue
 			}
 			if r == putBusy && q.waitSender(ctx, s, sv) {
@@ -630,7 +643,8 @@ func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, er
 			if q.ringSpin(&st, &q.v.rc.head) {
 				continue
 			}
-			retry, err := q.sleepForRoom(ctx, uint32(len(msgs[sent].Data)))
+			retry, err := q.sleepForRoom(ctx, uint32(len(msgs[sent].Data)), waited)
+			waited = true
 			if err != nil {
 				st.finish(q)
 				if sent > 0 {
@@ -651,7 +665,7 @@ func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, er
 			return sent, nil
 		}
 	}
-	n, err := q.sendMsgs(ctx, msgs[sent:], nowait, spun)
+	n, err := q.sendMsgs(ctx, msgs[sent:], nowait, spun, waited)
 	return sent + n, err
 }
 

@@ -953,14 +953,18 @@ func (w *waiter) done() {
 }
 
 // stopped is checked before a call sleeps, after it read its futex word:
-// anything that ends the wait (removal, a permission change, a death, the
-// context, Close) changes the state before it bumps the word, so either
-// the check sees it or the sleep does not start.
+// anything that ends the wait (removal, a permission change for a
+// receiver, a death, the context, Close) changes the state before it bumps
+// the word, so either the check sees it or the sleep does not start. need
+// is the permission the wait needs: permRead for a receiver, 0 for a
+// sender, whose wait a permission change does not end (Linux's IPC_SET
+// wakes only the senders whose message fits, ss_wakeup, and a sender looks
+// at its permission only when it goes round its loop).
 func (q *Queue) stopped(ctx context.Context, need uint64) error {
 	if q.seg.Removed() {
 		return kernel.EIDRM
 	}
-	if q.access()&need == 0 {
+	if need != 0 && q.access()&need == 0 {
 		return kernel.EACCES
 	}
 	if err := ctxError(ctx); err != nil {

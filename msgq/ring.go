@@ -731,29 +731,30 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 // sendRing goes on with a send whose first try through the ring gave r
 // (not putDone): it spins while the queue is full, then sleeps for room
 // with the ring open, and retries. done=false: the lock path must do the
-// call (nothing was sent); spun says whether it spun.
-func (q *Queue) sendRing(ctx context.Context, mtype int64, data []byte, nowait bool, r int, s *slot, sv uint64) (done, spun bool, err error) {
-	for slept := false; ; slept = true {
+// call (nothing was sent); spun says whether it spun, slept whether it
+// slept (sendMsgs' waited).
+func (q *Queue) sendRing(ctx context.Context, mtype int64, data []byte, nowait bool, r int, s *slot, sv uint64) (done, spun, slept bool, err error) {
+	for ; ; slept = true {
 		if r == putFallback {
-			return false, spun, nil
+			return false, spun, slept, nil
 		}
 		d, sp, full, err := q.ringSendSlow(ctx, mtype, data, nowait, slept, r, s, sv)
 		spun = spun || sp
 		if d || !full {
-			return d, spun, err
+			return d, spun, slept, err
 		}
 		// Full, the ring open: sleep until a receive makes room.
-		retry, err := q.sleepForRoom(ctx, uint32(len(data)))
+		retry, err := q.sleepForRoom(ctx, uint32(len(data)), slept)
 		if err != nil {
-			return true, spun, err
+			return true, spun, true, err
 		}
 		if !retry || !q.ringReady(permWrite) {
-			return false, spun, nil
+			return false, spun, true, nil
 		}
 		r, s, sv = q.ringPut(mtype, data, q.qbytes())
 		if r == putDone {
 			q.stampSend()
-			return true, spun, nil
+			return true, spun, true, nil
 		}
 	}
 }
@@ -791,7 +792,8 @@ func (q *Queue) ringSendSlow(ctx context.Context, mtype int64, data []byte, nowa
 // the ring see the sleeper in sendWake and wake it (as Linux's receivers
 // wake every sender whose message now fits). It reports retry=false when
 // the lock path should take over (the ring closed, no free waiter slot).
-func (q *Queue) sleepForRoom(ctx context.Context, size uint32) (retry bool, err error) {
+// waited says that this send slept for room before (see sendMsgs).
+func (q *Queue) sleepForRoom(ctx context.Context, size uint32, waited bool) (retry bool, err error) {
 	if err := q.enter(); err != nil {
 		return false, err
 	}
@@ -801,7 +803,7 @@ func (q *Queue) sleepForRoom(ctx context.Context, size uint32) (retry bool, err 
 	var wl wakeList
 	defer q.v.guard(q.mu, &wl, &w)
 	q.lock(&wl)
-	retry, err = q.sleepForRoomLocked(ctx, size, &w, &wl)
+	retry, err = q.sleepForRoomLocked(ctx, size, &w, &wl, waited)
 	q.release(&w)
 	q.unlock(&wl)
 	return retry, err
@@ -809,11 +811,13 @@ func (q *Queue) sleepForRoom(ctx context.Context, size uint32) (retry bool, err 
 
 // sleepForRoomLocked is sleepForRoom between its lock and its unlock; it
 // releases the lock to sleep and takes it again.
-func (q *Queue) sleepForRoomLocked(ctx context.Context, size uint32, w *waiter, wl *wakeList) (bool, error) {
+func (q *Queue) sleepForRoomLocked(ctx context.Context, size uint32, w *waiter, wl *wakeList, waited bool) (bool, error) {
 	v := q.v
 	rc := v.rc
-	// Linux's order: EACCES, EIDRM, then whether it fits.
-	if q.access()&permWrite == 0 {
+	// Linux's order: EACCES, EIDRM, then whether it fits. A send that
+	// waited before looks at its permission only when its message fits,
+	// which the retry does, or when it is woken for room (below).
+	if !waited && q.access()&permWrite == 0 {
 		return false, kernel.EACCES
 	}
 	if q.seg.Removed() {
@@ -831,27 +835,42 @@ func (q *Queue) sleepForRoomLocked(ctx context.Context, size uint32, w *waiter, 
 		w.ovf = false
 		return false, nil
 	}
-	seen := w.slot.Futex.Load()
-	// Look again now that sendWake counts this sender: a receive that
-	// moved the head before this read is seen here; one after it sees
-	// sendWake and wakes the slot.
-	t, h := rc.tail.Load(), rc.head.Load()
-	if t&ringClosed != 0 || ringFits(t, h, size, q.qbytes(), v.nslots) != putFull {
-		return true, nil
-	}
-	if err := q.stopped(ctx, permWrite); err != nil {
-		return false, err
-	}
-	q.unlock(wl)
-	if q.seg.DeadGen() == q.deadGen.Load() {
+	for {
+		seen := w.slot.Futex.Load()
+		// Look again now that sendWake counts this sender: a receive that
+		// moved the head before this read is seen here; one after it sees
+		// sendWake and wakes the slot.
+		t, h := rc.tail.Load(), rc.head.Load()
+		if t&ringClosed != 0 || ringFits(t, h, size, q.qbytes(), v.nslots) != putFull {
+			return true, nil // (the retry looks at the permission: Linux's loop does)
+		}
+		// Not the permission: a change of it does not end a sender's
+		// wait (stopped).
+		if err := q.stopped(ctx, 0); err != nil {
+			return false, err
+		}
+		q.unlock(wl)
+		if q.seg.DeadGen() != q.deadGen.Load() {
+			q.lock(wl)
+			return true, nil // repair first
+		}
 		q.sleep(ctx, w, seen)
+		q.lock(wl)
+		// Woken: for room (it fits now, unless another sender woken with
+		// it took the room), or by what ends the wait, or by an IPC_SET
+		// or a death (it still does not fit: sleep on). A waker for room
+		// took it off sendWake (argWoken); count it again, or the next
+		// receive would not wake it (release takes it off at the end).
+		// Woken for room, it looks at its permission, as Linux's sender
+		// does whenever it is woken (it is woken only for room), even if
+		// another took the room.
+		if w.slot.Arg[argWoken].Swap(0) != 0 {
+			rc.sendWake.Add(1)
+			if q.access()&permWrite == 0 {
+				return false, kernel.EACCES
+			}
+		}
 	}
-	q.lock(wl)
-	// Woken: for room (retry), or by what ends the wait.
-	if err := q.stopped(ctx, permWrite); err != nil {
-		return false, err
-	}
-	return true, nil
 }
 
 // wakeRoom wakes the senders asleep for room whose message now fits; a

@@ -150,6 +150,37 @@ func TestTypeSelection(t *testing.T) {
 	assert.Contains(t, logs[1][1], `"1b"`)
 }
 
+// msgtyp < 0 takes the first message of the lowest type ≤ |msgtyp| also
+// when that type is not 1 (where a search may stop at its first find), and
+// MSG_EXCEPT is ignored for msgtyp < 0 also when the head is not of the
+// lowest type. (From a mutation review: TestTypeSelection's lowest type
+// is 1 and its head for EXCEPT is already the lowest, so a search that
+// kept the last of the lowest type, or honoured EXCEPT there, passed.)
+func TestLowestTypeFirst(t *testing.T) {
+	var logs [2][]string
+	for i, im := range impls {
+		id := im.create(t, 0o600)
+		for _, m := range []struct {
+			typ  int64
+			text string
+		}{{3, "3a"}, {2, "2a"}, {2, "2b"}, {3, "3b"}, {math.MaxInt, "max"}} { // (MaxInt: a C long)
+			require.NoError(t, im.send(id, m.typ, []byte(m.text), 0))
+		}
+		for _, r := range []struct {
+			typ   int64
+			flags int
+		}{{-3, 0}, {-2, MSG_EXCEPT}, {-7, MSG_EXCEPT}, {0, 0}, {math.MinInt, 0}} {
+			buf := make([]byte, 64)
+			n, typ, err := im.recv(id, buf, r.typ, r.flags|IPC_NOWAIT)
+			logs[i] = append(logs[i], fmt.Sprintf("recv(%d,%#o) → %s %d %q", r.typ, r.flags, errName(err), typ, buf[:n]))
+		}
+	}
+	assert.Equal(t, logs[0], logs[1])
+	assert.Equal(t, []string{`recv(-3,0) → ok 2 "2a"`, `recv(-2,020000) → ok 2 "2b"`,
+		`recv(-7,020000) → ok 3 "3a"`, `recv(0,0) → ok 3 "3b"`,
+		fmt.Sprintf(`recv(%d,0) → ok %d "max"`, math.MinInt, math.MaxInt)}, logs[1])
+}
+
 // A6.4, A6.5, A6.10: E2BIG leaves the message queued, MSG_NOERROR
 // truncates and removes, MSG_COPY copies by index.
 func TestSizesAndCopy(t *testing.T) {
@@ -327,4 +358,36 @@ func TestBigMessages(t *testing.T) {
 	}
 	assert.Equal(t, logs[0], logs[1])
 	t.Log(strings.Join(logs[1], "\n"))
+}
+
+// ctime moves with IPC_SET and not with a send or a receive.
+func TestCtimeOnSet(t *testing.T) {
+	forEach(t, func(t *testing.T, im impl) {
+		id := im.create(t, 0o600)
+		ctime := func() int64 {
+			ds, err := im.stat(id)
+			require.NoError(t, err)
+			return ds.Ctime
+		}
+		before := ctime()
+		nextSecond(before)
+		require.NoError(t, im.send(id, 1, []byte("x"), 0))
+		_, _, err := im.recv(id, make([]byte, 8), 0, 0)
+		require.NoError(t, err)
+		assert.Equal(t, before, ctime(), "send and receive leave ctime")
+		ds, err := im.stat(id)
+		require.NoError(t, err)
+		ds.Perm.Mode = 0o640
+		require.NoError(t, im.set(id, ds))
+		assert.Greater(t, ctime(), before, "IPC_SET moves ctime")
+	})
+}
+
+// nextSecond sleeps until the wall clock's second is past sec, and then
+// 20 ms more: the kernel's seconds (ktime_get_real_seconds) move at its
+// next tick, up to 4 ms after the second begins here.
+func nextSecond(sec int64) {
+	if d := time.Until(time.Unix(sec+1, 0).Add(20 * time.Millisecond)); d > 0 {
+		time.Sleep(d)
+	}
 }

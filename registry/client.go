@@ -659,8 +659,20 @@ func clampID(id int) int32 {
 // Stat is IPC_STAT: EINVAL for a negative, unknown, removed or
 // wrong-kind id; EACCES without read permission.
 func (c *Client) Stat(kind shm.Kind, id int) (Object, error) {
+	return c.stat(uint32(kind), id)
+}
+
+// StatAny is Stat without the read permission check, as Linux's
+// SEM_STAT_ANY and MSG_STAT_ANY (and /proc/sysvipc, and List) show any
+// object to anyone. sem uses it for the checks Linux makes before the
+// permission: a semaphore number against the set's size.
+func (c *Client) StatAny(kind shm.Kind, id int) (Object, error) {
+	return c.stat(uint32(kind)|statAny, id)
+}
+
+func (c *Client) stat(kindWord uint32, id int) (Object, error) {
 	d, err := c.call(opStat, retrySafe, func(e *enc) {
-		e.u32(uint32(kind))
+		e.u32(kindWord)
 		e.i32(clampID(id))
 	})
 	if err != nil {

@@ -95,6 +95,16 @@ func runDiff(c *Client, line string) string {
 		o, rerr := c.Stat(shm.KindMsg, n(2))
 		kr = result(kerr, fmt.Sprintf("%s,qbytes=%d", permString(ds.Perm), ds.Qbytes))
 		rr = result(rerr, fmt.Sprintf("%s,qbytes=%d", permString(o.Perm), o.Param))
+	case "semstatany": // SEM_STAT_ANY (by index) against StatAny
+		kid, ds, kerr := kernel.SemctlStatAny(n(1) & kernel.IndexMask)
+		o, rerr := c.StatAny(shm.KindSem, n(2))
+		kr = result(kerr, fmt.Sprintf("%s,nsems=%d,id-ok=%v", permString(ds.Perm), ds.Nsems, kid == n(1)))
+		rr = result(rerr, fmt.Sprintf("%s,nsems=%d,id-ok=%v", permString(o.Perm), o.Count, o.ID == n(2)))
+	case "msgstatany":
+		kid, ds, kerr := kernel.MsgctlStatAny(n(1) & kernel.IndexMask)
+		o, rerr := c.StatAny(shm.KindMsg, n(2))
+		kr = result(kerr, fmt.Sprintf("%s,qbytes=%d,id-ok=%v", permString(ds.Perm), ds.Qbytes, kid == n(1)))
+		rr = result(rerr, fmt.Sprintf("%s,qbytes=%d,id-ok=%v", permString(o.Perm), o.Param, o.ID == n(2)))
 	case "semset":
 		var ds kernel.SemidDS
 		ds.Perm.UID, ds.Perm.GID, ds.Perm.Mode = uint32(n(3)), uint32(n(4)), uint32(n(5))
@@ -337,6 +347,9 @@ func TestDiffExclusiveClass(t *testing.T) {
 	// Root's 0600: nobody is "other".
 	r := d.create("root", "msg", testutil.Key(t), 0, creat|excl|0o600)
 	d.stat("nobody", "EACCES", r)
+	// SEM_STAT_ANY and MSG_STAT_ANY (StatAny) show it to anyone.
+	d.same("nobody", "ok", "%sstatany %d %d", r.kind, r.kid, r.rid)
+	d.same("nobody", "ok", "%sstatany %d %d", s.kind, s.kid, s.rid)
 	// Group class: nobody is in the object's group (gid 65534): only the
 	// group bits count, so 0006 denies and 0060 allows.
 	g := d.create("root", "sem", testutil.Key(t), 1, creat|excl|0o600)

@@ -9,7 +9,7 @@
 // # Objects
 //
 // Every object is one kernel SysV shared-memory segment, created by the
-// registry (shm.Create) with the layout the kind asked for; the object's
+// registry (shm.CreateWith) with the layout the kind asked for; the object's
 // id is the segment's kernel shmid, so any process can map an object by id
 // (shm.Map) without asking the registry. Objects outlive the processes that
 // made them, and the registry too: they are removed only by IPC_RMID
@@ -189,7 +189,12 @@
 // slots, applies its SEM_UNDO, finishes or undoes half-done operations), and
 // then runs the repair hooks registered in its own process
 // (RegisterRepair) for an eager repair. A starting or taking-over registry
-// does the same once, since processes may have died while none ran.
+// does the same once, since processes may have died while none ran. When
+// a client's connection ends while its process lives on (it exec'd: the
+// connection is close-on-exec), the registry runs the same pass, at most
+// once per 100 ms (connEnded, execLoop): the exec ended what the old
+// image was doing, and its waiter slots, which that exec marked dead
+// (shm.Life), are freed.
 //
 // # Multi-user hosts
 //
@@ -198,5 +203,7 @@
 // connects to it: its host's uid creates every segment and so may attach
 // them all. A registry that cannot map a segment (an unprivileged host
 // taking over objects of other users) cannot adopt it: those objects are
-// then invisible by key to that registry, though still usable by id.
+// then unknown to that registry (a get of their key finds nothing, and
+// IPC_STAT, IPC_SET and IPC_RMID by id are EINVAL), though calls that map
+// them by id go on; see README, Limits.
 package registry

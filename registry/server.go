@@ -609,12 +609,12 @@ func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out
 		id, err = s.get(c, r)
 		resp.i32(int32(id))
 	case opStat:
-		kind, id := shm.Kind(d.u32()), int(d.i32())
+		kw, id := d.u32(), int(d.i32())
 		if !d.done() {
 			return nil, false
 		}
 		var o Object
-		o, err = s.stat(c, kind, id)
+		o, err = s.stat(c, shm.Kind(kw&^statAny), id, kw&statAny != 0)
 		resp.object(o)
 	case opSet:
 		kind, id := shm.Kind(d.u32()), int(d.i32())
@@ -887,7 +887,7 @@ func (s *Server) object(e *entry) Object {
 	}
 }
 
-func (s *Server) stat(c Creds, kind shm.Kind, id int) (Object, error) {
+func (s *Server) stat(c Creds, kind shm.Kind, id int, anyone bool) (Object, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	e, err := s.lookup(kind, id)
@@ -895,7 +895,7 @@ func (s *Server) stat(c Creds, kind shm.Kind, id int) (Object, error) {
 		return Object{}, err
 	}
 	o := s.object(e)
-	if !Permitted(c, o.Perm.UID, o.Perm.GID, o.Perm.CUID, o.Perm.CGID, o.Perm.Mode, Read) {
+	if !anyone && !Permitted(c, o.Perm.UID, o.Perm.GID, o.Perm.CUID, o.Perm.CGID, o.Perm.Mode, Read) {
 		return Object{}, kernel.EACCES
 	}
 	return o, nil
@@ -956,7 +956,15 @@ func (s *Server) remove(c Creds, kind shm.Kind, id int) error {
 	e.seg.MarkRemoved()
 	e.seg.WakeAll()
 	crashPoint(stepRemoveMarked)
-	_ = kernel.ShmctlRemove(id)
+	if err := kernel.ShmctlRemove(id); err != nil && !errors.Is(err, kernel.EINVAL) && !errors.Is(err, kernel.EIDRM) {
+		// A host without the rights on a segment another host made (an
+		// unprivileged take-over): the object is removed for every
+		// usysv process, its header says so; its kernel segment stays
+		// until a registry that may remove it rebuilds (rebuild removes
+		// the segments of removed objects). (EINVAL, EIDRM: someone
+		// removed the segment already, ipcrm by hand say.)
+		log.Printf("registry: object %d removed, but not its kernel segment: %v (a registry with the rights will remove it)", id, err)
+	}
 	s.forget(e)
 	return nil
 }

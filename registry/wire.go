@@ -49,6 +49,11 @@ const (
 	opInfo   = 7
 )
 
+// statAny, or'ed into opStat's kind, asks for the object without the read
+// permission check (Client.StatAny). A registry that predates it finds no
+// such kind: EINVAL.
+const statAny = 1 << 31
+
 var errMalformed = errors.New("registry: malformed frame")
 
 // readFrame reads one frame into buf (grown if needed) and returns its body

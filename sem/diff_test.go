@@ -31,9 +31,23 @@ func differential(t *testing.T, nsems int, steps ...step) {
 	require.Equal(t, strings.Join(out[0], "\n"), strings.Join(out[1], "\n"), "kernel vs usysv")
 }
 
+// op is a semop that must not block: one that does (a bug on one side)
+// is reported as "hung" after opBound, and the comparison fails, instead
+// of hanging the test until go test's -timeout.
 func op(ops ...Buf) step {
-	return func(im impl, id int) string { return fmt.Sprintf("op%v=%s", ops, errName(im.op(id, ops))) }
+	return func(im impl, id int) string {
+		done := make(chan error, 1)
+		go func() { done <- im.op(id, ops) }()
+		select {
+		case err := <-done:
+			return fmt.Sprintf("op%v=%s", ops, errName(err))
+		case <-time.After(opBound):
+			return fmt.Sprintf("op%v=hung", ops) // (the set's removal at cleanup ends the call)
+		}
+	}
 }
+
+const opBound = 10 * time.Second
 
 func timed(d time.Duration, ops ...Buf) step {
 	return func(im impl, id int) string {
@@ -115,7 +129,9 @@ func TestDiffArrays(t *testing.T) {
 			op(b(0, SEMVMX, 0)),
 			op(b(0, 1, 0)),
 			op(b(0, 1, SEM_UNDO)),
-			pids)
+			pids,
+			setall(SEMVMX, 0), vals, // SEMVMX itself is a value
+			setall(SEMVMX+1, 0), vals)
 	})
 	t.Run("semadj range 9.7", func(t *testing.T) {
 		differential(t, 1,

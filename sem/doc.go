@@ -26,8 +26,10 @@
 // (registry.Default), which then watches it: when the process dies, its
 // SEM_UNDO adjustments are applied and whatever it left half done is
 // repaired. Handles of the package-level functions are cached per id and
-// dropped, then detached a second later, once their set is found removed
-// (by Remove here, or by a call that finds it gone).
+// dropped once their set is found removed (by Remove here, or by a call
+// that finds it gone): detached at once, or when the last call in flight
+// on it ends, their addresses left readable as zeros for a minute
+// (shm.Segment.Retire).
 //
 // # How an operation runs
 //
@@ -189,9 +191,11 @@
 //
 // # Differences from Linux
 //
-//   - A process with no right at all to a set (mode granting its class
-//     neither read nor write) cannot map it, so it gets EACCES even where
-//     Linux checks something else first (EFBIG, a semnum EINVAL).
+//   - A SEM_UNDO op that fails with EFBIG or EACCES gives its process an
+//     undo record for the set, as Linux's find_alloc_undo does (its exit
+//     then sets otime and looks at the waiters again), except for a
+//     process that cannot map the set at all (no right to it): it has no
+//     record, and its exit changes nothing.
 //   - ENOSPC for the limits above where Linux would allocate.
 //   - SetAll requires exactly one value per semaphore (EINVAL otherwise);
 //     TimedOp with a negative timeout is EINVAL, as an invalid timespec.

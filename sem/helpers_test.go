@@ -217,12 +217,10 @@ func init() {
 					return "canceled"
 				}
 				return errName(err)
-			case "getval", "getpid":
+			case "getval", "getpid", "ncnt", "zcnt":
 				n, _ := strconv.Atoi(f[0])
-				get := im.getVal
-				if cmd == "getpid" {
-					get = im.getPid
-				}
+				get := map[string]func(int, int) (int, error){"getval": im.getVal, "getpid": im.getPid,
+					"ncnt": im.getNcnt, "zcnt": im.getZcnt}[cmd]
 				v, err := get(id, n)
 				if err != nil {
 					return errName(err)

@@ -117,10 +117,10 @@ func (s *Array) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 	if len(ops) == 1 {
 		b := ops[0]
 		if int(b.Num) >= s.nsems {
-			return kernel.EFBIG
+			return s.failedUndo(ops, kernel.EFBIG)
 		}
 		if !s.permitted(b.Op != 0) {
-			return kernel.EACCES
+			return s.failedUndo(ops, kernel.EACCES)
 		}
 		s.refreshGate()
 		r, err := s.fastOne(b)
@@ -137,18 +137,45 @@ func (s *Array) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 		alter := false
 		for _, b := range ops {
 			if int(b.Num) >= s.nsems {
-				return kernel.EFBIG
+				return s.failedUndo(ops, kernel.EFBIG)
 			}
 			if b.Op != 0 {
 				alter = true
 			}
 		}
 		if !s.permitted(alter) {
-			return kernel.EACCES
+			return s.failedUndo(ops, kernel.EACCES)
 		}
 		s.refreshGate()
 	}
 	return s.slowOp(ctx, ops, deadline)
+}
+
+// failedUndo returns err, a semop failure that Linux reports after it gave
+// the process its undo structure for the set (do_semtimedop calls
+// find_alloc_undo, which checks no permission, before its EFBIG and EACCES
+// checks). With a SEM_UNDO op in ops this process takes its undo record
+// here as well, so that its exit, as Linux's exit_sem, sets otime and
+// looks at the waiters again. (A process that cannot map the set at all
+// cannot: sem.Op's numBeforePerm.)
+func (s *Array) failedUndo(ops []Buf, err error) error {
+	for _, b := range ops {
+		if b.Flg&SEM_UNDO != 0 {
+			s.claimUnlocked()
+			break
+		}
+	}
+	return err
+}
+
+// claimUnlocked takes this process's undo record under the lock (none if
+// the set is removed or every record is taken).
+func (s *Array) claimUnlocked() {
+	defer s.guard(s.lock())
+	if !s.seg.Removed() {
+		_, _ = s.claimRecord()
+	}
+	s.unlock()
 }
 
 // permitted reports whether this process may read (alter false) or alter

@@ -634,6 +634,8 @@ func TestNobody(t *testing.T) {
 			{"op 9:1", "EFBIG"}, // EFBIG before EACCES
 			{"getval 0", "0"},
 			{"getval 9", "EINVAL"},
+			{"ncnt 0", "0"},
+			{"zcnt 0", "0"},
 			{"setval 0 1", "EACCES"},
 			{"setval 9 1", "EINVAL"}, // semnum before EACCES for SETVAL
 			{"setval 0 -1", "ERANGE"},
@@ -651,13 +653,30 @@ func TestNobody(t *testing.T) {
 		require.NoError(t, err)
 		ds.Perm.Mode = 0
 		require.NoError(t, im.set(id, ds))
+		fresh := client(t, im, id, testutil.AsNobody())
 		for _, c := range []struct{ cmd, want string }{
 			{"stat", "EACCES"},
 			{"getval 0", "EACCES"},
+			{"getval 9", "EACCES"}, // GET*: permission before semnum
+			{"ncnt 0", "EACCES"},
+			{"zcnt 0", "EACCES"},
 			{"op 0:0", "EACCES"},
+			// Linux checks these numbers before the permission, and so
+			// must a process that cannot map the set to learn its size.
+			{"op 9:1", "EFBIG"},
+			{"op 0:0,9:-1", "EFBIG"},
+			{"timedop 10 9:1", "EFBIG"},
+			{"timedop 10 1:1", "EACCES"},
+			{"setval 9 1", "EINVAL"},
+			{"setval -1 1", "EINVAL"},
+			{"setval 1 1", "EACCES"},
 		} {
-			p.Send(c.cmd)
-			assert.Equal(t, c.want, p.Line(lineWait), c.cmd)
+			// p mapped the set while it could; a process that never
+			// could does not know its size.
+			for _, q := range []*testutil.Proc{p, fresh} {
+				q.Send(c.cmd)
+				assert.Equal(t, c.want, q.Line(lineWait), c.cmd)
+			}
 		}
 		// Made writable to others, nobody may alter it.
 		ds.Perm.Mode = 0o602
@@ -781,4 +800,120 @@ func TestPostCompletesWaiters(t *testing.T) {
 			require.NoError(t, h.check())
 		}
 	})
+}
+
+// An IPC_SET wakes no semop waiter on Linux, and a blocked array is
+// completed by whoever makes it possible, without a second look at the
+// waiter's permission: a waiter whose permission an IPC_SET took stays
+// blocked, and completes at the next V. (The msgq twin of this was a
+// defect: TestSetKeepsBlockedSender.)
+func TestSetKeepsBlockedOp(t *testing.T) {
+	testutil.RequireRoot(t)
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 1, 0o666)
+		w := client(t, im, id, testutil.AsNobody())
+		w.Send("op 0:-1")
+		waitCount(t, im, id, 0, 1, false)
+		ds, err := im.stat(id)
+		require.NoError(t, err)
+		ds.Perm.Mode = 0o444
+		require.NoError(t, im.set(id, ds))
+		assert.True(t, w.Quiet(300*time.Millisecond), "the waiter stays blocked through the IPC_SET")
+		require.NoError(t, im.op(id, []Buf{b(0, 1, 0)}))
+		w.Expect("ok", lineWait)
+		v, err := im.getVal(id, 0)
+		require.NoError(t, err)
+		assert.Equal(t, 0, v, "the waiter's P took the V")
+	})
+}
+
+// Linux gives a process its undo structure for a set (find_alloc_undo)
+// before the EFBIG and EACCES checks: the exit of a process whose SEM_UNDO
+// op failed with either still runs do_smart_update(otime=1) on the set,
+// which sets otime.
+func TestFailedUndoOpExit(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		for _, c := range []struct{ cmd, want string }{{"op 9:1:u", "EFBIG"}, {"op 0:1:u", "EACCES"}} {
+			id := im.create(t, 1, 0o604)
+			p := client(t, im, id, testutil.AsNobody())
+			p.Send(c.cmd)
+			p.Expect(c.want, lineWait)
+			ds, err := im.stat(id)
+			require.NoError(t, err)
+			require.Zero(t, ds.Otime, "no semop has succeeded")
+			p.Kill()
+			ds, err = im.stat(id)
+			require.NoError(t, err)
+			assert.NotZero(t, ds.Otime, "otime set by the exit after %s", c.want)
+		}
+	})
+}
+
+// The same exit looks at the waiters again: one whose array now fails
+// is failed (found by a differential review, with the test above).
+func TestFailedUndoOpExitScan(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 4, 0o600)
+		require.NoError(t, im.setVal(id, 0, 1))
+		w := client(t, im, id)
+		w.Send("op 1:0:n,0:0") // blocks on sem 0 (sem 1 is 0)
+		waitCount(t, im, id, 0, 1, true)
+		// No semaphore reaches 0: W is not looked at (its IPC_NOWAIT op
+		// on sem 1 would now fail).
+		require.NoError(t, im.op(id, []Buf{b(1, 1, 0), b(0, 1, 0)}))
+		p := client(t, im, id)
+		p.Send("op 9:1:u")
+		p.Expect("EFBIG", lineWait)
+		p.Kill()
+		// Linux: P's exit scans the set (sems 2 and 3 are 0): W fails.
+		w.Expect("EAGAIN", lineWait)
+	})
+}
+
+// ctime moves with IPC_SET, SETVAL and SETALL, and not with a semop (a
+// mutation review found no test would see it stand still).
+func TestCtimeUpdates(t *testing.T) {
+	forImpls(t, func(t *testing.T, im impl) {
+		id := im.create(t, 2, 0o600)
+		ctime := func() int64 {
+			ds, err := im.stat(id)
+			require.NoError(t, err)
+			return ds.Ctime
+		}
+		for _, c := range []struct {
+			name  string
+			call  func() error
+			moves bool
+		}{
+			{"semop", func() error { return im.op(id, []Buf{b(0, 1, 0)}) }, false},
+			{"SETVAL", func() error { return im.setVal(id, 0, 3) }, true},
+			{"SETALL", func() error { return im.setAll(id, []uint16{1, 2}) }, true},
+			{"IPC_SET", func() error {
+				ds, err := im.stat(id)
+				if err != nil {
+					return err
+				}
+				ds.Perm.Mode = 0o640
+				return im.set(id, ds)
+			}, true},
+		} {
+			before := ctime()
+			nextSecond(before)
+			require.NoError(t, c.call(), c.name)
+			if after := ctime(); c.moves {
+				assert.Greater(t, after, before, "%s: ctime", c.name)
+			} else {
+				assert.Equal(t, before, after, "%s: ctime", c.name)
+			}
+		}
+	})
+}
+
+// nextSecond sleeps until the wall clock's second is past sec, and then
+// 20 ms more: the kernel's seconds (ktime_get_real_seconds) move at its
+// next tick, up to 4 ms after the second begins here.
+func nextSecond(sec int64) {
+	if d := time.Until(time.Unix(sec+1, 0).Add(20 * time.Millisecond)); d > 0 {
+		time.Sleep(d)
+	}
 }

@@ -2,6 +2,7 @@ package sem
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -380,7 +381,7 @@ func Op(id int, ops []Buf) error {
 	if h == nil || h.id != id {
 		var err error
 		if h, err = handle(id); err != nil {
-			return err
+			return numBeforePerm(id, maxNum(ops), kernel.EFBIG, err)
 		}
 	}
 	if !h.seg.Pin() {
@@ -404,7 +405,11 @@ func TimedOp(id int, ops []Buf, timeout time.Duration) error {
 		return kernel.EINVAL
 	}
 	deadline := time.Now().Add(timeout)
-	return heldErr(id, func(h *Array) error { return settle(h, h.run(context.Background(), ops, &deadline)) })
+	err := heldErr(id, func(h *Array) error { return settle(h, h.run(context.Background(), ops, &deadline)) })
+	if errors.Is(err, kernel.EACCES) {
+		return numBeforePerm(id, maxNum(ops), kernel.EFBIG, err)
+	}
+	return err
 }
 
 // GetVal is semctl(GETVAL).
@@ -421,7 +426,42 @@ func SetVal(id, num, val int) error {
 	if val < 0 || val > SEMVMX {
 		return kernel.ERANGE
 	}
-	return heldErr(id, func(h *Array) error { return h.SetVal(num, val) })
+	err := heldErr(id, func(h *Array) error { return h.SetVal(num, val) })
+	return numBeforePerm(id, num, kernel.EINVAL, err)
+}
+
+// numBeforePerm is the error of a call on set id that failed with err,
+// for the calls in which Linux checks a semaphore number against the set's
+// size before the caller's permission: semop's largest sem_num (EFBIG)
+// and SETVAL's semnum (EINVAL), tooBig. A caller that may not map the set
+// (EACCES) does not know its size: it asks the registry, which tells it to
+// anyone (Client.StatAny, as SEM_STAT_ANY). Any other err is returned as
+// it is, and so is EACCES if the registry cannot tell.
+func numBeforePerm(id, num int, tooBig kernel.Errno, err error) error {
+	if !errors.Is(err, kernel.EACCES) {
+		return err
+	}
+	c, cerr := registry.Default()
+	if cerr != nil {
+		return err
+	}
+	o, serr := c.StatAny(shm.KindSem, id)
+	if serr != nil {
+		return err
+	}
+	if num < 0 || num >= o.Count {
+		return tooBig
+	}
+	return err
+}
+
+// maxNum is the largest semaphore number of ops.
+func maxNum(ops []Buf) int {
+	m := 0
+	for _, b := range ops {
+		m = max(m, int(b.Num))
+	}
+	return m
 }
 
 // GetAll is semctl(GETALL).

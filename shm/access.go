@@ -12,8 +12,8 @@ import (
 // At returns a *T over the bytes at off in the segment, after checking that
 // T holds no Go pointers, that [off, off+sizeof(T)) is inside the segment
 // without overflow, and that off is aligned (8 bytes for any T of 8 bytes or
-// more, so 64-bit atomics are aligned on 32-bit platforms too). This and
-// Slice are the only ways into mapped memory.
+// more, so 64-bit atomics are aligned on 32-bit platforms too). This,
+// Slice and Bytes are the only ways into mapped memory.
 func At[T any](s *Segment, off uint64) (*T, error) {
 	p, err := checkedPtr[T](s.mem, off, 1)
 	if err != nil {

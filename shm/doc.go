@@ -8,7 +8,7 @@
 // sizes, registry namespace and an xxhash checksum of the immutable part)
 // and returns a *Segment. All access to mapped memory goes through At and
 // Slice, which check bounds, overflow, alignment and that the type holds no
-// Go pointers. The segment is hostile input: a corrupt or foreign segment
+// Go pointers, and Segment.Bytes (bytes, bounds-checked). The segment is hostile input: a corrupt or foreign segment
 // gives ErrCorrupt, ErrVersionMismatch or ErrForeign (which matches
 // kernel.EINVAL), never a panic or an access outside the mapping.
 //

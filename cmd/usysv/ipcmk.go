@@ -34,7 +34,11 @@ func ipcmk(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ipcmk: bad mode %q\n", *modeS)
 		return 2
 	}
-	if fs.NArg() > 0 || *q == (*nsems != 0) {
+	// -S 0 asks for a set of none: EINVAL from semget, as util-linux's
+	// ipcmk reports it, not a usage error.
+	semAsked := false
+	fs.Visit(func(f *flag.Flag) { semAsked = semAsked || f.Name == "S" })
+	if fs.NArg() > 0 || *q == semAsked {
 		fmt.Fprintln(stderr, "usage: usysv ipcmk -Q | -S nsems [-p mode]")
 		return 2
 	}

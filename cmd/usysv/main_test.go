@@ -145,6 +145,9 @@ func TestIpcmk(t *testing.T) {
 	errb.Reset()
 	assert.Equal(t, 1, ipcmk([]string{"-S", "-3"}, &out, &errb))
 	assert.True(t, strings.Contains(errb.String(), "invalid argument"), errb.String())
+	errb.Reset()
+	assert.Equal(t, 1, ipcmk([]string{"-S", "0"}, &out, &errb), "a set of none: semget's EINVAL, not a usage error")
+	assert.True(t, strings.Contains(errb.String(), "invalid argument"), errb.String())
 }
 
 // Ids are decimal, as for util-linux's ipcrm and ipcs (keys take any

@@ -2,7 +2,7 @@
 //
 //	usysvd [-socket PATH] [-semmni N] [-semmsl N] [-semmns N] [-msgmni N] [-msgmnb N]
 //
-// It serves the socket until SIGTERM or SIGINT, then closes it; the
+// It serves the socket until SIGTERM, SIGINT or SIGHUP, then closes it; the
 // objects live on in the kernel and the next registry (daemon or embedded)
 // finds them all. On a multi-user host run it as root (see usysvd.service),
 // so that it can give every segment its owner's uid and adopt every object

@@ -130,6 +130,14 @@ func chaosMsgq(t *testing.T, rep *report) {
 	for _, p := range probs {
 		t.Error(p)
 	}
+	// A run in which nothing died proves nothing (a crash hook that never
+	// fires; the short run has about 15 hook deaths and 60 kills).
+	m.mu.Lock()
+	st := m.st
+	m.mu.Unlock()
+	if st.kills == 0 || st.hookDeaths == 0 {
+		t.Errorf("no death to recover from: %d kills, %d at a crash hook", st.kills, st.hookDeaths)
+	}
 }
 
 // chaosSem: processes doing SEM_UNDO P/V (single ops, on the lock-free
@@ -154,5 +162,13 @@ func chaosSem(t *testing.T, rep *report) {
 	t.Log(sum)
 	for _, p := range probs {
 		t.Error(p)
+	}
+	// As for msgq; the short run has only 2 or 3 hook deaths, so those
+	// are required in the long run only.
+	s.mu.Lock()
+	st := s.st
+	s.mu.Unlock()
+	if st.kills == 0 || long() && st.hookDeaths == 0 {
+		t.Errorf("no death to recover from: %d kills, %d at a crash hook", st.kills, st.hookDeaths)
 	}
 }

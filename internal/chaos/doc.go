@@ -126,15 +126,14 @@
 //	               receiver)
 //	sleep          TestCrashSleepingReceiver; TestKillAtStepMsgqWakeups/
 //	               second-receiver/sleep
-//	ring-claimed   TestCrashRingSender; TestKillAtStepMsgq/ring-claimed
-//	ring-written   TestCrashRingSender; TestKillAtStepMsgq/ring-written
-//	ring-taken     TestCrashRingReceiver; TestKillAtStepMsgq/ring-taken;
-//	               TestKillAtStepMsgqWakeups/sender-waits/ring-taken
+//	ring-claimed   TestCrashRingSender (not here: with a receiver asleep and
+//	ring-written   TestCrashRingSender  a lock contender, the calls never
+//	ring-taken     TestCrashRingReceiver take the ring)
 //	ring-flushed   TestCrashFlusher; TestKillAtStepMsgqFlush (a receiver and a
 //	               lock contender come next)
 //
-// A test whose call never passes its step (a path the build does not
-// have, or does not take in that state) is skipped, saying so.
+// A test whose call never passes its step fails, saying so: it would
+// prove nothing.
 //
 // sem (sem.CrashEnv). sem/crash_test.go kills at each step with no
 // registry watching (recovery by lock take-over or explicit repair) and
@@ -161,8 +160,23 @@
 //	                TestCrashInsideOp; TestKillAtStepSemLean/* (a waiter on
 //	                another semaphore, a lock contender after the death)
 //
-// Every step is also hit at random, under load, by TestChaos/msgq and
+// Steps with deterministic tests in package sem only:
+//
+//	undo-read, freeze-look
+//	                TestCrashInsideOp; TestUndoMixedGoroutines, TestFreezeIntentABA,
+//	                TestForeignIntentABA (sem/intent_test.go)
+//	post-frozen, post-applied, post-committed (:1, :2), post-completed (:1, :2)
+//	                TestCrashInsidePost; TestPanicInsidePost
+//
+// Every step is also armed at random, under load, by TestChaos/msgq and
 // TestChaos/sem, and SIGKILL at any instruction by their stop-and-kill.
+// TestChaos/sem's load never reaches the post-* steps, though: post runs
+// for a single V without SEM_UNDO on a semaphore that only single-op
+// waiters without SEM_UNDO name, and its workers' waiters hold arrays or
+// SEM_UNDO (undo-read and freeze-look it reaches, rarely: freeze-look in
+// about 0.3% of locked sections).
+// The hooks' "exec:" mode (the process execs itself at the step) is tested
+// in the packages: sem TestExecInsideOp, msgq TestExecInsideCall.
 //
 // # Death to unblock
 //
@@ -174,6 +188,8 @@
 // within shm.LivenessInterval), and a waiter whose wake-up the dead
 // process owed (its SEM_UNDO, a committed array, space it freed): at once
 // with the registry; without one, only when a registry runs again, or
-// when a third process needs the lock and takes it over. See FINDINGS.md
+// when a third process needs the lock and takes it over (or, for a
+// SEM_UNDO, makes any call on the set: its exit marked its undo record,
+// which that call applies). See FINDINGS.md
 // and the README's Guarantees for the numbers.
 package chaos

@@ -58,8 +58,9 @@ type semStats struct {
 
 // semSteps are the crash hook steps of package sem (the lean-* ones do
 // nothing in builds without its lean path).
-var semSteps = []string{"undo-cas", "locked", "evaluated", "committed", "applying", "enqueued", "waiting",
-	"undo-committed", "lean-locked", "lean-frozen", "lean-evaluated", "lean-committed", "lean-releasing"}
+var semSteps = []string{"undo-read", "undo-cas", "locked", "freeze-look", "evaluated", "committed", "applying",
+	"enqueued", "waiting", "undo-committed", "lean-locked", "lean-frozen", "lean-evaluated", "lean-committed",
+	"lean-releasing", "post-frozen", "post-applied", "post-committed", "post-completed"}
 
 func newSemLoad(t testing.TB, c *cluster, k int, roles []string, hooks bool) *semLoad {
 	s := &semLoad{t: t, c: c, lay: semLayout{K: k}, hook: hooks,

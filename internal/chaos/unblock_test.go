@@ -142,9 +142,10 @@ var unblockCases = []unblockCase{
 	}},
 }
 
-// waitUnblock waits for waiter w's answer. With the registry down it first
-// checks that w stays blocked for outage (nobody else can tell the death),
-// then continues the registry.
+// waitUnblock waits for waiter w's answer and returns the time from at to
+// it. With the registry down it waits up to outage (then nobody may tell
+// the death; a waiter that goes on meanwhile is measured, not failed),
+// then continues the registry. It fails only if w is never woken.
 func waitUnblock(t *testing.T, w *proc, at time.Time, down bool, outage time.Duration, cont func()) time.Duration {
 	t.Helper()
 	if down {

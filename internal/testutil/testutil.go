@@ -274,6 +274,14 @@ func AsUser(uid, gid uint32) Opt {
 // AsNobody runs the helper as nobody (needs root).
 func AsNobody() Opt { return AsUser(Nobody, Nobody) }
 
+// NewIPCNamespace starts the helper in an IPC namespace of its own (root
+// only): it has its own SysV objects and its own kernel limits on them,
+// and its objects go when it exits. Give it after AsUser, which replaces
+// the attributes.
+func NewIPCNamespace() Opt {
+	return func(c *exec.Cmd) { kernel.NewIPCNamespace(c.SysProcAttr) }
+}
+
 // Env adds environment variables ("K=V") to the helper's.
 func Env(kv ...string) Opt {
 	return func(c *exec.Cmd) { c.Env = append(c.Env, kv...) }
