@@ -178,6 +178,9 @@ func SweepNamespace(ns uint64) {
 		return
 	}
 	for _, s := range segs {
+		if !shm.Candidate(s.DS) {
+			continue
+		}
 		p, _, err := shm.Peek(s.ID)
 		if err == nil && p.Namespace == ns {
 			_ = kernel.ShmctlRemove(s.ID)

@@ -189,3 +189,27 @@ func TestRebuildKeepsExecBits(t *testing.T) {
 	assert.Equal(t, uint32(0o751), o.Perm.Mode, "mode after the take-over")
 	require.NoError(t, c.Remove(shm.KindMsg, id))
 }
+
+// A registry's rebuild attaches no keyed segment: usysv makes only
+// IPC_PRIVATE ones, and an attach would change another program's
+// segment (its shm_atime, shm_lpid and, meanwhile, shm_nattch). (Before,
+// every segment of a header's size was attached to read its header, and a
+// parallel test binary's registry made kernel TestShmList fail.)
+func TestRebuildLeavesKeyedSegments(t *testing.T) {
+	id, err := kernel.Shmget(testutil.Key(t), 1<<16, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600)
+	require.NoError(t, err)
+	testutil.Track(t, "shm", id)
+	private, err := kernel.Shmget(kernel.IPC_PRIVATE, 1<<16, 0o600)
+	require.NoError(t, err)
+	testutil.Track(t, "shm", private)
+
+	startServer(t, Limits{}) // rebuilds from the kernel's list
+
+	ds, err := kernel.ShmctlStat(id)
+	require.NoError(t, err)
+	assert.Zero(t, ds.Atime, "the keyed segment was never attached")
+	assert.Zero(t, ds.Lpid)
+	ds, err = kernel.ShmctlStat(private)
+	require.NoError(t, err)
+	assert.NotZero(t, ds.Atime, "an IPC_PRIVATE segment is peeked at")
+}

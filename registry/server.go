@@ -237,7 +237,7 @@ func (s *Server) Namespace() uint64 { return s.ns }
 
 // rebuild adopts every live segment of the namespace. Segments of other
 // namespaces, foreign segments and segments the registry cannot map are
-// skipped. A segment whose kernel segment was removed behind the registry's
+// skipped; keyed ones are not even attached (shm.Candidate). A segment whose kernel segment was removed behind the registry's
 // back (SHM_DEST) is treated as removed; one whose header says removed but
 // whose kernel segment is not (an IPC_RMID whose host was killed between
 // the two) is removed now.
@@ -254,7 +254,7 @@ func (s *Server) rebuild() error {
 	})
 	dup := make(map[tableKey]bool) // keys more than one object claimed
 	for _, ks := range segs {
-		if ks.DS.Segsz < shm.HeaderSize {
+		if !shm.Candidate(ks.DS) {
 			continue
 		}
 		var seg *shm.Segment

@@ -223,3 +223,19 @@ func formatted(t *testing.T, p shm.Params) []byte {
 	require.NoError(t, shm.Format(mem, p, 1, 2, 0o640, 1000))
 	return mem
 }
+
+// requireNattch waits until usysv-format segment id has want attaches.
+// Another test binary's registry may peek at any IPC_PRIVATE segment of a
+// header's size (shm.Candidate) while it rebuilds: an attach of a moment,
+// which a single IPC_STAT could count.
+func requireNattch(t *testing.T, id int, want uint64, msg string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		ds, err := kernel.ShmctlStat(id)
+		require.NoError(t, err)
+		if ds.Nattch == want {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "%s: segment %d has %d attaches, want %d", msg, id, ds.Nattch, want)
+	}
+}

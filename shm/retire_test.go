@@ -15,18 +15,14 @@ import (
 func TestRetire(t *testing.T) {
 	s := newSegment(t, testParams())
 	id := s.ID()
-	ds, err := kernel.ShmctlStat(id)
-	require.NoError(t, err)
-	before := ds.Nattch
+	requireNattch(t, id, 1, "newSegment's map")
 	w, err := shm.At[uint64](s, s.Params().BodyOffset())
 	require.NoError(t, err)
 	*w = 42
 	require.False(t, s.Removed())
 
 	require.NoError(t, s.Retire())
-	ds, err = kernel.ShmctlStat(id)
-	require.NoError(t, err)
-	assert.Equal(t, before-1, ds.Nattch, "Retire detached the segment")
+	requireNattch(t, id, 0, "Retire detached the segment")
 	assert.True(t, s.Removed(), "a retired segment reads as not live")
 	assert.Zero(t, *w, "the old addresses read zeros")
 	*w = 7 // and take writes without faulting
@@ -45,9 +41,7 @@ func TestRetire(t *testing.T) {
 func TestRetireWaitsForSleepers(t *testing.T) {
 	s := newSegment(t, testParams())
 	id := s.ID()
-	ds, err := kernel.ShmctlStat(id)
-	require.NoError(t, err)
-	before := ds.Nattch
+	requireNattch(t, id, 1, "newSegment's map")
 	w, err := shm.At[uint64](s, s.Params().BodyOffset())
 	require.NoError(t, err)
 	*w = 42
@@ -61,9 +55,7 @@ func TestRetireWaitsForSleepers(t *testing.T) {
 	s.EndSleep()
 	assert.Equal(t, uint64(42), *w, "one sleeper left")
 	s.EndSleep()
-	ds, err = kernel.ShmctlStat(id)
-	require.NoError(t, err)
-	assert.Equal(t, before-1, ds.Nattch, "the last sleeper's EndSleep detached it")
+	requireNattch(t, id, 0, "the last sleeper's EndSleep detached it")
 	assert.Zero(t, *w, "the old addresses read zeros")
 	require.NoError(t, s.Retire(), "idempotent")
 }

@@ -374,6 +374,16 @@ func Namespace(socketPath string) uint64 {
 	return xxhash.Sum64String(p)
 }
 
+// Candidate reports whether a kernel segment can be a usysv segment,
+// without attaching it: usysv makes its segments IPC_PRIVATE (Create), and
+// a header long at least. (A removed segment's key reads as IPC_PRIVATE
+// too.) Whoever walks the kernel's list peeks at candidates only, so that
+// other programs' keyed segments are never attached: an attach, however
+// short, sets their shm_atime and shm_lpid and counts in shm_nattch.
+func Candidate(ds kernel.ShmidDS) bool {
+	return ds.Perm.Key == kernel.IPC_PRIVATE && ds.Segsz >= HeaderSize
+}
+
 // Peek maps segment id read-only just long enough to read its header, and
 // returns its parameters and state. Tools and leak checks use it to list
 // usysv objects without taking part in them.

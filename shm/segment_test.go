@@ -367,7 +367,7 @@ func TestCreateMapPeek(t *testing.T) {
 	ds, err := kernel.ShmctlStat(id)
 	require.NoError(t, err)
 	assert.Equal(t, p.Size(), ds.Segsz)
-	assert.Zero(t, ds.Nattch, "Create detaches again")
+	requireNattch(t, id, 0, "Create detaches again")
 	assert.Zero(t, ds.Perm.Key, "usysv segments are IPC_PRIVATE")
 	assert.Equal(t, uint32(0o600), ds.Perm.Mode)
 
@@ -385,9 +385,7 @@ func TestCreateMapPeek(t *testing.T) {
 	assert.Equal(t, int64(1234), s.Ctime())
 	s2, err := shm.Map(id, p.Kind, p.Namespace)
 	require.NoError(t, err)
-	ds, err = kernel.ShmctlStat(id)
-	require.NoError(t, err)
-	assert.Equal(t, uint64(2), ds.Nattch)
+	requireNattch(t, id, 2, "two maps")
 
 	// Both mappings are the same memory.
 	s.SetParam(77)
@@ -400,9 +398,7 @@ func TestCreateMapPeek(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close(), "Close is idempotent")
 	require.NoError(t, s2.Close())
-	ds, err = kernel.ShmctlStat(id)
-	require.NoError(t, err)
-	assert.Zero(t, ds.Nattch)
+	requireNattch(t, id, 0, "both closed")
 }
 
 // CreateWith hands the id to made as soon as shmget returned it: the
@@ -481,9 +477,7 @@ func TestMapRejects(t *testing.T) {
 
 	// Failed maps leave nothing attached.
 	for _, seg := range []int{id, plain, tiny} {
-		ds, err := kernel.ShmctlStat(seg)
-		require.NoError(t, err)
-		assert.Zero(t, ds.Nattch, "segment %d", seg)
+		requireNattch(t, seg, 0, "a failed map")
 	}
 
 	// A removed segment is EINVAL, from the kernel.

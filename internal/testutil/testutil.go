@@ -159,6 +159,9 @@ func removeNamespace(ns uint64) []string {
 	var out []string
 	segs, _ := kernel.ShmList()
 	for _, s := range segs {
+		if !shm.Candidate(s.DS) {
+			continue
+		}
 		p, st, err := shm.Peek(s.ID)
 		if err != nil || p.Namespace != ns || st != shm.StateLive {
 			continue
