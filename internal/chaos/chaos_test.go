@@ -152,23 +152,36 @@ func chaosMsgq(t *testing.T, rep *report) {
 // to their initial values) and no waiter left.
 func chaosSem(t *testing.T, rep *report) {
 	c := newCluster(t, "embedded")
-	s := newSemLoad(t, c, 4, []string{"mover", "mover", "holder", "holder", "holder", "solo", "solo", "zero", "checker"}, true)
+	s := newSemLoad(t, c, 4, []string{"mover", "mover", "holder", "holder", "holder", "solo", "solo", "zero", "checker"}, semHooks{semSteps, 100})
+	// Meanwhile, on a set of its own, posts: sem's post path runs only
+	// where every waiter is a single op without SEM_UNDO. A poster makes
+	// about a thousand posts a second and lives about 0.1 s: its hooks
+	// fire at an early hit.
+	p := newSemLoad(t, c, 2, []string{"poster", "taker", "taker", "checker"}, semHooks{postSteps, 10})
 	d := share(0.35, 2500*time.Millisecond)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.run(d, 5*time.Millisecond, 60*time.Millisecond) })
 	s.run(d, 5*time.Millisecond, 60*time.Millisecond)
-	probs := s.finish()
-	sum := s.summary()
-	rep.add("sem (%v): %s\n  longest stall caught live: %s", d, sum, s.w.snapshot())
-	rep.addSem("sem scenario", s)
-	t.Log(sum)
-	for _, p := range probs {
-		t.Error(p)
-	}
-	// As for msgq; the short run has only 2 or 3 hook deaths, so those
-	// are required in the long run only.
-	s.mu.Lock()
-	st := s.st
-	s.mu.Unlock()
-	if st.kills == 0 || long() && st.hookDeaths == 0 {
-		t.Errorf("no death to recover from: %d kills, %d at a crash hook", st.kills, st.hookDeaths)
+	wg.Wait()
+	for _, l := range []struct {
+		name string
+		s    *semLoad
+	}{{"sem", s}, {"sem posts", p}} {
+		probs := l.s.finish()
+		sum := l.s.summary()
+		rep.add("%s (%v): %s\n  longest stall caught live: %s", l.name, d, sum, l.s.w.snapshot())
+		rep.addSem(l.name+" scenario", l.s)
+		t.Log(l.name+": ", sum)
+		for _, p := range probs {
+			t.Errorf("%s: %s", l.name, p)
+		}
+		// As for msgq; the short run has only a few hook deaths, so those
+		// are required in the long run only.
+		l.s.mu.Lock()
+		st := l.s.st
+		l.s.mu.Unlock()
+		if st.kills == 0 || long() && st.hookDeaths == 0 {
+			t.Errorf("%s: no death to recover from: %d kills, %d at a crash hook", l.name, st.kills, st.hookDeaths)
+		}
 	}
 }

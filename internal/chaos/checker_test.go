@@ -70,7 +70,7 @@ func TestSemChecks(t *testing.T) {
 // that creates a token) and the load reports it.
 func TestSemCheckerCatches(t *testing.T) {
 	c := newCluster(t, "embedded")
-	s := newSemLoad(t, c, 3, []string{"checker"}, false)
+	s := newSemLoad(t, c, 3, []string{"checker"}, semHooks{})
 	c.ctl.call(t, lineWait, "op %d 0:1", s.id)
 	deadline := time.Now().Add(lineWait)
 	for s.roles[0].cur.alive() && time.Now().Before(deadline) {

@@ -160,7 +160,7 @@
 //	                TestCrashInsideOp; TestKillAtStepSemLean/* (a waiter on
 //	                another semaphore, a lock contender after the death)
 //
-// Steps with deterministic tests in package sem only:
+// Steps whose deterministic tests are in package sem only:
 //
 //	undo-read, freeze-look
 //	                TestCrashInsideOp; TestUndoMixedGoroutines, TestFreezeIntentABA,
@@ -170,11 +170,14 @@
 //
 // Every step is also armed at random, under load, by TestChaos/msgq and
 // TestChaos/sem, and SIGKILL at any instruction by their stop-and-kill.
-// TestChaos/sem's load never reaches the post-* steps, though: post runs
-// for a single V without SEM_UNDO on a semaphore that only single-op
-// waiters without SEM_UNDO name, and its workers' waiters hold arrays or
-// SEM_UNDO (undo-read and freeze-look it reaches, rarely: freeze-look in
-// about 0.3% of locked sections).
+// sem's post path runs only on a set whose waiters are all single ops
+// without SEM_UNDO (any other waiter sends a post to the general path), so
+// TestChaos/sem runs a second load beside the first, on a set of its own:
+// a poster, two blocking takers and a checker, whose incarnations arm
+// locked and the post-* steps (a short run has a few deaths there; the
+// checker fails the run on more posts than the poster makes, or on P stuck
+// above 0 beside a blocked taker). The first load reaches undo-read and
+// freeze-look rarely: freeze-look in about 0.3% of locked sections.
 // The hooks' "exec:" mode (the process execs itself at the step) is tested
 // in the packages: sem TestExecInsideOp, msgq TestExecInsideCall.
 //

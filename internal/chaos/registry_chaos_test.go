@@ -185,7 +185,7 @@ func chaosRegistry(t *testing.T, rep *report) {
 			}
 			m := newMsgqLoad(t, c, msgqConfig{capacity: 8192, maxMsg: 1024, waiters: 16, ntypes: 2, lo: payloadMin, hi: 600,
 				producers: []int{1, 1}, consumers: []consSpec{{"fifo", 0, 1}, {"type", 2, 1}}})
-			s := newSemLoad(t, c, 3, []string{"mover", "holder", "holder", "solo", "checker"}, false)
+			s := newSemLoad(t, c, 3, []string{"mover", "holder", "holder", "solo", "checker"}, semHooks{})
 			r := newRegClients(t, c, "sem", "q")
 			var worst map[string]time.Duration
 			var stalls []time.Duration

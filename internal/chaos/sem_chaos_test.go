@@ -17,14 +17,14 @@ import (
 // semLoad is semaphore workers (semMain) on one set laid out as semLayout,
 // each a helper process; scenarios kill, stop and restart them.
 type semLoad struct {
-	t    testing.TB
-	c    *cluster
-	l    *ledger
-	id   int
-	seg  *shm.Segment
-	lay  semLayout
-	rand *rand.Rand
-	hook bool
+	t     testing.TB
+	c     *cluster
+	l     *ledger
+	id    int
+	seg   *shm.Segment
+	lay   semLayout
+	rand  *rand.Rand
+	hooks semHooks
 
 	mu     sync.Mutex
 	roles  []*semRole
@@ -62,8 +62,21 @@ var semSteps = []string{"undo-read", "undo-cas", "locked", "freeze-look", "evalu
 	"enqueued", "waiting", "undo-committed", "lean-locked", "lean-frozen", "lean-evaluated", "lean-committed",
 	"lean-releasing", "post-frozen", "post-applied", "post-committed", "post-completed"}
 
-func newSemLoad(t testing.TB, c *cluster, k int, roles []string, hooks bool) *semLoad {
-	s := &semLoad{t: t, c: c, lay: semLayout{K: k}, hook: hooks,
+// postSteps are sem's steps of a post, which only a set without complex
+// or SEM_UNDO waiters reaches (sem's post falls back to the general path
+// when any waiter of the set holds an array or SEM_UNDO).
+var postSteps = []string{"locked", "post-frozen", "post-applied", "post-committed", "post-completed"}
+
+// semHooks are the crash hooks a load arms: a quarter of the incarnations
+// arm one of steps, at random, to fire at its 1st to maxN-th hit.
+type semHooks struct {
+	steps []string
+	maxN  int
+}
+
+// newSemLoad starts roles on a new set.
+func newSemLoad(t testing.TB, c *cluster, k int, roles []string, hooks semHooks) *semLoad {
+	s := &semLoad{t: t, c: c, lay: semLayout{K: k}, hooks: hooks,
 		rand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))}
 	s.st.byStep = map[string]int{}
 	s.l = newLedger(t, 0)
@@ -88,9 +101,9 @@ func newSemLoad(t testing.TB, c *cluster, k int, roles []string, hooks bool) *se
 func (s *semLoad) launch(r *semRole) {
 	r.killed, r.hook = false, ""
 	var env []string
-	if s.hook && s.rand.IntN(4) == 0 {
-		r.hook = semSteps[s.rand.IntN(len(semSteps))]
-		env = append(env, fmt.Sprintf("%s=%s:%d", sem.CrashEnv, r.hook, 1+s.rand.IntN(100)))
+	if h := s.hooks; len(h.steps) > 0 && s.rand.IntN(4) == 0 {
+		r.hook = h.steps[s.rand.IntN(len(h.steps))]
+		env = append(env, fmt.Sprintf("%s=%s:%d", sem.CrashEnv, r.hook, 1+s.rand.IntN(h.maxN)))
 	}
 	s.l.holding(r.slot).Store(0)
 	args := append(s.l.args(), strconv.Itoa(s.id), r.name, strconv.Itoa(s.lay.K), strconv.Itoa(r.slot))

@@ -141,7 +141,7 @@ func chaosStop(t *testing.T, rep *report) {
 	})
 	t.Run("sem", func(t *testing.T) {
 		c := newCluster(t, "embedded")
-		s := newSemLoad(t, c, 3, []string{"bigmover", "mover", "holder", "holder", "holder", "solo", "solo", "checker"}, false)
+		s := newSemLoad(t, c, 3, []string{"bigmover", "mover", "holder", "holder", "holder", "solo", "solo", "checker"}, semHooks{})
 		soloOps := func() uint64 { return s.l.ops(5).Load() + s.l.ops(6).Load() }
 		time.Sleep(100 * time.Millisecond)
 		// A solo worker's first op takes the lock (it claims the process's

@@ -142,7 +142,7 @@ func consumerMain(args []string) int {
 }
 
 // The semaphore set of the sem scenario: K transfer semaphores T0..TK-1,
-// then L, Z, M and C.
+// then L, Z, M, C and P.
 //
 //   - T: tokens moved between them only by atomic arrays without SEM_UNDO,
 //     so their sum never changes;
@@ -152,20 +152,33 @@ func consumerMain(args []string) int {
 //   - M: solo holders take and give back one token with a single SEM_UNDO
 //     op (the lock-free path);
 //   - C: a counter incremented by single ops without SEM_UNDO (the
-//     lock-free path), never checked.
+//     lock-free path), never checked;
+//   - P: posts (single V without SEM_UNDO) taken by single blocking P ops
+//     without SEM_UNDO, sem's post path (the V completes the blocked P); a
+//     poster keeps it at most semPosts, and no post waits long beside a
+//     blocked taker, nor P at semPosts with nobody taking (stuck).
 type semLayout struct{ K int }
 
 const (
 	semTokens = 10 // initial value of each T
 	semLocks  = 2  // initial L
 	semSolo   = 3  // initial M
+	semPosts  = 4  // most P a poster makes
 )
+
+// postStuck is how long P may be stuck before a checker calls a post
+// lost: above 0 while GETNCNT(P) counts a blocked taker (the V completes a
+// waiting P itself, so the two meet only while a post is under way or a
+// dead poster's post is being recovered), or at semPosts, either with
+// GETPID(P) unchanged (a take changes it: nobody took anything).
+const postStuck = time.Second
 
 func (l semLayout) L() int { return l.K }
 func (l semLayout) Z() int { return l.K + 1 }
 func (l semLayout) M() int { return l.K + 2 }
 func (l semLayout) C() int { return l.K + 3 }
-func (l semLayout) n() int { return l.K + 4 }
+func (l semLayout) P() int { return l.K + 4 }
+func (l semLayout) n() int { return l.K + 5 }
 
 func (l semLayout) initial() []int {
 	v := make([]int, l.n())
@@ -192,6 +205,8 @@ func (l semLayout) violation(vals []uint16) string {
 		return fmt.Sprintf("L+Z is %d, want %d", int(vals[l.L()])+int(vals[l.Z()]), semLocks)
 	case vals[l.M()] > semSolo:
 		return fmt.Sprintf("M is %d, above %d", vals[l.M()], semSolo)
+	case vals[l.P()] > semPosts:
+		return fmt.Sprintf("P is %d, above %d", vals[l.P()], semPosts)
 	}
 	return ""
 }
@@ -209,8 +224,12 @@ func b(num int, op int, flg int16) sem.Buf { return sem.Buf{Num: uint16(num), Op
 //	         V = {L+1, Z-1} with SEM_UNDO
 //	solo     the same with one SEM_UNDO op on M (the lock-free path)
 //	zero     waits for Z to be zero (semtimedop)
-//	checker  GETALL in a loop, checking the invariants; "BAD ..." (exit 4)
-//	         on a violation
+//	poster   P+1 without SEM_UNDO while P is below semPosts (one poster a
+//	         load: the bound is checked)
+//	taker    P-1 without SEM_UNDO, blocking
+//	checker  GETALL in a loop, checking the invariants, and GETNCNT(P)
+//	         and GETPID(P): "BAD ..." (exit 4) on a violation, or when P is
+//	         stuck for postStuck
 //
 // Each completed operation is counted in the ledger (ops of SLOT), and a
 // holder or solo records there whether it holds a token (holding of SLOT:
@@ -253,6 +272,10 @@ func semMain(args []string) int {
 		return 3
 	}
 	const timeout = 30 * time.Millisecond
+	var (
+		stuckSince time.Time // checker: since when P is stuck
+		stuckPid   int       // and GETPID(P) then
+	)
 	for ctx.Err() == nil {
 		switch role {
 		case "mover":
@@ -327,6 +350,24 @@ func semMain(args []string) int {
 			if err == nil {
 				done()
 			}
+		case "poster":
+			v, err := s.GetVal(lay.P())
+			if err != nil {
+				return fail("getval", err)
+			}
+			if v >= semPosts {
+				time.Sleep(100 * time.Microsecond)
+				break
+			}
+			if err := s.Op(ctx, b(lay.P(), 1, 0)); err != nil {
+				return fail("post", err)
+			}
+			done()
+		case "taker":
+			if err := s.Op(ctx, b(lay.P(), -1, 0)); err != nil {
+				return fail("take", err)
+			}
+			done()
 		case "checker":
 			v, err := s.GetAll()
 			if err != nil {
@@ -334,6 +375,24 @@ func semMain(args []string) int {
 			}
 			if why := lay.violation(v); why != "" {
 				fmt.Printf("BAD %s: %s\n", strings.ReplaceAll(why, " ", "_"), joinInts(v))
+				return 4
+			}
+			n, err := s.GetNcnt(lay.P())
+			if err != nil {
+				return fail("getncnt", err)
+			}
+			pid, err := s.GetPid(lay.P())
+			if err != nil {
+				return fail("getpid", err)
+			}
+			p := int(v[lay.P()])
+			switch {
+			case p == 0 || n == 0 && p < semPosts || pid != stuckPid:
+				stuckSince, stuckPid = time.Time{}, pid
+			case stuckSince.IsZero():
+				stuckSince = time.Now()
+			case time.Since(stuckSince) > postStuck:
+				fmt.Printf("BAD P_stuck_at_%d_with_%d_blocked_takers_for_%v: %s\n", p, n, time.Since(stuckSince).Round(time.Millisecond), joinInts(v))
 				return 4
 			}
 			done()
