@@ -54,16 +54,18 @@ func TestMsgqVerifyCatches(t *testing.T) {
 func TestSemChecks(t *testing.T) {
 	lay := semLayout{K: 3}
 	v := func(x ...uint16) []uint16 { return x }
-	assert.Equal(t, "", lay.violation(v(10, 10, 10, 2, 0, 3, 7)))
-	assert.Equal(t, "", lay.violation(v(5, 15, 10, 1, 1, 0, 0)))
-	assert.Contains(t, lay.violation(v(10, 10, 11, 2, 0, 3, 0)), "sum of T")
-	assert.Contains(t, lay.violation(v(10, 10, 10, 2, 1, 3, 0)), "L+Z")
-	assert.Contains(t, lay.violation(v(10, 10, 10, 2, 0, 4, 0)), "M is 4")
+	assert.Equal(t, "", lay.violation(v(10, 10, 10, 2, 0, 3, 7, 4)))
+	assert.Equal(t, "", lay.violation(v(5, 15, 10, 1, 1, 0, 0, 0)))
+	assert.Contains(t, lay.violation(v(10, 10, 11, 2, 0, 3, 0, 0)), "sum of T")
+	assert.Contains(t, lay.violation(v(10, 10, 10, 2, 1, 3, 0, 0)), "L+Z")
+	assert.Contains(t, lay.violation(v(10, 10, 10, 2, 0, 4, 0, 0)), "M is 4")
+	assert.Contains(t, lay.violation(v(10, 10, 10, 2, 0, 3, 0, 5)), "P is 5")
+	assert.Contains(t, lay.violation(v(10, 10, 10, 2, 0, 3, 0)), "7 values")
 	want := lay.initial()
-	assert.True(t, undoDone("vals 9,11,10,2,0,3,99", lay, want))
-	assert.False(t, undoDone("vals 10,10,10,1,1,3,0", lay, want), "an undo not applied")
-	assert.False(t, undoDone("vals 10,10,10,2,0,2,0", lay, want), "a solo undo not applied")
-	assert.False(t, undoDone("vals 10,10,10,2,0,3", lay, want))
+	assert.True(t, undoDone("vals 9,11,10,2,0,3,99,1", lay, want))
+	assert.False(t, undoDone("vals 10,10,10,1,1,3,0,0", lay, want), "an undo not applied")
+	assert.False(t, undoDone("vals 10,10,10,2,0,2,0,0", lay, want), "a solo undo not applied")
+	assert.False(t, undoDone("vals 10,10,10,2,0,3,0", lay, want))
 }
 
 // TestSemCheckerCatches: a checker process sees a broken invariant (an op
@@ -80,4 +82,19 @@ func TestSemCheckerCatches(t *testing.T) {
 	probs := strings.Join(s.finish(), "\n")
 	assert.Contains(t, probs, "invariant broken while running: checker")
 	assert.Contains(t, probs, "sum_of_T_is_31")
+}
+
+// TestSemCheckerCatchesStuckPost: a checker reports P held at semPosts
+// with nobody taking (no taker runs here) for postStuck.
+func TestSemCheckerCatchesStuckPost(t *testing.T) {
+	c := newCluster(t, "embedded")
+	s := newSemLoad(t, c, 2, []string{"checker"}, semHooks{})
+	c.ctl.call(t, lineWait, "op %d %d:%d", s.id, s.lay.P(), semPosts)
+	deadline := time.Now().Add(postStuck + lineWait)
+	for s.roles[0].cur.alive() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	probs := strings.Join(s.finish(), "\n")
+	assert.Contains(t, probs, "invariant broken while running: checker")
+	assert.Contains(t, probs, "BAD P_stuck_at_4_with_0_blocked_takers")
 }
