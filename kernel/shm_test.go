@@ -92,8 +92,9 @@ func TestShmBadInput(t *testing.T) {
 		require.ErrorIs(t, kernel.ShmctlLock(bad, true), kernel.EINVAL)
 	}
 
-	// A removed id stays invalid for every call.
-	id, err := kernel.Shmget(kernel.IPC_PRIVATE, 4096, 0o600)
+	// A removed id stays invalid for every call. (Smaller than a usysv
+	// header: no other binary's registry ever peeks at it, shm.Candidate.)
+	id, err := kernel.Shmget(kernel.IPC_PRIVATE, 128, 0o600)
 	require.NoError(t, err)
 	require.NoError(t, kernel.ShmctlRemove(id))
 	_, err = kernel.Shmat(id, 0)
@@ -116,7 +117,9 @@ func TestShmBadInput(t *testing.T) {
 
 func TestShmRemoveWhileAttached(t *testing.T) {
 	key := testutil.Key(t)
-	id, err := kernel.Shmget(key, 4096, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600)
+	// Smaller than a usysv header: once removed (keyless), no other
+	// binary's registry peeks at it (shm.Candidate).
+	id, err := kernel.Shmget(key, 128, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600)
 	require.NoError(t, err)
 	testutil.Track(t, "shm", id)
 	b, err := kernel.Shmat(id, 0)

@@ -43,11 +43,11 @@
 //     namespace (a socket directory may outlive both). A host killed
 //     inside shmget, before it could write the id, is the one case where
 //     the segment is found by those facts alone; it is removed only if,
-//     besides, nobody ever attached it (it holds only zeros), exactly one
+//     besides, it holds only zeros (nobody wrote to it), exactly one
 //     segment matches, and no process has that pid now. A foreign segment
 //     would be taken for it only if the host process itself made one of
 //     exactly that size through another library in the same instant and
-//     never attached it. Nothing else is ever removed: other programs'
+//     never wrote to it. Nothing else is ever removed: other programs'
 //     segments, other namespaces' and other users' are left alone, and a
 //     journal is read only if it is a regular file of the registry's own
 //     uid, not writable by others (it is as trusted as the socket

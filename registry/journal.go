@@ -44,13 +44,16 @@ import (
 // the id recorded (made) that identifies the segment beyond doubt.
 // With only the intent (the host was killed during shmget or just after
 // it, before the id was written), the segment is found by those facts
-// alone, and is removed only if, besides, it was never attached by anyone
-// (shm_atime and shm_lprid 0: it holds nothing but zeros), it still has
-// CreateMode, exactly one segment matches, and no process with the host's
-// pid exists any more (a reused pid could have made one). A segment that
-// would match all that and not be usysv's would have to be made by the
-// host process itself, through some other library, of exactly the same
-// size, in the same instant, and never attached: we accept that.
+// alone, and is removed only if, besides, it holds nothing but zeros
+// (nobody wrote to it), it still has CreateMode, exactly one segment
+// matches, and no process with the host's pid exists any more (a reused
+// pid could have made one). Whether it was ever attached cannot be the
+// test: another registry's rebuild, or any tool walking the kernel's
+// list, peeks at every IPC_PRIVATE segment of a header's size
+// (shm.Candidate). A segment that would match all that and not be usysv's
+// would have to be made by the host process itself, through some other
+// library, of exactly the same size, in the same instant, and never
+// written: we accept that.
 //
 // The journal is trusted as the socket directory is: a file is read only
 // if it is a regular file owned by the registry's own uid and not
@@ -354,7 +357,7 @@ func (s *Server) undoIntent(rec journalRec, latest int64, segs []kernel.ShmSegme
 		return // the pid is someone else's now: its segments could match
 	}
 	id, ok := intentOrphan(rec, s.euid, latest, segs)
-	if !ok {
+	if !ok || !allZero(id) {
 		return
 	}
 	if err := kernel.ShmctlRemove(id); err != nil {
@@ -370,10 +373,28 @@ func intentOrphan(rec journalRec, uid uint32, latest int64, segs []kernel.ShmSeg
 	id, n := -1, 0
 	for _, sg := range segs {
 		ds := sg.DS
-		if journalMatch(rec, uid, latest, ds) && ds.Nattch == 0 && ds.Atime == 0 && ds.Lpid == 0 &&
+		if journalMatch(rec, uid, latest, ds) &&
 			ds.Perm.UID == uid && ds.Perm.Mode&0o777 == shm.CreateMode {
 			id, n = sg.ID, n+1
 		}
 	}
 	return id, n == 1
+}
+
+// allZero reports whether segment id holds only zeros: nothing was ever
+// written to it. (Whether it was ever attached cannot be the test: any
+// process walking the kernel's list, another registry's rebuild say,
+// peeks at every IPC_PRIVATE segment of a header's size, read-only.)
+func allZero(id int) bool {
+	mem, err := kernel.Shmat(id, kernel.SHM_RDONLY)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = kernel.Shmdt(mem) }()
+	for _, b := range mem {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -108,7 +108,7 @@ func TestGetErrors(t *testing.T) {
 
 // TestGetPrivate: A1.1.
 func TestGetPrivate(t *testing.T) {
-	a, err := shm.Get(shm.IPC_PRIVATE, 4096, 0o600)
+	a, err := shm.Get(shm.IPC_PRIVATE, 128, 0o600) // < shm.HeaderSize: never peeked
 	require.NoError(t, err)
 	testutil.Track(t, "shm", a)
 	b, err := shm.Get(shm.IPC_PRIVATE, 4096, shm.IPC_CREAT|shm.IPC_EXCL|0o600)
@@ -120,7 +120,7 @@ func TestGetPrivate(t *testing.T) {
 
 // TestBadID: A1.10 for every call that takes an id.
 func TestBadID(t *testing.T) {
-	removed, err := shm.Get(shm.IPC_PRIVATE, 4096, 0o600)
+	removed, err := shm.Get(shm.IPC_PRIVATE, 128, 0o600) // < shm.HeaderSize: never peeked
 	require.NoError(t, err)
 	require.NoError(t, shm.Remove(removed))
 	bad := []int{-1, math.MinInt, math.MaxInt, removed, math.MaxInt32}
@@ -254,7 +254,7 @@ func TestDetach(t *testing.T) {
 // attached by id; it goes away with the last detach.
 func TestRemoveWhileAttached(t *testing.T) {
 	key := testutil.Key(t)
-	id := get(t, key, 4096, 0o640)
+	id := get(t, key, 128, 0o640) // < shm.HeaderSize: never peeked once keyless
 	a := attach(t, id, 0)
 	a[0] = 1
 	require.NoError(t, shm.Remove(id))

@@ -13,6 +13,7 @@ package testutil
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -159,7 +160,9 @@ func removeNamespace(ns uint64) []string {
 	var out []string
 	segs, _ := kernel.ShmList()
 	for _, s := range segs {
-		if !shm.Candidate(s.DS) {
+		// A SHM_DEST segment is removed already (it lingers while anyone,
+		// such as another binary's registry peeking, has it attached).
+		if !shm.Candidate(s.DS) || s.DS.Perm.Mode&kernel.SHM_DEST != 0 {
 			continue
 		}
 		p, st, err := shm.Peek(s.ID)
@@ -244,6 +247,30 @@ func Key(t testing.TB) int {
 		k = 0x5eed
 	}
 	return k
+}
+
+// RequireShmGone waits until kernel segment id, removed, is gone. An
+// IPC_PRIVATE segment of a header's size (shm.Candidate), and any removed
+// one still attached, may be attached for a moment by another test
+// binary's registry or leak check (shm.Peek): the kernel then keeps it,
+// SHM_DEST, until that peek detaches.
+func RequireShmGone(t testing.TB, id int, msg string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		ds, err := kernel.ShmctlStat(id)
+		if errors.Is(err, kernel.EINVAL) || errors.Is(err, kernel.EIDRM) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("%s: IPC_STAT of segment %d: %v", msg, id, err)
+		}
+		if ds.Perm.Mode&kernel.SHM_DEST == 0 {
+			t.Fatalf("%s: segment %d is not removed", msg, id)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: removed segment %d still has %d attaches", msg, id, ds.Nattch)
+		}
+	}
 }
 
 // RequireRoot skips the test unless it runs as root (permission tests drop
