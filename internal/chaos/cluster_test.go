@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,11 +26,10 @@ import (
 type cluster struct {
 	t testing.TB
 	starter
-	sock  string
-	ns    uint64
-	host  *proc // the registry host it started with (embedded: also the ctl)
-	since time.Time
-	ctl   *proc // a client answering ctl commands
+	sock string
+	ns   uint64
+	host *proc // the registry host it started with (embedded: also the ctl)
+	ctl  *proc // a client answering ctl commands
 
 	mu   sync.Mutex
 	objs map[obj]bool
@@ -64,7 +64,7 @@ func newClusterEnv(t testing.TB, mode string, hostEnv ...string) *cluster {
 	require.NoError(t, os.Chmod(dir, 0o755))
 	sock := filepath.Join(dir, "reg.sock")
 	c := &cluster{t: t, starter: starter{t: t, env: []string{"USYSV_SOCKET=" + sock}}, sock: sock,
-		ns: shm.Namespace(sock), objs: map[obj]bool{}, segs: map[obj]*shm.Segment{}, since: time.Now()}
+		ns: shm.Namespace(sock), objs: map[obj]bool{}, segs: map[obj]*shm.Segment{}}
 	t.Cleanup(c.cleanup)
 	c.host = c.start("chaos-host", []string{mode}, nil, hostEnv...)
 	if l, err := c.host.next(20 * time.Second); err != nil || l != "ready" {
@@ -206,21 +206,38 @@ func (c *cluster) orphans() []string {
 	if s, err := registry.NewServer(c.sock, registry.Limits{}); err == nil {
 		_ = s.Close()
 	}
-	pids := map[int]bool{}
+	// Each pid with the seconds its process lived (the kernel's ctime is in
+	// whole seconds, a tick behind at most): a segment of another process
+	// that reused one of the pids (pid_max can be 32768; a long run starts
+	// thousands) was made outside them.
+	type life struct{ from, to int64 }
+	lives := map[int][]life{}
 	c.starter.mu.Lock()
-	for _, p := range c.starter.pids {
-		pids[p] = true
+	for _, p := range c.starter.procs {
+		p.mu.Lock()
+		to := p.exitedAt.Unix() + 1
+		if p.exitedAt.IsZero() {
+			to = math.MaxInt64
+		}
+		p.mu.Unlock()
+		lives[p.pid] = append(lives[p.pid], life{p.start.Unix() - 1, to})
 	}
 	c.starter.mu.Unlock()
+	ours := func(ds kernel.ShmidDS) bool {
+		for _, l := range lives[ds.Cpid] {
+			if ds.Ctime >= l.from && ds.Ctime <= l.to {
+				return true
+			}
+		}
+		return false
+	}
 	segs, err := kernel.ShmList()
 	if err != nil {
 		return []string{fmt.Sprintf("list kernel segments: %v", err)}
 	}
 	var out []string
 	for _, sg := range segs {
-		// The creation time excludes segments of a later process that
-		// reused one of the pids.
-		if !pids[sg.DS.Cpid] || sg.DS.Ctime < c.since.Unix() || sg.DS.Perm.Mode&kernel.SHM_DEST != 0 {
+		if !ours(sg.DS) || sg.DS.Perm.Mode&kernel.SHM_DEST != 0 {
 			continue
 		}
 		if p, st, err := shm.Peek(sg.ID); err == nil && p.Namespace == c.ns && st == shm.StateLive {

@@ -33,6 +33,7 @@ type proc struct {
 	name  string
 	cmd   *exec.Cmd
 	pid   int
+	start time.Time // just before it was started
 	in    io.WriteCloser
 	lines chan line // nil when a handler consumes the lines
 	done  chan struct{}
@@ -49,8 +50,8 @@ type starter struct {
 	t   testing.TB
 	env []string
 
-	mu   sync.Mutex
-	pids []int // of every process started
+	mu    sync.Mutex
+	procs []*proc // every process started
 }
 
 // start runs helper name with args. With onLine non-nil every stdout line
@@ -77,12 +78,13 @@ func (st *starter) try(name string, args []string, onLine func(p *proc, l line),
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proc{name: name, cmd: cmd, pid: cmd.Process.Pid, in: in, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, pid: cmd.Process.Pid, start: start, in: in, done: make(chan struct{})}
 	st.mu.Lock()
-	st.pids = append(st.pids, p.pid)
+	st.procs = append(st.procs, p)
 	st.mu.Unlock()
 	if onLine == nil {
 		p.lines = make(chan line, 1<<14)
