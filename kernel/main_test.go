@@ -63,8 +63,13 @@ func sysvHelper([]string) int {
 		switch f[0] {
 		case "exit":
 			return n(1)
-		case "spin": // spin ms: use the CPU for ms milliseconds of wall time
-			for end := time.Now().Add(time.Duration(n(1)) * time.Millisecond); time.Now().Before(end); {
+		case "spin": // spin ms: use ms milliseconds of CPU (getrusage's count, however long that takes)
+			var ru unix.Rusage
+			cpu := func() time.Duration {
+				_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+				return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			}
+			for end := cpu() + time.Duration(n(1))*time.Millisecond; cpu() < end; {
 			}
 		case "self":
 			pid, start := kernel.Self()

@@ -51,7 +51,7 @@ func TestProcessCPUTime(t *testing.T) {
 	mustCall(t, p, "spin 100")
 	c1, err := kernel.ProcessCPUTime(p.Pid())
 	require.NoError(t, err)
-	assert.Greater(t, c1-c0, 10*time.Millisecond, "100 ms of spinning shows (ran at least a tenth of it)")
+	assert.GreaterOrEqual(t, c1-c0, 90*time.Millisecond, "100 ms of CPU, by the helper's getrusage, shows (with a tick of slack)")
 
 	own0, err := kernel.ProcessCPUTime(os.Getpid())
 	require.NoError(t, err)
