@@ -858,7 +858,7 @@ func TestWaitOpen(t *testing.T) {
 	spin := func() (bool, time.Duration) {
 		var st spinner
 		require.NoError(t, q.enter())
-		st.on, st.budget, st.polite = true, 2*time.Second, -1
+		st.on, st.budget, st.polite = true, 10*time.Second, -1
 		defer st.finish(q)
 		t0 := time.Now()
 		ok := q.waitOpen(&st)
@@ -896,7 +896,7 @@ func TestWaitOpen(t *testing.T) {
 	}
 	ok, d = spin()
 	assert.False(t, ok)
-	assert.Less(t, d, time.Second, "it did not wait for a sleeping receiver")
+	assert.Less(t, d, 5*time.Second, "it did not spin its budget out for a sleeping receiver")
 	cancel()
 	assert.ErrorIs(t, <-errc, context.Canceled)
 	for _, want := range []string{"a", "b", "c"} {
