@@ -234,19 +234,27 @@ func Track(t testing.TB, kind string, id int) {
 	})
 }
 
-var keySeq atomic.Uint64
+var (
+	keySeq  atomic.Uint32
+	keyBase = uint32(xxhash.Sum64String(fmt.Sprintf("%d/%d", os.Getpid(), time.Now().UnixNano())))
+)
 
-// Key returns a SysV key for this test that no other test, and no other
-// test binary running at the same time, will use: a hash of the test's
-// name, the pid and a counter, never 0 (IPC_PRIVATE). Create with IPC_EXCL
-// anyway.
+// Key returns a SysV key for this test that no other test of this binary
+// will use, and that another test binary running at the same time is
+// unlikely to: the binary's random base (of its pid and start time) plus
+// a counter times an odd constant, a bijection of the counter modulo 2^32,
+// so that no key repeats within 2^32 calls (hashing each key apart, as
+// before, repeated one in about 10^4 calls' worth of 32-bit values often
+// enough to fail TestKey in one CI run in a hundred). Never 0
+// (IPC_PRIVATE) or -1. Create with IPC_EXCL anyway. (t is for callers'
+// readability; every test draws from the same sequence.)
 func Key(t testing.TB) int {
-	h := xxhash.Sum64String(fmt.Sprintf("%s/%d/%d/%d", t.Name(), os.Getpid(), keySeq.Add(1), time.Now().UnixNano()))
-	k := int(int32(h))
-	if k == 0 || k == -1 {
-		k = 0x5eed
+	for {
+		k := int(int32(keyBase + keySeq.Add(1)*0x9e3779b1))
+		if k != 0 && k != -1 {
+			return k
+		}
 	}
-	return k
 }
 
 // RequireShmGone waits until kernel segment id, removed, is gone. An
