@@ -2,6 +2,10 @@ package kernel
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -149,6 +153,61 @@ func ShmList() ([]ShmSegment, error) {
 			return out, err
 		}
 		out = append(out, ShmSegment{ID: id, DS: ds})
+	}
+	return out, nil
+}
+
+// ShmMemory is how much of segment id's memory exists: rss bytes resident
+// and swap bytes swapped out (/proc/sysvipc/shm, whose columns these are;
+// it lists every segment of this IPC namespace to anyone). A page nobody
+// ever touched is neither: it reads as zeros without existing. ENOENT if
+// id is not listed.
+func ShmMemory(id int) (rss, swap uint64, err error) {
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		return 0, 0, err
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) == 0 {
+		return 0, 0, ENOENT
+	}
+	col := map[string]int{}
+	for i, name := range strings.Fields(lines[0]) {
+		col[name] = i
+	}
+	ci, cr, cs := col["shmid"], col["rss"], col["swap"]
+	if cr == 0 || cs == 0 {
+		return 0, 0, fmt.Errorf("kernel: /proc/sysvipc/shm has no rss and swap columns")
+	}
+	want := strconv.Itoa(id)
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) <= max(ci, cr, cs) || f[ci] != want {
+			continue
+		}
+		if rss, err = strconv.ParseUint(f[cr], 10, 64); err == nil {
+			swap, err = strconv.ParseUint(f[cs], 10, 64)
+		}
+		return rss, swap, err
+	}
+	return 0, 0, ENOENT
+}
+
+// Resident reports, for each page of mem (a mapping, page-aligned), whether
+// it is resident in memory (mincore(2)).
+func Resident(mem []byte) ([]bool, error) {
+	if len(mem) == 0 {
+		return nil, nil
+	}
+	pg := os.Getpagesize()
+	vec := make([]byte, (len(mem)+pg-1)/pg)
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&mem[0])), uintptr(len(mem)), uintptr(unsafe.Pointer(&vec[0])))
+	if e != 0 {
+		return nil, e
+	}
+	out := make([]bool, len(vec))
+	for i, v := range vec {
+		out[i] = v&1 != 0
 	}
 	return out, nil
 }

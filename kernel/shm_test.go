@@ -2,6 +2,7 @@ package kernel_test
 
 import (
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -289,4 +290,37 @@ func TestShmPermissions(t *testing.T) {
 	mustCall(t, p, "shmrm %d", id)
 	_, err = kernel.ShmctlStat(id)
 	require.ErrorIs(t, err, kernel.EINVAL)
+}
+
+var readSink byte // a read the compiler cannot drop
+
+// ShmMemory counts the pages of a segment that exist: none until touched,
+// a written page, a read one too (shmem allocates on any fault); Resident
+// tells which of an attach's pages they are.
+func TestShmMemory(t *testing.T) {
+	pg := os.Getpagesize()
+	id := newShm(t, 3*pg, 0o600) // (keyed: no registry peeks at it)
+	rss, swap, err := kernel.ShmMemory(id)
+	require.NoError(t, err)
+	assert.Equal(t, [2]uint64{0, 0}, [2]uint64{rss, swap}, "untouched")
+
+	b := attach(t, id, 0)
+	res, err := kernel.Resident(b)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{false, false, false}, res)
+	b[pg+7] = 1
+	readSink = b[2*pg]
+	res, err = kernel.Resident(b)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{false, true, true}, res)
+	rss, _, err = kernel.ShmMemory(id)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2*pg), rss)
+
+	require.NoError(t, kernel.Shmdt(b))
+	require.NoError(t, kernel.ShmctlRemove(id))
+	_, _, err = kernel.ShmMemory(id)
+	assert.ErrorIs(t, err, kernel.ENOENT, "a segment gone is not listed")
+	_, err = kernel.Resident(make([]byte, 10)) // Go memory, not page-aligned
+	assert.Error(t, err)
 }

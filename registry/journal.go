@@ -367,8 +367,8 @@ func (s *Server) undoIntent(rec journalRec, latest int64, segs []kernel.ShmSegme
 
 // intentOrphan picks, from the kernel's segment list, the segment that the
 // creation recorded by rec (intent only) made, if exactly one can be it:
-// one that journalMatch accepts, that nobody ever attached (so it holds
-// only zeros), and that still has the mode shm.CreateWith gave it.
+// one that journalMatch accepts and that still has the mode shm.CreateWith
+// gave it (undoIntent then checks that it holds only zeros: allZero).
 func intentOrphan(rec journalRec, uid uint32, latest int64, segs []kernel.ShmSegment) (int, bool) {
 	id, n := -1, 0
 	for _, sg := range segs {
@@ -384,17 +384,45 @@ func intentOrphan(rec journalRec, uid uint32, latest int64, segs []kernel.ShmSeg
 // allZero reports whether segment id holds only zeros: nothing was ever
 // written to it. (Whether it was ever attached cannot be the test: any
 // process walking the kernel's list, another registry's rebuild say,
-// peeks at every IPC_PRIVATE segment of a header's size, read-only.)
+// peeks at every IPC_PRIVATE segment of a header's size, read-only.) It
+// reads only the pages that exist (ShmMemory, Resident): a page never
+// touched reads as zeros, and reading it would allocate it, the whole
+// segment (up to Limits.MaxSegment) charged to the registry for a moment.
+// A segment with pages swapped out, which Resident cannot tell from holes,
+// or one that cannot be attached, counts as written: it is kept (logged).
 func allZero(id int) bool {
+	rss, swap, err := kernel.ShmMemory(id)
+	switch {
+	case err != nil:
+		return false // gone meanwhile, or no /proc: keep it
+	case swap != 0:
+		log.Printf("registry: segment %d of an unfinished creation has pages swapped out; kept", id)
+		return false
+	case rss == 0:
+		return true // not a page of it exists
+	}
 	mem, err := kernel.Shmat(id, kernel.SHM_RDONLY)
 	if err != nil {
+		log.Printf("registry: segment %d of an unfinished creation: attach to look at it: %v; kept", id, err)
 		return false
 	}
 	defer func() { _ = kernel.Shmdt(mem) }()
-	for _, b := range mem {
-		if b != 0 {
-			return false
+	res, err := kernel.Resident(mem)
+	if err != nil {
+		return false
+	}
+	pg := os.Getpagesize()
+	for p, in := range res {
+		if !in {
+			continue
+		}
+		for _, b := range mem[p*pg : min((p+1)*pg, len(mem))] {
+			if b != 0 {
+				return false
+			}
 		}
 	}
-	return true
+	// A page swapped out while we looked was skipped as a hole.
+	_, swap, err = kernel.ShmMemory(id)
+	return err == nil && swap == 0
 }

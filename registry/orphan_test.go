@@ -487,3 +487,28 @@ func TestJournalBounds(t *testing.T) {
 		})
 	}
 }
+
+// allZero looks at the pages that exist only: a 64 MiB segment nobody
+// touched is zeros without a page of it allocated; one written page
+// anywhere is not zeros, and zeros written back are.
+func TestAllZero(t *testing.T) {
+	const size = 64 << 20
+	pg := os.Getpagesize()
+	id, err := kernel.Shmget(kernel.IPC_PRIVATE, size, 0o600)
+	require.NoError(t, err)
+	testutil.Track(t, "shm", id)
+	assert.True(t, allZero(id), "untouched")
+	rss, _, err := kernel.ShmMemory(id)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, rss, uint64(pg), "looking allocated nothing (a page: another registry's peek)")
+
+	mem, err := kernel.Shmat(id, 0)
+	require.NoError(t, err)
+	defer func() { _ = kernel.Shmdt(mem) }()
+	mem[size/2+5] = 1
+	assert.False(t, allZero(id), "a byte written in the middle")
+	mem[size/2+5] = 0
+	assert.True(t, allZero(id), "zeros again")
+	mem[size-1] = 1
+	assert.False(t, allZero(id), "the last byte")
+}
