@@ -152,12 +152,10 @@ func chaosMsgq(t *testing.T, rep *report) {
 // to their initial values) and no waiter left.
 func chaosSem(t *testing.T, rep *report) {
 	c := newCluster(t, "embedded")
-	s := newSemLoad(t, c, 4, []string{"mover", "mover", "holder", "holder", "holder", "solo", "solo", "zero", "checker"}, semHooks{semSteps, 100})
+	s := newSemLoad(t, c, 4, []string{"mover", "mover", "holder", "holder", "holder", "solo", "solo", "zero", "checker"}, semHooks{steps: semSteps, maxN: 100})
 	// Meanwhile, on a set of its own, posts: sem's post path runs only
-	// where every waiter is a single op without SEM_UNDO. A poster makes
-	// about a thousand posts a second and lives about 0.1 s: its hooks
-	// fire at an early hit.
-	p := newSemLoad(t, c, 2, []string{"poster", "taker", "taker", "checker"}, semHooks{postSteps, 10})
+	// where every waiter is a single op without SEM_UNDO (postHooks).
+	p := newSemLoad(t, c, 2, []string{"poster", "taker", "taker", "checker"}, postHooks)
 	d := share(0.35, 2500*time.Millisecond)
 	var wg sync.WaitGroup
 	wg.Go(func() { p.run(d, 5*time.Millisecond, 60*time.Millisecond) })

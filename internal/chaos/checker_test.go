@@ -66,6 +66,28 @@ func TestSemChecks(t *testing.T) {
 	assert.False(t, undoDone("vals 10,10,10,1,1,3,0,0", lay, want), "an undo not applied")
 	assert.False(t, undoDone("vals 10,10,10,2,0,2,0,0", lay, want), "a solo undo not applied")
 	assert.False(t, undoDone("vals 10,10,10,2,0,3,0", lay, want))
+
+	// P stuck: at semPosts with nobody taking, or above 0 beside a blocked
+	// taker, GETPID(P) unchanged.
+	t0 := time.Unix(1000, 0)
+	var w postWatch
+	for _, c := range []struct {
+		p, n, pid int
+		at        time.Duration
+		want      time.Duration
+	}{
+		{semPosts, 0, 7, 0, 0}, // a new GETPID: noted
+		{semPosts, 0, 7, 0, 0}, // stuck from here
+		{semPosts, 0, 7, 2 * time.Second, 2 * time.Second},
+		{semPosts, 0, 8, 3 * time.Second, 0}, // a take (or post) changed GETPID
+		{2, 0, 8, 4 * time.Second, 0},        // below semPosts, nobody waiting: fine
+		{2, 1, 8, 5 * time.Second, 0},
+		{2, 1, 8, 9 * time.Second, 4 * time.Second}, // a post beside a blocked taker
+		{0, 2, 8, 10 * time.Second, 0},
+		{2, 1, 8, 11 * time.Second, 0},
+	} {
+		assert.Equal(t, c.want, w.look(c.p, c.n, c.pid, t0.Add(c.at)), "%+v", c)
+	}
 }
 
 // TestSemCheckerCatches: a checker process sees a broken invariant (an op

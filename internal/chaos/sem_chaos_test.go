@@ -62,16 +62,33 @@ var semSteps = []string{"undo-read", "undo-cas", "locked", "freeze-look", "evalu
 	"enqueued", "waiting", "undo-committed", "lean-locked", "lean-frozen", "lean-evaluated", "lean-committed",
 	"lean-releasing", "post-frozen", "post-applied", "post-committed", "post-completed"}
 
-// postSteps are sem's steps of a post, which only a set without complex
-// or SEM_UNDO waiters reaches (sem's post falls back to the general path
-// when any waiter of the set holds an array or SEM_UNDO).
-var postSteps = []string{"locked", "post-frozen", "post-applied", "post-committed", "post-completed"}
+// postHooks are the hooks of the post load: sem's steps of a post for the
+// poster, which only a set without complex or SEM_UNDO waiters reaches
+// (sem's post falls back to the general path when any waiter of the set
+// holds an array or SEM_UNDO), those of a blocking single op for the
+// takers, none for the checker. A poster makes about a thousand posts a
+// second and lives about 0.1 s: its hooks fire at an early hit.
+var postHooks = semHooks{maxN: 10, byRole: map[string][]string{
+	"poster": {"locked", "post-frozen", "post-applied", "post-committed", "post-completed"},
+	"taker":  {"locked", "enqueued", "waiting"},
+}}
 
 // semHooks are the crash hooks a load arms: a quarter of the incarnations
 // arm one of steps, at random, to fire at its 1st to maxN-th hit.
+// (byRole, if set, replaces steps for the roles it names, and arms none
+// for the others).
 type semHooks struct {
-	steps []string
-	maxN  int
+	steps  []string
+	maxN   int
+	byRole map[string][]string
+}
+
+// stepsFor are the steps role's incarnations arm.
+func (h semHooks) stepsFor(role string) []string {
+	if h.byRole != nil {
+		return h.byRole[role]
+	}
+	return h.steps
 }
 
 // newSemLoad starts roles on a new set.
@@ -101,9 +118,9 @@ func newSemLoad(t testing.TB, c *cluster, k int, roles []string, hooks semHooks)
 func (s *semLoad) launch(r *semRole) {
 	r.killed, r.hook = false, ""
 	var env []string
-	if h := s.hooks; len(h.steps) > 0 && s.rand.IntN(4) == 0 {
-		r.hook = h.steps[s.rand.IntN(len(h.steps))]
-		env = append(env, fmt.Sprintf("%s=%s:%d", sem.CrashEnv, r.hook, 1+s.rand.IntN(h.maxN)))
+	if steps := s.hooks.stepsFor(r.name); len(steps) > 0 && s.rand.IntN(4) == 0 {
+		r.hook = steps[s.rand.IntN(len(steps))]
+		env = append(env, fmt.Sprintf("%s=%s:%d", sem.CrashEnv, r.hook, 1+s.rand.IntN(s.hooks.maxN)))
 	}
 	s.l.holding(r.slot).Store(0)
 	args := append(s.l.args(), strconv.Itoa(s.id), r.name, strconv.Itoa(s.lay.K), strconv.Itoa(r.slot))

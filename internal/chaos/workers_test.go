@@ -170,8 +170,30 @@ const (
 // lost: above 0 while GETNCNT(P) counts a blocked taker (the V completes a
 // waiting P itself, so the two meet only while a post is under way or a
 // dead poster's post is being recovered), or at semPosts, either with
-// GETPID(P) unchanged (a take changes it: nobody took anything).
-const postStuck = time.Second
+// GETPID(P) unchanged (a take changes it: nobody took anything). Takers
+// are restarted at once when killed, but a loaded machine may keep them
+// off a CPU for a while.
+const postStuck = 3 * time.Second
+
+// postWatch is a checker's watch on P (postStuck).
+type postWatch struct {
+	since time.Time // when P was first seen stuck, or zero
+	pid   int       // GETPID(P) then
+}
+
+// look takes a sample of P's value p, GETNCNT(P) n and GETPID(P) pid at
+// now, and returns for how long P has been stuck (0 if it is not).
+func (w *postWatch) look(p, n, pid int, now time.Time) time.Duration {
+	switch {
+	case p == 0 || n == 0 && p < semPosts || pid != w.pid:
+		w.since, w.pid = time.Time{}, pid
+	case w.since.IsZero():
+		w.since = now
+	default:
+		return now.Sub(w.since)
+	}
+	return 0
+}
 
 func (l semLayout) L() int { return l.K }
 func (l semLayout) Z() int { return l.K + 1 }
@@ -272,10 +294,7 @@ func semMain(args []string) int {
 		return 3
 	}
 	const timeout = 30 * time.Millisecond
-	var (
-		stuckSince time.Time // checker: since when P is stuck
-		stuckPid   int       // and GETPID(P) then
-	)
+	var watch postWatch // checker
 	for ctx.Err() == nil {
 		switch role {
 		case "mover":
@@ -385,14 +404,8 @@ func semMain(args []string) int {
 			if err != nil {
 				return fail("getpid", err)
 			}
-			p := int(v[lay.P()])
-			switch {
-			case p == 0 || n == 0 && p < semPosts || pid != stuckPid:
-				stuckSince, stuckPid = time.Time{}, pid
-			case stuckSince.IsZero():
-				stuckSince = time.Now()
-			case time.Since(stuckSince) > postStuck:
-				fmt.Printf("BAD P_stuck_at_%d_with_%d_blocked_takers_for_%v: %s\n", p, n, time.Since(stuckSince).Round(time.Millisecond), joinInts(v))
+			if d := watch.look(int(v[lay.P()]), n, pid, time.Now()); d > postStuck {
+				fmt.Printf("BAD P_stuck_at_%d_with_%d_blocked_takers_for_%v: %s\n", v[lay.P()], n, d.Round(time.Millisecond), joinInts(v))
 				return 4
 			}
 			done()
