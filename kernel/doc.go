@@ -10,7 +10,8 @@
 //
 //   - SysV shared memory: Shmget, Shmat, Shmdt, ShmctlStat, ShmctlSet,
 //     ShmctlRemove, ShmList (the kernel's list of segments, used by the
-//     registry to rebuild its table).
+//     registry to rebuild its table), ShmMemory and Resident (which of a
+//     segment's pages exist: the registry's look at an orphan).
 //   - Futexes on shared memory (never FUTEX_PRIVATE_FLAG): FutexWait with an
 //     absolute deadline, FutexWake.
 //   - Process liveness that survives pid reuse: PidfdOpen, ProcessStartTime,
