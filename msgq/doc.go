@@ -42,6 +42,23 @@
 // straight to a sleeping receiver (pipelined_send), and the process id
 // otherwise; usysv records the process id in both cases.
 //
+// Sleeping receivers keep their place in line, which on Linux they can
+// lose (a review's differential tests, run on both):
+//   - A receiver whose process is stopped (SIGSTOP, Ctrl-Z, a debugger),
+//     or whose thread handles any signal (the Go runtime's own SIGURG
+//     preemption included), stays in line, and a matching message is
+//     handed to it, to take once it runs again. On Linux the stop or the
+//     signal takes the task off the receivers' list and msgrcv is
+//     restarted at its tail, so the next receiver gets the message.
+//   - After an IPC_SET, Linux's receivers all wake, re-check their
+//     permission and go back to sleep in whatever order they ran, so which
+//     receiver gets which message later varies; usysv's keep their order,
+//     one of the orders Linux can give.
+//   - A receiver killed just as a message is handed to it: Linux loses
+//     the message with it; usysv puts it back at its place in send order
+//     (crash safety, below), so another receiver can see it after a later
+//     one, which a FIFO reader never sees on Linux.
+//
 // # Layout (details in layout.go)
 //
 // One kernel segment per queue: the common header (package shm), a table
