@@ -200,6 +200,10 @@
 //   - SetAll requires exactly one value per semaphore (EINVAL otherwise);
 //     TimedOp with a negative timeout is EINVAL, as an invalid timespec.
 //   - sem_otime is one set-wide time (what IPC_STAT reports on Linux).
+//   - A blocked Op keeps its place in line while its process is stopped or
+//     its thread handles a signal; Linux's semop fails with EINTR after
+//     either (signal(7)), and a caller that tries again joins the tail.
+//     (The kernel baseline here retries such EINTRs: kernel.Semop.)
 //
 // # What a process that can map the segment can still do
 //
