@@ -168,16 +168,15 @@ func ShmMemory(id int) (rss, swap uint64, err error) {
 		return 0, 0, err
 	}
 	lines := strings.Split(string(b), "\n")
-	if len(lines) == 0 {
-		return 0, 0, ENOENT
-	}
 	col := map[string]int{}
 	for i, name := range strings.Fields(lines[0]) {
 		col[name] = i
 	}
-	ci, cr, cs := col["shmid"], col["rss"], col["swap"]
-	if cr == 0 || cs == 0 {
-		return 0, 0, fmt.Errorf("kernel: /proc/sysvipc/shm has no rss and swap columns")
+	ci, ok1 := col["shmid"]
+	cr, ok2 := col["rss"]
+	cs, ok3 := col["swap"]
+	if !ok1 || !ok2 || !ok3 {
+		return 0, 0, fmt.Errorf("kernel: /proc/sysvipc/shm has no shmid, rss and swap columns")
 	}
 	want := strconv.Itoa(id)
 	for _, l := range lines[1:] {
