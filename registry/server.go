@@ -237,10 +237,11 @@ func (s *Server) Namespace() uint64 { return s.ns }
 
 // rebuild adopts every live segment of the namespace. Segments of other
 // namespaces, foreign segments and segments the registry cannot map are
-// skipped; keyed ones are not even attached (shm.Candidate). A segment whose kernel segment was removed behind the registry's
-// back (SHM_DEST) is treated as removed; one whose header says removed but
-// whose kernel segment is not (an IPC_RMID whose host was killed between
-// the two) is removed now.
+// skipped; keyed ones are not even attached (shm.Candidate). A segment
+// whose kernel segment was removed behind the registry's back (SHM_DEST)
+// is treated as removed; one whose header says removed but whose kernel
+// segment is not (an IPC_RMID whose host was killed between the two) is
+// removed now.
 func (s *Server) rebuild() error {
 	segs, err := kernel.ShmList()
 	if err != nil {
