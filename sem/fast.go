@@ -220,11 +220,39 @@ func (s *Array) lean(ops []Buf) (bool, error) {
 		return false, nil
 	}
 	s.localHeld = false
-	defer s.guard(s.mu.Enter())
-	armed := crash.on // (crashpoint, read once)
-	if armed {
-		crashHit(StepLeanLocked)
+	t := s.mu.Enter()
+	if crash.on { // (crashpoint)
+		return s.leanGuarded(ops, t)
 	}
+	return s.leanLocked(ops, false)
+}
+
+// leanGuarded is the lean section with its crash points armed, under the
+// guard (txn.go) that makes a panic one of them injects a death at that
+// point (panic_test.go).
+//
+// Unarmed, the section runs without the guard, because nothing in it can
+// panic: every index it takes from the segment is bounded before use (a
+// semaphore number by lean's check against words, a record number by its
+// five bits, below UndoRecords: recordBound); and a fault on the mapping
+// (a handle closed under its own call) ends the process, guard or not.
+// The deferred call cost BenchmarkThreeOps 5% (median of 20 alternating
+// runs: 152 against 144 ns; the runs spread from 100 to 200 ns).
+func (s *Array) leanGuarded(ops []Buf, t uint64) (bool, error) {
+	defer s.guard(t)
+	crashHit(StepLeanLocked)
+	return s.leanLocked(ops, true)
+}
+
+// recordBound fails to compile unless every record number a word can hold
+// (recMask) names one of the UndoRecords records: inFlight indexes the
+// records by it without a check.
+const recordBound = uint(UndoRecords - 1 - recMask>>recShift)
+
+// leanLocked is lean's section, the segment lock held (armed: the crash
+// points are).
+func (s *Array) leanLocked(ops []Buf, armed bool) (bool, error) {
+	words := s.words
 	hdr := s.v.hdr
 	if s.state.Load() != live || hdr.jcommit.Load() != 0 {
 		s.mu.Unlock() // removed meanwhile (EIDRM), or a journal to redo
