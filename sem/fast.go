@@ -244,10 +244,10 @@ func (s *Array) leanGuarded(ops []Buf, t uint64) (bool, error) {
 	return s.leanLocked(ops, true)
 }
 
-// recordBound fails to compile unless every record number a word can hold
-// (recMask) names one of the UndoRecords records: inFlight indexes the
-// records by it without a check.
-const recordBound = uint(UndoRecords - 1 - recMask>>recShift)
+// recordBound: this constant fails to compile unless every record number
+// a word can hold (recMask) names one of the UndoRecords records, since
+// inFlight indexes the records by it without a check.
+const _ = uint(UndoRecords - 1 - recMask>>recShift) // recordBound
 
 // leanLocked is lean's section, the segment lock held (armed: the crash
 // points are).
