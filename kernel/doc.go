@@ -1,7 +1,7 @@
 // Package kernel is the one place where usysv talks to the Linux kernel.
 //
 // It is the only package in the module that imports golang.org/x/sys/unix or
-// syscall (a test in this package fails the build otherwise). It holds no
+// syscall (TestImportBoundary fails otherwise). It holds no
 // policy: one thin function per kernel operation, named after the C call,
 // returning the kernel's errno as a syscall.Errno (re-exported here as
 // Errno and the E* constants so that no other package needs syscall).

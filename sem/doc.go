@@ -182,9 +182,11 @@
 // 2 × nsems of them but at least 64 and at most 1024, sharing an arena of
 // SEMOPM + 4 × slots sembufs for their op arrays (so an array of SEMOPM
 // ops can block while the other blocked arrays hold 4 ops each on
-// average). About 150 bytes per semaphore plus 256 for its two waiter
-// slots (up to 512 semaphores), and ~18 KiB; a one-semaphore set takes
-// 18.3 KiB, a 32000-semaphore set 4.6 MiB. More blocked operations than slots
+// average). About 8 KiB, plus 144 bytes per semaphore (its word, shadow
+// and journal entry, and its semadj word in each undo record), plus 160
+// per waiter slot (the slot and its share of the arena): a one-semaphore
+// set takes 18.3 KiB, a 100-semaphore set 54 KiB, a 32000-semaphore set
+// 4.6 MiB. More blocked operations than slots
 // (or arena) give ErrNoWaiterSlot, more concurrent SEM_UNDO processes
 // ErrNoUndoRecord; both match ENOSPC.
 // sempid holds 22 bits (Linux pids are below 2^22).

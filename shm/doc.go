@@ -19,7 +19,7 @@
 // its holder (and whose critical sections, numbered by Enter, let a kind
 // tell its own section from another goroutine's when a panic cuts one
 // short: Open, Abandon). After the header comes a table of WaiterSlots,
-// one per process blocked in an operation; the registry can wake them all
+// one per blocked operation (a process may hold several); the registry can wake them all
 // without knowing the kind. The kind-specific body follows.
 //
 // A Life, in a waiter slot or anywhere in a segment, says at once that the

@@ -1,9 +1,9 @@
 // Command usysv is the usysv command-line tool:
 //
-//	usysv ipcs  [-q|-s] [-i id] [-socket PATH]   list objects (like util-linux ipcs)
-//	usysv ipcrm [-q id] [-s id] [-Q key] [-S key] ...
-//	usysv ipcmk -Q | -S nsems [-p mode]
-//	usysv bench ...
+//	usysv ipcs  [-q] [-s] [-i id] [-socket PATH]   list objects (like util-linux ipcs)
+//	usysv ipcrm [-q id] [-s id] [-Q key] [-S key] ... [-socket PATH]
+//	usysv ipcmk -Q | -S nsems [-p mode] [-socket PATH]
+//	usysv bench [-quick] [-json] [-case LIST] [-impl LIST] ...
 //
 // Each verb lives in its own file and adds itself to verbs from an init
 // function; main only dispatches.

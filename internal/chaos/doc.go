@@ -107,10 +107,10 @@
 //	               hand-over path)
 //	send-alloc     TestCrashSender; TestKillAtStepMsgq/send-alloc;
 //	               TestKillAtStepMsgqWakeups/hand-over/send-alloc
-//	send-written   TestCrashSender; TestKillAtStepMsgq/send-written;
-//	               TestDeathToUnblock/msgq-lock
+//	send-written   TestCrashSender; TestKillAtStepMsgq/send-written
 //	send-linked    TestCrashSender; TestKillAtStepMsgq/send-linked
 //	recv-locked    TestCrashReceiver; TestKillAtStepMsgq/recv-locked;
+//	               TestDeathToUnblock/msgq-lock (a typed receive);
 //	               TestKillAtStepMsgqWakeups/sender-waits/recv-locked (a sender
 //	               asleep on the full queue must go on waiting)
 //	recv-copied    TestCrashReceiver; TestKillAtStepMsgq/recv-copied;

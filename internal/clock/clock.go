@@ -6,7 +6,7 @@
 // a whole second passes with no call to Now, so an idle process has no
 // timer at all, and at once when a caller is about to sleep in the kernel
 // (Park): on this kind of machine every wake-up of an otherwise idle Go
-// process costs it about half a millisecond of CPU (the runtime's monitor
+// process costs it about 0.4 ms of CPU (the runtime's monitor
 // thread wakes with it), which the last ticks of a blocked waiter's clock
 // would otherwise spend. While the timer is stopped, Now reads the wall
 // clock (time.Now, tens of ns), and only the armAfter-th such call arms

@@ -1,5 +1,5 @@
-// Package killat is the test-only crash hook that msgq, shm and registry
-// share: an environment variable holding "step" or "step:n" makes the
+// Package killat is the test-only crash hook that sem, msgq, shm and
+// registry share: an environment variable holding "step" or "step:n" makes the
 // process SIGKILL itself the n-th time (default 1) it reaches that labelled
 // step; "exec:step[:n]" makes it exec itself there instead (the goroutine
 // inside the call is gone with the old image, as in a death, while the
