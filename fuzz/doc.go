@@ -78,7 +78,7 @@
 //	GetNcnt GetZcnt
 //	SetVal          0-5, -1, SEMVMX, SEMVMX+1, 65535, 65536, ±2^31; bad    ERANGE before EINVAL, EACCES,
 //	                semnum                                                 waking waiters
-//	GetAll SetAll   values ≤ SEMVMX and above; wrong lengths (model only)  ERANGE EACCES
+//	GetAll SetAll   values ≤ SEMVMX and above; wrong lengths               ERANGE EINVAL EACCES
 //	sem.Stat        every program ends with it                             perm, nsems, otime set
 //	sem.Set         uid/gid 0, 65534, 1000, -1; mode any 16 bits           EINVAL EPERM (non-owner)
 //	sem.Remove      on the live set, again, then every call on the stale   EINVAL EPERM, EIDRM to
@@ -109,8 +109,8 @@
 //     returned, so which sender gets in, and the state after that step,
 //     depend on scheduling. A send that would sleep gets IPC_NOWAIT.
 //   - IPC_SET while receivers are blocked (Linux makes them search again,
-//     reordering them: FINDINGS.md), SETALL of the wrong length and a
-//     negative semtimedop timeout (no kernel answer: model only), qbytes
+//     reordering them: FINDINGS.md), a negative semtimedop timeout (no
+//     kernel answer: model only), qbytes
 //     above MSGMNB on a host where root has CAP_SYS_RESOURCE (usysv's
 //     documented capacity).
 //   - Nobody's steps never carry SEM_UNDO (its adjustments would be applied

@@ -96,11 +96,11 @@ func runSem(t *testing.T, data []byte, diff bool) {
 		}
 		if st.nobody {
 			// Nobody steps need the kernel (FuzzSemDiff); the waiters are
-			// this process's; SETALL of the wrong length has no kernel
-			// answer. nobody's ops have no SEM_UNDO: its adjustments
-			// would be applied when the helper exits, after the program,
-			// and the model follows this process's semadj only.
-			st.nobody = diff && !st.wait && !(st.kind == sSetAll && len(st.vals) != nsems)
+			// this process's. nobody's ops have no SEM_UNDO: its
+			// adjustments would be applied when the helper exits, after
+			// the program, and the model follows this process's semadj
+			// only.
+			st.nobody = diff && !st.wait
 		}
 		if st.nobody {
 			for i := range st.ops {
@@ -144,9 +144,6 @@ func runSem(t *testing.T, data []byte, diff bool) {
 		if diff {
 			if st.call == callTimed && st.timeout < 0 {
 				st.timeout = 0 // the kernel package cannot pass an invalid timespec
-			}
-			if st.kind == sSetAll && len(st.vals) != nsems {
-				targets = impls[1:] // usysv says EINVAL; the kernel reads nsems values whatever the length
 			}
 		}
 		tr.add("%s", st)

@@ -119,6 +119,16 @@ func sysvHelper([]string) int {
 			res = strconv.Itoa(v)
 		case "semsetval":
 			err = kernel.SemctlSetVal(n(1), n(2), n(3))
+		case "semsetall": // semsetall id v,v,...
+			var vals []uint16
+			for _, v := range strings.Split(f[2], ",") {
+				x, e := strconv.Atoi(v)
+				if e != nil {
+					panic(e)
+				}
+				vals = append(vals, uint16(x))
+			}
+			err = kernel.SemctlSetAll(n(1), vals)
 		case "semstat":
 			var ds kernel.SemidDS
 			if ds, err = kernel.SemctlStat(n(1)); err == nil {

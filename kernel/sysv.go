@@ -110,13 +110,46 @@ func SemctlGetAll(id int) ([]uint16, error) {
 	return vals[:ds.Nsems], nil
 }
 
-// SemctlSetAll is semctl(SETALL). vals must hold one value per semaphore.
+// SemctlSetAll is semctl(SETALL). vals must hold one value per semaphore:
+// a slice of another length is EINVAL, as sem.SetAll's, after the
+// kernel's own checks of the id and the permission (EACCES first, as
+// there). The kernel takes no length: it reads one value per semaphore
+// from the pointer, so it is never given a slice shorter than the set.
 func SemctlSetAll(id int, vals []uint16) error {
-	if len(vals) == 0 {
-		vals = []uint16{0}
+	n, known := semNsems(id)
+	switch {
+	case !known:
+		// Size unknown (no SEM_STAT_ANY, no read permission): pad to the
+		// most semaphores a set can have (semmsl is an int, but a
+		// sembuf's sem_num is 16 bits).
+		buf := make([]uint16, max(len(vals), 1<<16))
+		copy(buf, vals)
+		vals = buf
+	case len(vals) != n:
+		// n values, the first above SEMVMX: the kernel checks the id and
+		// the permission, then the values, whose ERANGE is the length's
+		// EINVAL. Nothing is changed.
+		buf := make([]uint16, n)
+		buf[0] = SEMVMX + 1
+		if _, err := semctlPtr(id, 0, SETALL, unsafe.Pointer(&buf[0])); err != nil && err != ERANGE {
+			return err
+		}
+		return EINVAL
 	}
 	_, err := semctlPtr(id, 0, SETALL, unsafe.Pointer(&vals[0]))
 	return err
+}
+
+// semNsems is the number of semaphores of set id, if a stat can say:
+// SEM_STAT_ANY (no permission needed) or else IPC_STAT.
+func semNsems(id int) (int, bool) {
+	if got, ds, err := SemctlStatAny(id & IndexMask); err == nil && got == id && ds.Nsems > 0 {
+		return ds.Nsems, true
+	}
+	if ds, err := SemctlStat(id); err == nil && ds.Nsems > 0 {
+		return ds.Nsems, true
+	}
+	return 0, false
 }
 
 // SemctlStat is semctl(IPC_STAT).

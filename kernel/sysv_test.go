@@ -121,6 +121,14 @@ func TestSemErrors(t *testing.T) {
 	_, err = kernel.Semget(kernel.IPC_PRIVATE, math.MaxInt, 0o600)
 	require.ErrorIs(t, err, kernel.EINVAL, "nsems beyond a C int")
 	require.ErrorIs(t, kernel.SemctlSetAll(id, []uint16{0, kernel.SEMVMX + 1}), kernel.ERANGE)
+	require.NoError(t, kernel.SemctlSetAll(id, []uint16{4, 5}))
+	for _, vals := range [][]uint16{nil, {1}, {1, 2, 3}, {kernel.SEMVMX + 1}} {
+		require.ErrorIs(t, kernel.SemctlSetAll(id, vals), kernel.EINVAL, "%d values for 2 semaphores", len(vals))
+	}
+	got, err := kernel.SemctlGetAll(id)
+	require.NoError(t, err)
+	require.Equal(t, []uint16{4, 5}, got, "nothing changed")
+	require.NoError(t, kernel.SemctlSetAll(id, []uint16{0, 0}))
 	require.ErrorIs(t, kernel.Semop(id, nil), kernel.EINVAL, "nsops 0")
 	require.ErrorIs(t, kernel.Semop(id, make([]kernel.Sembuf, kernel.SEMOPM+1)), kernel.E2BIG)
 	require.ErrorIs(t, kernel.Semop(id, []kernel.Sembuf{{Num: 2, Op: 1}}), kernel.EFBIG)
@@ -212,6 +220,28 @@ func TestSemPermissions(t *testing.T) {
 	require.ErrorIs(t, err, kernel.EACCES)
 	_, err = call(t, p, "semstat %d", id)
 	require.ErrorIs(t, err, kernel.EACCES)
+}
+
+// SETALL's length check (EINVAL) comes after the permission check, as in
+// sem.SetAll, and a writer that may not read the set (no IPC_STAT) still
+// has its slice checked and used whole.
+func TestSemSetAllLength(t *testing.T) {
+	testutil.RequireRoot(t)
+	id := newSem(t, 2, 0o600)
+	p := testutil.Start(t, "sysv", nil, testutil.AsNobody())
+	_, err := call(t, p, "semsetall %d 1", id)
+	require.ErrorIs(t, err, kernel.EACCES, "wrong length, not permitted")
+	require.NoError(t, kernel.SemctlSet(id, kernel.SemidDS{Perm: kernel.IpcPerm{Mode: 0o602}}))
+	_, err = call(t, p, "semstat %d", id)
+	require.ErrorIs(t, err, kernel.EACCES, "the helper may not read the set")
+	_, err = call(t, p, "semsetall %d 1", id)
+	require.ErrorIs(t, err, kernel.EINVAL, "too few values")
+	_, err = call(t, p, "semsetall %d 1,2,3", id)
+	require.ErrorIs(t, err, kernel.EINVAL, "too many values")
+	mustCall(t, p, "semsetall %d 6,7", id)
+	got, err := kernel.SemctlGetAll(id)
+	require.NoError(t, err)
+	require.Equal(t, []uint16{6, 7}, got)
 }
 
 func TestSemInfo(t *testing.T) {
