@@ -17,9 +17,11 @@ var (
 	// ErrHostStopped means the process serving the registry (usysvd, or
 	// the client hosting an embedded registry) has been stopped — by
 	// SIGSTOP, Ctrl-Z or a debugger — for a second, so the call gave up.
-	// The request was not applied (the registry drops a changing request
-	// whose client is gone), unless the host stopped in the middle of
-	// applying it. It matches kernel.ETIMEDOUT. Nobody can take over a
-	// stopped host: calls fail this way until it is continued or killed.
-	ErrHostStopped = fmt.Errorf("registry: the registry's host process is stopped; the request was not applied: %w", kernel.ETIMEDOUT)
+	// The request was not applied: the registry drops a changing request
+	// whose client is gone, and undoes a creation it was stopped in the
+	// middle of. Only an IPC_SET or IPC_RMID that the host was stopped in
+	// the middle of applying is applied when it goes on. It matches
+	// kernel.ETIMEDOUT. Nobody can take over a stopped host: calls fail
+	// this way until it is continued or killed.
+	ErrHostStopped = fmt.Errorf("registry: the registry's host process is stopped; the request was given up (not applied, unless the host stopped while applying an IPC_SET or IPC_RMID): %w", kernel.ETIMEDOUT)
 )

@@ -30,9 +30,11 @@ import (
 // of. Before shmget it writes "creating Z bytes at time T" (intent); as
 // soon as shmget has returned, the id (made); once the object is in the
 // table, with its kernel permissions and parameter set, "done", before the
-// answer goes out. A registry that takes over reads the journals that dead
-// hosts left (recoverJournals, before rebuild) and undoes an unfinished
-// creation: the creation had not happened, as far as anyone could know.
+// answer goes out. A host holds its journal locked (flock) from its start
+// to its clean stop, and loses the lock when it dies or execs. A registry
+// that takes over reads the journals whose lock it can take
+// (recoverJournals, before rebuild) and undoes an unfinished creation: the
+// creation had not happened, as far as anyone could know.
 //
 // Nothing is removed unless the kernel's own record of the segment agrees
 // with the journal: created by the journal's host pid, by the journal
@@ -98,6 +100,12 @@ type journalRec struct {
 // longer (stopped, say) leaves its segment to leak rather than let a later
 // one be taken for it.
 const intentSlack = 2 // seconds
+
+// madeSlack is undoMade's: the id identifies the segment, with its
+// creator's pid, and the time bound only keeps a later segment given the
+// same id (a full turn of the kernel's sequence numbers) from being taken
+// for it.
+const madeSlack = 1 // second
 
 // bootID and ipcNamespace identify the boot and the IPC namespace that
 // segment ids and pids in a journal refer to (0 if /proc does not say).
@@ -167,11 +175,17 @@ type journal struct {
 func journalPrefix(socket string) string { return filepath.Base(socket) + ".journal." }
 
 // newJournal creates this host's journal file (a fresh name, O_EXCL, mode
-// 0600) and writes "done" into it.
+// 0600), locks it (flock, held until the host closes it, dies or execs:
+// the descriptor is close-on-exec) and writes "done" into it.
 func newJournal(socket string) (*journal, error) {
 	f, err := os.CreateTemp(filepath.Dir(socket), journalPrefix(socket)+"*")
 	if err != nil {
 		return nil, fmt.Errorf("registry: creation journal: %w", err)
+	}
+	if err := kernel.Flock(int(f.Fd()), kernel.LOCK_EX|kernel.LOCK_NB); err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, fmt.Errorf("registry: lock the creation journal: %w", err)
 	}
 	pid, start := kernel.Self()
 	j := &journal{f: f, path: f.Name(), rec: journalRec{state: jrDone, pid: pid, start: start,
@@ -254,24 +268,62 @@ func (s *Server) recoverJournals(own string) {
 			// the same socket directory, say): its ids are not ours.
 			continue
 		}
-		if kernel.ProcessAlive(rec.pid, rec.start) {
-			// Its host lives (a registry that closed cleanly removes
-			// its journal; this one did not): leave it.
+		unlock, ok := lockJournal(path)
+		if !ok {
+			// Its host still holds it: it lives, as the same image (a
+			// registry that closed cleanly removes its journal; this one
+			// did not). Leave it.
 			continue
 		}
-		switch rec.state {
-		case jrMade:
-			s.undoMade(rec, mtime)
-		case jrIntent:
-			segs, err := kernel.ShmList()
-			if err != nil {
-				log.Printf("registry: journal %s: list kernel segments: %v", path, err)
-				continue // try again at the next take-over
-			}
-			s.undoIntent(rec, mtime+intentSlack, segs)
+		if s.undoJournal(path, rec, mtime) {
+			_ = os.Remove(path)
 		}
-		_ = os.Remove(path)
+		unlock()
 	}
+}
+
+// lockJournal takes the lock of journal path, which its host holds for as
+// long as it is the image that wrote it (newJournal); ok is false while it
+// does. Whether the host lives is the lock's say, not its pid's: a host
+// that execs keeps its pid and start time, but its journal descriptor and
+// lock are gone, and so is the creation it was in the middle of; left to
+// the pid, that journal would wait for the new image to exit, and the
+// object it names, adopted and handed out meanwhile by rebuild, would be
+// removed then.
+func lockJournal(path string) (unlock func(), ok bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	if err := kernel.Flock(int(f.Fd()), kernel.LOCK_EX|kernel.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, false
+	}
+	return func() { _ = f.Close() }, true
+}
+
+// undoJournal undoes the unfinished creation of journal rec, last written
+// at mtime, whose host is gone; it reports false when the journal should
+// stay for a later take-over to try again.
+func (s *Server) undoJournal(path string, rec journalRec, mtime int64) bool {
+	switch rec.state {
+	case jrMade:
+		s.undoMade(rec, mtime)
+	case jrIntent:
+		if kernel.ProcessAlive(rec.pid, 0) {
+			// A process has the host's pid (the host itself, exec'd,
+			// or another since): segments it made could match the
+			// intent. Try again when the pid is free.
+			return false
+		}
+		segs, err := kernel.ShmList()
+		if err != nil {
+			log.Printf("registry: journal %s: list kernel segments: %v", path, err)
+			return false
+		}
+		s.undoIntent(rec, mtime+intentSlack, segs)
+	}
+	return true
 }
 
 // errNotOurs: a journal file this registry must not trust.
@@ -318,13 +370,16 @@ func journalMatch(rec journalRec, uid uint32, latest int64, ds kernel.ShmidDS) b
 }
 
 // undoMade removes the segment of a creation that got as far as its id;
-// the journal was last written at mtime, after shmget.
+// the journal was last written at mtime, after shmget, and again after the
+// IPC_SET that gives the segment its permissions, which sets its ctime. A
+// host killed between that IPC_SET and the write can leave a ctime in the
+// second after mtime: madeSlack.
 func (s *Server) undoMade(rec journalRec, mtime int64) {
 	ds, err := kernel.ShmctlStat(rec.id)
 	if err != nil {
 		return // gone already
 	}
-	if !journalMatch(rec, s.euid, mtime, ds) {
+	if !journalMatch(rec, s.euid, mtime+madeSlack, ds) {
 		log.Printf("registry: segment %d, named by a creation journal, is not what the journal says; left alone", rec.id)
 		return
 	}
@@ -353,9 +408,6 @@ func (s *Server) undoMade(rec journalRec, mtime int64) {
 // could write the id down, if it can be told apart beyond reasonable doubt
 // (intentOrphan); otherwise it leaves everything as it is.
 func (s *Server) undoIntent(rec journalRec, latest int64, segs []kernel.ShmSegment) {
-	if kernel.ProcessAlive(rec.pid, 0) {
-		return // the pid is someone else's now: its segments could match
-	}
 	id, ok := intentOrphan(rec, s.euid, latest, segs)
 	if !ok || !allZero(id) {
 		return

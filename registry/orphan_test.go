@@ -160,6 +160,113 @@ func TestHostKilledInCreate(t *testing.T) {
 	}
 }
 
+// A host that execs inside a creation is gone as a host, though its pid
+// and start time live on: its journal's lock went with the old image. The
+// next registry undoes the creation at once if the journal has the id, or,
+// with only the intent, once no process has the host's pid (the new image
+// could make segments that match). Before, a journal whose pid lived was
+// left whole, the half-made object was adopted by the rebuild and handed
+// out, and removed when a later registry read the journal after the new
+// image's exit.
+func TestHostExecsInCreate(t *testing.T) {
+	for _, tc := range []struct {
+		env, step string
+		intent    bool // the journal has only the intent
+	}{
+		{shm.KillAtEnv, "create-got", true},
+		{shm.KillAtEnv, "create-formatted", false},
+		{KillAtEnv, "create-made", false},
+		{KillAtEnv, "create-added", false},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "reg.sock")
+			key := testutil.Key(t)
+			since := time.Now()
+			p := testutil.Start(t, "serve", []string{sock}, testutil.Env(tc.env+"=exec:"+tc.step))
+			p.Expect("serving", 10*time.Second)
+			removeCreatedBy(t, p.Pid(), since)
+			c, err := Dial(sock)
+			require.NoError(t, err)
+			defer c.Close()
+			_, err = c.Get(msgReq(key, creat|excl|0o600))
+			require.ErrorIs(t, err, ErrConnLost, "the host execs inside the creation")
+			p.Expect("execed", 10*time.Second)
+			require.Len(t, createdBy(t, p.Pid(), since), 1)
+
+			s, err := NewServer(sock, Limits{}) // the take-over, the new image alive
+			require.NoError(t, err)
+			go func() { _ = s.Serve() }()
+			if tc.intent {
+				assert.Len(t, createdBy(t, p.Pid(), since), 1, "kept while a process has the pid")
+			} else {
+				assert.Empty(t, createdBy(t, p.Pid(), since), "the unfinished creation undone")
+			}
+			c2, err := Dial(sock)
+			require.NoError(t, err)
+			id, err := c2.Get(msgReq(key, creat|excl|0o600)) // the caller, again
+			require.NoError(t, err)
+			c2.Close()
+			require.NoError(t, s.Close())
+
+			p.Send("") // the new image exits
+			require.Equal(t, 0, p.Wait(10*time.Second))
+			s2, err := NewServer(sock, Limits{}) // the next take-over
+			require.NoError(t, err)
+			defer s2.Close()
+			go func() { _ = s2.Serve() }()
+			assert.Empty(t, createdBy(t, p.Pid(), since), "nothing of the exec'd host's left")
+			assert.NotNil(t, s2.byID[id], "the object made since is kept")
+			assert.Equal(t, s2.byID[id], s2.byKey[tableKey{shm.KindMsg, int32(key)}])
+			journals, _ := filepath.Glob(filepath.Join(filepath.Dir(sock), journalPrefix(sock)+"*"))
+			assert.Len(t, journals, 1, "only the new host's journal")
+			require.NoError(t, c.Remove(shm.KindMsg, id))
+		})
+	}
+}
+
+// The IPC_SET that gives a new segment its permissions sets its ctime,
+// which must not be later than the journal's time, or the next registry
+// leaves the segment alone ("not what the journal says") and adopts an
+// object nobody asked for. Here the host stops after writing the id down
+// and goes on two seconds later, to be killed once it has set the
+// permissions: the journal, written again after the IPC_SET, still names
+// the segment, and the take-over removes it.
+func TestHostKilledInCreateLater(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	since := time.Now()
+	p := testutil.Start(t, "serve", []string{sock},
+		testutil.Env(shm.KillAtEnv+"=stop:create-noted", KillAtEnv+"=create-added"))
+	p.Expect("serving", 10*time.Second)
+	removeCreatedBy(t, p.Pid(), since)
+	defer func() {
+		if kernel.ProcessStopped(p.Pid()) {
+			p.Signal(kernel.SIGCONT)
+		}
+	}()
+	c, err := Dial(sock)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Get(msgReq(kernel.IPC_PRIVATE, creat|0o600))
+	require.ErrorIs(t, err, ErrHostStopped, "stopped at create-noted")
+	segs := createdBy(t, p.Pid(), since)
+	require.Len(t, segs, 1)
+	made := segs[0].DS.Ctime
+	for time.Now().Unix() < made+2 { // beyond madeSlack
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.Signal(kernel.SIGCONT)
+	require.Equal(t, -1, p.Wait(10*time.Second), "killed at create-added")
+	segs = createdBy(t, p.Pid(), since)
+	require.Len(t, segs, 1)
+	require.GreaterOrEqual(t, segs[0].DS.Ctime, made+2, "the IPC_SET came two seconds later")
+
+	s, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Empty(t, createdBy(t, p.Pid(), since), "the unfinished creation undone")
+	assert.Empty(t, s.byID)
+}
+
 // msgSize is the size of the segment msgReq makes.
 var msgSize = int(msgReq(0, 0).Layout.Size())
 

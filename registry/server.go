@@ -607,7 +607,10 @@ func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out
 			return nil, false
 		}
 		var id int
-		id, err = s.get(c, r)
+		id, err = s.get(c, r, gone)
+		if err == errClientGone {
+			return nil, false
+		}
 		resp.i32(int32(id))
 	case opStat:
 		kw, id := d.u32(), int(d.i32())
@@ -675,11 +678,15 @@ func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out
 // request is dropped because its client is gone.
 var droppedHook func()
 
+// errClientGone: a creation was undone because its client gave up (create).
+var errClientGone = errors.New("registry: the client gave up")
+
 func validKind(k shm.Kind) bool { return k == shm.KindSem || k == shm.KindMsg }
 
 // get is semget/msgget, with Linux's checks in Linux's order
 // (ipc/util.c ipcget, ipc/sem.c ksys_semget/newary, ipc/msg.c newque).
-func (s *Server) get(c Creds, r GetRequest) (int, error) {
+// gone is handle's: a creation whose client gave up meanwhile is undone.
+func (s *Server) get(c Creds, r GetRequest, gone func() bool) (int, error) {
 	if !validKind(r.Kind) {
 		return -1, kernel.EINVAL
 	}
@@ -689,7 +696,7 @@ func (s *Server) get(c Creds, r GetRequest) (int, error) {
 	if r.Key == kernel.IPC_PRIVATE {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.create(c, r)
+		return s.create(c, r, gone)
 	}
 	tk := tableKey{r.Kind, r.Key}
 	s.mu.RLock()
@@ -707,7 +714,7 @@ func (s *Server) get(c Creds, r GetRequest) (int, error) {
 	if e := s.byKey[tk]; e != nil { // created meanwhile
 		return s.existing(c, r, e)
 	}
-	return s.create(c, r)
+	return s.create(c, r, gone)
 }
 
 // existing finishes a get that found e: EEXIST, the size check, EACCES.
@@ -724,8 +731,10 @@ func (s *Server) existing(c Creds, r GetRequest, e *entry) (int, error) {
 	return e.id, nil
 }
 
-// create makes a new object; s.mu is held for writing.
-func (s *Server) create(c Creds, r GetRequest) (int, error) {
+// create makes a new object; s.mu is held for writing. If its client is
+// gone by the time the object is complete (gone), nobody has learnt its
+// id, and it is removed again: errClientGone.
+func (s *Server) create(c Creds, r GetRequest, gone func() bool) (int, error) {
 	p := r.Layout
 	if r.Kind == shm.KindSem {
 		if r.Count == 0 {
@@ -774,9 +783,29 @@ func (s *Server) create(c Creds, r GetRequest) (int, error) {
 	}
 	seg.SetParam(r.Param)
 	s.setKernelPerm(id, c.UID, c.GID, s.kernelMode(s.host.UID, s.host.GID, c.UID, c.GID, c.UID, c.GID, mode))
+	// IPC_SET moved the segment's ctime on, perhaps into the next second:
+	// write the journal again, so that its time stays the later one, as
+	// undoMade requires.
+	if err := s.jr.made(id); err != nil {
+		seg.MarkRemoved()
+		_ = kernel.ShmctlRemove(id)
+		s.journalDone()
+		return -1, err
+	}
 	e := &entry{id: id, seg: seg, p: seg.Params(), uid: c.UID, gid: c.GID, mode: mode, kcuid: s.host.UID, kcgid: s.host.GID}
 	s.add(e)
 	crashPoint(stepCreateAdded)
+	if gone() {
+		// The client gave up waiting (this host was stopped in here:
+		// ErrHostStopped told it nothing was applied). The journal
+		// still names the object, which the next registry would remove
+		// if this one died now.
+		seg.MarkRemoved()
+		_ = kernel.ShmctlRemove(id)
+		s.forget(e)
+		s.journalDone()
+		return -1, errClientGone
+	}
 	if err := s.jr.done(); err != nil {
 		// The journal still names the object, and the next registry
 		// would remove it: do it now, before anyone has learnt of it.

@@ -3,7 +3,9 @@
 // process SIGKILL itself the n-th time (default 1) it reaches that labelled
 // step; "exec:step[:n]" makes it exec itself there instead (the goroutine
 // inside the call is gone with the old image, as in a death, while the
-// process lives on), with the variable unset and ExecedEnv set. Each package names its own variable and steps and keeps a Points,
+// process lives on), with the variable unset and ExecedEnv set;
+// "stop:step[:n]" makes it stop itself there (SIGSTOP), to go on where it
+// was once continued (SIGCONT), as after a Ctrl-Z. Each package names its own variable and steps and keeps a Points,
 // whose check inlines (one load and compare per step when the variable is
 // unset); this package parses the variable and does the killing.
 package killat
@@ -11,6 +13,7 @@ package killat
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,6 +60,7 @@ type Points[S comparable] struct {
 	at     S      // written by Arm (or a test's PanicAt), read-only while steps run
 	panics any    // PanicAt's value, or nil: the n-th arrival kills the process
 	exec   string // Arm's variable, if it asked for an exec instead of a kill
+	stop   bool   // Arm asked for a stop instead of a kill
 	left   atomic.Int64
 }
 
@@ -66,6 +70,8 @@ func (p *Points[S]) Arm(pkg, env string, steps map[string]S) {
 	v := os.Getenv(env)
 	if rest, ok := strings.CutPrefix(v, "exec:"); ok {
 		p.exec, v = env, rest
+	} else if rest, ok := strings.CutPrefix(v, "stop:"); ok {
+		p.stop, v = true, rest
 	}
 	p.at, n = parse(pkg, env, v, steps)
 	p.left.Store(n)
@@ -106,6 +112,14 @@ func (p *Points[S]) hit() {
 		ExecSelf(p.exec)
 	}
 	pid, _ := kernel.Self()
+	if p.stop {
+		// To the calling thread (the kernel stops the whole group from
+		// there, and no other thread goes on past this step first).
+		runtime.LockOSThread()
+		_ = kernel.StopThread()
+		runtime.UnlockOSThread()
+		return
+	}
 	_ = kernel.Kill(pid, kernel.SIGKILL)
 	select {} // the signal is on its way
 }

@@ -40,6 +40,11 @@ func TestPointsArm(t *testing.T) {
 	p.At(2) // counted down, not yet the n-th
 	assert.Equal(t, int64(1), p.left.Load())
 
+	var r Points[uint8]
+	t.Setenv(env, "stop:a:2")
+	r.Arm("test", env, steps)
+	assert.Equal(t, [3]any{uint8(1), int64(2), true}, [3]any{r.at, r.left.Load(), r.stop})
+
 	var q Points[uint8]
 	t.Setenv(env, "")
 	q.Arm("test", env, steps)
