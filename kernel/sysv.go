@@ -119,9 +119,12 @@ func SemctlSetAll(id int, vals []uint16) error {
 	n, known := semNsems(id)
 	switch {
 	case !known:
-		// Size unknown (no SEM_STAT_ANY, no read permission): pad to the
-		// most semaphores a set can have (semmsl is an int, but a
-		// sembuf's sem_num is 16 bits).
+		// Size unknown (no SEM_STAT_ANY: a kernel before 4.17, an LSM
+		// that denies it, or ipcmni_extend, where IndexMask is not the
+		// index; and no read permission): pad to the most semaphores a
+		// set can have (semmsl is an int, but a sembuf's sem_num is 16
+		// bits), so that the kernel reads nothing past vals. The length
+		// goes unchecked then: a short slice sets the rest to 0.
 		buf := make([]uint16, max(len(vals), 1<<16))
 		copy(buf, vals)
 		vals = buf
@@ -193,14 +196,25 @@ func SemctlRemove(id int) error {
 
 // SemctlInfo is semctl(IPC_INFO or SEM_INFO); it returns the highest used index.
 func SemctlInfo(cmd int) (int, SemInfo, error) {
+	if cmd != IPC_INFO && cmd != SEM_INFO {
+		return 0, SemInfo{}, EINVAL // another command's buffer is no SemInfo
+	}
 	var info SemInfo
 	n, err := semctlPtr(0, 0, cmd, unsafe.Pointer(&info))
 	return n, info, err
 }
 
 // SemctlCmd runs semctl with an arbitrary command and a scalar argument, for
-// tests of error paths (unknown commands and the like).
+// tests of error paths (unknown commands and the like). A command whose
+// argument is a buffer gets EINVAL unless arg is 0 (a null pointer: the
+// kernel's EFAULT), never an integer for the kernel to write through.
 func SemctlCmd(id, num, cmd int, arg int) (int, error) {
+	switch cmd {
+	case IPC_STAT, IPC_SET, IPC_INFO, GETALL, SETALL, SEM_STAT, SEM_INFO, SEM_STAT_ANY:
+		if arg != 0 {
+			return -1, EINVAL
+		}
+	}
 	return semctl(id, num, cmd, uintptr(arg))
 }
 
@@ -326,6 +340,9 @@ func MsgctlRemove(id int) error {
 
 // MsgctlInfo is msgctl(IPC_INFO or MSG_INFO); it returns the highest used index.
 func MsgctlInfo(cmd int) (int, MsgInfo, error) {
+	if cmd != IPC_INFO && cmd != MSG_INFO {
+		return 0, MsgInfo{}, EINVAL // another command's buffer is no MsgInfo
+	}
 	var info MsgInfo
 	n, err := msgctlPtr(0, cmd, unsafe.Pointer(&info))
 	return n, info, err

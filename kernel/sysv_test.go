@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -138,6 +139,15 @@ func TestSemErrors(t *testing.T) {
 	require.ErrorIs(t, kernel.Semop(id, []kernel.Sembuf{{Op: 0, Flg: kernel.IPC_NOWAIT}}), kernel.EAGAIN, "wait-for-zero")
 	_, err = kernel.SemctlCmd(id, 0, 9999, 0)
 	require.ErrorIs(t, err, kernel.EINVAL, "unknown command")
+	var local int
+	_, err = kernel.SemctlCmd(id, 0, kernel.IPC_STAT, int(uintptr(unsafe.Pointer(&local))))
+	require.ErrorIs(t, err, kernel.EINVAL, "a buffer command with an integer for its buffer")
+	_, err = kernel.SemctlCmd(id, 0, kernel.IPC_STAT, 0)
+	require.ErrorIs(t, err, kernel.EFAULT, "a null buffer: the kernel's own answer")
+	_, _, err = kernel.SemctlInfo(kernel.SEM_STAT_ANY)
+	require.ErrorIs(t, err, kernel.EINVAL, "a command whose buffer is no SemInfo")
+	_, _, err = kernel.MsgctlInfo(kernel.MSG_STAT)
+	require.ErrorIs(t, err, kernel.EINVAL, "a command whose buffer is no MsgInfo")
 
 	for _, bad := range badIDs(t, func() int { return newSem(t, 1, 0o600) }) {
 		_, err = kernel.SemctlStat(bad)

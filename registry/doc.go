@@ -86,9 +86,11 @@
 // so a call that gave up is not applied when the host is continued; and a
 // creation whose host was stopped while making it, after that check, is
 // undone once the host goes on and finds its client gone (nobody has the
-// id: TestHostStoppedInCreate). An IPC_SET or IPC_RMID that the host was
-// stopped in the middle of is applied when it goes on, though its caller
-// was told ErrHostStopped: that window is the in-memory change itself.
+// id: TestHostStoppedInCreate). Two windows remain, each a few
+// microseconds: a creation stopped between that last look at its client
+// and its answer is kept (an IPC_PRIVATE one then belongs to nobody), and
+// an IPC_SET or IPC_RMID stopped in the middle of its change is applied
+// when the host goes on, though its caller was told ErrHostStopped.
 //
 // # Wire protocol and identity
 //

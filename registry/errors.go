@@ -19,9 +19,9 @@ var (
 	// SIGSTOP, Ctrl-Z or a debugger — for a second, so the call gave up.
 	// The request was not applied: the registry drops a changing request
 	// whose client is gone, and undoes a creation it was stopped in the
-	// middle of. Only an IPC_SET or IPC_RMID that the host was stopped in
-	// the middle of applying is applied when it goes on. It matches
+	// middle of; unless the host stopped within a few microseconds of
+	// finishing it (package doc), when it is applied as it goes on. It matches
 	// kernel.ETIMEDOUT. Nobody can take over a stopped host: calls fail
 	// this way until it is continued or killed.
-	ErrHostStopped = fmt.Errorf("registry: the registry's host process is stopped; the request was given up (not applied, unless the host stopped while applying an IPC_SET or IPC_RMID): %w", kernel.ETIMEDOUT)
+	ErrHostStopped = fmt.Errorf("registry: the registry's host process is stopped; the request was given up (not applied, unless the host stopped while finishing it): %w", kernel.ETIMEDOUT)
 )

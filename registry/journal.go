@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"path/filepath"
@@ -247,59 +246,35 @@ func (s *Server) recoverJournals(own string) {
 		if !strings.HasPrefix(de.Name(), prefix) || path == own {
 			continue
 		}
-		rec, mtime, err := readJournal(path, s.euid)
+		f, rec, mtime, err := openJournal(path, s.euid)
 		switch {
 		case errors.Is(err, errNotOurs):
 			continue // another user's: not ours to judge or remove
+		case errors.Is(err, errJournalHeld):
+			// Its host still holds it: it lives, as the same image (a
+			// registry that closed cleanly removes its journal; this one
+			// did not). Leave it.
+			continue
 		case err != nil:
 			// Empty (a host killed before its first write), torn or
 			// garbage: nothing to act on.
 			log.Printf("registry: journal %s: %v; removed", path, err)
 			_ = os.Remove(path)
+			_ = f.Close()
 			continue
 		}
-		if rec.boot != boot {
+		switch {
+		case rec.boot != boot:
 			// An earlier boot: its segments went with it.
 			_ = os.Remove(path)
-			continue
-		}
-		if rec.ipcns != ipcns {
+		case rec.ipcns != ipcns:
 			// Another IPC namespace (a registry of another container on
 			// the same socket directory, say): its ids are not ours.
-			continue
-		}
-		unlock, ok := lockJournal(path)
-		if !ok {
-			// Its host still holds it: it lives, as the same image (a
-			// registry that closed cleanly removes its journal; this one
-			// did not). Leave it.
-			continue
-		}
-		if s.undoJournal(path, rec, mtime) {
+		case s.undoJournal(path, rec, mtime):
 			_ = os.Remove(path)
 		}
-		unlock()
+		_ = f.Close() // (its lock with it)
 	}
-}
-
-// lockJournal takes the lock of journal path, which its host holds for as
-// long as it is the image that wrote it (newJournal); ok is false while it
-// does. Whether the host lives is the lock's say, not its pid's: a host
-// that execs keeps its pid and start time, but its journal descriptor and
-// lock are gone, and so is the creation it was in the middle of; left to
-// the pid, that journal would wait for the new image to exit, and the
-// object it names, adopted and handed out meanwhile by rebuild, would be
-// removed then.
-func lockJournal(path string) (unlock func(), ok bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, false
-	}
-	if err := kernel.Flock(int(f.Fd()), kernel.LOCK_EX|kernel.LOCK_NB); err != nil {
-		_ = f.Close()
-		return nil, false
-	}
-	return func() { _ = f.Close() }, true
 }
 
 // undoJournal undoes the unfinished creation of journal rec, last written
@@ -326,36 +301,59 @@ func (s *Server) undoJournal(path string, rec journalRec, mtime int64) bool {
 	return true
 }
 
-// errNotOurs: a journal file this registry must not trust.
-var errNotOurs = errors.New("not our journal")
+var (
+	// errNotOurs: a journal file this registry must not trust.
+	errNotOurs = errors.New("not our journal")
+	// errJournalHeld: a journal whose host holds its lock (newJournal).
+	errJournalHeld = errors.New("journal held by its host")
+)
 
-// readJournal reads the record of journal path, and the time it was last
-// written (Unix seconds), if it is a regular file owned by uid and not
-// writable by group or others.
-func readJournal(path string, uid uint32) (journalRec, int64, error) {
+// openJournal opens journal path, if it is a regular file owned by uid and
+// not writable by group or others, and takes its lock; then it reads the
+// record, and the time it was last written (Unix seconds), through the
+// locked descriptor, which the caller closes (f is nil when err is
+// errNotOurs or errJournalHeld).
+//
+// The host holds the lock for as long as it is the image that wrote the
+// journal (newJournal), so errJournalHeld means it lives. Whether the host
+// lives is the lock's say, not its pid's: a host that execs keeps its pid
+// and start time, but its journal descriptor and lock are gone, and so is
+// the creation it was in the middle of; left to the pid, that journal would
+// wait for the new image to exit, and the object it names, adopted and
+// handed out meanwhile by rebuild, would be removed then. Taking the lock
+// before reading, the record read is the last its host wrote.
+func openJournal(path string, uid uint32) (*os.File, journalRec, int64, error) {
 	fi, err := os.Lstat(path)
 	if err != nil || !fi.Mode().IsRegular() {
-		return journalRec{}, 0, errNotOurs
+		return nil, journalRec{}, 0, errNotOurs
 	}
 	owner, mode, err := kernel.StatOwner(path)
 	if err != nil || owner != uid || mode&0o022 != 0 {
-		return journalRec{}, 0, errNotOurs
+		return nil, journalRec{}, 0, errNotOurs
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return journalRec{}, 0, errNotOurs
+		return nil, journalRec{}, 0, errNotOurs
 	}
-	defer f.Close()
 	fo, err := f.Stat()
 	if err != nil || !os.SameFile(fi, fo) {
-		return journalRec{}, 0, errNotOurs // replaced meanwhile
+		_ = f.Close()
+		return nil, journalRec{}, 0, errNotOurs // replaced meanwhile
+	}
+	if err := kernel.Flock(int(f.Fd()), kernel.LOCK_EX|kernel.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, journalRec{}, 0, errJournalHeld
+	}
+	if fo, err = f.Stat(); err != nil { // the time of its last write, under the lock
+		_ = f.Close()
+		return nil, journalRec{}, 0, errNotOurs
 	}
 	var b [journalSize]byte
-	if _, err := io.ReadFull(f, b[:]); err != nil {
-		return journalRec{}, 0, fmt.Errorf("short journal: %w", err)
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return f, journalRec{}, 0, fmt.Errorf("short journal: %w", err)
 	}
 	rec, err := decodeJournal(b[:])
-	return rec, fo.ModTime().Unix(), err
+	return f, rec, fo.ModTime().Unix(), err
 }
 
 // journalMatch reports whether the kernel's record of a segment agrees
@@ -375,9 +373,12 @@ func journalMatch(rec journalRec, uid uint32, latest int64, ds kernel.ShmidDS) b
 // host killed between that IPC_SET and the write can leave a ctime in the
 // second after mtime: madeSlack.
 func (s *Server) undoMade(rec journalRec, mtime int64) {
-	ds, err := kernel.ShmctlStat(rec.id)
-	if err != nil {
-		return // gone already
+	// Without a permission check (SHM_STAT_ANY): a host that is not root
+	// may not read a segment whose mode gives its owner class nothing,
+	// and an EACCES taken for "gone" left the object to the rebuild.
+	got, ds, err := kernel.ShmctlStatIndex(rec.id & kernel.IndexMask)
+	if err != nil || got != rec.id {
+		return // gone already (or another segment at its index)
 	}
 	if !journalMatch(rec, s.euid, mtime+madeSlack, ds) {
 		log.Printf("registry: segment %d, named by a creation journal, is not what the journal says; left alone", rec.id)

@@ -254,6 +254,9 @@ func TestHostKilledInCreateLater(t *testing.T) {
 	for time.Now().Unix() < made+2 { // beyond madeSlack
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The kernel stamps ctime from its coarse clock, which turns its
+	// second a tick (up to 10 ms) after time.Now's.
+	time.Sleep(30 * time.Millisecond)
 	p.Signal(kernel.SIGCONT)
 	require.Equal(t, -1, p.Wait(10*time.Second), "killed at create-added")
 	segs = createdBy(t, p.Pid(), since)
@@ -490,8 +493,9 @@ func TestJournalRecord(t *testing.T) {
 }
 
 // A registry reads only journals it can trust, of dead hosts: another
-// user's journal, a symlink, and the journal of a live process are left
-// alone (and not removed); an unreadable one of its own is removed.
+// user's journal, a symlink, and the journal of a live host (which holds
+// its lock) are left alone (and not removed); an unreadable one of its own
+// is removed.
 func TestJournalTrust(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "reg.sock")
@@ -504,7 +508,11 @@ func TestJournalTrust(t *testing.T) {
 		require.NoError(t, os.WriteFile(pre+name, b[:], 0o600))
 		return pre + name
 	}
-	live := write("live", journalRec{state: jrIntent, pid: pid, start: start, segSize: 4096})
+	live := write("live", journalRec{state: jrMade, pid: pid, start: start, segSize: 4096, id: 1 << 30})
+	held, err := os.Open(live) // its host's lock (newJournal)
+	require.NoError(t, err)
+	defer held.Close()
+	require.NoError(t, kernel.Flock(int(held.Fd()), kernel.LOCK_EX|kernel.LOCK_NB))
 	garbage := pre + "garbage"
 	require.NoError(t, os.WriteFile(garbage, []byte("torn"), 0o600))
 	empty := pre + "empty"

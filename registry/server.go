@@ -789,6 +789,7 @@ func (s *Server) create(c Creds, r GetRequest, gone func() bool) (int, error) {
 	if err := s.jr.made(id); err != nil {
 		seg.MarkRemoved()
 		_ = kernel.ShmctlRemove(id)
+		_ = seg.Close()
 		s.journalDone()
 		return -1, err
 	}
