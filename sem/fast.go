@@ -206,12 +206,6 @@ func (s *Array) lean(ops []Buf) (bool, error) {
 	if len(ops) < 2 || len(ops) > leanMax {
 		return false, nil
 	}
-	// A copy, as semop copies the caller's array: what is checked here is
-	// what the section uses, even if the caller's goroutines change the
-	// array meanwhile (a semaphore number changed out of range after the
-	// check would panic in the unguarded section, the lock held).
-	var cp [leanMax]Buf
-	ops = cp[:copy(cp[:], ops)]
 	words := s.words
 	need := uint64(gateRead)
 	for _, b := range ops {
@@ -239,8 +233,8 @@ func (s *Array) lean(ops []Buf) (bool, error) {
 //
 // Unarmed, the section runs without the guard, because nothing in it can
 // panic: every index it takes from the segment is bounded before use (a
-// semaphore number by lean's check against words, on lean's copy of the
-// array, a record number by its
+// semaphore number by the section's own check against words, a record
+// number by its
 // five bits, below UndoRecords: recordBound); and a fault on the mapping
 // (a handle closed under its own call) ends the process, guard or not.
 // The deferred call cost BenchmarkThreeOps 5% (median of 20 alternating
@@ -281,6 +275,14 @@ func (s *Array) leanLocked(ops []Buf, armed bool) (bool, error) {
 			// Freeze the word, unless it is frozen, WAITED or has an
 			// in-flight SEM_UNDO op, or the CAS loses a race: then the
 			// general path (which waits and retries) takes the array.
+			// (The number is checked again: lean checked it in the
+			// caller's array, which the caller's goroutines may have
+			// changed since; out of range here would be a panic with
+			// the lock held.)
+			if int(b.Num) >= len(words) {
+				s.leanAbort(nums[:n])
+				return false, nil
+			}
 			w := &words[b.Num]
 			o := w.Load()
 			if o&slowMask != 0 || o&flagPending != 0 && s.inFlight(o, int(b.Num)) ||

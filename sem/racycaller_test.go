@@ -14,10 +14,11 @@ import (
 
 // A caller whose goroutines change its op array while Op runs (a data race
 // of theirs, so not built with -race) gets what it gets, but cannot leave
-// the set locked: Op uses its own copy of a short array (lean), as semop
-// copies its array from user space. Before the copy, a semaphore number
-// changed out of range after lean's check panicked in the unguarded lean
-// section, lock held, and every later op on the set waited for ever.
+// the set locked: the unguarded lean section checks each semaphore number
+// it uses again (semop copies the array, which cost the lean path 20%).
+// Before, a number changed out of range after lean's first check panicked
+// in that section, lock held, and every later op on the set waited for
+// ever.
 func TestRacyCallerArray(t *testing.T) {
 	s := newSet(t, 2)
 	ctx := context.Background()
