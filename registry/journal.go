@@ -378,7 +378,11 @@ func (s *Server) undoMade(rec journalRec, mtime int64) {
 	// and an EACCES taken for "gone" left the object to the rebuild.
 	got, ds, err := kernel.ShmctlStatIndex(rec.id & kernel.IndexMask)
 	if err != nil || got != rec.id {
-		return // gone already (or another segment at its index)
+		// Not at that index: gone, or indexes wider than IndexMask
+		// (ipcmni_extend), or no SHM_STAT_ANY (before Linux 4.17).
+		if ds, err = kernel.ShmctlStat(rec.id); err != nil {
+			return // gone already (or, there, not ours to read)
+		}
 	}
 	if !journalMatch(rec, s.euid, mtime+madeSlack, ds) {
 		log.Printf("registry: segment %d, named by a creation journal, is not what the journal says; left alone", rec.id)

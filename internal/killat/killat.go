@@ -1,13 +1,14 @@
 // Package killat is the test-only crash hook that sem, msgq, shm and
-// registry share: an environment variable holding "step" or "step:n" makes the
-// process SIGKILL itself the n-th time (default 1) it reaches that labelled
-// step; "exec:step[:n]" makes it exec itself there instead (the goroutine
-// inside the call is gone with the old image, as in a death, while the
-// process lives on), with the variable unset and ExecedEnv set;
+// registry share: an environment variable holding "step" or "step:n" makes
+// the process SIGKILL itself the n-th time (default 1) it reaches that
+// labelled step; "exec:step[:n]" makes it exec itself there instead (the
+// goroutine inside the call is gone with the old image, as in a death,
+// while the process lives on), with the variable unset and ExecedEnv set;
 // "stop:step[:n]" makes it stop itself there (SIGSTOP), to go on where it
-// was once continued (SIGCONT), as after a Ctrl-Z. Each package names its own variable and steps and keeps a Points,
-// whose check inlines (one load and compare per step when the variable is
-// unset); this package parses the variable and does the killing.
+// was once continued (SIGCONT), as after a Ctrl-Z. Each package names its
+// own variable and steps and keeps a Points, whose check inlines (one load
+// and compare per step when the variable is unset); this package parses
+// the variable and does the killing.
 package killat
 
 import (
@@ -111,7 +112,6 @@ func (p *Points[S]) hit() {
 	if p.exec != "" {
 		ExecSelf(p.exec)
 	}
-	pid, _ := kernel.Self()
 	if p.stop {
 		// To the calling thread (the kernel stops the whole group from
 		// there, and no other thread goes on past this step first).
@@ -120,6 +120,7 @@ func (p *Points[S]) hit() {
 		runtime.UnlockOSThread()
 		return
 	}
+	pid, _ := kernel.Self()
 	_ = kernel.Kill(pid, kernel.SIGKILL)
 	select {} // the signal is on its way
 }
