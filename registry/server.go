@@ -787,9 +787,7 @@ func (s *Server) create(c Creds, r GetRequest, gone func() bool) (int, error) {
 	// write the journal again, so that its time stays the later one, as
 	// undoMade requires.
 	if err := s.jr.made(id); err != nil {
-		seg.MarkRemoved()
-		_ = kernel.ShmctlRemove(id)
-		_ = seg.Close()
+		s.unmake(id, seg, nil)
 		s.journalDone()
 		return -1, err
 	}
@@ -801,22 +799,31 @@ func (s *Server) create(c Creds, r GetRequest, gone func() bool) (int, error) {
 		// ErrHostStopped told it nothing was applied). The journal
 		// still names the object, which the next registry would remove
 		// if this one died now.
-		seg.MarkRemoved()
-		_ = kernel.ShmctlRemove(id)
-		s.forget(e)
+		s.unmake(id, seg, e)
 		s.journalDone()
 		return -1, errClientGone
 	}
 	if err := s.jr.done(); err != nil {
 		// The journal still names the object, and the next registry
 		// would remove it: do it now, before anyone has learnt of it.
-		seg.MarkRemoved()
-		_ = kernel.ShmctlRemove(id)
-		s.forget(e)
+		s.unmake(id, seg, e)
 		return -1, err
 	}
 	crashPoint(stepCreateDone)
 	return id, nil
+}
+
+// unmake removes an object that create made but gave nobody: its header
+// says removed, its kernel segment goes, and its entry (e, if it was
+// added) is forgotten, else its mapping closed.
+func (s *Server) unmake(id int, seg *shm.Segment, e *entry) {
+	seg.MarkRemoved()
+	_ = kernel.ShmctlRemove(id)
+	if e != nil {
+		s.forget(e)
+	} else {
+		_ = seg.Close()
+	}
 }
 
 // journalDone records, after a failed creation whose segment is gone, that

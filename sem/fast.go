@@ -234,9 +234,9 @@ func (s *Array) lean(ops []Buf) (bool, error) {
 // Unarmed, the section runs without the guard, because nothing in it can
 // panic: every index it takes from the segment is bounded before use (a
 // semaphore number by the section's own check against words, a record
-// number by its
-// five bits, below UndoRecords: recordBound); and a fault on the mapping
-// (a handle closed under its own call) ends the process, guard or not.
+// number by its five bits, below UndoRecords: recordBound); and a fault on
+// the mapping (a handle closed under its own call) ends the process, guard
+// or not.
 // The deferred call cost BenchmarkThreeOps 5% (median of 20 alternating
 // runs: 152 against 144 ns; the runs spread from 100 to 200 ns).
 func (s *Array) leanGuarded(ops []Buf, t uint64) (bool, error) {
