@@ -211,7 +211,7 @@ func (s *Array) refreshPerm() uint64 {
 // while before it queues, so that a peer about to post does not cost us a
 // sleep; for how long is the handle's spin policy's call (spin.go).
 func (s *Array) spinOne(b Buf) (fastResult, error) {
-	tight, budget, probe := s.spin.start(preQueueSpin)
+	tight, budget, kind := s.spin.start(preQueueSpin)
 	if budget <= 0 {
 		return fastBlock, nil
 	}
@@ -221,7 +221,7 @@ func (s *Array) spinOne(b Buf) (fastResult, error) {
 		r, err = s.fastOne(b)
 	}
 	if r != fastSlow {
-		s.spin.ended(probe, r == fastDone, sp.paid())
+		s.spin.ended(kind, r == fastDone, sp.paid())
 	}
 	return r, err
 }
@@ -733,11 +733,11 @@ func (s *Array) sleep(ctx context.Context, idx int, deadline time.Time, spin boo
 		// that completes us meanwhile makes no system call.
 		for sp := s.newSpinner(waiterSpin, waiterSpin); ; {
 			if slot.State.Load() == stDone {
-				s.spin.ended(false, true, sp.paid())
+				s.spin.ended(kindCredit, true, sp.paid())
 				return true, nil
 			}
 			if !sp.next() {
-				s.spin.ended(false, false, false)
+				s.spin.ended(kindCredit, false, false)
 				break
 			}
 		}
@@ -803,6 +803,7 @@ func (s *Array) sleep(ctx context.Context, idx int, deadline time.Time, spin boo
 		clock.Park()
 		_ = kernel.FutexWait(&slot.Futex, f, until)
 		if slot.State.Load() == stDone { // the usual wake-up: straight out
+			s.spin.sleptOrWoke()
 			return true, nil
 		}
 	}

@@ -416,30 +416,30 @@ func TestLeanPath(t *testing.T) {
 func TestSpinPolicy(t *testing.T) {
 	var p spinPolicy
 	p.credit.Store(spinCredit / 2)
-	tight, total, probe := p.start(time.Second)
-	require.Equal(t, []any{spinTight, spinTight, false}, []any{tight, total, probe}, "with credit, a tight spin")
+	tight, total, kind := p.start(time.Second)
+	require.Equal(t, []any{spinTight, spinTight, kindCredit}, []any{tight, total, kind}, "with credit, a tight spin")
 	for i := 0; i < 10; i++ {
-		p.ended(false, true, true)
+		p.ended(kindCredit, true, true)
 	}
 	assert.Equal(t, int32(spinCredit), p.credit.Load(), "credit is bounded")
-	p.ended(false, true, false)
+	p.ended(kindCredit, true, false)
 	assert.Equal(t, int32(spinCredit-spinLoss), p.credit.Load(), "a spin that needed yields did not pay")
 	for p.credit.Load() > 0 {
-		p.ended(false, false, false)
+		p.ended(kindCredit, false, false)
 	}
 	// No credit: probes, in streaks, whole budget; a period without a hit
 	// doubles the next.
 	probes := func(calls int) int {
 		spins, run := 0, 0
 		for i := 0; i < calls; i++ {
-			switch tight, total, probe := p.start(time.Second); {
+			switch tight, total, kind := p.start(time.Second); {
 			case total == 0:
 				assert.Zero(t, run%spinStreak, "probes come in streaks")
 				run = 0
-			case probe && tight == spinTight && total == time.Second:
+			case kind == kindProbe && tight == spinTight && total == time.Second:
 				spins++
 				run++
-				p.ended(true, false, false) // a probe that failed changes nothing
+				p.ended(kindProbe, false, false) // a probe that failed changes nothing
 			default:
 				t.Fatal("with no credit, only probes spin")
 			}
@@ -450,13 +450,51 @@ func TestSpinPolicy(t *testing.T) {
 	assert.Equal(t, spinStreak, probes(2*spinProbe), "after a period with no hit, one twice as long")
 	assert.Equal(t, spinStreak, probes(4*spinProbe))
 	assert.Zero(t, p.credit.Load())
-	p.ended(true, true, false)
-	tight, total, probe = p.start(time.Second)
-	assert.Equal(t, []any{spinTight, spinTight, false}, []any{tight, total, probe},
+	p.ended(kindProbe, true, false)
+	tight, total, kind = p.start(time.Second)
+	assert.Equal(t, []any{spinTight, spinTight, kindCredit}, []any{tight, total, kind},
 		"a probe that succeeded, yields or not, turns spinning back on")
 	p.credit.Store(0)
 	assert.Equal(t, spinStreak, probes(spinProbe), "after a hit, periods are short again")
 	assert.Equal(t, spinStreak, probes(2*spinProbe))
+
+	// After a sleep or a wake-up, the next call spins with the whole
+	// budget, credit or not, and a late success earns credit.
+	p.credit.Store(0)
+	p.sleptOrWoke()
+	tight, total, kind = p.start(time.Second)
+	assert.Equal(t, []any{spinTight, time.Second, kindWake}, []any{tight, total, kind})
+	p.ended(kind, true, false)
+	assert.Equal(t, int32(spinWin), p.credit.Load())
+	p.sleptOrWoke()
+	_, total, kind = p.start(time.Second)
+	assert.Equal(t, []any{time.Second, kindWake}, []any{total, kind}, "with credit too")
+	_, _, kind = p.start(time.Second)
+	assert.Equal(t, kindCredit, kind, "only the first call after it")
+
+	// After-wake spins that fail back off: one in 2, 4, ... up to wakeMax
+	// is made; one that pays ends that.
+	afterWake := func(n int, done bool) (made int) {
+		for range n {
+			p.credit.Store(1)
+			p.sleptOrWoke()
+			if _, _, kind := p.start(time.Second); kind == kindWake {
+				made++
+				p.ended(kind, done, false)
+			}
+		}
+		return made
+	}
+	assert.Equal(t, 1, afterWake(1, false))
+	assert.Equal(t, 1, afterWake(2, false), "then one in 2")
+	assert.Equal(t, 1, afterWake(4, false), "then one in 4")
+	assert.Equal(t, 3, afterWake(8+16+32, false))
+	p.wakeEvery.Store(wakeMax)
+	p.wakeSkip.Store(0)
+	assert.Equal(t, 1, afterWake(wakeMax, false), "no more than one in wakeMax")
+	assert.Equal(t, uint32(wakeMax), p.wakeEvery.Load())
+	assert.Equal(t, 1, afterWake(1, true))
+	assert.Equal(t, 5, afterWake(5, true), "one that paid: every one again")
 
 	// A spin pays only if it succeeds within its tight phase.
 	s, err := handle(usysvImpl.create(t, 1, 0o600))

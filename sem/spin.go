@@ -31,7 +31,8 @@ import (
 // again. If the two share a CPU, spins keep failing and the credit is soon
 // gone again; a period in which no probe paid makes the next one twice as
 // long (up to probeMax calls), so that probing a partner that is never
-// there costs next to nothing.
+// there costs next to nothing. The first blocking call after a sleep or
+// a wake-up spins as a probe does (below, wakeMax).
 //
 // A spinner whose peer last began to spin on the same CPU yields that CPU
 // between looks (sched_yield), from the start: two processes that hand a
@@ -81,14 +82,51 @@ type spinPolicy struct {
 	period atomic.Uint32 // of probe streaks (0: spinProbe)
 	phase  atomic.Uint32 // where in the current period its streak starts
 	hit    atomic.Bool   // a probe of the current period paid
+
+	slept     atomic.Bool   // the handle woke a sleeper, or woke from a sleep
+	wakeSkip  atomic.Uint32 // after-wake spins still to skip
+	wakeEvery atomic.Uint32 // one after-wake spin in wakeEvery (0: 1) is made
 }
 
+// A spin's kind says what its end teaches the policy (ended).
+type spinKind uint8
+
+const (
+	kindNone   spinKind = iota // no spin
+	kindCredit                 // a tight spin, made with credit
+	kindProbe                  // a probe, made without
+	kindWake                   // the first spin after a sleep or a wake-up
+)
+
+// Two peers that both sleep wake each other on every exchange: each
+// finds the other asleep, so neither's spin pays, and only their probes,
+// made at random points, can find the other awake, if they meet. Parted
+// by shm.CoLocation's move, make bench's ping-pong pair fell into this in
+// two of five runs of `usysv bench -case sem`, for the whole run: 8–9 µs
+// a round trip, the kernel's, with two waits in three asleep. So the first blocking call
+// after a handle woke a sleeping peer, or woke from a sleep itself,
+// spins with a probe's budget, which covers the woken peer's wake-up,
+// and its success, late or not, earns credit: both sides of such a pair
+// spin at the next exchange. Where the peer does not answer that soon
+// (it sleeps for other reasons), these spins back off: only one in
+// wakeEvery is made, which doubles up to wakeMax while they fail and is
+// 1 again when one pays.
+const wakeMax = 4096
+
 // start returns how long a blocking call should spin now (total, 0: not
-// at all), how long of it pays (tight), and whether the spin is a probe.
-// A spin with credit is a tight one; a probe has the whole budget.
-func (p *spinPolicy) start(budget time.Duration) (tight, total time.Duration, probe bool) {
+// at all), how long of it pays (tight), and the spin's kind. A spin with
+// credit is a tight one; a probe, and the first after a sleep, have the
+// whole budget.
+func (p *spinPolicy) start(budget time.Duration) (tight, total time.Duration, kind spinKind) {
+	if p.slept.Load() {
+		p.slept.Store(false)
+		if p.wakeSkip.Load() == 0 {
+			return min(budget, spinTight), budget, kindWake
+		}
+		p.wakeSkip.Add(^uint32(0))
+	}
 	if p.credit.Load() > 0 {
-		return min(budget, spinTight), min(budget, spinTight), false
+		return min(budget, spinTight), min(budget, spinTight), kindCredit
 	}
 	per := max(p.period.Load(), spinProbe)
 	i := p.probe.Add(1) - 1
@@ -105,18 +143,37 @@ func (p *spinPolicy) start(budget time.Duration) (tight, total time.Duration, pr
 		i = 0
 	}
 	if ph := p.phase.Load(); i >= ph && i < ph+spinStreak {
-		return min(budget, spinTight), budget, true
+		return min(budget, spinTight), budget, kindProbe
 	}
-	return 0, 0, false
+	return 0, 0, kindNone
 }
 
-// ended records how a spin ended: with the op done or not, and (spinner
-// paid) within the tight phase or not.
-func (p *spinPolicy) ended(probe, done, tight bool) {
+// sleptOrWoke tells the policy that the handle woke a sleeping peer or
+// was woken from a sleep: its next blocking call makes a kindWake spin.
+func (p *spinPolicy) sleptOrWoke() {
+	if !p.slept.Load() {
+		p.slept.Store(true)
+	}
+}
+
+// ended records how a spin of kind ended: with the op done or not, and
+// (spinner paid) within the tight phase or not. A probe or an after-wake
+// spin earns credit even if it succeeded late.
+func (p *spinPolicy) ended(kind spinKind, done, tight bool) {
+	if kind == kindWake {
+		if done {
+			p.wakeEvery.Store(1)
+		} else {
+			e := min(2*max(p.wakeEvery.Load(), 1), wakeMax)
+			p.wakeEvery.Store(e)
+			p.wakeSkip.Store(e - 1)
+		}
+	}
+	late := kind == kindProbe || kind == kindWake
 	c := p.credit.Load()
-	if done && (tight || probe) {
+	if done && (tight || late) {
 		c = min(c+spinWin, spinCredit)
-		if probe {
+		if late {
 			p.hit.Store(true)
 		}
 	} else {

@@ -196,14 +196,17 @@ func (s *Array) unlock() {
 		s.local.Unlock()
 	}
 	for _, idx := range local[:n] {
-		wakeSlot(&s.v.slots[idx])
+		s.wakeSlot(&s.v.slots[idx])
 	}
 }
 
-func wakeSlot(slot *waiterSlot) {
+// wakeSlot tells the waiter in slot that it is done, and wakes it if it
+// sleeps.
+func (s *Array) wakeSlot(slot *waiterSlot) {
 	slot.Futex.Add(1)
 	if slot.Arg[argSleep].Load() != 0 {
 		_, _ = kernel.FutexWake(&slot.Futex, 1)
+		s.spin.sleptOrWoke()
 	}
 }
 
@@ -419,7 +422,7 @@ func (s *Array) unfreezeAll() {
 
 func (s *Array) wakeCompleted() {
 	for _, idx := range s.sc.wake {
-		wakeSlot(&s.v.slots[idx])
+		s.wakeSlot(&s.v.slots[idx])
 	}
 	s.sc.wake = s.sc.wake[:0]
 }

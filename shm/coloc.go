@@ -27,11 +27,32 @@ import (
 //
 // A handle yields through its CoLocation too (Yield), which stops
 // yielding for a while when a yield turns out slow.
+//
+// Yields alone do not always part the two. In make bench's semaphore
+// ping-pong the pair stayed on one CPU, handing the semaphore over by
+// yields at 6.5–8.7 µs a round trip against 0.2–0.3 µs apart, for the
+// whole run, in 5 of 13 runs of `usysv bench -case sem` (the handles'
+// own answers: together at 8112 of 8480 asks), while the other CPU was
+// idle. Why the scheduler left them there is not settled (its load
+// balancer leaves a task that ran within the last half millisecond
+// where it is until balancing has failed a few times, and two peers
+// that yield to each other always have). So when Same finds the peer on
+// this CPU, the process with the higher pid (one of the two, so that
+// they do not both move, perhaps to the same CPU) moves itself to
+// another CPU its affinity mask allows (kernel.MoveOffCPU, which leaves
+// the mask as it was) and records where it went. It does so at most
+// once per gap, which doubles (from hopMin up to hopMax) while a move
+// does not last: on a machine with no idle CPU the scheduler soon puts
+// the two together again, and moving costs a few system calls and a
+// migration. With it (and package sem's spin after a wake-up, which a
+// parted pair needed), none of 20 such runs stayed together.
 type CoLocation struct {
-	co   atomic.Bool
-	ask  atomic.Int32
-	skip atomic.Int32 // yields still to skip after a slow one
-	slow atomic.Int32 // slow yields in a row
+	co    atomic.Bool
+	ask   atomic.Int32
+	skip  atomic.Int32 // yields still to skip after a slow one
+	slow  atomic.Int32 // slow yields in a row
+	moved atomic.Int64 // when this handle last moved off its peer's CPU (Unix ns)
+	gap   atomic.Int64 // how long after that it may move again (0: hopMin)
 }
 
 // coLocEvery: one call of Same in coLocEvery asks getcpu.
@@ -41,28 +62,62 @@ const coLocEvery = 16
 // whose word is w (in ping-pong: the peer, spinning for this call's
 // answer) did so on the CPU this one runs on; pid is this process's.
 func (c *CoLocation) Same(w *atomic.Uint64, pid uint32) bool {
-	return c.same(w, pid, kernel.Getcpu)
+	return c.same(w, pid, kernel.Getcpu, kernel.MoveOffCPU)
 }
 
-func (c *CoLocation) same(w *atomic.Uint64, pid uint32, getcpu func() int) bool {
+func (c *CoLocation) same(w *atomic.Uint64, pid uint32, getcpu func() int, moveOff func(cpu int) bool) bool {
 	if c.ask.Add(1)%coLocEvery == 1 {
-		if co, known := swapCPU(w, pid, getcpu()); known {
+		cpu := getcpu()
+		co, peer := swapCPU(w, pid, cpu)
+		if peer != 0 {
+			if co && pid > peer && c.mayMove(time.Now().UnixNano()) && moveOff(cpu) {
+				w.Store(cpuWord(pid, getcpu()))
+				co = false
+			}
 			c.co.Store(co)
 		}
 	}
 	return c.co.Load()
 }
 
+// mayMove reports whether the handle may move off its peer's CPU now, and
+// if so counts the move: not within gap of the last one, and gap doubles
+// when this one comes within twice gap of it (that move did not last).
+func (c *CoLocation) mayMove(now int64) bool {
+	last, gap := c.moved.Load(), c.gap.Load()
+	if gap == 0 {
+		gap = int64(hopMin)
+	}
+	switch d := now - last; {
+	case d < gap:
+		return false
+	case d < 2*gap:
+		gap = min(2*gap, int64(hopMax))
+	default:
+		gap = int64(hopMin)
+	}
+	c.gap.Store(gap)
+	c.moved.Store(now)
+	return true
+}
+
+const (
+	hopMin = time.Millisecond
+	hopMax = time.Second
+)
+
+func cpuWord(pid uint32, cpu int) uint64 { return uint64(pid)<<32 | uint64(cpu+1) }
+
 // swapCPU records a call of process pid on cpu as the latest in w and
-// compares it with the one before. known is false when this process asked
-// last (no news of the peer), or nobody had.
-func swapCPU(w *atomic.Uint64, pid uint32, cpu int) (co, known bool) {
-	me := uint64(pid)<<32 | uint64(cpu+1)
+// compares it with the one before, of process peer. peer is 0 when this
+// process asked last (no news of the peer), or nobody had.
+func swapCPU(w *atomic.Uint64, pid uint32, cpu int) (co bool, peer uint32) {
+	me := cpuWord(pid, cpu)
 	prev := w.Swap(me)
 	if prev>>32 == me>>32 || prev == 0 {
-		return false, false
+		return false, 0
 	}
-	return uint32(prev) == uint32(me), true
+	return uint32(prev) == uint32(me), uint32(prev >> 32)
 }
 
 // Yield is sched_yield(2), for a spinner whose peer may need its CPU.
