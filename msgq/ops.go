@@ -570,6 +570,7 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 	if q.closed.Load() {
 		return ErrClosed
 	}
+	q.noteSent()
 	spun, tried, waited := false, false, false
 	if len(data) <= slotText && q.v.rc.tail.Load()&ringClosed == 0 && q.ringReady(permWrite) {
 		tried = true
@@ -620,6 +621,7 @@ func (q *Queue) sendBatch(ctx context.Context, msgs []Msg, nowait bool) (int, er
 	if q.closed.Load() {
 		return 0, ErrClosed
 	}
+	q.noteSent()
 	sent := 0
 	spun, waited := false, false // waited: msgs[sent]'s send slept for room
 	if q.ringReady(permWrite) {

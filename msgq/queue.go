@@ -98,6 +98,7 @@ type Queue struct {
 	shortProbe atomic.Int32 // one call in shortProbe spins once spins stopped paying
 	shortCount atomic.Int32
 	streamy    atomic.Int32 // quick receive spins in a row (see streamGap); streamQuick: stream mode
+	sent       atomic.Bool  // this handle sent since its last receive spin: it answers (see streamGap)
 
 	ring bool // lock-free calls may use the ring (it exists and our pid fits a claim)
 

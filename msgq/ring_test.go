@@ -773,6 +773,9 @@ func TestRingPubHint(t *testing.T) {
 // No message is missed either way.
 func TestStreamMode(t *testing.T) {
 	q := newQueue(t)
+	tx, err := OpenID(q.ID()) // the sender's handle
+	require.NoError(t, err)
+	defer tx.Close()
 	rc := q.v.rc
 	buf := make([]byte, 8)
 	// spin looks, has send sent (by another goroutine after delay), and
@@ -785,7 +788,7 @@ func TestStreamMode(t *testing.T) {
 		go func() {
 			time.Sleep(delay)
 			for range send {
-				if err := q.TrySend(1, []byte("x")); err != nil {
+				if err := tx.TrySend(1, []byte("x")); err != nil {
 					done <- err
 					return
 				}
@@ -824,6 +827,23 @@ func TestStreamMode(t *testing.T) {
 	q.streamy.Store(streamQuick - 1)
 	spin(1, 200*time.Microsecond) // past the budget, or at least 128 looks
 	assert.Zero(t, q.streamy.Load(), "a slow answer ends the count")
+
+	// A handle that sends between its receives answers: its receives
+	// are replies, which neither count towards stream mode nor spin in it.
+	for range 2 * streamQuick {
+		require.NoError(t, q.TrySend(2, []byte("reply")))
+		_, _, err := q.TryRecv(buf, 2, 0)
+		require.NoError(t, err)
+		require.True(t, spin(1, 0))
+		require.LessOrEqual(t, q.streamy.Load(), int32(1), "quick spins of an answerer do not add up")
+	}
+	q.streamy.Store(streamQuick)
+	require.NoError(t, q.TrySend(2, []byte("reply")))
+	_, _, err = q.TryRecv(buf, 2, 0)
+	require.NoError(t, err)
+	require.True(t, spin(1, 0))
+	assert.EqualValues(t, 1, q.streamy.Load(), "a quick spin out of stream mode (in it, a reply leaves 0)")
+	assert.False(t, q.sent.Load(), "the mark is used up")
 	require.NoError(t, q.Check())
 }
 
