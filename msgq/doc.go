@@ -198,8 +198,8 @@
 // than 4 (a peer that answers, as in ping-pong), or a watch that sees
 // nothing, ends stream mode; 4 µs is what it adds to a message's latency,
 // at most. A handle that sends between its receives answers what it
-// receives, and its receives never enter stream mode. A 1P→1C stream of single sends went from 4.4–4.8× the kernel
-// to 5–8× in the same runs.
+// receives, and its receives never enter stream mode. A 1P→1C stream of
+// single sends went from 4.4–4.8× the kernel to 5–8× in the same runs.
 //
 // Wakers look at waiter counts in shared memory and issue FUTEX_WAKE only
 // when someone sleeps. A sender that waits for room sleeps with the ring

@@ -103,14 +103,14 @@ const (
 // made at random points, can find the other awake, if they meet. Parted
 // by shm.CoLocation's move, make bench's ping-pong pair fell into this in
 // two of five runs of `usysv bench -case sem`, for the whole run: 8–9 µs
-// a round trip, the kernel's, with two waits in three asleep. So the first blocking call
-// after a handle woke a sleeping peer, or woke from a sleep itself,
-// spins with a probe's budget, which covers the woken peer's wake-up,
-// and its success, late or not, earns credit: both sides of such a pair
-// spin at the next exchange. Where the peer does not answer that soon
-// (it sleeps for other reasons), these spins back off: only one in
-// wakeEvery is made, which doubles up to wakeMax while they fail and is
-// 1 again when one pays.
+// a round trip, the kernel's, with two waits in three asleep. So the
+// first blocking call after a handle woke a sleeping peer, or woke from a
+// sleep itself, spins with a probe's budget, which covers the woken
+// peer's wake-up, and its success, late or not, earns credit: both sides
+// of such a pair spin at the next exchange. Where the peer does not
+// answer that soon (it sleeps for other reasons), these spins back off:
+// only one in wakeEvery is made, which doubles up to wakeMax while they
+// fail and is 1 again when one pays.
 const wakeMax = 4096
 
 // start returns how long a blocking call should spin now (total, 0: not
