@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/usysv/usysv/internal/clock"
 	"github.com/usysv/usysv/kernel"
@@ -316,25 +317,31 @@ func (q *Queue) ringPut(mtype int64, data []byte, qb uint64) (int, *slot, uint64
 	return putFallback, nil, 0
 }
 
-// stampSend records lspid and stime, storing only what changed.
+// stampSend records lspid and stime, storing only what changed, with
+// plain stores (shm.StoreOwned): Go's atomic Store is a locked XCHG, which
+// waits until the send's stores to the receivers' lines (pub, the warmed
+// slot) have reached them. In alternating runs the message ping-pong's
+// round trip was 9% shorter (9 of 12 pairs) with plain stores here and
+// in stampRecv. Concurrent sends may land their stamps in either order,
+// as they could with locked stores.
 func (q *Queue) stampSend() {
 	rc := q.v.rc
 	if rc.lspid.Load() != q.pid {
-		rc.lspid.Store(q.pid)
+		shm.StoreOwned32(&rc.lspid, q.pid)
 	}
 	if now := clock.Now(); rc.stime.Load() != now {
-		rc.stime.Store(now)
+		shm.StoreOwned((*atomic.Uint64)(unsafe.Pointer(&rc.stime)), uint64(now))
 	}
 }
 
-// stampRecv records lrpid and rtime, storing only what changed.
+// stampRecv records lrpid and rtime as stampSend does lspid and stime.
 func (q *Queue) stampRecv() {
 	rc := q.v.rc
 	if rc.lrpid.Load() != q.pid {
-		rc.lrpid.Store(q.pid)
+		shm.StoreOwned32(&rc.lrpid, q.pid)
 	}
 	if now := clock.Now(); rc.rtime.Load() != now {
-		rc.rtime.Store(now)
+		shm.StoreOwned((*atomic.Uint64)(unsafe.Pointer(&rc.rtime)), uint64(now))
 	}
 }
 
@@ -528,12 +535,13 @@ func (q *Queue) ringScan(mode int, typ int64) int {
 
 // spinner is the state of one call's watching of the ring (ringSpin).
 type spinner struct {
-	on     bool
-	start  time.Time
-	budget time.Duration
-	polite time.Duration // spinPolite, or 0 when the peer shares this CPU; -1: not decided yet
-	seen   uint64        // the watched word as of before the caller's last look
-	closed bool          // ringSpin returned at once for a closed word already
+	on        bool
+	start     time.Time
+	budget    time.Duration
+	polite    time.Duration // spinPolite, or 0 when the peer shares this CPU; -1: not decided yet
+	seen      uint64        // the watched word as of before the caller's last look
+	closed    bool          // ringSpin returned at once for a closed word already
+	answering bool          // the handle sent since its last receive (see noteSent)
 }
 
 func (st *spinner) finish(q *Queue) {
@@ -724,22 +732,32 @@ func (q *Queue) ringSpin(st *spinner, w *atomic.Uint64) bool {
 	if w == &q.v.rc.pub {
 		if q.sent.Load() {
 			q.sent.Store(false) // an answerer: its receives are replies
-			q.streamy.Store(0)
+			if q.streamy.Load() != 0 {
+				q.streamy.Store(0)
+			}
+			st.answering = true
 		} else if q.streamy.Load() >= streamQuick {
 			return q.streamSpin(st)
 		}
 	}
+	paceMask := 127
+	if st.answering {
+		paceMask = 15 // a look takes a pause
+	}
 	for i := 1; ; i++ {
+		if st.answering {
+			shm.Pause()
+		}
 		if v := w.Load(); v != old {
 			st.seen = v
-			if w == &q.v.rc.pub {
+			if w == &q.v.rc.pub && !st.answering {
 				q.noteQuick(i < 128 && st.start.IsZero())
 			}
 			return q.spinDone(true, st.budget)
 		}
-		if i&127 == 0 {
+		if i&paceMask == 0 {
 			if st.pace(q) {
-				if w == &q.v.rc.pub {
+				if w == &q.v.rc.pub && !st.answering {
 					q.noteQuick(false)
 				}
 				return q.spinDone(false, st.budget)
