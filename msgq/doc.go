@@ -124,10 +124,11 @@
 // copy it saw last and the pub hint (a word of its own line where each
 // sender stores the tail's position after its commit, without a CAS) both
 // say the ring is empty, and it spins on the hint, not the tail, while the
-// ring is empty: so the tail's line stays with the senders. lspid, stime, lrpid and rtime
-// are stored only when they change, with plain stores (a locked store would
-// wait for the call's earlier stores to reach the other CPUs). Stat reads the head twice around the
-// tail, so qnum and cbytes are a pair that held at one instant.
+// ring is empty: so the tail's line stays with the senders. lspid, stime,
+// lrpid and rtime are stored only when they change, with plain stores (a
+// locked store would wait for the call's earlier stores to reach the other
+// CPUs). Stat reads the head twice around the tail, so qnum and cbytes are
+// a pair that held at one instant.
 //
 // # Concurrency and cost
 //
