@@ -47,6 +47,7 @@ type Mutex struct {
 	section      *atomic.Uint64 // the holder's critical-section counter (Enter)
 	sectionPlain *uint64        // the same word, for Unlock's plain increment
 	holderPid    *atomic.Uint32 // the holder's pid (Holder), stored after taking the lock
+	pid          uint32         // this process's pid, for holderPid (selfPid, read once)
 	deadGen      *atomic.Uint32 // the segment's dead generation
 	// The last holder a waiter found alive (its lock word without the
 	// waiters bit) and the dead generation before it looked: until the
@@ -68,7 +69,7 @@ const LivenessInterval = 100 * time.Millisecond
 // Lock returns the segment's mutex.
 func (s *Segment) Lock() *Mutex {
 	return &Mutex{word: &s.h.lock, futex: s.lockFutex, section: &s.h.section,
-		sectionPlain: plainWord(&s.h.section), deadGen: &s.h.deadGen, holderPid: &s.h.holderPid}
+		sectionPlain: plainWord(&s.h.section), deadGen: &s.h.deadGen, holderPid: &s.h.holderPid, pid: selfPid()}
 }
 
 // me is this process image's lock word (identity, in life.go).
@@ -99,7 +100,7 @@ func (m *Mutex) TryLock() bool {
 // taken records the new holder's pid (Holder).
 func (m *Mutex) taken() {
 	raceAcquire(m.futex)
-	StoreOwned32(m.holderPid, selfPid())
+	StoreOwned32(m.holderPid, m.pid)
 }
 
 // Lock takes the lock, waiting as long as it takes. It returns true when the
@@ -273,7 +274,7 @@ func (m *Mutex) Abandon() {
 func (m *Mutex) Enter() uint64 {
 	t := m.section.Load() + 1
 	StoreOwned(m.section, t)
-	StoreOwned32(m.holderPid, selfPid())
+	StoreOwned32(m.holderPid, m.pid)
 	return t
 }
 
