@@ -69,7 +69,8 @@ const LivenessInterval = 100 * time.Millisecond
 // Lock returns the segment's mutex.
 func (s *Segment) Lock() *Mutex {
 	return &Mutex{word: &s.h.lock, futex: s.lockFutex, section: &s.h.section,
-		sectionPlain: plainWord(&s.h.section), deadGen: &s.h.deadGen, holderPid: &s.h.holderPid, pid: selfPid()}
+		sectionPlain: plainWord(&s.h.section), deadGen: &s.h.deadGen,
+		holderPid: &s.h.holderPid, pid: selfPid()}
 }
 
 // me is this process image's lock word (identity, in life.go).
