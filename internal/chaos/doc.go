@@ -43,7 +43,10 @@
 // held, a SEM_UNDO token held, any crash-hook death — they are all inside
 // a call — and every registry host), messages sent and received,
 // semaphore operations, and the maximum stall, with a snapshot of the
-// processes during the longest stall caught live.
+// processes during the longest stall caught live (watch_test.go: sampled
+// by the test process, so it runs until the first look after the
+// snapshot and can be longer than the ledger's; the moments the test held
+// a victim stopped do not count in either).
 //
 // # The scenarios (TestChaos; -chaos.duration shares out the long run)
 //

@@ -218,14 +218,17 @@ func (m *msgqLoad) killOne() {
 
 func (m *msgqLoad) killRole(r *msgqRole) {
 	p := r.cur
+	release := m.w.hold()
 	t0 := time.Now()
 	if !p.stop() {
+		release()
 		return // died on its own: reap() restarts it
 	}
 	lock, slots := holds(m.seg, p.pid)
 	r.killed = true
 	_ = p.signal(sigKill)
 	t1 := time.Now()
+	release()
 	<-p.done
 	m.mu.Lock()
 	m.held = append(m.held, [2]time.Time{t0, t1})

@@ -145,8 +145,10 @@ func (s *semLoad) onLine(p *proc, l line) {
 
 func (s *semLoad) killRole(r *semRole) {
 	p := r.cur
+	release := s.w.hold()
 	t0 := time.Now()
 	if !p.stop() {
+		release()
 		return
 	}
 	lock, slots := holds(s.seg, p.pid)
@@ -154,6 +156,7 @@ func (s *semLoad) killRole(r *semRole) {
 	r.killed = true
 	_ = p.signal(sigKill)
 	t1 := time.Now()
+	release()
 	<-p.done
 	s.mu.Lock()
 	s.held = append(s.held, [2]time.Time{t0, t1})

@@ -3,6 +3,7 @@ package chaos
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -11,9 +12,13 @@ import (
 // completes) every 2 ms and, once nothing has moved for 20 ms, takes a
 // snapshot of the object and of where every process sleeps; it keeps the
 // snapshot of the longest stall it saw: the evidence for explaining it.
+// While the test holds a victim stopped (hold), the clock does not run,
+// as in the ledger's stall, which counts those moments as progress: a
+// stall the test made is no stall of the system under test.
 type watcher struct {
 	total func() uint64
 	diag  func() string
+	held  atomic.Int32 // victims the test holds stopped now
 
 	stop chan struct{}
 	done chan struct{}
@@ -44,7 +49,7 @@ func (w *watcher) run() {
 		case <-time.After(2 * time.Millisecond):
 		}
 		n := w.total()
-		if n != last {
+		if n != last || w.held.Load() > 0 {
 			if snapped {
 				w.mu.Lock()
 				if d := time.Since(at); d > w.snapLen {
@@ -57,12 +62,23 @@ func (w *watcher) run() {
 		}
 		if !snapped && time.Since(at) > 20*time.Millisecond {
 			snapped = true
+			t0 := time.Now()
 			s := w.diag()
+			// Taking it takes a while on a busy machine, and the stall
+			// is measured until the next look after it: say how long.
+			s += fmt.Sprintf(" (snapshot taken in %v)", time.Since(t0).Round(time.Millisecond))
 			w.mu.Lock()
 			w.pending = s
 			w.mu.Unlock()
 		}
 	}
+}
+
+// hold tells the watcher that the test holds a victim stopped, until the
+// returned function is called.
+func (w *watcher) hold() (release func()) {
+	w.held.Add(1)
+	return func() { w.held.Add(-1) }
 }
 
 func (w *watcher) halt() {
