@@ -108,6 +108,24 @@ type event struct {
 	what string
 }
 
+// eventsAround lists the deaths and starts during a stall of d that ended
+// at end, and in the 50 ms before it: a death stalls others only once they
+// reach what the dead process left (its waiter slot, a message handed to
+// it), which can be a while after it.
+func eventsAround(events []event, d time.Duration, end time.Time) string {
+	var out []string
+	from, to := end.Add(-d-50*time.Millisecond), end.Add(5*time.Millisecond)
+	for _, e := range events {
+		if !e.at.Before(from) && !e.at.After(to) {
+			out = append(out, fmt.Sprintf("%s %v before its end", e.what, end.Sub(e.at).Round(time.Microsecond)))
+		}
+	}
+	if len(out) == 0 {
+		return "no death or start in that window"
+	}
+	return strings.Join(out, ", ")
+}
+
 func newMsgqLoad(t testing.TB, c *cluster, cfg msgqConfig) *msgqLoad {
 	m := &msgqLoad{t: t, c: c, cfg: cfg, prods: map[int]*prodInc{}, nextProd: 1,
 		rand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
@@ -214,6 +232,14 @@ func (m *msgqLoad) died(r *msgqRole) {
 // starts another incarnation in its place.
 func (m *msgqLoad) killOne() {
 	m.killRole(m.roles[m.rand.IntN(len(m.roles))])
+}
+
+// note records an event of the test's own (a registry host killed), for
+// explaining a stall.
+func (m *msgqLoad) note(what string) {
+	m.mu.Lock()
+	m.events = append(m.events, event{time.Now(), what})
+	m.mu.Unlock()
 }
 
 func (m *msgqLoad) killRole(r *msgqRole) {
@@ -604,17 +630,7 @@ func (m *msgqLoad) stall() (time.Duration, string) {
 	d, at := m.l.stall(m.start.Add(200*time.Millisecond), m.end, held) // after the workers started
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []string
-	from, to := at.Add(-d-5*time.Millisecond), at.Add(5*time.Millisecond)
-	for _, e := range m.events {
-		if !e.at.Before(from) && !e.at.After(to) {
-			out = append(out, fmt.Sprintf("%s %v before its end", e.what, at.Sub(e.at).Round(time.Microsecond)))
-		}
-	}
-	if len(out) == 0 {
-		return d, "no death or start in that window"
-	}
-	return d, strings.Join(out, ", ")
+	return d, eventsAround(m.events, d, at)
 }
 
 func (m *msgqLoad) summary() string {

@@ -196,6 +196,8 @@ func chaosRegistry(t *testing.T, rep *report) {
 				time.Sleep(300 * time.Millisecond)
 				at := time.Now()
 				killed := c.killHost(host, m, s, r)
+				m.note(fmt.Sprintf("killed the registry host (%s) pid %d", killed, host))
+				s.note(fmt.Sprintf("killed the registry host (%s) pid %d", killed, host))
 				// Recovery: Get, Stat and Remove each succeed again.
 				for {
 					got, ok := r.recovered(at)
@@ -236,7 +238,7 @@ func chaosRegistry(t *testing.T, rep *report) {
 				"longest fast-path stall around a kill %v; registry calls: %s; msgq: %s; sem: %s",
 				mode, cycles, worst["g"].Round(time.Microsecond), worst["s"].Round(time.Microsecond), worst["r"].Round(time.Microsecond),
 				stalls[0], r.failures(), m.summary(), s.summary())
-			rep.add("registry %s", sum)
+			rep.add("registry %s\n  msgq stall caught live: %s\n  sem stall caught live: %s", sum, m.w.snapshot(), s.w.snapshot())
 			rep.addMsgq("registry/"+mode, m)
 			rep.addSem("registry/"+mode, s)
 			rep.mu.Lock()

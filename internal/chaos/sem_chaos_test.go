@@ -143,6 +143,14 @@ func (s *semLoad) onLine(p *proc, l line) {
 	}
 }
 
+// note records an event of the test's own (a registry host killed), for
+// explaining a stall.
+func (s *semLoad) note(what string) {
+	s.mu.Lock()
+	s.events = append(s.events, event{time.Now(), what})
+	s.mu.Unlock()
+}
+
 func (s *semLoad) killRole(r *semRole) {
 	p := r.cur
 	release := s.w.hold()
@@ -322,17 +330,7 @@ func (s *semLoad) stall() (time.Duration, string) {
 	d, at := s.l.stall(s.start.Add(200*time.Millisecond), s.end, held)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []string
-	from, to := at.Add(-d-5*time.Millisecond), at.Add(5*time.Millisecond)
-	for _, e := range s.events {
-		if !e.at.Before(from) && !e.at.After(to) {
-			out = append(out, fmt.Sprintf("%s %v before its end", e.what, at.Sub(e.at).Round(time.Microsecond)))
-		}
-	}
-	if len(out) == 0 {
-		return d, "no death or start in that window"
-	}
-	return d, strings.Join(out, ", ")
+	return d, eventsAround(s.events, d, at)
 }
 
 func (s *semLoad) summary() string {
