@@ -234,11 +234,11 @@ func (m *msgqLoad) killOne() {
 	m.killRole(m.roles[m.rand.IntN(len(m.roles))])
 }
 
-// note records an event of the test's own (a registry host killed), for
-// explaining a stall.
-func (m *msgqLoad) note(what string) {
+// note records an event of the test's own at at (a registry host killed),
+// for explaining a stall.
+func (m *msgqLoad) note(at time.Time, what string) {
 	m.mu.Lock()
-	m.events = append(m.events, event{time.Now(), what})
+	m.events = append(m.events, event{at, what})
 	m.mu.Unlock()
 }
 

@@ -196,8 +196,8 @@ func chaosRegistry(t *testing.T, rep *report) {
 				time.Sleep(300 * time.Millisecond)
 				at := time.Now()
 				killed := c.killHost(host, m, s, r)
-				m.note(fmt.Sprintf("killed the registry host (%s) pid %d", killed, host))
-				s.note(fmt.Sprintf("killed the registry host (%s) pid %d", killed, host))
+				m.note(at, fmt.Sprintf("killed the registry host (%s) pid %d", killed, host))
+				s.note(at, fmt.Sprintf("killed the registry host (%s) pid %d", killed, host))
 				// Recovery: Get, Stat and Remove each succeed again.
 				for {
 					got, ok := r.recovered(at)

@@ -143,11 +143,11 @@ func (s *semLoad) onLine(p *proc, l line) {
 	}
 }
 
-// note records an event of the test's own (a registry host killed), for
-// explaining a stall.
-func (s *semLoad) note(what string) {
+// note records an event of the test's own at at (a registry host killed),
+// for explaining a stall.
+func (s *semLoad) note(at time.Time, what string) {
 	s.mu.Lock()
-	s.events = append(s.events, event{time.Now(), what})
+	s.events = append(s.events, event{at, what})
 	s.mu.Unlock()
 }
 
