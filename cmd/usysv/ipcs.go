@@ -15,7 +15,7 @@ import (
 
 func init() {
 	verbs["ipcs"] = func(args []string) int { return ipcs(args, os.Stdout, os.Stderr) }
-	summaries["ipcs"] = "ipcs [-q] [-s] [-i id] [-socket PATH]   list usysv queues and semaphore sets"
+	summaries["ipcs"] = "ipcs [-q] [-s] [-t|-p|-c|-l|-u] [-i id] [-socket PATH]   list usysv queues and semaphore sets"
 }
 
 // connect returns the registry client the tools use: the process-wide
@@ -31,6 +31,18 @@ func connect(socket string) (*registry.Client, error) {
 	return registry.Default()
 }
 
+// The output formats of util-linux ipcs's output options, with its
+// headers and columns. As there, the last one given wins, and -i ignores
+// them.
+const (
+	fmtList    = iota // the default: key, id, owner, perms and sizes
+	fmtTime           // -t: send/receive or operation times, change time
+	fmtPid            // -p: lspid and lrpid (none for sets, as util-linux)
+	fmtCreator        // -c: perms, cuid, cgid, uid, gid
+	fmtLimits         // -l: the registry's limits
+	fmtSummary        // -u: what is in use
+)
+
 // ipcs lists usysv objects with the columns of util-linux ipcs, or one
 // object in detail with -i.
 func ipcs(args []string, stdout, stderr io.Writer) int {
@@ -39,6 +51,25 @@ func ipcs(args []string, stdout, stderr io.Writer) int {
 	q := fs.Bool("q", false, "message queues")
 	s := fs.Bool("s", false, "semaphore arrays")
 	fs.Bool("a", false, "all (the default)")
+	format := fmtList
+	for _, o := range []struct {
+		name, usage string
+		format      int
+	}{
+		{"t", "show send, receive (queues) or operation (sets) and change times", fmtTime},
+		{"p", "show the PIDs of the last send and receive (queues)", fmtPid},
+		{"c", "show creator and owner", fmtCreator},
+		{"l", "show the registry's limits", fmtLimits},
+		{"u", "show a summary of what is in use", fmtSummary},
+	} {
+		fs.BoolFunc(o.name, o.usage, func(v string) error {
+			on, err := strconv.ParseBool(v)
+			if on {
+				format = o.format
+			}
+			return err
+		})
+	}
 	id, idSet := 0, false
 	fs.Func("i", "show the object with this id (decimal) in detail (with -q or -s)", func(v string) error {
 		n, err := strconv.ParseInt(v, 10, 32) // (ids are decimal, as for util-linux: 010 is 10)
@@ -81,13 +112,13 @@ func ipcs(args []string, stdout, stderr io.Writer) int {
 	}
 	status := 0
 	if *q {
-		if err := listMsg(c, stdout); err != nil {
+		if err := listMsg(c, format, stdout); err != nil {
 			fmt.Fprintln(stderr, "ipcs:", err)
 			status = 1
 		}
 	}
 	if *s {
-		if err := listSem(c, stdout); err != nil {
+		if err := listSem(c, format, stdout); err != nil {
 			fmt.Fprintln(stderr, "ipcs:", err)
 			status = 1
 		}
@@ -95,6 +126,7 @@ func ipcs(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
+// owner is the name of user uid, or its number if it has none.
 func owner(uid uint32) string {
 	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
 		return u.Username
@@ -102,35 +134,194 @@ func owner(uid uint32) string {
 	return strconv.FormatUint(uint64(uid), 10)
 }
 
-func listMsg(c *registry.Client, w io.Writer) error {
+// group is the name of group gid, or its number if it has none.
+func group(gid uint32) string {
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
+		return g.Name
+	}
+	return strconv.FormatUint(uint64(gid), 10)
+}
+
+// creatorRow is an object's line of -c.
+func creatorRow(w io.Writer, o registry.Object) {
+	p := o.Perm
+	fmt.Fprintf(w, "%-10d %-10o %-10s %-10s %-10s %-10s\n", o.ID, p.Mode&0o777, owner(p.CUID), group(p.CGID), owner(p.UID), group(p.GID))
+}
+
+// shortTime is t as util-linux's -t shows a queue's times: ctime(3)
+// without the weekday, to 16 characters (the year cut off).
+func shortTime(t int64) string {
+	if t == 0 {
+		return "Not set"
+	}
+	return ctime(t)[4:20]
+}
+
+// listMsg prints the message queues in format. What only the queue itself
+// holds (its sizes, times and pids) needs read permission on it: "-" for
+// a queue this process may not read.
+func listMsg(c *registry.Client, format int, w io.Writer) error {
+	switch format {
+	case fmtLimits:
+		u, err := c.Info(shm.KindMsg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\n------ Messages Limits --------\n")
+		fmt.Fprintf(w, "max queues system wide = %d\n", u.Limits.MSGMNI)
+		fmt.Fprintf(w, "max size of message (bytes) = %d\n", u.Limits.MSGMAX)
+		fmt.Fprintf(w, "default max size of queue (bytes) = %d\n\n", u.Limits.MSGMNB)
+		return nil
+	case fmtSummary:
+		return msgSummary(c, w)
+	}
 	objs, err := c.List(shm.KindMsg)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n------ Message Queues --------\n")
-	fmt.Fprintf(w, "%-10s %-10s %-10s %-10s %-12s %-12s\n", "key", "msqid", "owner", "perms", "used-bytes", "messages")
+	switch format {
+	case fmtTime:
+		fmt.Fprintf(w, "\n------ Message Queues Send/Recv/Change Times --------\n")
+		fmt.Fprintf(w, "%-8s %-10s %-20s %-20s %-20s\n", "msqid", "owner", "send", "recv", "change")
+	case fmtPid:
+		fmt.Fprintf(w, "\n------ Message Queues PIDs --------\n")
+		fmt.Fprintf(w, "%-10s %-10s %-10s %-10s\n", "msqid", "owner", "lspid", "lrpid")
+	case fmtCreator:
+		fmt.Fprintf(w, "\n------ Message Queues Creators/Owners --------\n")
+		fmt.Fprintf(w, "%-10s %-10s %-10s %-10s %-10s %-10s\n", "msqid", "perms", "cuid", "cgid", "uid", "gid")
+	default:
+		fmt.Fprintf(w, "\n------ Message Queues --------\n")
+		fmt.Fprintf(w, "%-10s %-10s %-10s %-10s %-12s %-12s\n", "key", "msqid", "owner", "perms", "used-bytes", "messages")
+	}
 	for _, o := range objs {
-		used, msgs := "-", "-"
+		if format == fmtCreator {
+			creatorRow(w, o)
+			continue
+		}
+		var d *msgDetail
 		if msgStat != nil {
-			if d, err := msgStat(o.ID); err == nil {
-				used, msgs = strconv.FormatUint(d.Cbytes, 10), strconv.FormatUint(d.Qnum, 10)
+			if ds, err := msgStat(o.ID); err == nil {
+				d = &ds
 			}
 		}
-		fmt.Fprintf(w, "0x%08x %-10d %-10s %-10o %-12s %-12s\n", uint32(o.Perm.Key), o.ID, owner(o.Perm.UID), o.Perm.Mode, used, msgs)
+		who := owner(o.Perm.UID)
+		switch format {
+		case fmtTime:
+			send, recv, change := "-", "-", "-"
+			if d != nil {
+				send, recv, change = shortTime(d.Stime), shortTime(d.Rtime), shortTime(d.Ctime)
+			}
+			fmt.Fprintf(w, "%-8d %-10.10s %-20s %-20s %-20s\n", o.ID, who, send, recv, change)
+		case fmtPid:
+			lspid, lrpid := "-", "-"
+			if d != nil {
+				lspid, lrpid = strconv.Itoa(d.Lspid), strconv.Itoa(d.Lrpid)
+			}
+			fmt.Fprintf(w, "%-8d %-10.10s  %5s     %5s\n", o.ID, who, lspid, lrpid)
+		default:
+			used, msgs := "-", "-"
+			if d != nil {
+				used, msgs = strconv.FormatUint(d.Cbytes, 10), strconv.FormatUint(d.Qnum, 10)
+			}
+			fmt.Fprintf(w, "0x%08x %-10d %-10.10s %-10o %-12s %-12s\n", uint32(o.Perm.Key), o.ID, who, o.Perm.Mode&0o777, used, msgs)
+		}
 	}
 	fmt.Fprintln(w)
 	return nil
 }
 
-func listSem(c *registry.Client, w io.Writer) error {
+// msgSummary is -u for the queues: Linux's MSG_INFO counts the messages
+// and bytes of every queue; the registry does not read queues, so this
+// adds up those this process may read, and says how many it could not.
+func msgSummary(c *registry.Client, w io.Writer) error {
+	objs, err := c.List(shm.KindMsg)
+	if err != nil {
+		return err
+	}
+	var msgs, bytes uint64
+	unread := 0
+	for _, o := range objs {
+		if msgStat == nil {
+			unread++
+			continue
+		}
+		d, err := msgStat(o.ID)
+		if err != nil {
+			unread++
+			continue
+		}
+		msgs += d.Qnum
+		bytes += d.Cbytes
+	}
+	fmt.Fprintf(w, "\n------ Messages Status --------\n")
+	fmt.Fprintf(w, "allocated queues = %d\n", len(objs))
+	fmt.Fprintf(w, "used headers = %d\n", msgs)
+	fmt.Fprintf(w, "used space = %d bytes\n", bytes)
+	if unread > 0 {
+		fmt.Fprintf(w, "(not counted: %d queues this user may not read)\n", unread)
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+// listSem prints the semaphore sets in format. Operation times need read
+// permission on the set: "-" for one this process may not read.
+func listSem(c *registry.Client, format int, w io.Writer) error {
+	switch format {
+	case fmtLimits:
+		u, err := c.Info(shm.KindSem)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\n------ Semaphore Limits --------\n")
+		fmt.Fprintf(w, "max number of arrays = %d\n", u.Limits.SEMMNI)
+		fmt.Fprintf(w, "max semaphores per array = %d\n", u.Limits.SEMMSL)
+		fmt.Fprintf(w, "max semaphores system wide = %d\n", u.Limits.SEMMNS)
+		fmt.Fprintf(w, "max ops per semop call = %d\n", u.Limits.SEMOPM)
+		fmt.Fprintf(w, "semaphore max value = %d\n\n", u.Limits.SEMVMX)
+		return nil
+	case fmtSummary:
+		u, err := c.Info(shm.KindSem)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\n------ Semaphore Status --------\n")
+		fmt.Fprintf(w, "used arrays = %d\n", u.Objects)
+		fmt.Fprintf(w, "allocated semaphores = %d\n\n", u.Units)
+		return nil
+	case fmtPid:
+		return nil // a set has no pids of its own (util-linux prints nothing either)
+	}
 	objs, err := c.List(shm.KindSem)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n------ Semaphore Arrays --------\n")
-	fmt.Fprintf(w, "%-10s %-10s %-10s %-10s %-10s\n", "key", "semid", "owner", "perms", "nsems")
+	switch format {
+	case fmtTime:
+		fmt.Fprintf(w, "\n------ Semaphore Operation/Change Times --------\n")
+		fmt.Fprintf(w, "%-8s %-10s %-26s %-26s\n", "semid", "owner", "last-op", "last-changed")
+	case fmtCreator:
+		fmt.Fprintf(w, "\n------ Semaphore Arrays Creators/Owners --------\n")
+		fmt.Fprintf(w, "%-10s %-10s %-10s %-10s %-10s %-10s\n", "semid", "perms", "cuid", "cgid", "uid", "gid")
+	default:
+		fmt.Fprintf(w, "\n------ Semaphore Arrays --------\n")
+		fmt.Fprintf(w, "%-10s %-10s %-10s %-10s %-10s\n", "key", "semid", "owner", "perms", "nsems")
+	}
 	for _, o := range objs {
-		fmt.Fprintf(w, "0x%08x %-10d %-10s %-10o %-10d\n", uint32(o.Perm.Key), o.ID, owner(o.Perm.UID), o.Perm.Mode, o.Count)
+		switch format {
+		case fmtCreator:
+			creatorRow(w, o)
+		case fmtTime:
+			op, change := "-", "-"
+			if semStat != nil {
+				if d, err := semStat(o.ID, false); err == nil {
+					op, change = ctime(d.Otime), ctime(d.Ctime)
+				}
+			}
+			fmt.Fprintf(w, "%-8d %-10.10s  %-26s %-26s\n", o.ID, owner(o.Perm.UID), op, change)
+		default:
+			fmt.Fprintf(w, "0x%08x %-10d %-10.10s %-10o %-10d\n", uint32(o.Perm.Key), o.ID, owner(o.Perm.UID), o.Perm.Mode&0o777, o.Count)
+		}
 	}
 	fmt.Fprintln(w)
 	return nil
@@ -175,7 +366,7 @@ func detail(c *registry.Client, kind shm.Kind, id int, w io.Writer) error {
 		fmt.Fprintf(w, "otime = -\nctime = %-26s\n\n", ctime(o.Ctime))
 		return nil
 	}
-	d, err := semStat(id)
+	d, err := semStat(id, true)
 	if err != nil {
 		return fmt.Errorf("id %d: %w", id, err)
 	}

@@ -5,7 +5,7 @@ package main
 // kind is not linked, and ipcmk refuses to create. kinds_bind.go binds them to
 // the sem and msgq packages' contract functions.
 
-// semDetail is what sem.Stat and the GET* commands give.
+// semDetail is what sem.Stat gives, and with rows the GET* commands.
 type semDetail struct {
 	Otime, Ctime int64
 	Sems         []semRow
@@ -21,7 +21,7 @@ type msgDetail struct {
 }
 
 var (
-	semStat   func(id int) (semDetail, error)
+	semStat   func(id int, rows bool) (semDetail, error)
 	msgStat   func(id int) (msgDetail, error)
 	semCreate func(key, nsems, flags int) (int, error)
 	msgCreate func(key, flags int) (int, error)

@@ -7,10 +7,10 @@ import (
 
 // The kinds, through their contract functions (DESIGN §4).
 func init() {
-	semStat = func(id int) (semDetail, error) {
+	semStat = func(id int, rows bool) (semDetail, error) {
 		ds, err := sem.Stat(id)
-		if err != nil {
-			return semDetail{}, err
+		if err != nil || !rows {
+			return semDetail{Otime: ds.Otime, Ctime: ds.Ctime}, err
 		}
 		d := semDetail{Otime: ds.Otime, Ctime: ds.Ctime, Sems: make([]semRow, ds.Nsems)}
 		for i := range d.Sems {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -175,4 +176,90 @@ func TestIdsAreDecimal(t *testing.T) {
 	assert.Equal(t, 1, code)
 	_, _, code = runIpcs(t, "-i", "-5")
 	assert.Equal(t, 2, code, "-i needs -q or -s")
+}
+
+// The output options -t, -p, -c, -l and -u, each with util-linux ipcs's
+// headers (as its 2.38 prints them for the kernel's objects) and columns.
+func TestIpcsFormats(t *testing.T) {
+	sk, mk := testutil.Key(t), testutil.Key(t)
+	sid := create(t, shm.KindSem, sk, 0o640)
+	mid := create(t, shm.KindMsg, mk, 0o600)
+	require.NoError(t, sem.Op(sid, []sem.Buf{{Num: 2, Op: 1}}))
+	require.NoError(t, msgq.Send(mid, 5, []byte("hello"), 0))
+	sds, err := sem.Stat(sid)
+	require.NoError(t, err)
+	mds, err := msgq.Stat(mid)
+	require.NoError(t, err)
+	require.NotZero(t, sds.Otime)
+	long := func(t int64) string { return time.Unix(t, 0).Format("Mon Jan _2 15:04:05 2006") }
+	short := func(t int64) string { return long(t)[4:20] } // "Jan _2 15:04:05 "
+	pid := kernel.Getpid()
+	ipcs := func(args ...string) string {
+		t.Helper()
+		out, errs, code := runIpcs(t, args...)
+		require.Equal(t, 0, code, errs)
+		return out
+	}
+
+	out := ipcs("-q", "-t")
+	assert.Contains(t, out, "------ Message Queues Send/Recv/Change Times --------\n"+
+		"msqid    owner      send                 recv                 change              \n")
+	assert.Contains(t, out, fmt.Sprintf("%-8d root       %-20s Not set              %-20s\n", mid, short(mds.Stime), short(mds.Ctime)))
+	assert.NotContains(t, out, "Semaphore")
+	out = ipcs("-s", "-t")
+	assert.Contains(t, out, "------ Semaphore Operation/Change Times --------\n"+
+		"semid    owner      last-op                    last-changed              \n")
+	assert.Contains(t, out, fmt.Sprintf("%-8d root        %-26s %-26s\n", sid, long(sds.Otime), long(sds.Ctime)))
+
+	out = ipcs("-p")
+	assert.Contains(t, out, "------ Message Queues PIDs --------\nmsqid      owner      lspid      lrpid     \n")
+	assert.Contains(t, out, fmt.Sprintf("%-8d root        %5d         0\n", mid, pid))
+	assert.NotContains(t, out, "Semaphore", "sets have no pids to show (nor does util-linux show any)")
+
+	out = ipcs("-c")
+	assert.Contains(t, out, "------ Message Queues Creators/Owners --------\n"+
+		"msqid      perms      cuid       cgid       uid        gid       \n")
+	assert.Contains(t, out, fmt.Sprintf("%-10d 600        root       root       root       root      \n", mid))
+	assert.Contains(t, out, "------ Semaphore Arrays Creators/Owners --------\n"+
+		"semid      perms      cuid       cgid       uid        gid       \n")
+	assert.Contains(t, out, fmt.Sprintf("%-10d 640        root       root       root       root      \n", sid))
+
+	// -l: the registry's limits (this binary's embedded registry: Linux's defaults).
+	out = ipcs("-l")
+	assert.Contains(t, out, fmt.Sprintf("------ Messages Limits --------\nmax queues system wide = %d\n"+
+		"max size of message (bytes) = %d\ndefault max size of queue (bytes) = %d\n", kernel.MSGMNI, kernel.MSGMAX, kernel.MSGMNB))
+	assert.Contains(t, out, fmt.Sprintf("------ Semaphore Limits --------\nmax number of arrays = %d\n"+
+		"max semaphores per array = %d\nmax semaphores system wide = %d\nmax ops per semop call = %d\nsemaphore max value = %d\n",
+		kernel.SEMMNI, kernel.SEMMSL, kernel.SEMMSL*kernel.SEMMNI, kernel.SEMOPM, kernel.SEMVMX))
+
+	// -u: this package's tests make their objects one test at a time, so
+	// the two objects above are all there is; a second queue with two
+	// messages adds up.
+	m2 := create(t, shm.KindMsg, testutil.Key(t), 0o600)
+	require.NoError(t, msgq.Send(m2, 1, []byte("ab"), 0))
+	require.NoError(t, msgq.Send(m2, 1, []byte("cde"), 0))
+	out = ipcs("-u")
+	assert.Contains(t, out, "------ Messages Status --------\nallocated queues = 2\nused headers = 3\nused space = 10 bytes\n\n")
+	assert.Contains(t, out, "------ Semaphore Status --------\nused arrays = 1\nallocated semaphores = 3\n")
+
+	// The last output option wins, as for util-linux; -t=false sets none.
+	assert.Contains(t, ipcs("-t", "-c", "-q"), "Creators/Owners")
+	assert.Contains(t, ipcs("-c", "-t", "-q"), "Send/Recv/Change Times")
+	assert.Contains(t, ipcs("-t=false", "-q"), "------ Message Queues --------\n")
+	_, _, code := runIpcs(t, "-t=maybe")
+	assert.Equal(t, 2, code)
+
+	// A queue or set this process may not read shows "-" where its own
+	// words would be, and is left out of -u's sums (and counted).
+	deny := func(int) (msgDetail, error) { return msgDetail{}, kernel.EACCES }
+	denySem := func(int, bool) (semDetail, error) { return semDetail{}, kernel.EACCES }
+	ms, ss := msgStat, semStat
+	msgStat, semStat = deny, denySem
+	t.Cleanup(func() { msgStat, semStat = ms, ss })
+	assert.Contains(t, ipcs("-q", "-t"), fmt.Sprintf("%-8d root       -                    -                    -                   \n", mid))
+	assert.Contains(t, ipcs("-q", "-p"), fmt.Sprintf("%-8d root            -         -\n", mid))
+	assert.Contains(t, ipcs("-s", "-t"), fmt.Sprintf("%-8d root        -                          -                         \n", sid))
+	assert.Contains(t, ipcs("-q"), fmt.Sprintf("0x%08x %-10d root       600        -            -           \n", uint32(mk), mid))
+	assert.Contains(t, ipcs("-u", "-q"), "allocated queues = 2\nused headers = 0\nused space = 0 bytes\n"+
+		"(not counted: 2 queues this user may not read)\n")
 }
