@@ -15,7 +15,7 @@ import (
 
 func init() {
 	verbs["ipcrm"] = func(args []string) int { return ipcrm(args, os.Stderr) }
-	summaries["ipcrm"] = "ipcrm [-q id] [-s id] [-Q key] [-S key] ... [-socket PATH]   remove objects"
+	summaries["ipcrm"] = "ipcrm [-q id] [-s id] [-Q key] [-S key] ... [-a[=msg|sem]] [-socket PATH]   remove objects"
 }
 
 // target is one object named on the command line.
@@ -52,8 +52,34 @@ func (t targets) Set(s string) error {
 	return nil
 }
 
+// allKinds is -a's value: the kinds whose every object to remove. As for
+// util-linux's ipcrm, -a alone is every kind, -a=msg or -a=sem one
+// (--all too; shm is not usysv's).
+type allKinds struct{ kinds *[]shm.Kind }
+
+func (a allKinds) String() string   { return "" }
+func (a allKinds) IsBoolFlag() bool { return true } // -a alone: Set("true")
+
+func (a allKinds) Set(s string) error {
+	switch s {
+	case "true":
+		*a.kinds = append(*a.kinds, shm.KindMsg, shm.KindSem)
+	case "msg":
+		*a.kinds = append(*a.kinds, shm.KindMsg)
+	case "sem":
+		*a.kinds = append(*a.kinds, shm.KindSem)
+	case "false":
+	default:
+		return fmt.Errorf("unknown kind %q (msg or sem)", s)
+	}
+	return nil
+}
+
 // ipcrm removes the named objects, in order, like util-linux ipcrm: an
-// error on one is reported and the rest are still removed.
+// error on one is reported and the rest are still removed. With -a it
+// then removes every object of the kinds given that this user may read,
+// as util-linux's does (it finds them by MSG_STAT and SEM_STAT, which need
+// read permission), reporting those it may not remove.
 func ipcrm(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ipcrm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -62,12 +88,15 @@ func ipcrm(args []string, stderr io.Writer) int {
 	fs.Var(targets{&list, shm.KindSem, false}, "s", "remove the semaphore set with this id")
 	fs.Var(targets{&list, shm.KindMsg, true}, "Q", "remove the message queue with this key")
 	fs.Var(targets{&list, shm.KindSem, true}, "S", "remove the semaphore set with this key")
+	var all []shm.Kind
+	fs.Var(allKinds{&all}, "a", "remove all message queues and semaphore sets this user may read (-a=msg, -a=sem: of one kind)")
+	fs.Var(allKinds{&all}, "all", "the same as -a")
 	socket := fs.String("socket", "", "registry socket")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() > 0 || len(list) == 0 {
-		fmt.Fprintln(stderr, "usage: usysv ipcrm [-q id] [-s id] [-Q key] [-S key] ...")
+	if fs.NArg() > 0 || len(list) == 0 && len(all) == 0 {
+		fmt.Fprintln(stderr, "usage: usysv ipcrm [-q id] [-s id] [-Q key] [-S key] ... [-a[=msg|sem]]")
 		return 2
 	}
 	c, err := connect(*socket)
@@ -82,7 +111,34 @@ func ipcrm(args []string, stderr io.Writer) int {
 			status = 1
 		}
 	}
+	for _, kind := range all {
+		for _, err := range removeAll(c, kind) {
+			fmt.Fprintf(stderr, "ipcrm: %s\n", err)
+			status = 1
+		}
+	}
 	return status
+}
+
+// removeAll removes every object of kind that this user may read (its
+// Stat succeeds), going on past the failures, which it returns. One
+// removed meanwhile by someone else is no failure.
+func removeAll(c *registry.Client, kind shm.Kind) []error {
+	objs, err := c.List(kind)
+	if err != nil {
+		return []error{err}
+	}
+	what := map[shm.Kind]string{shm.KindMsg: "msqid", shm.KindSem: "semid"}[kind]
+	var errs []error
+	for _, o := range objs {
+		if _, err := c.Stat(kind, o.ID); err != nil {
+			continue // unreadable (util-linux's *_STAT skips it) or gone
+		}
+		if err := c.Remove(kind, o.ID); err != nil && !errors.Is(err, kernel.EINVAL) && !errors.Is(err, kernel.EIDRM) {
+			errs = append(errs, fmt.Errorf("%s %d: %w", what, o.ID, err))
+		}
+	}
+	return errs
 }
 
 func removeTarget(c *registry.Client, t target) error {

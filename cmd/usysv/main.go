@@ -1,7 +1,7 @@
 // Command usysv is the usysv command-line tool:
 //
 //	usysv ipcs  [-q] [-s] [-t|-p|-c|-l|-u] [-i id] [-socket PATH]   list objects (like util-linux ipcs)
-//	usysv ipcrm [-q id] [-s id] [-Q key] [-S key] ... [-socket PATH]
+//	usysv ipcrm [-q id] [-s id] [-Q key] [-S key] ... [-a[=msg|sem]] [-socket PATH]
 //	usysv ipcmk -Q | -S nsems [-p mode] [-socket PATH]
 //	usysv bench [-quick] [-json] [-case LIST] [-impl LIST] ...
 //

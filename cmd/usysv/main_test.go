@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -262,4 +264,56 @@ func TestIpcsFormats(t *testing.T) {
 	assert.Contains(t, ipcs("-q"), fmt.Sprintf("0x%08x %-10d root       600        -            -           \n", uint32(mk), mid))
 	assert.Contains(t, ipcs("-u", "-q"), "allocated queues = 2\nused headers = 0\nused space = 0 bytes\n"+
 		"(not counted: 2 queues this user may not read)\n")
+}
+
+func init() {
+	// ipcrm in a process of its own: its output (stderr) on stdout, then
+	// its exit status.
+	testutil.RegisterHelper("ipcrm", func(args []string) int { return ipcrm(args, os.Stdout) })
+}
+
+// ipcrm -a removes every object of the kinds given that the user may read,
+// as util-linux's: one it may not read is left alone silently, one it may
+// read but not remove is reported (EPERM) and the rest still removed.
+func TestIpcrmAll(t *testing.T) {
+	testutil.RequireRoot(t)
+	hidden := create(t, shm.KindSem, testutil.Key(t), 0o600) // nobody may not read it
+	shown := create(t, shm.KindMsg, testutil.Key(t), 0o644)  // may read, not remove
+	given := create(t, shm.KindMsg, testutil.Key(t), 0o600)  // nobody's, after IPC_SET
+	ds, err := msgq.Stat(given)
+	require.NoError(t, err)
+	ds.Perm.UID = testutil.Nobody
+	require.NoError(t, msgq.Set(given, ds))
+	gone := func(kind shm.Kind, id int) bool {
+		c, err := registry.Default()
+		require.NoError(t, err)
+		_, err = c.Stat(kind, id)
+		return errors.Is(err, kernel.EINVAL)
+	}
+
+	p := testutil.Start(t, "ipcrm", []string{"-a"}, testutil.AsNobody())
+	var lines []string
+	for {
+		l, ok := p.Next(30 * time.Second)
+		if !ok {
+			break
+		}
+		lines = append(lines, l)
+	}
+	assert.Equal(t, 1, p.Wait(30*time.Second))
+	assert.Equal(t, []string{fmt.Sprintf("ipcrm: msqid %d: operation not permitted", shown)}, lines)
+	assert.True(t, gone(shm.KindMsg, given), "nobody's own queue is removed")
+	assert.False(t, gone(shm.KindMsg, shown))
+	assert.False(t, gone(shm.KindSem, hidden))
+
+	var errb bytes.Buffer
+	require.Equal(t, 0, ipcrm([]string{"-a=sem"}, &errb), errb.String())
+	assert.True(t, gone(shm.KindSem, hidden))
+	assert.False(t, gone(shm.KindMsg, shown), "-a=sem leaves the queues")
+	require.Equal(t, 0, ipcrm([]string{"--all=msg"}, &errb), errb.String())
+	assert.True(t, gone(shm.KindMsg, shown))
+	require.Equal(t, 0, ipcrm([]string{"-a"}, &errb), "nothing left to remove is no error: %s", errb.String())
+
+	assert.Equal(t, 2, ipcrm([]string{"-a=shm"}, &errb), "shm is not usysv's")
+	assert.Equal(t, 2, ipcrm([]string{"-a", "x"}, &errb))
 }
