@@ -79,6 +79,15 @@ func Command(args []string, stdout, stderr io.Writer, spawn Spawner) int {
 	// against a shared registry's limits): helpers inherit the variable,
 	// and everything the run makes lives in a namespace of its own, which
 	// is swept at the end whatever happens.
+	// The variable is set back on return, for callers that go on (tests):
+	// the run's own socket is gone by then. (A process-wide registry client
+	// that the run's in-process cases started stays on that socket: run the
+	// usysv cases in a process of their own, as the verb does.)
+	if old, ok := os.LookupEnv("USYSV_SOCKET"); ok {
+		defer os.Setenv("USYSV_SOCKET", old)
+	} else {
+		defer os.Unsetenv("USYSV_SOCKET")
+	}
 	private := ""
 	if *socket != "" {
 		os.Setenv("USYSV_SOCKET", *socket)
