@@ -77,6 +77,14 @@
 // gives ErrConnLost; a retried Remove that finds the object gone counts as
 // done). cmd/usysvd runs the same Server standalone.
 //
+// The socket and its lock file must stay while their host runs: if they
+// go, the next client that finds nothing to connect to hosts a second
+// registry for the same namespace, and the two do not know each other's
+// changes. A host holds a shared flock on the socket's directory, which
+// keeps systemd-tmpfiles' age-based cleaning out of it (lockDir); nothing
+// keeps out a hand-made removal, or logind's removal of $XDG_RUNTIME_DIR
+// when its user's last session ends under a host that outlives it.
+//
 // A host that is stopped (SIGSTOP, Ctrl-Z, a debugger) still holds the
 // lock, so nobody can take over. A client sees it in /proc (the serving
 // pid comes from SO_PEERCRED) and, once it has been stopped for a second,

@@ -39,6 +39,7 @@ type Server struct {
 	lim    Limits
 	ln     *net.UnixListener
 	lock   *os.File
+	dir    *os.File // the socket's directory, shared-flocked (NewServer)
 	euid   uint32
 	host   Creds    // this process's: the creator of the segments it makes (kernelMode)
 	jr     *journal // creations in progress (journal.go); under mu
@@ -128,6 +129,24 @@ func absSocket(socket string) (string, error) {
 	return filepath.Abs(socket)
 }
 
+// lockDir opens dir and takes a shared flock on it, for the server to hold
+// for its life (nil if it cannot): systemd-tmpfiles' age-based cleaning
+// skips a directory that someone holds a BSD lock on, and everything below
+// it (tmpfiles.d(5), "Age"; tried with systemd 252: a held lock, shared or
+// exclusive, kept a directory its aging removed otherwise). Without it, a
+// registry whose directory ages out (/tmp ages after 10 days on
+// RHEL-like systems) loses its socket and lock file while it runs, and
+// the next client starts a second registry for the same namespace. A
+// directory someone else holds exclusively is kept by their lock.
+func lockDir(dir string) *os.File {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	_ = kernel.Flock(int(f.Fd()), kernel.LOCK_SH|kernel.LOCK_NB)
+	return f
+}
+
 // errBusy means another registry holds the socket's lock.
 var errBusy = fmt.Errorf("registry: another registry serves this socket: %w", kernel.EADDRINUSE)
 
@@ -179,7 +198,7 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 	}
 	_ = os.Chmod(path, 0o666)
 	s := &Server{
-		socket: path, ns: shm.Namespace(path), lim: lim.withDefaults(), ln: ln, lock: lock,
+		socket: path, ns: shm.Namespace(path), lim: lim.withDefaults(), ln: ln, lock: lock, dir: lockDir(dir),
 		euid: uint32(kernel.Geteuid()), host: hostCreds(),
 		byID: make(map[int]*entry), byKey: make(map[tableKey]*entry),
 		nobj: make(map[shm.Kind]int), nbytes: make(map[shm.Kind]uint64),
@@ -227,6 +246,7 @@ func (s *Server) abort() {
 		s.jr.close()
 	}
 	s.lock.Close()
+	s.dir.Close()
 }
 
 // Socket is the absolute path the server listens on.
@@ -472,6 +492,7 @@ func (s *Server) Close() error {
 	s.byID, s.byKey = map[int]*entry{}, map[tableKey]*entry{}
 	s.mu.Unlock()
 	s.lock.Close()
+	s.dir.Close()
 	return err
 }
 

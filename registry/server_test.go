@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -475,4 +476,53 @@ func TestDefaultSocketPath(t *testing.T) {
 	require.NoError(t, os.Chown(filepath.Join(bad, "usysv"), testutil.Nobody, testutil.Nobody))
 	p = testutil.Start(t, "whereami", nil, testutil.Env("USYSV_SOCKET=", "XDG_RUNTIME_DIR="+bad))
 	assert.Equal(t, "error EACCES", p.Line(10*time.Second))
+}
+
+// The server holds a shared flock on its socket's directory while it runs
+// (lockDir), and lets go of it at Close.
+func TestServerLocksSocketDir(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewServer(filepath.Join(dir, "reg.sock"), Limits{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	f, err := os.Open(dir)
+	require.NoError(t, err)
+	defer f.Close()
+	assert.ErrorIs(t, kernel.Flock(int(f.Fd()), kernel.LOCK_EX|kernel.LOCK_NB), kernel.EWOULDBLOCK, "held while the server runs")
+	require.NoError(t, s.Close())
+	require.NoError(t, <-done)
+	assert.NoError(t, kernel.Flock(int(f.Fd()), kernel.LOCK_EX|kernel.LOCK_NB), "let go at Close")
+}
+
+// What the lock is for: systemd-tmpfiles' aging leaves a running
+// registry's directory alone, while it removes an idle directory beside it
+// (which shows the aging ran). Skipped where systemd-tmpfiles is not
+// installed; TestServerLocksSocketDir checks the lock itself everywhere.
+func TestTmpfilesAgingSparesServer(t *testing.T) {
+	tmpfiles, err := exec.LookPath("systemd-tmpfiles")
+	if err != nil {
+		t.Skip("no systemd-tmpfiles here")
+	}
+	parent := t.TempDir()
+	live, idle := filepath.Join(parent, "live"), filepath.Join(parent, "idle")
+	require.NoError(t, os.Mkdir(idle, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(idle, "f"), nil, 0o600))
+	s, c := startServer2(t, filepath.Join(live, "reg.sock"))
+	conf := filepath.Join(t.TempDir(), "age.conf")
+	require.NoError(t, os.WriteFile(conf, []byte("e "+parent+" - - - 1s\n"), 0o600))
+	time.Sleep(2500 * time.Millisecond) // everything in parent is now older than the age
+	out, err := exec.Command(tmpfiles, "--clean", conf).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	_, err = os.Stat(idle)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the aging ran")
+	for _, p := range []string{s.Socket(), s.Socket() + ".lock"} {
+		_, err = os.Stat(p)
+		assert.NoError(t, err, "the running registry's %s is kept", filepath.Base(p))
+	}
+	_, err = c.List(shm.KindSem)
+	assert.NoError(t, err)
+	c2, err := Dial(s.Socket())
+	require.NoError(t, err, "new clients still reach it")
+	c2.Close()
 }
