@@ -51,14 +51,7 @@ func TestBenchVerb(t *testing.T) {
 	args := []string{"-quick", "-budget", "30ms", "-rounds", "1", "-impl", "usysv,kernel",
 		"-case", "sem/uncontended,sem/pingpong,msg/stream"}
 	p := testutil.Start(t, "bench-command", append(args, "-json"))
-	var lines []string
-	for {
-		l, ok := p.Next(2 * time.Minute)
-		if !ok {
-			break
-		}
-		lines = append(lines, l)
-	}
+	lines := p.Rest(2 * time.Minute)
 	require.Equal(t, 0, p.Wait(time.Minute), "its stderr is the test's")
 	require.NotEmpty(t, lines)
 	assert.Equal(t, "outstanding 0", lines[len(lines)-1], "every helper reaped")

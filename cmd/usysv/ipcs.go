@@ -163,15 +163,7 @@ func shortTime(t int64) string {
 func listMsg(c *registry.Client, format int, w io.Writer) error {
 	switch format {
 	case fmtLimits:
-		u, err := c.Info(shm.KindMsg)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "\n------ Messages Limits --------\n")
-		fmt.Fprintf(w, "max queues system wide = %d\n", u.Limits.MSGMNI)
-		fmt.Fprintf(w, "max size of message (bytes) = %d\n", u.Limits.MSGMAX)
-		fmt.Fprintf(w, "default max size of queue (bytes) = %d\n\n", u.Limits.MSGMNB)
-		return nil
+		return limits(c, shm.KindMsg, w)
 	case fmtSummary:
 		return msgSummary(c, w)
 	}
@@ -230,6 +222,40 @@ func listMsg(c *registry.Client, format int, w io.Writer) error {
 	return nil
 }
 
+// limits is -l: the registry's limits of kind, named as util-linux names
+// Linux's.
+func limits(c *registry.Client, kind shm.Kind, w io.Writer) error {
+	u, err := c.Info(kind)
+	if err != nil {
+		return err
+	}
+	l := u.Limits
+	type row struct {
+		name string
+		v    int
+	}
+	title, rows := "Messages Limits", []row{
+		{"max queues system wide", l.MSGMNI},
+		{"max size of message (bytes)", l.MSGMAX},
+		{"default max size of queue (bytes)", l.MSGMNB},
+	}
+	if kind == shm.KindSem {
+		title, rows = "Semaphore Limits", []row{
+			{"max number of arrays", l.SEMMNI},
+			{"max semaphores per array", l.SEMMSL},
+			{"max semaphores system wide", l.SEMMNS},
+			{"max ops per semop call", l.SEMOPM},
+			{"semaphore max value", l.SEMVMX},
+		}
+	}
+	fmt.Fprintf(w, "\n------ %s --------\n", title)
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s = %d\n", r.name, r.v)
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
 // msgSummary is -u for the queues: Linux's MSG_INFO counts the messages
 // and bytes of every queue; the registry does not read queues, so this
 // adds up those this process may read, and says how many it could not.
@@ -269,17 +295,7 @@ func msgSummary(c *registry.Client, w io.Writer) error {
 func listSem(c *registry.Client, format int, w io.Writer) error {
 	switch format {
 	case fmtLimits:
-		u, err := c.Info(shm.KindSem)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(w, "\n------ Semaphore Limits --------\n")
-		fmt.Fprintf(w, "max number of arrays = %d\n", u.Limits.SEMMNI)
-		fmt.Fprintf(w, "max semaphores per array = %d\n", u.Limits.SEMMSL)
-		fmt.Fprintf(w, "max semaphores system wide = %d\n", u.Limits.SEMMNS)
-		fmt.Fprintf(w, "max ops per semop call = %d\n", u.Limits.SEMOPM)
-		fmt.Fprintf(w, "semaphore max value = %d\n\n", u.Limits.SEMVMX)
-		return nil
+		return limits(c, shm.KindSem, w)
 	case fmtSummary:
 		u, err := c.Info(shm.KindSem)
 		if err != nil {

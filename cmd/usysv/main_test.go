@@ -292,14 +292,7 @@ func TestIpcrmAll(t *testing.T) {
 	}
 
 	p := testutil.Start(t, "ipcrm", []string{"-a"}, testutil.AsNobody())
-	var lines []string
-	for {
-		l, ok := p.Next(30 * time.Second)
-		if !ok {
-			break
-		}
-		lines = append(lines, l)
-	}
+	lines := p.Rest(30 * time.Second)
 	assert.Equal(t, 1, p.Wait(30*time.Second))
 	assert.Equal(t, []string{fmt.Sprintf("ipcrm: msqid %d: operation not permitted", shown)}, lines)
 	assert.True(t, gone(shm.KindMsg, given), "nobody's own queue is removed")

@@ -464,6 +464,20 @@ func (p *Proc) Next(timeout time.Duration) (line string, ok bool) {
 	return "", false
 }
 
+// Rest returns the helper's output lines up to its exit. It fails the
+// test if a line, or the exit, takes longer than timeout.
+func (p *Proc) Rest(timeout time.Duration) []string {
+	p.t.Helper()
+	var lines []string
+	for {
+		l, ok := p.Next(timeout)
+		if !ok {
+			return lines
+		}
+		lines = append(lines, l)
+	}
+}
+
 // Expect waits for the next line and fails the test unless it equals want.
 func (p *Proc) Expect(want string, timeout time.Duration) {
 	p.t.Helper()
