@@ -432,8 +432,9 @@ func (s *Server) Serve() error {
 	if !s.serving.CompareAndSwap(false, true) {
 		return fmt.Errorf("registry: Serve called twice: %w", kernel.EINVAL)
 	}
-	s.wg.Add(1)
-	go s.watch()
+	if !s.goTracked(s.watch) {
+		return nil // closed already
+	}
 	go s.repairLoop()
 	go s.execLoop()
 	s.deathPass()
@@ -451,9 +452,27 @@ func (s *Server) Serve() error {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		s.wg.Add(1)
-		go s.serveConn(nc)
+		if !s.goTracked(func() { s.serveConn(nc) }) {
+			nc.Close() // closed meanwhile: the next accept ends the loop
+		}
 	}
+}
+
+// goTracked starts f, which must call s.wg.Done when it returns, as a
+// goroutine that Close waits for, unless Close has begun (then it reports
+// false and starts nothing). Under cmu, which Close takes after setting
+// closed and before it waits, so that no Add overlaps Close's Wait (a
+// WaitGroup misuse the race detector reported when Close followed Serve at
+// once: TestServerLocksSocketDir).
+func (s *Server) goTracked(f func()) bool {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.wg.Add(1)
+	go f()
+	return true
 }
 
 // Close stops serving: the listener and every connection are closed, the
