@@ -74,12 +74,7 @@ func Command(args []string, stdout, stderr io.Writer, spawn Spawner) int {
 		return 2
 	}
 
-	// A private registry unless -socket names one (USYSV_SOCKET, which a
-	// host may set for everyone, does not: the run's objects would count
-	// against a shared registry's limits): helpers inherit the variable,
-	// and everything the run makes lives in a namespace of its own, which
-	// is swept at the end whatever happens.
-	// The variable is set back on return, for callers that go on (tests):
+	// USYSV_SOCKET is set back on return, for callers that go on (tests):
 	// the run's own socket is gone by then. (A process-wide registry client
 	// that the run's in-process cases started stays on that socket: run the
 	// usysv cases in a process of their own, as the verb does.)
@@ -88,6 +83,11 @@ func Command(args []string, stdout, stderr io.Writer, spawn Spawner) int {
 	} else {
 		defer os.Unsetenv("USYSV_SOCKET")
 	}
+	// A private registry unless -socket names one (USYSV_SOCKET, which a
+	// host may set for everyone, does not: the run's objects would count
+	// against a shared registry's limits): helpers inherit the variable,
+	// and everything the run makes lives in a namespace of its own, which
+	// is swept at the end whatever happens.
 	private := ""
 	if *socket != "" {
 		os.Setenv("USYSV_SOCKET", *socket)

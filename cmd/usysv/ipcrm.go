@@ -121,8 +121,9 @@ func ipcrm(args []string, stderr io.Writer) int {
 }
 
 // removeAll removes every object of kind that this user may read (its
-// Stat succeeds), going on past the failures, which it returns. One
-// removed meanwhile by someone else is no failure.
+// Stat succeeds), going on past the failures, which it returns. One it may
+// not read, or removed meanwhile by someone else, is no failure; any other
+// error of its Stat (the registry unreachable, say) is.
 func removeAll(c *registry.Client, kind shm.Kind) []error {
 	objs, err := c.List(kind)
 	if err != nil {
@@ -132,6 +133,9 @@ func removeAll(c *registry.Client, kind shm.Kind) []error {
 	var errs []error
 	for _, o := range objs {
 		if _, err := c.Stat(kind, o.ID); err != nil {
+			if !errors.Is(err, kernel.EACCES) && !errors.Is(err, kernel.EINVAL) && !errors.Is(err, kernel.EIDRM) {
+				errs = append(errs, fmt.Errorf("%s %d: %w", what, o.ID, err))
+			}
 			continue // unreadable (util-linux's *_STAT skips it) or gone
 		}
 		if err := c.Remove(kind, o.ID); err != nil && !errors.Is(err, kernel.EINVAL) && !errors.Is(err, kernel.EIDRM) {
