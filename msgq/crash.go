@@ -41,6 +41,8 @@ import (
 //	sleep          about to sleep in a waiter slot (lock released)
 //	ring-flushed   a locked call moving the ring's messages into the store
 //	               has linked them there, the ring's head not moved past them
+//	unlocked       a locked section released the lock, the wake-ups it
+//	               decided on (marked in the waiters' slots) not yet made
 //
 // A message of bigCopy bytes or more is copied with the lock released: a
 // send passes send-locked and takes its blocks under the lock, then
@@ -68,6 +70,7 @@ const (
 	stepRingWritten
 	stepRingTaken
 	stepRingFlushed
+	stepUnlocked
 )
 
 var stepNames = map[string]step{
@@ -75,7 +78,7 @@ var stepNames = map[string]step{
 	"send-linked": stepSendLinked, "recv-locked": stepRecvLocked, "recv-copied": stepRecvCopied,
 	"recv-unlinked": stepRecvUnlinked, "recv-freed": stepRecvFreed, "recv-handed": stepRecvHanded,
 	"sleep": stepSleep, "ring-claimed": stepRingClaimed, "ring-written": stepRingWritten,
-	"ring-taken": stepRingTaken, "ring-flushed": stepRingFlushed,
+	"ring-taken": stepRingTaken, "ring-flushed": stepRingFlushed, "unlocked": stepUnlocked,
 }
 
 var crash killat.Points[step]

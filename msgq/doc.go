@@ -271,7 +271,12 @@
 // notices the registry's death generation changed; a lock-free call that
 // finds the lock held leaves that repair to a later call instead of
 // waiting (the ring needs none), so a stopped lock holder does not stop
-// the ring's calls after a death. A sender that is alive but stopped
+// the ring's calls after a death. A wake-up a dead receiver owed a sender
+// (it freed room, then died before its FUTEX_WAKE, which comes after the
+// lock is released) is made by that repair too, and, before it, by the
+// next call that would sleep on the queue: it first wakes every sleeping
+// sender whose message fits (rewakeSenders), which matters when the dead
+// receiver was also the registry's host. A sender that is alive but stopped
 // (SIGSTOP) between its claim and its commit holds up nobody for long: the
 // senders behind it wait 2 ms, then take the lock path, which closes the
 // ring and goes on without it (its claim, not committed, sent nothing; it

@@ -259,6 +259,7 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun, waited b
 			waited = true
 			continue
 		}
+		q.rewakeSenders(&wl) // (not this one: its message does not fit)
 		if w.slot == nil {
 			q.claim(&w, slotSend, size, 0)
 		} else {
@@ -370,6 +371,7 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 			q.spin(&c.sendGen, g, h, t)
 			continue
 		}
+		q.rewakeSenders(&wl)
 		if w.slot == nil {
 			q.claim(&w, slotRecv, uint64(typ), uint64(mode)|maxsize<<32)
 		}

@@ -425,6 +425,7 @@ func (q *Queue) unlock(w *wakeList) {
 	if w.n == 0 && !w.all && !w.ovf {
 		return
 	}
+	crashPoint(stepUnlocked)
 	for i := 0; i < w.n; i++ {
 		_, _ = kernel.FutexWake(&w.s[i].Futex, 1)
 	}
@@ -790,16 +791,36 @@ func (q *Queue) afterRecv(w *wakeList) {
 // ss_wakeup), once: a sender already woken and not yet back is skipped
 // (argWoken), so a stream of receives costs one FUTEX_WAKE per sleep, not
 // one per message. The lock is held.
-func (q *Queue) wakeSenders(w *wakeList) {
+func (q *Queue) wakeSenders(w *wakeList) { q.wakeFitting(w, false) }
+
+// rewakeSenders is called by a call about to sleep (lock held): it wakes
+// every sleeping sender whose message fits, those marked woken included.
+// A sender that sleeps while its message fits is owed a wake-up by a call
+// that died after deciding on it (marked woken, or took room through the
+// ring, then died before its FUTEX_WAKE); the registry's repair wakes it
+// when it sees that death, but when the registry's host was the one that
+// died, that waits for the next registry (tens of ms). With this, the
+// next call that would sleep on the queue wakes it first. In a queue
+// whose callers live, a sender that fits and sleeps is one woken a moment
+// ago and not yet back: waking it again costs one FUTEX_WAKE and no harm.
+func (q *Queue) rewakeSenders(w *wakeList) {
+	if q.v.ctl.sendWait > 0 {
+		q.wakeFitting(w, true)
+	}
+}
+
+func (q *Queue) wakeFitting(w *wakeList, again bool) {
 	qb := q.qbytes()
 	for i := range q.v.slots {
 		s := &q.v.slots[i]
-		if s.State.Load() == slotSend && s.Arg[argWoken].Load() == 0 &&
-			q.v.fits(int(min(s.Arg[argType].Load(), math.MaxInt32)), qb) {
-			s.Arg[argWoken].Store(1)
-			q.v.rc.sendWake.Add(^uint32(0))
-			w.add(s)
+		if s.State.Load() != slotSend || !again && s.Arg[argWoken].Load() != 0 ||
+			!q.v.fits(int(min(s.Arg[argType].Load(), math.MaxInt32)), qb) {
+			continue
 		}
+		if s.Arg[argWoken].Swap(1) == 0 {
+			q.v.rc.sendWake.Add(^uint32(0))
+		}
+		w.add(s)
 	}
 }
 

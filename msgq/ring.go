@@ -901,6 +901,7 @@ func (q *Queue) sleepForRoomLocked(ctx context.Context, size uint32, w *waiter, 
 		if err := q.stopped(ctx, 0); err != nil {
 			return false, err
 		}
+		q.rewakeSenders(wl) // (not this one: its message does not fit)
 		q.unlock(wl)
 		if q.seg.DeadGen() != q.deadGen.Load() {
 			q.lock(wl)

@@ -151,9 +151,9 @@ func newMsgqLoad(t testing.TB, c *cluster, cfg msgqConfig) *msgqLoad {
 // nothing in builds without msgq's ring).
 var (
 	sendSteps = []string{"send-locked", "send-alloc", "send-written", "send-linked", "sleep",
-		"ring-claimed", "ring-written", "ring-flushed"}
+		"ring-claimed", "ring-written", "ring-flushed", "unlocked"}
 	recvSteps = []string{"recv-locked", "recv-copied", "recv-unlinked", "recv-freed", "recv-handed", "sleep",
-		"ring-taken", "ring-flushed"}
+		"ring-taken", "ring-flushed", "unlocked"}
 )
 
 // launch starts a new incarnation of role r.

@@ -556,3 +556,47 @@ func TestKillAtStepSemRepair(t *testing.T) {
 	assert.Equal(t, "vals 0", c.ctl.call(t, lineWait, "getall %d", id))
 	assert.Equal(t, "cnt 0;0", c.ctl.call(t, lineWait, "cnt %d", id))
 }
+
+// TestOwedWakeNextSleeper: a receiver frees the room a sleeping sender
+// waits for and dies before waking it (unlocked: the lock released, the
+// wake-up decided on and marked in the sender's slot, the FUTEX_WAKE not
+// made), while the registry, which would repair that death, is stopped —
+// as when the receiver was the registry's host. Another receiver then
+// empties the queue (the sender, marked woken, is not woken again by
+// those receives) and would sleep beside the sleeping sender; before it
+// sleeps, it wakes the sender (rewakeSenders), whose message it then
+// receives: both answer with the registry still stopped. (Without that,
+// both slept until a registry ran again: TestChaos/registry saw 66 and
+// 101 ms fast-path stalls so.) Through the ring (a FIFO receive frees
+// room lock-free, then takes the lock to wake) and the lock (typed).
+func TestOwedWakeNextSleeper(t *testing.T) {
+	for _, typ := range []int{0, 1} {
+		t.Run(fmt.Sprintf("msgtyp-%d", typ), func(t *testing.T) {
+			c := newCluster(t, "embedded")
+			c.ctl = c.newCtl() // the host is stopped below
+			id := c.create("q", 1024, 256, 16)
+			require.Equal(t, "n 16", c.ctl.call(t, lineWait, "fill %d 1 64", id))
+			s := c.newCtl()
+			s.send("send %d 1 s", id)
+			waitSlot(t, c, "q", id, s.pid)
+			k := c.ctlWith(t, msgq.KillAtEnv+"=unlocked")
+			r := c.newCtl()
+			cont := stopRegistry(t, c, true)
+			defer cont()
+			k.send("then recv %d %d", id, typ)
+			out := lines(t, k, "", 2)
+			died(t, k, "unlocked", out)
+			seg := c.seg("q", id)
+			r.send("recvn %d 0 16", id)
+			got := lines(t, r, "done")
+			require.Len(t, got, 16, "%q", got)
+			assert.Equal(t, "s", got[15], "the sender's message, last")
+			l, err := s.next(lineWait)
+			require.NoError(t, err, "the sender was not woken: %s", segDiag(seg))
+			assert.Equal(t, "ok", strings.Fields(l)[0], l)
+			assert.Equal(t, "T", procState(c.host.pid), "the registry was stopped throughout")
+			cont()
+			assert.Equal(t, "ok", c.ctl.call(t, lineWait, "checkq %d", id))
+		})
+	}
+}
