@@ -134,6 +134,9 @@
 //	ring-taken     TestCrashRingReceiver take the ring)
 //	ring-flushed   TestCrashFlusher; TestKillAtStepMsgqFlush (a receiver and a
 //	               lock contender come next)
+//	unlocked       TestOwedWakeNextSleeper (a receive through the ring and a
+//	               locked one that owed a sleeping sender its wake-up; the
+//	               registry stopped, the next receiver to sleep wakes it)
 //
 // A test whose call never passes its step fails, saying so: it would
 // prove nothing.
