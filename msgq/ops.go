@@ -259,7 +259,6 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun, waited b
 			waited = true
 			continue
 		}
-		q.rewakeSenders(&wl) // (not this one: its message does not fit)
 		if w.slot == nil {
 			q.claim(&w, slotSend, size, 0)
 		} else {
@@ -268,6 +267,9 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun, waited b
 				q.v.rc.sendWake.Add(1)
 			}
 		}
+		// (After the slot has this message's size, which does not fit: a
+		// batch's slot may still hold an earlier one's.)
+		q.rewakeSenders(&wl)
 		seen := q.futex(&w).Load()
 		if err := q.stopped(ctx, 0); err != nil {
 			return q.fail(&w, &wl, sent, err)
