@@ -802,13 +802,16 @@ func (q *Queue) wakeSenders(w *wakeList) { q.wakeFitting(w, false) }
 // died, that waits for the next registry (tens of ms). With this, the
 // next call that would sleep on the queue wakes it first. In a queue
 // whose callers live, a sender that fits and sleeps is one woken a moment
-// ago and not yet back: waking it again costs one FUTEX_WAKE and no harm.
+// ago and not yet back (or about to be woken by a receive through the
+// ring): waking it again costs one FUTEX_WAKE and no harm.
 func (q *Queue) rewakeSenders(w *wakeList) {
 	if q.v.ctl.sendWait > 0 {
 		q.wakeFitting(w, true)
 	}
 }
 
+// wakeFitting wakes the sleeping senders whose message fits: those not
+// marked woken, and with again those marked woken too (lock held).
 func (q *Queue) wakeFitting(w *wakeList, again bool) {
 	qb := q.qbytes()
 	for i := range q.v.slots {
