@@ -566,8 +566,8 @@ func TestKillAtStepSemRepair(t *testing.T) {
 // those receives) and would sleep beside the sleeping sender; before it
 // sleeps, it wakes the sender (rewakeSenders), whose message it then
 // receives: both answer with the registry still stopped. (Without that,
-// both slept until a registry ran again: TestChaos/registry saw 66 and
-// 101 ms fast-path stalls so.) Through the ring (a FIFO receive frees
+// both slept until a registry ran again: TestChaos/registry saw a 66 ms
+// fast-path stall so.) Through the ring (a FIFO receive frees
 // room lock-free, then takes the lock to wake) and the lock (typed).
 func TestOwedWakeNextSleeper(t *testing.T) {
 	for _, typ := range []int{0, 1} {
