@@ -17,6 +17,7 @@ const (
 	ECONNRESET  = unix.ECONNRESET
 	ENOTCONN    = unix.ENOTCONN
 	EIO         = unix.EIO
+	ENOTDIR     = unix.ENOTDIR
 )
 
 // Flock is flock(2) on an open descriptor; EINTR is retried.

@@ -760,6 +760,18 @@ func (c *Client) List(kind shm.Kind) ([]Object, error) {
 	}
 }
 
+// Adopt asks the registry to take into its table the objects of its
+// namespace it lacks, forget those gone and re-read owners and modes from
+// the segments, as a registry starting at its socket would. A registry
+// that steps down for another (its lock file was removed and another
+// registry took the socket) asks this of the other, for what it made in the
+// overlap (guard.go). For the registry's own user and CAP_SYS_ADMIN (EPERM
+// otherwise); EIO if the kernel's segment list cannot be read.
+func (c *Client) Adopt() error {
+	_, err := c.call(opAdopt, retrySafe, func(*enc) {})
+	return err
+}
+
 // Info is IPC_INFO / SEM_INFO / MSG_INFO: the limits in force and the
 // registry's usage for kind.
 func (c *Client) Info(kind shm.Kind) (Usage, error) {

@@ -77,13 +77,22 @@
 // gives ErrConnLost; a retried Remove that finds the object gone counts as
 // done). cmd/usysvd runs the same Server standalone.
 //
-// The socket and its lock file must stay while their host runs: if they
-// go, the next client that finds nothing to connect to hosts a second
-// registry for the same namespace, and the two do not know each other's
-// changes. A host holds a shared flock on the socket's directory, which
-// keeps systemd-tmpfiles' age-based cleaning out of it (lockDir); nothing
-// keeps out a hand-made removal, or logind's removal of $XDG_RUNTIME_DIR
-// when its user's last session ends under a host that outlives it.
+// The socket and its lock file are names in a directory, and a name can
+// be removed under a running host. With the socket gone, clients that
+// connect later find nobody; with the lock file gone too, the first of them
+// hosts a second registry for the same namespace, and the two tables drift
+// apart. A host holds a shared flock on the socket's directory, which
+// keeps systemd-tmpfiles' age-based cleaning out of it (lockDir), and
+// watches the directory (inotify): when its socket, its lock file, its
+// journal or the directory itself goes (rm, rm -rf, a rename, an unmount),
+// it puts them back at once, locked as before (guard.go). A second
+// registry that got the lock first is left to serve: the first steps down
+// (its clients reconnect to the second; Serve returns ErrDisplaced) and
+// asks the second to adopt what it made, changed or removed meanwhile
+// (Client.Adopt). A key that both registries made in that overlap is kept
+// by neither, as after any take-over that finds a key claimed twice; both
+// objects live on by id. A rename of a directory above the socket's is not
+// seen; a host that cannot get an inotify instance runs unguarded (logged).
 //
 // A host that is stopped (SIGSTOP, Ctrl-Z, a debugger) still holds the
 // lock, so nobody can take over. A client sees it in /proc (the serving

@@ -37,12 +37,21 @@ type Server struct {
 	socket string
 	ns     uint64
 	lim    Limits
-	ln     *net.UnixListener
-	lock   *os.File
-	dir    *os.File // the socket's directory, shared-flocked (NewServer)
+	ln     atomic.Pointer[net.UnixListener] // replaced by the guard (guard.go)
 	euid   uint32
 	host   Creds    // this process's: the creator of the segments it makes (kernelMode)
-	jr     *journal // creations in progress (journal.go); under mu
+	jr     *journal // creations in progress (journal.go); under mu, replaced under gmu and mu
+
+	// The guard's (guard.go): what it puts back, under gmu.
+	gmu       sync.Mutex
+	lock      *os.File    // <socket>.lock, flocked
+	dir       *os.File    // the socket's directory, shared-flocked (lockDir)
+	sockFile  os.FileInfo // the socket file listened on
+	ino       *kernel.Inotify
+	recheck   chan struct{} // the directory's watch fired
+	displaced atomic.Bool   // stepped down: another registry took the lock
+	closeDone chan struct{} // Close has finished
+	guardHook func()        // if set (by tests, before Serve), called before each look
 
 	mu     sync.RWMutex
 	byID   map[int]*entry
@@ -135,9 +144,10 @@ func absSocket(socket string) (string, error) {
 // it (tmpfiles.d(5), "Age"; tried with systemd 252: a held lock, shared or
 // exclusive, kept a directory its aging removed otherwise). Without it, a
 // registry whose directory ages out (/tmp ages after 10 days on
-// RHEL-like systems) loses its socket and lock file while it runs, and
-// the next client starts a second registry for the same namespace. A
-// directory someone else holds exclusively is kept by their lock.
+// RHEL-like systems) loses its socket and lock file while it runs (the
+// guard, guard.go, would put them back, after a window in which a
+// client could start a second registry). A directory someone else holds
+// exclusively is kept by their lock.
 func lockDir(dir string) *os.File {
 	f, err := os.Open(dir)
 	if err != nil {
@@ -170,35 +180,18 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 			return nil, err
 		}
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o666)
+	lock, err := lockFile(path + ".lock")
 	if err != nil {
-		return nil, fmt.Errorf("registry: lock file: %w", err)
+		return nil, err
 	}
-	_ = lock.Chmod(0o666) // whoever takes over next may be another user
-	if err := kernel.Flock(int(lock.Fd()), kernel.LOCK_EX|kernel.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, kernel.EWOULDBLOCK) {
-			return nil, errBusy
-		}
-		return nil, fmt.Errorf("registry: lock %s: %w", path+".lock", err)
-	}
-	// Only a socket is replaced: a mistyped path must not cost a file.
-	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != os.ModeSocket {
-		lock.Close()
-		return nil, fmt.Errorf("registry: %s exists and is not a socket: %w", path, kernel.EEXIST)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		lock.Close()
-		return nil, fmt.Errorf("registry: stale socket: %w", err)
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ln, sockFile, err := listen(path)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	_ = os.Chmod(path, 0o666)
 	s := &Server{
-		socket: path, ns: shm.Namespace(path), lim: lim.withDefaults(), ln: ln, lock: lock, dir: lockDir(dir),
+		socket: path, ns: shm.Namespace(path), lim: lim.withDefaults(), lock: lock, dir: lockDir(dir), sockFile: sockFile,
+		recheck: make(chan struct{}, 1), closeDone: make(chan struct{}),
 		euid: uint32(kernel.Geteuid()), host: hostCreds(),
 		byID: make(map[int]*entry), byKey: make(map[tableKey]*entry),
 		nobj: make(map[shm.Kind]int), nbytes: make(map[shm.Kind]uint64),
@@ -207,6 +200,7 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 		repair: make(chan struct{}, 1), exec: make(chan struct{}, 1), done: make(chan struct{}), evfd: -1,
 		frameTimeout: frameTimeout, writeTimeout: writeTimeout,
 	}
+	s.ln.Store(ln)
 	if s.ep, err = kernel.EpollCreate(); err != nil {
 		s.abort()
 		return nil, err
@@ -228,11 +222,12 @@ func NewServer(socket string, lim Limits) (*Server, error) {
 		s.abort()
 		return nil, err
 	}
+	s.startGuard()
 	return s, nil
 }
 
 func (s *Server) abort() {
-	s.ln.Close()
+	s.ln.Load().Close()
 	if s.ep != nil {
 		s.ep.Close()
 	}
@@ -262,11 +257,19 @@ func (s *Server) Namespace() uint64 { return s.ns }
 // is treated as removed; one whose header says removed but whose kernel
 // segment is not (an IPC_RMID whose host was killed between the two) is
 // removed now.
+//
+// Run again on a table that is not empty (adopt), it also brings the
+// objects the table has up to date: those whose segment went or whose
+// header says removed are forgotten, and owners and modes are taken from
+// the segments as for an adopted one.
 func (s *Server) rebuild() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	segs, err := kernel.ShmList()
 	if err != nil {
 		return fmt.Errorf("registry: list kernel segments: %w", err)
 	}
+	listed := make(map[int]bool, len(segs))
 	sort.Slice(segs, func(i, j int) bool {
 		if segs[i].DS.Ctime != segs[j].DS.Ctime {
 			return segs[i].DS.Ctime < segs[j].DS.Ctime
@@ -275,6 +278,11 @@ func (s *Server) rebuild() error {
 	})
 	dup := make(map[tableKey]bool) // keys more than one object claimed
 	for _, ks := range segs {
+		listed[ks.ID] = true
+		if e := s.byID[ks.ID]; e != nil {
+			s.refresh(ks, e)
+			continue
+		}
 		if !shm.Candidate(ks.DS) {
 			continue
 		}
@@ -334,6 +342,45 @@ func (s *Server) rebuild() error {
 		}
 		s.add(e)
 	}
+	for id, e := range s.byID {
+		if !listed[id] {
+			s.forget(e) // (its segment is gone: someone else removed it)
+		}
+	}
+	return nil
+}
+
+// refresh brings e, in the table already, up to date with its segment
+// (rebuild, run again by adopt); s.mu is held.
+func (s *Server) refresh(ks kernel.ShmSegment, e *entry) {
+	if ks.DS.Perm.Mode&kernel.SHM_DEST != 0 || e.seg.Removed() {
+		if ks.DS.Perm.Mode&kernel.SHM_DEST == 0 {
+			_ = kernel.ShmctlRemove(ks.ID)
+		}
+		if e.seg.MarkRemoved() {
+			e.seg.WakeAll()
+		}
+		s.forget(e)
+		return
+	}
+	e.uid, e.gid, e.mode = s.adoptPerm(ks, e.seg)
+}
+
+// adopt is Client.Adopt: rebuild run again, so that the table takes in the
+// objects of its namespace that another registry made (or changed, or
+// removed) while both served the socket, then a death's pass (processes
+// may have died while only the other one watched them). For the
+// registry's own user and CAP_SYS_ADMIN (EPERM): adopting re-reads
+// headers any mapper can write.
+func (s *Server) adopt(c Creds) error {
+	if c.UID != s.euid && !c.SysAdmin {
+		return kernel.EPERM
+	}
+	if err := s.rebuild(); err != nil {
+		log.Print(err)
+		return kernel.EIO
+	}
+	s.deathPass()
 	return nil
 }
 
@@ -427,7 +474,9 @@ func (s *Server) forget(e *entry) {
 
 // Serve accepts and serves connections until Close. It first runs the
 // start-up pass that a death runs (processes may have died while no
-// registry ran). It returns nil after Close.
+// registry ran). It returns nil after Close, and ErrDisplaced once the
+// server has stepped down for another registry and finished closing
+// (guard.go).
 func (s *Server) Serve() error {
 	if !s.serving.CompareAndSwap(false, true) {
 		return fmt.Errorf("registry: Serve called twice: %w", kernel.EINVAL)
@@ -437,12 +486,23 @@ func (s *Server) Serve() error {
 	}
 	go s.repairLoop()
 	go s.execLoop()
+	if s.ino != nil {
+		go s.guardLoop()
+	}
 	s.deathPass()
 	for {
-		nc, err := s.ln.AcceptUnix()
+		ln := s.ln.Load()
+		nc, err := ln.AcceptUnix()
 		if err != nil {
 			if s.closed.Load() {
+				if s.displaced.Load() {
+					<-s.closeDone
+					return ErrDisplaced
+				}
 				return nil
+			}
+			if s.ln.Load() != ln {
+				continue // the guard put a new socket in place
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -477,13 +537,21 @@ func (s *Server) goTracked(f func()) bool {
 
 // Close stops serving: the listener and every connection are closed, the
 // segments unmapped (objects live on in the kernel and are found again by
-// the next registry), the lock released and the socket file removed.
+// the next registry), the lock released and the socket file removed (if
+// the path still names it). If another process holds the lock at the path
+// by then (the lock file was replaced while this server ran), the registry
+// there is asked to adopt the objects this one made (guard.go).
 func (s *Server) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	defer close(s.closeDone)
 	close(s.done)
-	err := s.ln.Close()
+	s.gmu.Lock()
+	ln := s.ln.Load()
+	ln.SetUnlinkOnClose(s.ownsSocket()) // (another registry's socket stays)
+	err := ln.Close()
+	s.gmu.Unlock()
 	s.cmu.Lock()
 	for c := range s.conns {
 		c.Close()
@@ -510,8 +578,17 @@ func (s *Server) Close() error {
 	}
 	s.byID, s.byKey = map[int]*entry{}, map[tableKey]*entry{}
 	s.mu.Unlock()
+	s.gmu.Lock()
+	replaced := !s.ownsLock()
+	if s.ino != nil {
+		_ = s.ino.Close()
+	}
 	s.lock.Close()
 	s.dir.Close()
+	s.gmu.Unlock()
+	if replaced && lockHeld(s.socket+".lock") {
+		s.askAdopt()
+	}
 	return err
 }
 
@@ -699,6 +776,11 @@ func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out
 		resp.u64(u.Units)
 		resp.u64(u.Bytes)
 		resp.i64(int64(u.MaxID))
+	case opAdopt:
+		if !d.done() {
+			return nil, false
+		}
+		err = s.adopt(c)
 	default:
 		return nil, false
 	}
@@ -1127,6 +1209,14 @@ func (s *Server) watch() {
 		for _, t := range toks {
 			if t == 0 {
 				continue // the eventfd: Close
+			}
+			if t == guardToken {
+				s.ino.Drain()
+				select {
+				case s.recheck <- struct{}{}:
+				default: // a look is pending
+				}
+				continue
 			}
 			p := s.byToken[t]
 			if p == nil {

@@ -47,6 +47,7 @@ const (
 	opRemove = 5
 	opList   = 6
 	opInfo   = 7
+	opAdopt  = 8 // Client.Adopt; a registry that predates it closes the connection
 )
 
 // statAny, or'ed into opStat's kind, asks for the object without the read

@@ -1,0 +1,262 @@
+package registry
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/usysv/usysv/internal/testutil"
+	"github.com/usysv/usysv/kernel"
+	"github.com/usysv/usysv/shm"
+)
+
+func init() {
+	// adopt: ask the registry at $USYSV_SOCKET to adopt, and say how it went.
+	testutil.RegisterHelper("adopt", func(args []string) int {
+		c, err := Dial(os.Getenv("USYSV_SOCKET"))
+		if err == nil {
+			err = c.Adopt()
+			c.Close()
+		}
+		fmt.Println(errName(err))
+		return 0
+	})
+	// host: connect with Default (hosting the registry if nobody serves
+	// $USYSV_SOCKET), print the serving pid, then for each line read print
+	// the serving pid a fresh Dial finds (or the error).
+	testutil.RegisterHelper("host", func(args []string) int {
+		c, err := Default()
+		if err != nil {
+			fmt.Println("error", errName(err))
+			return 1
+		}
+		fmt.Println(c.ServerPid())
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			d, err := Dial(c.Socket())
+			if err != nil {
+				fmt.Println("error", errName(err))
+				continue
+			}
+			fmt.Println(d.ServerPid())
+			d.Close()
+		}
+		return 0
+	})
+}
+
+// removeDir removes dir and everything in it, as rm -rf does, until it is
+// gone: a guard putting its files back makes the last rmdir fail with
+// ENOTEMPTY, as it would for rm.
+func removeDir(t *testing.T, dir string) {
+	t.Helper()
+	testutil.Eventually(t, 10*time.Second, "the directory removed", func() bool { return os.RemoveAll(dir) == nil })
+}
+
+// serverOwns reports whether s's socket and lock file are in place and its
+// own, and its journal file is there.
+func serverOwns(s *Server) bool {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return s.ownsLock() && s.ownsSocket() && sameFile(s.jr.path, s.jr.f)
+}
+
+// A socket file removed under a running registry is put back: new clients
+// reach the same registry (its table), old connections go on.
+func TestGuardPutsBackSocket(t *testing.T) {
+	s, c := startServer(t, Limits{})
+	id := mustGet(t, c, semReq(testutil.Key(t), 1, creat|excl|0o600))
+
+	require.NoError(t, os.Remove(s.Socket()))
+	testutil.Eventually(t, 10*time.Second, "the socket put back", func() bool { return serverOwns(s) })
+	c2, err := Dial(s.Socket())
+	require.NoError(t, err, "a new client reaches it")
+	t.Cleanup(func() { c2.Close() })
+	_, err = c2.Stat(shm.KindSem, id)
+	assert.NoError(t, err, "the same registry: it knows the object")
+	_, err = c.Stat(shm.KindSem, id)
+	assert.NoError(t, err, "the old connection goes on")
+
+	// The socket renamed away, and something else renamed over its path.
+	require.NoError(t, os.Rename(s.Socket(), s.Socket()+".old"))
+	testutil.Eventually(t, 10*time.Second, "the socket put back after a rename", func() bool { return serverOwns(s) })
+	require.NoError(t, os.WriteFile(s.Socket()+".x", nil, 0o600))
+	require.NoError(t, os.Rename(s.Socket()+".x", s.Socket()+".lock"))
+	testutil.Eventually(t, 10*time.Second, "the lock file put back", func() bool { return serverOwns(s) })
+	_, err = NewServer(s.Socket(), Limits{})
+	assert.ErrorIs(t, err, errBusy, "the lock put back keeps a second registry out")
+	c3, err := Dial(s.Socket())
+	require.NoError(t, err)
+	t.Cleanup(func() { c3.Close() })
+	_, err = c3.Stat(shm.KindSem, id)
+	assert.NoError(t, err)
+}
+
+// The socket's whole directory removed: the registry puts back the
+// directory, its lock, its socket and its creation journal, holds the
+// directory's shared lock again, and goes on creating objects.
+func TestGuardPutsBackDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run", "usysv")
+	s, c := startServer2(t, filepath.Join(dir, "reg.sock"))
+	id := mustGet(t, c, msgReq(testutil.Key(t), creat|excl|0o600))
+	removeDir(t, filepath.Dir(dir))
+	testutil.Eventually(t, 10*time.Second, "the directory put back", func() bool { return serverOwns(s) })
+
+	_, err := NewServer(s.Socket(), Limits{})
+	assert.ErrorIs(t, err, errBusy, "no second registry")
+	f, err := os.Open(dir)
+	require.NoError(t, err)
+	defer f.Close()
+	assert.ErrorIs(t, kernel.Flock(int(f.Fd()), kernel.LOCK_EX|kernel.LOCK_NB), kernel.EWOULDBLOCK, "the new directory's shared lock is held")
+	c2, err := Dial(s.Socket())
+	require.NoError(t, err)
+	t.Cleanup(func() { c2.Close() })
+	_, err = c2.Stat(shm.KindMsg, id)
+	assert.NoError(t, err)
+	mustGet(t, c2, semReq(kernel.IPC_PRIVATE, 2, 0o600)) // (the new journal is written)
+}
+
+// Across processes: a registry hosted by one process whose socket
+// directory is removed puts it back, and another process's Default finds
+// that registry rather than hosting a second one.
+func TestGuardAcrossProcesses(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "d", "reg.sock")
+	env := testutil.Env("USYSV_SOCKET=" + sock)
+	h := testutil.Start(t, "host", nil, env)
+	require.Equal(t, strconv.Itoa(h.Pid()), h.Line(10*time.Second), "hosts the registry")
+	for round := 0; round < 3; round++ {
+		removeDir(t, filepath.Dir(sock))
+		testutil.Eventually(t, 10*time.Second, "the socket put back", func() bool {
+			fi, err := os.Lstat(sock)
+			return err == nil && fi.Mode().Type() == os.ModeSocket
+		})
+		p := testutil.Start(t, "host", nil, env)
+		assert.Equal(t, strconv.Itoa(h.Pid()), p.Line(10*time.Second), "round %d: found the first registry", round)
+		p.Kill()
+	}
+	h.Send("dial")
+	assert.Equal(t, strconv.Itoa(h.Pid()), h.Line(10*time.Second))
+}
+
+// A registry that finds another holding the lock at its path (its
+// directory was removed and a second registry started there before it
+// could put it back) steps down: Serve returns ErrDisplaced, it leaves the
+// other's socket in place, its clients move to the other, and the other
+// adopts what it made, changed and removed meanwhile. A key both made is
+// kept by neither.
+func TestGuardStepsDown(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	sock := filepath.Join(dir, "reg.sock")
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	var b *Server // (closed last: the objects' clean-ups go through it)
+	bDone := make(chan error, 1)
+	t.Cleanup(func() {
+		if b != nil {
+			require.NoError(t, b.Close())
+			require.NoError(t, <-bDone)
+		}
+	})
+
+	a, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	a.guardHook = func() { <-release }
+	aDone := make(chan error, 1)
+	go func() { aDone <- a.Serve() }()
+	ca, err := Dial(sock)
+	require.NoError(t, err)
+	t.Cleanup(func() { ca.Close() })
+	kx, kr, kp, ky, kd, kz := testutil.Key(t), testutil.Key(t)+1, testutil.Key(t)+2, testutil.Key(t)+3, testutil.Key(t)+4, testutil.Key(t)+5
+	x := mustGet(t, ca, semReq(kx, 1, creat|excl|0o600))
+	r, err := ca.Get(semReq(kr, 1, creat|excl|0o600))
+	require.NoError(t, err)
+	p := mustGet(t, ca, msgReq(kp, creat|excl|0o600))
+
+	// The directory goes; A's guard is held back while B starts there.
+	require.NoError(t, os.RemoveAll(dir))
+	b, err = NewServer(sock, Limits{})
+	require.NoError(t, err)
+	go func() { bDone <- b.Serve() }()
+	cb, err := Dial(sock)
+	require.NoError(t, err)
+	t.Cleanup(func() { cb.Close() })
+	require.NotEqual(t, ca.ServerPid(), 0)
+
+	// The overlap: A (through its old connection) and B each make and
+	// change things the other does not know.
+	y := mustGet(t, ca, semReq(ky, 2, creat|excl|0o600))
+	da := mustGet(t, ca, semReq(kd, 1, creat|excl|0o600))
+	require.NoError(t, ca.Remove(shm.KindSem, r))
+	require.NoError(t, ca.Set(shm.KindMsg, p, 0, 0, 0o640, kernel.MSGMNB))
+	db := mustGet(t, cb, semReq(kd, 1, creat|excl|0o600))
+	z := mustGet(t, cb, semReq(kz, 1, creat|excl|0o600))
+	_, err = cb.Stat(shm.KindSem, y)
+	require.ErrorIs(t, err, kernel.EINVAL, "B does not know A's new object yet")
+	_, err = cb.Stat(shm.KindSem, r)
+	require.NoError(t, err, "B still has what A removed")
+
+	once.Do(func() { close(release) })
+	select {
+	case err := <-aDone:
+		require.ErrorIs(t, err, ErrDisplaced)
+	case <-time.After(20 * time.Second):
+		t.Fatal("A did not step down")
+	}
+	fi, err := os.Lstat(sock)
+	require.NoError(t, err, "A left B's socket in place")
+	require.True(t, os.SameFile(fi, b.sockFile))
+
+	get := func(key int) (int, error) { return cb.Get(semReq(key, 0, 0)) }
+	for _, k := range []struct {
+		key, id int
+	}{{kx, x}, {ky, y}, {kz, z}} {
+		got, err := get(k.key)
+		if assert.NoError(t, err, "key %#x", k.key) {
+			assert.Equal(t, k.id, got, "key %#x", k.key)
+		}
+	}
+	_, err = get(kr)
+	assert.ErrorIs(t, err, kernel.ENOENT, "A's removal adopted")
+	_, err = cb.Stat(shm.KindSem, r)
+	assert.ErrorIs(t, err, kernel.EINVAL)
+	o, err := cb.Stat(shm.KindMsg, p)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0o640), o.Perm.Mode, "A's IPC_SET adopted")
+	_, err = get(kd)
+	assert.ErrorIs(t, err, kernel.ENOENT, "a key both made is kept by neither")
+	for _, id := range []int{da, db} {
+		o, err := cb.Stat(shm.KindSem, id)
+		if assert.NoError(t, err, "both live on by id") {
+			assert.Zero(t, o.Perm.Key)
+		}
+	}
+	// A's client reconnects, and reaches B.
+	_, err = ca.Stat(shm.KindSem, y)
+	assert.NoError(t, err)
+	assert.Equal(t, cb.ServerPid(), ca.ServerPid())
+}
+
+// Adopt is for the registry's own user (and CAP_SYS_ADMIN): EPERM for
+// another.
+func TestAdoptPermission(t *testing.T) {
+	testutil.RequireRoot(t)
+	c := defaultClient(t) // (a socket nobody can reach)
+	key := testutil.Key(t)
+	id := mustGet(t, c, semReq(key, 1, creat|excl|0o640))
+	require.NoError(t, c.Adopt())
+	o, err := c.Stat(shm.KindSem, id)
+	require.NoError(t, err, "adopting again keeps what the table has")
+	assert.Equal(t, []uint32{0o640, uint32(key)}, []uint32{o.Perm.Mode, uint32(o.Perm.Key)})
+	p := testutil.Start(t, "adopt", nil, testutil.AsNobody())
+	assert.Equal(t, "EPERM", p.Line(10*time.Second))
+	p = testutil.Start(t, "adopt", nil)
+	assert.Equal(t, "ok", p.Line(10*time.Second))
+}
