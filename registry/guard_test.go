@@ -157,6 +157,7 @@ func TestGuardStepsDown(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	holdB := make(chan struct{}) // B's guard must not mend what A might break
 	var b *Server // (closed last: the objects' clean-ups go through it)
 	bDone := make(chan error, 1)
 	t.Cleanup(func() {
@@ -184,6 +185,8 @@ func TestGuardStepsDown(t *testing.T) {
 	require.NoError(t, os.RemoveAll(dir))
 	b, err = NewServer(sock, Limits{})
 	require.NoError(t, err)
+	b.guardHook = func() { <-holdB }
+	t.Cleanup(func() { close(holdB) })
 	go func() { bDone <- b.Serve() }()
 	cb, err := Dial(sock)
 	require.NoError(t, err)
