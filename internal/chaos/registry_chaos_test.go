@@ -3,12 +3,16 @@ package chaos
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/usysv/usysv/registry"
+	"github.com/usysv/usysv/shm"
 )
 
 // regClients are chaos-regclient processes: Get/Stat/Remove in a loop.
@@ -194,9 +198,24 @@ func chaosRegistry(t *testing.T, rep *report) {
 			var stalls []time.Duration
 			host := c.host.pid
 			cycles := 0
+			var rm dirRemovals
 			start := time.Now()
 			for cycles < 2 || time.Since(start) < d {
 				time.Sleep(300 * time.Millisecond)
+				if cycles%2 == 1 {
+					// Every other cycle, the socket's directory is removed
+					// under the running host first (registry guard.go).
+					at := time.Now()
+					m.note(at, "removed the registry's socket directory")
+					s.note(at, "removed the registry's socket directory")
+					pid, back := c.removeSocketDir()
+					time.Sleep(50 * time.Millisecond)
+					ms, _ := m.l.stall(at.Add(-20*time.Millisecond), time.Now(), nil)
+					ss, _ := s.l.stall(at.Add(-20*time.Millisecond), time.Now(), nil)
+					rm.add(back, max(ms, ss), pid != host)
+					host = pid
+					time.Sleep(100 * time.Millisecond)
+				}
 				at := time.Now()
 				killed := c.killHost(host, m, s, r)
 				m.note(at, fmt.Sprintf("killed the registry host (%s) pid %d", killed, host))
@@ -238,9 +257,9 @@ func chaosRegistry(t *testing.T, rep *report) {
 			probs = append(probs, s.finish()...)
 			sort.Slice(stalls, func(i, j int) bool { return stalls[i] > stalls[j] })
 			sum := fmt.Sprintf("%s: host killed %d times; first success after the kill: Get ≤ %v, Stat ≤ %v, Remove ≤ %v; "+
-				"longest fast-path stall around a kill %v; registry calls: %s; msgq: %s; sem: %s",
+				"longest fast-path stall around a kill %v; %s; registry calls: %s; msgq: %s; sem: %s",
 				mode, cycles, worst["g"].Round(time.Microsecond), worst["s"].Round(time.Microsecond), worst["r"].Round(time.Microsecond),
-				stalls[0], r.failures(), m.summary(), s.summary())
+				stalls[0], rm, r.failures(), m.summary(), s.summary())
 			rep.add("registry %s\n  msgq stall caught live: %s\n  sem stall caught live: %s", sum, m.w.snapshot(), s.w.snapshot())
 			rep.addMsgq("registry/"+mode, m)
 			rep.addSem("registry/"+mode, s)
@@ -253,6 +272,77 @@ func chaosRegistry(t *testing.T, rep *report) {
 			}
 		})
 	}
+}
+
+// dirRemovals sums up the socket directory's removals in chaosRegistry.
+type dirRemovals struct {
+	n, moved   int           // removals; those after which another process served
+	back, stall time.Duration // worst: until a new connection was served, fast-path stall
+}
+
+func (r *dirRemovals) add(back, stall time.Duration, moved bool) {
+	r.n++
+	r.back, r.stall = max(r.back, back), max(r.stall, stall)
+	if moved {
+		r.moved++
+	}
+}
+
+func (r dirRemovals) String() string {
+	return fmt.Sprintf("socket directory removed %d times: a new connection served again ≤ %v, by another host %d times, longest fast-path stall around it %v",
+		r.n, r.back.Round(time.Microsecond), r.moved, r.stall)
+}
+
+// removeSocketDir removes the registry's socket directory, as rm -rf does
+// (again until it is gone: the host puts its files back meanwhile, which
+// can make the last rmdir fail), and waits until a new connection is
+// served again, by a registry that knows every object of the cluster. It
+// returns that registry's pid and how long after the first removal it
+// answered.
+func (c *cluster) removeSocketDir() (int, time.Duration) {
+	c.t.Helper()
+	at := time.Now()
+	for os.RemoveAll(filepath.Dir(c.sock)) != nil {
+		if time.Since(at) > hangAfter {
+			c.t.Fatalf("chaos: %s could not be removed in %v", filepath.Dir(c.sock), hangAfter)
+		}
+	}
+	var last string
+	for time.Since(at) < hangAfter {
+		cl, err := registry.Dial(c.sock)
+		if err != nil {
+			last = err.Error()
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		back := time.Since(at)
+		pid := cl.ServerPid()
+		known := map[obj]bool{}
+		for _, kind := range []shm.Kind{shm.KindSem, shm.KindMsg} {
+			objs, err := cl.List(kind)
+			if err != nil {
+				c.t.Fatalf("chaos: list after the socket directory's removal: %v", err)
+			}
+			for _, o := range objs {
+				k := "sem"
+				if kind == shm.KindMsg {
+					k = "q"
+				}
+				known[obj{k, o.ID}] = true
+			}
+		}
+		cl.Close()
+		c.mu.Lock()
+		for o, live := range c.objs {
+			if live && !known[o] {
+				c.t.Errorf("chaos: after the socket directory's removal, the registry (pid %d) does not know %s %d", pid, o.kind, o.id)
+			}
+		}
+		c.mu.Unlock()
+		return pid, back
+	}
+	c.t.Fatalf("chaos: no registry served %s %v after its directory was removed: %s", c.sock, hangAfter, last)
+	return 0, 0
 }
 
 // killHost SIGKILLs the process serving the registry (pid) — the daemon,
