@@ -317,20 +317,22 @@ func (c *Client) connect() (*conn, hello, error) {
 	}
 	// Nobody answers. Host a registry here, unless another process holds
 	// the socket's lock (it is starting one, or is stuck): then wait.
-	if herr := host(c.socket); herr != nil && !errors.Is(herr, errBusy) {
+	// Only the first connection may make a missing socket directory: one
+	// that went later was removed on purpose (registry guard.go).
+	if herr := host(c.socket, c.conns.Load() == 0); herr != nil && !errors.Is(herr, errBusy) {
 		return nil, h, herr
 	}
 	return dial(c.socket)
 }
 
-// host starts an embedded registry in this process.
-func host(socket string) error {
+// host starts an embedded registry in this process; mkdir is newServer's.
+func host(socket string, mkdir bool) error {
 	hosted.Lock()
 	defer hosted.Unlock()
 	if hosted.s != nil && !hosted.s.closed.Load() {
 		return errBusy // ours is running; dial again
 	}
-	s, err := NewServer(socket, Limits{})
+	s, err := newServer(socket, Limits{}, mkdir)
 	if err != nil {
 		return err
 	}

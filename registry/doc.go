@@ -83,16 +83,20 @@
 // hosts a second registry for the same namespace, and the two tables drift
 // apart. A host holds a shared flock on the socket's directory, which
 // keeps systemd-tmpfiles' age-based cleaning out of it (lockDir), and
-// watches the directory (inotify): when its socket, its lock file, its
-// journal or the directory itself goes (rm, rm -rf, a rename, an unmount),
-// it puts them back at once, locked as before (guard.go). A second
-// registry that got the lock first is left to serve: the first steps down
-// (its clients reconnect to the second; Serve returns ErrDisplaced) and
-// asks the second to adopt what it made, changed or removed meanwhile
-// (Client.Adopt). A key that both registries made in that overlap is kept
-// by neither, as after any take-over that finds a key claimed twice; both
-// objects live on by id. A rename of a directory above the socket's is not
-// seen; a host that cannot get an inotify instance runs unguarded (logged).
+// watches the directory (inotify, guard.go): when its socket, its lock
+// file or its journal goes (rm, a rename), it puts them back at once,
+// locked as before. When the directory itself goes (rm -rf, a rename, an
+// unmount), it steps down (Serve returns ErrDisplaced), and no client that
+// had a connection makes the directory again when it tries to host: until
+// the directory is back, or a new process connects for the first time
+// (which makes it), nobody serves the namespace. A second registry that
+// got the lock first is left to serve: the first steps down (its clients
+// reconnect to the second) and asks the second to adopt what it made,
+// changed or removed meanwhile (Client.Adopt). A key that both registries
+// made in that overlap is kept by neither, as after any take-over that
+// finds a key claimed twice; both objects live on by id. A rename of a
+// directory above the socket's is not seen; a host that cannot get an
+// inotify instance runs unguarded (logged).
 //
 // A host that is stopped (SIGSTOP, Ctrl-Z, a debugger) still holds the
 // lock, so nobody can take over. A client sees it in /proc (the serving

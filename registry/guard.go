@@ -26,34 +26,46 @@ import (
 // So a host watches the socket's directory (inotify: entries removed or
 // renamed over, the directory itself removed, renamed or unmounted). On
 // any such event it looks whether the two paths still name its own socket
-// and lock file, and puts back what went: the directory, the lock file
-// (locked again, as NewServer does), the socket (a new listener at the
-// path; the old one can no longer be reached) and its creation journal.
-// It does that within microseconds of the event, before a client that
-// found nothing has usually got as far as the lock.
+// and lock file, and, while the directory is there, puts back what went:
+// the lock file (locked again, as NewServer does), the socket (a new
+// listener at the path; the old one can no longer be reached) and its
+// creation journal. That takes about a millisecond, in which a client
+// that found nothing rarely gets as far as the lock.
 //
-// If another process holds the lock at the path by then, a second
-// registry is (or is becoming) the one clients reach: this one steps down
-// (stepDown). It stops serving, as Close does (its clients reconnect, and
-// reach the other), and asks the other to adopt the objects this one made
-// or changed meanwhile (Client.Adopt): the other adopts every segment of
-// the namespace its table lacks, forgets those removed here, and takes
-// owners and modes from the segments, as a registry starting there would.
-// A key that both made in the overlap is kept by neither, as rebuild does
-// for any key two objects claim; both objects live on by id.
+// A directory that went (removed, renamed away) is not made again:
+// whoever removed it meant it gone, a test's clean-up say, which would
+// otherwise fail or leave it behind. The host steps down instead, and its
+// process's client, like every client that had a connection, does not make
+// the directory when it tries to host again (host); a process connecting
+// for the first time does, as before. So after its directory is removed,
+// a namespace has no registry until the directory is back or a new
+// process starts; calls that need the registry fail meanwhile.
+//
+// Stepping down (stepDown) is Close: the server stops serving (its
+// clients reconnect) and Serve returns ErrDisplaced. If another process
+// holds the lock at the path by then, a second registry started in the
+// window: this one asks it to adopt the objects this one made, changed or
+// removed meanwhile (Client.Adopt): it adopts every segment of the
+// namespace its table lacks, forgets those removed here, and takes owners
+// and modes from the segments, as a registry starting there would. A key
+// that both made in the overlap is kept by neither, as rebuild does for
+// any key two objects claim; both objects live on by id.
 //
 // Not watched: a rename of a directory above the socket's (the directory
 // itself keeps its inode, its watch sees nothing). Without inotify (its
 // per-user limit of instances reached, say) a host runs unguarded and
-// logs so.
+// logs so. A file put back while rm -rf empties the directory makes its
+// last rmdir fail (ENOTEMPTY); rename a live registry's directory away
+// before removing it.
 
 // guardToken is the inotify descriptor's data in the server's epoll set
 // (pidfds count up from 1, the eventfd is 0).
 const guardToken = math.MaxUint64
 
 // ErrDisplaced is what Serve returns after the server stepped down because
-// another registry took its socket's lock (see the guard above).
-var ErrDisplaced = fmt.Errorf("registry: another registry took over the socket; stepped down: %w", kernel.EADDRINUSE)
+// its socket's directory went or another registry took its socket's lock
+// (see the guard above).
+var ErrDisplaced = fmt.Errorf("registry: the socket's directory went, or another registry took the socket over; stepped down: %w", kernel.EADDRINUSE)
 
 // startGuard watches the socket's directory; NewServer calls it once the
 // epoll set exists.
@@ -90,9 +102,9 @@ func (s *Server) guardLoop() {
 	}
 }
 
-// guardCheck puts back whatever of the directory, the lock file, the
-// socket and the journal went. It reports true if another process holds
-// the lock at the path: the server must step down.
+// guardCheck puts back whatever of the lock file, the socket and the
+// journal went. It reports true if another process holds the lock at the
+// path, or the directory went: the server must step down.
 func (s *Server) guardCheck() (displaced bool) {
 	if s.guardHook != nil {
 		s.guardHook()
@@ -104,7 +116,7 @@ func (s *Server) guardCheck() (displaced bool) {
 		if err == nil {
 			return false
 		}
-		if errors.Is(err, errBusy) {
+		if errors.Is(err, errBusy) || err == errDirGone {
 			return true
 		}
 		// A directory removed again under the repair, say: look again
@@ -122,13 +134,16 @@ func (s *Server) reclaim() error {
 		return nil
 	}
 	dir := filepath.Dir(s.socket)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	// A directory that went is not made again: whoever removed it meant
+	// it gone (a test's clean-up, say). This server steps down, and only a
+	// process that starts afresh makes it again (see host).
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return errDirGone
 	}
 	// Watch the directory that is there now (it may be a new one) before
 	// anything else, so that its removal during the repair is seen.
 	if err := s.ino.WatchEntries(dir); err != nil {
-		return err
+		return errDirGone
 	}
 	if d := lockDir(dir); d != nil {
 		_ = s.dir.Close()
@@ -252,11 +267,15 @@ func listen(path string) (*net.UnixListener, os.FileInfo, error) {
 	return ln, fi, nil
 }
 
+// errDirGone: the socket's directory was removed (or renamed away).
+var errDirGone = errors.New("registry: the socket's directory is gone")
+
 // stepDown stops serving because another registry holds the socket's
-// lock: Close (which asks that registry to adopt what this one made), and
-// Serve returns ErrDisplaced.
+// lock, or the socket's directory is gone: Close (which asks a registry
+// that took over to adopt what this one made), and Serve returns
+// ErrDisplaced.
 func (s *Server) stepDown() {
-	log.Printf("registry: %s: another registry took the socket's lock (its lock file was removed while this one ran); stepping down", s.socket)
+	log.Printf("registry: %s: the socket's directory is gone, or another registry took the socket's lock; stepping down", s.socket)
 	s.displaced.Store(true)
 	_ = s.Close()
 }

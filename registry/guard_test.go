@@ -68,8 +68,9 @@ func serverOwns(s *Server) bool {
 	return s.ownsLock() && s.ownsSocket() && sameFile(s.jr.path, s.jr.f)
 }
 
-// A socket file removed under a running registry is put back: new clients
-// reach the same registry (its table), old connections go on.
+// A socket or lock file removed under a running registry is put back (its
+// directory still there): new clients reach the same registry (its table),
+// old connections go on.
 func TestGuardPutsBackSocket(t *testing.T) {
 	s, c := startServer(t, Limits{})
 	id := mustGet(t, c, semReq(testutil.Key(t), 1, creat|excl|0o600))
@@ -99,50 +100,87 @@ func TestGuardPutsBackSocket(t *testing.T) {
 	assert.NoError(t, err)
 }
 
-// The socket's whole directory removed: the registry puts back the
-// directory, its lock, its socket and its creation journal, holds the
-// directory's shared lock again, and goes on creating objects.
-func TestGuardPutsBackDirectory(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "run", "usysv")
-	s, c := startServer2(t, filepath.Join(dir, "reg.sock"))
-	id := mustGet(t, c, msgReq(testutil.Key(t), creat|excl|0o600))
-	removeDir(t, filepath.Dir(dir))
-	testutil.Eventually(t, 10*time.Second, "the directory put back", func() bool { return serverOwns(s) })
+// The socket's whole directory removed (rm -rf, or renamed away): the
+// registry does not make it again (whoever removed it meant it gone) but
+// steps down, and its process's client does not host again while it is
+// missing. Once the directory is back, the next registry adopts
+// everything.
+func TestGuardDirectoryGone(t *testing.T) {
+	for _, how := range []string{"removed", "renamed"} {
+		t.Run(how, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "run", "usysv")
+			require.NoError(t, os.MkdirAll(dir, 0o755))
+			sock := filepath.Join(dir, "reg.sock")
+			s, err := NewServer(sock, Limits{})
+			require.NoError(t, err)
+			done := make(chan error, 1)
+			go func() { done <- s.Serve() }()
+			c, err := Dial(sock)
+			require.NoError(t, err)
+			t.Cleanup(func() { c.Close() })
+			id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o600))
+			require.NoError(t, err)
+			if how == "removed" {
+				removeDir(t, dir)
+			} else {
+				require.NoError(t, os.Rename(dir, dir+".old"))
+			}
+			select {
+			case err := <-done:
+				require.ErrorIs(t, err, ErrDisplaced)
+			case <-time.After(20 * time.Second):
+				t.Fatal("the registry did not step down")
+			}
+			// Re-hosting (a client whose registry went) does not make it.
+			_, err = newServer(sock, Limits{}, false)
+			require.ErrorIs(t, err, kernel.ENOENT)
+			_, err = os.Stat(dir)
+			require.ErrorIs(t, err, os.ErrNotExist, "not made again")
 
-	_, err := NewServer(s.Socket(), Limits{})
-	assert.ErrorIs(t, err, errBusy, "no second registry")
-	f, err := os.Open(dir)
-	require.NoError(t, err)
-	defer f.Close()
-	assert.ErrorIs(t, kernel.Flock(int(f.Fd()), kernel.LOCK_EX|kernel.LOCK_NB), kernel.EWOULDBLOCK, "the new directory's shared lock is held")
-	c2, err := Dial(s.Socket())
-	require.NoError(t, err)
-	t.Cleanup(func() { c2.Close() })
-	_, err = c2.Stat(shm.KindMsg, id)
-	assert.NoError(t, err)
-	mustGet(t, c2, semReq(kernel.IPC_PRIVATE, 2, 0o600)) // (the new journal is written)
+			require.NoError(t, os.MkdirAll(dir, 0o755))
+			s2, c2 := startServer2(t, sock)
+			_ = s2
+			_, err = c2.Stat(shm.KindMsg, id)
+			assert.NoError(t, err, "the next registry adopts the object")
+			require.NoError(t, c2.Remove(shm.KindMsg, id))
+		})
+	}
 }
 
 // Across processes: a registry hosted by one process whose socket
-// directory is removed puts it back, and another process's Default finds
-// that registry rather than hosting a second one.
+// directory is removed steps down, and no process makes the directory
+// again; once it is back, the clients host a registry again at once.
 func TestGuardAcrossProcesses(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "d", "reg.sock")
+	dir := filepath.Join(t.TempDir(), "d")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	sock := filepath.Join(dir, "reg.sock")
 	env := testutil.Env("USYSV_SOCKET=" + sock)
 	h := testutil.Start(t, "host", nil, env)
 	require.Equal(t, strconv.Itoa(h.Pid()), h.Line(10*time.Second), "hosts the registry")
-	for round := 0; round < 3; round++ {
-		removeDir(t, filepath.Dir(sock))
-		testutil.Eventually(t, 10*time.Second, "the socket put back", func() bool {
-			fi, err := os.Lstat(sock)
-			return err == nil && fi.Mode().Type() == os.ModeSocket
-		})
-		p := testutil.Start(t, "host", nil, env)
-		assert.Equal(t, strconv.Itoa(h.Pid()), p.Line(10*time.Second), "round %d: found the first registry", round)
-		p.Kill()
-	}
+	c, err := Dial(sock)
+	require.NoError(t, err)
+	id, err := c.Get(semReq(kernel.IPC_PRIVATE, 1, 0o600))
+	require.NoError(t, err)
+	c.Close()
+
+	removeDir(t, dir)
+	time.Sleep(200 * time.Millisecond) // (the host's client tries to host again meanwhile)
+	_, err = os.Stat(dir)
+	require.ErrorIs(t, err, os.ErrNotExist, "no process made the directory again")
+
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	testutil.Eventually(t, 10*time.Second, "a registry again", func() bool {
+		fi, err := os.Lstat(sock)
+		return err == nil && fi.Mode().Type() == os.ModeSocket
+	})
 	h.Send("dial")
-	assert.Equal(t, strconv.Itoa(h.Pid()), h.Line(10*time.Second))
+	assert.Equal(t, strconv.Itoa(h.Pid()), h.Line(10*time.Second), "the host's client hosts again")
+	c, err = Dial(sock)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Stat(shm.KindSem, id)
+	assert.NoError(t, err, "and it knows the object")
+	assert.NoError(t, c.Remove(shm.KindSem, id))
 }
 
 // A registry that finds another holding the lock at its path (its

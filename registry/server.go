@@ -170,12 +170,21 @@ var errBusy = fmt.Errorf("registry: another registry serves this socket: %w", ke
 // (journal.go). Zero fields of lim take Linux's defaults. Serve starts
 // serving.
 func NewServer(socket string, lim Limits) (*Server, error) {
+	return newServer(socket, lim, true)
+}
+
+// newServer is NewServer; with mkdir false, a missing directory is an
+// error (ENOENT) instead of being made (host, after a connection was lost).
+func newServer(socket string, lim Limits, mkdir bool) (*Server, error) {
 	path, err := absSocket(socket)
 	if err != nil {
 		return nil, err
 	}
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if !mkdir {
+			return nil, fmt.Errorf("registry: socket directory %s: %w", dir, kernel.ENOENT)
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}

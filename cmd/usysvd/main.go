@@ -5,9 +5,10 @@
 // It serves the socket until SIGTERM, SIGINT or SIGHUP, then closes it; the
 // objects live on in the kernel and the next registry (daemon or embedded)
 // finds them all. A socket or lock file removed while it runs is put back.
-// If another registry took the socket's lock meanwhile (registry package
-// doc), the daemon hands over to it (its objects adopted) and exits with
-// status 1 (registry.ErrDisplaced). On a multi-user host run it as root (see usysvd.service),
+// If its directory is removed, or another registry took the socket's lock
+// meanwhile (registry package doc), the daemon steps down (handing its
+// objects over to that registry, if any) and exits with status 1
+// (registry.ErrDisplaced); usysvd.service restarts it. On a multi-user host run it as root (see usysvd.service),
 // so that it can give every segment its owner's uid and adopt every object
 // after a restart; point clients at it with USYSV_SOCKET.
 //

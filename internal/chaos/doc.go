@@ -81,11 +81,11 @@
 //     around it; checked: the loads' guarantees, every registry call
 //     working again, nothing leaked (a creating Get lost in flight is
 //     looked up by key). Every other cycle, before the kill, the socket's
-//     directory is removed (as rm -rf, again until it stays gone for a
-//     moment: the host puts its files back); then a new connection must
-//     be served again by a registry that knows every object of the loads.
-//     Measured: how soon, by which host (another one: a step-down), and
-//     the fast-path stall around it.
+//     directory is removed (as rm -rf, again until it is gone: the host
+//     may put a file back in between); its host must step down and nobody
+//     make it again (checked 20 ms later). Made again by the test, a new
+//     connection must be served by a registry that knows every object of
+//     the loads. Measured: how soon, and the fast-path stall around it.
 //   - stop: a worker is SIGSTOPped holding the segment lock, asleep in a
 //     waiter slot, or holding a SEM_UNDO token, and kept stopped while
 //     another client dies (the registry's death pass and the kinds'

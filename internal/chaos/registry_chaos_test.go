@@ -277,7 +277,7 @@ func chaosRegistry(t *testing.T, rep *report) {
 // dirRemovals sums up the socket directory's removals in chaosRegistry.
 type dirRemovals struct {
 	n, moved   int           // removals; those after which another process served
-	back, stall time.Duration // worst: until a new connection was served, fast-path stall
+	back, stall time.Duration // worst: from the directory back to a connection served; fast-path stall
 }
 
 func (r *dirRemovals) add(back, stall time.Duration, moved bool) {
@@ -289,24 +289,34 @@ func (r *dirRemovals) add(back, stall time.Duration, moved bool) {
 }
 
 func (r dirRemovals) String() string {
-	return fmt.Sprintf("socket directory removed %d times: a new connection served again ≤ %v, by another host %d times, longest fast-path stall around it %v",
+	return fmt.Sprintf("socket directory removed %d times: a new connection served ≤ %v after it was back, by another host %d times, longest fast-path stall around it %v",
 		r.n, r.back.Round(time.Microsecond), r.moved, r.stall)
 }
 
 // removeSocketDir removes the registry's socket directory, as rm -rf does
 // (again until it is gone: the host puts its files back meanwhile, which
-// can make the last rmdir fail), and waits until a new connection is
-// served again, by a registry that knows every object of the cluster. It
-// returns that registry's pid and how long after the first removal it
-// answered.
+// can make the last rmdir fail), checks that no process makes it again
+// (the host steps down; its clients do not make it), makes it again and
+// waits until a new connection is served, by a registry that knows every
+// object of the cluster. It returns that registry's pid and how long after
+// the directory was back it answered.
 func (c *cluster) removeSocketDir() (int, time.Duration) {
 	c.t.Helper()
+	dir := filepath.Dir(c.sock)
 	at := time.Now()
-	for os.RemoveAll(filepath.Dir(c.sock)) != nil {
+	for os.RemoveAll(dir) != nil {
 		if time.Since(at) > hangAfter {
-			c.t.Fatalf("chaos: %s could not be removed in %v", filepath.Dir(c.sock), hangAfter)
+			c.t.Fatalf("chaos: %s could not be removed in %v", dir, hangAfter)
 		}
 	}
+	time.Sleep(20 * time.Millisecond)
+	if _, err := os.Stat(dir); err == nil {
+		c.t.Errorf("chaos: %s was made again after its removal", dir)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+		c.t.Fatalf("chaos: %v", err)
+	}
+	at = time.Now()
 	var last string
 	for time.Since(at) < hangAfter {
 		cl, err := registry.Dial(c.sock)

@@ -105,6 +105,13 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
+	// Renamed away first: this process's registry, which is still
+	// serving, then finds its directory gone and steps down, instead of
+	// putting back its socket while RemoveAll empties the directory
+	// (registry guard.go).
+	if os.Rename(dir, dir+".gone") == nil {
+		dir += ".gone"
+	}
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
