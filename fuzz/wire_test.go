@@ -54,8 +54,12 @@ const (
 // input (the rest of a malformed stream), which resets it.
 var syscallECONNRESET = kernel.ECONNRESET
 
-// Payload sizes of the request ops (1 hello … 7 info).
-var wirePayload = [8]int{0: -1, 1: 0, 2: 52, 3: 8, 4: 28, 5: 8, 6: 8, 7: 4}
+// Payload sizes of the request ops (1 hello … 7 info, 8 adopt).
+var wirePayload = [9]int{0: -1, 1: 0, 2: 52, 3: 8, 4: 28, 5: 8, 6: 8, 7: 4, 8: 0}
+
+// wireOps is the number of op values wireFrames makes: 0 and wireOps-1
+// are unknown ops.
+const wireOps = len(wirePayload) + 1
 
 type wireReq struct {
 	op  byte
@@ -63,7 +67,7 @@ type wireReq struct {
 }
 
 // wireFrames builds a request stream from data. Per frame: an op byte
-// (op%9, so 0 and 8 are unknown ops), a shape byte, then the payload
+// (op%wireOps, so 0 and 9 are unknown ops), a shape byte, then the payload
 // bytes. The shape's low 2 bits: 0-1 the op's exact payload size, 2 a
 // size from the next byte, 3 the op's size ± 1..4. Bit 2: a wrong
 // version; bit 3: a non-zero reserved byte; bit 4: a length field that
@@ -81,10 +85,11 @@ func wireFrames(data []byte) ([]byte, []wireReq, bool) {
 	var reqs []wireReq
 	wellFormed, exact := true, true
 	for tag := uint32(1); p.more() && len(out) < 1<<20; tag++ {
-		op := p.u8() % 9
+		op := p.u8() % byte(wireOps)
+		known := op >= 1 && int(op) < len(wirePayload)
 		shape := p.u8()
 		size := 0
-		if op >= 1 && op <= 7 {
+		if known {
 			size = wirePayload[op]
 		}
 		switch shape & 3 {
@@ -93,7 +98,7 @@ func wireFrames(data []byte) ([]byte, []wireReq, bool) {
 		case 3:
 			size = max(size+int(p.u8()%9)-4, 0)
 		}
-		sized := op >= 1 && op <= 7 && size == wirePayload[op]
+		sized := known && size == wirePayload[op]
 		payload := make([]byte, size)
 		for i := range payload {
 			payload[i] = p.u8()
@@ -146,7 +151,7 @@ func wireFrames(data []byte) ([]byte, []wireReq, bool) {
 		out = binary.LittleEndian.AppendUint32(out, length)
 		out = append(out, body...)
 		ok := wellFormed && version == wireVersion && reserved == 0 && length == uint32(len(body)) &&
-			op >= 1 && op <= 7 && sized
+			known && sized
 		if ok {
 			reqs = append(reqs, wireReq{op, tag})
 		}
@@ -407,10 +412,10 @@ func wireSeeds() []wireSeed {
 	}
 	return []wireSeed{
 		{"all-ops", cat(frame(1, 0), frame(2, 0, get...), frame(3, 0, zeros(8)...), frame(4, 0, zeros(28)...),
-			frame(5, 0, zeros(8)...), frame(6, 0, zeros(8)...), frame(7, 0, zeros(4)...), frame(2, 0x60, getMsg...)), true},
+			frame(5, 0, zeros(8)...), frame(6, 0, zeros(8)...), frame(7, 0, zeros(4)...), frame(2, 0x60, getMsg...), frame(8, 0)), true},
 		{"stat-set-remove-created", cat(frame(2, 0, get...), frame(6, 0, zeros(8)...), frame(4, 0, zeros(28)...)), true},
 		{"unknown-op", cat(frame(1, 0), frame(0, 0), frame(1, 0)), true},
-		{"op-8", cat(frame(8, 0)), true},
+		{"op-9", cat(frame(9, 0)), true},
 		{"short-payload", cat(frame(3, 3, 0, 0, 0, 0, 0, 0, 0), frame(1, 0)), true},
 		{"long-payload", cat(frame(7, 3, 8, 1, 2, 3, 4, 5, 6, 7, 8), frame(1, 0)), true},
 		{"bad-version", cat(frame(1, 4, 2)), true},

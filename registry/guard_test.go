@@ -196,7 +196,7 @@ func TestGuardStepsDown(t *testing.T) {
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	holdB := make(chan struct{}) // B's guard must not mend what A might break
-	var b *Server // (closed last: the objects' clean-ups go through it)
+	var b *Server                // (closed last: the objects' clean-ups go through it)
 	bDone := make(chan error, 1)
 	t.Cleanup(func() {
 		if b != nil {

@@ -276,7 +276,7 @@ func chaosRegistry(t *testing.T, rep *report) {
 
 // dirRemovals sums up the socket directory's removals in chaosRegistry.
 type dirRemovals struct {
-	n, moved   int           // removals; those after which another process served
+	n, moved    int           // removals; those after which another process served
 	back, stall time.Duration // worst: from the directory back to a connection served; fast-path stall
 }
 
