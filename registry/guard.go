@@ -119,8 +119,10 @@ func (s *Server) guardCheck() (displaced bool) {
 		if errors.Is(err, errBusy) || err == errDirGone {
 			return true
 		}
-		// A directory removed again under the repair, say: look again
-		// (its next event brings another look too).
+		// Something else at the socket's path (EEXIST), say, or a file
+		// replaced again under the repair: look again, twice. Then the
+		// server goes on for its connected clients, as before the guard,
+		// until the next event.
 		log.Printf("registry: putting back %s: %v", s.socket, err)
 	}
 	return false
