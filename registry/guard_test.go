@@ -98,6 +98,19 @@ func TestGuardPutsBackSocket(t *testing.T) {
 	t.Cleanup(func() { c3.Close() })
 	_, err = c3.Stat(shm.KindSem, id)
 	assert.NoError(t, err)
+
+	// A regular file put in the socket's place is not removed (it is not
+	// the registry's to remove); the registry goes on for its clients.
+	require.NoError(t, os.WriteFile(s.Socket()+".x", []byte("data"), 0o600))
+	require.NoError(t, os.Rename(s.Socket()+".x", s.Socket()))
+	time.Sleep(100 * time.Millisecond) // (the guard's look, and its retries)
+	b, err := os.ReadFile(s.Socket())
+	require.NoError(t, err)
+	assert.Equal(t, "data", string(b), "the file stays")
+	_, err = c3.Stat(shm.KindSem, id)
+	assert.NoError(t, err, "connected clients go on")
+	require.NoError(t, os.Remove(s.Socket()))
+	testutil.Eventually(t, 10*time.Second, "the socket put back once the file is gone", func() bool { return serverOwns(s) })
 }
 
 // The socket's whole directory removed (rm -rf, or renamed away): the
