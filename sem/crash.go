@@ -34,6 +34,7 @@ const (
 	StepWaiting       = "waiting"        // queued, lock released, about to sleep
 	StepUndoCommitted = "undo-committed" // repair: a dead process's undo committed, not applied
 	StepFreezeLook    = "freeze-look"    // lock holder: a word's SEM_UNDO intent looked complete, the word not yet frozen
+	StepUnlocked      = "unlocked"       // lock released, the waiters completed under it not yet woken
 
 	// A post on a semaphore waiters name (op.go: post).
 	StepPostFrozen    = "post-frozen"    // word frozen, nothing applied

@@ -3,6 +3,7 @@ package sem
 import (
 	"math/bits"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -194,6 +195,9 @@ func (s *Array) unlock() {
 	s.mu.Unlock()
 	if held {
 		s.local.Unlock()
+	}
+	if n > 0 {
+		crashpoint(StepUnlocked)
 	}
 	for _, idx := range local[:n] {
 		s.wakeSlot(&s.v.slots[idx])
@@ -765,7 +769,27 @@ func (s *Array) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
 	put32(&slot.State, stWaiting)       // (wakers look under the lock)
 	s.sc.queued = int32(idx)
 	putWord(&v.hdr.nwait, v.hdr.nwait.Load()+1)
+	s.rewakeDone(idx)
 	return idx, nil
+}
+
+// rewakeDone adds to this critical section's wake-ups every other waiter
+// that is completed (stDone) and may be asleep (argSleep): a call about to
+// sleep (enqueue) first wakes them. Such a waiter's waker either died
+// between releasing the lock and its wake-up (crash step unlocked; with the
+// registry's host the one that died, nothing else would wake it until the
+// next registry: chaos FINDINGS F4) or is on its way (then this is one
+// spare FUTEX_WAKE, on a path that is about to make a system call anyway).
+// A waiter the registry or a waker freed meanwhile takes a spurious wake-up
+// at worst, which its sleep loop ignores.
+func (s *Array) rewakeDone(own int) {
+	for i := range s.v.slotsInUse() {
+		sl := &s.v.slots[i]
+		if i == own || sl.State.Load() != stDone || sl.Arg[argSleep].Load() == 0 || slices.Contains(s.sc.wake, int32(i)) {
+			continue
+		}
+		s.sc.wake = append(s.sc.wake, int32(i))
+	}
 }
 
 // arenaAlloc finds n free consecutive arena entries (first fit among the

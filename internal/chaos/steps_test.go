@@ -600,3 +600,37 @@ func TestOwedWakeNextSleeper(t *testing.T) {
 		})
 	}
 }
+
+// TestOwedSemWakeNextSleeper is TestOwedWakeNextSleeper's twin for a
+// semaphore set: a post completes a sleeping waiter's array and dies
+// before waking it (unlocked: the lock released, the waiter's slot done,
+// the FUTEX_WAKE not made), with the registry stopped. Another process
+// that then comes to sleep on the set wakes the waiter first
+// (rewakeDone), with the registry still stopped.
+func TestOwedSemWakeNextSleeper(t *testing.T) {
+	c := newCluster(t, "embedded")
+	c.ctl = c.newCtl() // the host is stopped below
+	id := c.create("sem", "0,0")
+	w := c.newCtl()
+	w.send("op %d 0:-1", id)
+	waitSlot(t, c, "sem", id, w.pid)
+	k := c.ctlWith(t, sem.CrashEnv+"=unlocked")
+	r := c.newCtl()
+	cont := stopRegistry(t, c, true)
+	defer cont()
+	k.send("then op %d 0:1", id)
+	out := lines(t, k, "", 2)
+	died(t, k, "unlocked", out)
+	seg := c.seg("sem", id)
+	r.send("op %d 1:-1", id) // sleeps: sem 1 is 0
+	l, err := w.next(lineWait)
+	require.NoError(t, err, "the waiter was not woken: %s", segDiag(seg))
+	assert.Equal(t, "ok", strings.Fields(l)[0], l)
+	assert.Equal(t, "ok", strings.Fields(c.ctl.call(t, lineWait, "op %d 1:1", id))[0])
+	l, err = r.next(lineWait)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", strings.Fields(l)[0], l)
+	assert.Equal(t, "T", procState(c.host.pid), "the registry was stopped throughout")
+	cont()
+	assert.Equal(t, "vals 0,0", c.ctl.call(t, lineWait, "getall %d", id))
+}
