@@ -171,7 +171,11 @@
 // sleep does: one FUTEX_WAIT, and for the waker one FUTEX_WAKE after its
 // locked path, which it makes only if the waiter said it may be asleep. A
 // blocked waiter uses no CPU. Each goroutine blocked in Op holds an OS
-// thread while it sleeps.
+// thread while it sleeps. A waker that dies after releasing the lock and
+// before its FUTEX_WAKE leaves a completed waiter asleep until the
+// registry's repair of that death; the next call that queues itself on the
+// set first wakes every completed waiter that may be asleep (rewakeDone),
+// which matters when the dead waker was the registry's host.
 //
 // # Limits and memory
 //

@@ -166,6 +166,9 @@
 //	undo-committed  TestCrashInsideRepair (a client repairing);
 //	                TestKillAtStepSemRepair (the registry host dies in its
 //	                eager repair; a client takes the registry over)
+//	unlocked        TestOwedSemWakeNextSleeper (a post that completed a
+//	                sleeping waiter; the registry stopped, the next call to
+//	                sleep on the set wakes it)
 //	lean-locked, lean-frozen (:1, :2), lean-evaluated, lean-committed,
 //	lean-releasing (:1, :2)
 //	                TestCrashInsideOp; TestKillAtStepSemLean/* (a waiter on
