@@ -72,6 +72,46 @@ func TestDaemonRestart(t *testing.T) {
 	require.NoError(t, c2.Remove(shm.KindSem, id))
 }
 
+// A daemon whose socket directory is removed steps down and exits with
+// status 1 (registry.ErrDisplaced); a daemon started once the directory is
+// back finds the objects.
+func TestDaemonDirectoryRemoved(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	sock := filepath.Join(dir, "reg.sock")
+	p := testutil.Start(t, "usysvd", []string{"-socket", sock})
+	testutil.Eventually(t, 10*time.Second, "daemon listening", func() bool {
+		c, err := registry.Dial(sock)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	c, err := registry.Dial(sock)
+	require.NoError(t, err)
+	id, err := c.Get(registry.GetRequest{Kind: shm.KindSem, Key: kernel.IPC_PRIVATE, Count: 1,
+		Flags: 0o600, Layout: shm.Params{Count: 1, Waiters: 2, BodySize: 64}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kernel.ShmctlRemove(id) })
+	c.Close()
+	require.NoError(t, os.Rename(dir, dir+".old"))
+	require.Equal(t, 1, p.Wait(10*time.Second), "stepped down")
+	_, err = os.Stat(dir)
+	assert.ErrorIs(t, err, os.ErrNotExist, "not made again")
+
+	p2 := testutil.Start(t, "usysvd", []string{"-socket", sock})
+	testutil.Eventually(t, 10*time.Second, "a new daemon listening", func() bool {
+		c, err = registry.Dial(sock)
+		return err == nil
+	})
+	defer c.Close()
+	assert.Equal(t, p2.Pid(), c.ServerPid())
+	_, err = c.Stat(shm.KindSem, id)
+	assert.NoError(t, err, "the new daemon has the object")
+	require.NoError(t, c.Remove(shm.KindSem, id))
+	p2.Signal(kernel.SIGTERM)
+	require.Equal(t, 0, p2.Wait(10*time.Second))
+}
+
 func TestBadArgs(t *testing.T) {
 	assert.Equal(t, 2, run([]string{"extra"}))
 	assert.Equal(t, 2, run([]string{"-nosuchflag"}))
