@@ -46,9 +46,10 @@ type Client struct {
 	redialing bool
 	closed    bool
 
-	lim   Limits
-	spid  int // pid of the registry last connected to
-	conns atomic.Uint64
+	lim    Limits
+	spid   int // pid of the registry last connected to
+	conns  atomic.Uint64
+	ownDir bool // the socket's directory is the per-user default (Default without $USYSV_SOCKET)
 
 	gets getCache // answers to repeated gets (getcache.go)
 }
@@ -91,38 +92,48 @@ func Default() (*Client, error) {
 		return def.c, nil
 	}
 	path := SocketPath()
-	if os.Getenv("USYSV_SOCKET") == "" {
-		// The per-user default directory: private to the user, except
-		// root's /run/usysv which other users' clients may reach.
-		mode := os.FileMode(0o700)
-		if path == "/run/usysv/registry.sock" {
-			mode = 0o755
-		}
-		dir := filepath.Dir(path)
-		if err := os.MkdirAll(dir, mode); err != nil {
-			return nil, fmt.Errorf("registry: socket directory: %w", err)
-		}
-		// Someone else's directory (say a /tmp/usysv-<uid> made by another
-		// user) could hold someone else's registry: refuse it.
-		uid, m, err := kernel.StatOwner(dir)
-		if err != nil {
-			return nil, fmt.Errorf("registry: socket directory: %w", err)
-		}
-		if uid != uint32(kernel.Geteuid()) || m&0o022 != 0 {
-			return nil, fmt.Errorf("registry: socket directory %s is owned by uid %d with mode %#o; want ours, not writable by others: %w",
-				dir, uid, m, kernel.EACCES)
+	ownDir := os.Getenv("USYSV_SOCKET") == ""
+	if ownDir {
+		if err := defaultDir(path); err != nil {
+			return nil, err
 		}
 	}
 	c, err := newClient(path, true)
 	if err != nil {
 		return nil, err
 	}
+	c.ownDir = ownDir
 	if _, err := c.getConn(time.Now().Add(connectTimeout)); err != nil {
 		c.shutdown() // stop its reconnection loop
 		return nil, err
 	}
 	def.c = c
 	return c, nil
+}
+
+// defaultDir makes the per-user default socket directory of path if it is
+// missing: private to the user, except root's /run/usysv, which other
+// users' clients may reach. Someone else's directory (say a
+// /tmp/usysv-<uid> made by another user) could hold someone else's
+// registry: it is refused (EACCES).
+func defaultDir(path string) error {
+	mode := os.FileMode(0o700)
+	if path == "/run/usysv/registry.sock" {
+		mode = 0o755
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return fmt.Errorf("registry: socket directory: %w", err)
+	}
+	uid, m, err := kernel.StatOwner(dir)
+	if err != nil {
+		return fmt.Errorf("registry: socket directory: %w", err)
+	}
+	if uid != uint32(kernel.Geteuid()) || m&0o022 != 0 {
+		return fmt.Errorf("registry: socket directory %s is owned by uid %d with mode %#o; want ours, not writable by others: %w",
+			dir, uid, m, kernel.EACCES)
+	}
+	return nil
 }
 
 // Dial connects to the registry at socket. It never hosts one: if nothing
@@ -318,7 +329,13 @@ func (c *Client) connect() (*conn, hello, error) {
 	// Nobody answers. Host a registry here, unless another process holds
 	// the socket's lock (it is starting one, or is stuck): then wait.
 	// Only the first connection may make a missing socket directory: one
-	// that went later was removed on purpose (registry guard.go).
+	// that went later was removed on purpose (registry guard.go), unless
+	// it is the per-user default one, the library's own.
+	if c.ownDir {
+		if err := defaultDir(c.socket); err != nil {
+			return nil, h, err
+		}
+	}
 	if herr := host(c.socket, c.conns.Load() == 0); herr != nil && !errors.Is(herr, errBusy) {
 		return nil, h, herr
 	}

@@ -86,10 +86,11 @@
 // watches the directory (inotify, guard.go): when its socket, its lock
 // file or its journal goes (rm, a rename), it puts them back at once,
 // locked as before. When the directory itself goes (rm -rf, a rename, an
-// unmount), it steps down (Serve returns ErrDisplaced), and no client that
-// had a connection makes the directory again when it tries to host: until
-// the directory is back, or a new process connects for the first time
-// (which makes it), nobody serves the namespace. A second registry that
+// unmount), it steps down (Serve returns ErrDisplaced). The clients then
+// make the per-user default directory again at once, and host; a
+// $USYSV_SOCKET directory is the user's, and no client that had a
+// connection makes it again: until it is back, or a new process connects
+// for the first time (which makes it), nobody serves that namespace. A second registry that
 // got the lock first is left to serve: the first steps down (its clients
 // reconnect to the second) and asks the second to adopt what it made,
 // changed or removed meanwhile (Client.Adopt). A key that both registries

@@ -32,14 +32,16 @@ import (
 // creation journal. That takes about a millisecond, in which a client
 // that found nothing rarely gets as far as the lock.
 //
-// A directory that went (removed, renamed away) is not made again:
-// whoever removed it meant it gone, a test's clean-up say, which would
-// otherwise fail or leave it behind. The host steps down instead, and its
-// process's client, like every client that had a connection, does not make
-// the directory when it tries to host again (host); a process connecting
-// for the first time does, as before. So after its directory is removed,
-// a namespace has no registry until the directory is back or a new
-// process starts; calls that need the registry fail meanwhile.
+// A directory that went (removed, renamed away) is not put back by the
+// host: it steps down. Who makes it again depends on whose it is. The
+// per-user default directory (Default without $USYSV_SOCKET) is the
+// library's own: the clients make it again when they try to host (as
+// Default made it), and the namespace has a registry again at once. A
+// $USYSV_SOCKET directory is the user's: whoever removed it meant it
+// gone, a test's clean-up say, which would otherwise fail or leave it
+// behind; a client that had a connection does not make it again (host),
+// only a process connecting for the first time does, as before. Until
+// then the namespace has no registry; calls that need it fail meanwhile.
 //
 // Stepping down (stepDown) is Close: the server stops serving (its
 // clients reconnect) and Serve returns ErrDisplaced. If another process
@@ -136,9 +138,9 @@ func (s *Server) reclaim() error {
 		return nil
 	}
 	dir := filepath.Dir(s.socket)
-	// A directory that went is not made again: whoever removed it meant
-	// it gone (a test's clean-up, say). This server steps down, and only a
-	// process that starts afresh makes it again (see host).
+	// A directory that went is not put back here: this server steps
+	// down, and the clients make it again or not (see the top of this
+	// file, and Client.connect).
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return errDirGone
 	}

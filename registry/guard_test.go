@@ -196,6 +196,28 @@ func TestGuardAcrossProcesses(t *testing.T) {
 	assert.NoError(t, c.Remove(shm.KindSem, id))
 }
 
+// The per-user default directory ($XDG_RUNTIME_DIR/usysv here) is the
+// library's own: removed, its host steps down and the clients make it
+// again (private, as Default does) and host again at once.
+func TestGuardDefaultDirectory(t *testing.T) {
+	testutil.RequireRoot(t)
+	xdg := t.TempDir()
+	dir := filepath.Join(xdg, "usysv")
+	sock := filepath.Join(dir, "registry.sock")
+	h := testutil.Start(t, "host", nil, testutil.Env("USYSV_SOCKET=", "XDG_RUNTIME_DIR="+xdg))
+	require.Equal(t, strconv.Itoa(h.Pid()), h.Line(10*time.Second), "hosts the registry")
+	removeDir(t, dir)
+	testutil.Eventually(t, 10*time.Second, "the directory and socket made again", func() bool {
+		fi, err := os.Lstat(sock)
+		return err == nil && fi.Mode().Type() == os.ModeSocket
+	})
+	uid, mode, err := kernel.StatOwner(dir)
+	require.NoError(t, err)
+	assert.Equal(t, []uint32{0, 0o700}, []uint32{uid, mode})
+	h.Send("dial")
+	assert.Equal(t, strconv.Itoa(h.Pid()), h.Line(10*time.Second), "hosted again by the same client")
+}
+
 // A registry that finds another holding the lock at its path (its
 // directory was removed and a second registry started there before it
 // could put it back) steps down: Serve returns ErrDisplaced, it leaves the
