@@ -52,6 +52,17 @@ func init() {
 	})
 }
 
+// made creates an object through c and removes its kernel segment when
+// the test ends, whatever registry serves it then, or none (these tests
+// make registries step down under their objects).
+func made(t *testing.T, c *Client, req GetRequest) int {
+	t.Helper()
+	id, err := c.Get(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kernel.ShmctlRemove(id) })
+	return id
+}
+
 // removeDir removes dir and everything in it, as rm -rf does, until it is
 // gone: a guard putting its files back makes the last rmdir fail with
 // ENOTEMPTY, as it would for rm.
@@ -131,8 +142,7 @@ func TestGuardDirectoryGone(t *testing.T) {
 			c, err := Dial(sock)
 			require.NoError(t, err)
 			t.Cleanup(func() { c.Close() })
-			id, err := c.Get(msgReq(testutil.Key(t), creat|excl|0o600))
-			require.NoError(t, err)
+			id := made(t, c, msgReq(testutil.Key(t), creat|excl|0o600))
 			if how == "removed" {
 				removeDir(t, dir)
 			} else {
@@ -172,8 +182,7 @@ func TestGuardAcrossProcesses(t *testing.T) {
 	require.Equal(t, strconv.Itoa(h.Pid()), h.Line(10*time.Second), "hosts the registry")
 	c, err := Dial(sock)
 	require.NoError(t, err)
-	id, err := c.Get(semReq(kernel.IPC_PRIVATE, 1, 0o600))
-	require.NoError(t, err)
+	id := made(t, c, semReq(kernel.IPC_PRIVATE, 1, 0o600))
 	c.Close()
 
 	removeDir(t, dir)
@@ -249,10 +258,9 @@ func TestGuardStepsDown(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { ca.Close() })
 	kx, kr, kp, ky, kd, kz := testutil.Key(t), testutil.Key(t)+1, testutil.Key(t)+2, testutil.Key(t)+3, testutil.Key(t)+4, testutil.Key(t)+5
-	x := mustGet(t, ca, semReq(kx, 1, creat|excl|0o600))
-	r, err := ca.Get(semReq(kr, 1, creat|excl|0o600))
-	require.NoError(t, err)
-	p := mustGet(t, ca, msgReq(kp, creat|excl|0o600))
+	x := made(t, ca, semReq(kx, 1, creat|excl|0o600))
+	r := made(t, ca, semReq(kr, 1, creat|excl|0o600))
+	p := made(t, ca, msgReq(kp, creat|excl|0o600))
 
 	// The directory goes; A's guard is held back while B starts there.
 	require.NoError(t, os.RemoveAll(dir))
@@ -268,12 +276,12 @@ func TestGuardStepsDown(t *testing.T) {
 
 	// The overlap: A (through its old connection) and B each make and
 	// change things the other does not know.
-	y := mustGet(t, ca, semReq(ky, 2, creat|excl|0o600))
-	da := mustGet(t, ca, semReq(kd, 1, creat|excl|0o600))
+	y := made(t, ca, semReq(ky, 2, creat|excl|0o600))
+	da := made(t, ca, semReq(kd, 1, creat|excl|0o600))
 	require.NoError(t, ca.Remove(shm.KindSem, r))
 	require.NoError(t, ca.Set(shm.KindMsg, p, 0, 0, 0o640, kernel.MSGMNB))
-	db := mustGet(t, cb, semReq(kd, 1, creat|excl|0o600))
-	z := mustGet(t, cb, semReq(kz, 1, creat|excl|0o600))
+	db := made(t, cb, semReq(kd, 1, creat|excl|0o600))
+	z := made(t, cb, semReq(kz, 1, creat|excl|0o600))
 	_, err = cb.Stat(shm.KindSem, y)
 	require.ErrorIs(t, err, kernel.EINVAL, "B does not know A's new object yet")
 	_, err = cb.Stat(shm.KindSem, r)
