@@ -3,9 +3,10 @@ package kernel
 import "golang.org/x/sys/unix"
 
 // Inotify is an inotify(7) instance, non-blocking and close-on-exec: the
-// registry watches its socket's directory with it, to put back its socket
-// and lock file when they are removed while it runs. Its descriptor goes
-// into an Epoll; the events themselves are only a cue to look again.
+// registry watches its socket's directory with it, to notice when its
+// socket, lock file or the directory itself is removed while it runs. Its
+// descriptor goes into an Epoll; the events themselves are only a cue to
+// look again.
 type Inotify struct{ fd int }
 
 // InotifyInit is inotify_init1(IN_NONBLOCK|IN_CLOEXEC).

@@ -8,9 +8,11 @@
 // If its directory is removed, or another registry took the socket's lock
 // meanwhile (registry package doc), the daemon steps down (handing its
 // objects over to that registry, if any) and exits with status 1
-// (registry.ErrDisplaced); usysvd.service restarts it. On a multi-user host run it as root (see usysvd.service),
-// so that it can give every segment its owner's uid and adopt every object
-// after a restart; point clients at it with USYSV_SOCKET.
+// (registry.ErrDisplaced); usysvd.service restarts it.
+//
+// On a multi-user host run it as root (see usysvd.service), so that it can
+// give every segment its owner's uid and adopt every object after a
+// restart; point clients at it with USYSV_SOCKET.
 //
 // The kinds' eager repair hooks (SEM_UNDO of dead processes and the like)
 // run in the registry's process; they are linked in by kinds.go.
