@@ -178,7 +178,7 @@ func (s *Server) reclaim() error {
 		if err != nil {
 			return err
 		}
-		s.mu.Lock() // (no creation is in progress)
+		s.mu.Lock() // (waits out a creation in progress: creations hold mu)
 		old := s.jr
 		s.jr = j
 		s.mu.Unlock()
