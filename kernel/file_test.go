@@ -76,3 +76,29 @@ func TestStopSignals(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"terminated", "interrupt", "hangup"}, names)
 }
+
+func TestDupAbove(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	require.NoError(t, err)
+	defer f.Close()
+	fd := int(f.Fd())
+
+	dup, err := kernel.DupAbove(f, fd+10)
+	require.NoError(t, err)
+	require.Greater(t, dup, fd+10)
+	g := os.NewFile(uintptr(dup), "dup")
+	defer g.Close()
+	a, err := f.Stat()
+	require.NoError(t, err)
+	b, err := g.Stat()
+	require.NoError(t, err)
+	assert.True(t, os.SameFile(a, b), "the same file")
+
+	dup, err = kernel.DupAbove(f, fd-1)
+	require.NoError(t, err)
+	assert.Equal(t, -1, dup, "already above: no duplicate")
+
+	require.NoError(t, g.Close())
+	_, err = kernel.DupAbove(g, 0)
+	assert.Error(t, err, "a closed file")
+}

@@ -1,6 +1,10 @@
 package kernel
 
-import "golang.org/x/sys/unix"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // flock(2) operations.
 const (
@@ -28,6 +32,33 @@ func Flock(fd int, how int) error {
 			return err
 		}
 	}
+}
+
+// FileConn is what DupAbove takes: an *os.File, or a net connection or
+// listener.
+type FileConn = syscall.Conn
+
+// DupAbove returns a duplicate of c's descriptor numbered above min
+// (fcntl F_DUPFD_CLOEXEC), or -1 if c's own number already is above min.
+// c's blocking mode stays as it is (os.File.Fd would change it). The
+// registry orders the release of its files when its process dies with it
+// (registry guard.go, "Exit order").
+func DupAbove(c FileConn, min int) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	dup := -1
+	cerr := rc.Control(func(fd uintptr) {
+		if int(fd) > min {
+			return
+		}
+		dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, min+1)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	return dup, err
 }
 
 // StatDevIno returns st_dev and st_ino of path (stat(2), following

@@ -86,6 +86,67 @@ func (s *Server) startGuard() {
 		return
 	}
 	s.ino = in
+	s.lock = s.raise(s.lock)
+	s.jr.f = s.raise(s.jr.f)
+	s.lnPin = s.pinAbove(s.ln.Load())
+}
+
+// Exit order. When a process dies, the kernel closes its descriptors in
+// the order of their numbers and then runs the files' final releases last
+// in, first out: the highest-numbered first. Releasing an inotify
+// instance that has a watch waits for an SRCU grace period
+// (fsnotify_destroy_group), 15 to 300 ms on a loaded machine, and every
+// release still to run waits with it. A killed host whose lock file,
+// socket and journal were numbered below its watch kept them that long:
+// clients connected to its dead socket and waited for their hello, nobody
+// could take its lock, and a creation it left unfinished waited for the
+// next take-over (Get after a host kill, in the chaos registry scenario:
+// 100 to 460 ms, where a few ms were usual before the guard). So every
+// file that others wait on when a host dies is numbered above the watch:
+// the lock file and the journal are moved up (raise), and the listener
+// and each connection, whose descriptors the net package owns, get a
+// second descriptor above it (pin), closed with them. A clean Close
+// closes the watch last.
+
+// pin is a second descriptor of a socket, numbered above the watch's
+// (exit order), or noPin.
+type pin int
+
+const noPin pin = -1
+
+// pinAbove pins c if its descriptor is numbered below the watch's. (Out
+// of descriptors, it does not: the order is lost, nothing else.)
+func (s *Server) pinAbove(c kernel.FileConn) pin {
+	if s.ino == nil {
+		return noPin
+	}
+	fd, err := kernel.DupAbove(c, s.ino.Fd())
+	if err != nil {
+		return noPin
+	}
+	return pin(fd)
+}
+
+func (p pin) drop() {
+	if p != noPin {
+		_ = kernel.Close(int(p))
+	}
+}
+
+// raise returns f, or a duplicate of it numbered above the watch's if f's
+// descriptor is below (f is closed then; a flock stays, as it belongs to
+// the open file, not the descriptor).
+func (s *Server) raise(f *os.File) *os.File {
+	if s.ino == nil {
+		return f
+	}
+	fd, err := kernel.DupAbove(f, s.ino.Fd())
+	if err != nil || fd < 0 {
+		return f
+	}
+	g := os.NewFile(uintptr(fd), f.Name())
+	_ = f.Close()
+	return g
 }
 
 // guardLoop looks at the paths each time the watch fires, until the server
@@ -159,7 +220,7 @@ func (s *Server) reclaim() error {
 			return err
 		}
 		_ = s.lock.Close()
-		s.lock = lock
+		s.lock = s.raise(lock)
 		log.Printf("registry: %s.lock was removed while this registry ran; put back", s.socket)
 	}
 	if !sockOK {
@@ -168,9 +229,12 @@ func (s *Server) reclaim() error {
 			return err
 		}
 		s.sockFile = fi
+		oldPin := s.lnPin
+		s.lnPin = s.pinAbove(ln)
 		old := s.ln.Swap(ln)
 		old.SetUnlinkOnClose(false) // (its path is the new socket's)
 		_ = old.Close()             // Serve's accept moves to the new listener
+		oldPin.drop()
 		log.Printf("registry: %s was removed while this registry ran; put back", s.socket)
 	}
 	if !journalOK {
@@ -178,6 +242,7 @@ func (s *Server) reclaim() error {
 		if err != nil {
 			return err
 		}
+		j.f = s.raise(j.f)
 		s.mu.Lock() // (waits out a creation in progress: creations hold mu)
 		old := s.jr
 		s.jr = j

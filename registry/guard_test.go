@@ -3,6 +3,7 @@ package registry
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -343,4 +344,87 @@ func TestAdoptPermission(t *testing.T) {
 	assert.Equal(t, "EPERM", p.Line(10*time.Second))
 	p = testutil.Start(t, "adopt", nil)
 	assert.Equal(t, "ok", p.Line(10*time.Second))
+}
+
+// lastFd is the highest descriptor of this process that names c's file:
+// the one whose close releases it when the process dies (guard.go, exit
+// order).
+func lastFd(t *testing.T, c kernel.FileConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	own := -1
+	require.NoError(t, rc.Control(func(fd uintptr) { own = int(fd) }))
+	want, err := os.Stat("/proc/self/fd/" + strconv.Itoa(own))
+	require.NoError(t, err)
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	last := -1
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Stat("/proc/self/fd/" + e.Name()); err == nil && os.SameFile(fi, want) {
+			last = max(last, n)
+		}
+	}
+	return last
+}
+
+// What others wait on when a host dies (its lock file, its socket, its
+// journal, its connections) is released before its directory's watch,
+// whose release can take hundreds of ms: each has a descriptor numbered
+// above the watch's. Checked as NewServer made them, and as the guard and
+// accept make them again in the holes below the watch.
+func TestGuardExitOrder(t *testing.T) {
+	var holes []*os.File
+	for range 12 {
+		f, err := os.Open(os.DevNull)
+		require.NoError(t, err)
+		holes = append(holes, f)
+	}
+	t.Cleanup(func() {
+		for _, f := range holes {
+			f.Close()
+		}
+	})
+	s, c := startServer(t, Limits{})
+	mustGet(t, c, semReq(kernel.IPC_PRIVATE, 1, 0o600)) // (the table is not empty)
+	require.NotNil(t, s.ino)
+	watch := s.ino.Fd()
+	look := func(when string) {
+		t.Helper()
+		s.gmu.Lock()
+		lock, ln, jr := s.lock, s.ln.Load(), s.jr.f
+		s.gmu.Unlock()
+		assert.Greater(t, lastFd(t, lock), watch, "the lock file, %s", when)
+		assert.Greater(t, lastFd(t, ln), watch, "the listener, %s", when)
+		assert.Greater(t, lastFd(t, jr), watch, "the journal, %s", when)
+		s.cmu.Lock()
+		conns := make([]*net.UnixConn, 0, len(s.conns))
+		for nc := range s.conns {
+			conns = append(conns, nc)
+		}
+		s.cmu.Unlock()
+		require.NotEmpty(t, conns)
+		for _, nc := range conns {
+			assert.Greater(t, lastFd(t, nc), watch, "a connection, %s", when)
+		}
+	}
+	look("as NewServer made them")
+
+	for _, f := range holes {
+		require.Less(t, int(f.Fd()), watch)
+		f.Close()
+	}
+	holes = nil
+	require.NoError(t, os.Remove(s.Socket()))
+	require.NoError(t, os.Remove(s.Socket()+".lock"))
+	require.NoError(t, os.Remove(s.jr.path))
+	testutil.Eventually(t, 10*time.Second, "the files put back", func() bool { return serverOwns(s) })
+	c2, err := Dial(s.Socket())
+	require.NoError(t, err)
+	t.Cleanup(func() { c2.Close() })
+	look("as the guard and accept made them again")
 }

@@ -47,6 +47,7 @@ type Server struct {
 	lock      *os.File    // <socket>.lock, flocked
 	dir       *os.File    // the socket's directory, shared-flocked (lockDir)
 	sockFile  os.FileInfo // the socket file listened on
+	lnPin     pin         // the listener's descriptor above the watch's (exit order)
 	ino       *kernel.Inotify
 	recheck   chan struct{} // the directory's watch fired
 	displaced atomic.Bool   // stepped down: another registry took the lock
@@ -61,7 +62,7 @@ type Server struct {
 	nbytes map[shm.Kind]uint64
 
 	cmu     sync.Mutex
-	conns   map[*net.UnixConn]struct{}
+	conns   map[*net.UnixConn]pin // with its descriptor above the watch's (exit order)
 	perUID  map[uint32]int
 	procs   map[procID]*proc
 	byToken map[uint64]*proc
@@ -204,10 +205,10 @@ func newServer(socket string, lim Limits, mkdir bool) (*Server, error) {
 		euid: uint32(kernel.Geteuid()), host: hostCreds(),
 		byID: make(map[int]*entry), byKey: make(map[tableKey]*entry),
 		nobj: make(map[shm.Kind]int), nbytes: make(map[shm.Kind]uint64),
-		conns: make(map[*net.UnixConn]struct{}), perUID: make(map[uint32]int),
+		conns: make(map[*net.UnixConn]pin), perUID: make(map[uint32]int),
 		procs: make(map[procID]*proc), byToken: make(map[uint64]*proc),
 		repair: make(chan struct{}, 1), exec: make(chan struct{}, 1), done: make(chan struct{}), evfd: -1,
-		frameTimeout: frameTimeout, writeTimeout: writeTimeout,
+		frameTimeout: frameTimeout, writeTimeout: writeTimeout, lnPin: noPin,
 	}
 	s.ln.Store(ln)
 	if s.ep, err = kernel.EpollCreate(); err != nil {
@@ -560,6 +561,8 @@ func (s *Server) Close() error {
 	ln := s.ln.Load()
 	ln.SetUnlinkOnClose(s.ownsSocket()) // (another registry's socket stays)
 	err := ln.Close()
+	s.lnPin.drop()
+	s.lnPin = noPin
 	s.gmu.Unlock()
 	s.cmu.Lock()
 	for c := range s.conns {
@@ -589,11 +592,11 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.gmu.Lock()
 	replaced := !s.ownsLock()
-	if s.ino != nil {
-		_ = s.ino.Close()
-	}
 	s.lock.Close()
 	s.dir.Close()
+	if s.ino != nil {
+		_ = s.ino.Close() // last: it can take a while (exit order, guard.go)
+	}
 	s.gmu.Unlock()
 	if replaced && lockHeld(s.socket+".lock") {
 		s.askAdopt()
@@ -675,7 +678,7 @@ func (s *Server) addConn(nc *net.UnixConn, uid uint32) bool {
 	if s.closed.Load() || s.perUID[uid] >= maxConnsPerUID {
 		return false
 	}
-	s.conns[nc] = struct{}{}
+	s.conns[nc] = s.pinAbove(nc)
 	s.perUID[uid]++
 	return true
 }
@@ -683,7 +686,10 @@ func (s *Server) addConn(nc *net.UnixConn, uid uint32) bool {
 func (s *Server) dropConn(nc *net.UnixConn, uid uint32) {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
-	delete(s.conns, nc)
+	if p, ok := s.conns[nc]; ok {
+		p.drop()
+		delete(s.conns, nc)
+	}
 	if s.perUID[uid]--; s.perUID[uid] <= 0 {
 		delete(s.perUID, uid)
 	}
