@@ -77,7 +77,9 @@
 //     msgq load, a sem load and two Get/Stat/Remove loops run: a
 //     standalone daemon first, then whichever client took over; and in a
 //     second cluster an embedded host. Measured: the first successful Get,
-//     Stat and Remove after each kill, and the longest fast-path stall
+//     Stat and Remove after each SIGKILL (a load's process is stopped
+//     before it is killed; its registry calls wait meanwhile, and that is
+//     not counted), and the longest fast-path stall
 //     around it; checked: the loads' guarantees, every registry call
 //     working again, nothing leaked (a creating Get lost in flight is
 //     looked up by key). Every other cycle, before the kill, the socket's

@@ -242,13 +242,15 @@ func (m *msgqLoad) note(at time.Time, what string) {
 	m.mu.Unlock()
 }
 
-func (m *msgqLoad) killRole(r *msgqRole) {
+// killRole stops r's process, notes what it holds, SIGKILLs it and starts
+// another in its place. It returns when it sent the SIGKILL.
+func (m *msgqLoad) killRole(r *msgqRole) time.Time {
 	p := r.cur
 	release := m.w.hold()
 	t0 := time.Now()
 	if !p.stop() {
 		release()
-		return // died on its own: reap() restarts it
+		return t0 // died on its own: reap() restarts it
 	}
 	lock, slots := holds(m.seg, p.pid)
 	r.killed = true
@@ -272,6 +274,7 @@ func (m *msgqLoad) killRole(r *msgqRole) {
 	m.mu.Unlock()
 	m.died(r)
 	m.restart(r)
+	return t1
 }
 
 // hookDeath books a death at a crash hook step.

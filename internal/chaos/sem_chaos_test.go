@@ -151,13 +151,14 @@ func (s *semLoad) note(at time.Time, what string) {
 	s.mu.Unlock()
 }
 
-func (s *semLoad) killRole(r *semRole) {
+// killRole is msgqLoad.killRole's twin.
+func (s *semLoad) killRole(r *semRole) time.Time {
 	p := r.cur
 	release := s.w.hold()
 	t0 := time.Now()
 	if !p.stop() {
 		release()
-		return
+		return t0
 	}
 	lock, slots := holds(s.seg, p.pid)
 	holding := s.l.holding(r.slot).Load() != 0
@@ -182,6 +183,7 @@ func (s *semLoad) killRole(r *semRole) {
 	s.st.restarts++
 	s.mu.Unlock()
 	s.launch(r)
+	return t1
 }
 
 func (s *semLoad) reap() {
