@@ -594,13 +594,17 @@ func (s *Server) Close() error {
 	replaced := !s.ownsLock()
 	s.lock.Close()
 	s.dir.Close()
-	if s.ino != nil {
-		_ = s.ino.Close() // last: it can take a while (exit order, guard.go)
-	}
 	s.gmu.Unlock()
 	if replaced && lockHeld(s.socket+".lock") {
 		s.askAdopt()
 	}
+	// The watch last: its release can take hundreds of ms (exit order,
+	// guard.go). Under gmu, since a look of the guard's may still use it.
+	s.gmu.Lock()
+	if s.ino != nil {
+		_ = s.ino.Close()
+	}
+	s.gmu.Unlock()
 	return err
 }
 
