@@ -393,6 +393,9 @@ func TestGuardExitOrder(t *testing.T) {
 	mustGet(t, c, semReq(kernel.IPC_PRIVATE, 1, 0o600)) // (the table is not empty)
 	require.NotNil(t, s.ino)
 	watch := s.ino.Fd()
+	s.gmu.Lock()
+	journal := s.jr.path
+	s.gmu.Unlock()
 	look := func(when string) {
 		t.Helper()
 		s.gmu.Lock()
@@ -421,7 +424,7 @@ func TestGuardExitOrder(t *testing.T) {
 	holes = nil
 	require.NoError(t, os.Remove(s.Socket()))
 	require.NoError(t, os.Remove(s.Socket()+".lock"))
-	require.NoError(t, os.Remove(s.jr.path))
+	require.NoError(t, os.Remove(journal))
 	testutil.Eventually(t, 10*time.Second, "the files put back", func() bool { return serverOwns(s) })
 	c2, err := Dial(s.Socket())
 	require.NoError(t, err)
