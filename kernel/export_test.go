@@ -2,3 +2,6 @@ package kernel
 
 // StatExiting is statExiting, for package kernel_test.
 var StatExiting = statExiting
+
+// SliceLen is sliceLen, for package kernel_test.
+var SliceLen = sliceLen

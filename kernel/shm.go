@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -26,20 +27,34 @@ func Shmget(key, size, flag int) (int, error) {
 
 // Shmat is shmat(2) at an address the kernel chooses. The returned slice
 // covers the segment's size as IPC_STAT reports it (shm_segsz). It is valid
-// until Shmdt; touching it afterwards faults.
+// until Shmdt; touching it afterwards faults. A segment larger than a
+// slice can be (2 GiB and more, on 386) is detached again: ENOMEM.
 func Shmat(id, flag int) ([]byte, error) {
 	addr, _, e := unix.Syscall(unix.SYS_SHMAT, cint(id), 0, uintptr(flag))
 	if e != 0 {
 		return nil, e
 	}
 	ds, err := shmctlStat(id, IPC_STAT)
+	n, fits := sliceLen(ds.Segsz)
+	if err == nil && !fits {
+		err = ENOMEM
+	}
 	if err != nil {
 		_, _, _ = unix.Syscall(unix.SYS_SHMDT, addr, 0, 0)
 		return nil, err
 	}
 	// addr is memory the kernel mapped, outside the Go heap.
 	p := *(*unsafe.Pointer)(unsafe.Pointer(&addr))
-	return unsafe.Slice((*byte)(p), int(ds.Segsz)), nil
+	return unsafe.Slice((*byte)(p), n), nil
+}
+
+// sliceLen is the length of a slice over size bytes, if a slice can be
+// that long (unsafe.Slice panics otherwise).
+func sliceLen(size uint64) (int, bool) {
+	if size > math.MaxInt {
+		return 0, false
+	}
+	return int(size), true
 }
 
 // ShmatAt is shmat(2) at a chosen address (SHM_RND, SHM_REMAP apply).

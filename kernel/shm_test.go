@@ -316,3 +316,25 @@ func TestShmMemory(t *testing.T) {
 	_, err = kernel.Resident(make([]byte, 10)) // Go memory, not page-aligned
 	assert.Error(t, err)
 }
+
+// Shmat's slice covers the segment, unless a slice cannot be that long
+// (2 GiB and more on 386: a 64-bit process's segment, a test binary's
+// sweep once met one): then Shmat detaches again and says ENOMEM, where
+// unsafe.Slice panicked.
+func TestShmatSliceLen(t *testing.T) {
+	for _, size := range []uint64{0, 4096, 1<<31 - 1} {
+		n, ok := kernel.SliceLen(size)
+		assert.True(t, ok, "%d", size)
+		assert.Equal(t, size, uint64(n))
+	}
+	wide := strconv.IntSize == 64
+	for _, size := range []uint64{1 << 31, 3 << 30, 1<<32 + 1} {
+		n, ok := kernel.SliceLen(size)
+		assert.Equal(t, wide, ok, "%d", size)
+		if ok {
+			assert.Equal(t, size, uint64(n))
+		}
+	}
+	_, ok := kernel.SliceLen(1 << 63)
+	assert.False(t, ok)
+}

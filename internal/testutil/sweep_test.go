@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +14,8 @@ import (
 )
 
 // sweepStale removes the directory of a test binary that is gone, and the
-// usysv objects of its namespace, and nothing else: not a live binary's,
+// usysv objects of its namespaces (its own and those of registries below
+// its directory), and nothing else: not a live binary's,
 // not one without an owner file or with a garbled one, not another
 // namespace's objects.
 func TestSweepStale(t *testing.T) {
@@ -42,6 +44,27 @@ func TestSweepStale(t *testing.T) {
 	bare := mk("bare", "")
 	garbled := mk("garbled", "pid?")
 	goneID, liveID := object(gone), object(live)
+	// Registries below the binary's directory (a chaos cluster's): one
+	// known by its lock file, one by its socket.
+	nested := func(dir, name string, socket bool) int {
+		sock := filepath.Join(dir, name, "reg.sock")
+		require.NoError(t, os.Mkdir(filepath.Dir(sock), 0o700))
+		if socket {
+			ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+			require.NoError(t, err)
+			ln.SetUnlinkOnClose(false)
+			require.NoError(t, ln.Close())
+		} else {
+			require.NoError(t, os.WriteFile(sock+".lock", nil, 0o666))
+		}
+		p := shm.Params{Kind: shm.KindMsg, Namespace: shm.Namespace(sock), Key: 0x5eed, Count: 1, Waiters: 1, BodySize: 64}
+		id, err := shm.Create(p, 0, 0, 0o600, 1)
+		require.NoError(t, err)
+		Track(t, "shm", id)
+		return id
+	}
+	goneNested := []int{nested(gone, "c1", false), nested(gone, "c2", true)}
+	liveNested := nested(live, "c1", true)
 
 	sweepStale(tmp)
 	assert.NoDirExists(t, gone)
@@ -49,6 +72,11 @@ func TestSweepStale(t *testing.T) {
 		assert.DirExists(t, d)
 	}
 	RequireShmGone(t, goneID, "the gone binary's object is removed")
-	_, err := kernel.ShmctlStat(liveID)
-	assert.NoError(t, err, "the live binary's object is kept")
+	for _, id := range goneNested {
+		RequireShmGone(t, id, "the object of a registry below the gone binary's directory is removed")
+	}
+	for _, id := range []int{liveID, liveNested} {
+		_, err := kernel.ShmctlStat(id)
+		assert.NoError(t, err, "the live binary's objects are kept")
+	}
 }

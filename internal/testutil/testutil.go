@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"io"
 	"os"
 	"os/exec"
@@ -134,8 +135,8 @@ func writeOwner(dir string) error {
 }
 
 // sweepStale removes the directories under tmp of test binaries that are
-// gone, with the usysv objects left in their namespaces, and says so on
-// stderr. A directory without a readable owner file is left alone (it may
+// gone, with the usysv objects left in their namespaces (dirNamespaces),
+// and says so on stderr. A directory without a readable owner file is left alone (it may
 // be one being made right now).
 func sweepStale(tmp string) {
 	dirs, _ := filepath.Glob(filepath.Join(tmp, dirPrefix+"*"))
@@ -149,7 +150,7 @@ func sweepStale(tmp string) {
 		if n, _ := fmt.Sscan(string(b), &pid, &start); n != 2 || pid <= 0 || kernel.ProcessAlive(pid, start) {
 			continue
 		}
-		left := removeNamespace(shm.Namespace(filepath.Join(dir, "registry.sock")))
+		left := removeNamespaces(dirNamespaces(dir))
 		if err := os.RemoveAll(dir); err != nil {
 			continue
 		}
@@ -161,9 +162,33 @@ func sweepStale(tmp string) {
 	}
 }
 
+// dirNamespaces lists the namespaces a test binary's directory dir may
+// hold objects of: its own registry's (registry.sock), and that of every
+// registry socket below it, or lock file left beside one (a chaos
+// cluster's: a binary killed mid-run left a 3 GiB segment of one).
+func dirNamespaces(dir string) map[uint64]bool {
+	nss := map[uint64]bool{shm.Namespace(filepath.Join(dir, "registry.sock")): true}
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+		case d.Type()&fs.ModeSocket != 0:
+			nss[shm.Namespace(path)] = true
+		case strings.HasSuffix(path, ".lock"):
+			nss[shm.Namespace(strings.TrimSuffix(path, ".lock"))] = true
+		}
+		return nil
+	})
+	return nss
+}
+
 // removeNamespace lists, and removes, the live usysv objects of
 // namespace ns.
 func removeNamespace(ns uint64) []string {
+	return removeNamespaces(map[uint64]bool{ns: true})
+}
+
+// removeNamespaces is removeNamespace for several.
+func removeNamespaces(nss map[uint64]bool) []string {
 	var out []string
 	segs, _ := kernel.ShmList()
 	for _, s := range segs {
@@ -173,7 +198,7 @@ func removeNamespace(ns uint64) []string {
 			continue
 		}
 		p, st, err := shm.Peek(s.ID)
-		if err != nil || p.Namespace != ns || st != shm.StateLive {
+		if err != nil || !nss[p.Namespace] || st != shm.StateLive {
 			continue
 		}
 		out = append(out, fmt.Sprintf("usysv %s id %d key %#x", p.Kind, s.ID, uint32(p.Key)))
