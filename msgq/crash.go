@@ -90,3 +90,7 @@ func crashPoint(s step) { crash.At(s) }
 
 // repairHook, if set (by tests), runs at the start of every repair.
 var repairHook func()
+
+// roomHook, if set (by tests), runs in a sender of the locked path that
+// found no room, just before it reads the futex word it will sleep on.
+var roomHook func()

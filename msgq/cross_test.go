@@ -1,6 +1,7 @@
 package msgq
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -424,4 +425,34 @@ func TestWokenSenderLosesRoomAndPermission(t *testing.T) {
 		a.Expect("ok", lineWait)
 		b.Expect("err EACCES", lineWait)
 	})
+}
+
+// An IPC_SET that raises qbytes while a sender is between its look at the
+// room and the read of the futex word it sleeps on: the sender sends, not
+// sleeps on (the registry's wake-up came before that read; once, in CI,
+// TestSetQbytesWakesSender's sender slept on so).
+func TestRoomAfterLook(t *testing.T) {
+	id, ds := smallQueue(t, usysvImpl, 102, "abc")
+	q, err := OpenID(id)
+	require.NoError(t, err)
+	defer q.Close()
+	raised := false
+	roomHook = func() {
+		if !raised {
+			raised = true
+			ds.Qbytes = 103
+			require.NoError(t, Set(id, ds))
+		}
+	}
+	t.Cleanup(func() { roomHook = nil })
+	crash.PanicAt(stepSleep, 1, "the sender went to sleep with room")
+	t.Cleanup(crash.Disarm)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NotPanics(t, func() { err = q.Send(ctx, 2, make([]byte, 100)) })
+	require.NoError(t, err, "sent once qbytes was raised")
+	assert.True(t, raised)
+	st, err := Stat(id)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), st.Qnum)
 }

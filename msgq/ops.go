@@ -270,6 +270,9 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun, waited b
 		// (After the slot has this message's size, which does not fit: a
 		// batch's slot may still hold an earlier one's.)
 		q.rewakeSenders(&wl)
+		if roomHook != nil {
+			roomHook()
+		}
 		seen := q.futex(&w).Load()
 		if err := q.stopped(ctx, 0); err != nil {
 			return q.fail(&w, &wl, sent, err)
@@ -278,6 +281,13 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun, waited b
 		waited = true
 		if q.seg.DeadGen() != q.deadGen.Load() {
 			continue // repair first
+		}
+		// qbytes again, after seen: the registry changes it (IPC_SET)
+		// without the lock and then wakes every waiter; a wake-up between
+		// the look above and seen would be lost (CI saw a sender sleep on
+		// with room: TestRoomAfterLook).
+		if q.qbytes() != qb {
+			continue
 		}
 		q.sleep(ctx, &w, seen)
 	}
