@@ -283,9 +283,9 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun, waited b
 			continue // repair first
 		}
 		// qbytes again, after seen: the registry changes it (IPC_SET)
-		// without the lock and then wakes every waiter; a wake-up between
-		// the look above and seen would be lost (CI saw a sender sleep on
-		// with room: TestRoomAfterLook).
+		// without the lock and then wakes every waiter, and a wake-up
+		// between the look above and seen would be lost: the sender would
+		// sleep on with room (TestRoomAfterLook; seen once in CI).
 		if q.qbytes() != qb {
 			continue
 		}

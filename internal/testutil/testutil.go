@@ -136,8 +136,8 @@ func writeOwner(dir string) error {
 
 // sweepStale removes the directories under tmp of test binaries that are
 // gone, with the usysv objects left in their namespaces (dirNamespaces),
-// and says so on stderr. A directory without a readable owner file is left alone (it may
-// be one being made right now).
+// and says so on stderr. A directory without a readable owner file is
+// left alone (it may be one being made right now).
 func sweepStale(tmp string) {
 	dirs, _ := filepath.Glob(filepath.Join(tmp, dirPrefix+"*"))
 	for _, dir := range dirs {
@@ -164,8 +164,9 @@ func sweepStale(tmp string) {
 
 // dirNamespaces lists the namespaces a test binary's directory dir may
 // hold objects of: its own registry's (registry.sock), and that of every
-// registry socket below it, or lock file left beside one (a chaos
-// cluster's: a binary killed mid-run left a 3 GiB segment of one).
+// registry socket below it, or lock file left beside one: a chaos
+// cluster's, say (two chaos binaries killed mid-run left four segments,
+// a 3 GiB one among them, that no sweep removed).
 func dirNamespaces(dir string) map[uint64]bool {
 	nss := map[uint64]bool{shm.Namespace(filepath.Join(dir, "registry.sock")): true}
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
