@@ -102,7 +102,7 @@ func (s *Server) startGuard() {
 // could take its lock, and a creation it left unfinished waited for the
 // next take-over. (In the chaos registry scenario, Get worked again 29–33
 // ms after the median SIGKILL and 280–540 ms after the worst; with this,
-// 18–21 and 87–168 ms.) So every
+// 18–22 and 87–168 ms.) So every
 // file that others wait on when a host dies is numbered above the watch:
 // the lock file and the journal are moved up (raise), and the listener
 // and each connection, whose descriptors the net package owns, get a
