@@ -129,12 +129,14 @@
 //     then every call on the set takes the slow path and reads /proc (for
 //     tens of ms after a kill of a process with GBs of memory: calls of
 //     ~15 µs instead of tens of ns; longer if its exit is stuck).
-//     One found alive and not exiting exec'd (execve keeps semadj, and the
-//     new image takes its record back, and any op its old image left in
-//     flight, if it uses the set): it is looked at again once the registry
-//     reports a death (any process's) or the second ends, so that its own
-//     death comes with the registry's report (within a second if no
-//     registry watches it).
+//     One found alive and not exiting, at two looks 20 ms apart (a
+//     killed process can look so for a moment: txn.go, sawAlive), exec'd
+//     (execve keeps semadj, and the new image takes its record back, and
+//     any op its old image left in flight, if it uses the set); until the
+//     second look every call looks again. After it, it is looked at again
+//     once the registry reports a death (any process's) or the second
+//     ends, so that its own death comes with the registry's report (within
+//     a second if no registry watches it).
 //   - A panic inside an operation while it holds the set's lock (a set
 //     corrupted beyond what the code handles) is handled as a death at
 //     that point: the set is repaired at once, the caller's queued waiter

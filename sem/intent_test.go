@@ -344,3 +344,41 @@ func TestPlainOpKeepsIntent(t *testing.T) {
 	assert.Zero(t, h.v.words[0].Load()&intentMask)
 	require.NoError(t, h.check())
 }
+
+// A process whose Life is marked and that is found alive and not exiting
+// once is not taken for one that exec'd yet: its record is stamped
+// (seenAlive) only at a second such look execConfirm later. A single look
+// stamped a dying process in the moment ProcessExiting misses (sawAlive).
+func TestStampNeedsTwoLooks(t *testing.T) {
+	id := usysvImpl.create(t, 1, 0o600)
+	p := client(t, usysvImpl, id)
+	p.Send("op 0:1:u")
+	p.Expect("ok", lineWait)
+	h, err := OpenID(id)
+	require.NoError(t, err)
+	defer h.Close()
+	r := -1
+	for i := range h.v.recs {
+		if h.v.recs[i].hdr.pid.Load() != 0 {
+			r = i
+		}
+	}
+	require.GreaterOrEqual(t, r, 0)
+	hd := h.v.recs[r].hdr
+	look := func() bool {
+		h.sawAlive(r, hd)
+		return h.seenAlive(r, hd)
+	}
+	assert.False(t, look(), "stamped at the first look")
+	assert.False(t, look(), "stamped at a second look at once")
+	h.aliveAt[r].firstAt.Add(-int64(execConfirm))
+	stamped := false
+	for range 3 { // (a stamp lasts within one second: a tick may spoil one try)
+		if stamped = look(); stamped {
+			break
+		}
+	}
+	assert.True(t, stamped, "not stamped at a look execConfirm after the first")
+	p.Send("exit")
+	p.Wait(lineWait)
+}

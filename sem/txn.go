@@ -1111,12 +1111,13 @@ func (s *Array) applyUndo(r int, pid uint64) {
 // applied once the death can be seen, as Linux applies it in the exit.
 // This process's own record does not count: it lives.
 //
-// A marked record whose process this handle found alive does not count
-// until a death is reported or the second ends (seenAlive): the process
-// exec'd (execve keeps semadj; the new image Holds the record again when
-// it next uses it, claimRecord) or is dying and not dead yet (for
-// microseconds after a kill, seconds while a core is dumped); settle and
-// the repair look again after that.
+// A marked record whose process this handle found alive and not exiting,
+// at two looks execConfirm apart (sawAlive), does not count until a death
+// is reported or the second ends (seenAlive): the process exec'd (execve
+// keeps semadj; the new image Holds the record again when it next uses
+// it, claimRecord); settle and the repair look again after that. One that
+// is dying and not dead yet (for microseconds after a kill, seconds while
+// a core is dumped) is not stamped: every call looks again.
 //
 // (Inlined: the fast paths pay two loads and a test while no record but
 // this process's own has a holder.)
@@ -1165,9 +1166,29 @@ func (s *Array) seenAlive(r int, h *recHdr) bool {
 		w == aliveKey(h.pid.Load(), h.start.Load())
 }
 
-// sawAlive stamps record r (head h) as held by a live process, now.
+// sawAlive notes that record r's process (head h), its Life marked, was
+// found alive and not exiting now; it stamps the record once that has
+// held at two looks execConfirm apart. A first look is not enough:
+// ProcessExiting misses the moment between a killed process's main thread
+// taking its SIGKILL and its PF_EXITING, and when the other threads (the
+// Life's among them) have gone by then, a dying process looks exec'd for
+// that moment. Stamped then, its undo stayed unapplied after it was
+// reaped, until the registry reported the death or the second ended
+// (TestUndoAfterSlowDeath on a loaded machine, a few rounds in a
+// thousand; the moment lasted 27–38 µs there). Until the stamp, every
+// call looks again, as for a dying process.
 func (s *Array) sawAlive(r int, h *recHdr) {
 	a := &s.aliveAt[r]
+	key := aliveKey(h.pid.Load(), h.start.Load())
+	now := time.Now().UnixNano()
+	if a.first.Load() != key {
+		a.firstAt.Store(now)
+		a.first.Store(key) // after firstAt: a reader that sees key sees its time
+		return
+	}
+	if now-a.firstAt.Load() < int64(execConfirm) {
+		return
+	}
 	a.who.Store(0)
 	a.gen.Store(s.deadGen.Load())
 	a.sec.Store(clock.Now())
@@ -1183,7 +1204,17 @@ type aliveStamp struct {
 	who atomic.Uint64 // aliveKey of the process found alive; 0 none
 	gen atomic.Uint32 // the set's deadGen then
 	sec atomic.Int64  // clock.Now() then
+
+	first   atomic.Uint64 // aliveKey of the process sawAlive first found alive
+	firstAt atomic.Int64  // when (Unix ns)
 }
+
+// execConfirm is how long a process whose Life is marked must have been
+// found alive and not exiting before its record is stamped (sawAlive):
+// far longer than the moment ProcessExiting misses, even for a thread
+// that waits for a CPU in it, and short enough that a process that
+// exec'd costs others only that long of looks at /proc.
+const execConfirm = 20 * time.Millisecond
 
 // settle repairs if undoerDied, waiting for the lock while its holder
 // runs (its sections are short), for up to settleMax. A holder that is
@@ -1207,7 +1238,7 @@ func (s *Array) settle() {
 			break
 		}
 		if !kernel.ProcessExiting(int(pid)) {
-			s.sawAlive(r, h) // it exec'd
+			s.sawAlive(r, h) // it exec'd, or seems to (sawAlive)
 		}
 		// (A dying one is not stamped: nothing to repair yet, as on Linux
 		// until the exit's end, and the next call looks again.)
