@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/usysv/usysv/internal/testutil"
 )
 
 // within runs f and fails the test if it has not returned within lineWait
@@ -68,20 +70,7 @@ func TestForgedIntentOwnRecord(t *testing.T) {
 // The same with the intent naming another live process's record, which
 // is not inside a SEM_UNDO op either.
 func TestForgedIntentOtherRecord(t *testing.T) {
-	id := usysvImpl.create(t, 3, 0o600)
-	p := client(t, usysvImpl, id)
-	p.Send("op 1:1:u")
-	p.Expect("ok", lineWait)
-	h, err := OpenID(id)
-	require.NoError(t, err)
-	defer h.Close()
-	r := -1
-	for i := range h.v.recs {
-		if h.v.recs[i].hdr.pid.Load() != 0 {
-			r = i
-		}
-	}
-	require.GreaterOrEqual(t, r, 0)
+	h, p, r := otherUndoer(t, 3, "op 1:1:u")
 	par := uint64(h.v.recs[r].adj[0].Load()&adjParity>>16) ^ 1
 	h.v.words[0].Store(7 | flagPending | par<<parityShift | uint64(r)<<recShift | uint64(0xFFFD)<<deltaShift)
 	require.NoError(t, within(t, "SetVal over a forged intent", func() error { return h.SetVal(0, 5) }, clearIntents(h)))
@@ -91,6 +80,28 @@ func TestForgedIntentOtherRecord(t *testing.T) {
 	require.NoError(t, h.check())
 	p.Send("exit")
 	p.Wait(lineWait)
+}
+
+// otherUndoer makes a set of nsems semaphores, has a helper process run
+// op on it (a SEM_UNDO op, so that it takes an undo record), and returns a
+// handle of this process's, the helper, and the helper's record.
+func otherUndoer(t *testing.T, nsems int, op string) (*Array, *testutil.Proc, int) {
+	t.Helper()
+	id := usysvImpl.create(t, nsems, 0o600)
+	p := client(t, usysvImpl, id)
+	p.Send(op)
+	p.Expect("ok", lineWait)
+	h, err := OpenID(id)
+	require.NoError(t, err)
+	t.Cleanup(func() { h.Close() })
+	r := -1
+	for i := range h.v.recs {
+		if h.v.recs[i].hdr.pid.Load() != 0 {
+			r = i
+		}
+	}
+	require.GreaterOrEqual(t, r, 0, "the helper's undo record")
+	return h, p, r
 }
 
 // Goroutines of one process mixing SEM_UNDO and plain ops on one semaphore
@@ -350,20 +361,7 @@ func TestPlainOpKeepsIntent(t *testing.T) {
 // (seenAlive) only at a second such look execConfirm later. A single look
 // stamped a dying process in the moment ProcessExiting misses (sawAlive).
 func TestStampNeedsTwoLooks(t *testing.T) {
-	id := usysvImpl.create(t, 1, 0o600)
-	p := client(t, usysvImpl, id)
-	p.Send("op 0:1:u")
-	p.Expect("ok", lineWait)
-	h, err := OpenID(id)
-	require.NoError(t, err)
-	defer h.Close()
-	r := -1
-	for i := range h.v.recs {
-		if h.v.recs[i].hdr.pid.Load() != 0 {
-			r = i
-		}
-	}
-	require.GreaterOrEqual(t, r, 0)
+	h, p, r := otherUndoer(t, 1, "op 0:1:u")
 	hd := h.v.recs[r].hdr
 	look := func() bool {
 		h.sawAlive(r, hd)
