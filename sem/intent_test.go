@@ -356,10 +356,12 @@ func TestPlainOpKeepsIntent(t *testing.T) {
 	require.NoError(t, h.check())
 }
 
-// A process whose Life is marked and that is found alive and not exiting
-// once is not taken for one that exec'd yet: its record is stamped
-// (seenAlive) only at a second such look execConfirm later. A single look
-// stamped a dying process in the moment ProcessExiting misses (sawAlive).
+// A record's process found alive and not exiting once is not taken for
+// one that exec'd yet: sawAlive stamps the record (seenAlive) only at a
+// second such look execConfirm after the first. (Here the process is a
+// live helper whose Life is not even marked: the test is of the stamping
+// alone; TestUndoAfterSlowDeath is the death it is for.) A single look
+// stamped a dying process in the moment ProcessExiting misses.
 func TestStampNeedsTwoLooks(t *testing.T) {
 	h, p, r := otherUndoer(t, 1, "op 0:1:u")
 	hd := h.v.recs[r].hdr
