@@ -118,8 +118,9 @@
 //     fast paths: one load while no record has a holder). Exceptions, in
 //     which the undo comes with the registry's report instead, as if the
 //     death came a moment later: the lock held at that moment by another
-//     process that is stopped (SIGSTOP), or running but for more than
-//     20 ms; a record whose holder took it through a handle since closed;
+//     process that is stopped (SIGSTOP; found so within 10 ms), or running
+//     but for more than a second (a call waits for a running holder to
+//     unlock, which repairs, as Linux's calls wait for its lock); a record whose holder took it through a handle since closed;
 //     more than 2048 Lives held by one process at once, its blocked calls
 //     and undo records on all sets and queues (the kernel's walk stops
 //     there, newest first); a process that exec'd (below). A marked

@@ -176,6 +176,9 @@ func init() {
 	//   undoloop N         → ok once a goroutine has made 100000 pairs of
 	//                        N:-1:u, N:1:u; it goes on until the process
 	//                        ends or execs
+	//   hold MS            → locked, once it holds the segment lock, which
+	//                        it then holds for MS ms while running (a busy
+	//                        loop), then ok once it has unlocked
 	//   exit
 	testutil.RegisterHelper("sem-client", func(args []string) int {
 		id, _ := strconv.Atoi(args[1])
@@ -277,6 +280,20 @@ func init() {
 				for pairs.Load() < 100000 {
 					time.Sleep(time.Millisecond)
 				}
+				return "ok"
+			case "hold":
+				ms, _ := strconv.Atoi(f[0])
+				if h == nil {
+					var err error
+					if h, err = handle(id); err != nil {
+						return errName(err)
+					}
+				}
+				defer h.guard(h.lock())
+				fmt.Println("locked")
+				for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
+				}
+				h.unlock()
 				return "ok"
 			case "repair":
 				if h == nil {

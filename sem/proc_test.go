@@ -473,6 +473,35 @@ func TestUndoAfterSlowDeath(t *testing.T) {
 	}
 }
 
+// A SEM_UNDO holder is killed and reaped while another process holds the
+// segment lock, running, for longer than a read waits on a running holder
+// ... (settleMax). The read waits for it, as a read on Linux waits for
+// the kernel's lock: after the reap it shows the undo. (Before, settle
+// gave up after 20 ms and the read showed the value as it was before the
+// death; a loaded machine can keep a holder off its CPU that long.)
+func TestSettleWaitsForRunningHolder(t *testing.T) {
+	for _, name := range []string{"usysv", "noreg"} {
+		t.Run(name, func(t *testing.T) {
+			im := implByName(name)
+			id := im.create(t, 2, 0o600)
+			for round := range 3 {
+				require.NoError(t, im.setVal(id, 0, 0))
+				p := client(t, impl{name: name}, id)
+				p.Send("op 0:1:u")
+				p.Expect("ok", lineWait)
+				holder := client(t, impl{name: name}, id)
+				holder.Send("hold 300")
+				holder.Expect("locked", lineWait)
+				p.Kill()
+				v, err := im.getVal(id, 0)
+				require.NoError(t, err)
+				require.Equal(t, 0, v, "round %d: the reaped process's undo", round)
+				holder.Expect("ok", lineWait)
+			}
+		})
+	}
+}
+
 // A process execs while one of its goroutines is inside a SEM_UNDO op
 // (between its steps, anywhere): the exec ends that goroutine, and Linux
 // keeps value + semadj as they were. usysv completes an op left in flight

@@ -1218,11 +1218,14 @@ type aliveStamp struct {
 const execConfirm = 20 * time.Millisecond
 
 // settle repairs if undoerDied, waiting for the lock while its holder
-// runs (its sections are short), for up to settleMax. A holder that is
-// stopped (SIGSTOP) is not waited for: it repairs before it unlocks
-// (unlock), and meanwhile the calls go on as if the death came later, as
-// with tryRepair (a stopped holder must not stop lock-free calls); while
-// that holder keeps the lock, settle does not wait again.
+// runs, as a read on Linux waits for the kernel's lock: the holder's
+// sections are short, and it repairs before it unlocks (unlock), so the
+// wait ends at its unlock, however long a loaded machine keeps it off its
+// CPU (up to settleMax). A holder that is stopped (SIGSTOP) is not waited
+// for, whether it was stopped before the wait or during it: the calls go
+// on as if the death came later, as with tryRepair (a stopped holder must
+// not stop lock-free calls); while that holder keeps the lock, settle does
+// not wait again.
 func (s *Array) settle() {
 	if !s.undoerDied() {
 		return
@@ -1248,31 +1251,45 @@ func (s *Array) settle() {
 		return
 	}
 	start := time.Now()
-	looked := false
+	look := settleLook
 	for !s.tryRepair(false) {
+		if !s.undoerDied() {
+			break // repaired by the holder as it unlocked
+		}
 		h := s.mu.HolderTask()
 		if h != 0 && int32(h) == s.stoppedHolder.Load() {
 			return // (tryRepair found it alive: stopped still, or at the lock again)
 		}
-		if d := time.Since(start); d > settleLook && !looked {
-			looked = true
+		d := time.Since(start)
+		if d > settleMax {
+			return
+		}
+		if d > look {
+			look = d + settleRelook
 			if h != 0 && kernel.ProcessStopped(h) {
 				s.stoppedHolder.Store(int32(h))
 				return
 			}
-		} else if d > settleMax {
-			return
 		}
-		runtime.Gosched()
+		if d < settleLook {
+			runtime.Gosched()
+		} else {
+			time.Sleep(settleNap) // leave the CPU to the holder
+		}
 	}
 	s.stoppedHolder.Store(0)
 }
 
-// settle's waits for the lock: when it looks whether the holder is
-// stopped, and when it gives up on a running one.
+// settle's waits for the lock: when it first looks whether the holder is
+// stopped, and then how often; how long it naps between tries after the
+// first look (Go's timers make that about a millisecond); when it gives
+// up on a holder that runs on (one stopped in a way /proc does not show
+// as stopped: frozen by a cgroup, say).
 const (
-	settleLook = 200 * time.Microsecond
-	settleMax  = 20 * time.Millisecond
+	settleLook   = 200 * time.Microsecond
+	settleRelook = 10 * time.Millisecond
+	settleNap    = 100 * time.Microsecond
+	settleMax    = time.Second
 )
 
 // alive reports whether the process pid that started at start still runs.
