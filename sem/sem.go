@@ -78,11 +78,13 @@ type Array struct {
 	// liveSeen (Unix ns).
 	liveHolder atomic.Int32
 	liveSeen   atomic.Int64
-	// settle's: the lock holder it found stopped, and when it found each
-	// marked undo record's process alive (undoerDied).
-	stoppedHolder atomic.Int32
-	aliveAt       [UndoRecords]aliveStamp
-	undo          atomic.Pointer[undoRec] // this process's undo record; nil if none yet
+	// settle's: the lock holder it found stopped and the lock's section
+	// counter then (shm.Mutex.Sections: that holding of the lock), and
+	// when it found each marked undo record's process alive (undoerDied).
+	stoppedHolder  atomic.Int32
+	stoppedSection atomic.Uint64
+	aliveAt        [UndoRecords]aliveStamp
+	undo           atomic.Pointer[undoRec] // this process's undo record; nil if none yet
 
 	local     sync.Mutex // queued on by this handle's goroutines for a held segment lock
 	localHeld bool       // the segment lock holder holds local too (only it reads this)

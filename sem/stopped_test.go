@@ -12,7 +12,8 @@ import (
 // Chaos finding F3: process A holds the set's lock and is stopped; process
 // B, a client of the registry, dies (its death is reported to every set).
 // Process C's calls that need no lock still go on: the repair of B's death
-// waits, and is done once A, continued, unlocks.
+// waits, and is done once A, continued, unlocks. A later holding of the
+// lock by A, running, is waited for as any running holder's.
 func TestStoppedHolderAndDeath(t *testing.T) {
 	id := usysvImpl.create(t, 3, 0o600)
 	h, err := handle(id) // C: this process
@@ -62,4 +63,18 @@ func TestStoppedHolderAndDeath(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []uint16{1, 1, 0}, vals)
 	require.NoError(t, h.check())
+
+	// A, continued, holds the lock again, running, when D, another SEM_UNDO
+	// holder, dies: C waits for that holding like any other (settle does
+	// not take A for stopped still), and reads D's undo after the reap.
+	pd := client(t, usysvImpl, id)
+	pd.Send("op 2:1:u")
+	pd.Expect("ok", lineWait)
+	pa.Send("hold 300")
+	pa.Expect("locked", lineWait)
+	pd.Kill()
+	v, err = h.GetVal(2)
+	require.NoError(t, err)
+	assert.Equal(t, 0, v, "D's undo, once A unlocked")
+	pa.Expect("ok", lineWait)
 }

@@ -1224,8 +1224,9 @@ const execConfirm = 20 * time.Millisecond
 // CPU (up to settleMax). A holder that is stopped (SIGSTOP) is not waited
 // for, whether it was stopped before the wait or during it: the calls go
 // on as if the death came later, as with tryRepair (a stopped holder must
-// not stop lock-free calls); while that holder keeps the lock, settle does
-// not wait again.
+// not stop lock-free calls); until that holder unlocks, settle does not
+// wait on it again (a later holding of the lock is waited for afresh,
+// should it be continued by then).
 func (s *Array) settle() {
 	if !s.undoerDied() {
 		return
@@ -1256,9 +1257,10 @@ func (s *Array) settle() {
 		if !s.undoerDied() {
 			break // repaired by the holder as it unlocked
 		}
+		sec := s.mu.Sections()
 		h := s.mu.HolderTask()
-		if h != 0 && int32(h) == s.stoppedHolder.Load() {
-			return // (tryRepair found it alive: stopped still, or at the lock again)
+		if h != 0 && int32(h) == s.stoppedHolder.Load() && sec == s.stoppedSection.Load() {
+			return // (tryRepair found it alive: stopped still, or continued but not unlocked yet)
 		}
 		d := time.Since(start)
 		if d > settleMax {
@@ -1267,6 +1269,7 @@ func (s *Array) settle() {
 		if d > look {
 			look = d + settleRelook
 			if h != 0 && kernel.ProcessStopped(h) {
+				s.stoppedSection.Store(sec)
 				s.stoppedHolder.Store(int32(h))
 				return
 			}

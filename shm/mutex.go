@@ -283,6 +283,11 @@ func (m *Mutex) Enter() uint64 {
 // holds the lock and has not unlocked since.
 func (m *Mutex) Open(t uint64) bool { return m.section.Load() == t }
 
+// Sections returns the section counter, which every Enter and every Unlock
+// advance: while it reads the same, whoever held the lock then has not
+// unlocked.
+func (m *Mutex) Sections() uint64 { return m.section.Load() }
+
 // Abandon marks waiter slot w, held by the calling process, as if this
 // process had died holding it: its Life is marked dead and its start time
 // becomes one that is not this process's, so that wakers skip it and the
