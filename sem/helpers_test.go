@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -176,9 +177,11 @@ func init() {
 	//   undoloop N         → ok once a goroutine has made 100000 pairs of
 	//                        N:-1:u, N:1:u; it goes on until the process
 	//                        ends or execs
-	//   hold MS            → locked, once it holds the segment lock, which
+	//   hold MS [stop]     → locked, once it holds the segment lock, which
 	//                        it then holds for MS ms while running (a busy
-	//                        loop), then ok once it has unlocked
+	//                        loop), then ok once it has unlocked; with stop,
+	//                        it stops itself (SIGSTOP) after the MS ms, and
+	//                        unlocks once continued
 	//   exit
 	testutil.RegisterHelper("sem-client", func(args []string) int {
 		id, _ := strconv.Atoi(args[1])
@@ -292,6 +295,11 @@ func init() {
 				defer h.guard(h.lock())
 				fmt.Println("locked")
 				for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
+				}
+				if len(f) > 1 && f[1] == "stop" {
+					runtime.LockOSThread() // (as crashHit's stop: this thread stops first)
+					_ = kernel.StopThread()
+					runtime.UnlockOSThread()
 				}
 				h.unlock()
 				return "ok"

@@ -502,6 +502,38 @@ func TestSettleWaitsForRunningHolder(t *testing.T) {
 	}
 }
 
+// The same, but the holder stops (SIGSTOP) while the read waits for it:
+// the read looks again whether it is stopped (settleRelook) and goes on
+// without the undo, as if the death came later, instead of waiting on
+// until settleMax; the undo comes once the holder, continued, unlocks.
+// (The look that found it stopped is what the test checks: the handle
+// notes the holder, stoppedHolder. A wait that ran out does not.)
+func TestSettleStopsForStoppedHolder(t *testing.T) {
+	id := usysvImpl.create(t, 2, 0o600)
+	h, err := handle(id)
+	require.NoError(t, err)
+	p := client(t, usysvImpl, id)
+	p.Send("op 0:1:u")
+	p.Expect("ok", lineWait)
+	holder := client(t, usysvImpl, id)
+	holder.Send("hold 150 stop")
+	holder.Expect("locked", lineWait)
+	cont := func() { holder.Signal(kernel.SIGCONT) }
+	defer cont()
+	p.Kill()
+	v, err := h.GetVal(0) // (begins while the holder runs, most likely)
+	require.NoError(t, err)
+	assert.Equal(t, 1, v, "the undo waits for the stopped holder")
+	assert.True(t, kernel.ProcessStopped(holder.Pid()), "the read returned before the holder stopped")
+	require.NotZero(t, h.mu.HolderTask(), "the stopped holder holds the lock")
+	assert.Equal(t, int32(h.mu.HolderTask()), h.stoppedHolder.Load(), "the read found the holder stopped")
+	cont()
+	holder.Expect("ok", lineWait)
+	v, err = h.GetVal(0)
+	require.NoError(t, err)
+	assert.Equal(t, 0, v, "the undo, once the holder unlocked")
+}
+
 // A process execs while one of its goroutines is inside a SEM_UNDO op
 // (between its steps, anywhere): the exec ends that goroutine, and Linux
 // keeps value + semadj as they were. usysv completes an op left in flight
