@@ -116,20 +116,23 @@
 //     pass its waiters by and GETNCNT/GETZCNT do not count them, and every
 //     call that finds a marked undo record applies it first (settle; the
 //     fast paths: one load while no record has a holder). Exceptions, in
-//     which the undo comes with the registry's report instead, as if the
-//     death came a moment later: the lock held at that moment by another
-//     process that is stopped (SIGSTOP; found so within 10 ms), or running
-//     but for more than a second (a call waits for a running holder to
-//     unlock, which repairs, as Linux's calls wait for its lock); a record whose holder took it through a handle since closed;
-//     more than 2048 Lives held by one process at once, its blocked calls
-//     and undo records on all sets and queues (the kernel's walk stops
-//     there, newest first); a process that exec'd (below). A marked
-//     process found alive and exiting (its memory still being torn down,
-//     say: kernel.ProcessExiting) is looked at again by every call until
-//     it is gone, as Linux applies the undo at the end of the exit; until
-//     then every call on the set takes the slow path and reads /proc (for
-//     tens of ms after a kill of a process with GBs of memory: calls of
-//     ~15 µs instead of tens of ns; longer if its exit is stuck).
+//     which the undo comes later (with the registry's report; for a held
+//     lock, when its holder unlocks), as if the death came a moment
+//     later: the lock held at that moment by another process that is
+//     stopped (SIGSTOP; found so within 10 ms), or running but for more
+//     than a second (a call waits for a running holder to unlock, which
+//     repairs, as Linux's calls wait for its lock); a record whose
+//     holder took it through a handle since closed; more than 2048 Lives
+//     held by one process at once, its blocked calls and undo records on
+//     all sets and queues (the kernel's walk stops there, newest first);
+//     a process that exec'd (below). A marked process found alive and
+//     exiting (its memory still being torn down, say:
+//     kernel.ProcessExiting) is looked at again by every call until it
+//     is gone, as Linux applies the undo at the end of the exit; until
+//     then every call on the set takes the slow path and reads /proc
+//     (for tens of ms after a kill of a process with GBs of memory:
+//     calls of ~15 µs instead of tens of ns; longer if its exit is
+//     stuck).
 //     One found alive and not exiting, at two looks 20 ms apart (a
 //     killed process can look so for a moment: txn.go, sawAlive), exec'd
 //     (execve keeps semadj, and the new image takes its record back, and
