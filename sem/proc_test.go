@@ -474,11 +474,11 @@ func TestUndoAfterSlowDeath(t *testing.T) {
 }
 
 // A SEM_UNDO holder is killed and reaped while another process holds the
-// segment lock, running, for longer than a read waits on a running holder
-// ... (settleMax). The read waits for it, as a read on Linux waits for
-// the kernel's lock: after the reap it shows the undo. (Before, settle
-// gave up after 20 ms and the read showed the value as it was before the
-// death; a loaded machine can keep a holder off its CPU that long.)
+// segment lock, running, for 300 ms. The read waits for that holder (up to
+// settleMax), as a read on Linux waits for the kernel's lock: after the
+// reap it shows the undo. (Before, settle gave up on a running holder
+// after 20 ms and the read showed the value as it was before the death; a
+// loaded machine can keep a holder off its CPU that long.)
 func TestSettleWaitsForRunningHolder(t *testing.T) {
 	for _, name := range []string{"usysv", "noreg"} {
 		t.Run(name, func(t *testing.T) {
