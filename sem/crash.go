@@ -97,12 +97,7 @@ func crashHit(step string) {
 	}
 	pid, _ := kernel.Self()
 	if crash.stop {
-		// To this thread: kill(2) lets the kernel pick the thread that
-		// starts the group stop, and this one could run on (and unlock)
-		// before it is stopped too. It goes on once continued.
-		runtime.LockOSThread()
-		_ = kernel.StopThread()
-		runtime.UnlockOSThread()
+		stopHere()
 		return
 	}
 	if crash.exec {
@@ -110,4 +105,14 @@ func crashHit(step string) {
 	}
 	_ = kernel.Kill(pid, kernel.SIGKILL)
 	select {}
+}
+
+// stopHere stops the process (SIGSTOP) from the calling goroutine's
+// thread; it returns once the process is continued. To this thread:
+// kill(2) lets the kernel pick the thread that starts the group stop, and
+// this one could run on (and unlock) before it is stopped too.
+func stopHere() {
+	runtime.LockOSThread()
+	_ = kernel.StopThread()
+	runtime.UnlockOSThread()
 }

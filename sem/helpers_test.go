@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -197,6 +196,14 @@ func init() {
 			}
 			im = handleImpl(h)
 		}
+		// arr is the handle the lock-taking commands use: noreg's, or
+		// the package's cached one.
+		arr := func() (*Array, error) {
+			if h != nil {
+				return h, nil
+			}
+			return handle(id)
+		}
 		return serve(func(cmd string, f []string) string {
 			switch cmd {
 			case "op":
@@ -286,29 +293,23 @@ func init() {
 				return "ok"
 			case "hold":
 				ms, _ := strconv.Atoi(f[0])
-				if h == nil {
-					var err error
-					if h, err = handle(id); err != nil {
-						return errName(err)
-					}
+				h, err := arr()
+				if err != nil {
+					return errName(err)
 				}
 				defer h.guard(h.lock())
 				fmt.Println("locked")
 				for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
 				}
 				if len(f) > 1 && f[1] == "stop" {
-					runtime.LockOSThread() // (as crashHit's stop: this thread stops first)
-					_ = kernel.StopThread()
-					runtime.UnlockOSThread()
+					stopHere()
 				}
 				h.unlock()
 				return "ok"
 			case "repair":
-				if h == nil {
-					var err error
-					if h, err = handle(id); err != nil {
-						return errName(err)
-					}
+				h, err := arr()
+				if err != nil {
+					return errName(err)
 				}
 				h.lock()
 				h.repairLocked(false)
