@@ -281,7 +281,12 @@
 // senders behind it wait 2 ms, then take the lock path, which closes the
 // ring and goes on without it (its claim, not committed, sent nothing; it
 // gives the slot back when it runs again and finds the ring closed). A
-// stopped lock holder holds up the calls that need the lock.
+// stopped lock holder holds up the calls that need the lock; a Send or
+// Recv that holds no waiter slot yet waits for it no longer than its
+// context allows, and then ends as a blocked call ends, having done
+// nothing (one that sleeps in a slot, which a message may have been
+// handed to, gives the slot up under the lock, so it waits for the
+// holder even then, as do the non-blocking calls and the control calls).
 //
 // The segment is hostile input: every index and length read from it is
 // checked; a bad one gives ErrCorrupt, never a panic or an access outside

@@ -199,7 +199,9 @@ func (q *Queue) sendMsgs(ctx context.Context, msgs []Msg, nowait, spun, waited b
 	c := q.v.ctl
 	sent := 0
 	for {
-		q.lock(&wl)
+		if err := q.lockFor(ctx, &w, &wl); err != nil {
+			return sent, err
+		}
 		// Linux's order: EACCES, EIDRM, then whether it fits. A sender
 		// that waited (waited: this message's send slept or spun for room,
 		// here or in the ring) looks at its permission only when it was
@@ -315,7 +317,9 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 	defer q.v.guard(q.mu, &wl, &w)
 	c := q.v.ctl
 	for {
-		q.lock(&wl)
+		if err := q.lockFor(ctx, &w, &wl); err != nil {
+			return 0, err
+		}
 		now := clock.Now()
 		// A message handed to our slot wins over everything else.
 		if s := w.slot; s != nil {
@@ -424,10 +428,12 @@ func (q *Queue) closeRing() error {
 // the lock once, room in the queue. It reports false, having sent
 // nothing, when the call needs the general path (to wait, to repair, or
 // for an error in Linux's order).
-func (q *Queue) sendLocked(mtype int64, data []byte, ring bool) (bool, error) {
+func (q *Queue) sendLocked(ctx context.Context, mtype int64, data []byte, ring bool) (bool, error) {
 	var wl wakeList
 	defer q.v.guard(q.mu, &wl, nil)
-	if q.acquire(&wl) {
+	if died, err := q.acquireWithin(ctx, &wl); err != nil {
+		return true, err
+	} else if died {
 		q.v.repair(true)
 	}
 	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permWrite == 0 || q.seg.Removed() {
@@ -470,10 +476,12 @@ func (q *Queue) sendLocked(mtype int64, data []byte, ring bool) (bool, error) {
 // case: the lock once, a message there (or none and IPC_NOWAIT). It
 // reports false, having taken nothing, when the call needs the general
 // path.
-func (q *Queue) recvLocked(m *Msg, msgtyp int64, flags int, ring bool) (bool, error) {
+func (q *Queue) recvLocked(ctx context.Context, m *Msg, msgtyp int64, flags int, ring bool) (bool, error) {
 	var wl wakeList
 	defer q.v.guard(q.mu, &wl, nil)
-	if q.acquire(&wl) {
+	if died, err := q.acquireWithin(ctx, &wl); err != nil {
+		return true, err
+	} else if died {
 		q.v.repair(true)
 	}
 	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permRead == 0 || q.seg.Removed() {
@@ -600,7 +608,7 @@ func (q *Queue) send(ctx context.Context, mtype int64, data []byte, nowait bool)
 		}
 	}
 	if !spun {
-		if done, err := q.sendLocked(mtype, data, !tried); done {
+		if done, err := q.sendLocked(ctx, mtype, data, !tried); done {
 			return err
 		}
 	}
@@ -727,7 +735,7 @@ func (q *Queue) Recv(ctx context.Context, buf []byte, msgtyp int64, flags int) (
 		}
 	}
 	if !done && !spun {
-		done, err = q.recvLocked(&m[0], msgtyp, flags, !tried)
+		done, err = q.recvLocked(ctx, &m[0], msgtyp, flags, !tried)
 	}
 	if !done {
 		_, err = q.recvMsgs(ctx, m[:], msgtyp, flags, spun)

@@ -252,7 +252,37 @@ func (q *Queue) Close() error {
 // holder (full rebuild), or any client since this handle last looked
 // (waiter slots).
 func (q *Queue) lock(w *wakeList) {
-	if q.acquire(w) {
+	q.locked(q.acquire(w))
+}
+
+// lockWithin is lock for a call that holds no waiter slot, which stops
+// waiting for the lock when ctx ends (ctxError), having done nothing. The
+// lock is held by another for microseconds at most, unless its holder is
+// stopped (SIGSTOP): then until it is continued.
+func (q *Queue) lockWithin(ctx context.Context, w *wakeList) error {
+	died, err := q.acquireWithin(ctx, w)
+	if err != nil {
+		return err
+	}
+	q.locked(died)
+	return nil
+}
+
+// lockFor is lock for a blocking call with waiter w: lockWithin while w
+// holds no slot, else lock (a slot, which a message may have been handed
+// to, is given up under the lock).
+func (q *Queue) lockFor(ctx context.Context, w *waiter, wl *wakeList) error {
+	if w.slot == nil {
+		return q.lockWithin(ctx, wl)
+	}
+	q.lock(wl)
+	return nil
+}
+
+// locked is lock's repair, once the lock is taken: ownerDied is what
+// acquire returned.
+func (q *Queue) locked(ownerDied bool) {
+	if ownerDied {
 		q.v.repair(true)
 	}
 	if g := q.seg.DeadGen(); g != q.deadGen.Load() {
@@ -272,6 +302,18 @@ func (q *Queue) acquire(w *wakeList) (ownerDied bool) {
 	died := q.mu.LockAs(q.lockWord)
 	w.section = q.mu.Enter()
 	return died
+}
+
+// acquireWithin is acquire for lockWithin: it stops waiting when ctx ends.
+func (q *Queue) acquireWithin(ctx context.Context, w *wakeList) (ownerDied bool, err error) {
+	for i := 0; i < lockSpin && q.mu.Held(); i++ {
+	}
+	died, err := q.mu.LockAsWithin(ctx, time.Time{}, q.lockWord)
+	if err != nil {
+		return false, ctxError(ctx)
+	}
+	w.section = q.mu.Enter()
+	return died, nil
 }
 
 // guard, deferred by every call that takes the segment lock mu, with the

@@ -854,7 +854,9 @@ func (q *Queue) sleepForRoom(ctx context.Context, size uint32, waited bool) (ret
 	defer w.done()
 	var wl wakeList
 	defer q.v.guard(q.mu, &wl, &w)
-	q.lock(&wl)
+	if err := q.lockWithin(ctx, &wl); err != nil {
+		return false, err
+	}
 	retry, err = q.sleepForRoomLocked(ctx, size, &w, &wl, waited)
 	q.release(&w)
 	q.unlock(&wl)

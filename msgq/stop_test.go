@@ -2,11 +2,14 @@ package msgq
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
 	"github.com/usysv/usysv/kernel"
@@ -103,4 +106,84 @@ func TestStoppedLockHolderAndDeath(t *testing.T) {
 			require.NoError(t, q.Check())
 		})
 	}
+}
+
+// A process stopped (SIGSTOP) while it holds the queue's lock keeps the
+// lock until it is continued. A call that needs the lock meanwhile (to
+// sleep in a waiter slot, or for a message too big for the ring) waits
+// for it no longer than its context allows: it ends as a blocked call
+// ends, with an error matching ctx.Err() and EINTR, having done nothing.
+func TestCallGivesUpOnStoppedHolder(t *testing.T) {
+	q := newQueue(t)
+	holder := testutil.Start(t, "lockholder", []string{fmt.Sprint(q.ID())})
+	holder.Expect("held", lineWait)
+	holder.Signal(kernel.SIGSTOP)
+	t.Cleanup(func() { _ = kernel.Kill(holder.Pid(), kernel.SIGCONT) })
+	testutil.Eventually(t, lineWait, "the lock holder to stop", func() bool { return testutil.ProcState(holder.Pid()) == "T" })
+
+	const limit = 20 * time.Millisecond
+	within := func(what string, f func(ctx context.Context) error) error {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- f(ctx) }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(lineWait):
+			_ = kernel.Kill(holder.Pid(), kernel.SIGCONT)
+			holder.Send("release")
+			<-done
+			t.Fatalf("%s did not return within %v", what, lineWait)
+			return nil
+		}
+	}
+	big := make([]byte, 4096) // (beyond the ring's slots: the lock)
+	buf := make([]byte, len(big))
+	for _, c := range []struct {
+		what string
+		f    func(ctx context.Context) error
+	}{
+		{"a receive that would sleep", func(ctx context.Context) error {
+			_, _, err := q.Recv(ctx, buf, 0, 0)
+			return err
+		}},
+		{"a typed receive that would sleep", func(ctx context.Context) error {
+			_, _, err := q.Recv(ctx, buf, 3, 0)
+			return err
+		}},
+		{"a big send", func(ctx context.Context) error { return q.Send(ctx, 1, big) }},
+		{"a big batch", func(ctx context.Context) error {
+			_, err := q.SendBatch(ctx, []Msg{{Type: 1, Data: big}})
+			return err
+		}},
+	} {
+		err := within(c.what, c.f)
+		assert.ErrorIs(t, err, context.DeadlineExceeded, c.what)
+		assert.ErrorIs(t, err, kernel.EINTR, c.what)
+	}
+	// A cancel ends the wait too.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Send(ctx, 1, big) }()
+	time.Sleep(limit) // (to let it sleep; it ends the same way if not)
+	cancel()
+	err := within("a cancelled send", func(context.Context) error { return <-done })
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, kernel.EINTR)
+	require.Equal(t, holder.Pid(), q.mu.Holder(), "the stopped holder keeps the lock")
+
+	holder.Signal(kernel.SIGCONT)
+	holder.Send("release")
+	holder.Expect("released", lineWait)
+	ds, err := q.Stat()
+	require.NoError(t, err)
+	assert.Zero(t, ds.Qnum, "nothing was sent")
+	require.NoError(t, q.Send(context.Background(), 2, big))
+	n, typ, err := q.Recv(context.Background(), buf, 0, 0)
+	require.NoError(t, err)
+	assert.Equal(t, len(big), n)
+	assert.Equal(t, int64(2), typ)
+	require.NoError(t, q.Check())
 }

@@ -150,10 +150,15 @@
 //     (A panic on a lock-free path is not caught: those are a few stores
 //     on checked indexes.)
 //   - A stopped (SIGSTOP) lock holder is never taken over: the calls that
-//     need the lock wait. The others go on, also after a death: while a
-//     live process holds the lock, the repair of a death is left to the
-//     holder (before it unlocks) or to the next call that finds the lock
-//     free (txn.go: tryRepair).
+//     need the lock wait. An Op waits for the lock no longer than its
+//     context, or TimedOp's timeout, allows, and then ends as a blocked Op
+//     ends, with nothing applied (Linux never stops a process inside
+//     semop's lock); an Op already queued leaves its place in line under
+//     the lock, so it waits for the holder even then, as do TryOp and the
+//     control calls. The others go on, also after a death: while a live
+//     process holds the lock, the repair of a death is left to the holder
+//     (before it unlocks) or to the next call that finds the lock free
+//     (txn.go: tryRepair).
 //   - Permissions (read for GET* and all-zero arrays, alter otherwise) are
 //     checked on every call against the set's current mode, with this
 //     process's credentials as they were when it first used usysv.

@@ -83,7 +83,7 @@ func (s *Array) run(ctx context.Context, ops []Buf, deadline *time.Time) error {
 func (s *Array) afterFast(ctx context.Context, ops []Buf, deadline time.Time, r fastResult) error {
 	switch r {
 	case fastPost:
-		return s.post(ops)
+		return s.post(ctx, ops, deadline)
 	case fastLocked:
 		return s.slowOp(ctx, ops, deadline)
 	case fastBlock:
@@ -492,7 +492,11 @@ func (s *Array) block(ctx context.Context, ops []Buf, deadline time.Time) error 
 // journaled transaction, then the waiter queue is re-scanned; or, if they
 // must block, queued in the waiter table, and waited for.
 func (s *Array) slowOp(ctx context.Context, ops []Buf, deadline time.Time) error {
-	defer s.guard(s.lock())
+	t, err := s.lockWithin(ctx, deadline)
+	if err != nil {
+		return err
+	}
+	defer s.guard(t)
 	crashpoint(StepLocked)
 	return s.opLocked(ctx, ops, deadline)
 }
@@ -615,8 +619,12 @@ const postMax = 8
 //     which repair redoes;
 //  4. release the word, WAITED if a candidate still waits, and unlock,
 //     which wakes the completed.
-func (s *Array) post(ops []Buf) error {
-	defer s.guard(s.lock())
+func (s *Array) post(ctx context.Context, ops []Buf, deadline time.Time) error {
+	t, err := s.lockWithin(ctx, deadline)
+	if err != nil {
+		return err
+	}
+	defer s.guard(t)
 	crashpoint(StepLocked)
 	v, sc := s.v, &s.sc
 	i := int(ops[0].Num)

@@ -86,9 +86,12 @@ type Array struct {
 	aliveAt        [UndoRecords]aliveStamp
 	undo           atomic.Pointer[undoRec] // this process's undo record; nil if none yet
 
-	local     sync.Mutex // queued on by this handle's goroutines for a held segment lock
-	localHeld bool       // the segment lock holder holds local too (only it reads this)
-	sc        scratch    // used only while holding the segment lock
+	// local is a mutex (a token in a one-place channel, so that a wait
+	// for it can end with the call's context) that this handle's
+	// goroutines queue on for a held segment lock (lock).
+	local     chan struct{}
+	localHeld bool    // the segment lock holder holds local too (only it reads this)
+	sc        scratch // used only while holding the segment lock
 }
 
 const (
@@ -157,7 +160,8 @@ func openMapped(id int, seg *shm.Segment) (*Array, error) {
 
 func makeSet(id int, seg *shm.Segment, v *view) *Array {
 	pid, _ := kernel.Self()
-	s := &Array{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask}
+	s := &Array{id: id, seg: seg, v: v, mu: seg.Lock(), nsems: v.nsems, pid: uint64(pid) << pidShift & pidMask,
+		local: make(chan struct{}, 1)}
 	s.words, s.otime, s.undoers, s.me = v.words, &v.hdr.otime, &v.hdr.undoers, shm.LockWord()
 	s.state, s.permSeq, s.deadGen = seg.HotWords()
 	s.spin.credit.Store(spinCredit / 2)

@@ -358,8 +358,8 @@ func TestLeanPath(t *testing.T) {
 	require.NoError(t, s.Op(ctx, b(2, 0, 0))) // the general path opens the gate
 	lean := func(ops ...Buf) error {
 		t.Helper()
-		s.local.Lock()
-		defer s.local.Unlock()
+		s.local <- struct{}{}
+		defer func() { <-s.local }()
 		done := make(chan error, 1)
 		go func() { done <- s.Op(ctx, ops...) }()
 		select {

@@ -1,7 +1,9 @@
 package sem
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -77,4 +79,68 @@ func TestStoppedHolderAndDeath(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, v, "D's undo, once A unlocked")
 	pa.Expect("ok", lineWait)
+}
+
+// A process stopped (SIGSTOP) while it holds the set's lock keeps the lock
+// until it is continued. An Op that needs the lock meanwhile waits for it
+// no longer than its context, or TimedOp's timeout, allows: it then ends
+// as a blocked Op ends (EAGAIN; an error matching ctx.Err() and EINTR),
+// with nothing applied, also while it is queued behind another goroutine
+// of its handle. Ops that need no lock go on.
+func TestOpGivesUpOnStoppedHolder(t *testing.T) {
+	id := usysvImpl.create(t, 2, 0o600)
+	h, err := handle(id)
+	require.NoError(t, err)
+	pa := client(t, usysvImpl, id)
+	pa.Send("hold 0 stop")
+	pa.Expect("locked", lineWait)
+	cont := func() { pa.Signal(kernel.SIGCONT) }
+	defer cont()
+	testutil.Eventually(t, lineWait, "A stopped holding the lock", func() bool { return kernel.ProcessStopped(pa.Pid()) })
+
+	const limit = 20 * time.Millisecond
+	pair := []Buf{b(0, 1, 0), b(1, 1, 0)} // an array: the lock
+	// A goroutine whose Op has no end waits for the lock (and holds the
+	// handle's local mutex): the calls below queue behind it.
+	first := make(chan error, 1)
+	go func() { first <- h.Op(context.Background(), pair...) }()
+	time.Sleep(limit) // (to let it queue first; the test holds if not)
+	err = within(t, "TimedOp of an array", func() error { return h.TimedOp(limit, pair...) }, cont)
+	assert.ErrorIs(t, err, kernel.EAGAIN)
+	err = within(t, "TimedOp that would block", func() error { return h.TimedOp(limit, b(0, -1, 0)) }, cont)
+	assert.ErrorIs(t, err, kernel.EAGAIN)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	err = within(t, "Op with a deadline", func() error { return h.Op(ctx, pair...) }, cont)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, kernel.EINTR)
+
+	// A cancel ends every wait.
+	ctx, cancel = context.WithCancel(context.Background())
+	errs := make(chan error, 3)
+	for range cap(errs) {
+		go func() { errs <- h.Op(ctx, pair...) }()
+	}
+	time.Sleep(limit) // (to let them queue; they end the same way if not)
+	cancel()
+	for range cap(errs) {
+		err = within(t, "a cancelled Op", func() error { return <-errs }, cont)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.ErrorIs(t, err, kernel.EINTR)
+	}
+	// A plain V needs no lock.
+	require.NoError(t, within(t, "a V", func() error { return h.Op(context.Background(), b(1, 1, 0)) }, cont))
+
+	cont()
+	pa.Expect("ok", lineWait)
+	require.NoError(t, within(t, "the Op without end", func() error { return <-first }, cont))
+	vals, err := h.GetAll()
+	require.NoError(t, err)
+	assert.Equal(t, []uint16{1, 2}, vals, "the V and the Op without end applied")
+	n, err := h.GetNcnt(0)
+	require.NoError(t, err)
+	assert.Zero(t, n, "no waiter left queued")
+	// The lock is usable: an array applies.
+	require.NoError(t, h.TimedOp(limit, pair...))
+	require.NoError(t, h.check())
 }

@@ -1,6 +1,7 @@
 package sem
 
 import (
+	"context"
 	"math/bits"
 	"runtime"
 	"slices"
@@ -95,14 +96,68 @@ func (s *Array) lock() uint64 {
 		s.localHeld = false
 		return s.mu.Enter()
 	}
-	s.local.Lock()
-	died := s.mu.LockAs(s.me)
+	t, _ := s.lockWait(context.Background(), time.Time{})
+	return t
+}
+
+// lockWithin is lock for an Op, which stops waiting for the lock when ctx
+// ends (canceled) or the deadline passes (EAGAIN, as semtimedop's expiry;
+// the zero deadline is none), with nothing done. The lock is held by
+// another for a few hundred nanoseconds, unless its holder is stopped
+// (SIGSTOP): then until it is continued.
+func (s *Array) lockWithin(ctx context.Context, deadline time.Time) (uint64, error) {
+	if s.mu.TryLockAs(s.me) {
+		s.localHeld = false
+		return s.mu.Enter(), nil
+	}
+	return s.lockWait(ctx, deadline)
+}
+
+// lockWait is lockWithin once the lock was found held.
+func (s *Array) lockWait(ctx context.Context, deadline time.Time) (uint64, error) {
+	err := s.lockLocal(ctx, deadline)
+	died := false
+	if err == nil {
+		if died, err = s.mu.LockAsWithin(ctx, deadline, s.me); err != nil {
+			<-s.local
+		}
+	}
+	switch {
+	case err == kernel.ETIMEDOUT:
+		return 0, kernel.EAGAIN
+	case err != nil:
+		return 0, canceled(ctx)
+	}
 	s.localHeld = true
 	t := s.mu.Enter()
 	if died {
 		s.repairGuarded(t, true)
 	}
-	return t
+	return t, nil
+}
+
+// lockLocal takes the handle's local mutex, unless ctx ends first (its
+// error) or the deadline passes (kernel.ETIMEDOUT).
+func (s *Array) lockLocal(ctx context.Context, deadline time.Time) error {
+	select {
+	case s.local <- struct{}{}:
+		return nil
+	default:
+	}
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case s.local <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-expired:
+		return kernel.ETIMEDOUT
+	}
 }
 
 // guard, deferred by every goroutine that takes the segment lock, with its
@@ -146,7 +201,7 @@ func (s *Array) salvage(t uint64) {
 			held := s.localHeld
 			s.mu.Abandon()
 			if held {
-				s.local.Unlock()
+				<-s.local
 			}
 		}
 	}()
@@ -194,7 +249,7 @@ func (s *Array) unlock() {
 	held := s.localHeld
 	s.mu.Unlock()
 	if held {
-		s.local.Unlock()
+		<-s.local
 	}
 	if n > 0 {
 		crashpoint(StepUnlocked)
@@ -907,7 +962,7 @@ func eagerRepair(seg *shm.Segment) {
 	}
 	s := makeSet(seg.ID(), seg, v)
 	s.seenGen.Store(seg.DeadGen()) // (what this pass repairs: unlock need not again)
-	s.local.Lock()
+	s.local <- struct{}{}
 	switch {
 	case s.mu.TryLock():
 		s.localHeld = true
@@ -916,7 +971,7 @@ func eagerRepair(seg *shm.Segment) {
 		s.localHeld = true
 		s.repairGuarded(s.mu.Enter(), true)
 	default:
-		s.local.Unlock()
+		<-s.local
 		return
 	}
 	s.unlock()

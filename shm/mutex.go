@@ -111,17 +111,29 @@ func (m *Mutex) Lock() (ownerDied bool) {
 	if m.TryLock() {
 		return false
 	}
-	return m.lockSlow()
+	return m.lockWait()
 }
 
-func (m *Mutex) lockSlow() bool {
+// lockWait is Lock once the first CAS failed, out of line so that LockAs
+// inlines.
+//
+//go:noinline
+func (m *Mutex) lockWait() bool {
+	died, _ := m.lockSlow(nil)
+	return died
+}
+
+// lockSlow is Lock once the first CAS failed. With a giveUp, it returns
+// that giveUp's error instead, without the lock, once the giveUp ends the
+// wait (LockAsWithin).
+func (m *Mutex) lockSlow(g *giveUp) (ownerDied bool, err error) {
 	mine := me()
 	checked := false
 	// Spin briefly: critical sections are a few hundred nanoseconds.
 	for i := 0; i < 100; i++ {
 		if w := m.word.Load(); w == 0 && m.word.CompareAndSwap(0, mine) {
 			m.taken()
-			return false
+			return false, g.done()
 		}
 		if i >= 90 {
 			runtime.Gosched()
@@ -134,7 +146,7 @@ func (m *Mutex) lockSlow() bool {
 			// Unlock wakes whoever else sleeps.
 			if m.word.CompareAndSwap(0, mine|lockWaiters) {
 				m.taken()
-				return false
+				return false, g.done()
 			}
 			continue
 		}
@@ -159,7 +171,7 @@ func (m *Mutex) lockSlow() bool {
 			if holderDead(w) {
 				if m.word.CompareAndSwap(w, mine|lockWaiters) {
 					m.taken()
-					return true
+					return true, g.done()
 				}
 			} else {
 				m.aliveGen.Store(gen)
@@ -167,8 +179,14 @@ func (m *Mutex) lockSlow() bool {
 			}
 			continue
 		}
+		until := time.Now().Add(LivenessInterval)
+		if g != nil {
+			if err := g.ended(m, &until); err != nil {
+				return false, err
+			}
+		}
 		clock.Park()
-		err := kernel.FutexWait(m.futex, uint32(w), time.Now().Add(LivenessInterval))
+		err := kernel.FutexWait(m.futex, uint32(w), until)
 		if w2 := m.word.Load(); err == nil && w2 != w {
 			if uint32(w2) == uint32(w) {
 				checked = false // the same holder, another start time: abandoned (Abandon)
@@ -177,7 +195,7 @@ func (m *Mutex) lockSlow() bool {
 		}
 		if m.word.Load() == w && holderDead(w) && m.word.CompareAndSwap(w, mine|lockWaiters) {
 			m.taken()
-			return true
+			return true, g.done()
 		}
 	}
 }

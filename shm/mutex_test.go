@@ -1,6 +1,7 @@
 package shm_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -208,6 +209,73 @@ func TestMutexStoppedOwner(t *testing.T) {
 	p.Signal(kernel.SIGCONT)
 	mustCall(t, p, "unlock")
 	require.False(t, <-c, "handed over normally")
+	assert.Equal(t, kernel.Getpid(), m.Holder())
+	m.Unlock()
+}
+
+// TestMutexLockAsWithin: a wait for a lock that a stopped process holds
+// ends with the deadline (ETIMEDOUT) or the context (its error), without
+// the lock, and leaves the other sleepers' wait as it was: the holder's
+// Unlock still hands the lock on. A free lock is taken whatever the
+// context says.
+func TestMutexLockAsWithin(t *testing.T) {
+	s := newSegment(t, testParams())
+	m := s.Lock()
+	p := lockHelper(t, s)
+	mustCall(t, p, "lock")
+	p.Signal(kernel.SIGSTOP)
+	defer p.Signal(kernel.SIGCONT)
+	testutil.Eventually(t, lineTimeout, "the helper to stop", func() bool { return testutil.ProcState(p.Pid()) == "T" })
+	type result struct {
+		died bool
+		err  error
+	}
+	within := func(ctx context.Context, deadline time.Time) <-chan result {
+		c := make(chan result, 1)
+		go func() {
+			died, err := m.LockAsWithin(ctx, deadline, shm.LockWord())
+			c <- result{died, err}
+		}()
+		return c
+	}
+	wait := func(c <-chan result) result {
+		t.Helper()
+		select {
+		case r := <-c:
+			return r
+		case <-time.After(lineTimeout):
+			t.Fatal("LockAsWithin still waits")
+			return result{}
+		}
+	}
+
+	const limit = 20 * time.Millisecond
+	r := wait(within(context.Background(), time.Now().Add(limit)))
+	assert.Equal(t, kernel.ETIMEDOUT, r.err)
+	other := lockAsync(m) // a sleeper without end
+	ctx, cancel := context.WithCancel(context.Background())
+	c := within(ctx, time.Time{})
+	time.Sleep(limit) // (to let it sleep; the result is the same if not)
+	cancel()
+	r = wait(c)
+	assert.Equal(t, context.Canceled, r.err)
+	ctx, cancel = context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	r = wait(within(ctx, time.Time{}))
+	assert.Equal(t, context.DeadlineExceeded, r.err)
+	assert.Equal(t, p.Pid(), m.Holder())
+
+	p.Signal(kernel.SIGCONT)
+	mustCall(t, p, "unlock")
+	select {
+	case died := <-other:
+		require.False(t, died, "handed over normally")
+	case <-time.After(lineTimeout):
+		t.Fatal("the other sleeper was not handed the lock")
+	}
+	m.Unlock()
+	r = wait(within(ctx, time.Now().Add(-time.Second)))
+	require.NoError(t, r.err, "a free lock is taken")
 	assert.Equal(t, kernel.Getpid(), m.Holder())
 	m.Unlock()
 }
