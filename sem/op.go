@@ -94,6 +94,9 @@ func (s *Array) afterFast(ctx context.Context, ops []Buf, deadline time.Time, r 
 
 // slow is the general path, for what the fast paths left.
 func (s *Array) slow(ctx context.Context, ops []Buf, deadline time.Time) error {
+	if slowHook != nil {
+		slowHook()
+	}
 	if err := checkOps(ops); err != nil {
 		return err
 	}

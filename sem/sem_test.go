@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,27 +349,27 @@ func TestReleasedWordIsLeftAlone(t *testing.T) {
 	assert.Equal(t, []uint16{3, 2}, all, "each word released once, the other process's V kept")
 }
 
-// Short arrays without SEM_UNDO take the lean path (fast.go), which never
-// takes the handle's Go mutex: holding that mutex here proves the path was
-// taken. Results are the kernel's, a semaphore named twice is released
-// once, and whatever the lean path cannot do goes to the general path.
+// Short arrays without SEM_UNDO take the lean path (fast.go), not the
+// general one (slowHook says which). Results are the kernel's, a
+// semaphore named twice is released once, and whatever the lean path
+// cannot do goes to the general path.
 func TestLeanPath(t *testing.T) {
 	s := newSet(t, 3)
 	ctx := context.Background()
 	require.NoError(t, s.Op(ctx, b(2, 0, 0))) // the general path opens the gate
+	var slow atomic.Bool
+	slowHook = func() { slow.Store(true) }
+	t.Cleanup(func() { slowHook = nil })
+	path := func(want string, ops ...Buf) error {
+		t.Helper()
+		slow.Store(false)
+		err := s.Op(ctx, ops...)
+		assert.Equal(t, want == "general", slow.Load(), "%v: the %s path", ops, want)
+		return err
+	}
 	lean := func(ops ...Buf) error {
 		t.Helper()
-		s.local <- struct{}{}
-		defer func() { <-s.local }()
-		done := make(chan error, 1)
-		go func() { done <- s.Op(ctx, ops...) }()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(lineWait):
-			t.Fatalf("%v did not take the lean path", ops)
-			return nil
-		}
+		return path("lean", ops...)
 	}
 	require.NoError(t, lean(b(0, 2, 0), b(1, 1, 0), b(0, -1, 0)))
 	assert.ErrorIs(t, lean(b(0, -1, 0), b(1, -2, IPC_NOWAIT)), kernel.EAGAIN)
@@ -398,14 +399,14 @@ func TestLeanPath(t *testing.T) {
 
 	// A blocking array, SEM_UNDO, a WAITED semaphore: the general path.
 	done := make(chan error)
-	go func() { done <- s.Op(ctx, b(2, -1, 0), b(0, -1, 0)) }()
+	go func() { done <- path("general", b(2, -1, 0), b(0, -1, 0)) }()
 	testutil.Eventually(t, lineWait, "the array to block", func() bool {
 		n, _ := s.GetNcnt(2)
 		return n == 1
 	})
-	require.NoError(t, s.Op(ctx, b(1, 1, 0), b(2, 1, 0))) // WAITED: served by the waker
+	require.NoError(t, path("general", b(1, 1, 0), b(2, 1, 0))) // WAITED: served by the waker
 	require.NoError(t, <-done)
-	require.NoError(t, s.Op(ctx, b(0, -1, SEM_UNDO), b(1, 1, 0)))
+	require.NoError(t, path("general", b(0, -1, SEM_UNDO), b(1, 1, 0)))
 	all, _ = s.GetAll()
 	assert.Equal(t, []uint16{3, 4, 0}, all)
 	require.NoError(t, s.check())

@@ -698,6 +698,9 @@ func (s *Array) apply(dirty []int32, final bool) {
 // in apply: another process may change the word from then on.
 var afterRelease func(s *Array, i int)
 
+// slowHook, if set (by tests), runs as a call takes the general path (slow).
+var slowHook func()
+
 // clearAdj sets a semadj to 0, keeping its parity (an in-flight PENDING op
 // compares against it; none can be in flight on a frozen word, but the
 // parity must stay what the last completed op left).
