@@ -21,6 +21,18 @@ func lockHelper(t *testing.T, s *shm.Segment) *testutil.Proc {
 	return p
 }
 
+// stoppedHolder starts a helper with segment s mapped that takes its lock
+// and is then stopped (SIGSTOP; continued when the test ends).
+func stoppedHolder(t *testing.T, s *shm.Segment) *testutil.Proc {
+	t.Helper()
+	p := lockHelper(t, s)
+	mustCall(t, p, "lock")
+	p.Signal(kernel.SIGSTOP)
+	t.Cleanup(func() { _ = kernel.Kill(p.Pid(), kernel.SIGCONT) })
+	testutil.Eventually(t, lineTimeout, "the helper to stop", func() bool { return testutil.ProcState(p.Pid()) == "T" })
+	return p
+}
+
 // lockAsync calls Lock in a goroutine and delivers its result.
 func lockAsync(m *shm.Mutex) <-chan bool {
 	c := make(chan bool, 1)
@@ -192,10 +204,7 @@ func TestMutexRecoverIfDead(t *testing.T) {
 func TestMutexStoppedOwner(t *testing.T) {
 	s := newSegment(t, testParams())
 	m := s.Lock()
-	p := lockHelper(t, s)
-	mustCall(t, p, "lock")
-	p.Signal(kernel.SIGSTOP)
-	testutil.Eventually(t, lineTimeout, "the helper to stop", func() bool { return testutil.ProcState(p.Pid()) == "T" })
+	p := stoppedHolder(t, s)
 
 	c := lockAsync(m)
 	select {
@@ -221,11 +230,7 @@ func TestMutexStoppedOwner(t *testing.T) {
 func TestMutexLockAsWithin(t *testing.T) {
 	s := newSegment(t, testParams())
 	m := s.Lock()
-	p := lockHelper(t, s)
-	mustCall(t, p, "lock")
-	p.Signal(kernel.SIGSTOP)
-	defer p.Signal(kernel.SIGCONT)
-	testutil.Eventually(t, lineTimeout, "the helper to stop", func() bool { return testutil.ProcState(p.Pid()) == "T" })
+	p := stoppedHolder(t, s)
 	type result struct {
 		died bool
 		err  error
