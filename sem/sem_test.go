@@ -399,7 +399,7 @@ func TestLeanPath(t *testing.T) {
 
 	// A blocking array, SEM_UNDO, a WAITED semaphore: the general path.
 	done := make(chan error)
-	go func() { done <- path("general", b(2, -1, 0), b(0, -1, 0)) }()
+	go func() { done <- s.Op(ctx, b(2, -1, 0), b(0, -1, 0)) }() // (not path: the waker below sets the same flag, so its check here could not fail)
 	testutil.Eventually(t, lineWait, "the array to block", func() bool {
 		n, _ := s.GetNcnt(2)
 		return n == 1
