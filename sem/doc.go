@@ -121,9 +121,11 @@
 //     later: the lock held at that moment by another process that is
 //     stopped (SIGSTOP; found so within 10 ms), or running but for more
 //     than a second (a call waits for a running holder to unlock, which
-//     repairs, as Linux's calls wait for its lock); a record whose
-//     holder took it through a handle since closed; more than 2048 Lives
-//     held by one process at once, its blocked calls and undo records on
+//     repairs, as Linux's calls wait for its lock; an Op keeps to its
+//     context and TimedOp to its timeout meanwhile: they end as on
+//     expiry, nothing done); a record whose holder took it through a
+//     handle since closed; more than 2048 Lives held by one process at
+//     once, its blocked calls and undo records on
 //     all sets and queues (the kernel's walk stops there, newest first);
 //     a process that exec'd (below). A marked process found alive and
 //     exiting (its memory still being torn down, say:

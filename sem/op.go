@@ -116,7 +116,9 @@ func (s *Array) op(ctx context.Context, ops []Buf, deadline time.Time) error {
 	if s.deadGen.Load() != s.seenGen.Load() {
 		s.tryRepair(false)
 	}
-	s.settle()
+	if err := s.settleWithin(ctx, deadline); err != nil {
+		return err
+	}
 	if len(ops) == 1 {
 		b := ops[0]
 		if int(b.Num) >= s.nsems {

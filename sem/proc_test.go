@@ -1,6 +1,7 @@
 package sem
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -500,6 +501,35 @@ func TestSettleWaitsForRunningHolder(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The same wait, in an Op with a time limit: the Op keeps to its limit
+// (its context's, TimedOp's), and ends as if the limit had passed while it
+// waited for the lock, with nothing done. The holder holds the lock for
+// longer than settleMax, so that a wait that ignored the limit would give
+// up on the holder at settleMax and then apply the op lock-free (the
+// mutation that drops settleWithin's checks fails this test so).
+func TestSettleKeepsToTheCallsLimit(t *testing.T) {
+	id := usysvImpl.create(t, 2, 0o600)
+	h, err := handle(id)
+	require.NoError(t, err)
+	p := client(t, usysvImpl, id)
+	p.Send("op 0:1:u")
+	p.Expect("ok", lineWait)
+	holder := client(t, usysvImpl, id)
+	holder.Send(fmt.Sprintf("hold %d", 3*settleMax/time.Millisecond))
+	holder.Expect("locked", lineWait)
+	p.Kill()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err = h.Op(ctx, Buf{Num: 1, Op: 1})
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Op with a context")
+	require.ErrorIs(t, h.TimedOp(20*time.Millisecond, Buf{Num: 1, Op: 1}), kernel.EAGAIN, "TimedOp")
+	require.True(t, h.mu.Held(), "the holder held the lock throughout")
+
+	holder.Expect("ok", lineWait)
+	require.Equal(t, "vals[0 0],ok", vals(usysvImpl, id), "the undo, and nothing of the Ops")
 }
 
 // The same, but the holder stops (SIGSTOP) while the read waits for it:

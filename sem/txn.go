@@ -1285,9 +1285,16 @@ const execConfirm = 20 * time.Millisecond
 // not stop lock-free calls); until that holder unlocks, settle does not
 // wait on it again (a later holding of the lock is waited for afresh,
 // should it be continued by then).
-func (s *Array) settle() {
+func (s *Array) settle() { _ = s.settleWithin(context.Background(), time.Time{}) }
+
+// settleWithin is settle for an Op, which stops waiting for the holder
+// when ctx ends (canceled) or the deadline passes (EAGAIN, as semtimedop's
+// expiry; the zero deadline is none), with nothing done, as lockWithin
+// stops waiting for the lock. (Otherwise a TimedOp of a millisecond could
+// take up to settleMax.)
+func (s *Array) settleWithin(ctx context.Context, deadline time.Time) error {
 	if !s.undoerDied() {
-		return
+		return nil
 	}
 	// The marked records of live processes first (each looked at once):
 	// nothing to repair.
@@ -1307,7 +1314,7 @@ func (s *Array) settle() {
 		// until the exit's end, and the next call looks again.)
 	}
 	if r < 0 {
-		return
+		return nil
 	}
 	start := time.Now()
 	look := settleLook
@@ -1318,18 +1325,25 @@ func (s *Array) settle() {
 		sec := s.mu.Sections()
 		h := s.mu.HolderTask()
 		if h != 0 && int32(h) == s.stoppedHolder.Load() && sec == s.stoppedSection.Load() {
-			return // (tryRepair found it alive: stopped still, or continued but not unlocked yet)
+			return nil // (tryRepair found it alive: stopped still, or continued but not unlocked yet)
 		}
-		d := time.Since(start)
+		if ctx.Err() != nil {
+			return canceled(ctx)
+		}
+		now := time.Now()
+		if !deadline.IsZero() && !now.Before(deadline) {
+			return kernel.EAGAIN
+		}
+		d := now.Sub(start)
 		if d > settleMax {
-			return
+			return nil
 		}
 		if d > look {
 			look = d + settleRelook
 			if h != 0 && kernel.ProcessStopped(h) {
 				s.stoppedSection.Store(sec)
 				s.stoppedHolder.Store(int32(h))
-				return
+				return nil
 			}
 		}
 		if d < settleLook {
@@ -1339,6 +1353,7 @@ func (s *Array) settle() {
 		}
 	}
 	s.stoppedHolder.Store(0)
+	return nil
 }
 
 // settle's waits for the lock: when it first looks whether the holder is
