@@ -503,6 +503,23 @@ func TestSettleWaitsForRunningHolder(t *testing.T) {
 	}
 }
 
+// undoerAndHolder is the set-up of the settle tests: a set of two, with a
+// process p whose SEM_UNDO op left it semadj 1 on semaphore 0 (its value
+// 1), and a holder that runs hold (a "hold" command) and holds the lock.
+func undoerAndHolder(t *testing.T, hold string) (id int, h *Array, p, holder *testutil.Proc) {
+	t.Helper()
+	id = usysvImpl.create(t, 2, 0o600)
+	h, err := handle(id)
+	require.NoError(t, err)
+	p = client(t, usysvImpl, id)
+	p.Send("op 0:1:u")
+	p.Expect("ok", lineWait)
+	holder = client(t, usysvImpl, id)
+	holder.Send(hold)
+	holder.Expect("locked", lineWait)
+	return id, h, p, holder
+}
+
 // The same wait, in an Op with a time limit: the Op keeps to its limit
 // (its context's, TimedOp's), and ends as if the limit had passed while it
 // waited for the lock, with nothing done. The holder holds the lock for
@@ -510,20 +527,12 @@ func TestSettleWaitsForRunningHolder(t *testing.T) {
 // up on the holder at settleMax and then apply the op lock-free (the
 // mutation that drops settleWithin's checks fails this test so).
 func TestSettleKeepsToTheCallsLimit(t *testing.T) {
-	id := usysvImpl.create(t, 2, 0o600)
-	h, err := handle(id)
-	require.NoError(t, err)
-	p := client(t, usysvImpl, id)
-	p.Send("op 0:1:u")
-	p.Expect("ok", lineWait)
-	holder := client(t, usysvImpl, id)
-	holder.Send(fmt.Sprintf("hold %d", 3*settleMax/time.Millisecond))
-	holder.Expect("locked", lineWait)
+	id, h, p, holder := undoerAndHolder(t, fmt.Sprintf("hold %d", 3*settleMax/time.Millisecond))
 	p.Kill()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	err = h.Op(ctx, Buf{Num: 1, Op: 1})
+	err := h.Op(ctx, Buf{Num: 1, Op: 1})
 	require.ErrorIs(t, err, context.DeadlineExceeded, "Op with a context")
 	require.ErrorIs(t, h.TimedOp(20*time.Millisecond, Buf{Num: 1, Op: 1}), kernel.EAGAIN, "TimedOp")
 	require.True(t, h.mu.Held(), "the holder held the lock throughout")
@@ -539,15 +548,7 @@ func TestSettleKeepsToTheCallsLimit(t *testing.T) {
 // (The look that found it stopped is what the test checks: the handle
 // notes the holder, stoppedHolder. A wait that ran out does not.)
 func TestSettleStopsForStoppedHolder(t *testing.T) {
-	id := usysvImpl.create(t, 2, 0o600)
-	h, err := handle(id)
-	require.NoError(t, err)
-	p := client(t, usysvImpl, id)
-	p.Send("op 0:1:u")
-	p.Expect("ok", lineWait)
-	holder := client(t, usysvImpl, id)
-	holder.Send("hold 150 stop")
-	holder.Expect("locked", lineWait)
+	_, h, p, holder := undoerAndHolder(t, "hold 150 stop")
 	cont := func() { holder.Signal(kernel.SIGCONT) }
 	defer cont()
 	p.Kill()
