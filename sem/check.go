@@ -51,6 +51,9 @@ func (s *Array) check() error {
 		switch st {
 		case 0, stDone:
 			continue
+		case stLeft:
+			n++ // (counted until a lock holder dequeues it)
+			continue
 		case stWaiting:
 		default:
 			bad("slot %d in state %d", idx, st)

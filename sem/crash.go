@@ -35,6 +35,7 @@ const (
 	StepUndoCommitted = "undo-committed" // repair: a dead process's undo committed, not applied
 	StepFreezeLook    = "freeze-look"    // lock holder: a word's SEM_UNDO intent looked complete, the word not yet frozen
 	StepUnlocked      = "unlocked"       // lock released, the waiters completed under it not yet woken
+	StepClaimed       = "claimed"        // a queued waiter claimed by the lock holder, its completion not committed
 
 	// A post on a semaphore waiters name (op.go: post).
 	StepPostFrozen    = "post-frozen"    // word frozen, nothing applied

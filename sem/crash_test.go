@@ -122,6 +122,8 @@ func TestCrashInsidePost(t *testing.T) {
 		{StepLocked, false},
 		{StepPostFrozen, false},
 		{StepPostApplied, true},
+		{StepClaimed, true},
+		{StepClaimed + ":2", true},
 		{StepPostCommitted, true},
 		{StepPostCompleted, true},
 		{StepPostCommitted + ":2", true},
@@ -176,6 +178,28 @@ func TestCrashInsidePost(t *testing.T) {
 			require.NoError(t, h.check())
 		})
 	}
+}
+
+// A process killed as the lock holder that has claimed a queued waiter
+// (crash step claimed: queue.go, leaving the queue), before it completed
+// it: the repair puts the claim back, and its wake-up scan completes the
+// waiter, which a claim left in place would keep from every waker.
+func TestCrashWhileClaiming(t *testing.T) {
+	id := usysvImpl.create(t, 3, 0o600)
+	w := client(t, usysvImpl, id)
+	w.Send("op 0:-1,2:0") // (an array: the general path completes it)
+	waitCount(t, usysvImpl, id, 0, 1, false)
+	p := crashClient(t, "noreg", id, StepClaimed)
+	p.Send("op 0:1")
+	assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
+	h, err := handle(id)
+	require.NoError(t, err)
+	require.NoError(t, h.TimedOp(lineWait, b(1, 1, 0), b(1, -1, 0))) // (an array: the lock, taken over)
+	w.Expect("ok", lineWait)
+	assert.Equal(t, "vals[0 0 0],ok", vals(usysvImpl, id))
+	n, _ := h.GetNcnt(0)
+	assert.Zero(t, n)
+	require.NoError(t, h.check())
 }
 
 // undoOwedByDead makes a set of two whose semaphores a process raised

@@ -155,9 +155,11 @@
 //     need the lock wait. An Op waits for the lock no longer than its
 //     context, or TimedOp's timeout, allows, and then ends as a blocked Op
 //     ends, with nothing applied (Linux never stops a process inside
-//     semop's lock); an Op already queued leaves its place in line under
-//     the lock, so it waits for the holder even then, as do TryOp and the
-//     control calls. The others go on, also after a death: while a live
+//     semop's lock). So does an Op already queued: it leaves its place in
+//     line without the lock (queue.go: leaving the queue), unless that
+//     holder had claimed it to complete it: then it waits for the holder,
+//     and its ops are applied. TryOp and the control calls wait for the
+//     holder. The others go on, also after a death: while a live
 //     process holds the lock, the repair of a death is left to the holder
 //     (before it unlocks) or to the next call that finds the lock free
 //     (txn.go: tryRepair).

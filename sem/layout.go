@@ -292,7 +292,10 @@ func (v *view) slotsInUse() []shm.WaiterSlot {
 
 // Waiter slot use (shm.WaiterSlot, 128 bytes each):
 //
-//	State   0 free, stWaiting queued, stDone completed by a waker
+//	State   0 free, stWaiting queued, stDone completed by a waker;
+//	        stClaimed: a lock holder is completing it (claim, below);
+//	        stLeft: its call ended without it (timeout, context), to be
+//	        dequeued by a lock holder
 //	PID     owner pid, Start its start time
 //	Arg[0]  ticket: its place in its wait list (queue.go)
 //	Arg[1]  op array: arena offset (bits 0..31) | count (32..47) | undo record+1 (48..63)
@@ -302,6 +305,8 @@ func (v *view) slotsInUse() []shm.WaiterSlot {
 const (
 	stWaiting = 1
 	stDone    = 2
+	stClaimed = 3
+	stLeft    = 4
 
 	argTicket = 0
 	argOps    = 1

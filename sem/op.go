@@ -680,9 +680,10 @@ func (s *Array) post(ctx context.Context, ops []Buf, deadline time.Time) error {
 		cand[k] = -1
 		left--
 		slot := &v.slots[idx]
-		if slot.State.Load() != stWaiting {
-			return // (gone: the set was removed meanwhile)
+		if !s.claim(idx) {
+			return // (gone: its call ended, or the set was removed meanwhile)
 		}
+		crashpoint(StepClaimed)
 		val += int(op[k])
 		d = uint64(val) | uint64(slot.PID.Load())<<pidShift&pidMask
 		putWord(&v.shadow[i], d)
@@ -852,30 +853,74 @@ func (s *Array) finish(idx int) error {
 	return nil
 }
 
-// abandon takes a waiter out of the queue, unless a waker completed it in
-// the meantime (then its outcome stands: the ops were applied).
+// abandon ends a queued waiter's call with err (its timeout or context
+// ended, or the set was removed), unless a waker completed it meanwhile:
+// then that outcome stands (its ops were applied). It leaves the queue
+// without the lock (queue.go: leaving the queue), so that a lock holder
+// that is stopped (SIGSTOP) does not keep the call from ending, unless
+// that holder had claimed it: then the holder decides, and the call waits
+// for it as for a waker that has begun.
 func (s *Array) abandon(idx int, err error) error {
 	slot := &s.v.slots[idx]
-	if slot.State.Load() == stDone {
-		return s.finish(idx)
-	}
-	if s.seg.Removed() && err == kernel.EIDRM {
-		// Nobody will scan this set again; the lock may belong to a
-		// process that will never return to it.
-		slot.Life.Release()
-		if slot.State.CompareAndSwap(stWaiting, 0) {
-			return err
+	// Released first: once it has left, the slot may be dequeued and
+	// taken by another process's waiter, with the same Life word. (A
+	// death from here on is found by the repair's look at the process.)
+	slot.Life.Release()
+	// A removed set is scanned by nobody again, and its lock may belong
+	// to a process that will never return to it: the slot is just freed.
+	removed := err == kernel.EIDRM && s.seg.Removed()
+	for turn := 0; ; turn++ {
+		switch slot.State.Load() {
+		case stDone:
+			return s.finish(idx)
+		case stWaiting:
+			next := uint32(stLeft)
+			if removed {
+				next = 0
+			}
+			if slot.State.CompareAndSwap(stWaiting, next) {
+				if !removed {
+					s.dropSelf(idx)
+				}
+				return err
+			}
+		case stClaimed:
+			if removed {
+				return err
+			}
+			// The claimer is inside its critical section (or stopped
+			// there: then this waits for it to be continued).
+			if turn < claimTurns {
+				runtime.Gosched()
+			} else {
+				time.Sleep(claimNap)
+			}
+		default:
+			return err // (freed by a repair that took this process for dead)
 		}
-		return s.finish(idx)
 	}
-	defer s.guard(s.lock())
-	if slot.State.Load() == stDone {
-		s.unlock()
-		return s.finish(idx)
-	}
-	s.sc.queued = int32(idx) // (the section's guard gives it up on a panic)
-	slot.Life.Release()      // (under the lock: a death until now is seen by wakers)
-	s.dequeue(idx)
-	s.unlock()
-	return err
 }
+
+// dropSelf dequeues the waiter in slot idx, which has left the queue, if
+// the lock comes within leaveWait; otherwise a later holder does.
+func (s *Array) dropSelf(idx int) {
+	t, err := s.lockWithin(context.Background(), time.Now().Add(leaveWait))
+	if err != nil {
+		return
+	}
+	defer s.guard(t)
+	if s.v.slots[idx].State.Load() == stLeft { // (else another holder did)
+		s.dequeue(idx)
+	}
+	s.unlock()
+}
+
+// leaveWait is how long a waiter that left the queue waits for the lock
+// to dequeue itself: far longer than a running holder's section. A waiter
+// that finds itself claimed yields claimTurns times, then naps claimNap
+// between looks.
+const (
+	leaveWait  = time.Millisecond
+	claimTurns = 100
+	claimNap   = 100 * time.Microsecond
+)

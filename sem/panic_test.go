@@ -116,6 +116,8 @@ func TestPanicInsidePost(t *testing.T) {
 	}{
 		{StepPostFrozen, 1, false},
 		{StepPostApplied, 1, true},
+		{StepClaimed, 1, true},
+		{StepClaimed, 2, true},
 		{StepPostCommitted, 1, true},
 		{StepPostCompleted, 1, true},
 		{StepPostCommitted, 2, true},

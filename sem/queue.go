@@ -112,10 +112,16 @@ func waiterKind(ops []Buf) uint8 {
 func (s *Array) collectWaiters() {
 	sc := &s.sc
 	q := sc.wq[:0]
-	for _, idx := range s.waiting() {
+	list := s.waiting()
+	if sc.sawLeft {
+		s.dropLeft()
+	}
+	for _, idx := range list {
 		ops, _, ok := s.waiterOps(&s.v.slots[idx])
 		if !ok {
-			s.commit(nil, -1, int(idx), int(kernel.EINVAL), false)
+			if s.claim(idx) {
+				s.commit(nil, -1, int(idx), int(kernel.EINVAL), false)
+			}
 			continue
 		}
 		q = append(q, qent{ticket: s.v.slots[idx].Arg[argTicket].Load(), idx: idx, num: ops[0].Num, kind: waiterKind(ops)})
@@ -136,10 +142,12 @@ func byTicket(a, b qent) int { return cmp.Compare(a.ticket, b.ticket) }
 // sc.slotList), and lowers slotsHi to just past the last slot in use.
 // A waiter whose process has died is not listed (shm.Life: Linux drops it
 // in the exit itself); its slot stays queued until the repair frees it.
+// Nor is one that left (stLeft); sc.sawLeft says whether there was one.
 func (s *Array) waiting() []int32 {
 	list := s.sc.slotList[:0]
 	slots := s.v.slotsInUse()
 	hi := 0
+	s.sc.sawLeft = false
 	for idx := range slots {
 		switch slots[idx].State.Load() {
 		case 0:
@@ -148,6 +156,8 @@ func (s *Array) waiting() []int32 {
 			if !slots[idx].Life.Dead() {
 				list = append(list, int32(idx))
 			}
+		case stLeft:
+			s.sc.sawLeft = true
 		}
 		hi = idx + 1
 	}
@@ -312,9 +322,10 @@ func (s *Array) wakeConstOps(num int) {
 func (s *Array) evalWaiter(e *qent) int {
 	idx := int(e.idx)
 	slot := &s.v.slots[idx]
-	if slot.State.Load() != stWaiting {
-		return -int(kernel.EINVAL) // (gone: the set was removed meanwhile)
+	if !s.claim(e.idx) {
+		return -int(kernel.EINVAL) // (gone: its call ended, or the set was removed meanwhile)
 	}
+	crashpoint(StepClaimed)
 	ops, rec, ok := s.waiterOps(slot)
 	if !ok {
 		s.commit(nil, -1, idx, int(kernel.EINVAL), false)
@@ -327,12 +338,46 @@ func (s *Array) evalWaiter(e *qent) int {
 		if uint64(blockAt) != slot.Arg[argBlock].Load() {
 			putWord(&slot.Arg[argBlock], uint64(blockAt))
 		}
+		put32(&slot.State, stWaiting) // (unclaimed: it waits on)
 	case res == 0:
 		s.commit(ops, rec, idx, 0, false)
 	default:
 		s.commit(nil, -1, idx, -res, false)
 	}
 	return res
+}
+
+// Leaving the queue. A waiter whose call ends (its timeout, its context)
+// leaves without the lock, by a CAS of its State from stWaiting to stLeft
+// (abandon, op.go); so that its ops are never applied after that, a lock
+// holder claims a waiter before it evaluates it, by a CAS from stWaiting
+// to stClaimed, and then completes it (apply, post: stDone) or puts it
+// back (stWaiting). Of the two CASes exactly one wins. A waiter that finds
+// itself claimed waits for the claimer's section to decide; a claim whose
+// holder died is put back by the repair, after the journal's redo has
+// completed the one it committed. A left slot stays in the table (and in
+// nwait) until a lock holder dequeues it: the leaver, if it gets the lock
+// at once, else the next general section (collectWaiters: dropLeft), or
+// enqueue, which then reuses it.
+//
+// (A waiter on Linux leaves its queue under the set's lock, which a
+// process never holds while it is stopped. Here a lock holder can be
+// stopped (SIGSTOP), and a waiter's timeout must not wait for it.)
+
+// claim claims the waiter in slot idx (stWaiting → stClaimed), or reports
+// that it is not waiting.
+func (s *Array) claim(idx int32) bool {
+	return s.v.slots[idx].State.CompareAndSwap(stWaiting, stClaimed)
+}
+
+// dropLeft dequeues every waiter that left the queue (lock held).
+func (s *Array) dropLeft() {
+	for idx := range s.v.slotsInUse() {
+		if s.v.slots[idx].State.Load() == stLeft {
+			s.dequeue(idx)
+		}
+	}
+	s.sc.sawLeft = false
 }
 
 // value is semaphore i's value as the lock holder sees it: its working

@@ -145,3 +145,101 @@ func TestOpGivesUpOnStoppedHolder(t *testing.T) {
 	require.NoError(t, h.TimedOp(limit, pair...))
 	require.NoError(t, h.check())
 }
+
+// A queued waiter's call ends when its context does, or its timeout
+// passes, though a process stopped (SIGSTOP) holds the lock: it leaves the
+// queue without the lock (queue.go: leaving the queue), nothing applied,
+// and a later holder dequeues it. Before, it waited for the lock to take
+// itself out, until the holder was continued.
+func TestQueuedWaiterLeavesPastStoppedHolder(t *testing.T) {
+	id := usysvImpl.create(t, 2, 0o600)
+	h, err := handle(id)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	canceled := make(chan error, 1)
+	go func() { canceled <- h.Op(ctx, b(0, -1, 0)) }()
+	timedOut := make(chan error, 1)
+	const timeout = time.Second
+	timedOutAt := time.Now().Add(timeout)
+	go func() { timedOut <- h.TimedOp(timeout, b(1, -1, 0)) }()
+	waitCount(t, usysvImpl, id, 0, 1, false)
+	waitCount(t, usysvImpl, id, 1, 1, false)
+
+	pa := client(t, usysvImpl, id)
+	pa.Send("hold 0 stop")
+	pa.Expect("locked", lineWait)
+	cont := func() { pa.Signal(kernel.SIGCONT) }
+	defer cont()
+	testutil.Eventually(t, lineWait, "A stopped holding the lock", func() bool { return kernel.ProcessStopped(pa.Pid()) })
+	if time.Now().After(timedOutAt) {
+		t.Log("A stopped after the TimedOp's timeout (a loaded machine): only the cancel was tested past it")
+	}
+	cancel()
+	err = within(t, "the cancelled waiter", func() error { return <-canceled }, cont)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, kernel.EINTR)
+	err = within(t, "the waiter that timed out", func() error { return <-timedOut }, cont)
+	assert.ErrorIs(t, err, kernel.EAGAIN)
+	require.True(t, kernel.ProcessStopped(pa.Pid()), "A stopped throughout")
+
+	cont()
+	pa.Expect("ok", lineWait)
+	for num := range 2 {
+		n, err := h.GetNcnt(num)
+		require.NoError(t, err)
+		assert.Zero(t, n, "semaphore %d: the waiter that left is not counted", num)
+	}
+	require.NoError(t, h.check())
+	// Posts find nobody to give their units to: the waiters' ops were not
+	// applied, and their slots are dequeued (by the general path here).
+	require.NoError(t, h.Op(context.Background(), b(0, 1, 0), b(1, 1, 0)))
+	assert.Equal(t, "vals[1 1],ok", vals(usysvImpl, id))
+	assert.Zero(t, h.v.hdr.nwait.Load(), "the left slots dequeued")
+	require.NoError(t, h.check())
+}
+
+// A waiter whose context ends while the lock holder that claimed it is
+// stopped (between the claim and the completion: crash step claimed, as
+// "stop:") waits for that holder, which decides: continued, it completes
+// the waiter, whose Op then succeeds with its op applied.
+func TestClaimedWaiterWaitsForItsClaimer(t *testing.T) {
+	id := usysvImpl.create(t, 3, 0o600)
+	h, err := handle(id)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- h.Op(ctx, b(0, -1, 0), b(2, 0, 0)) }() // (an array: the general path completes it)
+	waitCount(t, usysvImpl, id, 0, 1, false)
+
+	pa := testutil.Start(t, "sem-client", []string{"usysv", itoa(id)}, testutil.Env(CrashEnv+"=stop:"+StepClaimed))
+	pa.Send("op 0:1")
+	testutil.Eventually(t, lineWait, "A stopped with the waiter claimed", func() bool {
+		return kernel.ProcessStopped(pa.Pid()) && slotState(h) == stClaimed
+	})
+	cont := func() { pa.Signal(kernel.SIGCONT) }
+	defer cont()
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("the claimed waiter returned (%v) while its claimer was stopped", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	cont()
+	pa.Expect("ok", lineWait)
+	require.NoError(t, within(t, "the claimed waiter", func() error { return <-done }, cont), "completed by its claimer")
+	assert.Equal(t, "vals[0 0 0],ok", vals(usysvImpl, id))
+	require.NoError(t, h.check())
+}
+
+// slotState is the state of the first waiter slot of h's set in use (0:
+// none).
+func slotState(h *Array) uint32 {
+	for i := range h.v.slotsInUse() {
+		if st := h.v.slots[i].State.Load(); st != 0 {
+			return st
+		}
+	}
+	return 0
+}

@@ -53,6 +53,7 @@ type scratch struct {
 	slotList   []int32  // queue.go: the queued waiters' slots
 	wq         []qent   // queue.go: the queued waiters, by ticket
 	merged     bool     // queue.go: a complex waiter is queued
+	sawLeft    bool     // queue.go: waiting saw a waiter that left
 	nums       []uint16 // queue.go: semaphores with a waiter of theirs
 	zeroNums   []uint16 // queue.go: semaphores to look at for zero
 	ops        []Buf    // a waiter's ops, read from the arena
@@ -681,7 +682,7 @@ func (s *Array) apply(dirty []int32, final bool) {
 	// visible to everyone.
 	if kind == jkOps && slot >= 0 && slot < len(v.slots) {
 		ws := &v.slots[slot]
-		if ws.State.Load() == stWaiting {
+		if ws.State.Load() == stClaimed { // (claimed before its commit: queue.go)
 			putWord(&ws.Arg[argResult], uint64(errno))
 			// (A plain store is enough here: the waiter reads it without
 			// ordering needs of its own, and wakeSlot's atomic add orders
@@ -778,7 +779,12 @@ func (s *Array) enqueue(ops []Buf, rec, blockAt int, asleep bool) (int, error) {
 	v := s.v
 	idx := -1
 	for i := range v.slots {
-		if v.slots[i].State.Load() == 0 {
+		st := v.slots[i].State.Load()
+		if st == stLeft {
+			s.dequeue(i) // (queue.go: leaving the queue)
+			st = v.slots[i].State.Load()
+		}
+		if st == 0 {
 			idx = i
 			break
 		}
@@ -862,7 +868,7 @@ func (s *Array) arenaAlloc(n int) int {
 		moved := false
 		slots := v.slotsInUse()
 		for i := range slots {
-			if slots[i].State.Load() != stWaiting {
+			if st := slots[i].State.Load(); st != stWaiting && st != stLeft {
 				continue
 			}
 			off, m, _ := unpackSlotOps(slots[i].Arg[argOps].Load())
@@ -877,7 +883,8 @@ func (s *Array) arenaAlloc(n int) int {
 	}
 }
 
-// dequeue takes a still-queued waiter out (timeout, cancellation, death).
+// dequeue takes a still-queued waiter out (timeout, cancellation, death),
+// or one that left the queue (stLeft).
 func (s *Array) dequeue(idx int) {
 	slot := &s.v.slots[idx]
 	if ops, _, ok := s.waiterOps(slot); ok {
@@ -885,7 +892,7 @@ func (s *Array) dequeue(idx int) {
 			s.freeze(int(b.Num)) // so that unlock recomputes WAITED
 		}
 	}
-	if slot.State.CompareAndSwap(stWaiting, 0) {
+	if slot.State.CompareAndSwap(stWaiting, 0) || slot.State.CompareAndSwap(stLeft, 0) {
 		putWord(&s.v.hdr.nwait, s.v.hdr.nwait.Load()-1)
 	}
 }
@@ -1084,8 +1091,14 @@ func (s *Array) repairLocked(full bool) {
 		if st == 0 {
 			continue
 		}
-		if slot.Life.Dead() || !s.alive(int(slot.PID.Load()), slot.Start.Load()) {
-			if st == stWaiting {
+		if st == stClaimed {
+			// Claimed by the dead holder, and not completed (the redo
+			// above completed the one it committed): queued still.
+			put32(&slot.State, stWaiting)
+			st = stWaiting
+		}
+		if st == stLeft || slot.Life.Dead() || !s.alive(int(slot.PID.Load()), slot.Start.Load()) {
+			if st == stWaiting || st == stLeft {
 				s.dequeue(idx)
 			} else {
 				slot.State.CompareAndSwap(st, 0)

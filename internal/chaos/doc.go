@@ -183,6 +183,10 @@
 //	                TestForeignIntentABA (sem/intent_test.go)
 //	post-frozen, post-applied, post-committed (:1, :2), post-completed (:1, :2)
 //	                TestCrashInsidePost; TestPanicInsidePost
+//	claimed (:1, :2)
+//	                TestCrashInsidePost; TestPanicInsidePost; TestCrashWhileClaiming
+//	                (the general path); TestClaimedWaiterWaitsForItsClaimer
+//	                (stop: there)
 //
 // Every step is also armed at random, under load, by TestChaos/msgq and
 // TestChaos/sem, and SIGKILL at any instruction by their stop-and-kill.

@@ -60,7 +60,7 @@ type semStats struct {
 // nothing in builds without its lean path).
 var semSteps = []string{"undo-read", "undo-cas", "locked", "freeze-look", "evaluated", "committed", "applying",
 	"enqueued", "waiting", "undo-committed", "lean-locked", "lean-frozen", "lean-evaluated", "lean-committed",
-	"lean-releasing", "post-frozen", "post-applied", "post-committed", "post-completed", "unlocked"}
+	"lean-releasing", "post-frozen", "post-applied", "claimed", "post-committed", "post-completed", "unlocked"}
 
 // postHooks are the hooks of the post load: sem's steps of a post for the
 // poster, which only a set without complex or SEM_UNDO waiters reaches
@@ -69,7 +69,7 @@ var semSteps = []string{"undo-read", "undo-cas", "locked", "freeze-look", "evalu
 // takers, none for the checker. A poster makes about a thousand posts a
 // second and lives about 0.1 s: its hooks fire at an early hit.
 var postHooks = semHooks{maxN: 10, byRole: map[string][]string{
-	"poster": {"locked", "post-frozen", "post-applied", "post-committed", "post-completed", "unlocked"},
+	"poster": {"locked", "post-frozen", "post-applied", "claimed", "post-committed", "post-completed", "unlocked"},
 	"taker":  {"locked", "enqueued", "waiting"},
 }}
 
