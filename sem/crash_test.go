@@ -1,6 +1,7 @@
 package sem
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -199,6 +200,33 @@ func TestCrashWhileClaiming(t *testing.T) {
 	assert.Equal(t, "vals[0 0 0],ok", vals(usysvImpl, id))
 	n, _ := h.GetNcnt(0)
 	assert.Zero(t, n)
+	require.NoError(t, h.check())
+}
+
+// The same death, with the claimed waiter's call ending meanwhile (its
+// context): the waiter does not wait for a dead claimer, it takes the lock
+// over, and the repair puts the claim back and completes it with the
+// dead process's post, which stands (post: the value in the frozen word
+// is the commit point). Nobody else touches the set, and the registry
+// does not know the helper.
+func TestDeadClaimerTakenOver(t *testing.T) {
+	id := usysvImpl.create(t, 3, 0o600)
+	h, err := handle(id)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- h.Op(ctx, b(0, -1, 0)) }()
+	waitCount(t, usysvImpl, id, 0, 1, false)
+	p := crashClient(t, "noreg", id, StepClaimed)
+	p.Send("op 2:0") // (opens the helper's gate: its post takes the post path)
+	p.Expect("ok", lineWait)
+	p.Send("op 0:1")
+	assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
+	require.Equal(t, uint32(stClaimed), slotState(h), "the dead helper claimed the waiter")
+	cancel()
+	require.NoError(t, within(t, "the waiter its dead claimer left", func() error { return <-done }, func() { h.repair() }))
+	assert.Equal(t, "vals[0 0 0],ok", vals(usysvImpl, id))
 	require.NoError(t, h.check())
 }
 

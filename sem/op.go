@@ -893,7 +893,7 @@ func (s *Array) abandon(idx int, err error) error {
 			if turn < claimTurns {
 				runtime.Gosched()
 			} else {
-				time.Sleep(claimNap)
+				s.settleClaim(idx)
 			}
 		default:
 			return err // (freed by a repair that took this process for dead)
@@ -915,12 +915,30 @@ func (s *Array) dropSelf(idx int) {
 	s.unlock()
 }
 
+// settleClaim is abandon's look at a claim of the waiter in slot idx that
+// lasts: it waits for the lock for up to leaveWait. A claimer that runs
+// decides meanwhile (and unlocks); one that died there is taken over, and
+// the repair puts its claim back; a claim that no holder made (a corrupt
+// segment: the lock was free) is void, and the waiter leaves. A claimer
+// that is stopped keeps the lock, and the claim stands.
+func (s *Array) settleClaim(idx int) {
+	t, err := s.lockWithin(context.Background(), time.Now().Add(leaveWait))
+	if err != nil {
+		return
+	}
+	defer s.guard(t)
+	if slot := &s.v.slots[idx]; slot.State.Load() == stClaimed {
+		put32(&slot.State, stLeft)
+		s.dequeue(idx)
+	}
+	s.unlock()
+}
+
 // leaveWait is how long a waiter that left the queue waits for the lock
-// to dequeue itself: far longer than a running holder's section. A waiter
-// that finds itself claimed yields claimTurns times, then naps claimNap
-// between looks.
+// to dequeue itself, or one that finds itself claimed for its claimer:
+// far longer than a running holder's section. A waiter that finds itself
+// claimed first yields claimTurns times.
 const (
 	leaveWait  = time.Millisecond
 	claimTurns = 100
-	claimNap   = 100 * time.Microsecond
 )
