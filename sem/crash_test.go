@@ -16,6 +16,19 @@ func crashClient(t *testing.T, impl string, id int, step string) *testutil.Proc 
 	return testutil.Start(t, "sem-client", []string{impl, itoa(id)}, testutil.Env(CrashEnv+"="+step))
 }
 
+// warmCrashClient is crashClient ("noreg") once it has opened the set and
+// made an op (one that changes nothing: wait for zero on semaphore 2, so
+// its gate is open and its post takes the post path). A test whose step a
+// wake-up scan passes (claimed) starts it before anyone queues: a
+// handle's first repair (openMapped, once any death was reported, as
+// other tests' deaths are) runs that scan, and would die there instead.
+func warmCrashClient(t *testing.T, id int, step string) *testutil.Proc {
+	p := crashClient(t, "noreg", id, step)
+	p.Send("op 2:0")
+	p.Expect("ok", lineWait)
+	return p
+}
+
 func itoa(i int) string { return formatInt(i) }
 
 // checkAfter checks a 3-semaphore set after a crash test's helper pid
@@ -136,6 +149,8 @@ func TestCrashInsidePost(t *testing.T) {
 			var ws []*testutil.Proc
 			for attempt := 1; ; attempt++ {
 				id = usysvImpl.create(t, 3, 0o600)
+				// The helper opens the set before the waiters queue (warmUp).
+				p := warmCrashClient(t, id, c.step)
 				ws = ws[:0]
 				for n := 1; n <= 2; n++ {
 					w := client(t, usysvImpl, id)
@@ -143,9 +158,6 @@ func TestCrashInsidePost(t *testing.T) {
 					waitCount(t, usysvImpl, id, 0, n, false)
 					ws = append(ws, w)
 				}
-				p := crashClient(t, "noreg", id, c.step)
-				p.Send("op 2:0") // (opens the helper's gate: its post takes the post path)
-				p.Expect("ok", lineWait)
 				p.Send("op 0:2")
 				line, alive := p.Next(lineWait)
 				if !alive {
@@ -187,10 +199,10 @@ func TestCrashInsidePost(t *testing.T) {
 // waiter, which a claim left in place would keep from every waker.
 func TestCrashWhileClaiming(t *testing.T) {
 	id := usysvImpl.create(t, 3, 0o600)
+	p := warmCrashClient(t, id, StepClaimed)
 	w := client(t, usysvImpl, id)
 	w.Send("op 0:-1,2:0") // (an array: the general path completes it)
 	waitCount(t, usysvImpl, id, 0, 1, false)
-	p := crashClient(t, "noreg", id, StepClaimed)
 	p.Send("op 0:1")
 	assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
 	h, err := handle(id)
@@ -213,14 +225,12 @@ func TestDeadClaimerTakenOver(t *testing.T) {
 	id := usysvImpl.create(t, 3, 0o600)
 	h, err := handle(id)
 	require.NoError(t, err)
+	p := warmCrashClient(t, id, StepClaimed)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- h.Op(ctx, b(0, -1, 0)) }()
 	waitCount(t, usysvImpl, id, 0, 1, false)
-	p := crashClient(t, "noreg", id, StepClaimed)
-	p.Send("op 2:0") // (opens the helper's gate: its post takes the post path)
-	p.Expect("ok", lineWait)
 	p.Send("op 0:1")
 	assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
 	require.Equal(t, uint32(stClaimed), slotState(h), "the dead helper claimed the waiter")

@@ -130,6 +130,13 @@ func TestPanicInsidePost(t *testing.T) {
 			w, err := OpenID(id)
 			require.NoError(t, err)
 			defer w.Close()
+			// Opened before the waiters queue: a handle's first repair
+			// (openMapped, once any death was reported) runs the wake-up
+			// scan, which claims them (claimed) too.
+			h, err := OpenID(id)
+			require.NoError(t, err)
+			defer h.Close()
+			require.NoError(t, h.TryOp(b(2, 0, 0))) // (opens the gate: the post takes the post path)
 			// Armed before the waiters start, which pass crash points too
 			// (only the post passes the post's).
 			defer panicAt(c.step, c.n)()
@@ -138,10 +145,6 @@ func TestPanicInsidePost(t *testing.T) {
 				go func() { done <- w.TimedOp(2*lineWait, b(0, -1, 0)) }()
 				waitCount(t, usysvImpl, id, 0, n, false)
 			}
-			h, err := OpenID(id)
-			require.NoError(t, err)
-			defer h.Close()
-			require.NoError(t, h.TryOp(b(2, 0, 0))) // (opens the gate: the post takes the post path)
 			assert.PanicsWithValue(t, injected, func() { _ = h.Op(ctx, b(0, 2, 0)) }, "the panic goes on to the caller")
 
 			var n int

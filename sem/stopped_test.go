@@ -207,13 +207,15 @@ func TestClaimedWaiterWaitsForItsClaimer(t *testing.T) {
 	id := usysvImpl.create(t, 3, 0o600)
 	h, err := handle(id)
 	require.NoError(t, err)
+	// A opens the set before the waiter queues (warmCrashClient).
+	pa := testutil.Start(t, "sem-client", []string{"usysv", itoa(id)}, testutil.Env(CrashEnv+"=stop:"+StepClaimed))
+	pa.Send("op 2:0")
+	pa.Expect("ok", lineWait)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- h.Op(ctx, b(0, -1, 0), b(2, 0, 0)) }() // (an array: the general path completes it)
 	waitCount(t, usysvImpl, id, 0, 1, false)
-
-	pa := testutil.Start(t, "sem-client", []string{"usysv", itoa(id)}, testutil.Env(CrashEnv+"=stop:"+StepClaimed))
 	pa.Send("op 0:1")
 	testutil.Eventually(t, lineWait, "A stopped with the waiter claimed", func() bool {
 		return kernel.ProcessStopped(pa.Pid()) && slotState(h) == stClaimed

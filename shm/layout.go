@@ -47,9 +47,15 @@ import (
 //
 // Every 64-bit field is 8-aligned; the mutable words are on their own
 // cache lines, away from the immutable part and from the lock.
+//
+// The version covers what the kinds keep in the body and the waiter table
+// as well: processes that share an object must follow one protocol. 3: a
+// sem waiter leaves its queue without the lock, and lock holders claim a
+// waiter before they complete it (sem/queue.go); a process of version 2
+// would complete a waiter that had left.
 const (
 	Magic         = 0x31767375 // "usv1"
-	LayoutVersion = 2
+	LayoutVersion = 3
 	HeaderSize    = 256
 	WaiterSize    = 128
 

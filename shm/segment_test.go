@@ -38,7 +38,7 @@ func TestHeaderGolden(t *testing.T) {
 	assert.Equal(t, want, shm.HeaderOffsets)
 	assert.Equal(t, uint32(0x31767375), uint32(shm.Magic))
 	assert.Equal(t, "usv1", string(le.AppendUint32(nil, shm.Magic)))
-	assert.Equal(t, 2, shm.LayoutVersion)
+	assert.Equal(t, 3, shm.LayoutVersion)
 	assert.Equal(t, 256, shm.HeaderSize)
 	assert.Equal(t, 128, shm.WaiterSize)
 
@@ -51,7 +51,7 @@ func TestHeaderGolden(t *testing.T) {
 
 	exp := make([]byte, p.Size())
 	le.PutUint32(exp[0:], 0x31767375)
-	le.PutUint32(exp[4:], 2)
+	le.PutUint32(exp[4:], 3)
 	le.PutUint32(exp[8:], 2)
 	le.PutUint32(exp[12:], 256)
 	le.PutUint64(exp[16:], 256+2*128+0x40)
@@ -183,7 +183,7 @@ func TestFromBytesRejects(t *testing.T) {
 		isForeign(t, err)
 	})
 	t.Run("version", func(t *testing.T) {
-		for _, v := range []uint32{0, 1, 3, 0xffffffff} {
+		for _, v := range []uint32{0, 1, 2, 4, 0xffffffff} {
 			mem := fresh()
 			le.PutUint32(mem[4:], v)
 			reseal(mem)
