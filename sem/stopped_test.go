@@ -91,12 +91,8 @@ func TestOpGivesUpOnStoppedHolder(t *testing.T) {
 	id := usysvImpl.create(t, 2, 0o600)
 	h, err := handle(id)
 	require.NoError(t, err)
-	pa := client(t, usysvImpl, id)
-	pa.Send("hold 0 stop")
-	pa.Expect("locked", lineWait)
-	cont := func() { pa.Signal(kernel.SIGCONT) }
+	pa, cont := stoppedLockHolder(t, id)
 	defer cont()
-	testutil.Eventually(t, lineWait, "A stopped holding the lock", func() bool { return kernel.ProcessStopped(pa.Pid()) })
 
 	const limit = 20 * time.Millisecond
 	pair := []Buf{b(0, 1, 0), b(1, 1, 0)} // an array: the lock
@@ -146,6 +142,18 @@ func TestOpGivesUpOnStoppedHolder(t *testing.T) {
 	require.NoError(t, h.check())
 }
 
+// stoppedLockHolder starts a process A that takes set id's lock and stops
+// (SIGSTOP) holding it; cont continues it (also at the test's end).
+func stoppedLockHolder(t *testing.T, id int) (pa *testutil.Proc, cont func()) {
+	t.Helper()
+	pa = client(t, usysvImpl, id)
+	pa.Send("hold 0 stop")
+	pa.Expect("locked", lineWait)
+	cont = func() { pa.Signal(kernel.SIGCONT) }
+	testutil.Eventually(t, lineWait, "A stopped holding the lock", func() bool { return kernel.ProcessStopped(pa.Pid()) })
+	return pa, cont
+}
+
 // A queued waiter's call ends when its context does, or its timeout
 // passes, though a process stopped (SIGSTOP) holds the lock: it leaves the
 // queue without the lock (queue.go: leaving the queue), nothing applied,
@@ -166,12 +174,8 @@ func TestQueuedWaiterLeavesPastStoppedHolder(t *testing.T) {
 	waitCount(t, usysvImpl, id, 0, 1, false)
 	waitCount(t, usysvImpl, id, 1, 1, false)
 
-	pa := client(t, usysvImpl, id)
-	pa.Send("hold 0 stop")
-	pa.Expect("locked", lineWait)
-	cont := func() { pa.Signal(kernel.SIGCONT) }
+	pa, cont := stoppedLockHolder(t, id)
 	defer cont()
-	testutil.Eventually(t, lineWait, "A stopped holding the lock", func() bool { return kernel.ProcessStopped(pa.Pid()) })
 	if time.Now().After(timedOutAt) {
 		t.Log("A stopped after the TimedOp's timeout (a loaded machine): only the cancel was tested past it")
 	}
