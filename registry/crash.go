@@ -41,5 +41,14 @@ var crash killat.Points[step]
 
 func init() { crash.Arm("registry", KillAtEnv, stepNames) }
 
+// stepHook, if set (by tests, before serving), is called at every step,
+// after the crash hook: an in-process test holds a request there.
+var stepHook func(step)
+
 // crashPoint is a labelled step (see KillAtEnv).
-func crashPoint(s step) { crash.At(s) }
+func crashPoint(s step) {
+	crash.At(s)
+	if stepHook != nil {
+		stepHook(s)
+	}
+}

@@ -238,8 +238,9 @@ func TestGuardDefaultDirectory(t *testing.T) {
 // directory was removed and a second registry started there before it
 // could put it back) steps down: Serve returns ErrDisplaced, it leaves the
 // other's socket in place, its clients move to the other, and the other
-// adopts what it made, changed and removed meanwhile. A key both made is
-// kept by neither.
+// adopts what it made, changed and removed meanwhile (or earlier: at a
+// call on an object by id that only A knows). A key both made is kept by
+// neither.
 func TestGuardStepsDown(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	sock := filepath.Join(dir, "reg.sock")
@@ -289,10 +290,12 @@ func TestGuardStepsDown(t *testing.T) {
 	require.NoError(t, ca.Set(shm.KindMsg, p, 0, 0, 0o640, kernel.MSGMNB))
 	db := made(t, cb, semReq(kd, 1, creat|excl|0o600))
 	z := made(t, cb, semReq(kz, 1, creat|excl|0o600))
-	_, err = cb.Stat(shm.KindSem, y)
-	require.ErrorIs(t, err, kernel.EINVAL, "B does not know A's new object yet")
 	_, err = cb.Stat(shm.KindSem, r)
 	require.NoError(t, err, "B still has what A removed")
+	_, err = cb.Get(semReq(ky, 0, 0))
+	require.ErrorIs(t, err, kernel.ENOENT, "B does not know A's new key yet")
+	_, err = cb.Stat(shm.KindSem, y)
+	require.NoError(t, err, "B takes A's new object in at its first call by id (onObject)")
 
 	once.Do(func() { close(release) })
 	select {

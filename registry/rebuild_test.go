@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/stretchr/testify/assert"
@@ -212,4 +213,48 @@ func TestRebuildLeavesKeyedSegments(t *testing.T) {
 	ds, err = kernel.ShmctlStat(private)
 	require.NoError(t, err)
 	assert.NotZero(t, ds.Atime, "an IPC_PRIVATE segment is peeked at")
+}
+
+// An object of the namespace that another registry made while both served
+// the socket (guard.go), which this one has not adopted yet, is served by
+// id at once: the first stat, set or remove of it takes it in, key and
+// all. Segments of another namespace stay unknown. (Before, such calls
+// said EINVAL until the other registry asked for the adoption, and a
+// Remove retried after its connection broke took that for "already
+// removed", so the object lived on.)
+func TestServesObjectMadeElsewhere(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	_, c := startServer2(t, sock)
+	elsewhere := func(key int, ns uint64) int {
+		p := msgReq(key, 0).Layout
+		p.Kind, p.Namespace, p.Key = shm.KindMsg, ns, int32(key)
+		p.CUID, p.CGID = uint32(os.Geteuid()), uint32(os.Getegid())
+		id, err := shm.Create(p, p.CUID, p.CGID, 0o600, time.Now().Unix())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = kernel.ShmctlRemove(id) })
+		return id
+	}
+	key := testutil.Key(t)
+	keyed, private := elsewhere(key, c.Namespace()), elsewhere(kernel.IPC_PRIVATE, c.Namespace())
+	foreign := elsewhere(kernel.IPC_PRIVATE, c.Namespace()+1)
+
+	_, err := c.Stat(shm.KindSem, keyed)
+	require.ErrorIs(t, err, kernel.EINVAL, "the wrong kind")
+	o, err := c.Stat(shm.KindMsg, keyed)
+	require.NoError(t, err)
+	assert.Equal(t, keyed, o.ID)
+	got, err := c.Get(msgReq(key, 0))
+	require.NoError(t, err, "the adoption took the key in")
+	assert.Equal(t, keyed, got)
+
+	require.NoError(t, c.Remove(shm.KindMsg, private), "a remove adopts too")
+	ds, err := kernel.ShmctlStat(private)
+	if err == nil {
+		assert.NotZero(t, ds.Perm.Mode&kernel.SHM_DEST, "the kernel segment is removed")
+	}
+	require.NoError(t, c.Remove(shm.KindMsg, keyed))
+
+	_, err = c.Stat(shm.KindMsg, foreign)
+	require.ErrorIs(t, err, kernel.EINVAL, "another namespace's object")
+	require.ErrorIs(t, c.Remove(shm.KindMsg, foreign), kernel.EINVAL)
 }

@@ -545,8 +545,8 @@ func (s *Server) goTracked(f func()) bool {
 	return true
 }
 
-// Close stops serving: the listener and every connection are closed, the
-// segments unmapped (objects live on in the kernel and are found again by
+// Close stops serving: the listener is closed, and every connection once
+// the requests its client had sent are answered; the segments unmapped (objects live on in the kernel and are found again by
 // the next registry), the lock released and the socket file removed (if
 // the path still names it). If another process holds the lock at the path
 // by then (the lock file was replaced while this server ran), the registry
@@ -566,7 +566,18 @@ func (s *Server) Close() error {
 	s.gmu.Unlock()
 	s.cmu.Lock()
 	for c := range s.conns {
-		c.Close()
+		// The reading side only: serveConn still answers the request in
+		// hand, and those its client sent before this (the kernel keeps
+		// buffered data readable after SHUT_RD; handle drops a creating
+		// one), then finds the end and closes. A creation in flight must
+		// reach its client, which cannot send again (EPIPE) and
+		// reconnects to the next registry. (Before, the
+		// whole connection was closed: a creation finished meanwhile was
+		// kept but its answer lost, and the client's retry, served by the
+		// next registry before it adopted this one's objects, made a
+		// second object for the key, which left both keyless and the
+		// first unknown to anyone: TestCloseAnswersCreation.)
+		_ = c.CloseRead()
 	}
 	s.cmu.Unlock()
 	_ = kernel.EventfdSignal(s.evfd)
@@ -708,7 +719,11 @@ func (s *Server) dropConn(nc *net.UnixConn, uid uint32) {
 // applied for a client that is gone, and the connection is closed: the
 // client gave up waiting (the registry's host was stopped, see
 // ErrHostStopped) and was told the request was not applied, or died; a
-// late creation would belong to nobody.
+// late creation would belong to nobody. Nor is a Get that may create,
+// once Close has begun: the client retries it with the next registry. (A
+// registry stepping down may have lost its directory, and so its creation
+// journal: killed inside a creation then, it would leave a segment that
+// nobody can name.)
 func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out []byte, ok bool) {
 
 	if body[0] != protoVersion || body[2] != 0 || body[3] != 0 {
@@ -739,7 +754,7 @@ func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out
 		if !d.done() {
 			return nil, false
 		}
-		if (r.Key == kernel.IPC_PRIVATE || r.Flags&kernel.IPC_CREAT != 0) && gone() {
+		if (r.Key == kernel.IPC_PRIVATE || r.Flags&kernel.IPC_CREAT != 0) && (s.closed.Load() || gone()) {
 			return nil, false
 		}
 		var id int
@@ -754,7 +769,10 @@ func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out
 			return nil, false
 		}
 		var o Object
-		o, err = s.stat(c, shm.Kind(kw&^statAny), id, kw&statAny != 0)
+		err = s.onObject(shm.Kind(kw&^statAny), id, func() (err error) {
+			o, err = s.stat(c, shm.Kind(kw&^statAny), id, kw&statAny != 0)
+			return err
+		})
 		resp.object(o)
 	case opSet:
 		kind, id := shm.Kind(d.u32()), int(d.i32())
@@ -762,13 +780,13 @@ func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out
 		if !d.done() || gone() {
 			return nil, false
 		}
-		err = s.set(c, kind, id, uid, gid, mode, param)
+		err = s.onObject(kind, id, func() error { return s.set(c, kind, id, uid, gid, mode, param) })
 	case opRemove:
 		kind, id := shm.Kind(d.u32()), int(d.i32())
 		if !d.done() || gone() {
 			return nil, false
 		}
-		err = s.remove(c, kind, id)
+		err = s.onObject(kind, id, func() error { return s.remove(c, kind, id) })
 	case opList:
 		kind, after := shm.Kind(d.u32()), int(d.i32())
 		if !d.done() {
@@ -1052,6 +1070,48 @@ func (s *Server) lookup(kind shm.Kind, id int) (*entry, error) {
 		return nil, kernel.EINVAL
 	}
 	return e, nil
+}
+
+// onObject runs call, a request on object id. If id is unknown (EINVAL) but
+// names a live object of the namespace, one that another registry made
+// while both served the socket and that this one has not adopted yet
+// (guard.go: the other steps down, finishes its requests, then asks for
+// the adoption), the table takes it in (rebuild) and call runs again. So
+// a client that got the id from the other one can stat, set and remove
+// it here at once. (Before, these calls said EINVAL until the adoption,
+// and a Remove retried after its connection broke took that EINVAL for
+// "already removed": the object lived on.)
+func (s *Server) onObject(kind shm.Kind, id int, call func() error) error {
+	err := call()
+	if !errors.Is(err, kernel.EINVAL) || !s.unadopted(kind, id) {
+		return err
+	}
+	if rerr := s.rebuild(); rerr != nil {
+		log.Print(rerr)
+		return err
+	}
+	return call()
+}
+
+// unadopted reports whether id is a live object of kind in this
+// namespace that the table does not have. Only segments that rebuild
+// would look at are looked at (shm.Candidate).
+func (s *Server) unadopted(kind shm.Kind, id int) bool {
+	if id < 0 || !validKind(kind) {
+		return false
+	}
+	s.mu.RLock()
+	_, known := s.byID[id]
+	s.mu.RUnlock()
+	if known {
+		return false
+	}
+	ds, err := kernel.ShmctlStat(id)
+	if err != nil || !shm.Candidate(ds) || ds.Perm.Mode&kernel.SHM_DEST != 0 {
+		return false
+	}
+	p, st, err := shm.Peek(id)
+	return err == nil && p.Namespace == s.ns && p.Kind == kind && st == shm.StateLive
 }
 
 func (s *Server) object(e *entry) Object {

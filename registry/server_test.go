@@ -526,3 +526,71 @@ func TestTmpfilesAgingSparesServer(t *testing.T) {
 	require.NoError(t, err, "new clients still reach it")
 	c2.Close()
 }
+
+// A registry that is closed (or steps down for another: guard.go) while it
+// makes an object answers the creation before the connection ends, so the
+// client learns the id and the next registry keeps the key for it. A
+// creating get it reads after that is not applied (ErrConnLost: the
+// client may retry with the next registry).
+// (Before, Close closed every connection at once: the creating get failed
+// with ErrConnLost though the object was made, so nobody had its id, and
+// the client's retry, served by a registry that had not adopted it yet,
+// made a second object for the key. Found by TestChaos/registry.)
+func TestCloseAnswersCreation(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "reg.sock")
+	s, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	c, err := Dial(sock)
+	require.NoError(t, err)
+	defer c.Close()
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	stepHook = func(st step) {
+		if st == stepCreateDone {
+			once.Do(func() { close(inside); <-release })
+		}
+	}
+	key := testutil.Key(t)
+	type result struct {
+		id  int
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		id, err := c.Get(msgReq(key, creat|excl|0o600))
+		got <- result{id, err}
+	}()
+	<-inside
+	// A second creation, sent on the same connection meanwhile, is read
+	// once Close has begun: it is not applied.
+	late := make(chan error, 1)
+	go func() {
+		_, err := c.Get(msgReq(kernel.IPC_PRIVATE, creat|0o600))
+		late <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	// Close reaches the connections at once, then waits for the request.
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	r := <-got
+	lateErr := <-late
+	require.NoError(t, <-closed)
+	require.NoError(t, <-served)
+	stepHook = nil // (the handler has returned: Close waited for it)
+
+	_, c2 := startServer2(t, sock)
+	objs, err := c2.List(shm.KindMsg)
+	require.NoError(t, err)
+	for _, o := range objs {
+		require.NoError(t, c2.Remove(shm.KindMsg, o.ID))
+	}
+	require.NoError(t, r.err, "the creation's answer")
+	require.Len(t, objs, 1, "the late creation is not applied")
+	assert.Equal(t, r.id, objs[0].ID)
+	assert.Equal(t, int32(key), objs[0].Perm.Key)
+	assert.ErrorIs(t, lateErr, ErrConnLost)
+}
