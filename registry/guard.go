@@ -43,13 +43,15 @@ import (
 // only a process connecting for the first time does, as before. Until
 // then the namespace has no registry; calls that need it fail meanwhile.
 //
-// Stepping down (stepDown) is Close: the server stops serving (its
-// clients reconnect) and Serve returns ErrDisplaced. If another process
+// Stepping down (stepDown) is Close: the server stops serving (it
+// answers the requests in hand, then its clients reconnect) and Serve
+// returns ErrDisplaced. If another process
 // holds the lock at the path by then, a second registry started in the
 // window: this one asks it to adopt the objects this one made, changed or
 // removed meanwhile (Client.Adopt): it adopts every segment of the
 // namespace its table lacks, forgets those removed here, and takes owners
-// and modes from the segments, as a registry starting there would. A key
+// and modes from the segments, as a registry starting there would (until
+// then, a call by id on such an object takes it in: onObject). A key
 // that both made in the overlap is kept by neither, as rebuild does for
 // any key two objects claim; both objects live on by id.
 //
