@@ -148,12 +148,7 @@ func TestGuardDirectoryGone(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "run", "usysv")
 			require.NoError(t, os.MkdirAll(dir, 0o755))
 			sock := filepath.Join(dir, "reg.sock")
-			s, err := NewServer(sock, Limits{})
-			require.NoError(t, err)
-			done := make(chan error, 1)
-			go func() { done <- s.Serve() }()
-			c, err := Dial(sock)
-			require.NoError(t, err)
+			_, c, done := serveAt(t, sock)
 			t.Cleanup(func() { c.Close() })
 			id := made(t, c, msgReq(testutil.Key(t), creat|excl|0o600))
 			if how == "removed" {
@@ -168,7 +163,7 @@ func TestGuardDirectoryGone(t *testing.T) {
 				t.Fatal("the registry did not step down")
 			}
 			// Re-hosting (a client whose registry went) does not make it.
-			_, err = newServer(sock, Limits{}, false)
+			_, err := newServer(sock, Limits{}, false)
 			require.ErrorIs(t, err, kernel.ENOENT)
 			_, err = os.Stat(dir)
 			require.ErrorIs(t, err, os.ErrNotExist, "not made again")

@@ -194,16 +194,7 @@ func TestRebuild(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "reg.sock")
-	serve := func() (*Server, *Client, chan error) {
-		s, err := NewServer(sock, Limits{})
-		require.NoError(t, err)
-		done := make(chan error, 1)
-		go func() { done <- s.Serve() }()
-		c, err := Dial(sock)
-		require.NoError(t, err)
-		return s, c, done
-	}
-	s1, c1, done1 := serve()
+	s1, c1, done1 := serveAt(t, sock)
 	// A second server on the same socket is refused while the first runs.
 	_, err := NewServer(sock, Limits{})
 	require.ErrorIs(t, err, kernel.EADDRINUSE)
@@ -243,7 +234,7 @@ func TestRebuild(t *testing.T) {
 	require.NoError(t, s1.Close())
 	require.NoError(t, <-done1)
 
-	s2, c2, done2 := serve()
+	s2, c2, done2 := serveAt(t, sock)
 	defer func() {
 		for _, r := range recs {
 			assert.NoError(t, c2.Remove(r.kind, r.id))
@@ -346,18 +337,26 @@ func TestForgedRemovedStateStillRemovable(t *testing.T) {
 
 func startServer2(t *testing.T, sock string) (*Server, *Client) {
 	t.Helper()
-	s, err := NewServer(sock, Limits{})
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve() }()
-	c, err := Dial(sock)
-	require.NoError(t, err)
+	s, c, done := serveAt(t, sock)
 	t.Cleanup(func() {
 		c.Close()
 		require.NoError(t, s.Close())
 		require.NoError(t, <-done)
 	})
 	return s, c
+}
+
+// serveAt starts a server at sock and dials it. The caller closes both;
+// done gets Serve's result.
+func serveAt(t testing.TB, sock string) (s *Server, c *Client, done chan error) {
+	t.Helper()
+	s, err := NewServer(sock, Limits{})
+	require.NoError(t, err)
+	done = make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	c, err = Dial(sock)
+	require.NoError(t, err)
+	return s, c, done
 }
 
 // When a client process dies, every segment's dead generation is bumped,
@@ -538,12 +537,7 @@ func TestTmpfilesAgingSparesServer(t *testing.T) {
 // made a second object for the key. Found by TestChaos/registry.)
 func TestCloseAnswersCreation(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "reg.sock")
-	s, err := NewServer(sock, Limits{})
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	c, err := Dial(sock)
-	require.NoError(t, err)
+	s, c, served := serveAt(t, sock)
 	defer c.Close()
 	inside, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
