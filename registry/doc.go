@@ -92,15 +92,19 @@
 // connection makes it again: until it is back, or a new process connects
 // for the first time (which makes it), nobody serves that namespace. A second registry that
 // got the lock first is left to serve: the first steps down (it answers
-// the requests its clients had sent, then they reconnect to the second)
+// the requests in hand but begins no creation, then its clients reconnect
+// to the second)
 // and asks the second to adopt what it made, changed or removed meanwhile
 // (Client.Adopt). Until then, the second takes in such an object at the
 // first call on it by id (stat, set, remove: a rebuild), but a get by key
 // does not find it. A key that both registries made in that overlap is
 // kept by neither, as after any take-over that finds a key claimed twice;
-// both objects live on by id. A rename of a
-// directory above the socket's is not seen; a host that cannot get an
-// inotify instance runs unguarded (logged).
+// both objects live on by id. A host killed inside a creation while its
+// directory is being removed loses its creation journal with it: the
+// segment it was making can be left without a usysv header (ipcs shows
+// it; TestChaos/registry's long runs leave one now and then). A
+// rename of a directory above the socket's is not seen; a host that cannot
+// get an inotify instance runs unguarded (logged).
 //
 // A host that is stopped (SIGSTOP, Ctrl-Z, a debugger) still holds the
 // lock, so nobody can take over. A client sees it in /proc (the serving

@@ -212,8 +212,10 @@ func (c *cluster) orphans() []string {
 	// thousands) was made outside them.
 	type life struct{ from, to int64 }
 	lives := map[int][]life{}
+	names := map[int]string{}
 	c.starter.mu.Lock()
 	for _, p := range c.starter.procs {
+		names[p.pid] = p.name
 		p.mu.Lock()
 		to := p.exitedAt.Unix() + 1
 		if p.exitedAt.IsZero() {
@@ -240,10 +242,16 @@ func (c *cluster) orphans() []string {
 		if !ours(sg.DS) || sg.DS.Perm.Mode&kernel.SHM_DEST != 0 {
 			continue
 		}
-		if p, st, err := shm.Peek(sg.ID); err == nil && p.Namespace == c.ns && st == shm.StateLive {
+		p, st, err := shm.Peek(sg.ID)
+		if err == nil && p.Namespace == c.ns && st == shm.StateLive {
 			continue // a usysv object of the cluster: testutil.Leaks' business
 		}
-		out = append(out, fmt.Sprintf("segment %d, %d bytes, made by pid %d, %d attaches", sg.ID, sg.DS.Segsz, sg.DS.Cpid, sg.DS.Nattch))
+		header := fmt.Sprintf("header: %v", err)
+		if err == nil {
+			header = fmt.Sprintf("header: kind %v, key %#x, state %d, namespace ours %v", p.Kind, uint32(p.Key), st, p.Namespace == c.ns)
+		}
+		out = append(out, fmt.Sprintf("segment %d, %d bytes, made by pid %d (%s) at %d, mode %#o, %d attaches; %s",
+			sg.ID, sg.DS.Segsz, sg.DS.Cpid, names[sg.DS.Cpid], sg.DS.Ctime, sg.DS.Perm.Mode, sg.DS.Nattch, header))
 		_ = kernel.ShmctlRemove(sg.ID)
 	}
 	return out
