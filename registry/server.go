@@ -545,9 +545,10 @@ func (s *Server) goTracked(f func()) bool {
 	return true
 }
 
-// Close stops serving: the listener is closed, and every connection once
-// the requests its client had sent are answered; the segments unmapped (objects live on in the kernel and are found again by
-// the next registry), the lock released and the socket file removed (if
+// Close stops serving: the listener is closed, and each connection once
+// the requests its client had sent are answered (a creating get not yet
+// begun is dropped: handle); the segments are unmapped (objects live on in
+// the kernel and are found again by the next registry), the lock released and the socket file removed (if
 // the path still names it). If another process holds the lock at the path
 // by then (the lock file was replaced while this server ran), the registry
 // there is asked to adopt the objects this one made (guard.go).
@@ -569,14 +570,14 @@ func (s *Server) Close() error {
 		// The reading side only: serveConn still answers the request in
 		// hand, and those its client sent before this (the kernel keeps
 		// buffered data readable after SHUT_RD; handle drops a creating
-		// one), then finds the end and closes. A creation in flight must
+		// get), then finds the end and closes. A creation in flight must
 		// reach its client, which cannot send again (EPIPE) and
-		// reconnects to the next registry. (Before, the
-		// whole connection was closed: a creation finished meanwhile was
-		// kept but its answer lost, and the client's retry, served by the
-		// next registry before it adopted this one's objects, made a
-		// second object for the key, which left both keyless and the
-		// first unknown to anyone: TestCloseAnswersCreation.)
+		// reconnects to the next registry. (Before, the whole connection
+		// was closed: a creation finished meanwhile was kept but its
+		// answer lost, and the client's retry, served by the next
+		// registry before it adopted this one's objects, made a second
+		// object for the key; both became keyless, and the first was
+		// known to nobody: TestCloseAnswersCreation.)
 		_ = c.CloseRead()
 	}
 	s.cmu.Unlock()
@@ -720,10 +721,10 @@ func (s *Server) dropConn(nc *net.UnixConn, uid uint32) {
 // client gave up waiting (the registry's host was stopped, see
 // ErrHostStopped) and was told the request was not applied, or died; a
 // late creation would belong to nobody. Nor is a Get that may create,
-// once Close has begun: the client retries it with the next registry. (A
-// registry stepping down may have lost its directory, and so its creation
-// journal: killed inside a creation then, it would leave a segment that
-// nobody can name.)
+// once Close has begun: its client gets ErrConnLost, or repeats it with
+// the next registry if that is safe (Client.call). (A registry stepping
+// down may have lost its directory, and so its creation journal: killed
+// inside a creation then, it would leave a segment that nobody can name.)
 func (s *Server) handle(c Creds, body []byte, buf []byte, gone func() bool) (out []byte, ok bool) {
 
 	if body[0] != protoVersion || body[2] != 0 || body[3] != 0 {
