@@ -35,23 +35,27 @@
 //     it removes the segment, header or not (nobody was told the id; a
 //     client's creating Get saw ErrConnLost or is retried). A finished
 //     creation whose answer was lost is kept, as the kernel keeps an
-//     object whose creator was killed on its way out of semget.
+//     object whose creator was killed on its way out of semget. A segment
+//     without a header yet is removed by any later rebuild, journal or not
+//     (a host killed inside shmget had not written the id; a journal can
+//     be lost with its directory): its size carries shm.SizeMark, and the
+//     kernel's list shows it IPC_PRIVATE, mode shm.CreateMode, of the
+//     registry's uid, its creator gone (journal.go).
 //   - The journal names the segment by id, and the registry removes it
 //     only if the kernel's own record agrees (IPC_PRIVATE, created by the
 //     journal's host pid and uid, of its size, between the journal's
 //     intent and its last write) and the journal is of this boot and IPC
-//     namespace (a socket directory may outlive both). A host killed
-//     inside shmget, before it could write the id, is the one case where
-//     the segment is found by those facts alone; it is removed only if,
-//     besides, it holds only zeros (nobody wrote to it), exactly one
-//     segment matches, and no process has that pid now. A foreign segment
-//     would be taken for it only if the host process itself made one of
-//     exactly that size through another library in the same instant and
-//     never wrote to it. Nothing else is ever removed: other programs'
-//     segments, other namespaces' and other users' are left alone, and a
-//     journal is read only if it is a regular file of the registry's own
-//     uid, not writable by others (it is as trusted as the socket
-//     directory, which clients trust already).
+//     namespace (a socket directory may outlive both). A segment without
+//     a header is found by the kernel's facts alone, and removed only if,
+//     besides, it holds only zeros (nobody wrote to it) and no process has
+//     its creator's pid now. Another program's segment would be taken for
+//     one only if that program ran as the registry's user, made it
+//     IPC_PRIVATE, mode 0600, of one of the 1 in 4096 sizes with the mark,
+//     never wrote to it, and exited. Nothing else is ever removed: other
+//     programs' segments, other namespaces' and other users' are left
+//     alone, and a journal is read only if it is a regular file of the
+//     registry's own uid, not writable by others (it is as trusted as the
+//     socket directory, which clients trust already).
 //   - An IPC_RMID whose host was killed after marking the header removed
 //     but before removing the kernel segment is finished by the next
 //     registry's rebuild.
@@ -100,9 +104,9 @@
 // does not find it. A key that both registries made in that overlap is
 // kept by neither, as after any take-over that finds a key claimed twice;
 // both objects live on by id. A host killed inside a creation while its
-// directory is being removed loses its creation journal with it: the
-// segment it was making can be left without a usysv header (ipcs shows
-// it; TestChaos/registry's long runs leave one now and then). A
+// directory is being removed loses its creation journal with it: a
+// segment it had not written the header of yet is removed all the same
+// (above), but an object it had is kept, though nobody was told of it. A
 // rename of a directory above the socket's is not seen; a host that cannot
 // get an inotify instance runs unguarded (logged).
 //

@@ -18,9 +18,8 @@ import (
 //
 // shm.CreateWith makes an object's segment with shmget(IPC_PRIVATE), then
 // attaches it and writes its header. A host killed (SIGKILL) before the
-// header is complete leaves a segment that nothing marks as usysv's: no
-// rebuild would adopt it and nobody would ever remove it. And a host
-// killed after the header but before the object is in its table and
+// header is written leaves a segment that no header marks as usysv's; and
+// a host killed after the header but before the object is in its table and
 // answered leaves an object that nobody asked for (IPC_PRIVATE: nobody has
 // its id), or one whose queue size (qbytes) was not set yet.
 //
@@ -32,29 +31,31 @@ import (
 // answer goes out. A host holds its journal locked (flock) from its start
 // to its clean stop, and loses the lock when it dies or execs. A registry
 // that takes over reads the journals whose lock it can take
-// (recoverJournals, before rebuild) and undoes an unfinished creation: the
-// creation had not happened, as far as anyone could know.
+// (recoverJournals, before rebuild) and undoes an unfinished creation
+// whose id the journal has, header or not: the creation had not happened,
+// as far as anyone could know. Nothing is removed unless the kernel's own
+// record of the segment agrees with the journal: created by the journal's
+// host pid, by the journal owner's uid, IPC_PRIVATE, of the journal's size,
+// not before its time nor after the journal file was last written (with
+// "made", written after shmget returned). A journal written in another
+// boot or another IPC namespace (a socket directory on a disk, or a
+// container restarted with the same volume: ids and pids start over there)
+// is not acted on.
 //
-// Nothing is removed unless the kernel's own record of the segment agrees
-// with the journal: created by the journal's host pid, by the journal
-// owner's uid, IPC_PRIVATE, of the journal's size, not before its time nor
-// after the journal file was last written (with "made", written after
-// shmget returned). A journal written in another boot or another IPC
-// namespace (a socket directory on a disk, or a container restarted with
-// the same volume: ids and pids start over there) is not acted on. With
-// the id recorded (made) that identifies the segment beyond doubt.
-// With only the intent (the host was killed during shmget or just after
-// it, before the id was written), the segment is found by those facts
-// alone, and is removed only if, besides, it holds nothing but zeros
-// (nobody wrote to it), it still has CreateMode, exactly one segment
-// matches, and no process with the host's pid exists any more (a reused
-// pid could have made one). Whether it was ever attached cannot be the
-// test: another registry's rebuild, or any tool walking the kernel's
-// list, peeks at every IPC_PRIVATE segment of a header's size
-// (shm.Candidate). A segment that would match all that and not be usysv's
-// would have to be made by the host process itself, through some other
-// library, of exactly the same size, in the same instant, and never
-// written: we accept that.
+// A segment whose header was never written needs no journal, and is
+// undone whether its journal survived or not (one that says only
+// "intent", a host killed in shmget; or none, lost with a removed socket
+// directory): every rebuild removes a segment that the kernel's list
+// shows shm.CreateWith began and nobody finished (unfinished: IPC_PRIVATE,
+// of a size with shm.SizeMark, still shm.CreateMode, made and owned by the
+// registry's own uid, its creator gone) and that holds nothing but zeros
+// (allZero: nobody wrote to it). Nobody was told its id. Whether it was
+// ever attached cannot be the test: another registry's rebuild, or any
+// tool walking the kernel's list, peeks at every candidate, read-only. A
+// segment that would pass and not be usysv's would have to be made by
+// another program of the same user, of one of the 1 in 4096 sizes that
+// carry the mark, mode 0600, never written, and be left by its creator
+// that died: we accept that.
 //
 // The journal is trusted as the socket directory is: a file is read only
 // if it is a regular file owned by the registry's own uid and not
@@ -93,12 +94,6 @@ type journalRec struct {
 	boot    uint64 // the host's bootID
 	ipcns   uint64 // and ipcNamespace
 }
-
-// intentSlack is how long after the intent was written a host killed
-// inside shmget can have made its segment, for journalMatch: a host delayed
-// longer (stopped, say) leaves its segment to leak rather than let a later
-// one be taken for it.
-const intentSlack = 2 // seconds
 
 // madeSlack is undoMade's: the id identifies the segment, with its
 // creator's pid, and the time bound only keeps a later segment given the
@@ -270,35 +265,18 @@ func (s *Server) recoverJournals(own string) {
 		case rec.ipcns != ipcns:
 			// Another IPC namespace (a registry of another container on
 			// the same socket directory, say): its ids are not ours.
-		case s.undoJournal(path, rec, mtime):
+		default:
+			// Its host is gone. A creation that got as far as its id
+			// is undone here; one that did not has no header yet, and
+			// rebuild removes its segment, if it made one, once its
+			// creator is gone (unfinished).
+			if rec.state == jrMade {
+				s.undoMade(rec, mtime)
+			}
 			_ = os.Remove(path)
 		}
 		_ = f.Close() // (its lock with it)
 	}
-}
-
-// undoJournal undoes the unfinished creation of journal rec, last written
-// at mtime, whose host is gone; it reports false when the journal should
-// stay for a later take-over to try again.
-func (s *Server) undoJournal(path string, rec journalRec, mtime int64) bool {
-	switch rec.state {
-	case jrMade:
-		s.undoMade(rec, mtime)
-	case jrIntent:
-		if kernel.ProcessAlive(rec.pid, 0) {
-			// A process has the host's pid (the host itself, exec'd,
-			// or another since): segments it made could match the
-			// intent. Try again when the pid is free.
-			return false
-		}
-		segs, err := kernel.ShmList()
-		if err != nil {
-			log.Printf("registry: journal %s: list kernel segments: %v", path, err)
-			return false
-		}
-		s.undoIntent(rec, mtime+intentSlack, segs)
-	}
-	return true
 }
 
 var (
@@ -409,33 +387,14 @@ func (s *Server) undoMade(rec journalRec, mtime int64) {
 	}
 }
 
-// undoIntent removes the segment of a creation whose host died before it
-// could write the id down, if it can be told apart beyond reasonable doubt
-// (intentOrphan); otherwise it leaves everything as it is.
-func (s *Server) undoIntent(rec journalRec, latest int64, segs []kernel.ShmSegment) {
-	id, ok := intentOrphan(rec, s.euid, latest, segs)
-	if !ok || !allZero(id) {
-		return
-	}
-	if err := kernel.ShmctlRemove(id); err != nil {
-		log.Printf("registry: remove segment %d of an unfinished creation: %v", id, err)
-	}
-}
-
-// intentOrphan picks, from the kernel's segment list, the segment that the
-// creation recorded by rec (intent only) made, if exactly one can be it:
-// one that journalMatch accepts and that still has the mode shm.CreateWith
-// gave it (undoIntent then checks that it holds only zeros: allZero).
-func intentOrphan(rec journalRec, uid uint32, latest int64, segs []kernel.ShmSegment) (int, bool) {
-	id, n := -1, 0
-	for _, sg := range segs {
-		ds := sg.DS
-		if journalMatch(rec, uid, latest, ds) &&
-			ds.Perm.UID == uid && ds.Perm.Mode&0o777 == shm.CreateMode {
-			id, n = sg.ID, n+1
-		}
-	}
-	return id, n == 1
+// unfinished reports whether the kernel's record of a segment says that
+// shm.CreateWith began it for a registry of uid and did not finish it: a
+// candidate (IPC_PRIVATE, with shm.SizeMark), made and owned by uid, with
+// the mode shm.CreateWith gave it, not removed. Whether its creator is gone
+// and it holds only zeros is for the caller to see (rebuild).
+func unfinished(ds kernel.ShmidDS, uid uint32) bool {
+	return shm.Candidate(ds) && ds.Perm.CUID == uid && ds.Perm.UID == uid &&
+		ds.Perm.Mode&0o777 == shm.CreateMode && ds.Perm.Mode&kernel.SHM_DEST == 0 && ds.Cpid > 0
 }
 
 // allZero reports whether segment id holds only zeros: nothing was ever

@@ -30,11 +30,8 @@ func init() {
 		fmt.Println(id)
 		return 0
 	})
-	// serve-foreign SOCKET SIZE WAIT: "serve", in a process that first makes
-	// a plain segment of SIZE bytes of its own (printed: "foreign ID") and,
-	// if WAIT is "wait", waits until the segment is too old to be taken for
-	// one the registry makes (journalMatch: the kernel's ctime is in whole
-	// seconds, with a second of slack).
+	// serve-foreign SOCKET SIZE: "serve", in a process that first makes a
+	// plain segment of SIZE bytes of its own (printed: "foreign ID").
 	testutil.RegisterHelper("serve-foreign", func(args []string) int {
 		size, _ := strconv.Atoi(args[1])
 		id, err := kernel.Shmget(kernel.IPC_PRIVATE, size, 0o600)
@@ -43,14 +40,6 @@ func init() {
 			return 1
 		}
 		fmt.Println("foreign", id)
-		ds, err := kernel.ShmctlStat(id)
-		if err != nil {
-			fmt.Println("error", err)
-			return 1
-		}
-		for args[2] == "wait" && time.Now().Unix() < ds.Ctime+2 {
-			time.Sleep(10 * time.Millisecond)
-		}
 		s, err := NewServer(args[0], Limits{})
 		if err != nil {
 			fmt.Println("error", err)
@@ -163,8 +152,8 @@ func TestHostKilledInCreate(t *testing.T) {
 // A host that execs inside a creation is gone as a host, though its pid
 // and start time live on: its journal's lock went with the old image. The
 // next registry undoes the creation at once if the journal has the id, or,
-// with only the intent, once no process has the host's pid (the new image
-// could make segments that match). Before, a journal whose pid lived was
+// with only the intent (no header yet), once no process has the host's
+// pid (unfinished: the new image could be making segments like it). Before, a journal whose pid lived was
 // left whole, the half-made object was adopted by the rebuild and handed
 // out, and removed when a later registry read the journal after the new
 // image's exit.
@@ -270,8 +259,23 @@ func TestHostKilledInCreateLater(t *testing.T) {
 	assert.Empty(t, s.byID)
 }
 
-// msgSize is the size of the segment msgReq makes.
-var msgSize = int(msgReq(0, 0).Layout.Size())
+// msgSize is the size of msgReq's layout: a size of usysv's, but not the
+// kernel segment's (shm.SegmentSize), which markedSize is.
+var (
+	msgSize    = int(msgReq(0, 0).Layout.Size())
+	markedSize = int(shm.SegmentSize(msgReq(0, 0).Layout))
+)
+
+// deadShmget makes a plain IPC_PRIVATE segment of size bytes, mode 0600,
+// in a helper process that exits at once (opts: as whom), and returns its
+// id: a segment whose creator is gone.
+func deadShmget(t *testing.T, size int, opts ...testutil.Opt) (int, error) {
+	t.Helper()
+	p := testutil.Start(t, "shmget", []string{strconv.Itoa(size)}, opts...)
+	id, err := strconv.Atoi(p.Line(10 * time.Second))
+	require.Equal(t, 0, p.Wait(10*time.Second))
+	return id, err
+}
 
 // foreignSegments makes plain kernel segments and usysv segments of
 // another namespace that look as much as possible like a registry's
@@ -287,21 +291,23 @@ func foreignSegments(t *testing.T) []int {
 		ids = append(ids, id)
 		return id
 	}
-	// Never attached, of a usysv size, made by this process (alive).
-	add(kernel.Shmget(kernel.IPC_PRIVATE, msgSize, 0o600))
-	// The same, made by a process that has exited.
-	p := testutil.Start(t, "shmget", []string{strconv.Itoa(msgSize)})
-	id, err := strconv.Atoi(p.Line(10 * time.Second))
-	require.Equal(t, 0, p.Wait(10*time.Second))
-	add(id, err)
-	// Keyed.
-	add(kernel.Shmget(testutil.Key(t), msgSize, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600))
-	// Written to.
-	id = add(kernel.Shmget(kernel.IPC_PRIVATE, msgSize, 0o600))
+	// Of the marked size, never attached, made by this process (alive).
+	add(kernel.Shmget(kernel.IPC_PRIVATE, markedSize, 0o600))
+	// Of a size without the mark, made by a process that has exited.
+	add(deadShmget(t, msgSize))
+	// Of the marked size, made by a process that has exited: keyed; given
+	// another mode since; written to; another user's.
+	add(kernel.Shmget(testutil.Key(t), markedSize, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600))
+	id := add(deadShmget(t, markedSize))
+	require.NoError(t, kernel.ShmctlSet(id, uint32(os.Geteuid()), uint32(os.Getegid()), 0o640))
+	id = add(deadShmget(t, markedSize))
 	mem, err := kernel.Shmat(id, 0)
 	require.NoError(t, err)
-	copy(mem, "not usysv's")
+	copy(mem[len(mem)-11:], "not usysv's")
 	require.NoError(t, kernel.Shmdt(mem))
+	if os.Geteuid() == 0 {
+		add(deadShmget(t, markedSize, testutil.AsNobody()))
+	}
 	// usysv segments of another namespace: live, and removed in the header
 	// only (that namespace's registry finishes the removal, not ours).
 	other := msgReq(0, 0).Layout
@@ -325,10 +331,9 @@ func requireAlive(t *testing.T, ids []int) {
 }
 
 // A host killed just after shmget (create-got: the journal has only the
-// intent) leaves a segment found by the kernel's facts alone; if anyone
-// wrote to it (its id shows in ipcs), it is not the zeros the creation
-// left, and the take-over keeps it. (That test replaced one of "never
-// attached": any registry's rebuild attaches such a segment to peek.)
+// intent) leaves a segment found by the kernel's facts alone (unfinished);
+// if anyone wrote to it (its id shows in ipcs), it is not the zeros the
+// creation left, and the take-over keeps it.
 func TestIntentOrphanWrittenKept(t *testing.T) {
 	sock, pid, segs := killedHost(t, shm.KillAtEnv, "create-got", msgReq(kernel.IPC_PRIVATE, creat|0o600))
 	require.Len(t, segs, 1, "the killed host left its segment")
@@ -349,23 +354,17 @@ func TestIntentOrphanWrittenKept(t *testing.T) {
 // The registry never removes a segment that is not its own: foreign
 // segments made to look like an unfinished creation survive a take-over
 // after a host was killed in a creation, whether the journal names the
-// segment (create-noted, create-attached) or only the intent (create-got),
-// and one made by the killed host itself, of the same size, never attached
-// (serve-foreign), survives too: with create-got only its age tells it
-// apart (had it been made in the same second as the orphan, neither would
-// be removed: TestIntentOrphan). The host's own unfinished segment is
-// removed.
+// segment (create-noted, create-attached) or has only the intent
+// (create-got), and so does one made by the killed host itself, never
+// attached, of a usysv layout's size without shm.SizeMark (serve-foreign).
+// The host's own unfinished segment is removed.
 func TestForeignSegmentsSurvive(t *testing.T) {
 	foreign := foreignSegments(t)
 	for _, step := range []string{"create-got", "create-noted", "create-attached"} {
 		t.Run(step, func(t *testing.T) {
 			sock := filepath.Join(t.TempDir(), "reg.sock")
 			since := time.Now()
-			wait := "no"
-			if step == "create-got" {
-				wait = "wait"
-			}
-			p := testutil.Start(t, "serve-foreign", []string{sock, strconv.Itoa(msgSize), wait},
+			p := testutil.Start(t, "serve-foreign", []string{sock, strconv.Itoa(msgSize)},
 				testutil.Env(shm.KillAtEnv+"="+step))
 			removeCreatedBy(t, p.Pid(), since)
 			var own int
@@ -396,6 +395,28 @@ func TestForeignSegmentsSurvive(t *testing.T) {
 	requireAlive(t, foreign)
 }
 
+// A host killed before its segment's header was written leaves a segment
+// that any later rebuild removes, with no journal to name it: the journal
+// went with the socket's directory (rm -rf while the host was in the
+// creation; TestChaos/registry's long runs did that now and then), and
+// the registry that takes over works in another directory, or another
+// namespace altogether. Before, such a segment was left for good.
+func TestUnfinishedWithoutJournal(t *testing.T) {
+	for _, step := range []string{"create-got", "create-noted", "create-attached"} {
+		t.Run(step, func(t *testing.T) {
+			sock, pid, segs := killedHost(t, shm.KillAtEnv, step, msgReq(kernel.IPC_PRIVATE, creat|0o600))
+			require.Len(t, segs, 1, "the killed host left its segment")
+			require.NoError(t, os.RemoveAll(filepath.Dir(sock)), "its directory, and journal, gone")
+
+			s, err := NewServer(filepath.Join(t.TempDir(), "reg.sock"), Limits{})
+			require.NoError(t, err)
+			defer s.Close()
+			assert.Empty(t, createdBy(t, pid, time.Unix(segs[0].DS.Ctime, 0)), "the unfinished segment removed")
+			assert.Empty(t, s.byID, "and not adopted")
+		})
+	}
+}
+
 // An IPC_RMID whose host was killed after marking the header removed but
 // before removing the kernel segment is finished by the next registry.
 func TestHostKilledInRemove(t *testing.T) {
@@ -423,54 +444,36 @@ func TestHostKilledInRemove(t *testing.T) {
 	require.ErrorIs(t, c.Remove(shm.KindMsg, id), kernel.EINVAL, "the object is gone")
 }
 
-// intentOrphan takes a segment only when exactly one can be the one the
-// intent was about, and it was never attached.
-func TestIntentOrphan(t *testing.T) {
+// unfinished takes a segment only if the kernel's record of it is what
+// shm.CreateWith leaves before the header: IPC_PRIVATE, with the size
+// mark, shm.CreateMode, made and owned by the registry's uid, a creator.
+func TestUnfinished(t *testing.T) {
 	const uid = 1000
-	rec := journalRec{state: jrIntent, pid: 4242, segSize: 8192, time: 1_700_000_000_500_000_000}
-	orphan := kernel.ShmSegment{ID: 7, DS: kernel.ShmidDS{
+	ds := kernel.ShmidDS{
 		Perm:  kernel.IpcPerm{UID: uid, GID: 5, CUID: uid, CGID: 5, Mode: shm.CreateMode},
-		Segsz: 8192, Ctime: 1_700_000_000, Cpid: 4242,
-	}}
-	const latest = 1_700_000_002
-	id, ok := intentOrphan(rec, uid, latest, []kernel.ShmSegment{orphan})
-	require.True(t, ok)
-	assert.Equal(t, 7, id)
-	behind := orphan
-	behind.DS.Ctime-- // the kernel's coarse clock a tick behind time.Now
-	_, ok = intentOrphan(rec, uid, latest, []kernel.ShmSegment{behind})
-	assert.True(t, ok, "a second of slack")
+		Segsz: uint64(markedSize), Ctime: 1_700_000_000, Cpid: 4242,
+	}
+	require.True(t, unfinished(ds, uid))
 	// Attaches do not disqualify it: any process walking the kernel's list
-	// (another registry's rebuild) peeks at it; undoIntent checks instead
+	// (another registry's rebuild) peeks at it; rebuild checks instead
 	// that it holds only zeros (allZero).
-	peeked := orphan
-	peeked.DS.Nattch, peeked.DS.Atime, peeked.DS.Lpid = 1, 1_700_000_001, 99
-	_, ok = intentOrphan(rec, uid, latest, []kernel.ShmSegment{peeked})
-	assert.True(t, ok, "peeked at")
-
+	peeked := ds
+	peeked.Nattch, peeked.Atime, peeked.Lpid = 1, 1_700_000_001, 99
+	assert.True(t, unfinished(peeked, uid), "peeked at")
 	for name, change := range map[string]func(ds *kernel.ShmidDS){
-		"keyed":             func(ds *kernel.ShmidDS) { ds.Perm.Key = 99 },
-		"other creator":     func(ds *kernel.ShmidDS) { ds.Cpid = 4243 },
-		"other user":        func(ds *kernel.ShmidDS) { ds.Perm.CUID, ds.Perm.UID = uid+1, uid+1 },
-		"owner changed":     func(ds *kernel.ShmidDS) { ds.Perm.UID = uid + 1 },
-		"other size":        func(ds *kernel.ShmidDS) { ds.Segsz = 8200 },
-		"older":             func(ds *kernel.ShmidDS) { ds.Ctime = 1_699_999_998 },
-		"later":             func(ds *kernel.ShmidDS) { ds.Ctime = latest + 1 },
-		"mode changed":      func(ds *kernel.ShmidDS) { ds.Perm.Mode = 0o644 },
-		"removed":           func(ds *kernel.ShmidDS) { ds.Perm.Mode |= kernel.SHM_DEST },
-		"created same time": nil,
+		"keyed":        func(ds *kernel.ShmidDS) { ds.Perm.Key = 99 },
+		"no creator":   func(ds *kernel.ShmidDS) { ds.Cpid = 0 }, // (in another pid namespace)
+		"other user":   func(ds *kernel.ShmidDS) { ds.Perm.CUID, ds.Perm.UID = uid+1, uid+1 },
+		"made by":      func(ds *kernel.ShmidDS) { ds.Perm.CUID = uid + 1 },
+		"owner":        func(ds *kernel.ShmidDS) { ds.Perm.UID = uid + 1 },
+		"layout size":  func(ds *kernel.ShmidDS) { ds.Segsz = uint64(msgSize) },
+		"off the mark": func(ds *kernel.ShmidDS) { ds.Segsz = uint64(markedSize) + 8 },
+		"mode changed": func(ds *kernel.ShmidDS) { ds.Perm.Mode = 0o640 },
+		"removed":      func(ds *kernel.ShmidDS) { ds.Perm.Mode |= kernel.SHM_DEST },
 	} {
-		other := orphan
-		other.ID = 8
-		var segs []kernel.ShmSegment
-		if change != nil {
-			change(&other.DS)
-			segs = []kernel.ShmSegment{other}
-		} else {
-			segs = []kernel.ShmSegment{orphan, other} // two candidates
-		}
-		_, ok := intentOrphan(rec, uid, latest, segs)
-		assert.False(t, ok, name)
+		other := ds
+		change(&other)
+		assert.False(t, unfinished(other, uid), name)
 	}
 }
 

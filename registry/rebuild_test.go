@@ -191,28 +191,34 @@ func TestRebuildKeepsExecBits(t *testing.T) {
 	require.NoError(t, c.Remove(shm.KindMsg, id))
 }
 
-// A registry's rebuild attaches no keyed segment: usysv makes only
-// IPC_PRIVATE ones, and an attach would change another program's
-// segment (its shm_atime, shm_lpid and, meanwhile, shm_nattch). (Before,
-// every segment of a header's size was attached to read its header, and a
-// parallel test binary's registry made kernel TestShmList fail.)
+// A registry's rebuild attaches no keyed segment, nor one of a size
+// without shm.SizeMark: usysv makes only IPC_PRIVATE ones, of such sizes,
+// and an attach would change another program's segment (its shm_atime,
+// shm_lpid and, meanwhile, shm_nattch). (Before, every segment of a
+// header's size was attached to read its header, and a parallel test
+// binary's registry made kernel TestShmList fail.)
 func TestRebuildLeavesKeyedSegments(t *testing.T) {
-	id, err := kernel.Shmget(testutil.Key(t), 1<<16, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600)
+	id, err := kernel.Shmget(testutil.Key(t), 1<<16+shm.SizeMark, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600)
 	require.NoError(t, err)
 	testutil.Track(t, "shm", id)
-	private, err := kernel.Shmget(kernel.IPC_PRIVATE, 1<<16, 0o600)
+	plain, err := kernel.Shmget(kernel.IPC_PRIVATE, 1<<16, 0o600)
+	require.NoError(t, err)
+	testutil.Track(t, "shm", plain)
+	private, err := kernel.Shmget(kernel.IPC_PRIVATE, 1<<16+shm.SizeMark, 0o600)
 	require.NoError(t, err)
 	testutil.Track(t, "shm", private)
 
 	startServer(t, Limits{}) // rebuilds from the kernel's list
 
-	ds, err := kernel.ShmctlStat(id)
+	for what, id := range map[string]int{"keyed": id, "without the mark": plain} {
+		ds, err := kernel.ShmctlStat(id)
+		require.NoError(t, err)
+		assert.Zero(t, ds.Atime, "the %s segment was never attached", what)
+		assert.Zero(t, ds.Lpid, what)
+	}
+	ds, err := kernel.ShmctlStat(private)
 	require.NoError(t, err)
-	assert.Zero(t, ds.Atime, "the keyed segment was never attached")
-	assert.Zero(t, ds.Lpid)
-	ds, err = kernel.ShmctlStat(private)
-	require.NoError(t, err)
-	assert.NotZero(t, ds.Atime, "an IPC_PRIVATE segment is peeked at")
+	assert.NotZero(t, ds.Atime, "an IPC_PRIVATE segment with the mark is peeked at")
 }
 
 // An object of the namespace that another registry made while both served

@@ -262,11 +262,13 @@ func (s *Server) Namespace() uint64 { return s.ns }
 
 // rebuild adopts every live segment of the namespace. Segments of other
 // namespaces, foreign segments and segments the registry cannot map are
-// skipped; keyed ones are not even attached (shm.Candidate). A segment
-// whose kernel segment was removed behind the registry's back (SHM_DEST)
-// is treated as removed; one whose header says removed but whose kernel
-// segment is not (an IPC_RMID whose host was killed between the two) is
-// removed now.
+// skipped; keyed ones, and those of sizes without shm.SizeMark, are not
+// even attached (shm.Candidate). One that a creation began and nobody
+// finished (unfinished, never written, its creator gone) is removed. A
+// segment whose kernel segment was removed behind the registry's back
+// (SHM_DEST) is treated as removed; one whose header says removed but
+// whose kernel segment is not (an IPC_RMID whose host was killed between
+// the two) is removed now.
 //
 // Run again on a table that is not empty (adopt), it also brings the
 // objects the table has up to date: those whose segment went or whose
@@ -312,6 +314,14 @@ func (s *Server) rebuild() error {
 			return err
 		})
 		if err == nil && removed && ks.DS.Perm.Mode&kernel.SHM_DEST == 0 {
+			_ = kernel.ShmctlRemove(ks.ID)
+			continue
+		}
+		if errors.Is(err, shm.ErrForeign) && unfinished(ks.DS, s.euid) &&
+			!kernel.ProcessAlive(ks.DS.Cpid, 0) && allZero(ks.ID) {
+			// A creation whose host was killed before the header
+			// (journal.go).
+			log.Printf("registry: segment %d, begun by pid %d (gone) and never finished, removed", ks.ID, ks.DS.Cpid)
 			_ = kernel.ShmctlRemove(ks.ID)
 			continue
 		}
@@ -926,7 +936,7 @@ func (s *Server) create(c Creds, r GetRequest, gone func() bool) (int, error) {
 	// The journal says what is being created until the object is complete
 	// and in the table, so that the next registry can undo a creation
 	// whose host was killed half-way (journal.go).
-	if err := s.jr.intent(p.Size(), time.Now().UnixNano()); err != nil {
+	if err := s.jr.intent(shm.SegmentSize(p), time.Now().UnixNano()); err != nil {
 		return -1, err
 	}
 	id, err := shm.CreateWith(p, c.UID, c.GID, mode, time.Now().Unix(), s.jr.made)

@@ -375,13 +375,33 @@ func Namespace(socketPath string) uint64 {
 }
 
 // Candidate reports whether a kernel segment can be a usysv segment,
-// without attaching it: usysv makes its segments IPC_PRIVATE (Create), and
-// a header long at least. (A removed segment's key reads as IPC_PRIVATE
-// too.) Whoever walks the kernel's list peeks at candidates only, so that
-// other programs' keyed segments are never attached: an attach, however
-// short, sets their shm_atime and shm_lpid and counts in shm_nattch.
+// without attaching it: usysv makes its segments IPC_PRIVATE, a header
+// long at least, and of a size that ends SizeMark bytes into a 4 KiB
+// block (Create). (A removed segment's key reads as IPC_PRIVATE too.)
+// Whoever walks the kernel's list peeks at candidates only, so that other
+// programs' segments are attached only if they have all that: an attach,
+// however short, sets their shm_atime and shm_lpid and counts in
+// shm_nattch.
 func Candidate(ds kernel.ShmidDS) bool {
-	return ds.Perm.Key == kernel.IPC_PRIVATE && ds.Segsz >= HeaderSize
+	return ds.Perm.Key == kernel.IPC_PRIVATE && ds.Segsz >= HeaderSize && ds.Segsz%4096 == SizeMark
+}
+
+// SizeMark marks the segments Create makes in the kernel's own record of
+// them: it asks for SegmentSize(p), p.Size() rounded up to the next size
+// that is SizeMark bytes past a multiple of 4096. The kernel keeps that
+// size (shm_segsz), so the kernel's list tells a segment of usysv's from
+// most others' before its header is written, and after its creator was
+// killed, whatever was lost with it (see registry's journal). The pages
+// it costs: none unless p.Size() is a multiple of 4096 (p.Size() is a
+// multiple of 8, and 4093 is not: at most 4093 bytes more, in the page
+// p.Size() ends in), else one.
+const SizeMark = 4093
+
+// SegmentSize is the size of the kernel segment Create makes for p: at
+// least p.Size(), and SizeMark bytes past a multiple of 4096.
+func SegmentSize(p Params) uint64 {
+	n := p.Size()
+	return n + (SizeMark-n%4096+4096)%4096
 }
 
 // Peek maps segment id read-only just long enough to read its header, and
@@ -424,7 +444,7 @@ func CreateWith(p Params, uid, gid, mode uint32, ctime int64, made func(id int) 
 	if err := p.validate(p.Size()); err != nil {
 		return -1, err
 	}
-	id, err := kernel.Shmget(kernel.IPC_PRIVATE, int(p.Size()), CreateMode)
+	id, err := kernel.Shmget(kernel.IPC_PRIVATE, int(SegmentSize(p)), CreateMode)
 	if err != nil {
 		return -1, err
 	}

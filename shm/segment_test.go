@@ -358,6 +358,27 @@ func TestPermSeqlock(t *testing.T) {
 	assert.NotEqual(t, uint32(41), seq)
 }
 
+// SegmentSize is the layout's size plus less than 4 KiB, ends SizeMark
+// bytes into a 4 KiB block, and costs a page more only when the layout's
+// size is a multiple of 4096 (layout sizes are multiples of 8).
+func TestSegmentSize(t *testing.T) {
+	pages := func(n uint64) uint64 { return (n + 4095) / 4096 }
+	for body := uint64(0); body <= 3*4096; body += 8 {
+		p := shm.Params{Waiters: 1, BodySize: body}
+		n := shm.SegmentSize(p)
+		require.Equal(t, uint64(shm.SizeMark), n%4096, "body %d", body)
+		require.GreaterOrEqual(t, n, p.Size())
+		require.Less(t, n, p.Size()+4096)
+		extra := uint64(0)
+		if p.Size()%4096 == 0 {
+			extra = 1
+		}
+		require.Equal(t, pages(p.Size())+extra, pages(n), "body %d", body)
+		require.True(t, shm.Candidate(kernel.ShmidDS{Segsz: n}))
+		require.False(t, shm.Candidate(kernel.ShmidDS{Segsz: p.Size() + 8}), "without the mark")
+	}
+}
+
 func TestCreateMapPeek(t *testing.T) {
 	p := testParams()
 	id, err := shm.Create(p, 11, 12, 0o7640, 1234)
@@ -366,7 +387,7 @@ func TestCreateMapPeek(t *testing.T) {
 
 	ds, err := kernel.ShmctlStat(id)
 	require.NoError(t, err)
-	assert.Equal(t, p.Size(), ds.Segsz)
+	assert.Equal(t, shm.SegmentSize(p), ds.Segsz)
 	requireNattch(t, id, 0, "Create detaches again")
 	assert.Zero(t, ds.Perm.Key, "usysv segments are IPC_PRIVATE")
 	assert.Equal(t, uint32(0o600), ds.Perm.Mode)
@@ -415,7 +436,7 @@ func TestCreateWith(t *testing.T) {
 		// (Another binary's registry may have peeked at it already.)
 		assert.NotEqual(t, kernel.Getpid(), ds.Lpid, "never attached by us yet")
 		assert.Equal(t, uint32(shm.CreateMode), ds.Perm.Mode&0o777)
-		assert.Equal(t, p.Size(), ds.Segsz)
+		assert.Equal(t, shm.SegmentSize(p), ds.Segsz)
 		_, _, err = shm.Peek(id)
 		assert.ErrorIs(t, err, shm.ErrForeign, "no header yet")
 		return nil

@@ -291,7 +291,7 @@ func Key(t testing.TB) int {
 }
 
 // RequireShmGone waits until kernel segment id, removed, is gone. An
-// IPC_PRIVATE segment of a header's size (shm.Candidate), and any removed
+// IPC_PRIVATE segment of a usysv size (shm.Candidate), and any removed
 // one still attached, may be attached for a moment by another test
 // binary's registry or leak check (shm.Peek): the kernel then keeps it,
 // SHM_DEST, until that peek detaches.
