@@ -35,12 +35,15 @@
 //     it removes the segment, header or not (nobody was told the id; a
 //     client's creating Get saw ErrConnLost or is retried). A finished
 //     creation whose answer was lost is kept, as the kernel keeps an
-//     object whose creator was killed on its way out of semget. A segment
-//     without a header yet is removed by any later rebuild, journal or not
-//     (a host killed inside shmget had not written the id; a journal can
-//     be lost with its directory): its size carries shm.SizeMark, and the
-//     kernel's list shows it IPC_PRIVATE, mode shm.CreateMode, of the
-//     registry's uid, its creator gone (journal.go).
+//     object whose creator was killed on its way out of semget. Without
+//     the journal (a host killed inside shmget had not written the id; a
+//     journal can be lost with its directory) it is undone all the same
+//     once the host's pid is free: a segment without a header yet, by any
+//     later rebuild (its size carries shm.SizeMark, and the kernel's list
+//     shows it IPC_PRIVATE, mode shm.CreateMode, of the registry's uid);
+//     one with, by the namespace's next rebuild (the header says
+//     shm.StateCreating until the host publishes the object, just before
+//     the answer) (journal.go).
 //   - The journal names the segment by id, and the registry removes it
 //     only if the kernel's own record agrees (IPC_PRIVATE, created by the
 //     journal's host pid and uid, of its size, between the journal's
@@ -104,9 +107,8 @@
 // does not find it. A key that both registries made in that overlap is
 // kept by neither, as after any take-over that finds a key claimed twice;
 // both objects live on by id. A host killed inside a creation while its
-// directory is being removed loses its creation journal with it: a
-// segment it had not written the header of yet is removed all the same
-// (above), but an object it had is kept, though nobody was told of it. A
+// directory is being removed loses its creation journal with it; the
+// creation is undone all the same (above). A
 // rename of a directory above the socket's is not seen; a host that cannot
 // get an inotify instance runs unguarded (logged).
 //

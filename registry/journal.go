@@ -23,7 +23,18 @@ import (
 // answered leaves an object that nobody asked for (IPC_PRIVATE: nobody has
 // its id), or one whose queue size (qbytes) was not set yet.
 //
-// So every host keeps a journal: one small file next to the socket,
+// The kernel's record and the header say most of it without a journal.
+// Every segment shm.CreateWith makes has a size that ends shm.SizeMark
+// bytes into a 4 KiB block, and its header, once written, says
+// StateCreating until the host publishes the object, after the journal
+// says "done" and before the answer goes out. So a rebuild, by any
+// registry, removes a segment without a header that the kernel's list
+// shows a creation began and nobody finished (unfinished, below), and the
+// namespace's rebuild removes an object of its own never published whose
+// creator is gone (rebuild). Both hold when the journal is lost, with a
+// socket directory removed while its host was in a creation.
+//
+// And every host keeps a journal: one small file next to the socket,
 // <socket>.journal.<random>, that says which creation it is in the middle
 // of. Before shmget it writes "creating Z bytes at time T" (intent); as
 // soon as shmget has returned, the id (made); once the object is in the
@@ -42,14 +53,15 @@ import (
 // container restarted with the same volume: ids and pids start over there)
 // is not acted on.
 //
-// A segment whose header was never written needs no journal, and is
-// undone whether its journal survived or not (one that says only
-// "intent", a host killed in shmget; or none, lost with a removed socket
-// directory): every rebuild removes a segment that the kernel's list
-// shows shm.CreateWith began and nobody finished (unfinished: IPC_PRIVATE,
-// of a size with shm.SizeMark, still shm.CreateMode, made and owned by the
-// registry's own uid, its creator gone) and that holds nothing but zeros
-// (allZero: nobody wrote to it). Nobody was told its id. Whether it was
+// The journal is what undoes a creation at once when its host is gone as
+// the image that made it but its pid lives on (an exec), and what a
+// journal that says only "intent" (a host killed in shmget) leaves to
+// rebuild: a segment without a header, which every rebuild removes if the
+// kernel's list shows that shm.CreateWith began it and nobody finished it
+// (unfinished: IPC_PRIVATE, of a size with shm.SizeMark, still
+// shm.CreateMode, made and owned by the registry's own uid, its creator
+// gone) and it holds nothing but zeros (allZero: nobody wrote to it).
+// Nobody was told its id. Whether it was
 // ever attached cannot be the test: another registry's rebuild, or any
 // tool walking the kernel's list, peeks at every candidate, read-only. A
 // segment that would pass and not be usysv's would have to be made by

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,12 +18,26 @@ import (
 )
 
 func init() {
-	// shmget SIZE: create a plain IPC_PRIVATE kernel segment of SIZE bytes
-	// (mode 0600, never attached, as shm.CreateWith makes one), print its
-	// id and exit: a foreign segment whose creator is dead.
+	// shmget SIZE [MODE [write]]: create a plain IPC_PRIVATE kernel segment
+	// of SIZE bytes (mode 0600, never attached, as shm.CreateWith makes
+	// one), give it MODE (octal) and write to its last byte if asked, print
+	// its id and exit: a foreign segment whose creator is dead. (Done here,
+	// not after: a segment of a marked size left as shm.CreateWith leaves
+	// one is removed by the next registry's rebuild, any test binary's.)
 	testutil.RegisterHelper("shmget", func(args []string) int {
 		size, _ := strconv.Atoi(args[0])
 		id, err := kernel.Shmget(kernel.IPC_PRIVATE, size, 0o600)
+		if err == nil && len(args) > 1 {
+			mode, _ := strconv.ParseUint(args[1], 8, 32)
+			err = kernel.ShmctlSet(id, uint32(os.Geteuid()), uint32(os.Getegid()), uint32(mode))
+		}
+		if err == nil && len(args) > 2 {
+			var mem []byte
+			if mem, err = kernel.Shmat(id, 0); err == nil {
+				mem[len(mem)-1] = 1
+				err = kernel.Shmdt(mem)
+			}
+		}
 		if err != nil {
 			fmt.Println("error", err)
 			return 1
@@ -81,22 +96,37 @@ func removeCreatedBy(t testing.TB, pid int, since time.Time) {
 }
 
 // killedHost starts a registry host on a fresh socket with the crash hook
-// env=step, sends it one creating Get (req), which kills it, and returns
-// the socket, the host's pid and what the host had created.
-func killedHost(t *testing.T, env, step string, req GetRequest) (sock string, pid int, segs []kernel.ShmSegment) {
+// env=step, sends it one creating Get (req), and kills it (SIGKILL) at
+// that step; it returns the socket, the host's pid and what the host had
+// created. The hook stops the host there, and what it created is listed
+// (and before, if not nil, is called with it) before the kill: once the
+// host is dead, any registry's rebuild (another test binary's too) may
+// remove a segment it left without a header (unfinished).
+func killedHost(t *testing.T, env, step string, req GetRequest, before ...func([]kernel.ShmSegment)) (sock string, pid int, segs []kernel.ShmSegment) {
 	t.Helper()
 	sock = filepath.Join(t.TempDir(), "reg.sock")
 	since := time.Now()
-	p := testutil.Start(t, "serve", []string{sock}, testutil.Env(env+"="+step))
+	p := testutil.Start(t, "serve", []string{sock}, testutil.Env(env+"=stop:"+step))
 	p.Expect("serving", 10*time.Second)
 	removeCreatedBy(t, p.Pid(), since)
 	c, err := Dial(sock)
 	require.NoError(t, err)
 	defer c.Close()
-	_, err = c.Get(req)
-	require.ErrorIs(t, err, ErrConnLost, "the host dies inside the creation")
-	require.Equal(t, -1, p.Wait(10*time.Second), "killed by its crash hook")
-	return sock, p.Pid(), createdBy(t, p.Pid(), since)
+	errc := make(chan error, 1)
+	go func() { _, err := c.Get(req); errc <- err }()
+	testutil.Eventually(t, 10*time.Second, "the host stops inside the creation", func() bool {
+		return kernel.ProcessStopped(p.Pid())
+	})
+	segs = createdBy(t, p.Pid(), since)
+	for _, f := range before {
+		f(segs)
+	}
+	p.Kill()
+	require.Equal(t, -1, p.Wait(10*time.Second), "killed")
+	err = <-errc
+	require.Error(t, err, "the host dies inside the creation")
+	require.True(t, errors.Is(err, ErrConnLost) || errors.Is(err, ErrHostStopped), "%v", err)
+	return sock, p.Pid(), segs
 }
 
 // A registry host killed at any point of a creation leaves no segment
@@ -266,12 +296,13 @@ var (
 	markedSize = int(shm.SegmentSize(msgReq(0, 0).Layout))
 )
 
-// deadShmget makes a plain IPC_PRIVATE segment of size bytes, mode 0600,
-// in a helper process that exits at once (opts: as whom), and returns its
-// id: a segment whose creator is gone.
-func deadShmget(t *testing.T, size int, opts ...testutil.Opt) (int, error) {
+// deadShmget makes a plain IPC_PRIVATE segment of size bytes in a helper
+// process that exits at once, and returns its id: a segment whose creator
+// is gone. args are the helper's after the size (mode, "write"), opts say
+// as whom it runs.
+func deadShmget(t *testing.T, size int, args []string, opts ...testutil.Opt) (int, error) {
 	t.Helper()
-	p := testutil.Start(t, "shmget", []string{strconv.Itoa(size)}, opts...)
+	p := testutil.Start(t, "shmget", append([]string{strconv.Itoa(size)}, args...), opts...)
 	id, err := strconv.Atoi(p.Line(10 * time.Second))
 	require.Equal(t, 0, p.Wait(10*time.Second))
 	return id, err
@@ -294,26 +325,21 @@ func foreignSegments(t *testing.T) []int {
 	// Of the marked size, never attached, made by this process (alive).
 	add(kernel.Shmget(kernel.IPC_PRIVATE, markedSize, 0o600))
 	// Of a size without the mark, made by a process that has exited.
-	add(deadShmget(t, msgSize))
-	// Of the marked size, made by a process that has exited: keyed; given
-	// another mode since; written to; another user's.
+	add(deadShmget(t, msgSize, nil))
+	// Of the marked size: keyed; and made by a process that has exited,
+	// which gave it another mode, or wrote to it, or was another user.
 	add(kernel.Shmget(testutil.Key(t), markedSize, kernel.IPC_CREAT|kernel.IPC_EXCL|0o600))
-	id := add(deadShmget(t, markedSize))
-	require.NoError(t, kernel.ShmctlSet(id, uint32(os.Geteuid()), uint32(os.Getegid()), 0o640))
-	id = add(deadShmget(t, markedSize))
-	mem, err := kernel.Shmat(id, 0)
-	require.NoError(t, err)
-	copy(mem[len(mem)-11:], "not usysv's")
-	require.NoError(t, kernel.Shmdt(mem))
+	add(deadShmget(t, markedSize, []string{"640"}))
+	add(deadShmget(t, markedSize, []string{"600", "write"}))
 	if os.Geteuid() == 0 {
-		add(deadShmget(t, markedSize, testutil.AsNobody()))
+		add(deadShmget(t, markedSize, nil, testutil.AsNobody()))
 	}
 	// usysv segments of another namespace: live, and removed in the header
 	// only (that namespace's registry finishes the removal, not ours).
 	other := msgReq(0, 0).Layout
 	other.Kind, other.Namespace = shm.KindMsg, 0x5eed
 	add(shm.Create(other, 0, 0, 0o600, 0))
-	id = add(shm.Create(other, 0, 0, 0o600, 0))
+	id := add(shm.Create(other, 0, 0, 0o600, 0))
 	seg, err := shm.Map(id, shm.KindMsg, other.Namespace)
 	require.NoError(t, err)
 	require.True(t, seg.MarkRemoved())
@@ -335,12 +361,14 @@ func requireAlive(t *testing.T, ids []int) {
 // if anyone wrote to it (its id shows in ipcs), it is not the zeros the
 // creation left, and the take-over keeps it.
 func TestIntentOrphanWrittenKept(t *testing.T) {
-	sock, pid, segs := killedHost(t, shm.KillAtEnv, "create-got", msgReq(kernel.IPC_PRIVATE, creat|0o600))
-	require.Len(t, segs, 1, "the killed host left its segment")
-	mem, err := kernel.Shmat(segs[0].ID, 0)
-	require.NoError(t, err)
-	mem[len(mem)-1] = 1
-	require.NoError(t, kernel.Shmdt(mem))
+	sock, pid, segs := killedHost(t, shm.KillAtEnv, "create-got", msgReq(kernel.IPC_PRIVATE, creat|0o600),
+		func(segs []kernel.ShmSegment) {
+			require.Len(t, segs, 1, "the host made its segment")
+			mem, err := kernel.Shmat(segs[0].ID, 0)
+			require.NoError(t, err)
+			mem[len(mem)-1] = 1
+			require.NoError(t, kernel.Shmdt(mem))
+		})
 
 	s, err := NewServer(sock, Limits{})
 	require.NoError(t, err)
@@ -365,7 +393,7 @@ func TestForeignSegmentsSurvive(t *testing.T) {
 			sock := filepath.Join(t.TempDir(), "reg.sock")
 			since := time.Now()
 			p := testutil.Start(t, "serve-foreign", []string{sock, strconv.Itoa(msgSize)},
-				testutil.Env(shm.KillAtEnv+"="+step))
+				testutil.Env(shm.KillAtEnv+"=stop:"+step))
 			removeCreatedBy(t, p.Pid(), since)
 			var own int
 			_, err := fmt.Sscanf(p.Line(10*time.Second), "foreign %d", &own)
@@ -374,10 +402,13 @@ func TestForeignSegmentsSurvive(t *testing.T) {
 			c, err := Dial(sock)
 			require.NoError(t, err)
 			defer c.Close()
-			_, err = c.Get(msgReq(kernel.IPC_PRIVATE, 0o600))
-			require.ErrorIs(t, err, ErrConnLost)
-			require.Equal(t, -1, p.Wait(10*time.Second))
+			go func() { _, _ = c.Get(msgReq(kernel.IPC_PRIVATE, 0o600)) }()
+			testutil.Eventually(t, 10*time.Second, "the host stops inside the creation", func() bool {
+				return kernel.ProcessStopped(p.Pid())
+			})
+			// (Listed while the host lives: see killedHost.)
 			require.Len(t, createdBy(t, p.Pid(), since), 2, "the host's own plain segment and its orphan")
+			p.Kill()
 
 			s, err := NewServer(sock, Limits{})
 			require.NoError(t, err)
@@ -395,23 +426,44 @@ func TestForeignSegmentsSurvive(t *testing.T) {
 	requireAlive(t, foreign)
 }
 
-// A host killed before its segment's header was written leaves a segment
-// that any later rebuild removes, with no journal to name it: the journal
-// went with the socket's directory (rm -rf while the host was in the
-// creation; TestChaos/registry's long runs did that now and then), and
-// the registry that takes over works in another directory, or another
-// namespace altogether. Before, such a segment was left for good.
+// A host killed inside a creation, before it published the object, leaves
+// nothing behind once a later registry has rebuilt, with no journal to
+// name the segment: the journal went with the socket's directory (rm -rf
+// while the host was in the creation; TestChaos/registry's long runs did
+// that now and then). Before the header is written, any registry's
+// rebuild removes the segment (unfinished: the one that takes over may
+// work in another namespace altogether); after, the header says
+// StateCreating, and the namespace's next registry removes it. Before,
+// such a segment was left for good: headerless, or adopted as an object
+// nobody had been told of.
 func TestUnfinishedWithoutJournal(t *testing.T) {
-	for _, step := range []string{"create-got", "create-noted", "create-attached"} {
-		t.Run(step, func(t *testing.T) {
-			sock, pid, segs := killedHost(t, shm.KillAtEnv, step, msgReq(kernel.IPC_PRIVATE, creat|0o600))
+	for _, tc := range []struct {
+		env, step string
+		header    bool
+	}{
+		{shm.KillAtEnv, "create-got", false},
+		{shm.KillAtEnv, "create-noted", false},
+		{shm.KillAtEnv, "create-attached", false},
+		{shm.KillAtEnv, "create-formatted", true},
+		{KillAtEnv, "create-made", true},
+		{KillAtEnv, "create-added", true},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			sock, pid, segs := killedHost(t, tc.env, tc.step, msgReq(testutil.Key(t), creat|excl|0o600))
 			require.Len(t, segs, 1, "the killed host left its segment")
-			require.NoError(t, os.RemoveAll(filepath.Dir(sock)), "its directory, and journal, gone")
+			journals, err := filepath.Glob(filepath.Join(filepath.Dir(sock), journalPrefix(sock)+"*"))
+			require.NoError(t, err)
+			require.Len(t, journals, 1)
+			require.NoError(t, os.Remove(journals[0]), "as with its directory")
 
-			s, err := NewServer(filepath.Join(t.TempDir(), "reg.sock"), Limits{})
+			next := sock
+			if !tc.header {
+				next = filepath.Join(t.TempDir(), "reg.sock") // another namespace
+			}
+			s, err := NewServer(next, Limits{})
 			require.NoError(t, err)
 			defer s.Close()
-			assert.Empty(t, createdBy(t, pid, time.Unix(segs[0].DS.Ctime, 0)), "the unfinished segment removed")
+			assert.Empty(t, createdBy(t, pid, time.Unix(segs[0].DS.Ctime, 0)), "the unfinished creation undone")
 			assert.Empty(t, s.byID, "and not adopted")
 		})
 	}

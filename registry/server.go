@@ -299,7 +299,7 @@ func (s *Server) rebuild() error {
 			continue
 		}
 		var seg *shm.Segment
-		removed := false
+		removed, creating := false, false
 		err := s.withAccess(ks, func() error {
 			p, st, err := shm.Peek(ks.ID)
 			if err != nil || p.Namespace != s.ns {
@@ -310,10 +310,19 @@ func (s *Server) rebuild() error {
 				seg, err = shm.Map(ks.ID, p.Kind, s.ns)
 			case shm.StateRemoved:
 				removed = true
+			case shm.StateCreating:
+				creating = true
 			}
 			return err
 		})
 		if err == nil && removed && ks.DS.Perm.Mode&kernel.SHM_DEST == 0 {
+			_ = kernel.ShmctlRemove(ks.ID)
+			continue
+		}
+		if err == nil && creating && !kernel.ProcessAlive(ks.DS.Cpid, 0) {
+			// A creation whose host was killed before it published
+			// the object: nobody was told its id (journal.go).
+			log.Printf("registry: object %d, made by pid %d (gone) and never published, removed", ks.ID, ks.DS.Cpid)
 			_ = kernel.ShmctlRemove(ks.ID)
 			continue
 		}
@@ -979,6 +988,10 @@ func (s *Server) create(c Creds, r GetRequest, gone func() bool) (int, error) {
 		s.unmake(id, seg, e)
 		return -1, err
 	}
+	// Live from now on. Until here, a rebuild that finds the object's host
+	// gone removes it, journal or not (the journal may have gone with the
+	// socket's directory).
+	seg.Publish()
 	crashPoint(stepCreateDone)
 	return id, nil
 }

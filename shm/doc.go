@@ -13,7 +13,7 @@
 // kernel.EINVAL), never a panic or an access outside the mapping.
 //
 // The header carries, beside the immutable parameters, the words every kind
-// shares: the object's state (live or removed), its permissions (written by
+// shares: the object's state (being created, live or removed), its permissions (written by
 // the registry under a seqlock), ctime, a generation bumped by the registry
 // when a client process dies, and a robust Mutex that survives the death of
 // its holder (and whose critical sections, numbered by Enter, let a kind

@@ -25,7 +25,7 @@ import (
 //	  60      4   maxMsg           creator, once     msg: largest message
 //	  64      8   bodySize         creator, once     bytes of the kind-specific body
 //	  72      8   checksum         creator, once     xxhash64 of bytes [0,72)
-//	 128      4   state            registry          StateLive / StateRemoved (atomic)
+//	 128      4   state            registry          StateCreating / StateLive / StateRemoved (atomic)
 //	 132      4   permSeq          registry          seqlock over uid..mode (odd: writing)
 //	 136      4   uid              registry
 //	 140      4   gid              registry

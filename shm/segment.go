@@ -36,10 +36,14 @@ func (k Kind) String() string {
 // State is the life-cycle state of an object, in the header.
 type State uint32
 
-// Object states.
+// Object states. A segment that CreateWith made is StateCreating until its
+// creator publishes it (Publish): nobody has its id before, and a creator
+// killed in between leaves a segment that says so (registry's rebuild
+// removes it). Create makes it StateLive at once.
 const (
-	StateLive    State = 1
-	StateRemoved State = 2
+	StateLive     State = 1
+	StateRemoved  State = 2
+	StateCreating State = 3
 )
 
 // Params are the immutable creation parameters of a segment, fixed by the
@@ -101,6 +105,11 @@ type Segment struct {
 // and ctime. Only the creator (the registry) calls it, before anyone else
 // can find the object.
 func Format(mem []byte, p Params, uid, gid, mode uint32, ctime int64) error {
+	return format(mem, p, uid, gid, mode, ctime, StateLive)
+}
+
+// format is Format, the object starting in state st.
+func format(mem []byte, p Params, uid, gid, mode uint32, ctime int64, st State) error {
 	if err := p.validate(uint64(len(mem))); err != nil {
 		return err
 	}
@@ -128,7 +137,7 @@ func Format(mem []byte, p Params, uid, gid, mode uint32, ctime int64) error {
 	s.h.gid.Store(gid)
 	s.h.mode.Store(mode & 0o777)
 	s.h.ctime.Store(ctime)
-	s.h.state.Store(uint32(StateLive))
+	s.h.state.Store(uint32(st))
 	return nil
 }
 
@@ -263,7 +272,15 @@ func (s *Segment) MarkRemoved() bool {
 	return s.h.state.CompareAndSwap(uint32(StateLive), uint32(StateRemoved))
 }
 
-// Removed reports whether the object has been removed.
+// Publish makes an object that CreateWith made live (StateCreating to
+// StateLive) and reports whether this call changed it. Its creator calls
+// it once the object is complete, before it gives anyone its id.
+func (s *Segment) Publish() bool {
+	return s.h.state.CompareAndSwap(uint32(StateCreating), uint32(StateLive))
+}
+
+// Removed reports whether the object has been removed (or, StateCreating,
+// was never published: nobody should have its id).
 func (s *Segment) Removed() bool { return s.h.state.Load() != uint32(StateLive) }
 
 // Perm returns the object's current uid, gid and mode (the registry may
@@ -431,16 +448,23 @@ const CreateMode = 0o600
 // permissions are left to the caller (the registry derives them from the
 // object's; see registry). It is detached again before returning.
 func Create(p Params, uid, gid, mode uint32, ctime int64) (int, error) {
-	return CreateWith(p, uid, gid, mode, ctime, nil)
+	return create(p, uid, gid, mode, ctime, nil, StateLive)
 }
 
 // CreateWith is Create that calls made (if not nil) with the new segment's
 // id as soon as shmget has returned it, before the segment is attached or
-// formatted: until Format has written the header, nothing in the segment
-// says it is usysv's, and a creator killed meanwhile leaves a segment that
-// only a record kept by made can name (the registry's creation journal).
-// If made fails, the segment is removed and its error returned.
+// formatted, and leaves the object StateCreating, for its creator to
+// Publish once it is complete. Until Format has written the header,
+// nothing in the segment says it is usysv's but its size (SizeMark), and
+// a creator killed meanwhile leaves a segment that only that and a record
+// kept by made can name (the registry's creation journal). If made fails,
+// the segment is removed and its error returned.
 func CreateWith(p Params, uid, gid, mode uint32, ctime int64, made func(id int) error) (int, error) {
+	return create(p, uid, gid, mode, ctime, made, StateCreating)
+}
+
+// create is CreateWith, the object starting in state st.
+func create(p Params, uid, gid, mode uint32, ctime int64, made func(id int) error, st State) (int, error) {
 	if err := p.validate(p.Size()); err != nil {
 		return -1, err
 	}
@@ -462,7 +486,7 @@ func CreateWith(p Params, uid, gid, mode uint32, ctime int64, made func(id int) 
 		return -1, err
 	}
 	crashPoint(stepCreateAttached)
-	err = Format(mem, p, uid, gid, mode, ctime)
+	err = format(mem, p, uid, gid, mode, ctime, st)
 	crashPoint(stepCreateFormatted)
 	_ = kernel.Shmdt(mem)
 	if err != nil {

@@ -183,7 +183,8 @@ func dirNamespaces(dir string) map[uint64]bool {
 }
 
 // removeNamespace lists, and removes, the live usysv objects of
-// namespace ns.
+// namespace ns, and those made but never published (shm.StateCreating:
+// their creator was killed, and no registry has rebuilt since).
 func removeNamespace(ns uint64) []string {
 	return removeNamespaces(map[uint64]bool{ns: true})
 }
@@ -199,10 +200,14 @@ func removeNamespaces(nss map[uint64]bool) []string {
 			continue
 		}
 		p, st, err := shm.Peek(s.ID)
-		if err != nil || !nss[p.Namespace] || st != shm.StateLive {
+		if err != nil || !nss[p.Namespace] || (st != shm.StateLive && st != shm.StateCreating) {
 			continue
 		}
-		out = append(out, fmt.Sprintf("usysv %s id %d key %#x", p.Kind, s.ID, uint32(p.Key)))
+		what := ""
+		if st == shm.StateCreating {
+			what = " (never published)"
+		}
+		out = append(out, fmt.Sprintf("usysv %s id %d key %#x%s", p.Kind, s.ID, uint32(p.Key), what))
 		_ = kernel.ShmctlRemove(s.ID)
 	}
 	return out
