@@ -53,20 +53,20 @@ import (
 // container restarted with the same volume: ids and pids start over there)
 // is not acted on.
 //
-// The journal is what undoes a creation at once when its host is gone as
-// the image that made it but its pid lives on (an exec), and what a
-// journal that says only "intent" (a host killed in shmget) leaves to
-// rebuild: a segment without a header, which every rebuild removes if the
-// kernel's list shows that shm.CreateWith began it and nobody finished it
-// (unfinished: IPC_PRIVATE, of a size with shm.SizeMark, still
-// shm.CreateMode, made and owned by the registry's own uid, its creator
-// gone) and it holds nothing but zeros (allZero: nobody wrote to it).
-// Nobody was told its id. Whether it was
-// ever attached cannot be the test: another registry's rebuild, or any
-// tool walking the kernel's list, peeks at every candidate, read-only. A
-// segment that would pass and not be usysv's would have to be made by
-// another program of the same user, of one of the 1 in 4096 sizes that
-// carry the mark, mode 0600, never written, and be left by its creator
+// With the journal, a creation is undone at once, even when its host's pid
+// lives on (it exec'd: the journal's lock went with the old image). Without
+// it, or with one that says only "intent" (a host killed in shmget), it is
+// undone once no process has the host's pid: an object never published by
+// its namespace's rebuild, and a segment without a header by every rebuild,
+// if the kernel's list shows that shm.CreateWith began it and nobody
+// finished it (unfinished: IPC_PRIVATE, of a size with shm.SizeMark, still
+// shm.CreateMode, made and owned by the registry's own uid) and it holds
+// nothing but zeros (allZero: nobody wrote to it). Nobody was told its id.
+// Whether it was ever attached cannot be the test: another registry's
+// rebuild, or any tool walking the kernel's list, peeks at every candidate,
+// read-only. A segment that would pass and not be usysv's would have to be
+// made by another program of the same user, of one of the 1 in 4096 sizes
+// that carry the mark, mode 0600, never written, and be left by its creator
 // that died: we accept that.
 //
 // The journal is trusted as the socket directory is: a file is read only
