@@ -205,7 +205,9 @@
 // and journal entry, and its semadj word in each undo record), plus 160
 // per waiter slot (the slot and its share of the arena): a one-semaphore
 // set takes 18.3 KiB, a 100-semaphore set 54 KiB, a 32000-semaphore set
-// 4.6 MiB. More blocked operations than slots
+// 4.6 MiB (its kernel segment a little more, up to the next size with
+// shm.SizeMark: no page more unless those bytes fill whole pages). More
+// blocked operations than slots
 // (or arena) give ErrNoWaiterSlot, more concurrent SEM_UNDO processes
 // ErrNoUndoRecord; both match ENOSPC.
 // sempid holds 22 bits (Linux pids are below 2^22).

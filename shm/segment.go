@@ -408,10 +408,10 @@ func Candidate(ds kernel.ShmidDS) bool {
 // that is SizeMark bytes past a multiple of 4096. The kernel keeps that
 // size (shm_segsz), so the kernel's list tells a segment of usysv's from
 // most others' before its header is written, and after its creator was
-// killed, whatever was lost with it (see registry's journal). The pages
-// it costs: none unless p.Size() is a multiple of 4096 (p.Size() is a
-// multiple of 8, and 4093 is not: at most 4093 bytes more, in the page
-// p.Size() ends in), else one.
+// killed, whatever was lost with it (see registry's journal). It costs
+// less than 4 KiB, and no page unless p.Size() is a multiple of 4096 (then
+// one): p.Size() is a multiple of 8, so it ends at most 4088 bytes into
+// its last page, before the mark.
 const SizeMark = 4093
 
 // SegmentSize is the size of the kernel segment Create makes for p: at
