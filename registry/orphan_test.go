@@ -98,10 +98,10 @@ func removeCreatedBy(t testing.TB, pid int, since time.Time) {
 // killedHost starts a registry host on a fresh socket with the crash hook
 // env=step, sends it one creating Get (req), and kills it (SIGKILL) at
 // that step; it returns the socket, the host's pid and what the host had
-// created. The hook stops the host there, and what it created is listed
-// (and before, if not nil, is called with it) before the kill: once the
-// host is dead, any registry's rebuild (another test binary's too) may
-// remove a segment it left without a header (unfinished).
+// created. The hook stops the host there, and what it created is listed,
+// and handed to each of before, before the kill: once the host is dead,
+// any registry's rebuild (another test binary's too) may remove a segment
+// it left without a header (unfinished).
 func killedHost(t *testing.T, env, step string, req GetRequest, before ...func([]kernel.ShmSegment)) (sock string, pid int, segs []kernel.ShmSegment) {
 	t.Helper()
 	sock = filepath.Join(t.TempDir(), "reg.sock")
@@ -188,10 +188,10 @@ func TestHostKilledInCreate(t *testing.T) {
 // and start time live on: its journal's lock went with the old image. The
 // next registry undoes the creation at once if the journal has the id, or,
 // with only the intent (no header yet), once no process has the host's
-// pid (unfinished: the new image could be making segments like it). Before, a journal whose pid lived was
-// left whole, the half-made object was adopted by the rebuild and handed
-// out, and removed when a later registry read the journal after the new
-// image's exit.
+// pid (unfinished: the new image could be making segments like it).
+// Before, a journal whose pid lived was left whole, the half-made object
+// was adopted by the rebuild and handed out, and removed when a later
+// registry read the journal after the new image's exit.
 func TestHostExecsInCreate(t *testing.T) {
 	for _, tc := range []struct {
 		env, step string
