@@ -17,7 +17,8 @@
 //   - Process liveness that survives pid reuse: PidfdOpen, ProcessStartTime,
 //     ProcessAlive, and an epoll set for watching pidfds.
 //   - Credentials: the caller's own (SelfCreds), a unix-socket peer's (PeerCred),
-//     and another process's groups and capabilities.
+//     and another process's groups and capabilities. Unread: the bytes
+//     waiting on a socket (tests use it to see a request arrive).
 //   - The kernel's own SysV semaphores and message queues (Semget, Semop,
 //     Semtimedop, Semctl*, Msgget, Msgsnd, Msgrcv, Msgctl*) with the same Go
 //     types as the usysv contract API: the baseline that benchmarks and

@@ -68,6 +68,10 @@ func StopThread() error {
 // Close is close(2).
 func Close(fd int) error { return unix.Close(fd) }
 
+// Unread is how many bytes wait to be read on stream socket fd (the
+// SIOCINQ ioctl). Tests use it to see a request arrive without timing it.
+func Unread(fd int) (int, error) { return unix.IoctlGetInt(fd, unix.SIOCINQ) }
+
 // ProcessStartTime returns the start time of process pid, in clock ticks
 // since boot (field 22 of /proc/pid/stat). A pid together with its start
 // time names one process for ever, even after the pid is reused.

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/usysv/usysv/internal/testutil"
 	"github.com/usysv/usysv/kernel"
+	"golang.org/x/sys/unix"
 )
 
 func TestSelf(t *testing.T) {
@@ -398,4 +399,26 @@ func TestPeerHungUp(t *testing.T) {
 	assert.False(t, kernel.PeerHungUp(s), "half-closed: it can still read")
 	require.NoError(t, c.Close())
 	assert.True(t, kernel.PeerHungUp(s), "closed, the request still unread")
+}
+
+func TestUnread(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = kernel.Close(fds[0]); _ = kernel.Close(fds[1]) })
+	n, err := kernel.Unread(fds[1])
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	_, err = unix.Write(fds[0], []byte("hello"))
+	require.NoError(t, err)
+	n, err = kernel.Unread(fds[1])
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
+	_, err = unix.Read(fds[1], make([]byte, 2))
+	require.NoError(t, err)
+	n, err = kernel.Unread(fds[1])
+	require.NoError(t, err)
+	assert.Equal(t, 3, n, "what is left")
+
+	_, err = kernel.Unread(-1)
+	assert.ErrorIs(t, err, kernel.EBADF)
 }

@@ -30,6 +30,7 @@ const (
 	stepCreateAdded
 	stepCreateDone
 	stepRemoveMarked
+	stepConnsShut // not a crash point: Close has shut every connection's reading side (stepHook only)
 )
 
 var stepNames = map[string]step{

@@ -600,6 +600,9 @@ func (s *Server) Close() error {
 		_ = c.CloseRead()
 	}
 	s.cmu.Unlock()
+	if stepHook != nil {
+		stepHook(stepConnsShut)
+	}
 	_ = kernel.EventfdSignal(s.evfd)
 	s.wg.Wait()
 	s.cmu.Lock()

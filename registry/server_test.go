@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -535,15 +536,46 @@ func TestTmpfilesAgingSparesServer(t *testing.T) {
 // with ErrConnLost though the object was made, so nobody had its id, and
 // the client's retry, served by a registry that had not adopted it yet,
 // made a second object for the key. Found by TestChaos/registry.)
+// waitUnread waits until one of s's connections has bytes its server has
+// not read yet: a request sent while the connection's handler is busy.
+func waitUnread(t *testing.T, s *Server) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		n, err := 0, error(nil)
+		s.cmu.Lock()
+		for c := range s.conns {
+			rc, e := c.SyscallConn()
+			var ue error
+			if e == nil {
+				e = rc.Control(func(fd uintptr) {
+					var k int
+					k, ue = kernel.Unread(int(fd))
+					n += k
+				})
+			}
+			err = errors.Join(err, e, ue)
+		}
+		s.cmu.Unlock()
+		require.NoError(t, err)
+		if n > 0 {
+			return
+		}
+		require.False(t, time.Now().After(deadline), "no request arrived")
+	}
+}
+
 func TestCloseAnswersCreation(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "reg.sock")
 	s, c, served := serveAt(t, sock)
 	defer c.Close()
-	inside, release := make(chan struct{}), make(chan struct{})
+	inside, release, shut := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	stepHook = func(st step) {
-		if st == stepCreateDone {
+		switch st {
+		case stepCreateDone:
 			once.Do(func() { close(inside); <-release })
+		case stepConnsShut:
+			close(shut)
 		}
 	}
 	key := testutil.Key(t)
@@ -564,11 +596,12 @@ func TestCloseAnswersCreation(t *testing.T) {
 		_, err := c.Get(msgReq(kernel.IPC_PRIVATE, creat|0o600))
 		late <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitUnread(t, s)
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	// Close reaches the connections at once, then waits for the request.
-	time.Sleep(50 * time.Millisecond)
+	// Close shuts the connections' reading side, then waits for the
+	// request in hand.
+	<-shut
 	close(release)
 	r := <-got
 	lateErr := <-late
