@@ -193,18 +193,29 @@ func TestCrashInsidePost(t *testing.T) {
 	}
 }
 
+// claimerKilled has a helper post semaphore 0 of set id and die at
+// StepClaimed, holding the claim of the waiter that queue starts (its
+// array blocks on semaphore 0 first). The helper opens the set before the
+// waiter queues (warmUp).
+func claimerKilled(t *testing.T, id int, queue func()) {
+	t.Helper()
+	p := warmCrashClient(t, id, StepClaimed)
+	queue()
+	waitCount(t, usysvImpl, id, 0, 1, false)
+	p.Send("op 0:1")
+	assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
+}
+
 // A process killed as the lock holder that has claimed a queued waiter
 // (crash step claimed: queue.go, leaving the queue), before it completed
 // it: the repair puts the claim back, and its wake-up scan completes the
 // waiter, which a claim left in place would keep from every waker.
 func TestCrashWhileClaiming(t *testing.T) {
 	id := usysvImpl.create(t, 3, 0o600)
-	p := warmCrashClient(t, id, StepClaimed)
 	w := client(t, usysvImpl, id)
-	w.Send("op 0:-1,2:0") // (an array: the general path completes it)
-	waitCount(t, usysvImpl, id, 0, 1, false)
-	p.Send("op 0:1")
-	assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
+	claimerKilled(t, id, func() {
+		w.Send("op 0:-1,2:0") // (an array: the general path completes it)
+	})
 	h, err := handle(id)
 	require.NoError(t, err)
 	require.NoError(t, h.TimedOp(lineWait, b(1, 1, 0), b(1, -1, 0))) // (an array: the lock, taken over)
@@ -225,14 +236,12 @@ func TestDeadClaimerTakenOver(t *testing.T) {
 	id := usysvImpl.create(t, 3, 0o600)
 	h, err := handle(id)
 	require.NoError(t, err)
-	p := warmCrashClient(t, id, StepClaimed)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- h.Op(ctx, b(0, -1, 0)) }()
-	waitCount(t, usysvImpl, id, 0, 1, false)
-	p.Send("op 0:1")
-	assert.Equal(t, -1, p.Wait(lineWait), "the helper must die at the crash point")
+	claimerKilled(t, id, func() {
+		go func() { done <- h.Op(ctx, b(0, -1, 0)) }()
+	})
 	require.Equal(t, uint32(stClaimed), slotState(h), "the dead helper claimed the waiter")
 	cancel()
 	require.NoError(t, within(t, "the waiter its dead claimer left", func() error { return <-done }, func() { h.repair() }))
