@@ -331,4 +331,9 @@ func TestHelperDeathFailsRun(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "sem-idle exited (signal: killed) early") {
 		t.Fatalf("idle row of a helper killed in its window: %v", err)
 	}
+	// Reaped: its pid is nobody's, or another process's, to read.
+	<-p.exited
+	if _, err := helperCPU(g2, p); err == nil || !strings.Contains(err.Error(), "sem-idle exited (signal: killed) early") {
+		t.Fatalf("CPU time of a reaped helper: %v", err)
+	}
 }

@@ -594,15 +594,18 @@ func idleResult(e *env, g *group, p *proc, n int, release func() error) (measure
 }
 
 // helperCPU reads helper p's process CPU clock. A helper that has exited
-// has no clock (and its pid may name another process once reaped): that is
-// its early exit, not the clock's error.
+// has no clock (and its pid may name another process once reaped, so the
+// read holds off the reaping): that is its early exit, not the clock's
+// error.
 func helperCPU(g *group, p *proc) (time.Duration, error) {
-	select {
-	case <-p.exited:
+	p.reap.Lock()
+	if p.reaped {
+		p.reap.Unlock()
+		<-p.exited
 		return 0, p.exitedEarly()
-	default:
 	}
 	d, err := kernel.ProcessCPUTime(p.cmd.Process.Pid)
+	p.reap.Unlock()
 	if err != nil {
 		select {
 		case <-p.exited:

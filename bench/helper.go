@@ -424,6 +424,8 @@ type proc struct {
 	stderr  *tailBuffer
 	exited  chan struct{}
 	waitErr error
+	reap    sync.Mutex // held to reap the process, and to use its pid (helperCPU)
+	reaped  bool       // under reap: the pid may name another process now
 }
 
 // group is the helper processes of one run; stop kills what is left.
@@ -490,7 +492,10 @@ func (g *group) start(e *env, j job, files []*os.File) (*proc, error) {
 			p.replies <- r
 		}
 		close(p.replies)
+		p.reap.Lock()
 		p.waitErr = cmd.Wait()
+		p.reaped = true
+		p.reap.Unlock()
 		close(p.exited)
 		if p.waitErr != nil {
 			g.failOnce.Do(func() { g.first = p; close(g.failed) })
