@@ -527,15 +527,6 @@ func TestTmpfilesAgingSparesServer(t *testing.T) {
 	c2.Close()
 }
 
-// A registry that is closed (or steps down for another: guard.go) while it
-// makes an object answers the creation before the connection ends, so the
-// client learns the id and the next registry keeps the key for it. A
-// creating get it reads after that is not applied (ErrConnLost: the
-// client may retry with the next registry).
-// (Before, Close closed every connection at once: the creating get failed
-// with ErrConnLost though the object was made, so nobody had its id, and
-// the client's retry, served by a registry that had not adopted it yet,
-// made a second object for the key. Found by TestChaos/registry.)
 // waitUnread waits until one of s's connections has bytes its server has
 // not read yet: a request sent while the connection's handler is busy.
 func waitUnread(t *testing.T, s *Server) {
@@ -564,6 +555,15 @@ func waitUnread(t *testing.T, s *Server) {
 	}
 }
 
+// A registry that is closed (or steps down for another: guard.go) while it
+// makes an object answers the creation before the connection ends, so the
+// client learns the id and the next registry keeps the key for it. A
+// creating get it reads after that is not applied (ErrConnLost: the
+// client may retry with the next registry).
+// (Before, Close closed every connection at once: the creating get failed
+// with ErrConnLost though the object was made, so nobody had its id, and
+// the client's retry, served by a registry that had not adopted it yet,
+// made a second object for the key. Found by TestChaos/registry.)
 func TestCloseAnswersCreation(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "reg.sock")
 	s, c, served := serveAt(t, sock)
