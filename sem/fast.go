@@ -252,6 +252,19 @@ const _ = uint(UndoRecords - 1 - recMask>>recShift) // recordBound
 
 // leanLocked is lean's section, the segment lock held (armed: the crash
 // points are).
+//
+// Op k's result is work[k], its semaphore's data after it. A semaphore
+// the array names again is frozen once: a later op finds its word frozen,
+// takes the value from the last earlier op that named it and marks that
+// one superseded (skip), so that shadow and release write each word once,
+// with its final value. (Once released, a word is anyone's: a second
+// store would undo another process's op.) The semaphore numbers are
+// copied (nums) as they are checked: the caller's goroutines may change
+// its array meanwhile. Laid out this way, op by op, without a search for
+// each op's semaphore among those already frozen and with one test for
+// every way an op can fail, the section for a P and a V of three
+// semaphores took 92 ns against 143 (medians of 30 alternating runs), and
+// BenchmarkThreeOps 136 ns against 178 (12 alternating runs).
 func (s *Array) leanLocked(ops []Buf, armed bool) (bool, error) {
 	words := s.words
 	hdr := s.v.hdr
@@ -260,91 +273,94 @@ func (s *Array) leanLocked(ops []Buf, armed bool) (bool, error) {
 		return false, nil
 	}
 	var (
-		nums [leanMax]uint16 // the semaphores frozen, in order of first use
-		work [leanMax]uint64 // their data as the array goes
-		n    int
-		res  int // 0: success; 1: would block; else an errno
-		flg  int16
+		nums [leanMax]uint16 // op k's semaphore
+		work [leanMax]uint64 // op k's semaphore's data after op k
+		skip uint            // bit k: a later op names op k's semaphore
 	)
-	for _, b := range ops {
-		j := 0
-		for j < n && nums[j] != b.Num {
-			j++
+	for k, b := range ops {
+		// (The number is checked again: lean checked it in the caller's
+		// array, which the caller's goroutines may have changed since;
+		// out of range here would be a panic with the lock held.)
+		if int(b.Num) >= len(words) {
+			s.leanAbort(nums[:k])
+			return false, nil
 		}
-		if j == n {
-			// Freeze the word, unless it is frozen, WAITED or has an
-			// in-flight SEM_UNDO op, or the CAS loses a race: then the
-			// general path (which waits and retries) takes the array.
-			// (The number is checked again: lean checked it in the
-			// caller's array, which the caller's goroutines may have
-			// changed since; out of range here would be a panic with
-			// the lock held.)
-			if int(b.Num) >= len(words) {
-				s.leanAbort(nums[:n])
-				return false, nil
+		nums[k] = b.Num
+		w := &words[b.Num]
+		o := w.Load()
+		cur := int(o & valueMask)
+		if o&(slowMask|flagPending) != 0 {
+			j := k - 1
+			for j >= 0 && nums[j] != b.Num {
+				j--
 			}
-			w := &words[b.Num]
-			o := w.Load()
-			if o&slowMask != 0 || o&flagPending != 0 && s.inFlight(o, int(b.Num)) ||
-				!w.CompareAndSwap(o, o|flagFrozen) {
-				s.leanAbort(nums[:n])
-				return false, nil
+			if j >= 0 { // frozen by op j
+				skip |= 1 << j
+				cur = int(work[j] & valueMask)
+				goto eval
 			}
-			// A completed SEM_UNDO intent is dropped (by the release or
-			// leanAbort), once judged again on the frozen word, as freeze
-			// does: it may be a later identical one, in flight.
-			if o&flagPending != 0 && s.inFlight(o, int(b.Num)) {
-				putWord(w, o)
-				s.leanAbort(nums[:n])
+			// Frozen, WAITED or an in-flight SEM_UNDO op: the general
+			// path, which waits and retries.
+			if o&slowMask != 0 || s.inFlight(o, int(b.Num)) {
+				s.leanAbort(nums[:k])
 				return false, nil
-			}
-			nums[n], work[n] = b.Num, o&dataMask
-			n++
-			if armed {
-				crashHit(StepLeanFrozen)
 			}
 		}
-		cur := int(work[j] & valueMask)
+		if !w.CompareAndSwap(o, o|flagFrozen) {
+			s.leanAbort(nums[:k]) // a race lost: the general path
+			return false, nil
+		}
+		// A completed SEM_UNDO intent is dropped (by the release or
+		// leanAbort), once judged again on the frozen word, as freeze
+		// does: it may be a later identical one, in flight.
+		if o&flagPending != 0 && s.inFlight(o, int(b.Num)) {
+			putWord(w, o)
+			s.leanAbort(nums[:k])
+			return false, nil
+		}
+		if armed {
+			crashHit(StepLeanFrozen)
+		}
+	eval:
 		nv := cur + int(b.Op)
-		if b.Op == 0 && cur != 0 || nv < 0 {
-			res, flg = 1, b.Flg
-			break
+		if b.Op == 0 && cur != 0 || nv < 0 || nv > SEMVMX {
+			if armed {
+				crashHit(StepLeanEvaluated) // (a death here unfreezes)
+			}
+			s.leanAbort(nums[:k+1])
+			switch {
+			case nv > SEMVMX:
+				return true, kernel.ERANGE
+			case b.Flg&IPC_NOWAIT != 0:
+				return true, kernel.EAGAIN
+			}
+			return false, nil // must wait: the general path queues it
 		}
-		if nv > SEMVMX {
-			res = int(kernel.ERANGE)
-			break
-		}
-		work[j] = work[j]&^valueMask | uint64(nv)
+		work[k] = uint64(nv) | s.pid
 	}
 	if armed {
 		crashHit(StepLeanEvaluated)
 	}
-	if res != 0 {
-		s.leanAbort(nums[:n])
-		if res == 1 {
-			if flg&IPC_NOWAIT == 0 {
-				return false, nil // must wait: the general path queues it
-			}
-			res = int(kernel.EAGAIN)
+	n, shadow := len(ops), s.v.shadow
+	for k := 0; k < n; k++ {
+		if skip&(1<<k) == 0 {
+			putWord(&shadow[nums[k]], work[k])
 		}
-		return true, kernel.Errno(res)
-	}
-	shadow, pid := s.v.shadow, s.pid
-	for j := 0; j < n; j++ {
-		work[j] = work[j]&valueMask | pid
-		putWord(&shadow[nums[j]], work[j])
 	}
 	putWord(&hdr.jcommit, leanCommit)
 	if armed {
 		crashHit(StepLeanCommitted)
 	}
-	for j := 0; j < n; j++ {
-		putWord(&words[nums[j]], work[j])
+	for k := 0; k < n; k++ {
+		if skip&(1<<k) != 0 {
+			continue
+		}
+		putWord(&words[nums[k]], work[k])
 		if armed {
 			crashHit(StepLeanReleasing)
 		}
 		if afterRelease != nil {
-			afterRelease(s, int(nums[j]))
+			afterRelease(s, int(nums[k]))
 		}
 	}
 	if now := clock.Now(); s.otime.Load() < now { // (touchOtime)
@@ -359,7 +375,8 @@ func (s *Array) leanLocked(ops []Buf, armed bool) (bool, error) {
 // applied by its caller, no semadj entries, no waiter.
 var leanCommit = packCommit(jkOps, -1, 0, 0)
 
-// leanAbort unfreezes what lean froze, unchanged (a frozen word keeps its
+// leanAbort unfreezes the words of nums, which lean froze (a number named
+// twice is unfrozen twice, to the same data: a frozen word keeps its
 // data), and releases the lock.
 func (s *Array) leanAbort(nums []uint16) {
 	for _, i := range nums {
