@@ -3,8 +3,11 @@ package kernel_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -421,4 +424,97 @@ func TestUnread(t *testing.T) {
 
 	_, err = kernel.Unread(-1)
 	assert.ErrorIs(t, err, kernel.EBADF)
+}
+
+func TestReadBlocking(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: dir + "/s", Net: "unix"})
+	require.NoError(t, err)
+	defer l.Close()
+	c, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	s, err := l.AcceptUnix()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+
+	type result struct {
+		n   int
+		err error
+	}
+	read := func(p []byte) chan result {
+		ch := make(chan result, 1)
+		go func() {
+			n, err := kernel.ReadBlocking(s, p)
+			ch <- result{n, err}
+		}()
+		return ch
+	}
+	buf := make([]byte, 8)
+	ch := read(buf)
+	// It waits in a system call of its own, not parked in the network
+	// poller ("IO wait").
+	require.Eventually(t, func() bool { return readerState(t) == "syscall" }, 5*time.Second, time.Millisecond,
+		"the reader waits in a system call")
+	_, err = c.Write([]byte("hello"))
+	require.NoError(t, err)
+	r := <-ch
+	require.NoError(t, r.err)
+	assert.Equal(t, "hello", string(buf[:r.n]))
+
+	// What is there is read at once, in pieces as small as p.
+	_, err = c.Write([]byte("abc"))
+	require.NoError(t, err)
+	n, err := kernel.ReadBlocking(s, buf[:2])
+	require.NoError(t, err)
+	assert.Equal(t, "ab", string(buf[:n]))
+	n, err = kernel.ReadBlocking(s, buf[:0])
+	require.NoError(t, err, "an empty read")
+	assert.Zero(t, n)
+	n, err = kernel.ReadBlocking(s, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "c", string(buf[:n]))
+
+	// CloseRead ends a wait, with end of stream; so does the peer's close.
+	ch = read(buf)
+	require.Eventually(t, func() bool { return readerState(t) == "syscall" }, 5*time.Second, time.Millisecond)
+	require.NoError(t, s.CloseRead())
+	r = <-ch
+	assert.Zero(t, r.n)
+	assert.ErrorIs(t, r.err, io.EOF, "after CloseRead")
+	require.NoError(t, s.Close())
+	_, err = kernel.ReadBlocking(s, buf)
+	assert.ErrorIs(t, err, net.ErrClosed, "a closed connection")
+
+	c2, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
+	require.NoError(t, err)
+	s, err = l.AcceptUnix()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	ch = read(buf)
+	require.Eventually(t, func() bool { return readerState(t) == "syscall" }, 5*time.Second, time.Millisecond)
+	require.NoError(t, c2.Close())
+	r = <-ch
+	assert.Zero(t, r.n)
+	assert.ErrorIs(t, r.err, io.EOF, "after the peer's close")
+}
+
+// readerState is the state ("syscall", "IO wait", ...) of the goroutine
+// in kernel.ReadBlocking, as the runtime's stack dump shows it ("" if
+// there is none).
+func readerState(t *testing.T) string {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		head, _, _ := strings.Cut(g, "\n")
+		if !strings.Contains(g, "kernel.ReadBlocking(") || !strings.HasPrefix(head, "goroutine ") {
+			continue
+		}
+		_, st, _ := strings.Cut(head, "[")
+		st, _, _ = strings.Cut(st, "]")
+		st, _, _ = strings.Cut(st, ",")
+		return st
+	}
+	return ""
 }

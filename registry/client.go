@@ -205,7 +205,7 @@ func (c *Client) shutdown() {
 	c.mu.Unlock()
 	c.gets.clear()
 	if cn != nil {
-		cn.nc.Close()
+		cn.close()
 	}
 }
 
@@ -283,7 +283,7 @@ func (c *Client) reconnect() {
 			c.redialing = false
 			c.mu.Unlock()
 			if cn != nil {
-				cn.nc.Close()
+				cn.close()
 			}
 			return
 		}
@@ -464,7 +464,7 @@ func parseResponse(body []byte) (dec, kernel.Errno, bool) {
 // readLoop delivers responses until the connection breaks, then lets the
 // client reconnect.
 func (c *Client) readLoop(cn *conn) {
-	br := bufio.NewReaderSize(cn.nc, 4096)
+	br := bufio.NewReaderSize(blockingReader{cn.nc}, 4096)
 	for {
 		body, err := readFrame(br, nil)
 		if err != nil || len(body) < respHeader {
@@ -483,7 +483,7 @@ func (c *Client) readLoop(cn *conn) {
 	cn.isDead = true
 	close(cn.dead)
 	cn.pmu.Unlock()
-	cn.nc.Close()
+	cn.close()
 	c.mu.Lock()
 	if c.cn == cn {
 		c.cn = nil
@@ -495,6 +495,21 @@ func (c *Client) readLoop(cn *conn) {
 		}
 	}
 	c.mu.Unlock()
+}
+
+// blockingReader reads a connection waiting in poll(2), outside the Go
+// runtime's network poller (kernel.ReadBlocking says why): readLoop waits
+// there for as long as the process lives.
+type blockingReader struct{ nc *net.UnixConn }
+
+func (r blockingReader) Read(p []byte) (int, error) { return kernel.ReadBlocking(r.nc, p) }
+
+// close closes the connection. Its read side is shut down first, which
+// ends readLoop's wait in poll(2); Close alone would not, and would wait
+// for it.
+func (cn *conn) close() {
+	_ = cn.nc.CloseRead()
+	_ = cn.nc.Close()
 }
 
 var errLost = errors.New("registry: connection lost")
@@ -518,7 +533,7 @@ func (cn *conn) roundTrip(frame []byte, tag uint32) (body []byte, sent bool, err
 		cn.pmu.Lock()
 		delete(cn.pending, tag)
 		cn.pmu.Unlock()
-		cn.nc.Close() // a partly written frame poisons the stream
+		cn.close() // a partly written frame poisons the stream
 		return nil, false, errLost
 	}
 	// Wait, looking now and then whether the serving process is stopped:
@@ -562,7 +577,7 @@ func (cn *conn) abandon(tag uint32) {
 	cn.pmu.Lock()
 	delete(cn.pending, tag)
 	cn.pmu.Unlock()
-	cn.nc.Close()
+	cn.close()
 }
 
 // retry says what a call may do when the connection breaks after the
@@ -592,7 +607,7 @@ func (c *Client) call(op byte, policy retry, put func(e *enc)) (dec, error) {
 		if err == nil {
 			d, errno, ok := parseResponse(body)
 			if !ok || body[1] != op {
-				cn.nc.Close()
+				cn.close()
 				return dec{}, fmt.Errorf("registry: bad response: %w", kernel.EPROTO)
 			}
 			if errno != 0 {
