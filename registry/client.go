@@ -138,7 +138,9 @@ func defaultDir(path string) error {
 
 // Dial connects to the registry at socket. It never hosts one: if nothing
 // answers it fails (ECONNREFUSED or ENOENT). A broken connection is redialled
-// by the next call.
+// by the next call. While connected, the client keeps one thread blocked in
+// poll(2) for the registry's responses (docs/INTERNALS.md, "A client's
+// connection"); Close ends it.
 func Dial(socket string) (*Client, error) {
 	c, err := newClient(socket, false)
 	if err != nil {
