@@ -6,8 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -382,19 +381,7 @@ func TestChildAttr(t *testing.T) {
 // PeerHungUp: a peer that closed its end has hung up, one that only shut
 // down its writing side (and may still read the answers) has not.
 func TestPeerHungUp(t *testing.T) {
-	pair := func() (*net.UnixConn, *net.UnixConn) {
-		dir := t.TempDir()
-		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: dir + "/s", Net: "unix"})
-		require.NoError(t, err)
-		defer l.Close()
-		c, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
-		require.NoError(t, err)
-		s, err := l.AcceptUnix()
-		require.NoError(t, err)
-		t.Cleanup(func() { c.Close(); s.Close() })
-		return c, s
-	}
-	c, s := pair()
+	c, s := unixPair(t)
 	_, err := c.Write([]byte("request"))
 	require.NoError(t, err)
 	assert.False(t, kernel.PeerHungUp(s), "connected, a request unread")
@@ -426,18 +413,24 @@ func TestUnread(t *testing.T) {
 	assert.ErrorIs(t, err, kernel.EBADF)
 }
 
-func TestReadBlocking(t *testing.T) {
-	dir := t.TempDir()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: dir + "/s", Net: "unix"})
+// unixPair is a connected pair of unix stream sockets, closed when the
+// test ends: the dialling end and the accepted one.
+func unixPair(t *testing.T) (c, s *net.UnixConn) {
+	t.Helper()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: t.TempDir() + "/s", Net: "unix"})
 	require.NoError(t, err)
 	defer l.Close()
-	c, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
+	c, err = net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	s, err := l.AcceptUnix()
+	s, err = l.AcceptUnix()
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
+	return c, s
+}
 
+func TestReadBlocking(t *testing.T) {
+	c, s := unixPair(t)
 	type result struct {
 		n   int
 		err error
@@ -450,13 +443,15 @@ func TestReadBlocking(t *testing.T) {
 		}()
 		return ch
 	}
+	waiting := func() bool {
+		return slices.Equal(testutil.GoroutineStates("kernel.ReadBlocking("), []string{"syscall"})
+	}
 	buf := make([]byte, 8)
 	ch := read(buf)
 	// It waits in a system call of its own, not parked in the network
 	// poller ("IO wait").
-	require.Eventually(t, func() bool { return readerState(t) == "syscall" }, 5*time.Second, time.Millisecond,
-		"the reader waits in a system call")
-	_, err = c.Write([]byte("hello"))
+	require.Eventually(t, waiting, 5*time.Second, time.Millisecond, "the reader waits in a system call")
+	_, err := c.Write([]byte("hello"))
 	require.NoError(t, err)
 	r := <-ch
 	require.NoError(t, r.err)
@@ -476,45 +471,18 @@ func TestReadBlocking(t *testing.T) {
 	assert.Equal(t, "c", string(buf[:n]))
 
 	// CloseRead ends a wait, with end of stream; so does the peer's close.
-	ch = read(buf)
-	require.Eventually(t, func() bool { return readerState(t) == "syscall" }, 5*time.Second, time.Millisecond)
-	require.NoError(t, s.CloseRead())
-	r = <-ch
-	assert.Zero(t, r.n)
-	assert.ErrorIs(t, r.err, io.EOF, "after CloseRead")
+	endsWait := func(end func() error, what string) {
+		ch := read(buf)
+		require.Eventually(t, waiting, 5*time.Second, time.Millisecond)
+		require.NoError(t, end())
+		r := <-ch
+		assert.Zero(t, r.n, what)
+		assert.ErrorIs(t, r.err, io.EOF, what)
+	}
+	endsWait(s.CloseRead, "CloseRead")
 	require.NoError(t, s.Close())
 	_, err = kernel.ReadBlocking(s, buf)
 	assert.ErrorIs(t, err, net.ErrClosed, "a closed connection")
-
-	c2, err := net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
-	require.NoError(t, err)
-	s, err = l.AcceptUnix()
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	ch = read(buf)
-	require.Eventually(t, func() bool { return readerState(t) == "syscall" }, 5*time.Second, time.Millisecond)
-	require.NoError(t, c2.Close())
-	r = <-ch
-	assert.Zero(t, r.n)
-	assert.ErrorIs(t, r.err, io.EOF, "after the peer's close")
-}
-
-// readerState is the state ("syscall", "IO wait", ...) of the goroutine
-// in kernel.ReadBlocking, as the runtime's stack dump shows it ("" if
-// there is none).
-func readerState(t *testing.T) string {
-	t.Helper()
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		head, _, _ := strings.Cut(g, "\n")
-		if !strings.Contains(g, "kernel.ReadBlocking(") || !strings.HasPrefix(head, "goroutine ") {
-			continue
-		}
-		_, st, _ := strings.Cut(head, "[")
-		st, _, _ = strings.Cut(st, "]")
-		st, _, _ = strings.Cut(st, ",")
-		return st
-	}
-	return ""
+	c, s = unixPair(t)
+	endsWait(c.Close, "the peer's close")
 }

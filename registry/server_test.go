@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -633,10 +632,10 @@ func TestClientWaitsOutsideNetpoller(t *testing.T) {
 	require.NoError(t, err)
 	mustGet(t, c, semReq(kernel.IPC_PRIVATE, 1, kernel.IPC_CREAT|0o600)) // (c connects)
 	require.Eventually(t, func() bool {
-		st := readLoopStates()
+		st := testutil.GoroutineStates("registry.(*Client).readLoop(")
 		return len(st) >= 2 && !slices.ContainsFunc(st, func(s string) bool { return s != "syscall" })
 	}, 5*time.Second, time.Millisecond, "every read loop waits in a system call")
-	n := len(readLoopStates())
+	n := len(testutil.GoroutineStates("registry.(*Client).readLoop("))
 
 	closed := make(chan error, 1)
 	go func() { closed <- d.Close() }()
@@ -646,25 +645,6 @@ func TestClientWaitsOutsideNetpoller(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close waits for the read loop")
 	}
-	require.Eventually(t, func() bool { return len(readLoopStates()) == n-1 }, 5*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return len(testutil.GoroutineStates("registry.(*Client).readLoop(")) == n-1 }, 5*time.Second, time.Millisecond,
 		"the closed client's read loop ends")
-}
-
-// readLoopStates is the state ("syscall", "IO wait", ...) of each
-// goroutine in Client.readLoop, from the runtime's stack dump.
-func readLoopStates() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var st []string
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		head, _, _ := strings.Cut(g, "\n")
-		if !strings.Contains(g, "registry.(*Client).readLoop(") {
-			continue
-		}
-		_, s, _ := strings.Cut(head, "[")
-		s, _, _ = strings.Cut(s, "]")
-		s, _, _ = strings.Cut(s, ",")
-		st = append(st, s)
-	}
-	return st
 }

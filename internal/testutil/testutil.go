@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -653,4 +654,31 @@ func SysVMappings(t testing.TB) int {
 		t.Fatalf("testutil: %v", err)
 	}
 	return strings.Count(string(b), "SYSV")
+}
+
+// GoroutineStates is the state ("syscall", "IO wait", "chan receive",
+// ...) of each goroutine of this process whose stack has a call of frame
+// (say "registry.(*Client).readLoop("), from the runtime's stack dump.
+func GoroutineStates(frame string) []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var st []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		head, _, _ := strings.Cut(g, "\n")
+		if !strings.HasPrefix(head, "goroutine ") || !strings.Contains(g, frame) {
+			continue
+		}
+		_, s, _ := strings.Cut(head, "[")
+		s, _, _ = strings.Cut(s, "]")
+		s, _, _ = strings.Cut(s, ",")
+		st = append(st, s)
+	}
+	return st
 }
