@@ -656,9 +656,10 @@ func SysVMappings(t testing.TB) int {
 	return strings.Count(string(b), "SYSV")
 }
 
-// GoroutineStates is the state ("syscall", "IO wait", "chan receive",
-// ...) of each goroutine of this process whose stack has a call of frame
-// (say "registry.(*Client).readLoop("), from the runtime's stack dump.
+// GoroutineStates is the state of each goroutine of this process whose
+// stack has a call of frame (say "registry.(*Client).readLoop("), as the
+// runtime's stack dump shows it in the goroutine's header: syscall, IO
+// wait, chan receive, ...
 func GoroutineStates(frame string) []string {
 	buf := make([]byte, 1<<20)
 	for {
