@@ -631,11 +631,12 @@ func TestClientWaitsOutsideNetpoller(t *testing.T) {
 	d, err := Dial(c.Socket())
 	require.NoError(t, err)
 	mustGet(t, c, semReq(kernel.IPC_PRIVATE, 1, kernel.IPC_CREAT|0o600)) // (c connects)
+	loops := func() []string { return testutil.GoroutineStates("registry.(*Client).readLoop(") }
 	require.Eventually(t, func() bool {
-		st := testutil.GoroutineStates("registry.(*Client).readLoop(")
+		st := loops()
 		return len(st) >= 2 && !slices.ContainsFunc(st, func(s string) bool { return s != "syscall" })
 	}, 5*time.Second, time.Millisecond, "every read loop waits in a system call")
-	n := len(testutil.GoroutineStates("registry.(*Client).readLoop("))
+	n := len(loops())
 
 	closed := make(chan error, 1)
 	go func() { closed <- d.Close() }()
@@ -645,6 +646,6 @@ func TestClientWaitsOutsideNetpoller(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close waits for the read loop")
 	}
-	require.Eventually(t, func() bool { return len(testutil.GoroutineStates("registry.(*Client).readLoop(")) == n-1 }, 5*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return len(loops()) == n-1 }, 5*time.Second, time.Millisecond,
 		"the closed client's read loop ends")
 }
