@@ -19,6 +19,10 @@
 //   - Credentials: the caller's own (SelfCreds), a unix-socket peer's (PeerCred),
 //     and another process's groups and capabilities. Unread: the bytes
 //     waiting on a socket (tests use it to see a request arrive).
+//   - Unix sockets (sock.go): waits for a connection or for bytes that block
+//     in poll(2), not in the Go runtime's network poller, with poll's timeout
+//     instead of net's deadlines (AcceptBlocking, ShutdownListener,
+//     ReadBlocking, ReadBlockingUntil, WriteBlockingUntil), and PeerHungUp.
 //   - The kernel's own SysV semaphores and message queues (Semget, Semop,
 //     Semtimedop, Semctl*, Msgget, Msgsnd, Msgrcv, Msgctl*) with the same Go
 //     types as the usysv contract API: the baseline that benchmarks and

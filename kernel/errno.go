@@ -27,6 +27,7 @@ const (
 	EEXIST       = unix.EEXIST
 	EINVAL       = unix.EINVAL
 	EFBIG        = unix.EFBIG
+	EPIPE        = unix.EPIPE
 	ENOSPC       = unix.ENOSPC
 	ERANGE       = unix.ERANGE
 	ENOSYS       = unix.ENOSYS

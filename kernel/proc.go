@@ -3,8 +3,6 @@ package kernel
 import (
 	"bytes"
 	"errors"
-	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -264,45 +262,6 @@ func SelfCreds() (Creds, error) {
 	return c, nil
 }
 
-// PeerCred returns the pid, uid and gid of the process at the other end of a
-// unix socket connection (SO_PEERCRED): the kernel's word, not the peer's.
-func PeerCred(conn *net.UnixConn) (pid int, uid, gid uint32, err error) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	var uc *unix.Ucred
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		uc, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, 0, 0, err
-	}
-	if serr != nil {
-		return 0, 0, 0, serr
-	}
-	return int(uc.Pid), uc.Uid, uc.Gid, nil
-}
-
-// PeerHungUp reports whether the process at the other end of a unix
-// socket connection has closed it, even if bytes it sent before are still
-// unread: poll(2) with no wait sees POLLHUP. A peer that only shut down its
-// writing side (shutdown(SHUT_WR): POLLRDHUP alone) can still read, so it
-// has not hung up.
-func PeerHungUp(conn *net.UnixConn) bool {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return true
-	}
-	hup := false
-	_ = rc.Control(func(fd uintptr) {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 0)
-		hup = err == nil && n > 0 && pfd[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0
-	})
-	return hup
-}
-
 // Epoll is an epoll instance, used to watch many pidfds from one goroutine.
 type Epoll struct{ fd int }
 
@@ -419,51 +378,3 @@ func Geteuid() int { return unix.Geteuid() }
 
 // Getegid is getegid(2).
 func Getegid() int { return unix.Getegid() }
-
-// ReadBlocking is read(2) on the socket or pipe behind c, waiting in
-// poll(2) while nothing is there instead of in the Go runtime's network
-// poller. For a reader that waits for hours (a client's connection to its
-// registry): while any goroutine is parked in the network poller, an idle
-// thread of the process blocks in epoll_pwait(2) with no timeout, and each
-// timer the process arms (a time.Sleep) first wakes that thread (a write
-// to the poller's eventfd, a read, another epoll_pwait). Measured, a
-// ping-pong whose waiters sleep took about 5–20 µs more per round trip
-// that way, whether it used usysv's sem, the kernel's semop or a bare
-// futex. A wait here is one thread blocked in the kernel, which the Go
-// scheduler leaves alone.
-//
-// It returns 0, io.EOF at end of stream. Close does not end a wait in
-// poll: shut the connection's read side down first (CloseRead), which
-// does, and then Close.
-func ReadBlocking(c syscall.Conn, p []byte) (n int, err error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	cerr := rc.Control(func(fd uintptr) {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			n, err = unix.Read(int(fd), p)
-			switch err {
-			case nil:
-				if n == 0 && len(p) > 0 {
-					err = io.EOF
-				}
-				return
-			case unix.EINTR:
-			case unix.EAGAIN:
-				if _, perr := unix.Poll(pfd, -1); perr != nil && perr != unix.EINTR {
-					n, err = 0, perr
-					return
-				}
-			default:
-				n = 0
-				return
-			}
-		}
-	})
-	if cerr != nil {
-		return 0, cerr
-	}
-	return n, err
-}

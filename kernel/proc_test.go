@@ -3,10 +3,8 @@ package kernel_test
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"slices"
 	"testing"
 	"time"
 
@@ -378,19 +376,6 @@ func TestChildAttr(t *testing.T) {
 	assert.Equal(t, []uint32{3}, a.Credential.Groups)
 }
 
-// PeerHungUp: a peer that closed its end has hung up, one that only shut
-// down its writing side (and may still read the answers) has not.
-func TestPeerHungUp(t *testing.T) {
-	c, s := unixPair(t)
-	_, err := c.Write([]byte("request"))
-	require.NoError(t, err)
-	assert.False(t, kernel.PeerHungUp(s), "connected, a request unread")
-	require.NoError(t, c.CloseWrite())
-	assert.False(t, kernel.PeerHungUp(s), "half-closed: it can still read")
-	require.NoError(t, c.Close())
-	assert.True(t, kernel.PeerHungUp(s), "closed, the request still unread")
-}
-
 func TestUnread(t *testing.T) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
@@ -411,78 +396,4 @@ func TestUnread(t *testing.T) {
 
 	_, err = kernel.Unread(-1)
 	assert.ErrorIs(t, err, kernel.EBADF)
-}
-
-// unixPair is a connected pair of unix stream sockets, closed when the
-// test ends: the dialling end and the accepted one.
-func unixPair(t *testing.T) (c, s *net.UnixConn) {
-	t.Helper()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: t.TempDir() + "/s", Net: "unix"})
-	require.NoError(t, err)
-	defer l.Close()
-	c, err = net.DialUnix("unix", nil, l.Addr().(*net.UnixAddr))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	s, err = l.AcceptUnix()
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	return c, s
-}
-
-func TestReadBlocking(t *testing.T) {
-	c, s := unixPair(t)
-	type result struct {
-		n   int
-		err error
-	}
-	read := func(p []byte) chan result {
-		ch := make(chan result, 1)
-		go func() {
-			n, err := kernel.ReadBlocking(s, p)
-			ch <- result{n, err}
-		}()
-		return ch
-	}
-	waiting := func() bool {
-		return slices.Equal(testutil.GoroutineStates("kernel.ReadBlocking("), []string{"syscall"})
-	}
-	buf := make([]byte, 8)
-	ch := read(buf)
-	// It waits in a system call of its own, not parked in the network
-	// poller ("IO wait").
-	require.Eventually(t, waiting, 5*time.Second, time.Millisecond, "the reader waits in a system call")
-	_, err := c.Write([]byte("hello"))
-	require.NoError(t, err)
-	r := <-ch
-	require.NoError(t, r.err)
-	assert.Equal(t, "hello", string(buf[:r.n]))
-
-	// What is there is read at once, in pieces as small as p.
-	_, err = c.Write([]byte("abc"))
-	require.NoError(t, err)
-	n, err := kernel.ReadBlocking(s, buf[:2])
-	require.NoError(t, err)
-	assert.Equal(t, "ab", string(buf[:n]))
-	n, err = kernel.ReadBlocking(s, buf[:0])
-	require.NoError(t, err, "an empty read")
-	assert.Zero(t, n)
-	n, err = kernel.ReadBlocking(s, buf)
-	require.NoError(t, err)
-	assert.Equal(t, "c", string(buf[:n]))
-
-	// CloseRead ends a wait, with end of stream; so does the peer's close.
-	endsWait := func(end func() error, what string) {
-		ch := read(buf)
-		require.Eventually(t, waiting, 5*time.Second, time.Millisecond)
-		require.NoError(t, end())
-		r := <-ch
-		assert.Zero(t, r.n, what)
-		assert.ErrorIs(t, r.err, io.EOF, what)
-	}
-	endsWait(s.CloseRead, "CloseRead")
-	require.NoError(t, s.Close())
-	_, err = kernel.ReadBlocking(s, buf)
-	assert.ErrorIs(t, err, net.ErrClosed, "a closed connection")
-	c, s = unixPair(t)
-	endsWait(c.Close, "the peer's close")
 }
