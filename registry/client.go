@@ -139,8 +139,8 @@ func defaultDir(path string) error {
 // Dial connects to the registry at socket. It never hosts one: if nothing
 // answers it fails (ECONNREFUSED or ENOENT). A broken connection is redialled
 // by the next call. While connected, the client keeps one thread blocked in
-// poll(2) for the registry's responses (docs/INTERNALS.md, "A client's
-// connection"); Close ends it.
+// poll(2) for the registry's responses (docs/INTERNALS.md, "Waiting on
+// sockets"); Close ends it.
 func Dial(socket string) (*Client, error) {
 	c, err := newClient(socket, false)
 	if err != nil {
@@ -466,7 +466,7 @@ func parseResponse(body []byte) (dec, kernel.Errno, bool) {
 // readLoop delivers responses until the connection breaks, then lets the
 // client reconnect.
 func (c *Client) readLoop(cn *conn) {
-	br := bufio.NewReaderSize(blockingReader{cn.nc}, 4096)
+	br := bufio.NewReaderSize(&blockingReader{nc: cn.nc}, 4096)
 	for {
 		body, err := readFrame(br, nil)
 		if err != nil || len(body) < respHeader {
@@ -499,13 +499,6 @@ func (c *Client) readLoop(cn *conn) {
 	c.mu.Unlock()
 }
 
-// blockingReader reads a connection waiting in poll(2), outside the Go
-// runtime's network poller (kernel.ReadBlocking says why): readLoop waits
-// there for as long as the process lives.
-type blockingReader struct{ nc *net.UnixConn }
-
-func (r blockingReader) Read(p []byte) (int, error) { return kernel.ReadBlocking(r.nc, p) }
-
 // close closes the connection. Its read side is shut down first, which
 // ends readLoop's wait in poll(2); Close alone would not, and would wait
 // for it.
@@ -528,8 +521,7 @@ func (cn *conn) roundTrip(frame []byte, tag uint32) (body []byte, sent bool, err
 	cn.pending[tag] = ch
 	cn.pmu.Unlock()
 	cn.wmu.Lock()
-	_ = cn.nc.SetWriteDeadline(time.Now().Add(responseTimeout))
-	_, err = cn.nc.Write(frame)
+	_, err = kernel.WriteBlockingUntil(cn.nc, frame, time.Now().Add(responseTimeout))
 	cn.wmu.Unlock()
 	if err != nil {
 		cn.pmu.Lock()

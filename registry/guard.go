@@ -236,7 +236,7 @@ func (s *Server) reclaim() error {
 		s.lnPin = s.pinAbove(ln)
 		old := s.ln.Swap(ln)
 		old.SetUnlinkOnClose(false) // (its path is the new socket's)
-		_ = old.Close()             // Serve's accept moves to the new listener
+		_ = closeListener(old)      // Serve's accept moves to the new listener
 		oldPin.drop()
 		log.Printf("registry: %s was removed while this registry ran; put back", s.socket)
 	}

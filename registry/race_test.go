@@ -279,12 +279,13 @@ func TestTakeover(t *testing.T) {
 
 // Hostile clients — garbage, half frames, huge lengths, a client that
 // never reads its responses, a pile of idle connections — do not stop
-// other clients from being served, and each bad connection is closed.
+// other clients from being served, and each bad connection is closed
+// (the one that never reads once a response waits writeTimeout).
 func TestHostileClients(t *testing.T) {
-	old := frameTimeout
-	frameTimeout = 300 * time.Millisecond
+	oldFrame, oldWrite := frameTimeout, writeTimeout
+	frameTimeout, writeTimeout = 300*time.Millisecond, 300*time.Millisecond
 	s, c := startServer(t, Limits{})
-	frameTimeout = old
+	frameTimeout, writeTimeout = oldFrame, oldWrite
 	dialRaw := func() *net.UnixConn {
 		nc, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: s.Socket(), Net: "unix"})
 		require.NoError(t, err)
@@ -324,7 +325,9 @@ func TestHostileClients(t *testing.T) {
 	require.NoError(t, err)
 	// A client that floods requests and never reads the responses.
 	flood := dialRaw()
+	floodEnded := make(chan error, 1)
 	go func() {
+		defer close(floodEnded)
 		e := newFrame(nil, opInfo, 1)
 		e.u32(uint32(shm.KindSem))
 		b := e.bytes()
@@ -359,6 +362,11 @@ func TestHostileClients(t *testing.T) {
 	for name, nc := range map[string]*net.UnixConn{"garbage": garbage, "huge length": huge,
 		"bad version": badVersion, "bad payload": badPayload, "half frame": half} {
 		assert.True(t, closedByServer(nc), "%s: connection not closed", name)
+	}
+	select {
+	case <-floodEnded: // its writes failed: the server closed the connection
+	case <-time.After(10 * time.Second):
+		t.Error("never reads: connection not closed")
 	}
 	_ = idle
 	objs, err := c.List(shm.KindMsg)

@@ -505,7 +505,8 @@ func (s *Server) forget(e *entry) {
 // start-up pass that a death runs (processes may have died while no
 // registry ran). It returns nil after Close, and ErrDisplaced once the
 // server has stepped down for another registry and finished closing
-// (guard.go).
+// (guard.go). The accept and each connection wait in poll(2), a thread
+// each (docs/INTERNALS.md, "Waiting on sockets").
 func (s *Server) Serve() error {
 	if !s.serving.CompareAndSwap(false, true) {
 		return fmt.Errorf("registry: Serve called twice: %w", kernel.EINVAL)
@@ -521,7 +522,7 @@ func (s *Server) Serve() error {
 	s.deathPass()
 	for {
 		ln := s.ln.Load()
-		nc, err := ln.AcceptUnix()
+		nc, err := kernel.AcceptBlocking(ln)
 		if err != nil {
 			if s.closed.Load() {
 				if s.displaced.Load() {
@@ -545,6 +546,15 @@ func (s *Server) Serve() error {
 			nc.Close() // closed meanwhile: the next accept ends the loop
 		}
 	}
+}
+
+// closeListener closes a listener that Serve may be waiting on. The wait
+// is in poll(2) (kernel.AcceptBlocking), outside the Go runtime's network
+// poller for the reason kernel.ReadBlocking gives: Close alone would not
+// end it, and would wait for it, so the listener is shut down first.
+func closeListener(ln *net.UnixListener) error {
+	_ = kernel.ShutdownListener(ln)
+	return ln.Close()
 }
 
 // goTracked starts f, which must call s.wg.Done when it returns, as a
@@ -580,7 +590,7 @@ func (s *Server) Close() error {
 	s.gmu.Lock()
 	ln := s.ln.Load()
 	ln.SetUnlinkOnClose(s.ownsSocket()) // (another registry's socket stays)
-	err := ln.Close()
+	err := closeListener(ln)
 	s.lnPin.drop()
 	s.lnPin = noPin
 	s.gmu.Unlock()
@@ -678,17 +688,18 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		}
 		return true
 	}
-	br := bufio.NewReaderSize(nc, 4096)
+	rd := &blockingReader{nc: nc}
+	br := bufio.NewReaderSize(rd, 4096)
 	rbuf := make([]byte, 256)
 	wbuf := make([]byte, 0, 256)
 	for {
 		// An idle client may stay connected for ever (that is how the
 		// registry knows it lives); once a frame starts it must finish.
-		_ = nc.SetReadDeadline(time.Time{})
+		rd.deadline = time.Time{}
 		if _, err := br.Peek(1); err != nil {
 			return
 		}
-		_ = nc.SetReadDeadline(time.Now().Add(s.frameTimeout))
+		rd.deadline = time.Now().Add(s.frameTimeout)
 		body, err := readFrame(br, rbuf)
 		if err != nil {
 			return
@@ -700,8 +711,7 @@ func (s *Server) serveConn(nc *net.UnixConn) {
 		if !ok {
 			return
 		}
-		_ = nc.SetWriteDeadline(time.Now().Add(s.writeTimeout))
-		if _, err := nc.Write(out); err != nil {
+		if _, err := kernel.WriteBlockingUntil(nc, out, time.Now().Add(s.writeTimeout)); err != nil {
 			return
 		}
 		if cap(out) <= maxFrame {

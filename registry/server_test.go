@@ -649,3 +649,45 @@ func TestClientWaitsOutsideNetpoller(t *testing.T) {
 	require.Eventually(t, func() bool { return len(loops()) == n-1 }, 5*time.Second, time.Millisecond,
 		"the closed client's read loop ends")
 }
+
+// A server waits for connections and requests in poll(2) too, not parked
+// in the network poller (docs/INTERNALS.md, "Waiting on sockets"): no
+// goroutine of the package is, while clients are connected and idle, and
+// Close ends those waits.
+func TestServerWaitsOutsideNetpoller(t *testing.T) {
+	s, err := NewServer(filepath.Join(t.TempDir(), "reg.sock"), Limits{})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	var clients []*Client
+	for range 2 {
+		c, err := Dial(s.Socket())
+		require.NoError(t, err)
+		clients = append(clients, c)
+	}
+	id, err := clients[0].Get(semReq(kernel.IPC_PRIVATE, 1, kernel.IPC_CREAT|0o600))
+	require.NoError(t, err)
+	require.NoError(t, clients[1].Remove(shm.KindSem, id))
+	serving := func() []string { return testutil.GoroutineStates("registry.(*Server).serveConn(") }
+	allSyscall := func(st []string) bool {
+		return !slices.ContainsFunc(st, func(s string) bool { return s != "syscall" })
+	}
+	require.Eventually(t, func() bool {
+		st := serving()
+		return len(st) >= 2 && allSyscall(st) && allSyscall(testutil.GoroutineStates("registry.(*Server).Serve("))
+	}, 5*time.Second, time.Millisecond, "the accept and every connection wait in a system call")
+	assert.NotContains(t, testutil.GoroutineStates("registry."), "IO wait", "no goroutine of the package is in the network poller")
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waits for the server's waits in poll")
+	}
+	require.NoError(t, <-done, "Serve returns")
+	for _, c := range clients {
+		require.NoError(t, c.Close())
+	}
+}

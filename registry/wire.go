@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"time"
 
+	"github.com/usysv/usysv/kernel"
 	"github.com/usysv/usysv/shm"
 )
 
@@ -56,6 +59,20 @@ const (
 const statAny = 1 << 31
 
 var errMalformed = errors.New("registry: malformed frame")
+
+// blockingReader reads a connection waiting in poll(2), outside the Go
+// runtime's network poller (kernel.ReadBlocking says why): a client's
+// readLoop and a server's serveConn wait there for as long as the
+// connection lasts. Past deadline, unless zero, a read fails with
+// os.ErrDeadlineExceeded.
+type blockingReader struct {
+	nc       *net.UnixConn
+	deadline time.Time
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	return kernel.ReadBlockingUntil(r.nc, p, r.deadline)
+}
 
 // readFrame reads one frame into buf (grown if needed) and returns its body
 // (the bytes after the length prefix).
