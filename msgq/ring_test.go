@@ -197,6 +197,49 @@ func TestRingOpenHint(t *testing.T) {
 	require.NoError(t, q.Check())
 }
 
+// A receive that comes to the lock path after a spin and finds the ring
+// open takes a first message that matches from the ring, and leaves it
+// open. It used to close it: in a message ping-pong, a receiver that had
+// spun there closed every open with its peer's message in the ring, which
+// counted as an open that bought nothing, and the opens were put off.
+// A first message that does not match still closes it, and the store
+// selects, as before.
+func TestLockedReceiveTakesFromOpenRing(t *testing.T) {
+	q := newQueue(t)
+	ctx := context.Background()
+	reopened(t, q)
+	require.NoError(t, q.Send(ctx, 2, []byte("reply")))
+	m := []Msg{{Data: make([]byte, 8)}}
+	n, err := q.recvMsgs(ctx, m, 2, 0, true) // as Recv calls it after its spin
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	assert.Equal(t, "reply", string(m[0].Data[:m[0].N]))
+	assert.Equal(t, int64(2), m[0].Type)
+	open, head, tail, store := ringState(q)
+	assert.True(t, open, "the ring stays open")
+	assert.Equal(t, head, tail)
+	assert.Zero(t, store)
+	assert.Zero(t, q.v.ctl.useless, "an open that bought something")
+	ds, err := q.Stat()
+	require.NoError(t, err)
+	assert.Zero(t, ds.Qnum)
+	assert.Equal(t, kernel.Getpid(), ds.Lrpid)
+
+	require.NoError(t, q.Send(ctx, 1, []byte("one")))
+	require.NoError(t, q.Send(ctx, 3, []byte("three")))
+	n, err = q.recvMsgs(ctx, m, 3, 0, true)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	assert.Equal(t, "three", string(m[0].Data[:m[0].N]))
+	open, _, _, _ = ringState(q)
+	assert.False(t, open, "the first message did not match: closed, the store selected")
+	n, typ, err := q.TryRecv(m[0].Data, 0, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "one", string(m[0].Data[:n]))
+	assert.Equal(t, int64(1), typ)
+	require.NoError(t, q.Check())
+}
+
 // Typed receives through the ring: the first message when it matches;
 // ENOMSG when nothing in the ring matches; E2BIG leaving it queued.
 func TestRingTyped(t *testing.T) {
