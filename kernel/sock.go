@@ -144,7 +144,10 @@ func pollFor(fd int, events int16, deadline time.Time) (int16, error) {
 // (SetWriteDeadline) stays armed as a runtime timer until it passes, even
 // after the write, and a pending timer keeps an idle thread of the
 // process waiting in the network poller until then, which each shorter
-// timer the process arms has to wake.
+// timer the process arms has to wake. Close does not end a wait in poll:
+// shut both sides of the connection down first (CloseRead and
+// CloseWrite: poll sees POLLHUP, and the write fails with EPIPE), and
+// then Close.
 func WriteBlockingUntil(c syscall.Conn, p []byte, deadline time.Time) (n int, err error) {
 	rc, err := c.SyscallConn()
 	if err != nil {

@@ -253,4 +253,23 @@ func TestWriteBlockingUntil(t *testing.T) {
 		5*time.Second, time.Millisecond, "the peer's close ends the wait")
 	_, err = kernel.WriteBlockingUntil(c, []byte("x"), time.Time{})
 	assert.ErrorIs(t, err, kernel.EPIPE, "a closed peer")
+
+	// Shutting down both sides of one's own end ends a wait (poll then
+	// sees POLLHUP; Close alone would wait for it).
+	c, _ = unixPair(t)
+	go func() {
+		n, err := kernel.WriteBlockingUntil(c, big, time.Time{})
+		wrote <- result{n, err}
+	}()
+	require.Eventually(t, func() bool {
+		return slices.Equal(testutil.GoroutineStates("kernel.WriteBlockingUntil("), []string{"syscall"})
+	}, 5*time.Second, time.Millisecond)
+	require.NoError(t, c.CloseRead())
+	require.NoError(t, c.CloseWrite())
+	select {
+	case r := <-wrote:
+		assert.ErrorIs(t, r.err, kernel.EPIPE, "its own end shut down")
+	case <-time.After(5 * time.Second):
+		t.Fatal("shutdown did not end the wait")
+	}
 }

@@ -499,11 +499,13 @@ func (c *Client) readLoop(cn *conn) {
 	c.mu.Unlock()
 }
 
-// close closes the connection. Its read side is shut down first, which
-// ends readLoop's wait in poll(2); Close alone would not, and would wait
-// for it.
+// close closes the connection. Both sides are shut down first, which
+// ends readLoop's wait in poll(2) and that of a request's write waiting
+// for room (a registry host that stopped reading); Close alone would end
+// neither, and would wait for them.
 func (cn *conn) close() {
 	_ = cn.nc.CloseRead()
+	_ = cn.nc.CloseWrite()
 	_ = cn.nc.Close()
 }
 
