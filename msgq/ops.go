@@ -349,8 +349,9 @@ func (q *Queue) recvMsgs(ctx context.Context, msgs []Msg, msgtyp int64, flags in
 		// ring again at once. In a message ping-pong, a receiver that had
 		// come here closed every open this way, with its peer's message in
 		// the ring and none taken from it, which noteClose counts as an
-		// open that bought nothing: its backoff then kept about 40% of the
-		// round trips of a slow run on the lock path.
+		// open that bought nothing: its backoff then kept 44% of the
+		// receives and sends of a slow run (1.5 µs round trips against
+		// 0.54) on the lock path.
 		if w.slot == nil && !w.ovf && len(msgs) == 1 && flags&MSG_COPY == 0 && msgtyp >= 0 && q.ring && q.v.isOpen() {
 			if q.ringTake(&msgs[0], mode, typ, flags&MSG_NOERROR != 0) == takeDone {
 				q.afterRecv(&wl)
