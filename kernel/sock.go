@@ -110,8 +110,9 @@ func ReadBlockingUntil(c syscall.Conn, p []byte, deadline time.Time) (n int, err
 
 // pollIn waits in poll(2) until fd is readable (or hung up, or in error)
 // and returns the events it got; os.ErrDeadlineExceeded once deadline
-// (unless zero) has passed. EINTR returns no events and no error: the
-// caller looks again.
+// (unless zero) has passed. EINTR, and poll's own timeout, return no
+// events and no error: the caller looks again, and the next call reports
+// the deadline.
 func pollIn(fd int, deadline time.Time) (int16, error) { return pollFor(fd, unix.POLLIN, deadline) }
 
 // pollFor is pollIn for any events.
