@@ -325,7 +325,7 @@ func TestHostileClients(t *testing.T) {
 	require.NoError(t, err)
 	// A client that floods requests and never reads the responses.
 	flood := dialRaw()
-	floodEnded := make(chan error, 1)
+	floodEnded := make(chan struct{})
 	go func() {
 		defer close(floodEnded)
 		e := newFrame(nil, opInfo, 1)

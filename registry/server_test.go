@@ -673,8 +673,8 @@ func TestServerWaitsOutsideNetpoller(t *testing.T) {
 		return !slices.ContainsFunc(st, func(s string) bool { return s != "syscall" })
 	}
 	require.Eventually(t, func() bool {
-		st := serving()
-		return len(st) >= 2 && allSyscall(st) && allSyscall(testutil.GoroutineStates("registry.(*Server).Serve("))
+		st, acc := serving(), testutil.GoroutineStates("registry.(*Server).Serve(")
+		return len(st) >= 2 && allSyscall(st) && len(acc) >= 1 && allSyscall(acc)
 	}, 5*time.Second, time.Millisecond, "the accept and every connection wait in a system call")
 	assert.NotContains(t, testutil.GoroutineStates("registry."), "IO wait", "no goroutine of the package is in the network poller")
 
