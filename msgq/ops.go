@@ -448,14 +448,8 @@ func (q *Queue) closeRing() error {
 func (q *Queue) sendLocked(ctx context.Context, mtype int64, data []byte, ring bool) (bool, error) {
 	var wl wakeList
 	defer q.v.guard(q.mu, &wl, nil)
-	if died, err := q.acquireWithin(ctx, &wl); err != nil {
-		return true, err
-	} else if died {
-		q.v.repair(true)
-	}
-	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permWrite == 0 || q.seg.Removed() {
-		q.unlock(&wl)
-		return false, nil
+	if ok, err := q.lockQuick(ctx, &wl, permWrite); !ok {
+		return err != nil, err
 	}
 	// The ring may have opened while this call waited for the lock (ring:
 	// it came here because it found the ring closed): then the message
@@ -489,6 +483,27 @@ func (q *Queue) sendLocked(ctx context.Context, mtype int64, data []byte, ring b
 	return true, err
 }
 
+// lockQuick takes the lock for sendLocked or recvLocked (until ctx ends:
+// then the error) and reports whether their common case may go on: no
+// death to repair since this handle last looked, permission need, the
+// queue not removed. If not, it has released the lock, and the general
+// path does the call (it repairs, and returns the errors in Linux's
+// order).
+func (q *Queue) lockQuick(ctx context.Context, wl *wakeList, need uint64) (bool, error) {
+	died, err := q.acquireWithin(ctx, wl)
+	if err != nil {
+		return false, err
+	}
+	if died {
+		q.v.repair(true)
+	}
+	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&need == 0 || q.seg.Removed() {
+		q.unlock(wl)
+		return false, nil
+	}
+	return true, nil
+}
+
 // recvLocked is the whole of a receive through the lock in the common
 // case: the lock once, a message there (or none and IPC_NOWAIT). It
 // reports false, having taken nothing, when the call needs the general
@@ -496,14 +511,8 @@ func (q *Queue) sendLocked(ctx context.Context, mtype int64, data []byte, ring b
 func (q *Queue) recvLocked(ctx context.Context, m *Msg, msgtyp int64, flags int, ring bool) (bool, error) {
 	var wl wakeList
 	defer q.v.guard(q.mu, &wl, nil)
-	if died, err := q.acquireWithin(ctx, &wl); err != nil {
-		return true, err
-	} else if died {
-		q.v.repair(true)
-	}
-	if q.seg.DeadGen() != q.deadGen.Load() || q.access()&permRead == 0 || q.seg.Removed() {
-		q.unlock(&wl)
-		return false, nil
+	if ok, err := q.lockQuick(ctx, &wl, permRead); !ok {
+		return err != nil, err
 	}
 	mode, typ := convertMode(msgtyp, flags)
 	// As in sendLocked: the ring may have opened meanwhile.
