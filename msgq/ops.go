@@ -483,12 +483,12 @@ func (q *Queue) sendLocked(ctx context.Context, mtype int64, data []byte, ring b
 	return true, err
 }
 
-// lockQuick takes the lock for sendLocked or recvLocked (until ctx ends:
-// then the error) and reports whether their common case may go on: no
-// death to repair since this handle last looked, permission need, the
-// queue not removed. If not, it has released the lock, and the general
-// path does the call (it repairs, and returns the errors in Linux's
-// order).
+// lockQuick takes the lock for sendLocked or recvLocked, waiting until ctx
+// ends at most (then it returns ctx's error, without the lock), and
+// reports whether their common case may go on: no death since this handle
+// last repaired, permission need, the queue not removed. If not, it has
+// released the lock, and the general path does the call (it repairs, and
+// returns the errors in Linux's order).
 func (q *Queue) lockQuick(ctx context.Context, wl *wakeList, need uint64) (bool, error) {
 	died, err := q.acquireWithin(ctx, wl)
 	if err != nil {
