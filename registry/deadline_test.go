@@ -43,7 +43,8 @@ func TestNoNetDeadlineOnConnections(t *testing.T) {
 }
 
 // netDeadlineCalls returns, for each function of the package's non-test
-// files in dir, the positions of its calls of a deadline setter.
+// files in dir (and for their package-level declarations together), the
+// positions of its calls of a deadline setter.
 func netDeadlineCalls(t *testing.T, dir string) map[string][]string {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
@@ -57,17 +58,16 @@ func netDeadlineCalls(t *testing.T, dir string) map[string][]string {
 		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, 0)
 		require.NoError(t, err)
 		for _, d := range f.Decls {
-			fd, ok := d.(*ast.FuncDecl)
-			if !ok || fd.Body == nil {
-				continue
+			fn := "(package level)" // a function literal in a var's value
+			if fd, ok := d.(*ast.FuncDecl); ok {
+				fn = funcName(fd)
 			}
-			ast.Inspect(fd.Body, func(n ast.Node) bool {
+			ast.Inspect(d, func(n ast.Node) bool {
 				call, ok := n.(*ast.CallExpr)
 				if !ok {
 					return true
 				}
 				if sel, ok := call.Fun.(*ast.SelectorExpr); ok && deadlineSetters[sel.Sel.Name] {
-					fn := funcName(fd)
 					found[fn] = append(found[fn], fset.Position(call.Pos()).String())
 				}
 				return true
