@@ -288,10 +288,15 @@ func (e *Epoll) Remove(fd int) error {
 }
 
 // Wait blocks up to msec milliseconds (-1: for ever) and returns the data of
-// the descriptors that are ready. EINTR is retried.
+// the descriptors that are ready. EINTR is retried. Before it blocks, the
+// goroutines its caller made runnable run (letReadiedRun: the registry's
+// watch hands a death to its repair loop and waits again).
 func (e *Epoll) Wait(msec int) ([]uint64, error) {
 	var evs [32]unix.EpollEvent
 	for {
+		if msec != 0 {
+			letReadiedRun()
+		}
 		n, err := unix.EpollWait(e.fd, evs[:], msec)
 		if err == unix.EINTR {
 			continue

@@ -136,36 +136,42 @@ func BenchmarkGetExisting(b *testing.B) {
 		b.ReportMetric(float64(len(all))/el.Seconds(), "gets/s")
 	})
 
-	b.Run("procs", func(b *testing.B) {
-		const procs = 4
-		per := (b.N + procs - 1) / procs
-		var ps []*testutil.Proc
-		for i := 0; i < procs; i++ {
-			p := testutil.Start(b, "getter", []string{c.Socket(), strconv.Itoa(key), strconv.Itoa(per)})
-			p.Expect("ready", 10*time.Second)
-			ps = append(ps, p)
+	// proc: one client process, one request at a time (the latency
+	// across processes); procs: four at once.
+	b.Run("proc", func(b *testing.B) { getFromProcs(b, c.Socket(), key, 1) })
+	b.Run("procs", func(b *testing.B) { getFromProcs(b, c.Socket(), key, 4) })
+}
+
+// getFromProcs runs BenchmarkGetExisting's Gets from procs client
+// processes (helper "getter").
+func getFromProcs(b *testing.B, socket string, key, procs int) {
+	per := (b.N + procs - 1) / procs
+	var ps []*testutil.Proc
+	for i := 0; i < procs; i++ {
+		p := testutil.Start(b, "getter", []string{socket, strconv.Itoa(key), strconv.Itoa(per)})
+		p.Expect("ready", 10*time.Second)
+		ps = append(ps, p)
+	}
+	b.ResetTimer()
+	for _, p := range ps {
+		p.Send("go")
+	}
+	var maxEl, sum50, sum99 float64
+	for _, p := range ps {
+		var n int
+		var el, p50, p99 float64
+		l := p.Line(5 * time.Minute)
+		if _, err := fmt.Sscan(l, &n, &el, &p50, &p99); err != nil {
+			b.Fatalf("getter said %q", l)
 		}
-		b.ResetTimer()
-		for _, p := range ps {
-			p.Send("go")
+		if el > maxEl {
+			maxEl = el
 		}
-		var maxEl, sum50, sum99 float64
-		for _, p := range ps {
-			var n int
-			var el, p50, p99 float64
-			l := p.Line(5 * time.Minute)
-			if _, err := fmt.Sscan(l, &n, &el, &p50, &p99); err != nil {
-				b.Fatalf("getter said %q", l)
-			}
-			if el > maxEl {
-				maxEl = el
-			}
-			sum50 += p50
-			sum99 += p99
-		}
-		b.StopTimer()
-		b.ReportMetric(sum50/procs, "p50-ns")
-		b.ReportMetric(sum99/procs, "p99-ns")
-		b.ReportMetric(float64(per*procs)/(maxEl/1e9), "gets/s")
-	})
+		sum50 += p50
+		sum99 += p99
+	}
+	b.StopTimer()
+	b.ReportMetric(sum50/float64(procs), "p50-ns")
+	b.ReportMetric(sum99/float64(procs), "p99-ns")
+	b.ReportMetric(float64(per*procs)/(maxEl/1e9), "gets/s")
 }
