@@ -55,9 +55,11 @@ func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
 // BenchmarkGetExisting measures a Get of an existing key through the
 // registry (Client.get, past the get cache): the round trip every Open by
 // key pays the first time. serial: one client, one request at a time
-// (latency). conns: 8 connections from goroutines of this process. procs:
-// 4 client processes against a registry in this process (what "many
-// clients" means in production). cached: Get answered from the cache.
+// (latency), in the registry's process. conns: 8 connections from
+// goroutines of this process. proc: one client process, one request at a
+// time (latency across processes). procs: 4 client processes against a
+// registry in this process (what "many clients" means in production).
+// cached: Get answered from the cache.
 func BenchmarkGetExisting(b *testing.B) {
 	_, c := startServer(b, Limits{})
 	key := testutil.Key(b)
@@ -136,8 +138,6 @@ func BenchmarkGetExisting(b *testing.B) {
 		b.ReportMetric(float64(len(all))/el.Seconds(), "gets/s")
 	})
 
-	// proc: one client process, one request at a time (the latency
-	// across processes); procs: four at once.
 	b.Run("proc", func(b *testing.B) { getFromProcs(b, c.Socket(), key, 1) })
 	b.Run("procs", func(b *testing.B) { getFromProcs(b, c.Socket(), key, 4) })
 }
