@@ -2,11 +2,13 @@ package kernel_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -72,6 +74,35 @@ func TestBlockingWaitsLetRunnableGoroutinesRun(t *testing.T) {
 			require.Equal(t, before, n, "a goroutine runnable when the wait began ran only once its thread was in the system call")
 		})
 	}
+}
+
+// AcceptBlocking takes a connection that is already pending without the
+// yield of its wait: with one P, a goroutine made runnable just before has
+// not run when it returns. (With the wait first, it always has.)
+func TestAcceptTakesPendingWithoutYield(t *testing.T) {
+	addr := &net.UnixAddr{Name: t.TempDir() + "/s", Net: "unix"}
+	ln, err := net.ListenUnix("unix", addr)
+	require.NoError(t, err)
+	defer ln.Close()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	// Up to three tries: the runtime may preempt the caller, or take its
+	// P while it is in a system call, and run the goroutine meanwhile.
+	ran := false
+	for range 3 {
+		d, err := net.DialUnix("unix", nil, addr)
+		require.NoError(t, err)
+		defer d.Close()
+		var flag atomic.Bool
+		go flag.Store(true)
+		c, err := kernel.AcceptBlocking(ln)
+		ran = flag.Load()
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+		if !ran {
+			break
+		}
+	}
+	require.False(t, ran, "a goroutine runnable before the accept of a pending connection ran before it returned, in each of three tries")
 }
 
 // threadsIn counts the threads of this process in system call nr (with
