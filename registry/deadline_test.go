@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -16,13 +17,8 @@ import (
 // network poller.
 var deadlineSetters = map[string]bool{"SetDeadline": true, "SetReadDeadline": true, "SetWriteDeadline": true}
 
-// deadlinesAllowed are the functions that may set a net deadline: those
-// of a new connection's hello (dial, and the reader it uses for the
-// response), which dial clears before the connection is used.
-var deadlinesAllowed = map[string]bool{"dial": true, "(*stopWatch).Read": true}
-
-// No registry connection has a net deadline armed once it is in use
-// (docs/INTERNALS.md, "Waiting on sockets"): a deadline is a runtime timer
+// No registry connection ever has a net deadline armed (docs/INTERNALS.md,
+// "Waiting on sockets"): a deadline is a runtime timer
 // that keeps an idle thread in the network poller until it passes, and
 // each time.Sleep of the process then wakes that thread through the
 // poller's eventfd (in a scratch probe, about 1,950 writes to it in 2,000
@@ -30,15 +26,15 @@ var deadlinesAllowed = map[string]bool{"dial": true, "(*stopWatch).Read": true}
 // side; now about 10). Reads and writes wait in poll(2) with their own
 // deadline instead (kernel.ReadBlockingUntil, WriteBlockingUntil). A
 // process's timers cannot be seen from a test, so this one reads the
-// package's source: a call of a deadline setter outside deadlinesAllowed
-// fails it.
+// package's source: any call of a deadline setter fails it. The search is
+// first shown to find the calls in testdata/deadlines.
 func TestNoNetDeadlineOnConnections(t *testing.T) {
-	found := netDeadlineCalls(t, ".")
-	require.NotEmpty(t, found["dial"], "dial's hello deadline is found (the search works)")
-	for fn, calls := range found {
-		if !deadlinesAllowed[fn] {
-			t.Errorf("%s sets a net deadline (%s): wait in poll(2) instead (kernel.ReadBlockingUntil, WriteBlockingUntil)", fn, strings.Join(calls, ", "))
-		}
+	sample := netDeadlineCalls(t, "testdata/deadlines")
+	assert.Len(t, sample["(*conn).hello"], 2, "the search finds both calls of the sample's method")
+	assert.Len(t, sample["(package level)"], 1, "and that of its package-level function literal")
+	require.Len(t, sample, 2, "and nothing else: %v", sample)
+	for fn, calls := range netDeadlineCalls(t, ".") {
+		t.Errorf("%s sets a net deadline (%s): wait in poll(2) instead (kernel.ReadBlockingUntil, WriteBlockingUntil)", fn, strings.Join(calls, ", "))
 	}
 }
 
